@@ -1,0 +1,48 @@
+# Stockroom: `make run` brings the whole system up, `make test` runs the suite.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STACK := $(PY) -m inventory_site.stack exec --
+
+.PHONY: run test lint bench browser stop clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+## run: web, worker and beat with PostgreSQL and Redis (env, local, or embedded)
+run: $(VENV)/.runtime
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(STACK) sh -c 'python manage.py bootstrap && exec honcho start'
+
+## test: install what tests need and run the whole suite
+test: $(VENV)/.dev browser
+	$(STACK) $(PY) -m pytest $(PYTEST_ARGS)
+
+## browser: Debian's chromium for the staff-page browser tests
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## bench: the benchmarks in bench/, each beside its raw limit
+bench: $(VENV)/.dev
+	$(STACK) $(PY) bench/run.py $(BENCH_ARGS)
+
+stop:
+	$(PY) -m inventory_site.stack stop
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

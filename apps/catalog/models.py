@@ -1,0 +1,164 @@
+"""Locations, items, products and the stock they share: levels and the append-only ledger."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Location(models.Model):
+    class Kind(models.TextChoices):
+        STORE = "store", "Store"
+        WAREHOUSE = "warehouse", "Warehouse"
+        SUPPLIER = "supplier", "Supplier (drop-ship)"
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.STORE)
+    # Stores record point-of-sale facts even past zero when this is on.
+    allow_negative = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.get_kind_display()})"
+
+
+class Item(models.Model):
+    """A physically counted thing, counted in its base unit."""
+
+    class Unit(models.TextChoices):
+        PIECE = "piece", "piece"
+        GRAM = "g", "gram"
+        MILLILITRE = "ml", "millilitre"
+
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    unit = models.CharField(max_length=10, choices=Unit.choices, default=Unit.PIECE)
+    # Bounds for the forecast safety stock (section 6), in base units.
+    safety_min = models.PositiveIntegerField(default=0)
+    safety_max = models.PositiveIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}"
+
+
+class Product(models.Model):
+    """What channels sell: one or more items, each in a quantity of base units."""
+
+    class Kind(models.TextChoices):
+        STANDARD = "standard", "Standard (1 x item)"
+        MULTIPACK = "multipack", "Multipack (n x item)"
+        WEIGHTED = "weighted", "Weighted (cut from a bulk item)"
+        BUNDLE = "bundle", "Bundle (several items)"
+
+    code = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.STANDARD)
+    items = models.ManyToManyField(Item, through="ProductComponent", related_name="products")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class ProductComponent(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="components")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="components")
+    quantity = models.PositiveIntegerField(help_text="Base units of the item in one product.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "item"], name="component_unique_item"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="component_quantity_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.item_id} in {self.product_id}"
+
+
+class StockLevel(models.Model):
+    """Denormalised counters for one item at one location; the ledger is the truth behind them."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="levels")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="levels")
+    on_hand = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+    safety = models.BigIntegerField(default=0, help_text="Effective safety stock (forecast or override).")
+    # Copied from the location so that the database itself can hold the rule.
+    allow_negative = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "location"], name="level_unique_item_location"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="level_reserved_not_negative"),
+            models.CheckConstraint(condition=Q(safety__gte=0), name="level_safety_not_negative"),
+            models.CheckConstraint(
+                condition=Q(on_hand__gte=0) | Q(allow_negative=True), name="level_on_hand_not_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["location", "item"], name="level_location_item")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}@{self.location_id}"
+
+    @property
+    def offline_usable(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def atp(self) -> int:
+        return max(0, self.on_hand - self.reserved - self.safety)
+
+
+class Movement(models.Model):
+    """One append-only ledger row. Summing them reproduces every StockLevel."""
+
+    class Kind(models.TextChoices):
+        RECEIPT = "receipt", "Receipt"
+        COUNT = "count", "Stock count"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        POS_SALE = "pos_sale", "Point-of-sale sale"
+        RESERVE = "reserve", "Reservation"
+        RELEASE = "release", "Reservation released"
+        FULFIL = "fulfil", "Fulfilment"
+        IMPORT_SALE = "import_sale", "Imported sale"
+        RETURN = "return", "Return"
+        SUPPLIER_FEED = "supplier_feed", "Supplier feed"
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="movements")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="movements")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    on_hand_delta = models.BigIntegerField(default=0)
+    reserved_delta = models.BigIntegerField(default=0)
+    reference = models.CharField(max_length=120, blank=True, default="", db_index=True)
+    actor = models.CharField(max_length=120, blank=True, default="")
+    note = models.CharField(max_length=500, blank=True, default="")
+    idempotency_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["item", "location", "created_at"], name="movement_item_location_time")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(on_hand_delta=0) | ~Q(reserved_delta=0) | Q(kind="count"),
+                name="movement_moves_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.item_id}@{self.location_id} on_hand{self.on_hand_delta:+} reserved{self.reserved_delta:+}"

@@ -1,0 +1,57 @@
+"""Is each dependency answering? Used by /healthz and by operators."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+
+def _timed(check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as err:  # any failure means "down"; the reason is reported
+        return {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _redis() -> None:
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").ping()
+
+
+def _broker() -> None:
+    from inventory_site.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=1)
+
+
+def dependency_states() -> dict[str, dict[str, Any]]:
+    states = {"database": _timed(_database), "redis": _timed(_redis), "broker": _timed(_broker)}
+    if not states["database"]["ok"]:
+        connection.close_if_unusable_or_obsolete()
+    return states
+
+
+def overall_status(states: dict[str, dict[str, Any]]) -> tuple[str, int]:
+    if not states["database"]["ok"]:
+        return "down", 503
+    if not (states["redis"]["ok"] and states["broker"]["ok"]):
+        return "degraded", 200
+    return "ok", 200
+
+
+def sources() -> dict[str, str]:
+    return {"database": settings.DATABASE_SOURCE, "redis": settings.REDIS_SOURCE}
+
+

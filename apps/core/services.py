@@ -1,0 +1,36 @@
+"""Writes for tokens."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from apps.channels.models import Channel
+from apps.core.errors import NotFound
+from apps.core.models import ApiToken, hash_token
+
+
+@transaction.atomic
+def token_create(*, staff_username: str | None = None, channel_code: str | None = None, name: str = "") -> str:
+    """Create a token for a staff user or a channel and return the raw key (shown once, never stored)."""
+    if (staff_username is None) == (channel_code is None):
+        raise ValueError("A token belongs to exactly one staff user or one channel.")
+    user = channel = None
+    if staff_username is not None:
+        user = get_user_model().objects.filter(username=staff_username).first()
+        if user is None:
+            raise NotFound(f"No user named {staff_username!r}.")
+        if not user.is_staff:
+            raise NotFound(f"User {staff_username!r} is not staff; only staff users get API tokens.")
+    else:
+        channel = Channel.objects.filter(code=channel_code).first()
+        if channel is None:
+            raise NotFound(f"No channel with code {channel_code!r}.")
+    raw = ApiToken.new_key()
+    ApiToken.objects.create(key_hash=hash_token(raw), prefix=raw[:8], user=user, channel=channel, name=name)
+    return raw
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -1,0 +1,12 @@
+"""Staff web pages under /staff/."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from apps.forecasting import views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(), name="staff-login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page="staff-login"), name="staff-logout"),
+    path("", views.dashboard, name="staff-dashboard"),
+]

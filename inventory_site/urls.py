@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core.views import healthz, metrics
+
+api_v1 = [
+    path("", include("apps.catalog.api.urls")),
+    path("", include("apps.channels.api.urls")),
+    path("", include("apps.orders.api.urls")),
+    path("", include("apps.suppliers.api.urls")),
+    path("", include("apps.forecasting.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("staff/", include("apps.forecasting.urls")),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
+]
