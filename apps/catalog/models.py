@@ -17,6 +17,8 @@ class Location(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.STORE)
     # Stores record point-of-sale facts even past zero when this is on.
     allow_negative = models.BooleanField(default=False)
+    # Stock here counts for sale only until then (supplier feeds past their max age); null = always.
+    stock_valid_until = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -162,3 +164,38 @@ class Movement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.item_id}@{self.location_id} on_hand{self.on_hand_delta:+} reserved{self.reserved_delta:+}"
+
+
+class Incident(models.Model):
+    """Something staff must look at: an oversell, a sale into reserved stock, ledger drift, a supplier refusal."""
+
+    class Kind(models.TextChoices):
+        OVERSELL = "oversell", "Oversell (imported order beyond stock)"
+        POS_INTO_RESERVED = "pos_into_reserved", "Store sale ate reserved stock"
+        LEDGER_DRIFT = "ledger_drift", "Ledger does not sum to the level"
+        SUPPLIER_REFUSAL = "supplier_refusal", "Supplier refused a drop-ship order"
+        FEED_REFUSED = "feed_refused", "Supplier feed refused"
+        MAPPING_SUSPECT = "mapping_suspect", "Supplier mapping suspect"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    item = models.ForeignKey(Item, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents")
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents")
+    shortfall = models.BigIntegerField(default=0, help_text="Units promised that stock cannot cover.")
+    reference = models.CharField(max_length=120, blank=True, default="", db_index=True)
+    detail = models.TextField(blank=True, default="")
+    opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=120, blank=True, default="")
+    resolution_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["status", "-opened_at"]
+        indexes = [models.Index(fields=["status", "kind"], name="incident_status_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from apps.core.errors import Conflict, DomainError, NotFound
+
+
+class UnknownStockReference(NotFound):
+    code = "unknown_reference"
+
+
+class InvalidMovement(DomainError):
+    code = "invalid_movement"
+
+
+class NegativeStockRefused(Conflict):
+    code = "negative_stock"
+    default_detail = "This movement would take on_hand below zero at a location that does not allow it."

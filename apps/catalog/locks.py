@@ -1,0 +1,39 @@
+"""The only place that locks stock levels. Always in (item_id, location_id) order, so no deadlocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Q
+
+from apps.catalog.models import Location, StockLevel
+
+
+def ensure_levels(pairs: Iterable[tuple[int, int]]) -> None:
+    """Create missing StockLevel rows (zero stock) so that they can be locked."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return
+    location_ids = sorted({loc for _, loc in wanted})
+    negative = dict(Location.objects.filter(id__in=location_ids).values_list("id", "allow_negative"))
+    StockLevel.objects.bulk_create(
+        [
+            StockLevel(item_id=item, location_id=loc, allow_negative=negative.get(loc, False))
+            for item, loc in wanted
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def levels_for_update(pairs: Iterable[tuple[int, int]]) -> list[StockLevel]:
+    """Lock the levels of these (item_id, location_id) pairs, creating missing ones, in the fixed order."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return []
+    ensure_levels(wanted)
+    match = Q()
+    for item, loc in wanted:
+        match |= Q(item_id=item, location_id=loc)
+    return list(
+        StockLevel.objects.select_for_update(of=("self",)).filter(match).order_by("item_id", "location_id")
+    )

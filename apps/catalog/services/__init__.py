@@ -1,0 +1,1 @@
+"""Every write to stock goes through these services."""

@@ -1,0 +1,131 @@
+"""Stock movements staff and stores record: receipts, counts, adjustments, point-of-sale sales."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from django.db import IntegrityError, transaction
+
+from apps.catalog.errors import InvalidMovement, NegativeStockRefused, UnknownStockReference
+from apps.catalog.locks import levels_for_update
+from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
+from apps.catalog.services.ledger import MovementSpec, movements_apply
+from apps.catalog.signals import SyncPriority
+
+log = structlog.get_logger("stockroom.stock")
+
+RECORDABLE_KINDS = (
+    Movement.Kind.RECEIPT,
+    Movement.Kind.COUNT,
+    Movement.Kind.ADJUSTMENT,
+    Movement.Kind.POS_SALE,
+)
+MAX_QUANTITY = 10**12
+
+
+@dataclass(frozen=True)
+class MovementResult:
+    movement: Movement
+    level: StockLevel
+    incident: Incident | None
+    replayed: bool
+
+
+def stock_movement_record(
+    *,
+    location_code: str,
+    item_sku: str,
+    kind: str,
+    quantity: int,
+    idempotency_key: str,
+    actor: str,
+    note: str = "",
+) -> MovementResult:
+    """Record one movement. ``count`` sets on_hand; ``pos_sale`` removes; receipt adds; adjustment adds +/-.
+
+    A point-of-sale sale is a fact and is always recorded; when it eats into reserved
+    stock an incident opens and channels get a tier-1 sync. Replays of the same key
+    return the first movement.
+    """
+    if kind not in RECORDABLE_KINDS:
+        raise InvalidMovement(f"kind must be one of {', '.join(RECORDABLE_KINDS)}.")
+    if abs(quantity) > MAX_QUANTITY:
+        raise InvalidMovement(f"quantity must be within ±{MAX_QUANTITY}.")
+    if kind != Movement.Kind.ADJUSTMENT and quantity < 0:
+        raise InvalidMovement(f"quantity must not be negative for {kind}; use an adjustment to remove stock.")
+    if kind in (Movement.Kind.RECEIPT, Movement.Kind.POS_SALE, Movement.Kind.ADJUSTMENT) and quantity == 0:
+        raise InvalidMovement("quantity must not be zero.")
+    existing = Movement.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return _replay(existing, location_code, item_sku, kind)
+    location = Location.objects.filter(code=location_code).first()
+    item = Item.objects.filter(sku=item_sku).first()
+    if location is None or item is None:
+        missing = "location" if location is None else "item"
+        raise UnknownStockReference(f"Unknown {missing}.", field=missing)
+    try:
+        with transaction.atomic():
+            return _record(location, item, kind, quantity, idempotency_key, actor, note)
+    except IntegrityError as err:
+        # The same key raced us; the winner's movement is the answer.
+        existing = Movement.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise NegativeStockRefused() from err
+        return _replay(existing, location_code, item_sku, kind)
+
+
+def _replay(existing: Movement, location_code: str, item_sku: str, kind: str) -> MovementResult:
+    from apps.core.errors import IdempotencyKeyReused
+
+    if existing.kind != kind or existing.location.code != location_code or existing.item.sku != item_sku:
+        raise IdempotencyKeyReused(key=existing.idempotency_key)
+    level = StockLevel.objects.get(item_id=existing.item_id, location_id=existing.location_id)
+    return MovementResult(movement=existing, level=level, incident=None, replayed=True)
+
+
+def _record(
+    location: Location, item: Item, kind: str, quantity: int, key: str, actor: str, note: str
+) -> MovementResult:
+    (level,) = levels_for_update([(item.id, location.id)])
+    delta = {
+        Movement.Kind.RECEIPT: quantity,
+        Movement.Kind.ADJUSTMENT: quantity,
+        Movement.Kind.POS_SALE: -quantity,
+        Movement.Kind.COUNT: quantity - level.on_hand,
+    }[Movement.Kind(kind)]
+    after = level.on_hand + delta
+    if after < 0 and not level.allow_negative:
+        raise NegativeStockRefused(on_hand=level.on_hand, requested=delta)
+    eats_reserved = delta < 0 and after < level.reserved
+    priority = SyncPriority.SALE if kind == Movement.Kind.POS_SALE or eats_reserved else SyncPriority.MANUAL
+    (movement,) = movements_apply(
+        movements=[
+            MovementSpec(
+                item_id=item.id,
+                location_id=location.id,
+                kind=kind,
+                on_hand_delta=delta,
+                reference=f"{kind}:{key}",
+                note=note,
+                idempotency_key=key,
+            )
+        ],
+        actor=actor,
+        priority=priority,
+        reason=kind,
+    )
+    incident = None
+    if eats_reserved:
+        shortfall = min(level.reserved, level.reserved - after)
+        incident = Incident.objects.create(
+            kind=Incident.Kind.POS_INTO_RESERVED,
+            item=item,
+            location=location,
+            shortfall=shortfall,
+            reference=f"movement:{movement.pk}",
+            detail=f"{kind} of {abs(delta)} left on_hand {after} under reserved {level.reserved}.",
+        )
+        log.warning("stock_ate_reserved", item=item.sku, location=location.code, shortfall=shortfall)
+    level.refresh_from_db()
+    return MovementResult(movement=movement, level=level, incident=incident, replayed=False)

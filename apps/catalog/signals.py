@@ -1,0 +1,27 @@
+"""What other apps hear when stock moves.
+
+``stock_changed`` is sent inside the writing transaction, with the (item_id, location_id)
+pairs that moved, so that listeners (channel sync) can enqueue their work atomically.
+Listeners that talk to the outside world must defer with ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from django.dispatch import Signal
+
+
+class SyncPriority(IntEnum):
+    """Channel sync tiers: lower is more urgent."""
+
+    SALE = 1  # sales, oversell risk, a listing reaching 0: seconds
+    MANUAL = 2  # manual adjustments and counts: within ~30 s
+    BACKGROUND = 3  # supplier feeds, settings, forecasts: within minutes
+
+
+# kwargs: pairs: list[tuple[int, int]], priority: SyncPriority, reason: str
+stock_changed = Signal()
+
+# kwargs: product_ids: list[int], priority: SyncPriority, reason: str (a product's make-up changed)
+products_changed = Signal()
