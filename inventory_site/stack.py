@@ -277,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             ("DATABASE_URL", resolve_database(os.environ, start=False)),
             ("REDIS_URL", resolve_redis(os.environ, start=False)),
         ):
-            print(f"{name}={resolved.url if resolved else ''}  # {resolved.source if resolved else 'embedded, not running'}")
+            print(
+                f"{name}={resolved.url if resolved else ''}  # {resolved.source if resolved else 'embedded, not running'}"
+            )
         return 0
     if args.action == "stop":
         stop_embedded_redis()

@@ -17,10 +17,7 @@ def ensure_levels(pairs: Iterable[tuple[int, int]]) -> None:
     location_ids = sorted({loc for _, loc in wanted})
     negative = dict(Location.objects.filter(id__in=location_ids).values_list("id", "allow_negative"))
     StockLevel.objects.bulk_create(
-        [
-            StockLevel(item_id=item, location_id=loc, allow_negative=negative.get(loc, False))
-            for item, loc in wanted
-        ],
+        [StockLevel(item_id=item, location_id=loc, allow_negative=negative.get(loc, False)) for item, loc in wanted],
         ignore_conflicts=True,
     )
 
@@ -34,6 +31,4 @@ def levels_for_update(pairs: Iterable[tuple[int, int]]) -> list[StockLevel]:
     match = Q()
     for item, loc in wanted:
         match |= Q(item_id=item, location_id=loc)
-    return list(
-        StockLevel.objects.select_for_update(of=("self",)).filter(match).order_by("item_id", "location_id")
-    )
+    return list(StockLevel.objects.select_for_update(of=("self",)).filter(match).order_by("item_id", "location_id"))

@@ -72,9 +72,7 @@ def item_atp(*, on_hand: int, reserved: int, safety: int) -> int:
     return max(0, on_hand - reserved - safety)
 
 
-def listing_quantity(
-    *, atp: int, buffer: int, coefficient: Decimal, max_qty: int | None, end_when: int | None
-) -> int:
+def listing_quantity(*, atp: int, buffer: int, coefficient: Decimal, max_qty: int | None, end_when: int | None) -> int:
     """The quantity a channel shows for a listing, from the summed product ATP."""
     q = math.floor(Decimal(max(0, atp - buffer)) * Decimal(coefficient))
     if max_qty is not None:

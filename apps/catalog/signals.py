@@ -25,3 +25,6 @@ stock_changed = Signal()
 
 # kwargs: product_ids: list[int], priority: SyncPriority, reason: str (a product's make-up changed)
 products_changed = Signal()
+
+# kwargs: incident_id: int. Sent after commit when an incident opens (oversell, sale into reserved, ...).
+incident_opened = Signal()

@@ -43,9 +43,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeError as err:
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from err
-        token = (
-            ApiToken.objects.select_related("user", "channel").filter(key_hash=hash_token(raw)).first()
-        )
+        token = ApiToken.objects.select_related("user", "channel").filter(key_hash=hash_token(raw)).first()
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         if token.is_revoked:

@@ -53,5 +53,3 @@ def overall_status(states: dict[str, dict[str, Any]]) -> tuple[str, int]:
 
 def sources() -> dict[str, str]:
     return {"database": settings.DATABASE_SOURCE, "redis": settings.REDIS_SOURCE}
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -193,8 +194,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = False
-# Fixed jobs; per-supplier polling jobs are created from the supplier records.
+# Fixed jobs, declared by each app in its `schedules.py` as BEAT_SCHEDULE; per-supplier
+# polling jobs are created from the supplier records instead.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+for _app in ("catalog", "channels", "orders", "suppliers", "forecasting"):
+    try:
+        CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"apps.{_app}.schedules").BEAT_SCHEDULE)
+    except ModuleNotFoundError as _missing:
+        if _missing.name != f"apps.{_app}.schedules":
+            raise
 
 # --- Domain settings ------------------------------------------------------------------
 STOCKROOM = {

@@ -1,10 +1,10 @@
 """A developer's machine: `make run`. Creates a local admin and runs the demo."""
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import env
 
 DEBUG = env.bool("DEBUG", default=True)
 LOG_FORMAT = env("LOG_FORMAT", default="console")
-LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)  # noqa: F405
+LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
 STOCKROOM_LOCAL_BOOTSTRAP = True
 STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=True)

@@ -1,6 +1,6 @@
 """Production: everything from the environment, nothing created behind the operator's back."""
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import env
 
 SECRET_KEY = env("SECRET_KEY")

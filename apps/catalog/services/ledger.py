@@ -77,7 +77,5 @@ def movements_apply(
             if spec.on_hand_delta or spec.reserved_delta or spec.kind == Movement.Kind.COUNT
         ]
     )
-    stock_changed.send(
-        sender=Movement, pairs=sorted(totals), priority=SyncPriority(priority), reason=reason
-    )
+    stock_changed.send(sender=Movement, pairs=sorted(totals), priority=SyncPriority(priority), reason=reason)
     return rows

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import structlog
 from django.db import IntegrityError, transaction
 
 from apps.catalog.errors import InvalidMovement, NegativeStockRefused, UnknownStockReference
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
+from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.ledger import MovementSpec, movements_apply
 from apps.catalog.signals import SyncPriority
-
-log = structlog.get_logger("stockroom.stock")
 
 RECORDABLE_KINDS = (
     Movement.Kind.RECEIPT,
@@ -118,14 +116,13 @@ def _record(
     incident = None
     if eats_reserved:
         shortfall = min(level.reserved, level.reserved - after)
-        incident = Incident.objects.create(
+        incident = incident_open(
             kind=Incident.Kind.POS_INTO_RESERVED,
-            item=item,
-            location=location,
+            item_id=item.id,
+            location_id=location.id,
             shortfall=shortfall,
             reference=f"movement:{movement.pk}",
-            detail=f"{kind} of {abs(delta)} left on_hand {after} under reserved {level.reserved}.",
+            detail=f"{kind} of {abs(delta)} at {location.code} left on_hand {after} under reserved {level.reserved}.",
         )
-        log.warning("stock_ate_reserved", item=item.sku, location=location.code, shortfall=shortfall)
     level.refresh_from_db()
     return MovementResult(movement=movement, level=level, incident=incident, replayed=False)

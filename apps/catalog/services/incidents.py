@@ -1,0 +1,44 @@
+"""Incidents: opened by any app through here, so that listeners hear of them after commit."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from apps.catalog.models import Incident
+from apps.catalog.signals import incident_opened
+
+log = structlog.get_logger("stockroom.incidents")
+
+
+def incident_open(
+    *,
+    kind: str,
+    item_id: int | None = None,
+    location_id: int | None = None,
+    shortfall: int = 0,
+    reference: str = "",
+    detail: str = "",
+) -> Incident:
+    incident = Incident.objects.create(
+        kind=kind, item_id=item_id, location_id=location_id, shortfall=shortfall, reference=reference, detail=detail
+    )
+    log.warning(
+        "incident_opened", incident=incident.pk, kind=kind, item=item_id, location=location_id, shortfall=shortfall
+    )
+    transaction.on_commit(partial(incident_opened.send, sender=Incident, incident_id=incident.pk))
+    return incident
+
+
+@transaction.atomic
+def incident_resolve(*, incident: Incident, resolved_by: str, note: str = "") -> Incident:
+    updated = Incident.objects.filter(pk=incident.pk, status=Incident.Status.OPEN).update(
+        status=Incident.Status.RESOLVED, resolved_at=timezone.now(), resolved_by=resolved_by, resolution_note=note
+    )
+    incident.refresh_from_db()
+    if updated:
+        log.info("incident_resolved", incident=incident.pk, by=resolved_by)
+    return incident
