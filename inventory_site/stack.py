@@ -277,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             ("DATABASE_URL", resolve_database(os.environ, start=False)),
             ("REDIS_URL", resolve_redis(os.environ, start=False)),
         ):
-            print(
-                f"{name}={resolved.url if resolved else ''}  # {resolved.source if resolved else 'embedded, not running'}"
-            )
+            where = resolved.source if resolved else "embedded, not running"
+            print(f"{name}={resolved.url if resolved else ''}  # {where}")
         return 0
     if args.action == "stop":
         stop_embedded_redis()

@@ -163,7 +163,8 @@ class Movement(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.item_id}@{self.location_id} on_hand{self.on_hand_delta:+} reserved{self.reserved_delta:+}"
+        deltas = f"on_hand{self.on_hand_delta:+} reserved{self.reserved_delta:+}"
+        return f"{self.kind} {self.item_id}@{self.location_id} {deltas}"
 
 
 class Incident(models.Model):

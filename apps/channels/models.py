@@ -64,6 +64,9 @@ class ChannelLocation(models.Model):
         ordering = ["channel", "priority", "location"]
         constraints = [models.UniqueConstraint(fields=["channel", "location"], name="channel_location_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.channel_id} sells from {self.location_id} (priority {self.priority})"
+
 
 class Listing(models.Model):
     """One channel SKU selling one product, with optional overrides of the channel defaults."""
