@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.core.views import healthz, metrics
 
 api_v1 = [
+    path("", include("apps.core.api.urls")),
     path("", include("apps.catalog.api.urls")),
     path("", include("apps.channels.api.urls")),
     path("", include("apps.orders.api.urls")),

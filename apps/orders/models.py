@@ -1,1 +1,177 @@
-"""Models of this app."""
+"""Orders, their lines, the stock they hold (reservations) and marketplace order events.
+
+Invariant kept by the services and checked by the tests: for every (item, location),
+``StockLevel.reserved`` equals the sum of ``Reservation.open_quantity`` over the rows there.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+from apps.catalog.models import Item, Location, Product
+from apps.channels.models import Channel, Listing
+
+
+class Order(models.Model):
+    class Mode(models.TextChoices):
+        RESERVE = "reserve", "Reserve (checkout; refused when short)"
+        IMPORT = "import", "Import (already sold; never refused)"
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved", "Reserved"
+        CONFIRMED = "confirmed", "Confirmed"
+        PARTIALLY_FULFILLED = "partially_fulfilled", "Partially fulfilled"
+        FULFILLED = "fulfilled", "Fulfilled"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+        RETURNED = "returned", "Returned"
+
+    # Statuses in which the order still holds stock.
+    OPEN_STATUSES = (Status.RESERVED, Status.CONFIRMED, Status.PARTIALLY_FULFILLED)
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="orders")
+    external_id = models.CharField(max_length=120)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.RESERVE)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.RESERVED)
+    # The hold lapses then unless the order is confirmed; null = no expiry (imports, confirmed orders).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    flagged = models.BooleanField(default=False, help_text="Needs a person: oversold, refused by a supplier...")
+    flag_reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id"], name="order_unique_channel_external_id"),
+        ]
+        indexes = [
+            # The hold-expiry job scans only live holds.
+            models.Index(fields=["expires_at"], name="order_hold_expiry", condition=Q(status="reserved")),
+            models.Index(fields=["external_id"], name="order_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.pk} ({self.external_id})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    listing = models.ForeignKey(Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="order_lines")
+    channel_sku = models.CharField(max_length=100)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
+    quantity = models.PositiveIntegerField()
+    fulfilled_quantity = models.PositiveIntegerField(default=0)
+    returned_quantity = models.PositiveIntegerField(default=0)
+    # Units of an imported order that no stock covered (the oversell); never reserved.
+    unallocated_quantity = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "channel_sku"], name="order_line_unique_sku"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_line_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(fulfilled_quantity__lte=F("quantity") - F("unallocated_quantity")),
+                name="order_line_fulfilled_within_allocated",
+            ),
+            models.CheckConstraint(
+                condition=Q(returned_quantity__lte=F("fulfilled_quantity")), name="order_line_returned_within_fulfilled"
+            ),
+            models.CheckConstraint(
+                condition=Q(unallocated_quantity__lte=F("quantity")), name="order_line_unallocated_within_quantity"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.channel_sku}"
+
+    @property
+    def allocated_quantity(self) -> int:
+        return self.quantity - self.unallocated_quantity
+
+
+class Reservation(models.Model):
+    """Stock of one item at one location held for one order line, in the item's base units.
+
+    ``per_unit`` base units make one product unit, so a unit is always served from one location.
+    Open (still held) = quantity - fulfilled - released.
+    """
+
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="reservations")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reservations")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="reservations")
+    per_unit = models.PositiveIntegerField()
+    quantity = models.PositiveIntegerField()
+    fulfilled = models.PositiveIntegerField(default=0)
+    released = models.PositiveIntegerField(default=0)
+    returned = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["line", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="reservation_quantity_positive"),
+            models.CheckConstraint(condition=Q(per_unit__gt=0), name="reservation_per_unit_positive"),
+            models.CheckConstraint(
+                condition=Q(fulfilled__gte=0) & Q(released__gte=0) & Q(returned__gte=0),
+                name="reservation_counters_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__gte=F("fulfilled") + F("released")), name="reservation_within_quantity"
+            ),
+            models.CheckConstraint(condition=Q(returned__lte=F("fulfilled")), name="reservation_returned_le_fulfilled"),
+        ]
+        indexes = [models.Index(fields=["item", "location"], name="reservation_item_location")]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} of item {self.item_id} at {self.location_id} for line {self.line_id}"
+
+    @property
+    def open_quantity(self) -> int:
+        return self.quantity - self.fulfilled - self.released
+
+
+class OrderEvent(models.Model):
+    """A marketplace's event about one of its orders, applied exactly once, in its own time."""
+
+    class Type(models.TextChoices):
+        CREATE = "create", "Create"
+        CONFIRM = "confirm", "Confirm"
+        CANCEL = "cancel", "Cancel"
+        FULFIL = "fulfil", "Fulfil"
+        RETURN = "return", "Return"
+
+    class Status(models.TextChoices):
+        PARKED = "parked", "Parked (waiting for its precondition)"
+        APPLIED = "applied", "Applied"
+        REJECTED = "rejected", "Rejected"
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="order_events")
+    external_id = models.CharField(max_length=120)
+    sequence = models.BigIntegerField()
+    type = models.CharField(max_length=20, choices=Type.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PARKED)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    detail = models.TextField(blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["channel", "external_id", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id", "sequence"], name="order_event_unique_channel_order_sequence"
+            ),
+            models.CheckConstraint(condition=Q(sequence__gte=0), name="order_event_sequence_not_negative"),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="order_event_status")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.sequence} of {self.external_id}"

@@ -1,0 +1,113 @@
+"""The only writer of StockLevel.safety: forecasts and staff overrides both land here.
+
+Safety stock is not a ledger quantity (nothing physical moved), so no Movement rows are
+written; channels still hear of it through ``stock_changed`` because ATP moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+from django.db import connection, transaction
+
+from apps.catalog.locks import levels_for_update
+from apps.catalog.models import StockLevel
+from apps.catalog.signals import SyncPriority, stock_changed
+
+log = structlog.get_logger("stockroom.safety")
+
+MAX_SAFETY = 10**12
+
+
+@dataclass(frozen=True)
+class SafetyChange:
+    item_id: int
+    location_id: int
+    old: int
+    new: int
+    old_atp: int
+    new_atp: int
+
+
+def safety_apply(
+    *,
+    values: Mapping[tuple[int, int], int],
+    reason: str,
+    priority: SyncPriority = SyncPriority.BACKGROUND,
+) -> list[SafetyChange]:
+    """Set the safety stock of these (item_id, location_id) levels; return what actually changed.
+
+    Runs in the caller's transaction when there is one (a staff override saves its audit in
+    the same one), else in its own. Levels are read first without a lock, and only those whose
+    value differs are locked (in the fixed order) and rewritten, so the hourly job over every
+    level holds few locks. Pairs whose ATP falls to 0 are announced as SALE so channels stop
+    selling within seconds; the rest with ``priority``.
+    """
+    wanted = {pair: int(value) for pair, value in values.items()}
+    for pair, value in wanted.items():
+        if not 0 <= value <= MAX_SAFETY:
+            raise ValueError(f"safety for {pair} must be within 0..{MAX_SAFETY}, not {value}")
+    if not wanted:
+        return []
+    current = _current_safety(sorted(wanted))
+    candidates = sorted(pair for pair, value in wanted.items() if current.get(pair) != value)
+    if not candidates:
+        return []
+    with transaction.atomic():
+        changes: list[SafetyChange] = []
+        for level in levels_for_update(candidates):
+            pair = (level.item_id, level.location_id)
+            new = wanted[pair]
+            if level.safety == new:
+                continue
+            base = level.on_hand - level.reserved
+            changes.append(
+                SafetyChange(
+                    item_id=level.item_id,
+                    location_id=level.location_id,
+                    old=level.safety,
+                    new=new,
+                    old_atp=max(0, base - level.safety),
+                    new_atp=max(0, base - new),
+                )
+            )
+        if not changes:
+            return []
+        _write(changes)
+        urgent = [(c.item_id, c.location_id) for c in changes if c.new_atp == 0 and c.old_atp > 0]
+        rest = [(c.item_id, c.location_id) for c in changes if not (c.new_atp == 0 and c.old_atp > 0)]
+        if urgent:
+            stock_changed.send(sender=StockLevel, pairs=urgent, priority=SyncPriority.SALE, reason=reason)
+        if rest:
+            stock_changed.send(sender=StockLevel, pairs=rest, priority=SyncPriority(priority), reason=reason)
+    log.info("safety_applied", reason=reason, changed=len(changes), requested=len(wanted))
+    return changes
+
+
+def _current_safety(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT l.item_id, l.location_id, l.safety
+              FROM catalog_stocklevel l
+              JOIN unnest(%s::bigint[], %s::bigint[]) AS w(item_id, location_id)
+                ON w.item_id = l.item_id AND w.location_id = l.location_id
+            """,
+            [[item for item, _ in pairs], [loc for _, loc in pairs]],
+        )
+        return {(item, loc): safety for item, loc, safety in cursor.fetchall()}
+
+
+def _write(changes: list[SafetyChange]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE catalog_stocklevel AS l
+               SET safety = w.safety, updated_at = now()
+              FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS w(item_id, location_id, safety)
+             WHERE l.item_id = w.item_id AND l.location_id = w.location_id
+            """,
+            [[c.item_id for c in changes], [c.location_id for c in changes], [c.new for c in changes]],
+        )

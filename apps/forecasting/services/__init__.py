@@ -1,0 +1,1 @@
+"""Forecasting services: demand history, the safety-stock math, recompute, apply, overrides, backtest."""

@@ -1,0 +1,62 @@
+"""Run every benchmark in bench/ and print one table of figures beside their raw limits.
+
+Each benchmark script writes var/bench/<name>.json as {"rows": [{"name", "figure", "unit",
+"raw", "ratio", ...}]}. Run through `make bench` so DATABASE_URL/REDIS_URL are resolved.
+Pass benchmark names to run a subset: `make bench BENCH_ARGS="reserve"`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "var" / "bench"
+BENCHMARKS = ["reserve", "ingest", "sync", "availability"]
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.node() or 'host'}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or [name for name in BENCHMARKS if (HERE / f"{name}.py").exists()]
+    OUT.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name in wanted:
+        print(f"\n=== bench/{name}.py", flush=True)
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, str(HERE / f"{name}.py")], cwd=HERE.parent)
+        print(f"=== bench/{name}.py finished in {time.monotonic() - started:.0f} s (exit {result.returncode})")
+        if result.returncode:
+            failed.append(name)
+    print(f"\n| benchmark | figure | unit | raw limit (same run) | ratio |\n|---|---|---|---|---|")
+    for name in wanted:
+        path = OUT / f"{name}.json"
+        if not path.exists():
+            continue
+        for row in json.loads(path.read_text())["rows"]:
+            print(
+                f"| {row['name']} | {fmt(row.get('figure'))} | {row.get('unit', '')} | "
+                f"{fmt(row.get('raw'))} | {fmt(row.get('ratio'))} |"
+            )
+    print(f"\nmachine: {machine()}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
