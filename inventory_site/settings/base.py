@@ -85,8 +85,10 @@ if _database is None:
         "No PostgreSQL: set DATABASE_URL, run one on 127.0.0.1:5432, or start through "
         "`make run` / `python -m inventory_site.stack exec -- ...` for the embedded default."
     )
+# `stack exec` passes the resolved URLs down as environment; it also says where they came from.
+_launched_from = dict(part.split("=", 1) for part in env("STOCKROOM_STACK", default="").split(",") if "=" in part)
 DATABASE_URL = _database.url
-DATABASE_SOURCE = _database.source
+DATABASE_SOURCE = _launched_from.get("database", _database.source)
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"].update(
     {
@@ -107,7 +109,7 @@ if _redis is None:
         "No Redis: set REDIS_URL, run one on 127.0.0.1:6379, or start through `make run` for the embedded default."
     )
 REDIS_URL = _redis.url
-REDIS_SOURCE = _redis.source
+REDIS_SOURCE = _launched_from.get("redis", _redis.source)
 
 CACHES = {
     "default": {

@@ -90,7 +90,7 @@ def settings_sources(env: dict[str, str]) -> list[str]:
         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='inventory_site.settings.test'; django.setup();"
         "from django.conf import settings as s; print(s.DATABASE_SOURCE, s.REDIS_SOURCE, s.DATABASES['default']['NAME'])"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STOCKROOM_STACK"}}
     result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.split()
@@ -110,7 +110,7 @@ def test_settings_find_local_servers():
 
 def test_settings_refuse_to_guess_without_any_database(tmp_path):
     code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='inventory_site.settings.test'; django.setup()"
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STOCKROOM_STACK"}}
     env.update({"STOCKROOM_EMBEDDED": "1", "STOCKROOM_VAR_DIR": str(tmp_path)})
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0
