@@ -22,7 +22,9 @@ BENCHMARKS = ["reserve", "ingest", "sync", "availability"]
 def machine() -> str:
     import os
 
-    return f"{platform.node() or 'host'}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{platform.node() or 'host'}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    )
 
 
 def fmt(value: object) -> str:

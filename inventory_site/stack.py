@@ -116,7 +116,7 @@ def start_embedded_postgres(var_dir: Path = VAR_DIR) -> str:
 
 
 def stop_embedded_postgres(var_dir: Path = VAR_DIR) -> None:
-    from pgserver import pg_ctl
+    from pgserver import pg_ctl  # type: ignore[attr-defined]
 
     pgdata = _pg_dir(var_dir)
     if embedded_postgres_url(var_dir) is None:

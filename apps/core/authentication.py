@@ -52,7 +52,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
             # Touch at most once a minute so a hot token does not write on every request.
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        if token.channel_id:
+        if token.channel is not None:
             if not token.channel.is_active:
                 raise exceptions.AuthenticationFailed("Channel is inactive.")
             return ChannelPrincipal(channel=token.channel), token

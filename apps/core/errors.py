@@ -18,8 +18,8 @@ log = structlog.get_logger("stockroom.api")
 class DomainError(Exception):
     """A refusal the caller can act on. Subclasses set code and status; extra data rides along."""
 
-    code = "domain_error"
-    status_code = status.HTTP_400_BAD_REQUEST
+    code: str = "domain_error"
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_detail = "The request cannot be carried out."
 
     def __init__(self, detail: str | None = None, **data: Any) -> None:
@@ -94,6 +94,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
         response.data = {"code": code, "detail": str(detail)}
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            response.data["retry_after"] = int(exc.wait)
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            response.data["retry_after"] = int(wait)
     return response

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.authentication import ChannelPrincipal
+from apps.core.models import ApiToken
 
 
 @extend_schema(
@@ -30,4 +31,6 @@ def whoami(request: Request) -> Response:
         body = {"kind": "channel", "name": user.channel.code}
     else:
         body = {"kind": "staff", "name": user.get_username()}
-    return Response({**body, "token_prefix": request.auth.prefix})
+    token = request.auth
+    assert isinstance(token, ApiToken)
+    return Response({**body, "token_prefix": token.prefix})

@@ -72,9 +72,15 @@ def test_embedded_servers_start_answer_and_stop(tmp_path):
         assert client.ping() and client.set("probe", "1") and client.get("probe") == b"1"
         # A second process finds the running servers instead of starting new ones.
         found = subprocess.run(
-            [sys.executable, "-c", "import sys; from inventory_site import stack; from pathlib import Path;"
-             f"print(stack.embedded_postgres_url(Path({str(var_dir)!r})), stack.embedded_redis_url(Path({str(var_dir)!r})))"],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from inventory_site import stack; from pathlib import Path;"
+                f"print(stack.embedded_postgres_url(Path({str(var_dir)!r})), stack.embedded_redis_url(Path({str(var_dir)!r})))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         assert found == [database.url, cache.url]
     finally:
