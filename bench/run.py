@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         print(f"=== bench/{name}.py finished in {time.monotonic() - started:.0f} s (exit {result.returncode})")
         if result.returncode:
             failed.append(name)
-    print(f"\n| benchmark | figure | unit | raw limit (same run) | ratio |\n|---|---|---|---|---|")
+    print("\n| benchmark | figure | unit | raw limit (same run) | ratio |\n|---|---|---|---|---|")
     for name in wanted:
         path = OUT / f"{name}.json"
         if not path.exists():

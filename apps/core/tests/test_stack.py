@@ -71,16 +71,12 @@ def test_embedded_servers_start_answer_and_stop(tmp_path):
         client = redis.Redis.from_url(cache.url)
         assert client.ping() and client.set("probe", "1") and client.get("probe") == b"1"
         # A second process finds the running servers instead of starting new ones.
+        code = (
+            "import sys; from pathlib import Path; from inventory_site import stack; var = Path(sys.argv[1]);"
+            "print(stack.embedded_postgres_url(var), stack.embedded_redis_url(var))"
+        )
         found = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from inventory_site import stack; from pathlib import Path;"
-                f"print(stack.embedded_postgres_url(Path({str(var_dir)!r})), stack.embedded_redis_url(Path({str(var_dir)!r})))",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+            [sys.executable, "-c", code, str(var_dir)], capture_output=True, text=True, check=True
         ).stdout.split()
         assert found == [database.url, cache.url]
     finally:
@@ -94,7 +90,8 @@ def settings_sources(env: dict[str, str]) -> list[str]:
     """Load the real settings module in a fresh process and report where it found each service."""
     code = (
         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='inventory_site.settings.test'; django.setup();"
-        "from django.conf import settings as s; print(s.DATABASE_SOURCE, s.REDIS_SOURCE, s.DATABASES['default']['NAME'])"
+        "from django.conf import settings as s;"
+        "print(s.DATABASE_SOURCE, s.REDIS_SOURCE, s.DATABASES['default']['NAME'])"
     )
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STOCKROOM_STACK"}}
     result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
