@@ -1,0 +1,32 @@
+"""Every write of the orders app, one function per use case."""
+
+from apps.orders.services.allocation import LineRequest
+from apps.orders.services.events import EventReceived, event_apply
+from apps.orders.services.holds import hold_release_expired
+from apps.orders.services.lifecycle import (
+    OrderState,
+    order_cancel,
+    order_confirm,
+    order_fulfil,
+    order_line_exchange,
+    order_return,
+    order_supplier_refused,
+)
+from apps.orders.services.reserve import OrderPlaced, order_import, order_reserve
+
+__all__ = [
+    "EventReceived",
+    "LineRequest",
+    "OrderPlaced",
+    "OrderState",
+    "event_apply",
+    "hold_release_expired",
+    "order_cancel",
+    "order_confirm",
+    "order_fulfil",
+    "order_import",
+    "order_line_exchange",
+    "order_reserve",
+    "order_return",
+    "order_supplier_refused",
+]

@@ -1,0 +1,348 @@
+"""An order after it holds stock: confirm, fulfil (partly or wholly), cancel, return, exchange a line.
+
+Every service locks the order row first, then the stock levels it moves (in lock order),
+and moves counters only through the ledger writer, so ``reserved`` always equals the sum of
+open reservations and the ledger always sums to the levels.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from apps.catalog.locks import levels_for_update
+from apps.catalog.models import Incident, Movement
+from apps.catalog.services.incidents import incident_open
+from apps.catalog.services.ledger import MovementSpec, movements_apply
+from apps.catalog.signals import SyncPriority
+from apps.orders.errors import InsufficientStock, InvalidOrderState, InvalidQuantity, UnknownSku
+from apps.orders.locks import order_for_update
+from apps.orders.models import Order, OrderLine, Reservation
+from apps.orders.services.allocation import LineRequest, lines_resolve, pair_totals, units_allocate
+from apps.orders.services.reserve import locked_atp
+
+
+@dataclass(frozen=True)
+class OrderState:
+    order: Order
+    lines: list[OrderLine]
+
+
+def _state(order: Order) -> OrderState:
+    return OrderState(order=order, lines=list(order.lines.all()))
+
+
+def _reservations_by_line(order: Order) -> dict[int, list[Reservation]]:
+    by_line: dict[int, list[Reservation]] = defaultdict(list)
+    for reservation in Reservation.objects.filter(line__order=order).order_by("id"):
+        by_line[reservation.line_id].append(reservation)
+    return by_line
+
+
+def _groups(reservations: Iterable[Reservation]) -> dict[int, list[Reservation]]:
+    """A line's reservations per location, in the order they were allocated (priority order)."""
+    groups: dict[int, list[Reservation]] = {}
+    for reservation in reservations:
+        groups.setdefault(reservation.location_id, []).append(reservation)
+    return groups
+
+
+def _apply(specs: list[MovementSpec], *, actor: str, reason: str) -> None:
+    if specs:
+        movements_apply(movements=specs, actor=actor, priority=SyncPriority.SALE, reason=reason)
+
+
+def _requested(lines: Sequence[OrderLine], requests: Sequence[LineRequest] | None) -> dict[int, int] | None:
+    """Map requested SKUs to line ids; an SKU not on the order is a 400 like any unknown SKU."""
+    if requests is None:
+        return None
+    by_sku = {line.channel_sku: line for line in lines}
+    unknown = [r.sku for r in requests if r.sku not in by_sku]
+    if unknown:
+        raise UnknownSku(
+            errors={"lines": [{"sku": ["Not a SKU of this order."]} if r.sku in unknown else {} for r in requests]},
+            skus=unknown,
+        )
+    return {by_sku[r.sku].pk: r.quantity for r in requests}
+
+
+def _release_open(
+    order: Order, *, kind: str, actor: str, reason: str, location_id: int | None = None
+) -> dict[int, int]:
+    """Release what the order still holds (at one location, when given). Returns units released per line."""
+    reservations = [
+        r
+        for r in Reservation.objects.filter(line__order=order).order_by("id")
+        if r.open_quantity and (location_id is None or r.location_id == location_id)
+    ]
+    if not reservations:
+        return {}
+    levels_for_update([(r.item_id, r.location_id) for r in reservations])
+    specs = []
+    units: dict[int, int] = defaultdict(int)
+    seen_groups: set[tuple[int, int]] = set()
+    for r in reservations:
+        quantity = r.open_quantity
+        if (r.line_id, r.location_id) not in seen_groups:
+            seen_groups.add((r.line_id, r.location_id))
+            units[r.line_id] += quantity // r.per_unit
+        specs.append(
+            MovementSpec(r.item_id, r.location_id, kind, reserved_delta=-quantity, reference=f"order:{order.pk}")
+        )
+        r.released += quantity
+    Reservation.objects.bulk_update(reservations, ["released"])
+    _apply(specs, actor=actor, reason=reason)
+    return dict(units)
+
+
+@transaction.atomic
+def order_confirm(*, order_id: int, channel_id: int | None = None, actor: str = "") -> OrderState:
+    """The buyer paid: the hold no longer lapses. Confirming twice is harmless."""
+    order = order_for_update(order_id=order_id, channel_id=channel_id)
+    if order.status == Order.Status.RESERVED:
+        order.status = Order.Status.CONFIRMED
+        order.expires_at = None
+        order.save(update_fields=["status", "expires_at", "updated_at"])
+    elif order.status not in (Order.Status.CONFIRMED, Order.Status.PARTIALLY_FULFILLED, Order.Status.FULFILLED):
+        raise InvalidOrderState(f"A {order.status} order cannot be confirmed.", status=order.status)
+    return _state(order)
+
+
+@transaction.atomic
+def order_cancel(*, order_id: int, channel_id: int | None = None, actor: str = "") -> OrderState:
+    """Release everything the order still holds. Cancelling a cancelled or expired order is harmless."""
+    order = order_for_update(order_id=order_id, channel_id=channel_id)
+    if order.status in (Order.Status.CANCELLED, Order.Status.EXPIRED):
+        return _state(order)
+    if not order.is_open:
+        raise InvalidOrderState(f"A {order.status} order cannot be cancelled; return it instead.", status=order.status)
+    _release_open(order, kind=Movement.Kind.RELEASE, actor=actor, reason="order cancelled")
+    order.status = Order.Status.CANCELLED
+    order.expires_at = None
+    order.save(update_fields=["status", "expires_at", "updated_at"])
+    return _state(order)
+
+
+def order_hold_release(*, order: Order, actor: str = "hold expiry") -> None:
+    """Let a lapsed hold go (the caller holds the order's row lock)."""
+    _release_open(order, kind=Movement.Kind.RELEASE, actor=actor, reason="hold expired")
+    order.status = Order.Status.EXPIRED
+    order.save(update_fields=["status", "updated_at"])
+
+
+@transaction.atomic
+def order_fulfil(
+    *, order_id: int, lines: Sequence[LineRequest] | None = None, channel_id: int | None = None, actor: str = ""
+) -> OrderState:
+    """Ship units: on_hand and reserved both go down. Without lines, everything still held ships."""
+    order = order_for_update(order_id=order_id, channel_id=channel_id)
+    if not order.is_open:
+        raise InvalidOrderState(f"A {order.status} order cannot be fulfilled.", status=order.status)
+    order_lines = list(order.lines.all())
+    requested = _requested(order_lines, lines)
+    reservations = _reservations_by_line(order)
+    plan: list[tuple[OrderLine, int]] = []
+    refused = []
+    for line in order_lines:
+        remaining = line.allocated_quantity - line.fulfilled_quantity
+        want = remaining if requested is None else requested.get(line.pk, 0)
+        if want > remaining:
+            refused.append({"sku": line.channel_sku, "requested": want, "available": remaining})
+        elif want:
+            plan.append((line, want))
+    if refused:
+        raise InvalidQuantity("More units than the order still holds.", lines=refused)
+    if not plan:
+        raise InvalidQuantity("Nothing left to fulfil on this order.", lines=[])
+    touched: list[Reservation] = []
+    specs: list[MovementSpec] = []
+    pending: list[tuple[Reservation, int]] = []
+    for line, want in plan:
+        units = want
+        for group in _groups(reservations[line.pk]).values():
+            if units == 0:
+                break
+            take = min(units, min(r.open_quantity // r.per_unit for r in group))
+            if take <= 0:
+                continue
+            for r in group:
+                pending.append((r, take * r.per_unit))
+            units -= take
+        line.fulfilled_quantity += want - units
+    levels = {
+        (lv.item_id, lv.location_id): lv for lv in levels_for_update([(r.item_id, r.location_id) for r, _ in pending])
+    }
+    short = []
+    for r, quantity in pending:
+        level = levels[(r.item_id, r.location_id)]
+        if level.on_hand - quantity < 0 and not level.allow_negative:
+            short.append(
+                {"item": r.item_id, "location": r.location_id, "on_hand": level.on_hand, "requested": quantity}
+            )
+        level.on_hand -= quantity
+        r.fulfilled += quantity
+        touched.append(r)
+        specs.append(
+            MovementSpec(
+                r.item_id,
+                r.location_id,
+                Movement.Kind.FULFIL,
+                on_hand_delta=-quantity,
+                reserved_delta=-quantity,
+                reference=f"order:{order.pk}",
+            )
+        )
+    if short:
+        raise InvalidQuantity("Not on the shelf: a store sale took these units; count the stock first.", short=short)
+    Reservation.objects.bulk_update(touched, ["fulfilled"])
+    OrderLine.objects.bulk_update([line for line, _ in plan], ["fulfilled_quantity"])
+    _apply(specs, actor=actor, reason="order fulfilled")
+    done = all(line.fulfilled_quantity >= line.allocated_quantity for line in order_lines)
+    order.status = Order.Status.FULFILLED if done else Order.Status.PARTIALLY_FULFILLED
+    order.expires_at = None
+    order.save(update_fields=["status", "expires_at", "updated_at"])
+    return OrderState(order=order, lines=order_lines)
+
+
+@transaction.atomic
+def order_return(
+    *, order_id: int, lines: Sequence[LineRequest] | None = None, channel_id: int | None = None, actor: str = ""
+) -> OrderState:
+    """Shipped units come back to the shelf they left. Without lines, everything shipped returns."""
+    order = order_for_update(order_id=order_id, channel_id=channel_id)
+    if order.status not in (Order.Status.PARTIALLY_FULFILLED, Order.Status.FULFILLED):
+        raise InvalidOrderState(f"A {order.status} order has nothing shipped to return.", status=order.status)
+    order_lines = list(order.lines.all())
+    requested = _requested(order_lines, lines)
+    reservations = _reservations_by_line(order)
+    refused, plan = [], []
+    for line in order_lines:
+        remaining = line.fulfilled_quantity - line.returned_quantity
+        want = remaining if requested is None else requested.get(line.pk, 0)
+        if want > remaining:
+            refused.append({"sku": line.channel_sku, "requested": want, "available": remaining})
+        elif want:
+            plan.append((line, want))
+    if refused:
+        raise InvalidQuantity("More units than were shipped and not yet returned.", lines=refused)
+    if not plan:
+        raise InvalidQuantity("Nothing shipped is left to return.", lines=[])
+    touched: list[Reservation] = []
+    specs: list[MovementSpec] = []
+    for line, units in plan:
+        line.returned_quantity += units
+        for group in _groups(reservations[line.pk]).values():
+            if units == 0:
+                break
+            take = min(units, min((r.fulfilled - r.returned) // r.per_unit for r in group))
+            if take <= 0:
+                continue
+            for r in group:
+                r.returned += take * r.per_unit
+                touched.append(r)
+                specs.append(
+                    MovementSpec(
+                        r.item_id,
+                        r.location_id,
+                        Movement.Kind.RETURN,
+                        on_hand_delta=take * r.per_unit,
+                        reference=f"order:{order.pk}",
+                    )
+                )
+            units -= take
+    levels_for_update([(s.item_id, s.location_id) for s in specs])
+    Reservation.objects.bulk_update(touched, ["returned"])
+    OrderLine.objects.bulk_update([line for line, _ in plan], ["returned_quantity"])
+    _apply(specs, actor=actor, reason="order returned")
+    holds_nothing = all(r.open_quantity == 0 for rs in reservations.values() for r in rs)
+    if holds_nothing and all(line.returned_quantity >= line.fulfilled_quantity for line in order_lines):
+        order.status = Order.Status.RETURNED
+        order.save(update_fields=["status", "updated_at"])
+    return OrderState(order=order, lines=order_lines)
+
+
+@transaction.atomic
+def order_line_exchange(
+    *, order_id: int, sku: str, new_sku: str, channel_id: int | None = None, actor: str = ""
+) -> OrderState:
+    """Swap a line's product for another listing of the channel, same quantity; all or nothing."""
+    order = order_for_update(order_id=order_id, channel_id=channel_id)
+    if order.status not in (Order.Status.RESERVED, Order.Status.CONFIRMED):
+        raise InvalidOrderState(f"A {order.status} order's lines cannot be exchanged.", status=order.status)
+    order_lines = list(order.lines.all())
+    line = next((candidate for candidate in order_lines if candidate.channel_sku == sku), None)
+    if line is None:
+        raise UnknownSku(errors={"sku": ["Not a SKU of this order."]}, skus=[sku])
+    if new_sku != sku and any(candidate.channel_sku == new_sku for candidate in order_lines):
+        raise UnknownSku(errors={"new_sku": ["Already a line of this order."]}, skus=[new_sku])
+    if line.unallocated_quantity:
+        raise InvalidOrderState("An oversold line cannot be exchanged; resolve the oversell first.")
+    resolution = lines_resolve(channel_id=order.channel_id, requests=[LineRequest(new_sku, line.quantity)])
+    old = [r for r in Reservation.objects.filter(line=line).order_by("id") if r.open_quantity]
+    levels = levels_for_update(resolution.pairs + [(r.item_id, r.location_id) for r in old])
+    atp = locked_atp(levels)
+    for r in old:  # the line's own stock is available to its replacement
+        atp[(r.item_id, r.location_id)] = atp.get((r.item_id, r.location_id), 0) + r.open_quantity
+    plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=atp)
+    if not plan.complete:
+        raise InsufficientStock(
+            lines=[{"sku": new_sku, "requested": line.quantity, "available": line.quantity - plan.shortfall[0]}]
+        )
+    reference = f"order:{order.pk}"
+    specs = [
+        MovementSpec(
+            r.item_id, r.location_id, Movement.Kind.RELEASE, reserved_delta=-r.open_quantity, reference=reference
+        )
+        for r in old
+    ]
+    for r in old:
+        r.released += r.open_quantity
+    Reservation.objects.bulk_update(old, ["released"])
+    new_line = resolution.lines[0]
+    kind = Movement.Kind.RESERVE if order.mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
+    specs += [
+        MovementSpec(item, loc, kind, reserved_delta=quantity, reference=reference)
+        for (item, loc), quantity in pair_totals(lines=resolution.lines, allocations=plan.allocations).items()
+    ]
+    Reservation.objects.bulk_create(
+        [
+            Reservation(
+                line=line, item_id=item, location_id=a.location_id, per_unit=per_unit, quantity=a.units * per_unit
+            )
+            for a in plan.allocations
+            for item, per_unit in new_line.components
+        ]
+    )
+    line.channel_sku, line.listing_id, line.product_id = new_sku, new_line.listing_id, new_line.product_id
+    line.save(update_fields=["channel_sku", "listing", "product"])
+    _apply(specs, actor=actor, reason="order line exchanged")
+    return OrderState(order=order, lines=order_lines)
+
+
+@transaction.atomic
+def order_supplier_refused(*, order_id: int, location_id: int, reason: str, actor: str = "supplier check") -> Order:
+    """A drop-ship supplier refused: release what the order holds there, flag it, tell staff."""
+    order = order_for_update(order_id=order_id)
+    released = _release_open(
+        order, kind=Movement.Kind.RELEASE, actor=actor, reason="supplier refused", location_id=location_id
+    )
+    if released:
+        lines = list(OrderLine.objects.filter(pk__in=list(released)))
+        for line in lines:
+            line.unallocated_quantity += released[line.pk]
+        OrderLine.objects.bulk_update(lines, ["unallocated_quantity"])
+    order.flagged = True
+    note = f"Supplier refused: {reason}"
+    order.flag_reason = f"{order.flag_reason}\n{note}".strip()
+    order.save(update_fields=["flagged", "flag_reason", "updated_at"])
+    incident_open(
+        kind=Incident.Kind.SUPPLIER_REFUSAL,
+        location_id=location_id,
+        shortfall=sum(released.values()),
+        reference=f"order:{order.pk}",
+        detail=f"Order {order.external_id}: {reason}",
+    )
+    return order

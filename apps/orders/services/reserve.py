@@ -1,0 +1,334 @@
+"""Orders coming in: reserved at checkout (all lines or none) or imported (already sold, never refused).
+
+Two ways to take the stock, same result:
+
+- the fast path, tried first: allocate from an unlocked read, write the order, lines,
+  reservations and ledger rows, and only then take the row locks with one conditional
+  ``UPDATE ... WHERE on_hand - reserved - safety >= q`` (rows locked in (item_id,
+  location_id) order). The lock is held for one statement plus the commit. If any row no
+  longer has the stock, the whole attempt is rolled back and the locked path decides;
+- the locked path: ``levels_for_update`` over every level the order could touch, ATP
+  re-read inside the lock, allocation, ``movements_apply``.
+
+Either way ``StockLevel.reserved`` moves together with the reservation rows and the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apps.catalog.locks import levels_for_update
+from apps.catalog.models import Incident, Location, Movement, StockLevel
+from apps.catalog.services.incidents import incident_open
+from apps.catalog.services.ledger import MovementSpec, movements_apply
+from apps.catalog.signals import SyncPriority, stock_changed
+from apps.channels.models import Channel
+from apps.orders.errors import InsufficientStock, OrderExists
+from apps.orders.models import Order, OrderLine, Reservation
+from apps.orders.services.allocation import (
+    LineRequest,
+    Plan,
+    Resolution,
+    ResolvedLine,
+    lines_resolve,
+    pair_totals,
+    units_allocate,
+)
+from apps.orders.signals import order_reserved
+
+MAX_HOLD_MINUTES = 7 * 24 * 60
+
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    order: Order
+    lines: list[OrderLine]
+    location_ids: list[int]  # where it holds stock
+
+
+class _StockMoved(Exception):
+    """The fast path lost a race for some row; roll it back and decide under the lock."""
+
+
+def order_reserve(
+    *,
+    channel: Channel,
+    external_id: str,
+    lines: Sequence[LineRequest],
+    hold_minutes: int | None = None,
+    actor: str = "",
+) -> OrderPlaced:
+    """Reserve every line or nothing; raises InsufficientStock with what each line could get."""
+    minutes = settings.STOCKROOM["HOLD_MINUTES_DEFAULT"] if hold_minutes is None else hold_minutes
+    expires_at = timezone.now() + timedelta(minutes=max(1, min(minutes, MAX_HOLD_MINUTES)))
+    return _order_place(
+        channel=channel,
+        external_id=external_id,
+        requests=lines,
+        mode=Order.Mode.RESERVE,
+        expires_at=expires_at,
+        actor=actor,
+    )
+
+
+def order_import(*, channel: Channel, external_id: str, lines: Sequence[LineRequest], actor: str = "") -> OrderPlaced:
+    """Record a marketplace order that is already sold: reserve what stock allows, the rest is an oversell.
+
+    The shortfall stays on the line (``unallocated_quantity``), the order is flagged and an
+    oversell incident opens per item (channels hear of it after commit and push 0).
+    """
+    return _order_place(
+        channel=channel, external_id=external_id, requests=lines, mode=Order.Mode.IMPORT, expires_at=None, actor=actor
+    )
+
+
+def _order_place(
+    *,
+    channel: Channel,
+    external_id: str,
+    requests: Sequence[LineRequest],
+    mode: str,
+    expires_at: datetime | None,
+    actor: str,
+) -> OrderPlaced:
+    resolution = lines_resolve(channel_id=channel.pk, requests=requests)
+    plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
+    try:
+        if plan.complete:
+            try:
+                with transaction.atomic():
+                    placed = _write_fast(channel, external_id, mode, expires_at, actor, resolution, plan)
+            except _StockMoved:
+                pass
+            else:
+                _announce(placed)
+                return placed
+        elif mode == Order.Mode.RESERVE:
+            # Refusing on a committed snapshot is safe: it never promises stock.
+            raise _insufficient(resolution, plan)
+        with transaction.atomic():
+            placed = _write_locked(channel, external_id, mode, expires_at, actor, resolution)
+    except IntegrityError as err:
+        if "order_unique_channel_external_id" not in str(err):
+            raise
+        existing = Order.objects.filter(channel=channel, external_id=external_id).values_list("pk", flat=True).first()
+        raise OrderExists(external_id=external_id, id=existing) from err
+    _announce(placed)
+    return placed
+
+
+def _announce(placed: OrderPlaced) -> None:
+    if placed.location_ids:
+        transaction.on_commit(
+            partial(order_reserved.send, sender=Order, order_id=placed.order.pk, location_ids=placed.location_ids)
+        )
+
+
+def _insufficient(resolution: Resolution, plan: Plan) -> InsufficientStock:
+    return InsufficientStock(
+        lines=[
+            {"sku": line.sku, "requested": line.quantity, "available": line.quantity - plan.shortfall[index]}
+            for index, line in enumerate(resolution.lines)
+            if plan.shortfall[index]
+        ]
+    )
+
+
+def _write_order(
+    channel: Channel,
+    external_id: str,
+    mode: str,
+    expires_at: datetime | None,
+    resolution: Resolution,
+    plan: Plan,
+) -> tuple[Order, list[OrderLine], list[Reservation]]:
+    shortfall = plan.shortfall
+    order = Order.objects.create(
+        channel=channel,
+        external_id=external_id,
+        mode=mode,
+        status=Order.Status.RESERVED if mode == Order.Mode.RESERVE else Order.Status.CONFIRMED,
+        expires_at=expires_at,
+        flagged=any(shortfall.values()),
+        flag_reason="Oversold: stock did not cover every unit." if any(shortfall.values()) else "",
+    )
+    lines = OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                listing_id=line.listing_id,
+                channel_sku=line.sku,
+                product_id=line.product_id,
+                quantity=line.quantity,
+                unallocated_quantity=shortfall[index],
+            )
+            for index, line in enumerate(resolution.lines)
+        ]
+    )
+    reservations: list[Reservation] = []
+    for allocation in plan.allocations:
+        line = resolution.lines[allocation.line_index]
+        for item, per_unit in line.components:
+            reservations.append(
+                Reservation(
+                    line=lines[allocation.line_index],
+                    item_id=item,
+                    location_id=allocation.location_id,
+                    per_unit=per_unit,
+                    quantity=allocation.units * per_unit,
+                )
+            )
+    if reservations:
+        Reservation.objects.bulk_create(reservations)
+    return order, lines, reservations
+
+
+def _movement_kind(mode: str) -> str:
+    return Movement.Kind.RESERVE if mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
+
+
+def _write_fast(
+    channel: Channel,
+    external_id: str,
+    mode: str,
+    expires_at: datetime | None,
+    actor: str,
+    resolution: Resolution,
+    plan: Plan,
+) -> OrderPlaced:
+    order, lines, _ = _write_order(channel, external_id, mode, expires_at, resolution, plan)
+    totals = pair_totals(lines=resolution.lines, allocations=plan.allocations)
+    reference = f"order:{order.pk}"
+    kind = _movement_kind(mode)
+    Movement.objects.bulk_create(
+        [
+            Movement(
+                item_id=item, location_id=loc, kind=kind, reserved_delta=quantity, reference=reference, actor=actor
+            )
+            for (item, loc), quantity in totals.items()
+        ]
+    )
+    # Listeners enqueue their sync work inside this transaction; sent before the row locks are taken.
+    stock_changed.send(sender=Movement, pairs=list(totals), priority=SyncPriority.SALE, reason=kind)
+    if _levels_reserve(totals) != len(totals):
+        raise _StockMoved()
+    return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in totals}))
+
+
+def _levels_reserve(totals: dict[tuple[int, int], int]) -> int:
+    """Add to ``reserved`` where ATP still covers it; returns how many rows did. Locks in lock order."""
+    params: list[int] = []
+    for (item, loc), quantity in totals.items():
+        params += [item, loc, quantity]
+    with connection.cursor() as cursor:
+        if len(totals) == 1:
+            cursor.execute(
+                """
+                UPDATE catalog_stocklevel AS s
+                   SET reserved = s.reserved + %s, updated_at = now()
+                  FROM catalog_location AS loc
+                 WHERE s.item_id = %s AND s.location_id = %s AND loc.id = s.location_id
+                   AND loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
+                   AND s.on_hand - s.reserved - s.safety >= %s
+                """,
+                [params[2], params[0], params[1], params[2]],
+            )
+        else:
+            values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(totals))
+            cursor.execute(
+                f"""
+                WITH wanted(item_id, location_id, q) AS (VALUES {values}),
+                locked AS (
+                    SELECT s.id FROM catalog_stocklevel AS s
+                      JOIN wanted AS w ON s.item_id = w.item_id AND s.location_id = w.location_id
+                     ORDER BY s.item_id, s.location_id
+                       FOR UPDATE OF s
+                )
+                UPDATE catalog_stocklevel AS s
+                   SET reserved = s.reserved + w.q, updated_at = now()
+                  FROM wanted AS w, catalog_location AS loc
+                 WHERE s.id IN (SELECT id FROM locked)
+                   AND s.item_id = w.item_id AND s.location_id = w.location_id AND loc.id = s.location_id
+                   AND loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
+                   AND s.on_hand - s.reserved - s.safety >= w.q
+                """,
+                params,
+            )
+        return cursor.rowcount
+
+
+def locked_atp(levels: Sequence[StockLevel]) -> dict[tuple[int, int], int]:
+    """ATP of locked levels, 0 where the location is inactive or its stock is past validity."""
+    now = timezone.now()
+    location_ids = sorted({level.location_id for level in levels})
+    sellable = {
+        pk
+        for pk, active, valid_until in Location.objects.filter(id__in=location_ids).values_list(
+            "id", "is_active", "stock_valid_until"
+        )
+        if active and (valid_until is None or valid_until > now)
+    }
+    return {(level.item_id, level.location_id): level.atp if level.location_id in sellable else 0 for level in levels}
+
+
+def _write_locked(
+    channel: Channel,
+    external_id: str,
+    mode: str,
+    expires_at: datetime | None,
+    actor: str,
+    resolution: Resolution,
+) -> OrderPlaced:
+    levels = levels_for_update(resolution.pairs)
+    resolution.atp = locked_atp(levels)
+    plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
+    if mode == Order.Mode.RESERVE and not plan.complete:
+        raise _insufficient(resolution, plan)
+    order, lines, _ = _write_order(channel, external_id, mode, expires_at, resolution, plan)
+    totals = pair_totals(lines=resolution.lines, allocations=plan.allocations)
+    reference = f"order:{order.pk}"
+    kind = _movement_kind(mode)
+    movements_apply(
+        movements=[
+            MovementSpec(item_id=item, location_id=loc, kind=kind, reserved_delta=quantity, reference=reference)
+            for (item, loc), quantity in totals.items()
+        ],
+        actor=actor,
+        priority=SyncPriority.SALE,
+        reason=kind,
+    )
+    if not plan.complete:
+        _oversell_incidents(order, resolution.lines, plan, resolution.location_ids)
+    return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in totals}))
+
+
+def _oversell_incidents(order: Order, lines: Sequence[ResolvedLine], plan: Plan, location_ids: Sequence[int]) -> None:
+    short_by_item: dict[int, int] = {}
+    for index, units in plan.shortfall.items():
+        for item, per_unit in lines[index].components:
+            short_by_item[item] = short_by_item.get(item, 0) + units * per_unit
+    skus = ", ".join(f"{lines[i].sku} x{units}" for i, units in plan.shortfall.items() if units)
+    for item, shortfall in sorted(short_by_item.items()):
+        incident_open(
+            kind=Incident.Kind.OVERSELL,
+            item_id=item,
+            location_id=location_ids[0] if location_ids else None,
+            shortfall=shortfall,
+            reference=f"order:{order.pk}",
+            detail=f"Imported order {order.external_id} of channel {order.channel.code} is short: {skus}.",
+        )
+    if not short_by_item:
+        # A line whose product has no components or is not for sale: nothing to count, still an oversell.
+        incident_open(
+            kind=Incident.Kind.OVERSELL,
+            reference=f"order:{order.pk}",
+            detail=f"Imported order {order.external_id} of channel {order.channel.code} sells what is not for sale: "
+            f"{skus}.",
+        )
