@@ -13,9 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.db import connection
+from django.db.models import Q, QuerySet
+
+if TYPE_CHECKING:
+    from apps.catalog.models import StockLevel
 
 PRODUCT_ATP_BY_LOCATION_SQL = """
 WITH wanted AS (
@@ -43,7 +49,7 @@ WITH wanted AS (
       FROM channels_listing l
      WHERE l.id = ANY(%(listings)s::bigint[])
 ), per_location AS (
-    SELECT w.id AS listing_id, cl.location_id,
+    SELECT w.id AS listing_id, cl.location_id, MAX(loc.stock_valid_until) AS valid_until,
            MIN(
                GREATEST(0, CASE WHEN loc.stock_valid_until IS NULL OR loc.stock_valid_until > now()
                                 THEN COALESCE(s.on_hand - s.reserved - s.safety, 0) ELSE 0 END
@@ -58,7 +64,8 @@ WITH wanted AS (
 )
 SELECT w.id, l.channel_sku, COALESCE(SUM(p.atp), 0)::bigint AS atp,
        COALESCE(l.buffer, c.buffer) AS buffer, COALESCE(l.coefficient, c.coefficient) AS coefficient,
-       l.max_qty, l.end_when, l.is_active AND c.is_active AS active
+       l.max_qty, l.end_when, l.is_active AND c.is_active AS active,
+       MIN(p.valid_until) FILTER (WHERE p.valid_until > now()) AS valid_until
   FROM wanted w
   JOIN channels_listing l ON l.id = w.id
   JOIN channels_channel c ON c.id = l.channel_id
@@ -88,6 +95,9 @@ class ListingAvailability:
     channel_sku: str
     atp: int  # product ATP summed over the channel's locations
     available: int  # what the channel is told
+    # When a location's stock stops counting (a supplier feed reaching its max age), the answer changes
+    # without any write; caches must not keep it past this moment.
+    valid_until: datetime | None = None
 
 
 def listings_availability(listing_ids: Sequence[int]) -> dict[int, ListingAvailability]:
@@ -99,14 +109,50 @@ def listings_availability(listing_ids: Sequence[int]) -> dict[int, ListingAvaila
         cursor.execute(LISTING_ATP_SQL, {"listings": ids})
         rows = cursor.fetchall()
     result = {}
-    for listing_id, sku, atp, buffer, coefficient, max_qty, end_when, active in rows:
+    for listing_id, sku, atp, buffer, coefficient, max_qty, end_when, active, valid_until in rows:
         available = (
             listing_quantity(atp=atp, buffer=buffer, coefficient=coefficient, max_qty=max_qty, end_when=end_when)
             if active
             else 0
         )
-        result[listing_id] = ListingAvailability(listing_id, sku, int(atp), available)
+        result[listing_id] = ListingAvailability(listing_id, sku, int(atp), available, valid_until)
     return result
+
+
+def listings_availability_cached(listing_ids: Sequence[int]) -> dict[int, ListingAvailability]:
+    """``listings_availability`` through the Redis cache; never older than the last committed change.
+
+    See ``apps.catalog.availability_cache`` for the invalidation scheme. With Redis unreachable the
+    answer comes straight from PostgreSQL.
+    """
+    from apps.catalog.availability_cache import availability_cached
+
+    return availability_cached(listing_ids, compute=listings_availability)
+
+
+LISTINGS_AFFECTED_SQL = """
+WITH moved AS (
+    SELECT unnest(%(items)s::bigint[]) AS item_id, unnest(%(locations)s::bigint[]) AS location_id
+)
+SELECT DISTINCT l.id
+  FROM moved m
+  JOIN catalog_productcomponent pc ON pc.item_id = m.item_id
+  JOIN channels_listing l ON l.product_id = pc.product_id
+  JOIN channels_channellocation cl ON cl.channel_id = l.channel_id AND cl.location_id = m.location_id
+"""
+
+
+def listings_affected(pairs: Iterable[tuple[int, int]]) -> list[int]:
+    """Listings whose quantity can move when these (item_id, location_id) levels move: every product
+    containing the item, in every channel that sells from the location. One query."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            LISTINGS_AFFECTED_SQL, {"items": [i for i, _ in wanted], "locations": [loc for _, loc in wanted]}
+        )
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def products_atp_by_location(product_ids: Iterable[int], location_ids: Iterable[int]) -> dict[tuple[int, int], int]:
@@ -117,3 +163,22 @@ def products_atp_by_location(product_ids: Iterable[int], location_ids: Iterable[
     with connection.cursor() as cursor:
         cursor.execute(PRODUCT_ATP_BY_LOCATION_SQL, {"products": products, "locations": locations})
         return {(product, location): int(atp) for product, location, atp in cursor.fetchall()}
+
+
+def levels_with_atp() -> QuerySet[StockLevel]:
+    """Stock levels with ``atp_now``: ATP as the availability engine counts it (0 at a stale location)."""
+    from django.db.models import Case, F, IntegerField, Value, When
+    from django.db.models.functions import Greatest, Now
+
+    from apps.catalog.models import StockLevel
+
+    return StockLevel.objects.select_related("item", "location").annotate(
+        atp_now=Case(
+            When(
+                Q(location__stock_valid_until__isnull=True) | Q(location__stock_valid_until__gt=Now()),
+                then=Greatest(Value(0), F("on_hand") - F("reserved") - F("safety")),
+            ),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    )

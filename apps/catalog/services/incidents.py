@@ -8,6 +8,7 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
+from apps.catalog import metrics
 from apps.catalog.models import Incident
 from apps.catalog.signals import incident_opened
 
@@ -29,6 +30,7 @@ def incident_open(
     log.warning(
         "incident_opened", incident=incident.pk, kind=kind, item=item_id, location=location_id, shortfall=shortfall
     )
+    transaction.on_commit(partial(metrics.incident_committed, kind), robust=True)
     transaction.on_commit(partial(incident_opened.send, sender=Incident, incident_id=incident.pk))
     return incident
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import connection, transaction
 
+from apps.catalog import metrics
 from apps.catalog.models import Movement
 from apps.catalog.signals import SyncPriority, stock_changed
 
@@ -78,4 +80,5 @@ def movements_apply(
         ]
     )
     stock_changed.send(sender=Movement, pairs=sorted(totals), priority=SyncPriority(priority), reason=reason)
+    transaction.on_commit(partial(metrics.movements_committed, [row.kind for row in rows]), robust=True)
     return rows

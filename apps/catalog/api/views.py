@@ -1,0 +1,215 @@
+"""Staff endpoints for the catalog and stock. Writes go through services; reads through selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.catalog.api import filters
+from apps.catalog.api.serializers import (
+    ItemSerializer,
+    LocationSerializer,
+    MovementRecordedSerializer,
+    MovementRequestSerializer,
+    MovementSerializer,
+    ProductSerializer,
+    StockLevelSerializer,
+)
+from apps.catalog.models import Item, Location, Movement, Product, ProductComponent, StockLevel
+from apps.catalog.selectors import levels_with_atp
+from apps.catalog.services import catalog as catalog_services
+from apps.catalog.services.stock import stock_movement_record
+from apps.core.idempotency import idempotent_call, request_fingerprint
+
+CODE_IN_PATH = r"[^/]+"
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid input, with field errors under `errors`."),
+    409: OpenApiResponse(ErrorSerializer, description="Still in use, or the change conflicts with stock."),
+}
+
+
+class _CatalogViewSet(viewsets.ModelViewSet):
+    """Create, read, update and delete by code; deletion of what is still used is a 409."""
+
+    label = "record"
+
+    def perform_destroy(self, instance: Any) -> None:
+        catalog_services.catalog_record_delete(instance=instance, label=f"{self.label} {instance}")
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: LocationSerializer, 400: ERRORS[400]}),
+    update=extend_schema(responses={200: LocationSerializer, 400: ERRORS[400], 409: ERRORS[409]}),
+    partial_update=extend_schema(responses={200: LocationSerializer, 400: ERRORS[400], 409: ERRORS[409]}),
+    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
+)
+class LocationViewSet(_CatalogViewSet):
+    """Stores, warehouses and suppliers' drop-ship locations, addressed by code."""
+
+    queryset = Location.objects.all()
+    serializer_class = LocationSerializer
+    lookup_field = "code"
+    lookup_value_regex = CODE_IN_PATH
+    filterset_class = filters.LocationFilter
+    label = "Location"
+
+    def perform_create(self, serializer: LocationSerializer) -> None:
+        serializer.instance = catalog_services.location_create(**serializer.validated_data)
+
+    def perform_update(self, serializer: LocationSerializer) -> None:
+        serializer.instance = catalog_services.location_update(
+            location=serializer.instance, **serializer.validated_data
+        )
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: ItemSerializer, 400: ERRORS[400]}),
+    update=extend_schema(responses={200: ItemSerializer, 400: ERRORS[400]}),
+    partial_update=extend_schema(responses={200: ItemSerializer, 400: ERRORS[400]}),
+    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
+)
+class ItemViewSet(_CatalogViewSet):
+    """Physically counted things, in their base unit, addressed by SKU."""
+
+    queryset = Item.objects.all()
+    serializer_class = ItemSerializer
+    lookup_field = "sku"
+    lookup_value_regex = CODE_IN_PATH
+    filterset_class = filters.ItemFilter
+    label = "Item"
+
+    def perform_create(self, serializer: ItemSerializer) -> None:
+        serializer.instance = catalog_services.item_create(**serializer.validated_data)
+
+    def perform_update(self, serializer: ItemSerializer) -> None:
+        serializer.instance = catalog_services.item_update(item=serializer.instance, **serializer.validated_data)
+
+
+def _component_specs(raw: list[dict[str, Any]] | None) -> list[catalog_services.ComponentSpec] | None:
+    if raw is None:
+        return None
+    return [catalog_services.ComponentSpec(item=c["item"], quantity=c["quantity"]) for c in raw]
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: ProductSerializer, 400: ERRORS[400]}),
+    update=extend_schema(responses={200: ProductSerializer, 400: ERRORS[400]}),
+    partial_update=extend_schema(responses={200: ProductSerializer, 400: ERRORS[400]}),
+    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
+)
+class ProductViewSet(_CatalogViewSet):
+    """What channels sell: standard, multipack, weighted and bundle products, with their components."""
+
+    serializer_class = ProductSerializer
+    lookup_field = "code"
+    lookup_value_regex = CODE_IN_PATH
+    filterset_class = filters.ProductFilter
+    label = "Product"
+
+    def get_queryset(self) -> QuerySet[Product]:
+        return Product.objects.prefetch_related(
+            Prefetch(
+                "components",
+                queryset=ProductComponent.objects.select_related("item").order_by("id"),
+                to_attr="prefetched_components",
+            )
+        ).distinct()
+
+    def perform_create(self, serializer: ProductSerializer) -> None:
+        data = dict(serializer.validated_data)
+        components = _component_specs(data.pop("components"))
+        serializer.instance = catalog_services.product_create(components=components or [], **data)
+
+    def perform_update(self, serializer: ProductSerializer) -> None:
+        data = dict(serializer.validated_data)
+        components = _component_specs(data.pop("components", None))
+        product = catalog_services.product_update(product=serializer.instance, components=components, **data)
+        if hasattr(product, "prefetched_components"):
+            del product.prefetched_components
+        serializer.instance = product
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The stock ledger, newest first"),
+    create=extend_schema(
+        summary="Record a receipt, count, adjustment or point-of-sale sale",
+        request=MovementRequestSerializer,
+        responses={
+            201: MovementRecordedSerializer,
+            400: ERRORS[400],
+            409: OpenApiResponse(ErrorSerializer, description="It would take stock below zero where not allowed."),
+            422: OpenApiResponse(ErrorSerializer, description="The idempotency key was used with another body."),
+        },
+    ),
+)
+class MovementViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """The append-only ledger. ``count`` sets on_hand to the quantity; the other kinds add or remove it."""
+
+    serializer_class = MovementSerializer
+    filterset_class = filters.MovementFilter
+    queryset = Movement.objects.select_related("item", "location").order_by("-id")
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return MovementRequestSerializer if self.action == "create" else MovementSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        incoming = MovementRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        body = {
+            "location": data["location"].code,
+            "item": data["item"].sku,
+            "kind": data["kind"],
+            "quantity": data["quantity"],
+            "note": data["note"],
+        }
+        actor = f"staff:{request.user.get_username()}"
+
+        def record() -> tuple[int, dict[str, Any]]:
+            result = stock_movement_record(
+                location_code=body["location"],
+                item_sku=body["item"],
+                kind=body["kind"],
+                quantity=body["quantity"],
+                idempotency_key=data["idempotency_key"],
+                actor=actor,
+                note=body["note"],
+            )
+            level = levels_with_atp().get(pk=result.level.pk)
+            answer = MovementRecordedSerializer(
+                {"movement": result.movement, "level": level, "incident": result.incident}
+            ).data
+            return status.HTTP_201_CREATED, answer
+
+        # The key is the ledger's own (unique across the ledger), so it is scoped to stock movements.
+        code, answer, replayed = idempotent_call(
+            scope="stock-movements",
+            key=data["idempotency_key"],
+            fingerprint=request_fingerprint(method="POST", path="stock/movements", body=body),
+            handler=record,
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(answer, status=code, headers=headers)
+
+
+@extend_schema_view(list=extend_schema(summary="Stock levels with their available-to-promise quantity"))
+class StockLevelViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Levels per item and location: on_hand, reserved, safety and ATP. Changed only through movements."""
+
+    serializer_class = StockLevelSerializer
+    filterset_class = filters.StockLevelFilter
+
+    def get_queryset(self) -> QuerySet[StockLevel]:
+        return levels_with_atp().order_by("item__sku", "location__code")
