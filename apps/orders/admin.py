@@ -1,0 +1,177 @@
+"""The merchant's view of orders: lines and the stock they hold, flagged orders, marketplace events."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from apps.core.errors import DomainError
+from apps.orders.models import Order, OrderEvent, OrderLine, Reservation
+from apps.orders.services import order_cancel
+from apps.orders.services.lifecycle import order_release_hold
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    can_delete = False
+    fields = ("channel_sku", "product", "quantity", "fulfilled_quantity", "returned_quantity", "unallocated_quantity")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+
+class ReservationInline(admin.TabularInline):
+    model = Reservation
+    extra = 0
+    can_delete = False
+    fields = ("line", "item", "location", "per_unit", "quantity", "fulfilled", "released", "returned", "open_now")
+    readonly_fields = fields
+
+    @admin.display(description="open")
+    def open_now(self, obj: Reservation) -> int:
+        return obj.open_quantity
+
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Reservation]:
+        return super().get_queryset(request).select_related("line", "item", "location")
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    can_delete = False
+    fields = ("sequence", "type", "status", "detail", "received_at", "applied_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("id", "external_id", "channel", "mode", "status", "expires_at", "flagged", "created_at")
+    list_filter = ("status", "channel", "flagged", "mode")
+    search_fields = ("external_id", "lines__channel_sku")
+    list_select_related = ("channel",)
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "channel",
+        "external_id",
+        "mode",
+        "status",
+        "expires_at",
+        "created_at",
+        "updated_at",
+        "stock_held",
+    )
+    fields = (*readonly_fields, "flagged", "flag_reason")
+    inlines = [OrderLineInline, OrderEventInline]
+    actions = ["release_hold", "cancel"]
+
+    @admin.display(description="Reservations (stock held per item and location)")
+    def stock_held(self, obj: Order) -> str:
+        rows = Reservation.objects.filter(line__order=obj).select_related("line", "item", "location").order_by("id")
+        return format_html(
+            "<table><tr><th>line</th><th>item</th><th>location</th><th>quantity</th><th>fulfilled</th>"
+            "<th>released</th><th>returned</th><th>open</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        r.line.channel_sku,
+                        r.item.sku,
+                        r.location.code,
+                        r.quantity,
+                        r.fulfilled,
+                        r.released,
+                        r.returned,
+                        r.open_quantity,
+                    )
+                    for r in rows
+                ),
+            ),
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # orders come in through the API, never typed in
+
+    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False  # the ledger refers to them
+
+    @admin.action(description="Release the hold of selected reserved orders")
+    def release_hold(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        done = 0
+        for order in queryset.filter(status=Order.Status.RESERVED):
+            order_release_hold(order_id=order.pk, actor=f"admin:{request.user}")
+            done += 1
+        self.message_user(request, f"Released {done} hold(s).", messages.SUCCESS)
+
+    @admin.action(description="Cancel selected orders (gives their stock back)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        done, refused = 0, []
+        for order in queryset:
+            try:
+                order_cancel(order_id=order.pk, actor=f"admin:{request.user}")
+                done += 1
+            except DomainError as err:
+                refused.append(f"{order.external_id}: {err.detail}")
+        self.message_user(request, f"Cancelled {done} order(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not cancelled: " + "; ".join(refused), messages.WARNING)
+
+
+@admin.register(OrderLine)
+class OrderLineAdmin(admin.ModelAdmin):
+    list_display = ("id", "order", "channel_sku", "product", "quantity", "fulfilled_quantity", "unallocated_quantity")
+    search_fields = ("order__external_id", "channel_sku", "product__code")
+    list_select_related = ("order", "product")
+    inlines = [ReservationInline]
+    readonly_fields = (
+        "order",
+        "listing",
+        "channel_sku",
+        "product",
+        "quantity",
+        "fulfilled_quantity",
+        "returned_quantity",
+        "unallocated_quantity",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: OrderLine | None = None) -> bool:
+        return False
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "channel", "external_id", "sequence", "type", "status", "received_at", "applied_at")
+    list_filter = ("status", "type", "channel")
+    search_fields = ("external_id",)
+    list_select_related = ("channel",)
+    readonly_fields = (
+        "channel",
+        "external_id",
+        "sequence",
+        "type",
+        "payload",
+        "status",
+        "order",
+        "detail",
+        "received_at",
+        "applied_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: OrderEvent | None = None) -> bool:
+        return False
