@@ -141,7 +141,9 @@ class SafetyAudit(models.Model):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="safety_audits")
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="safety_audits")
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     who = models.CharField(max_length=150, help_text="The username at the time, kept if the user goes.")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     old_safety = models.BigIntegerField(help_text="Effective safety stock before.")

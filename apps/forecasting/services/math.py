@@ -73,7 +73,7 @@ def poisson_quantile(p: float, mean: ArrayLike) -> NDArray[np.int64]:
         pmf = np.exp(-ms)
         cdf = pmf.copy()
         k_out = np.zeros(ms.shape, dtype=np.int64)
-        k_max = int(math.ceil(_POISSON_MAX_MEAN + 12 * math.sqrt(_POISSON_MAX_MEAN) + 12))
+        k_max = math.ceil(_POISSON_MAX_MEAN + 12 * math.sqrt(_POISSON_MAX_MEAN) + 12)
         for k in range(1, k_max + 1):
             below = cdf < p
             if not below.any():

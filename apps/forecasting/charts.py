@@ -1,0 +1,264 @@
+"""Small server-side SVG charts: a line chart (time or numeric x) and bar charts, no JavaScript.
+
+Every label passes through ``escape``; the result is a SafeString ready for a template.
+Each chart carries a <title> and an aria-label so that it reads without seeing it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+PALETTE = ("#1f6feb", "#d9480f", "#2f9e44", "#7048e8", "#c2255c", "#0b7285", "#5c940d", "#495057")
+FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: Sequence[tuple[float | datetime, float]]
+    color: str | None = None
+    step: bool = False  # a level that holds until the next point (stock), not a trend
+    dashed: bool = False
+    markers: bool = False
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k) covering [low, high]."""
+    if not math.isfinite(low) or not math.isfinite(high):
+        return [0.0, 1.0]
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / max(1, count)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 10))
+        value += step
+    if ticks[-1] < high:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _time_ticks(low: datetime, high: datetime, count: int = 6) -> list[tuple[datetime, str]]:
+    span = (high - low).total_seconds()
+    if span <= 0:
+        return [(low, timezone.localtime(low).strftime("%d %b %H:%M"))]
+    fmt = "%H:%M" if span <= 36 * 3600 else ("%a %d %b" if span <= 10 * 86400 else "%d %b")
+    ticks = []
+    for i in range(count + 1):
+        at = low + timedelta(seconds=span * i / count)
+        ticks.append((at, timezone.localtime(at).strftime(fmt)))
+    return ticks
+
+
+def _empty(title: str, width: int, height: int, message: str) -> SafeString:
+    return mark_safe(  # every dynamic part is escaped
+        f'<svg class="chart empty" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}: {escape(message)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title>"
+        f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fafbfc" stroke="#d9dee6" rx="6"/>'
+        f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#5d6b7e" {FONT}>{escape(message)}</text>'
+        "</svg>"
+    )
+
+
+def line_chart(
+    *,
+    series: Sequence[Series],
+    title: str,
+    y_label: str = "",
+    x_label: str = "",
+    width: int = 640,
+    height: int = 260,
+    y_min: float | None = 0,
+    empty_message: str = "No data yet",
+) -> SafeString:
+    """Lines over a shared x axis (datetimes or numbers), with axes, ticks, gridlines and a legend."""
+    drawn = [s for s in series if s.points]
+    if not drawn:
+        return _empty(title, width, height, empty_message)
+    is_time = isinstance(drawn[0].points[0][0], datetime)
+
+    def xnum(x: float | datetime) -> float:
+        return x.timestamp() if isinstance(x, datetime) else float(x)
+
+    xs = [xnum(x) for s in drawn for x, _ in s.points]
+    ys = [float(y) for s in drawn for _, y in s.points]
+    x_lo, x_hi = min(xs), max(xs)
+    if x_hi == x_lo:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    y_lo = min(ys) if y_min is None else min(y_min, min(ys))
+    y_ticks = nice_ticks(y_lo, max(ys) if max(ys) > y_lo else y_lo + 1)
+    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+    left, right, top, bottom = 54, 14, 30, 40 if not x_label else 52
+    legend_rows = math.ceil(len(drawn) / 4)
+    bottom += 16 * legend_rows
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - x_lo) / (x_hi - x_lo) * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
+
+    parts = [
+        f'<svg class="chart line-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="18" font-weight="600" fill="#1d2430" {FONT} font-size="13">{escape(title)}</text>',
+    ]
+    for tick in y_ticks:
+        y = py(tick)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eef1f5"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#5d6b7e" {FONT}>{_fmt(tick)}</text>'
+        )
+    if is_time:
+        lo_dt = datetime.fromtimestamp(x_lo, tz=timezone.get_current_timezone())
+        hi_dt = datetime.fromtimestamp(x_hi, tz=timezone.get_current_timezone())
+        x_ticks = [(t.timestamp(), label) for t, label in _time_ticks(lo_dt, hi_dt)]
+    else:
+        x_ticks = [(t, _fmt(t)) for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
+    for x, label in x_ticks:
+        xp = px(x)
+        parts.append(
+            f'<line x1="{xp:.1f}" x2="{xp:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" stroke="#8b95a5"/>'
+        )
+        parts.append(
+            f'<text x="{xp:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#5d6b7e" {FONT}>'
+            f"{escape(label)}</text>"
+        )
+    parts.append(
+        f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#8b95a5"/>'
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#8b95a5"/>'
+    )
+    if y_label:
+        parts.append(
+            f'<text transform="translate(13 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle" '
+            f'fill="#5d6b7e" {FONT}>{escape(y_label)}</text>'
+        )
+    if x_label:
+        parts.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" fill="#5d6b7e" {FONT}>'
+            f"{escape(x_label)}</text>"
+        )
+    for i, s in enumerate(drawn):
+        color = s.color or PALETTE[i % len(PALETTE)]
+        points = sorted((xnum(x), float(y)) for x, y in s.points)
+        coords: list[str] = []
+        for j, (x, y) in enumerate(points):
+            if s.step and j:
+                coords.append(f"{px(x):.1f},{py(points[j - 1][1]):.1f}")
+            coords.append(f"{px(x):.1f},{py(y):.1f}")
+        dash = ' stroke-dasharray="5 4"' if s.dashed else ""
+        parts.append(
+            f'<polyline class="series" data-series="{escape(s.name)}" fill="none" stroke="{color}" '
+            f'stroke-width="2" stroke-linejoin="round"{dash} points="{" ".join(coords)}"/>'
+        )
+        if s.markers or len(points) == 1:
+            for x, y in points:
+                parts.append(
+                    f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}">'
+                    f"<title>{escape(s.name)}: {_fmt(y)}</title></circle>"
+                )
+    parts.extend(_legend([(s.name, s.color or PALETTE[i % len(PALETTE)]) for i, s in enumerate(drawn)], left, height))
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # every dynamic part is escaped
+
+
+def _legend(entries: Sequence[tuple[str, str]], left: int, height: int) -> list[str]:
+    rows = math.ceil(len(entries) / 4)
+    parts = ['<g class="legend">']
+    for i, (name, color) in enumerate(entries):
+        row, col = divmod(i, 4)
+        x = left + col * 150
+        y = height - 16 * (rows - row) + 2
+        parts.append(f'<rect x="{x}" y="{y - 8}" width="12" height="4" fill="{color}" rx="1"/>')
+        parts.append(f'<text x="{x + 17}" y="{y - 3}" fill="#1d2430" {FONT}>{escape(name)}</text>')
+    parts.append("</g>")
+    return parts
+
+
+def bar_chart(
+    *,
+    bars: Sequence[tuple[str, float]],
+    title: str,
+    unit: str = "",
+    width: int = 640,
+    bar_height: int = 22,
+    colors: Sequence[str] | None = None,
+    limit: float | None = None,
+    limit_label: str = "",
+    empty_message: str = "No data yet",
+) -> SafeString:
+    """Horizontal bars, one per label (long channel or supplier names stay readable), with an optional limit line."""
+    if not bars:
+        return _empty(title, width, 90, empty_message)
+    label_w = min(200, max(70, 7 * max(len(label) for label, _ in bars)))
+    left, right, top = label_w + 12, 60, 30
+    height = top + len(bars) * (bar_height + 8) + 28
+    plot_w = width - left - right
+    high = max([v for _, v in bars] + ([limit] if limit else []) + [1])
+    ticks = nice_ticks(0, high, 4)
+    x_hi = ticks[-1]
+
+    def px(v: float) -> float:
+        return left + max(0.0, v) / x_hi * plot_w
+
+    parts = [
+        f'<svg class="chart bar-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="8" y="18" font-weight="600" fill="#1d2430" {FONT} font-size="13">{escape(title)}</text>',
+    ]
+    axis_y = top + len(bars) * (bar_height + 8)
+    for tick in ticks:
+        x = px(tick)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{axis_y}" stroke="#eef1f5"/>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#5d6b7e" {FONT}>{_fmt(tick)}</text>'
+        )
+    for i, (label, value) in enumerate(bars):
+        y = top + i * (bar_height + 8)
+        color = colors[i] if colors else PALETTE[0]
+        shown = f"{_fmt(value)}{(' ' + unit) if unit else ''}"
+        parts.append(
+            f'<text x="{left - 8}" y="{y + bar_height / 2 + 4:.1f}" text-anchor="end" fill="#1d2430" {FONT}>'
+            f"{escape(label)}</text>"
+        )
+        parts.append(
+            f'<rect class="bar" x="{left}" y="{y}" width="{max(1.0, px(value) - left):.1f}" height="{bar_height}" '
+            f'fill="{color}" rx="3"><title>{escape(label)}: {escape(shown)}</title></rect>'
+        )
+        parts.append(
+            f'<text x="{px(value) + 5:.1f}" y="{y + bar_height / 2 + 4:.1f}" fill="#1d2430" {FONT}>'
+            f"{escape(shown)}</text>"
+        )
+    if limit is not None:
+        x = px(limit)
+        parts.append(
+            f'<line class="limit" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{axis_y}" stroke="#c62828" '
+            f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{top - 8}" fill="#c62828" {FONT}>'
+            f"{escape(limit_label)}</text>"
+        )
+    parts.append(f'<line x1="{left}" x2="{left}" y1="{top - 4}" y2="{axis_y}" stroke="#8b95a5"/>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # every dynamic part is escaped

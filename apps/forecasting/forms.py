@@ -1,0 +1,62 @@
+"""Staff forms: one small override form per stock level row, and the list filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from apps.catalog.models import Location
+from apps.forecasting.services.overrides import MAX_OVERRIDE, MAX_REASON
+
+
+class SafetyFilterForm(forms.Form):
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.filter(is_active=True).order_by("code"),
+        required=False,
+        to_field_name="code",
+        empty_label="All locations",
+    )
+    q = forms.CharField(required=False, max_length=100, label="Search", strip=True)
+
+
+class SafetyOverrideForm(forms.Form):
+    """Set (or clear) the override of one level. Plain POST; errors are shown next to each field."""
+
+    ACTION_SET = "set"
+    ACTION_CLEAR = "clear"
+
+    level = forms.IntegerField(widget=forms.HiddenInput)
+    action = forms.ChoiceField(choices=[(ACTION_SET, "Save"), (ACTION_CLEAR, "Clear")], initial=ACTION_SET)
+    value = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_OVERRIDE,
+        error_messages={"invalid": "Enter a whole number of units.", "min_value": "Safety stock cannot be negative."},
+        widget=forms.NumberInput(attrs={"min": 0, "step": 1, "class": "qty", "aria-label": "Override units"}),
+    )
+    reason = forms.CharField(
+        required=False,
+        max_length=MAX_REASON,
+        widget=forms.TextInput(attrs={"placeholder": "Why?", "aria-label": "Reason"}),
+    )
+    valid_until = forms.DateTimeField(
+        required=False,
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(
+            attrs={"type": "datetime-local", "aria-label": "Valid until"}, format="%Y-%m-%dT%H:%M"
+        ),
+        error_messages={"invalid": "Enter a date and time."},
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("action") == self.ACTION_SET and data.get("value") is None and "value" not in self.errors:
+            self.add_error("value", "Enter the safety stock in units.")
+        if not (data.get("reason") or "").strip() and "reason" not in self.errors:
+            self.add_error("reason", "Say why: the reason is kept in the history.")
+        until = data.get("valid_until")
+        if data.get("action") == self.ACTION_SET and until is not None and until <= timezone.now():
+            self.add_error("valid_until", "Valid until must be in the future.")
+        return data

@@ -1,0 +1,156 @@
+"""Reads for the staff pages: the safety-stock table, stock over time from the ledger, incidents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from django.db import connection
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+
+from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
+from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
+from apps.forecasting.services.history import slot_of
+
+
+def safety_levels_list(*, at: datetime, location: Location | None = None, query: str = "") -> QuerySet[StockLevel]:
+    """Stock levels with the current slot's forecast and any override, in one query (the page adds a count)."""
+    overrides = SafetyOverride.objects.filter(item_id=OuterRef("item_id"), location_id=OuterRef("location_id"))
+    forecast = SafetyForecast.objects.filter(
+        item_id=OuterRef("item_id"), location_id=OuterRef("location_id"), slot=slot_of(at)
+    )
+    levels = (
+        StockLevel.objects.select_related("item", "location")
+        .filter(item__is_active=True)
+        .annotate(
+            forecast_value=Subquery(forecast.values("value")[:1]),
+            override_value=Subquery(overrides.values("value")[:1]),
+            override_reason=Subquery(overrides.values("reason")[:1]),
+            override_valid_until=Subquery(overrides.values("valid_until")[:1]),
+        )
+        .order_by("item__sku", "location__code")
+    )
+    if location is not None:
+        levels = levels.filter(location=location)
+    query = query.strip()
+    if query:
+        levels = levels.filter(Q(item__sku__icontains=query) | Q(item__name__icontains=query))
+    return levels
+
+
+def safety_history(*, item: Item, location: Location) -> QuerySet[SafetyAudit]:
+    return SafetyAudit.objects.filter(item=item, location=location).select_related("user").order_by("-at", "-id")
+
+
+STOCK_OVER_TIME_SQL = """
+WITH running AS (
+    SELECT m.location_id, m.created_at, m.id,
+           SUM(m.on_hand_delta) OVER w AS on_hand,
+           SUM(m.reserved_delta) OVER w AS reserved
+      FROM catalog_movement m
+     WHERE m.item_id = %(item)s AND (%(location)s::bigint IS NULL OR m.location_id = %(location)s)
+    WINDOW w AS (PARTITION BY m.location_id ORDER BY m.created_at, m.id)
+), bucketed AS (
+    SELECT DISTINCT ON (location_id, bucket)
+           location_id,
+           GREATEST(%(since)s::timestamptz,
+                    to_timestamp(floor(extract(epoch FROM created_at) / %(width)s) * %(width)s)) AS bucket,
+           on_hand, reserved
+      FROM running
+     ORDER BY location_id, bucket, created_at DESC, id DESC
+)
+SELECT location_id, bucket, on_hand, reserved FROM bucketed ORDER BY bucket
+"""
+
+
+@dataclass(frozen=True)
+class StockSeries:
+    """Item stock at the end of each bucket, summed over the chosen locations."""
+
+    frame: pd.DataFrame  # index: bucket start (aware); columns on_hand, reserved, atp
+    locations: list[Location]
+
+
+def stock_over_time(*, item: Item, since: datetime, until: datetime, location: Location | None = None) -> StockSeries:
+    """On-hand, reserved and ATP from the ledger (running sums in SQL), per hour or day, summed per location.
+
+    ATP uses each location's current safety stock: the ledger does not move safety.
+    """
+    span_hours = max(1.0, (until - since).total_seconds() / 3600)
+    width = 3600 if span_hours <= 24 * 14 else 86400
+    with connection.cursor() as cursor:
+        cursor.execute(
+            STOCK_OVER_TIME_SQL,
+            {"item": item.pk, "location": location.pk if location else None, "since": since, "width": width},
+        )
+        rows = cursor.fetchall()
+    levels = StockLevel.objects.filter(item=item).select_related("location")
+    if location is not None:
+        levels = levels.filter(location=location)
+    safety = {lv.location_id: lv.safety for lv in levels}
+    locations = sorted({lv.location for lv in levels}, key=lambda loc: loc.code)
+    index = pd.date_range(
+        pd.Timestamp(int(since.timestamp()) // width * width, unit="s", tz="UTC"),
+        pd.Timestamp(until).tz_convert("UTC"),
+        freq=f"{width}s",
+    )
+    if not rows:
+        return StockSeries(frame=pd.DataFrame(columns=["on_hand", "reserved", "atp"], index=index[:0]), locations=[])
+    raw = pd.DataFrame(rows, columns=["location_id", "bucket", "on_hand", "reserved"])
+    raw["bucket"] = pd.to_datetime(raw["bucket"], utc=True)
+    # A bucket is labelled by its start; the clamp to `since` may leave it between two marks, so floor it.
+    raw["bucket"] = raw["bucket"].dt.floor(f"{width}s")
+    raw = raw.drop_duplicates(["location_id", "bucket"], keep="last")
+    on_hand = raw.pivot(index="bucket", columns="location_id", values="on_hand")
+    reserved = raw.pivot(index="bucket", columns="location_id", values="reserved")
+    full = index.union(on_hand.index)
+    on_hand = on_hand.reindex(full).ffill().fillna(0)
+    reserved = reserved.reindex(full).ffill().fillna(0)
+    full_index = full[full >= index[0]]
+    on_hand, reserved = on_hand.loc[full_index], reserved.loc[full_index]
+    safety_row = pd.Series({loc: safety.get(loc, 0) for loc in on_hand.columns})
+    atp = (on_hand - reserved - safety_row).clip(lower=0)
+    frame = pd.DataFrame({"on_hand": on_hand.sum(axis=1), "reserved": reserved.sum(axis=1), "atp": atp.sum(axis=1)})
+    return StockSeries(frame=frame.astype("int64"), locations=locations)
+
+
+def open_incidents(*, limit: int = 20) -> tuple[int, list[Incident]]:
+    qs = Incident.objects.filter(status=Incident.Status.OPEN)
+    return qs.count(), list(qs.select_related("item", "location").order_by("-opened_at")[:limit])
+
+
+def dashboard_item(sku: str | None) -> Item | None:
+    """The item asked for, else the one that moved last, else the first."""
+    if sku:
+        return Item.objects.filter(sku=sku).first()
+    latest = Movement.objects.order_by("-created_at").values_list("item_id", flat=True).first()
+    if latest is not None:
+        return Item.objects.filter(pk=latest).first()
+    return Item.objects.order_by("sku").first()
+
+
+def item_channel_quantities(*, item: Item) -> list[dict[str, object]]:
+    """Each listing selling this item (alone or in a kit): what it shows now and what was pushed last."""
+    from apps.catalog.selectors import listings_availability
+    from apps.channels.models import Listing
+
+    listings = list(
+        Listing.objects.filter(product__components__item=item)
+        .select_related("channel", "product")
+        .order_by("channel__code", "channel_sku")
+        .distinct()
+    )
+    availability = listings_availability([lst.pk for lst in listings])
+    return [
+        {
+            "channel": lst.channel.code,
+            "channel_sku": lst.channel_sku,
+            "product": lst.product.code,
+            "available": availability[lst.pk].available if lst.pk in availability else 0,
+            "last_pushed_qty": lst.last_pushed_qty,
+            "last_pushed_at": lst.last_pushed_at,
+            "active": lst.is_active and lst.channel.is_active,
+        }
+        for lst in listings
+    ]
