@@ -1,0 +1,16 @@
+"""Fixed beat jobs of the suppliers app (per-supplier polling is created from each supplier record)."""
+
+from __future__ import annotations
+
+BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "suppliers-mapping-validation": {
+        "task": "apps.suppliers.tasks.mappings_validate",
+        "schedule": 30 * 60.0,
+        "options": {"expires": 25 * 60},
+    },
+    "suppliers-staleness": {
+        "task": "apps.suppliers.tasks.suppliers_staleness",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}

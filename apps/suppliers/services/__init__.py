@@ -1,0 +1,1 @@
+"""Every write of the suppliers app goes through these services."""
