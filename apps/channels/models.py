@@ -30,6 +30,13 @@ class Channel(models.Model):
     buffer = models.PositiveIntegerField(default=0)
     locations = models.ManyToManyField(Location, through="ChannelLocation", related_name="channels")
     is_active = models.BooleanField(default=True)
+    # The order watermark (design section 5: never raise a quantity while orders are not imported).
+    # The channel reports "I accepted orders up to T" (orders_pending_until); the importer reports
+    # "orders are imported up to T" (orders_imported_until). While pending > imported, pushes may
+    # lower a listing but never raise it above what the channel was last told.
+    orders_pending_until = models.DateTimeField(null=True, blank=True)
+    orders_imported_until = models.DateTimeField(null=True, blank=True)
+    last_push_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -43,6 +50,13 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
+
+    @property
+    def has_orders_pending(self) -> bool:
+        """True while the channel holds orders that are not imported yet (raises are held back)."""
+        if self.orders_pending_until is None:
+            return False
+        return self.orders_imported_until is None or self.orders_imported_until < self.orders_pending_until
 
     @property
     def shard(self) -> int:
@@ -96,3 +110,72 @@ class Listing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id}:{self.channel_sku}"
+
+
+class SyncWork(models.Model):
+    """One pending push for one listing: the queue of channel sync, kept as rows.
+
+    Any change that can move a listing's quantity upserts this row in its own transaction
+    (coalescing: the most urgent priority wins, the earliest enqueue time is kept, and
+    ``version`` counts the changes). A pusher deletes the row only if ``version`` is still
+    the one it read, so a change that lands during a push is pushed again, and a worker
+    that dies mid-push leaves the row for the next one.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DEAD = "dead", "Dead letter"
+
+    class Priority(models.IntegerChoices):
+        SALE = 1, "1: sale / oversell risk"
+        MANUAL = 2, "2: manual adjustment"
+        BACKGROUND = 3, "3: background"
+
+    listing = models.OneToOneField(Listing, on_delete=models.CASCADE, related_name="sync_work")
+    # Denormalised from the listing so that per-channel scans need no join.
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_work")
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    reason = models.CharField(max_length=60, blank=True, default="")
+    enqueued_at = models.DateTimeField(help_text="Earliest change not pushed yet (latency is measured from here).")
+    changed_at = models.DateTimeField(help_text="Latest change.")
+    version = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    # Push 0 whatever the stock says (an oversell incident opened for one of its items).
+    force_zero = models.BooleanField(default=False)
+    # Push even when the channel was already told this quantity (sync now, reconciliation, retry).
+    repush = models.BooleanField(default=False)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["priority", "enqueued_at"]
+        verbose_name = "sync work"
+        verbose_name_plural = "sync work"
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__gte=1) & Q(priority__lte=3), name="syncwork_priority_1_3"),
+            models.CheckConstraint(condition=Q(state__in=["pending", "dead"]), name="syncwork_state_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["channel", "state", "priority", "enqueued_at"], name="syncwork_channel_due"),
+            models.Index(fields=["state", "next_attempt_at"], name="syncwork_state_next"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sync listing {self.listing_id} (tier {self.priority}, {self.state})"
+
+
+class DeadLetterManager(models.Manager["DeadLetter"]):
+    def get_queryset(self) -> models.QuerySet[DeadLetter]:
+        return super().get_queryset().filter(state=SyncWork.State.DEAD)
+
+
+class DeadLetter(SyncWork):
+    """Sync work that failed its last allowed attempt; staff retry it from the admin."""
+
+    objects = DeadLetterManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"

@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from apps.channels.api.views import ChannelViewSet, ListingViewSet
+
+router = SimpleRouter()
+router.register("channels", ChannelViewSet, basename="channel")
+router.register("listings", ListingViewSet, basename="listing")
+
+urlpatterns = router.urls

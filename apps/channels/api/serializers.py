@@ -1,0 +1,120 @@
+"""Staff API shapes of channels and listings (design section 8, contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
+
+from apps.catalog.models import Location, Product
+from apps.channels.models import Channel, Listing
+from apps.channels.services.config import channel_create, channel_update, listing_create, listing_update
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    code = serializers.SlugField(max_length=40, validators=[UniqueValidator(queryset=Channel.objects.all())])
+    locations = serializers.ListField(
+        child=serializers.SlugField(max_length=40),
+        required=False,
+        help_text="Location codes the channel sells from, in the order orders take from them.",
+    )
+    secret = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        style={"input_type": "password"},
+        help_text="Signs pushes (HMAC-SHA256); never returned.",
+    )
+    rate_per_s = serializers.FloatField(min_value=0.01, max_value=10_000)
+    burst = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    coefficient = serializers.DecimalField(max_digits=4, decimal_places=3, min_value=0, max_value=1, required=False)
+    buffer = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    has_secret = serializers.SerializerMethodField()
+    orders_pending = serializers.BooleanField(source="has_orders_pending", read_only=True)
+
+    class Meta:
+        model = Channel
+        fields = [
+            "code", "name", "kind", "push_url", "rate_per_s", "burst", "coefficient", "buffer", "locations",
+            "batch_size", "secret", "has_secret", "is_active", "orders_pending", "orders_pending_until",
+            "orders_imported_until", "last_push_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["orders_pending_until", "orders_imported_until", "last_push_at", "created_at"]
+
+    def get_has_secret(self, channel: Channel) -> bool:
+        return bool(channel.secret)
+
+    def to_representation(self, channel: Channel) -> dict[str, Any]:
+        data = super().to_representation(channel)
+        links = getattr(channel, "ordered_locations", None)
+        if links is None:
+            links = channel.channel_locations.select_related("location").order_by("priority", "location__code")
+        data["locations"] = [link.location.code for link in links]
+        return data
+
+    def validate_code(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.code:
+            raise serializers.ValidationError("A channel's code cannot change; tokens and pushes refer to it.")
+        return value
+
+    def validate_locations(self, codes: list[str]) -> list[int]:
+        if len(set(codes)) != len(codes):
+            raise serializers.ValidationError("Each location may appear once.")
+        found = dict(Location.objects.filter(code__in=codes).values_list("code", "pk"))
+        missing = [code for code in codes if code not in found]
+        if missing:
+            raise serializers.ValidationError(f"Unknown location(s): {', '.join(missing)}.")
+        return [found[code] for code in codes]
+
+    def create(self, validated: dict[str, Any]) -> Channel:
+        location_ids = validated.pop("locations", [])
+        return channel_create(fields=validated, location_ids=location_ids)
+
+    def update(self, channel: Channel, validated: dict[str, Any]) -> Channel:
+        location_ids = validated.pop("locations", None)
+        return channel_update(channel=channel, fields=validated, location_ids=location_ids)
+
+
+class ListingSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="code", queryset=Channel.objects.all())
+    product = serializers.SlugRelatedField(slug_field="code", queryset=Product.objects.all())
+    coefficient = serializers.DecimalField(
+        max_digits=4, decimal_places=3, min_value=0, max_value=1, required=False, allow_null=True
+    )
+    buffer = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    max_qty = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    end_when = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+
+    class Meta:
+        model = Listing
+        fields = [
+            "id", "channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active",
+            "last_pushed_qty", "last_pushed_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["last_pushed_qty", "last_pushed_at", "created_at"]
+        validators = [
+            UniqueTogetherValidator(
+                queryset=Listing.objects.all(),
+                fields=["channel", "channel_sku"],
+                message="This channel already has a listing with this channel_sku.",
+            )
+        ]
+
+    def create(self, validated: dict[str, Any]) -> Listing:
+        return listing_create(fields=validated)
+
+    def update(self, listing: Listing, validated: dict[str, Any]) -> Listing:
+        return listing_update(listing=listing, fields=validated)
+
+
+class WatermarkSerializer(serializers.Serializer):
+    orders_pending_until = serializers.DateTimeField(required=False, allow_null=True)
+    orders_imported_until = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("orders_pending_until") and not attrs.get("orders_imported_until"):
+            raise serializers.ValidationError("Give orders_pending_until, orders_imported_until, or both.")
+        return attrs

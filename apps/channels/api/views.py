@@ -1,0 +1,90 @@
+"""Staff API: channels (by code) and listings (by id); the order watermark (staff or the channel itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.channels.api.serializers import ChannelSerializer, ListingSerializer, WatermarkSerializer
+from apps.channels.models import Channel, ChannelLocation, Listing
+from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
+from apps.core.authentication import ChannelPrincipal
+from apps.core.permissions import IsStaffToken
+
+
+class IsStaffOrThisChannel(BasePermission):
+    """Staff, or the channel whose code is in the URL (a marketplace reports its own orders)."""
+
+    message = "A staff token, or this channel's own token, is required."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if IsStaffToken().has_permission(request, view):
+            return True
+        user = request.user
+        return isinstance(user, ChannelPrincipal) and user.channel.code == view.kwargs.get("code")
+
+
+class ChannelViewSet(viewsets.ModelViewSet):
+    serializer_class = ChannelSerializer
+    lookup_field = "code"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    filterset_fields = ["kind", "is_active"]
+
+    def get_queryset(self) -> QuerySet[Channel]:
+        return Channel.objects.order_by("code").prefetch_related(
+            Prefetch(
+                "channel_locations",
+                queryset=ChannelLocation.objects.select_related("location").order_by("priority", "location__code"),
+                to_attr="ordered_locations",
+            )
+        )
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action == "watermark":
+            return [IsStaffOrThisChannel()]
+        return [IsStaffToken()]
+
+    @extend_schema(request=WatermarkSerializer, responses=ChannelSerializer)
+    @action(detail=True, methods=["post"])
+    def watermark(self, request: Request, code: str | None = None) -> Response:
+        """Move the order watermark: raises are held while orders_pending_until is past orders_imported_until."""
+        channel = self.get_object()
+        body = WatermarkSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        channel = channel_watermark_set(channel=channel, **body.validated_data)
+        return Response(ChannelSerializer(channel).data)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def sync(self, request: Request, code: str | None = None) -> Response:
+        """Push every listing of the channel again (tier 2)."""
+        channel = self.get_object()
+        queued = listings_sync_now(listing_ids=list(channel.listings.values_list("pk", flat=True)))
+        return Response({"queued": queued}, status=status.HTTP_202_ACCEPTED)
+
+    def perform_destroy(self, instance: Channel) -> None:
+        channel_delete(channel=instance)
+
+
+class ListingViewSet(viewsets.ModelViewSet):
+    serializer_class = ListingSerializer
+    permission_classes = [IsStaffToken]
+    filterset_fields = {
+        "channel__code": ["exact"],
+        "product__code": ["exact"],
+        "channel_sku": ["exact"],
+        "is_active": ["exact"],
+    }
+
+    def get_queryset(self) -> QuerySet[Listing]:
+        return Listing.objects.select_related("channel", "product").order_by("channel__code", "channel_sku")
+
+    def perform_destroy(self, instance: Listing) -> None:
+        listing_delete(listing=instance)

@@ -1,0 +1,1 @@
+"""Writes of channel sync: sync work, pushing, reconciliation, and channel/listing settings."""

@@ -1,0 +1,250 @@
+"""Sync work as rows: enqueue (coalescing upsert), dispatch after commit, sweep, dead-letter retry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.catalog.selectors import listings_availability
+from apps.catalog.signals import SyncPriority
+from apps.channels import limits
+from apps.channels.conf import sync_setting
+from apps.channels.models import Channel, SyncWork
+
+log = structlog.get_logger("stockroom.sync")
+
+# Where the affected listings come from; each yields (listing_id, channel_id) of listings on
+# active channels: active listings only, except when listings are named (an ended listing is
+# pushed once more, as 0).
+_AFFECTED_BY_PAIRS = """
+    SELECT DISTINCT l.id AS listing_id, l.channel_id
+      FROM unnest(%(items)s::bigint[], %(locations)s::bigint[]) AS p(item_id, location_id)
+      JOIN catalog_productcomponent pc ON pc.item_id = p.item_id
+      JOIN channels_listing l ON l.product_id = pc.product_id AND l.is_active
+      JOIN channels_channellocation cl ON cl.channel_id = l.channel_id AND cl.location_id = p.location_id
+      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
+"""
+_AFFECTED_BY_ITEMS = """
+    SELECT DISTINCT l.id AS listing_id, l.channel_id
+      FROM catalog_productcomponent pc
+      JOIN channels_listing l ON l.product_id = pc.product_id AND l.is_active
+      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
+     WHERE pc.item_id = ANY(%(items)s::bigint[])
+"""
+_AFFECTED_BY_PRODUCTS = """
+    SELECT l.id AS listing_id, l.channel_id
+      FROM channels_listing l
+      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
+     WHERE l.product_id = ANY(%(products)s::bigint[]) AND l.is_active
+"""
+_AFFECTED_BY_LISTINGS = """
+    SELECT l.id AS listing_id, l.channel_id
+      FROM channels_listing l
+      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
+     WHERE l.id = ANY(%(listings)s::bigint[])
+"""
+_AFFECTED_BY_CHANNELS = """
+    SELECT l.id AS listing_id, l.channel_id
+      FROM channels_listing l
+      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
+     WHERE l.channel_id = ANY(%(channels)s::bigint[]) AND l.is_active
+"""
+
+# One statement: the most urgent priority wins, the earliest enqueue time is kept, and the
+# version counts changes so that a pusher never deletes work it has not pushed. Rows are
+# taken in listing order so that concurrent writers lock them in the same order.
+_UPSERT = """
+INSERT INTO channels_syncwork AS w
+       (listing_id, channel_id, priority, reason, enqueued_at, changed_at, version, attempts,
+        next_attempt_at, state, force_zero, repush, last_error)
+SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
+       now(), 'pending', %(force_zero)s, %(repush)s, ''
+  FROM ({source}) AS a
+ ORDER BY a.listing_id
+    ON CONFLICT (listing_id) DO UPDATE
+   SET priority = LEAST(w.priority, EXCLUDED.priority),
+       reason = CASE WHEN EXCLUDED.priority < w.priority THEN EXCLUDED.reason ELSE w.reason END,
+       enqueued_at = LEAST(w.enqueued_at, EXCLUDED.enqueued_at),
+       changed_at = GREATEST(w.changed_at, EXCLUDED.changed_at),
+       version = w.version + 1,
+       force_zero = w.force_zero OR EXCLUDED.force_zero,
+       repush = w.repush OR EXCLUDED.repush
+RETURNING w.listing_id, w.channel_id, w.priority
+"""
+
+# A listing reaching 0 is as urgent as a sale: promote those the channel still shows as positive.
+_PROMOTE = """
+UPDATE channels_syncwork AS w
+   SET priority = 1, reason = %(reason)s
+  FROM channels_listing l
+ WHERE w.listing_id = l.id AND w.listing_id = ANY(%(listings)s::bigint[]) AND w.priority > 1
+   AND (l.last_pushed_qty IS NULL OR l.last_pushed_qty > 0)
+RETURNING w.channel_id
+"""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    listings: int
+    channels_by_priority: dict[int, list[int]]
+
+
+def sync_work_enqueue(
+    *,
+    priority: int,
+    reason: str,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    item_ids: Sequence[int] | None = None,
+    product_ids: Sequence[int] | None = None,
+    listing_ids: Sequence[int] | None = None,
+    channel_ids: Sequence[int] | None = None,
+    force_zero: bool = False,
+    repush: bool = False,
+) -> Enqueued:
+    """Upsert one pending row for every listing the change reaches, in the caller's transaction.
+
+    Give exactly one source: (item, location) pairs that moved (through every product that
+    contains the item, bundles and multipacks included, in every channel selling from that
+    location), item ids (every channel), product ids, listing ids, or channel ids. Dispatch
+    of urgent work happens after commit.
+    """
+    sources = [
+        (pairs, _AFFECTED_BY_PAIRS),
+        (item_ids, _AFFECTED_BY_ITEMS),
+        (product_ids, _AFFECTED_BY_PRODUCTS),
+        (listing_ids, _AFFECTED_BY_LISTINGS),
+        (channel_ids, _AFFECTED_BY_CHANNELS),
+    ]
+    given = [(values, sql) for values, sql in sources if values is not None]
+    if len(given) != 1:
+        raise ValueError("sync_work_enqueue needs exactly one source of listings")
+    values, source = given[0]
+    if not values:
+        return Enqueued(0, {})
+    priority = int(SyncPriority(priority))
+    moved = sorted(set(pairs or []))
+    params: dict[str, object] = {
+        "priority": priority,
+        "reason": reason[:60],
+        "force_zero": force_zero,
+        "repush": repush,
+        "items": [item for item, _ in moved] if pairs is not None else sorted(set(item_ids or [])),
+        "locations": [loc for _, loc in moved],
+        "products": sorted(set(product_ids or [])),
+        "listings": sorted(set(listing_ids or [])),
+        "channels": sorted(set(channel_ids or [])),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_UPSERT.format(source=source), params)
+        rows = cursor.fetchall()
+        by_priority: dict[int, set[int]] = {}
+        for _listing, channel, prio in rows:
+            by_priority.setdefault(prio, set()).add(channel)
+        calm = [listing for listing, _channel, prio in rows if prio > 1]
+        if calm:
+            reaching_zero = [a.listing_id for a in listings_availability(calm).values() if a.available == 0]
+            if reaching_zero:
+                cursor.execute(_PROMOTE, {"listings": reaching_zero, "reason": "reached_zero"})
+                by_priority.setdefault(1, set()).update(channel for (channel,) in cursor.fetchall())
+    channels_by_priority = {prio: sorted(channels) for prio, channels in by_priority.items()}
+    urgent = {prio: channels for prio, channels in channels_by_priority.items() if prio <= SyncPriority.MANUAL}
+    if urgent:
+        transaction.on_commit(partial(sync_dispatch, channels_by_priority=urgent))
+    return Enqueued(len(rows), channels_by_priority)
+
+
+def sync_dispatch(*, channels_by_priority: dict[int, list[int]]) -> None:
+    """After commit: tier 1 goes to the channel's pusher at once, tier 2 after its short coalescing delay.
+
+    Tier 3 waits for the beat sweep. A broker or Redis outage here loses nothing: the rows
+    are committed and the sweep finds them.
+    """
+    tier2_delay = float(sync_setting("SYNC_TIER2_DELAY_S"))
+    urgent = set(channels_by_priority.get(SyncPriority.SALE, []))
+    try:
+        for channel_id in sorted(urgent):
+            channel_kick(channel_id=channel_id)
+        for channel_id in sorted(set(channels_by_priority.get(SyncPriority.MANUAL, [])) - urgent):
+            channel_kick(channel_id=channel_id, countdown=tier2_delay)
+    except Exception as err:  # the sweep is the safety net; a commit never fails because of dispatch
+        log.warning("sync_dispatch_failed", error=str(err))
+
+
+_SHARDS: dict[int, str] = {}
+
+
+def channel_queue(channel_id: int) -> str:
+    """The channel's shard queue, sync.<n>, from the stable hash of its code."""
+    queue = _SHARDS.get(channel_id)
+    if queue is None:
+        channel = Channel.objects.only("code").get(pk=channel_id)
+        queue = _SHARDS[channel_id] = f"sync.{channel.shard}"
+    return queue
+
+
+def channel_kick(*, channel_id: int, countdown: float = 0.0) -> bool:
+    """Queue a push task for the channel unless one is already queued and not yet started."""
+    from apps.channels.tasks import channel_push
+
+    delayed = countdown > 0
+    if not limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + 60):
+        return False
+    channel_push.apply_async(
+        args=[channel_id],
+        kwargs={"kicked": "delayed" if delayed else "now"},
+        queue=channel_queue(channel_id),
+        countdown=countdown or None,
+    )
+    return True
+
+
+_DUE = """
+SELECT w.channel_id, COUNT(*)
+  FROM channels_syncwork w
+ WHERE w.state = 'pending' AND w.next_attempt_at <= now()
+   AND (w.priority = 1
+        OR (w.priority = 2 AND w.enqueued_at <= now() - make_interval(secs => %(tier2)s))
+        OR w.enqueued_at <= now() - make_interval(secs => %(tier3)s))
+ GROUP BY w.channel_id
+"""
+
+
+def sync_sweep() -> dict[int, int]:
+    """Beat: queue a push for every channel with due work (tier 3 batches, retries, anything missed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DUE,
+            {"tier2": float(sync_setting("SYNC_TIER2_DELAY_S")), "tier3": float(sync_setting("SYNC_TIER3_BATCH_S"))},
+        )
+        due = dict(cursor.fetchall())
+    for channel_id in sorted(due):
+        channel_kick(channel_id=channel_id)
+    if due:
+        log.info("sync_sweep", channels=len(due), listings=sum(due.values()))
+    return due
+
+
+@transaction.atomic
+def dead_letters_retry(*, work_ids: Iterable[int]) -> int:
+    """Give dead letters a fresh set of attempts, pushed at tier 2 (staff asked for it)."""
+    ids = sorted(set(work_ids))
+    rows = list(SyncWork.objects.filter(pk__in=ids, state=SyncWork.State.DEAD).values_list("pk", "channel_id"))
+    if not rows:
+        return 0
+    SyncWork.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        state=SyncWork.State.PENDING,
+        attempts=0,
+        priority=SyncPriority.MANUAL,
+        repush=True,
+        last_error="",
+        next_attempt_at=timezone.now(),
+    )
+    channels = sorted({channel for _, channel in rows})
+    transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: channels}))
+    log.info("dead_letters_retried", count=len(rows))
+    return len(rows)

@@ -1,0 +1,45 @@
+"""Thin tasks: ids in, a service call, declared limits. Push tasks run on the channel's shard queue."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.channels.conf import DEFAULTS
+
+
+@shared_task(
+    name="channels.push",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=DEFAULTS["SYNC_PUSH_SLICE_S"] + DEFAULTS["SYNC_HTTP_TIMEOUT_S"] + 30,
+    time_limit=DEFAULTS["SYNC_PUSH_SLICE_S"] + DEFAULTS["SYNC_HTTP_TIMEOUT_S"] + 60,
+)
+def channel_push(channel_id: int, kicked: str | None = None) -> None:
+    from apps.channels.services.push import channel_push as push
+
+    push(channel_id=channel_id, kicked=kicked)
+
+
+@shared_task(name="channels.sweep", acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
+def sync_sweep() -> None:
+    from apps.channels.services.work import sync_sweep as sweep
+
+    sweep()
+
+
+@shared_task(name="channels.reconcile_all", acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
+def channels_reconcile() -> None:
+    """Fan out: one reconciliation per channel, on that channel's shard."""
+    from apps.channels.models import Channel
+    from apps.channels.services.work import channel_queue
+
+    for channel_id in Channel.objects.filter(is_active=True).exclude(push_url="").values_list("pk", flat=True):
+        channel_reconcile.apply_async(args=[channel_id], queue=channel_queue(channel_id))
+
+
+@shared_task(name="channels.reconcile", acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
+def channel_reconcile(channel_id: int) -> None:
+    from apps.channels.services.reconcile import channel_reconcile as reconcile
+
+    reconcile(channel_id=channel_id)
