@@ -215,10 +215,11 @@ def _write_fast(
             for (item, loc), quantity in totals.items()
         ]
     )
-    # Listeners enqueue their sync work inside this transaction; sent before the row locks are taken.
-    stock_changed.send(sender=Movement, pairs=list(totals), priority=SyncPriority.SALE, reason=kind)
     if _levels_reserve(totals) != len(totals):
         raise _StockMoved()
+    # As in movements_apply: listeners enqueue sync work in this transaction, after the level locks
+    # (the same order everywhere, so their rows and the levels cannot deadlock).
+    stock_changed.send(sender=Movement, pairs=list(totals), priority=SyncPriority.SALE, reason=kind)
     return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in totals}))
 
 

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from apps.catalog.models import Item, Location, Product
+from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
+from apps.channels.models import Channel
+from apps.orders.tests.factories import channel_of, listing_of
+
+
+@dataclass
+class Shop:
+    """A webshop selling from a warehouse first, then a store; a single item, a bundle, a multipack."""
+
+    channel: Channel
+    warehouse: Location
+    store: Location
+    hood: Item
+    cap: Item
+    hood_product: Product
+    kit: Product
+    pack: Product
+
+
+@pytest.fixture
+def shop(db) -> Shop:
+    warehouse = LocationFactory(code="wh", kind=Location.Kind.WAREHOUSE)
+    store = LocationFactory(code="s1", kind=Location.Kind.STORE)
+    hood, cap = ItemFactory(sku="HOOD"), ItemFactory(sku="CAP")
+    hood_product = product_of("HOOD-P", {hood: 1})
+    kit = product_of("KIT", {hood: 1, cap: 2})
+    pack = product_of("CAP-3", {cap: 3}, kind=Product.Kind.MULTIPACK)
+    channel = channel_of("web", [warehouse, store])
+    listing_of(channel, "hood", hood_product)
+    listing_of(channel, "kit", kit)
+    listing_of(channel, "caps", pack)
+    stock(hood, warehouse, 10)
+    stock(cap, warehouse, 10)
+    stock(hood, store, 5)
+    stock(cap, store, 4)
+    return Shop(channel, warehouse, store, hood, cap, hood_product, kit, pack)
