@@ -21,6 +21,11 @@ def feed_run_recorded(*, supplier: str, status: str, rejected: int) -> None:
 class FeedAgeCollector(Collector):
     """Feed age is read from the database at scrape time, so every process reports the same truth."""
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without describe() the registry would call collect(), querying the database at start-up.
+        yield GaugeMetricFamily("stockroom_supplier_feed_age_seconds", "", labels=["supplier"])
+        yield GaugeMetricFamily("stockroom_supplier_feed_stale", "", labels=["supplier"])
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from apps.suppliers.selectors import feed_freshness
 

@@ -36,7 +36,7 @@ from apps.catalog.services.incidents import incident_open
 from apps.suppliers import metrics
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.health import supplier_health_record
-from apps.suppliers.services.reading import FeedUnreadable, ParsedFeed, read_feed
+from apps.suppliers.services.reading import FeedUnreadable, ParsedFeed, read_feed, records_frame
 
 log = structlog.get_logger("stockroom.suppliers.ingest")
 
@@ -77,10 +77,7 @@ def feed_ingest(
     run = FeedRun.objects.create(supplier=supplier, source=source[:500] or fmt)
     try:
         step("read")
-        if records is not None:
-            parsed = read_feed(json.dumps({"items": list(records)}).encode(), fmt="json")
-        else:
-            parsed = read_feed(raw or b"", fmt=fmt)
+        parsed = records_frame(records) if records is not None else read_feed(raw or b"", fmt=fmt)
         step("validate")
         outcome = _ingest_parsed(supplier=supplier, run=run, parsed=parsed, full=full, step=step)
     except FeedUnreadable as err:

@@ -62,7 +62,8 @@ def supplier_stock_apply(*, supplier: Supplier, item_ids: Sequence[int] | None, 
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT item_id FROM catalog_stocklevel WHERE location_id = %s "
-                    "UNION SELECT item_id FROM suppliers_supplierproduct WHERE supplier_id = %s AND item_id IS NOT NULL",
+                    "UNION SELECT item_id FROM suppliers_supplierproduct "
+                    "WHERE supplier_id = %s AND item_id IS NOT NULL",
                     [supplier.location_id, supplier.pk],
                 )
                 item_ids = sorted(row[0] for row in cursor.fetchall())

@@ -1,0 +1,236 @@
+"""The merchant's back office for suppliers: health, feed runs with their rejected rows, mappings to confirm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
+from apps.suppliers.services.mappings import mapping_validate, mappings_confirm
+from apps.suppliers.services.suppliers import supplier_create, supplier_update
+from apps.suppliers.tasks import supplier_poll
+
+
+class SupplierForm(forms.ModelForm):
+    """The secret is write-only: the form never renders it, and a blank field keeps the current one."""
+
+    new_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="Leave blank to keep the secret."
+    )
+
+    class Meta:
+        model = Supplier
+        fields = [
+            "code",
+            "name",
+            "connector",
+            "settings",
+            "trust_factor",
+            "cap",
+            "max_age_minutes",
+            "poll_interval_s",
+            "priority",
+            "is_active",
+        ]
+
+
+@admin.register(Supplier)
+class SupplierAdmin(admin.ModelAdmin):
+    form = SupplierForm
+    list_display = (
+        "code",
+        "name",
+        "connector",
+        "trust_factor",
+        "cap",
+        "last_success_at",
+        "failures_in_row",
+        "breaker_state",
+        "is_stale",
+        "secret_display",
+    )
+    list_filter = ("connector", "breaker_state", "is_stale", "is_active")
+    search_fields = ("code", "name")
+    readonly_fields = (
+        "secret_display",
+        "location",
+        "last_success_at",
+        "last_attempt_at",
+        "failures_in_row",
+        "breaker_state",
+        "breaker_opened_at",
+        "is_stale",
+    )
+    fieldsets = (
+        (None, {"fields": ("code", "name", "connector", "settings", "new_secret", "secret_display", "is_active")}),
+        ("Distrust", {"fields": ("trust_factor", "cap", "max_age_minutes", "priority")}),
+        ("Polling", {"fields": ("poll_interval_s",)}),
+        (
+            "Health",
+            {
+                "fields": (
+                    "location",
+                    "last_success_at",
+                    "last_attempt_at",
+                    "failures_in_row",
+                    "breaker_state",
+                    "breaker_opened_at",
+                    "is_stale",
+                )
+            },
+        ),
+    )
+    actions = ["poll_now", "validate_mappings"]
+
+    @admin.display(description="Secret")
+    def secret_display(self, obj: Supplier) -> str:
+        return obj.secret_masked or "—"
+
+    def save_model(self, request: HttpRequest, obj: Supplier, form: Any, change: bool) -> None:
+        data = {f: form.cleaned_data[f] for f in form.changed_data if f in {x.name for x in Supplier._meta.fields}}
+        if form.cleaned_data.get("new_secret"):
+            data["secret"] = form.cleaned_data["new_secret"]
+        actor = f"admin:{request.user}"
+        if change:
+            fresh = Supplier.objects.select_related("location").get(pk=obj.pk)
+            data.pop("code", None)
+            updated = supplier_update(supplier=fresh, actor=actor, **data)
+            obj.pk, obj.location_id = updated.pk, updated.location_id
+        else:
+            fields = {
+                f: form.cleaned_data[f]
+                for f in (
+                    "settings",
+                    "trust_factor",
+                    "cap",
+                    "max_age_minutes",
+                    "poll_interval_s",
+                    "priority",
+                    "is_active",
+                )
+            }
+            created = supplier_create(
+                code=form.cleaned_data["code"],
+                name=form.cleaned_data["name"],
+                connector=form.cleaned_data["connector"],
+                secret=form.cleaned_data.get("new_secret") or "",
+                actor=actor,
+                **fields,
+            )
+            obj.pk, obj.location_id = created.pk, created.location_id
+
+    @admin.action(description="Poll now")
+    def poll_now(self, request: HttpRequest, queryset: QuerySet[Supplier]) -> None:
+        for supplier in queryset:
+            supplier_poll.delay(supplier.pk)
+        self.message_user(request, f"Polling queued for {queryset.count()} supplier(s).", messages.SUCCESS)
+
+    @admin.action(description="Validate mappings")
+    def validate_mappings(self, request: HttpRequest, queryset: QuerySet[Supplier]) -> None:
+        for supplier in queryset.select_related("location"):
+            summary = mapping_validate(supplier=supplier, actor=f"admin:{request.user}")
+            self.message_user(
+                request,
+                f"{supplier.code}: {summary['suspect']} suspect, {summary['vanished']} vanished, "
+                f"{summary['unmapped']} unmapped.",
+                messages.INFO,
+            )
+
+
+class FeedRejectionInline(admin.TabularInline):
+    model = FeedRejection
+    fields = ("row_number", "supplier_sku", "reason", "raw")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FeedRejection]:
+        # A garbage feed can have a million rejected rows; the page shows the first ones.
+        ids = list(super().get_queryset(request).order_by("run", "row_number").values_list("pk", flat=True)[:500])
+        return super().get_queryset(request).filter(pk__in=ids)
+
+
+@admin.register(FeedRun)
+class FeedRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "supplier",
+        "source",
+        "status",
+        "rows_read",
+        "rows_accepted",
+        "rows_changed",
+        "rows_rejected",
+        "started_at",
+        "duration",
+    )
+    list_filter = ("status", "supplier")
+    search_fields = ("supplier__code", "source", "error")
+    date_hierarchy = "started_at"
+    list_select_related = ("supplier",)
+    inlines = [FeedRejectionInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: FeedRun | None = None) -> list[str]:
+        return [f.name for f in FeedRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: FeedRun | None = None) -> bool:
+        return False
+
+
+@admin.register(SupplierProduct)
+class SupplierProductAdmin(admin.ModelAdmin):
+    list_display = (
+        "supplier",
+        "supplier_sku",
+        "item",
+        "units_per_pack",
+        "unit_factor",
+        "status",
+        "status_reason",
+        "last_reported_qty",
+        "last_seen_at",
+    )
+    list_filter = ("status", "supplier")
+    search_fields = ("supplier_sku", "item__sku", "supplier__code")
+    list_select_related = ("supplier", "item")
+    raw_id_fields = ("item",)
+    readonly_fields = (
+        "status",
+        "status_reason",
+        "last_reported_qty",
+        "last_seen_at",
+        "fingerprint",
+        "confirmed_fingerprint",
+    )
+    actions = ["confirm_mapping"]
+
+    @admin.action(description="Confirm mapping (back on sale)")
+    def confirm_mapping(self, request: HttpRequest, queryset: QuerySet[SupplierProduct]) -> None:
+        mappings = list(queryset.select_related("supplier"))
+        unmapped = sum(1 for m in mappings if m.item_id is None)
+        confirmed = mappings_confirm(mappings=mappings, actor=f"admin:{request.user}")
+        self.message_user(request, f"Confirmed {confirmed} mapping(s).", messages.SUCCESS)
+        if unmapped:
+            self.message_user(request, f"{unmapped} unmapped SKU(s) need an item first.", messages.WARNING)
+
+    def save_model(self, request: HttpRequest, obj: SupplierProduct, form: Any, change: bool) -> None:
+        from apps.suppliers.services.mappings import supplier_product_save
+
+        data = {f: form.cleaned_data[f] for f in form.changed_data if f != "supplier"}
+        existing = SupplierProduct.objects.get(pk=obj.pk) if change else None
+        saved = supplier_product_save(
+            mapping=existing,
+            supplier=form.cleaned_data.get("supplier") or obj.supplier,
+            data=data,
+            actor=f"admin:{request.user}",
+        )
+        obj.pk = saved.pk

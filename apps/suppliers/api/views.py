@@ -1,0 +1,188 @@
+"""Staff endpoints for suppliers, mappings and feed runs; the signed webhook suppliers push to."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.suppliers.api.serializers import (
+    FeedRejectionSerializer,
+    FeedRunSerializer,
+    SupplierProductSerializer,
+    SupplierSerializer,
+)
+from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
+from apps.suppliers.services.ingest import feed_ingest
+from apps.suppliers.services.mappings import supplier_product_delete, supplier_product_save
+from apps.suppliers.services.suppliers import supplier_create, supplier_delete, supplier_update
+from apps.suppliers.services.webhooks import webhook_verify
+
+
+def _actor(request: Request) -> str:
+    return f"staff:{getattr(request.user, 'username', request.user)}"
+
+
+class SupplierViewSet(viewsets.ModelViewSet):
+    """Suppliers by code. Each owns a location of kind `supplier` with the same code; `secret` is write-only."""
+
+    queryset = Supplier.objects.select_related("location").order_by("code")
+    serializer_class = SupplierSerializer
+    lookup_field = "code"
+    lookup_value_regex = r"[^/]+"
+
+    def perform_create(self, serializer: SupplierSerializer) -> None:
+        data = dict(serializer.validated_data)
+        serializer.instance = supplier_create(
+            code=data.pop("code"),
+            name=data.pop("name"),
+            connector=data.pop("connector"),
+            actor=_actor(self.request),
+            **data,
+        )
+
+    def perform_update(self, serializer: SupplierSerializer) -> None:
+        serializer.instance = supplier_update(
+            supplier=serializer.instance, actor=_actor(self.request), **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Supplier) -> None:
+        supplier_delete(supplier=instance, actor=_actor(self.request))
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("supplier", str, description="Supplier code"),
+        OpenApiParameter("status", str, enum=[s.value for s in SupplierProduct.Status]),
+    ]
+)
+class SupplierProductViewSet(viewsets.ModelViewSet):
+    """Supplier SKU -> item mappings with unit conversion. Setting `status` to `active` confirms a mapping."""
+
+    serializer_class = SupplierProductSerializer
+
+    def get_queryset(self) -> QuerySet[SupplierProduct]:
+        queryset = SupplierProduct.objects.select_related("supplier", "item").order_by("supplier__code", "supplier_sku")
+        supplier = self.request.query_params.get("supplier")
+        if supplier:
+            queryset = queryset.filter(supplier__code=supplier)
+        wanted = self.request.query_params.get("status")
+        if wanted:
+            queryset = queryset.filter(status=wanted)
+        return queryset
+
+    def perform_create(self, serializer: SupplierProductSerializer) -> None:
+        data = dict(serializer.validated_data)
+        supplier = data.pop("supplier")
+        serializer.instance = supplier_product_save(
+            mapping=None, supplier=supplier, data=data, actor=_actor(self.request)
+        )
+
+    def perform_update(self, serializer: SupplierProductSerializer) -> None:
+        data = dict(serializer.validated_data)
+        data.pop("supplier", None)
+        mapping = serializer.instance
+        serializer.instance = supplier_product_save(
+            mapping=mapping, supplier=mapping.supplier, data=data, actor=_actor(self.request)
+        )
+
+    def perform_destroy(self, instance: SupplierProduct) -> None:
+        supplier_product_delete(mapping=instance, actor=_actor(self.request))
+
+
+@extend_schema(parameters=[OpenApiParameter("supplier", str, description="Supplier code")])
+class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Every feed run, newest first, with its row counts; `rejections/` lists its quarantined rows."""
+
+    serializer_class = FeedRunSerializer
+
+    def get_queryset(self) -> QuerySet[FeedRun]:
+        queryset = FeedRun.objects.select_related("supplier").order_by("-started_at", "-id")
+        supplier = self.request.query_params.get("supplier")
+        if supplier:
+            queryset = queryset.filter(supplier__code=supplier)
+        wanted = self.request.query_params.get("status")
+        if wanted:
+            queryset = queryset.filter(status=wanted)
+        return queryset
+
+    @extend_schema(responses=FeedRejectionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def rejections(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        page = self.paginate_queryset(run.rejections.order_by("row_number", "id"))
+        return self.get_paginated_response(FeedRejectionSerializer(page, many=True).data)
+
+
+_WEBHOOK_BODY = inline_serializer(
+    "SupplierWebhookBody",
+    {
+        "items": inline_serializer(
+            "SupplierWebhookItem",
+            {
+                "supplier_sku": serializers.CharField(),
+                "quantity": serializers.FloatField(),
+                "updated_at": serializers.DateTimeField(),
+            },
+            many=True,
+        )
+    },
+)
+
+
+class SupplierWebhookView(APIView):
+    """Suppliers push stock here. Authentication is the signature, not a token:
+    `X-Timestamp` (Unix seconds) and `X-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+    Forged, stale (over 5 minutes) or replayed requests get 401 and are logged.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=_WEBHOOK_BODY,
+        responses={
+            202: FeedRunSerializer,
+            400: OpenApiResponse(description="Body is not the expected JSON."),
+            401: OpenApiResponse(description="Forged, stale or replayed."),
+            422: OpenApiResponse(description="Mostly bad rows: refused whole, nothing applied."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request, code: str) -> Response:
+        body: bytes = request.body
+        supplier = webhook_verify(
+            supplier_code=code,
+            timestamp=request.headers.get("X-Timestamp"),
+            signature=request.headers.get("X-Signature"),
+            body=body,
+            remote=request.META.get("REMOTE_ADDR", ""),
+        )
+        try:
+            payload: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
+            return Response(
+                {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        run = feed_ingest(supplier=supplier, records=payload["items"], fmt="json", source="webhook", full=False)
+        data = FeedRunSerializer(run).data
+        if run.status == FeedRun.Status.REFUSED:
+            return Response(
+                {"code": "feed_refused", "detail": run.error, "run": data}, status=status.HTTP_422_UNPROCESSABLE_ENTITY
+            )
+        if run.status == FeedRun.Status.FAILED:
+            return Response(
+                {"code": "feed_failed", "detail": run.error, "run": data}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return Response(data, status=status.HTTP_202_ACCEPTED)
