@@ -83,7 +83,7 @@ def events_drain(*, channel: Channel, external_id: str, actor: str = "") -> int:
             except (_Reject, DomainError) as err:
                 detail = err.detail if isinstance(err, DomainError) else str(err)
                 _event_close(event, OrderEvent.Status.REJECTED, detail=detail)
-                log.warning("order_event_rejected", event=event.pk, type=event.type, detail=detail)
+                log.warning("order_event_rejected", event_id=event.pk, type=event.type, detail=detail)
             else:
                 _event_close(event, OrderEvent.Status.APPLIED, order=order)
                 applied += 1
