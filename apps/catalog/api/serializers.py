@@ -70,9 +70,20 @@ class ItemSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
         return attrs
 
 
+class ComponentListSerializer(serializers.ListSerializer):
+    """Components in the order they were given; uses the view's prefetch when there is one."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        components = data.all() if hasattr(data, "all") else data
+        return [self.child.to_representation(c) for c in sorted(components, key=lambda c: c.pk or 0)]
+
+
 class ComponentSerializer(serializers.Serializer):
     item = serializers.SlugRelatedField(slug_field="sku", queryset=Item.objects.all())
     quantity = serializers.IntegerField(min_value=1, max_value=MAX_COMPONENT_QUANTITY)
+
+    class Meta:
+        list_serializer_class = ComponentListSerializer
 
 
 class ProductSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
@@ -88,14 +99,6 @@ class ProductSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
         model = Product
         fields = ["code", "name", "kind", "components", "is_active", "created_at"]
         read_only_fields = ["created_at"]
-
-    def to_representation(self, instance: Product) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        components = getattr(instance, "prefetched_components", None)
-        if components is None:
-            components = list(instance.components.select_related("item"))
-        data["components"] = [{"item": c.item.sku, "quantity": c.quantity} for c in components]
-        return data
 
     def validate_components(self, components: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not components:

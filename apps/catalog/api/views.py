@@ -120,11 +120,7 @@ class ProductViewSet(_CatalogViewSet):
 
     def get_queryset(self) -> QuerySet[Product]:
         return Product.objects.prefetch_related(
-            Prefetch(
-                "components",
-                queryset=ProductComponent.objects.select_related("item").order_by("id"),
-                to_attr="prefetched_components",
-            )
+            Prefetch("components", queryset=ProductComponent.objects.select_related("item"))
         ).distinct()
 
     def perform_create(self, serializer: ProductSerializer) -> None:
@@ -136,8 +132,7 @@ class ProductViewSet(_CatalogViewSet):
         data = dict(serializer.validated_data)
         components = _component_specs(data.pop("components", None))
         product = catalog_services.product_update(product=serializer.instance, components=components, **data)
-        if hasattr(product, "prefetched_components"):
-            del product.prefetched_components
+        product._prefetched_objects_cache = {}  # the make-up may have changed under the prefetch
         serializer.instance = product
 
 

@@ -1,0 +1,317 @@
+"""The merchant's back office for stock: catalog, levels with ATP, the read-only ledger, incidents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import Greatest, Now
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from apps.catalog.models import Incident, Item, Location, Movement, Product, ProductComponent, StockLevel
+from apps.catalog.services.incidents import incident_resolve
+from apps.catalog.services.reconcile import ledger_reconcile
+
+
+def _atp_expression(prefix: str = "") -> Case:
+    """ATP as the availability engine counts it: 0 where the location's stock is stale."""
+    return Case(
+        When(
+            Q(**{f"{prefix}location__stock_valid_until__isnull": True})
+            | Q(**{f"{prefix}location__stock_valid_until__gt": Now()}),
+            then=Greatest(Value(0), F(f"{prefix}on_hand") - F(f"{prefix}reserved") - F(f"{prefix}safety")),
+        ),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LevelInline(ReadOnlyInline):
+    """Where an item is, with what can still be promised."""
+
+    model = StockLevel
+    fk_name = "item"
+    fields = ("location", "on_hand", "reserved", "safety", "atp_display", "updated_at")
+    readonly_fields = fields
+    verbose_name_plural = "Stock by location (changed only through movements)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
+        return super().get_queryset(request).select_related("location").annotate(atp_now=_atp_expression())
+
+    @admin.display(description="ATP")
+    def atp_display(self, level: StockLevel) -> int:
+        return getattr(level, "atp_now", level.atp)
+
+
+class LocationLevelInline(LevelInline):
+    fk_name = "location"
+    fields = ("item", "on_hand", "reserved", "safety", "atp_display", "updated_at")
+    readonly_fields = fields
+    verbose_name_plural = "Stock here (changed only through movements)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
+        return super().get_queryset(request).select_related("item")
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "kind", "allow_negative", "stock_valid_until", "is_active", "level_count")
+    list_filter = ("kind", "is_active", "allow_negative")
+    search_fields = ("code", "name")
+    readonly_fields = ("created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Location]:
+        return super().get_queryset(request).annotate(level_total=Count("levels"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Location | None = None) -> tuple[str, ...]:
+        # Codes are what channels and suppliers refer to; negative stock is copied to each level.
+        return ("created_at", "code", "allow_negative") if obj else ("created_at",)
+
+    @admin.display(description="Levels", ordering="level_total")
+    def level_count(self, location: Location) -> int:
+        return getattr(location, "level_total", 0)
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ("sku", "name", "unit", "on_hand_total", "atp_total", "is_active")
+    list_filter = ("unit", "is_active")
+    search_fields = ("sku", "name")
+    readonly_fields = ("created_at",)
+    inlines = [LevelInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Item]:
+        from django.db.models import Sum
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(on_hand_sum=Sum("levels__on_hand"), atp_sum=Sum(_atp_expression("levels__")))
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Item | None = None) -> tuple[str, ...]:
+        return ("created_at", "sku", "unit") if obj else ("created_at",)
+
+    @admin.display(description="On hand, all locations", ordering="on_hand_sum")
+    def on_hand_total(self, item: Item) -> int:
+        return getattr(item, "on_hand_sum", None) or 0
+
+    @admin.display(description="ATP, all locations", ordering="atp_sum")
+    def atp_total(self, item: Item) -> int:
+        return getattr(item, "atp_sum", None) or 0
+
+
+class ComponentInline(admin.TabularInline):
+    model = ProductComponent
+    extra = 1
+    autocomplete_fields = ("item",)
+    verbose_name_plural = "Components (quantity in the item's base unit)"
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "kind", "make_up", "is_active")
+    list_filter = ("kind", "is_active")
+    search_fields = ("code", "name", "components__item__sku")
+    readonly_fields = ("created_at",)
+    inlines = [ComponentInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
+        return super().get_queryset(request).prefetch_related("components__item")
+
+    @admin.display(description="Made of")
+    def make_up(self, product: Product) -> str:
+        return ", ".join(f"{c.quantity} x {c.item.sku}" for c in product.components.all())
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:
+            from apps.catalog.signals import SyncPriority, products_changed
+
+            products_changed.send(
+                sender=Product, product_ids=[form.instance.pk], priority=SyncPriority.MANUAL, reason="admin"
+            )
+
+
+class StaleFilter(admin.SimpleListFilter):
+    title = "availability"
+    parameter_name = "availability"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("none", "Nothing to promise (ATP 0)"),
+            ("oversold", "Reserved above on hand"),
+            ("negative", "Below zero"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[StockLevel]) -> QuerySet[StockLevel]:
+        if self.value() == "none":
+            return queryset.filter(atp_now=0)
+        if self.value() == "oversold":
+            return queryset.filter(reserved__gt=F("on_hand"))
+        if self.value() == "negative":
+            return queryset.filter(on_hand__lt=0)
+        return queryset
+
+
+@admin.register(StockLevel)
+class StockLevelAdmin(admin.ModelAdmin):
+    list_display = ("item", "location", "on_hand", "reserved", "safety", "atp_display", "updated_at", "ledger_link")
+    list_select_related = ("item", "location")
+    list_filter = (StaleFilter, "location__kind", "location")
+    search_fields = ("item__sku", "item__name", "location__code")
+    readonly_fields = ("item", "location", "on_hand", "reserved", "safety", "allow_negative", "updated_at")
+    actions = ["reconcile_selected", "reconcile_everything"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
+        return super().get_queryset(request).annotate(atp_now=_atp_expression())
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # levels appear with their first movement
+
+    def has_delete_permission(self, request: HttpRequest, obj: StockLevel | None = None) -> bool:
+        return False
+
+    @admin.display(description="ATP", ordering="atp_now")
+    def atp_display(self, level: StockLevel) -> int:
+        return getattr(level, "atp_now", level.atp)
+
+    @admin.display(description="Ledger")
+    def ledger_link(self, level: StockLevel) -> str:
+        url = reverse("admin:catalog_movement_changelist")
+        return format_html(
+            '<a href="{}?item__id__exact={}&location__id__exact={}">movements</a>',
+            url,
+            level.item_id,
+            level.location_id,
+        )
+
+    @admin.action(description="Check the selected levels against the ledger")
+    def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[StockLevel]) -> None:
+        report = ledger_reconcile(pairs=list(queryset.values_list("item_id", "location_id")))
+        self._report(request, report)
+
+    @admin.action(description="Check every level against the ledger (nightly job, now)")
+    def reconcile_everything(self, request: HttpRequest, queryset: QuerySet[StockLevel]) -> None:
+        self._report(request, ledger_reconcile())
+
+    def _report(self, request: HttpRequest, report: Any) -> None:
+        head, *drifts = report.lines()
+        self.message_user(request, head, messages.SUCCESS if report.ok else messages.ERROR)
+        for line in drifts[:20]:
+            self.message_user(request, line.strip(), messages.WARNING)
+
+
+@admin.register(Movement)
+class MovementAdmin(admin.ModelAdmin):
+    """The ledger: append-only, so nothing here can be added, changed or deleted."""
+
+    list_display = ("created_at", "kind", "item", "location", "on_hand_delta", "reserved_delta", "reference", "actor")
+    list_select_related = ("item", "location")
+    list_filter = ("kind", "location", "created_at")
+    search_fields = ("item__sku", "location__code", "reference", "idempotency_key", "actor", "note")
+    date_hierarchy = "created_at"
+    show_full_result_count = False  # counting a large ledger on every page is slow
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Movement | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Movement | None = None) -> bool:
+        return False
+
+
+class OpenFirstFilter(admin.SimpleListFilter):
+    """Open incidents unless staff ask for the others."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("resolved", "Resolved"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        value = self.value() or "open"
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": value == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Incident]) -> QuerySet[Incident]:
+        value = self.value() or "open"
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """A work queue: open incidents first, newest first; resolve with a note."""
+
+    list_display = ("id", "opened_at", "kind", "status", "item", "location", "shortfall", "reference", "summary")
+    list_display_links = ("id", "opened_at")
+    list_select_related = ("item", "location")
+    list_filter = (OpenFirstFilter, "kind", "location")
+    search_fields = ("reference", "detail", "item__sku", "location__code")
+    ordering = ("status", "-opened_at")
+    actions = ["resolve"]
+    fields = (
+        "kind",
+        "status",
+        "item",
+        "location",
+        "shortfall",
+        "reference",
+        "detail",
+        "opened_at",
+        "resolved_at",
+        "resolved_by",
+        "resolution_note",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.status == Incident.Status.OPEN:
+            return self.fields[:-1]  # staff can write the resolution note, then use "Resolve"
+        return self.fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # incidents are opened by the system
+
+    def has_delete_permission(self, request: HttpRequest, obj: Incident | None = None) -> bool:
+        return False
+
+    @admin.display(description="Detail")
+    def summary(self, incident: Incident) -> str:
+        return incident.detail[:80] + ("…" if len(incident.detail) > 80 else "")
+
+    def save_model(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> None:
+        # Only the note is editable; saving an open incident with a note resolves it.
+        note = form.cleaned_data.get("resolution_note", "")
+        if obj.status == Incident.Status.OPEN and note:
+            incident_resolve(incident=obj, resolved_by=request.user.get_username(), note=note)
+            self.message_user(request, f"{obj} resolved.", messages.SUCCESS)
+
+    @admin.action(description="Resolve selected incidents")
+    def resolve(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        resolved = 0
+        for incident in queryset.filter(status=Incident.Status.OPEN):
+            incident_resolve(incident=incident, resolved_by=request.user.get_username(), note="Resolved from the queue")
+            resolved += 1
+        self.message_user(request, f"Resolved {resolved} incident(s).", messages.SUCCESS)
