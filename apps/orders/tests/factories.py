@@ -18,7 +18,9 @@ def channel_of(code: str, locations: list[Location], kind: str = Channel.Kind.WE
 
 
 def listing_of(channel: Channel, sku: str, product: Product, **overrides) -> Listing:
-    listing, _ = Listing.objects.get_or_create(channel=channel, channel_sku=sku, defaults={"product": product, **overrides})
+    listing, _ = Listing.objects.get_or_create(
+        channel=channel, channel_sku=sku, defaults={"product": product, **overrides}
+    )
     return listing
 
 

@@ -50,9 +50,7 @@ def test_units_spill_over_to_the_next_location_and_a_bundle_unit_never_splits(sh
 
 def test_all_lines_or_none(shop):
     with pytest.raises(InsufficientStock) as refused:
-        order_reserve(
-            channel=shop.channel, external_id="A4", lines=[LineRequest("hood", 2), LineRequest("caps", 5)]
-        )
+        order_reserve(channel=shop.channel, external_id="A4", lines=[LineRequest("hood", 2), LineRequest("caps", 5)])
     assert refused.value.data["lines"] == [{"sku": "caps", "requested": 5, "available": 4}]
     assert refused.value.status_code == 409
     assert not Order.objects.exists()
