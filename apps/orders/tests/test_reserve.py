@@ -98,10 +98,9 @@ def test_order_reserved_is_sent_after_commit_with_locations(shop, django_capture
 
     order_reserved.connect(listener)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
-            with transaction.atomic():
-                placed = order_reserve(channel=shop.channel, external_id="B1", lines=[LineRequest("kit", 6)])
-                assert heard == []
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            placed = order_reserve(channel=shop.channel, external_id="B1", lines=[LineRequest("kit", 6)])
+            assert heard == []
     finally:
         order_reserved.disconnect(listener)
     assert heard == [(placed.order.pk, sorted([shop.warehouse.pk, shop.store.pk]))]
