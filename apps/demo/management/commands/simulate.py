@@ -1,0 +1,106 @@
+"""Replay a compressed trading day against Stockroom and the naive baseline; write a report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from apps.demo.simulation.engine import Engine, Outcome
+from apps.demo.simulation.events import generate
+from apps.demo.simulation.naive import NaiveSystem
+from apps.demo.simulation.report import markdown, write
+from apps.demo.simulation.stockroom import StockroomSystem
+from apps.demo.simulation.world import build_world
+
+
+class Command(BaseCommand):
+    help = (
+        "Simulate a trading day (online orders through the API, till sales, late/inflated/broken supplier feeds) "
+        "and compare Stockroom with the naive baseline. Writes var/reports/simulation-*.md and .html."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+        parser.add_argument("--start-hour", type=float, default=0.0, help="hour of the day the run starts at")
+        parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed replays the same day")
+        parser.add_argument("--orders", type=int, default=100_000, help="online orders over the run")
+        parser.add_argument("--items", type=int, default=40, help="items in the simulated catalog")
+        parser.add_argument("--tick", type=float, default=10.0, help="simulated seconds per tick (sync latency)")
+        parser.add_argument("--threads", type=int, default=8, help="concurrent shoppers and tills per tick")
+        parser.add_argument(
+            "--baseline", choices=["naive", "none"], default="naive", help="also run the naive baseline"
+        )
+        parser.add_argument("--naive-sync-minutes", type=float, default=15.0, help="the baseline's full-sync period")
+        parser.add_argument(
+            "--safety", default="dynamic,fixed", help="Stockroom runs: comma list of dynamic, fixed, none"
+        )
+        parser.add_argument("--service-level", type=float, default=0.95)
+        parser.add_argument("--exposure-minutes", type=float, default=70.0, help="till demand window to cover")
+        parser.add_argument("--out", default=str(Path(settings.VAR_DIR) / "reports"), help="report folder")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        world = build_world(seed=options["seed"], items=options["items"])
+        stream = generate(
+            world,
+            seed=options["seed"],
+            hours=options["hours"],
+            orders=options["orders"],
+            start_hour=options["start_hour"],
+        )
+        self.stdout.write(
+            f"Simulating {options['hours']:g} h, seed {options['seed']}: {len(stream.events):,} events, "
+            f"{stream.online_orders:,} online orders"
+        )
+        outcomes: list[Outcome] = []
+        with tempfile.TemporaryDirectory(prefix="stockroom-sim-") as work:
+            systems: list[Any] = [
+                StockroomSystem(
+                    tick_s=options["tick"],
+                    safety=mode.strip(),
+                    service_level=options["service_level"],
+                    exposure_minutes=options["exposure_minutes"],
+                    work_dir=Path(work),
+                )
+                for mode in options["safety"].split(",")
+                if mode.strip()
+            ]
+            if options["baseline"] == "naive":
+                systems.append(NaiveSystem(sync_minutes=options["naive_sync_minutes"]))
+            for system in systems:
+                self.stdout.write(f"\n{system.name}")
+                engine = Engine(
+                    world=world,
+                    stream=stream,
+                    system=system,
+                    tick_s=options["tick"],
+                    threads=options["threads"],
+                    progress=self._progress,
+                )
+                outcome = engine.run()
+                self.stdout.write(
+                    f"\r  done in {outcome.wall_seconds:,.0f} s: {outcome.accepted:,} accepted, "
+                    f"{outcome.oversold_orders:,} beyond stock ({outcome.oversell_rate:.3%})".ljust(100)
+                )
+                outcomes.append(outcome)
+                if isinstance(system, NaiveSystem):
+                    system.cleanup()
+        command = "python manage.py simulate " + shlex.join(sys.argv[2:])
+        md, html = write(
+            outcomes, seed=options["seed"], hours=options["hours"], command=command, directory=Path(options["out"])
+        )
+        self.stdout.write("\n" + markdown(outcomes, seed=options["seed"], hours=options["hours"], command=command))
+        self.stdout.write(f"report: {md}\n        {html}")
+
+    def _progress(self, hour: float, outcome: Outcome) -> None:
+        self.stdout.write(
+            f"\r  hour {hour:5.2f}: {outcome.accepted:,} accepted, {outcome.refused:,} refused, "
+            f"{outcome.oversold_total:,} units oversold",
+            ending="",
+        )
+        self.stdout.flush()

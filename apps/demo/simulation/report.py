@@ -1,0 +1,89 @@
+"""The simulation report: a Markdown table for the README and an HTML page with charts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.template.loader import render_to_string
+
+from apps.demo.simulation.engine import CAUSES, Outcome
+from apps.forecasting.charts import Series, bar_chart, line_chart
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.3f} %"
+
+
+def rows(outcomes: list[Outcome]) -> list[tuple[str, list[str]]]:
+    """The comparison, one row per figure, one column per system."""
+    table: list[tuple[str, list[str]]] = [
+        ("online orders offered", [f"{o.online_orders:,}" for o in outcomes]),
+        ("accepted", [f"{o.accepted:,}" for o in outcomes]),
+        ("refused or shown sold out", [f"{o.refused:,}" for o in outcomes]),
+        ("orders accepted beyond stock", [f"{o.oversold_orders:,}" for o in outcomes]),
+        ("oversell rate (of accepted)", [_pct(o.oversell_rate) for o in outcomes]),
+        ("oversold units, all causes", [f"{o.oversold_total:,}" for o in outcomes]),
+    ]
+    for cause in CAUSES.values():
+        table.append((f"- {cause}", [f"{o.oversold_units.get(cause, 0):,}" for o in outcomes]))
+    table += [
+        ("store sales recorded", [f"{o.store_sales:,}" for o in outcomes]),
+        ("turned away although shelves had it", [f"{o.refused_with_stock:,}" for o in outcomes]),
+        ("units hidden by safety stock (end of run)", [f"{o.safety_hidden_units:,}" for o in outcomes]),
+    ]
+    extra_keys = sorted({key for o in outcomes for key in o.extra})
+    for key in extra_keys:
+        table.append((key, [str(o.extra.get(key, "")) for o in outcomes]))
+    table.append(("wall time", [f"{o.wall_seconds:,.0f} s" for o in outcomes]))
+    return table
+
+
+def markdown(outcomes: list[Outcome], *, seed: int, hours: float, command: str) -> str:
+    header = "| | " + " | ".join(o.system for o in outcomes) + " |"
+    lines = [
+        f"Simulated {hours:g} h, seed {seed}: `{command}`",
+        "",
+        header,
+        "|---|" + "---:|" * len(outcomes),
+        *(f"| {name} | " + " | ".join(values) + " |" for name, values in rows(outcomes)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def charts(outcomes: list[Outcome]) -> list[str]:
+    timeline = line_chart(
+        series=[Series(o.system, [(h, float(u)) for h, u in o.timeline], step=True) for o in outcomes],
+        title="Oversold units over the day (cumulative)",
+        x_label="hour of the simulated day",
+        y_label="units",
+    )
+    rates = bar_chart(
+        bars=[(o.system, round(o.oversell_rate * 100, 3)) for o in outcomes],
+        title="Orders accepted beyond stock, % of accepted",
+        unit="%",
+    )
+    return [str(timeline), str(rates)]
+
+
+def write(outcomes: list[Outcome], *, seed: int, hours: float, command: str, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    md = directory / f"simulation-{stamp}-seed{seed}.md"
+    html = md.with_suffix(".html")
+    md.write_text(markdown(outcomes, seed=seed, hours=hours, command=command))
+    html.write_text(
+        render_to_string(
+            "demo/report.html",
+            {
+                "outcomes": outcomes,
+                "rows": rows(outcomes),
+                "charts": charts(outcomes),
+                "seed": seed,
+                "hours": hours,
+                "command": command,
+                "generated": datetime.now(UTC),
+            },
+        )
+    )
+    return md, html

@@ -1,0 +1,367 @@
+"""Stockroom in the simulation, driven through its real HTTP API as channels and tills would.
+
+Setup goes through the staff API; online orders through the channel API (reserve for the
+webshop, import for marketplaces); till sales and deliveries through the movements API;
+supplier feeds through the signed webhook and a CSV file import. Marketplaces see what the
+availability API says, refreshed every tick (the sync latency of the simulation).
+
+Safety stock at the stores follows the forecasting math: per hour of the day, the till
+demand expected in the exposure window at the chosen service level ("dynamic"), or one
+number all day ("fixed"), written through the catalog's safety writer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from apps.catalog.models import Item, Location
+from apps.catalog.services.safety import safety_apply
+from apps.core.services import token_create
+from apps.demo.simulation.engine import Decision
+from apps.demo.simulation.events import STORE_HOURS, Event, Stream
+from apps.demo.simulation.world import World
+from apps.forecasting.services.math import safety_levels
+from apps.orders.models import Order, OrderLine, Reservation
+from apps.suppliers.services.webhooks import webhook_signature
+
+
+class SimulationError(RuntimeError):
+    """The API answered something a channel or till would not accept."""
+
+
+class StockroomSystem:
+    def __init__(
+        self,
+        *,
+        tick_s: float,
+        safety: str = "dynamic",
+        service_level: float = 0.95,
+        exposure_minutes: float = 70.0,
+        fixed_safety: int | None = None,
+        work_dir: Path,
+    ) -> None:
+        self.name = f"Stockroom ({safety} safety stock)"
+        self.display_interval_s = tick_s
+        self.safety_mode, self.service_level = safety, service_level
+        self.exposure_hours = exposure_minutes / 60
+        self.fixed_safety = fixed_safety
+        self.run = uuid.uuid4().hex[:6]
+        self.work_dir = work_dir
+        self._local = threading.local()
+        self._orders: dict[str, int] = {}
+        self._hidden_samples: list[int] = []
+        self._safety_hour = -1
+        self._hidden_now = 0
+
+    # --- names: every run gets its own codes so runs never collide ------------------------
+
+    def code(self, name: str) -> str:
+        return f"{self.run}-{name}"
+
+    def _client(self, token: str) -> APIClient:
+        clients = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        if token not in clients:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+            clients[token] = client
+        return clients[token]
+
+    def _call(
+        self, token: str, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201), **headers: str
+    ) -> Any:
+        response = getattr(self._client(token), method)(f"/api/v1/{path}", body, format="json", headers=headers)
+        if response.status_code not in ok:
+            raise SimulationError(f"{method.upper()} {path} -> {response.status_code}: {response.content[:400]!r}")
+        return response
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def setup(self, world: World, stream: Stream) -> None:
+        self.world = world
+        user = get_user_model().objects.create_user(username=f"sim-{self.run}", is_staff=True)
+        self.staff = token_create(staff_username=user.username)
+        for code in world.stores:
+            self._call(
+                self.staff, "post", "locations/", {"code": self.code(code), "name": f"Store {code}", "kind": "store"}
+            )
+        self._call(
+            self.staff,
+            "post",
+            "locations/",
+            {"code": self.code(world.warehouse), "name": "Warehouse", "kind": "warehouse"},
+        )
+        for sku in world.items:
+            self._call(
+                self.staff, "post", "items/", {"sku": self.code(sku), "name": sku, "unit": world.item_units[sku]}
+            )
+        for product in world.products:
+            components = [{"item": self.code(sku), "quantity": units} for sku, units in product.components]
+            self._call(
+                self.staff,
+                "post",
+                "products/",
+                {"code": self.code(product.code), "name": product.code, "kind": product.kind, "components": components},
+            )
+        self.secrets = {}
+        self.drop_dirs: dict[str, Path] = {}
+        supplied = sorted({sku for sku, _ in world.supplier_real})
+        for supplier in world.suppliers:
+            secret = f"sim-secret-{supplier.code}"
+            settings: dict[str, Any] = {}
+            if supplier.connector == "folder":
+                drop = self.work_dir / self.code(supplier.code)
+                drop.mkdir(parents=True, exist_ok=True)
+                self.drop_dirs[supplier.code] = drop
+                settings = {"path": str(drop), "format": "csv"}
+            self._call(
+                self.staff,
+                "post",
+                "suppliers/",
+                {
+                    "code": self.code(supplier.code),
+                    "name": supplier.code,
+                    "connector": supplier.connector,
+                    "settings": settings,
+                    "secret": secret,
+                    "trust_factor": supplier.trust_factor,
+                    "cap": supplier.cap,
+                    "max_age_minutes": supplier.max_age_minutes,
+                    "poll_interval_s": 3600,
+                },
+            )
+            self.secrets[supplier.code] = secret
+            for sku in supplied:
+                self._call(
+                    self.staff,
+                    "post",
+                    "supplier-products/",
+                    {
+                        "supplier": self.code(supplier.code),
+                        "supplier_sku": f"{supplier.code}-{sku}",
+                        "item": self.code(sku),
+                        "units_per_pack": 1,
+                    },
+                )
+        self.tokens = {}
+        self.channel_sku: dict[tuple[str, str], str] = {}
+        for channel in world.channels:
+            self._call(
+                self.staff,
+                "post",
+                "channels/",
+                {
+                    "code": self.code(channel.code),
+                    "name": channel.code,
+                    "kind": channel.kind,
+                    "rate_per_s": 50,
+                    "burst": 100,
+                    "coefficient": channel.coefficient,
+                    "buffer": channel.buffer,
+                    "locations": [self.code(loc) for loc in channel.locations],
+                },
+            )
+            for product in world.products:
+                sku = f"{channel.code}-{product.code}"
+                self._call(
+                    self.staff,
+                    "post",
+                    "listings/",
+                    {"channel": self.code(channel.code), "channel_sku": sku, "product": self.code(product.code)},
+                )
+                self.channel_sku[(channel.code, product.code)] = sku
+            self.tokens[channel.code] = token_create(channel_code=self.code(channel.code))
+        self.product_of = {v: k[1] for k, v in self.channel_sku.items()}
+        for (sku, location), units in stream.opening.items():
+            self._movement("receipt", location, sku, units, f"open-{sku}-{location}")
+        for supplier in world.suppliers:  # a first good feed of every supplier
+            self.feed(
+                supplier.code,
+                {sku: int(n * supplier.inflation) for (sku, s), n in world.supplier_real.items() if s == supplier.code},
+                broken=False,
+            )
+        self._store_rates(stream)
+        self.at(stream.start_s)
+
+    # --- safety stock -----------------------------------------------------------------------
+
+    def _store_rates(self, stream: Stream) -> None:
+        """Till demand per item, store and hour of day, as the forecast would have learnt it."""
+        counts: dict[tuple[str, str, int], float] = defaultdict(float)
+        for event in stream.events:
+            if event.kind == "pos":
+                counts[(event.sku, event.location, int(event.at // 3600) % 24)] += event.quantity
+        covered = [0.0] * 24  # hours of each hour-of-day the run spans
+        second = stream.start_s
+        while second < stream.end_s:
+            step = min(3600 - second % 3600, stream.end_s - second)
+            covered[int(second // 3600) % 24] += step / 3600
+            second += step
+        self.rates = {key: n / covered[key[2]] for key, n in counts.items() if covered[key[2]]}
+        items = {i.sku: i.id for i in Item.objects.filter(sku__in=[self.code(s) for s in self.world.items])}
+        stores = {
+            loc.code: loc.id for loc in Location.objects.filter(code__in=[self.code(s) for s in self.world.stores])
+        }
+        self.pair_ids = {
+            (sku, store): (items[self.code(sku)], stores[self.code(store)])
+            for sku in self.world.items
+            for store in self.world.stores
+        }
+
+    def _safety_for_hour(self, hour: int) -> dict[tuple[int, int], int]:
+        pairs = list(self.pair_ids)
+        if self.safety_mode == "none":
+            return dict.fromkeys(self.pair_ids.values(), 0)
+        if self.safety_mode == "fixed":
+            if self.fixed_safety is not None:
+                return dict.fromkeys(self.pair_ids.values(), self.fixed_safety)
+            # One number all day: what the busiest hour needs.
+            peak = [max(self.rates.get((sku, store, h), 0.0) for h in range(24)) for sku, store in pairs]
+            levels = safety_levels(
+                mean_per_hour=peak,
+                var_per_hour=peak,
+                window_hours=self.exposure_hours,
+                service_level=self.service_level,
+            )
+        else:
+            rates = [self.rates.get((sku, store, hour), 0.0) for sku, store in pairs]
+            levels = safety_levels(
+                mean_per_hour=rates,
+                var_per_hour=rates,
+                window_hours=self.exposure_hours,
+                service_level=self.service_level,
+            )
+        return {self.pair_ids[pair]: int(level) for pair, level in zip(pairs, levels, strict=True)}
+
+    def at(self, seconds: float) -> None:
+        """Called as simulated time passes: the hourly safety-stock job."""
+        hour = int(seconds // 3600) % 24
+        if hour != self._safety_hour:
+            self._safety_hour = hour
+            values = self._safety_for_hour(hour)
+            safety_apply(values=values, reason="simulation hourly safety stock")
+            self._hidden_now = sum(values.values()) if STORE_HOURS[hour] else 0
+        self._hidden_samples.append(self._hidden_now)
+
+    def safety_hidden_units(self) -> int:
+        """Average units held back at the stores by safety stock over the run."""
+        return round(sum(self._hidden_samples) / len(self._hidden_samples)) if self._hidden_samples else 0
+
+    # --- what happens during the day --------------------------------------------------------
+
+    def _movement(self, kind: str, location: str, sku: str, quantity: int, key: str) -> None:
+        self._call(
+            self.staff,
+            "post",
+            "stock/movements/",
+            {
+                "location": self.code(location),
+                "item": self.code(sku),
+                "kind": kind,
+                "quantity": quantity,
+                "idempotency_key": f"{self.run}-{key}",
+            },
+        )
+
+    def order(self, event: Event) -> Decision:
+        channel = next(c for c in self.world.channels if c.code == event.channel)
+        body = {
+            "external_id": f"{self.run}-{event.key}",
+            "mode": channel.mode,
+            "hold_minutes": 240,
+            "lines": [{"sku": self.channel_sku[(event.channel, event.product)], "quantity": event.quantity}],
+        }
+        response = self._call(
+            self.tokens[event.channel],
+            "post",
+            "orders/",
+            body,
+            ok=(201, 409),
+            **{"Idempotency-Key": f"{self.run}-{event.key}"},
+        )
+        if response.status_code == 409:
+            return Decision(False)
+        order_id = response.json()["id"]
+        self._orders[event.key] = order_id
+        allocation = [
+            (sku.removeprefix(f"{self.run}-"), loc.removeprefix(f"{self.run}-"), qty)
+            for sku, loc, qty in Reservation.objects.filter(line__order_id=order_id).values_list(
+                "item__sku", "location__code", "quantity"
+            )
+        ]
+        unallocated = sum(OrderLine.objects.filter(order_id=order_id).values_list("unallocated_quantity", flat=True))
+        return Decision(True, allocation, unallocated)
+
+    def _order_action(self, key: str, action: str) -> None:
+        order_id = self._orders.pop(key)
+        channel = Order.objects.filter(pk=order_id).values_list("channel__code", flat=True).get()
+        self._call(self.tokens[channel.removeprefix(f"{self.run}-")], "post", f"orders/{order_id}/{action}/", {})
+
+    def fulfil(self, key: str) -> None:
+        self._order_action(key, "fulfil")
+
+    def cancel(self, key: str) -> None:
+        self._order_action(key, "cancel")
+
+    def pos_sale(self, event: Event) -> None:
+        self._movement("pos_sale", event.location, event.sku, event.quantity, f"pos-{event.seq}")
+
+    def receipt(self, event: Event) -> None:
+        self._movement("receipt", event.location, event.sku, event.quantity, f"rcv-{event.seq}")
+
+    def feed(self, supplier: str, reported: dict[str, int], broken: bool) -> None:
+        spec = next(s for s in self.world.suppliers if s.code == supplier)
+        now = datetime.now(UTC).isoformat()
+        if spec.connector == "webhook":
+            items = [
+                {"supplier_sku": f"{supplier}-{sku}", "quantity": n, "updated_at": now} for sku, n in reported.items()
+            ]
+            body = json.dumps({"items": items}).encode()
+            stamp = str(int(time.time()))
+            signature = webhook_signature(secret=self.secrets[supplier], timestamp=stamp, body=body)
+            response = APIClient().post(
+                f"/api/v1/suppliers/{self.code(supplier)}/webhook/",
+                body,
+                content_type="application/json",
+                headers={"X-Timestamp": stamp, "X-Signature": signature},
+            )
+            if response.status_code >= 300:
+                raise SimulationError(f"webhook -> {response.status_code}: {response.content[:300]!r}")
+            return
+        path = self.drop_dirs[supplier] / f"feed-{time.monotonic_ns()}.csv"
+        if broken:
+            path.write_bytes(b"supplier_sku,quantity,updated_at\n" + b"\x00garbage;;;\n" * max(3, len(reported)))
+        else:
+            lines = [f"{supplier}-{sku},{n},{now}" for sku, n in reported.items()]
+            path.write_text("supplier_sku,quantity,updated_at\n" + "\n".join(lines) + "\n")
+        try:
+            call_command("import_feed", "--supplier", self.code(supplier), str(path), verbosity=0)
+        except SystemExit:
+            pass  # a refused feed exits non-zero; the last good data stays, which is the point
+        except Exception as err:  # the command reports a refused run as a CommandError
+            if "refused" not in str(err).lower():
+                raise
+
+    def displays(self) -> dict[tuple[str, str], int]:
+        shown = {}
+        for channel in self.world.channels:
+            if channel.mode != "import":
+                continue
+            skus = [self.channel_sku[(channel.code, p.code)] for p in self.world.products]
+            query = "&".join(f"sku={s}" for s in skus)
+            results = self._call(self.tokens[channel.code], "get", f"availability/?{query}").json()["results"]
+            for row in results:
+                shown[(channel.code, self.product_of[row["sku"]])] = int(row["available"])
+        return shown
