@@ -208,9 +208,8 @@ def _load_mappings(supplier: Supplier) -> pd.DataFrame:
         connection.cursor() as cursor,
         cursor.copy(
             "COPY (SELECT id, supplier_sku, item_id, status, last_reported_qty, fingerprint, "
-            "extract(epoch FROM last_seen_at) FROM suppliers_supplierproduct WHERE supplier_id = %s) "
-            "TO STDOUT WITH (FORMAT csv)",
-            [supplier.pk],
+            "extract(epoch FROM last_seen_at) FROM suppliers_supplierproduct "
+            f"WHERE supplier_id = {int(supplier.pk)}) TO STDOUT WITH (FORMAT csv)"
         ) as copy,
     ):
         for chunk in copy:
