@@ -75,13 +75,13 @@ class _RedisState:
     def succeeded(self, client: Any) -> None:
         if not self.failing:
             return
-        with self.lock:
-            if not self.failing:
-                return
-            self.failing = False
-        # Bumps may have been lost while Redis was away: forget everything cached before.
+        # Bumps may have been lost while Redis was away: forget everything cached before. If this
+        # fails, Redis is still away and the flag stays up.
         client.set(_key("epoch"), secrets.token_hex(8))
-        log.info("availability_cache_restored")
+        with self.lock:
+            was_failing, self.failing = self.failing, False
+        if was_failing:
+            log.info("availability_cache_restored")
 
     def reset(self) -> None:
         with self.lock:
@@ -149,8 +149,8 @@ def availability_cached(
     keys = [_key("epoch"), *(_key("v", i) for i in ids), *(_key("e", i) for i in ids)]
     started = time.monotonic()  # the stamps are read before PostgreSQL is, never after
     try:
+        state.succeeded(client)  # after an outage: bump the epoch before reading any stamp
         raw = client.mget(keys)
-        state.succeeded(client)
     except _redis_errors() as err:
         state.failed(err, "read")
         metrics.AVAILABILITY_CACHE.labels(result="bypass").inc(len(ids))
