@@ -62,12 +62,13 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
     levels = selectors.safety_levels_list(at=now, location=location, query=query or "")
     page = Paginator(levels, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = []
+    matched = False
     for level in page.object_list:
         override_valid = level.override_value is not None and (
             level.override_valid_until is None or level.override_valid_until > now
         )
         if bound is not None and bound.data.get("level") == str(level.pk):
-            form = bound
+            form, matched = bound, True
         else:
             form = SafetyOverrideForm(
                 initial={
@@ -83,6 +84,10 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
         rows.append({"level": level, "form": form, "override_valid": override_valid})
     status = 400 if bound is not None else 200
     context = {
+        # A refused form whose row is not on this page (gone, filtered out): say so at the top.
+        "unplaced_errors": [str(e) for errors in bound.errors.values() for e in errors]
+        if bound is not None and not matched
+        else [],
         "filters": filters if filters.is_bound else SafetyFilterForm(),
         "rows": rows,
         "page": page,
