@@ -1,0 +1,706 @@
+"""Reservations per second and latency, hot SKU and a spread of SKUs, beside plain SQL of the same shape.
+
+Run inside the resolved stack environment (``make bench BENCH_ARGS=reserve`` or
+``python bench/reserve.py`` with DATABASE_URL/REDIS_URL set). The script creates its own
+database (``stockroom_bench``, recreated on every run), migrates it, generates the catalog
+(one hot SKU and ``--skus`` spread SKUs), then measures in the same run:
+
+- service layer (``order_reserve``), threads in one process and two processes;
+- HTTP: gunicorn on a free loopback port, driven by wrk (a Lua script posting orders with a
+  unique Idempotency-Key each), or by a Python load generator when wrk is not available;
+- plain SQL through psycopg: the bare shape (SELECT FOR UPDATE + UPDATE + INSERT) and the
+  statements the service itself sends for one order;
+- oversold units, ``reserved`` against the open reservations, and the ledger against the levels.
+
+It prints a table and writes var/bench/reserve.json ({"rows": [{"name", "figure", "unit", "raw", "ratio"}]}).
+Durations: ``--seconds`` per phase (env BENCH_SECONDS), ``--skus`` (env BENCH_SKUS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "var" / "bench"
+BENCH_DB = os.environ.get("BENCH_DATABASE_NAME", "stockroom_bench")
+PREFIX = "stockroom-bench"
+HOT_STOCK = 10**9
+SPREAD_STOCK = 1000
+
+
+# --- environment -------------------------------------------------------------------------
+
+
+def base_database_url() -> str:
+    from inventory_site import stack
+
+    resolved = stack.resolve_database(os.environ, start=False)
+    if resolved is None:
+        sys.exit("No PostgreSQL: set DATABASE_URL (or run through `make bench`).")
+    return resolved.url
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def bench_env(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="inventory_site.settings.production",
+        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-production-use"),
+        LOG_LEVEL="WARNING",
+        CACHE_KEY_PREFIX=PREFIX,
+        CELERY_KEY_PREFIX=f"{PREFIX}:",
+        API_THROTTLE_RATE="100000000/min",
+        DATABASE_CONN_MAX_AGE="600",
+        SESSION_COOKIE_SECURE="false",
+        CSRF_COOKIE_SECURE="false",
+    )
+    return env
+
+
+def django_setup(database_url: str) -> None:
+    os.environ.update(bench_env(database_url))
+    import django
+
+    django.setup()
+
+
+def database_recreate(admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def insert_select(model: Any, exprs: dict[str, str], source: str) -> None:
+    """INSERT ... SELECT for a model, filling every column not given with its Python default."""
+    from django.db import connection
+
+    columns, values, params = [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key and field.column not in exprs:
+            continue
+        columns.append(f'"{field.column}"')
+        if field.column in exprs:
+            values.append(exprs[field.column])
+        else:
+            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                values.append("now()")
+                continue
+            default = field.get_default() if field.has_default() else None
+            values.append("%s")
+            params.append(field.get_db_prep_save(default, connection))
+    sql = f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)} {source}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def catalog_generate(skus: int) -> str:
+    """One warehouse, a channel selling from it, a hot SKU and ``skus`` spread SKUs; returns a channel token."""
+    from django.db import transaction
+
+    from apps.catalog.models import Item, Location, Movement, Product, ProductComponent, StockLevel
+    from apps.channels.models import Channel, ChannelLocation, Listing
+    from apps.core.services import token_create
+
+    with transaction.atomic():
+        location = Location.objects.create(code="bench-wh", name="Bench warehouse", kind=Location.Kind.WAREHOUSE)
+        channel = Channel.objects.create(code="bench", name="Bench shop")
+        ChannelLocation.objects.create(channel=channel, location=location, priority=0)
+        series = f"FROM generate_series(0, {skus}) AS g"  # g = 0 is the hot SKU
+        sku = "CASE WHEN g = 0 THEN 'hot' ELSE 's' || g END"
+        insert_select(Item, {"sku": sku, "name": sku}, series)
+        insert_select(Product, {"code": sku, "name": sku}, series)
+        insert_select(
+            ProductComponent,
+            {"product_id": "p.id", "item_id": "i.id", "quantity": "1"},
+            "FROM catalog_product p JOIN catalog_item i ON i.sku = p.code",
+        )
+        insert_select(
+            Listing,
+            {"channel_id": str(channel.pk), "channel_sku": "p.code", "product_id": "p.id"},
+            "FROM catalog_product p",
+        )
+        stock = f"CASE WHEN i.sku = 'hot' THEN {HOT_STOCK} ELSE {SPREAD_STOCK} END"
+        insert_select(
+            StockLevel,
+            {"item_id": "i.id", "location_id": str(location.pk), "on_hand": stock},
+            "FROM catalog_item i",
+        )
+        insert_select(
+            Movement,
+            {
+                "item_id": "i.id",
+                "location_id": str(location.pk),
+                "kind": "'receipt'",
+                "on_hand_delta": stock,
+                "actor": "'bench'",
+            },
+            "FROM catalog_item i",
+        )
+    with transaction.atomic():
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS bench_reservation (id bigserial PRIMARY KEY, level_id bigint, q int)"
+            )
+            cursor.execute("ANALYZE")
+    return token_create(channel_code="bench", name="bench")
+
+
+# --- measurement helpers ----------------------------------------------------------------
+
+
+def percentile(sorted_ms: list[float], p: float) -> float:
+    if not sorted_ms:
+        return 0.0
+    index = min(len(sorted_ms) - 1, max(0, round(p / 100 * (len(sorted_ms) - 1))))
+    return sorted_ms[index]
+
+
+def summary(name: str, count: int, seconds: float, latencies_ms: list[float], **extra: Any) -> dict[str, Any]:
+    ordered = sorted(latencies_ms)
+    return {
+        "name": name,
+        "figure": count / seconds if seconds else 0.0,
+        "unit": "orders/s",
+        "p50_ms": percentile(ordered, 50),
+        "p99_ms": percentile(ordered, 99),
+        "count": count,
+        **extra,
+    }
+
+
+def pick_sku(mode: str, skus: int) -> str:
+    return "hot" if mode == "hot" else f"s{random.randint(1, skus)}"
+
+
+def threads_run(worker: Any, threads: int, seconds: float) -> tuple[int, float, list[float], int]:
+    """Run worker(index, deadline) -> (done, latencies, refused) in threads; returns totals."""
+    results: list[tuple[int, list[float], int]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+
+    def body(index: int) -> None:
+        barrier.wait()
+        outcome = worker(index, time.perf_counter() + seconds)
+        with lock:
+            results.append(outcome)
+
+    pool = [threading.Thread(target=body, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies = [ms for _, lat, _ in results for ms in lat]
+    return sum(done for done, _, _ in results), elapsed, latencies, sum(refused for _, _, refused in results)
+
+
+def service_measure(mode: str, threads: int, seconds: float, skus: int, tag: str) -> dict[str, Any]:
+    from django.db import connections
+
+    from apps.channels.models import Channel
+    from apps.orders.errors import InsufficientStock
+    from apps.orders.services import LineRequest, order_reserve
+
+    channel = Channel.objects.get(code="bench")
+    connections.close_all()
+
+    def worker(index: int, deadline: float) -> tuple[int, list[float], int]:
+        latencies, done, refused, n = [], 0, 0, 0
+        while time.perf_counter() < deadline:
+            n += 1
+            started = time.perf_counter()
+            try:
+                order_reserve(
+                    channel=channel,
+                    external_id=f"{tag}-{index}-{n}",
+                    lines=[LineRequest(pick_sku(mode, skus), 1)],
+                    hold_minutes=600,
+                )
+                done += 1
+            except InsufficientStock:
+                refused += 1
+            latencies.append((time.perf_counter() - started) * 1000)
+        connections.close_all()
+        return done, latencies, refused
+
+    done, elapsed, latencies, refused = threads_run(worker, threads, seconds)
+    return {"done": done, "elapsed": elapsed, "latencies": latencies, "refused": refused}
+
+
+SHAPE_SQL = (
+    "SELECT id, on_hand, reserved, safety FROM catalog_stocklevel WHERE item_id = %s AND location_id = %s FOR UPDATE",
+    "UPDATE catalog_stocklevel SET reserved = reserved + 1 WHERE id = %s",
+    "INSERT INTO bench_reservation (level_id, q) VALUES (%s, 1)",
+)
+
+
+def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url: str, own: bool) -> dict[str, Any]:
+    """Plain psycopg, one connection per thread: the bare shape, or the statements order_reserve sends."""
+    import psycopg
+
+    from apps.catalog.models import Item, Location
+    from apps.channels.models import Channel
+
+    location = Location.objects.get(code="bench-wh").pk
+    channel = Channel.objects.get(code="bench").pk
+    item_ids = dict(Item.objects.filter(sku__in=["hot", "s1"]).values_list("sku", "id"))
+    hot_item = item_ids["hot"]
+    first_spread = item_ids["s1"]  # items were inserted in series order: s<n> is first_spread + n - 1
+    from apps.orders.services.allocation import RESOLVE_SQL
+
+    def item_for(sku: str) -> int:
+        return hot_item if sku == "hot" else first_spread + int(sku[1:]) - 1
+
+    def worker(index: int, deadline: float) -> tuple[int, list[float], int]:
+        latencies, done, n = [], 0, 0
+        with psycopg.connect(database_url, autocommit=False) as conn, conn.cursor() as cur:
+            while time.perf_counter() < deadline:
+                n += 1
+                sku = pick_sku(mode, skus)
+                item = item_for(sku)
+                started = time.perf_counter()
+                if own:
+                    cur.execute(RESOLVE_SQL, [channel, [sku]])
+                    listing, _, product = cur.fetchone()[:3]
+                    conn.commit()
+                    cur.execute(
+                        "INSERT INTO orders_order (channel_id, external_id, mode, status, expires_at, flagged, "
+                        "flag_reason, created_at, updated_at) VALUES (%s, %s, 'reserve', 'reserved', now(), false, '', "
+                        "now(), now()) RETURNING id",
+                        [channel, f"raw-{os.getpid()}-{index}-{n}-{time.time_ns()}"],
+                    )
+                    order = cur.fetchone()[0]
+                    cur.execute(
+                        "INSERT INTO orders_orderline (order_id, listing_id, channel_sku, product_id, quantity, "
+                        "fulfilled_quantity, returned_quantity, unallocated_quantity) "
+                        "VALUES (%s, %s, %s, %s, 1, 0, 0, 0) RETURNING id",
+                        [order, listing, sku, product],
+                    )
+                    line = cur.fetchone()[0]
+                    cur.execute(
+                        "INSERT INTO orders_reservation (line_id, item_id, location_id, per_unit, quantity, fulfilled, "
+                        "released, returned, created_at) VALUES (%s, %s, %s, 1, 1, 0, 0, 0, now()) RETURNING id",
+                        [line, item, location],
+                    )
+                    cur.execute(
+                        "INSERT INTO catalog_movement (item_id, location_id, kind, on_hand_delta, reserved_delta, "
+                        "reference, actor, note, idempotency_key, created_at) VALUES (%s, %s, 'reserve', 0, 1, %s, '', "
+                        "'', NULL, now()) RETURNING id",
+                        [item, location, f"order:{order}"],
+                    )
+                    cur.execute(
+                        "UPDATE catalog_stocklevel AS s SET reserved = s.reserved + 1, updated_at = now() "
+                        "FROM catalog_location AS loc WHERE s.item_id = %s AND s.location_id = %s "
+                        "AND loc.id = s.location_id AND loc.is_active AND (loc.stock_valid_until IS NULL "
+                        "OR loc.stock_valid_until > now()) AND s.on_hand - s.reserved - s.safety >= 1",
+                        [item, location],
+                    )
+                else:
+                    cur.execute(SHAPE_SQL[0], [item, location])
+                    level = cur.fetchone()[0]
+                    cur.execute(SHAPE_SQL[1], [level])
+                    cur.execute(SHAPE_SQL[2], [level])
+                conn.commit()
+                done += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+        return done, latencies, 0
+
+    done, elapsed, latencies, _ = threads_run(worker, threads, seconds)
+    return {"done": done, "elapsed": elapsed, "latencies": latencies, "refused": 0}
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+WRK_LUA = """
+local counter = 0
+local thread_id = 0
+local threads = {}
+setup = function(thread)
+  thread:set("thread_id", thread_id)
+  thread_id = thread_id + 1
+  table.insert(threads, thread)
+end
+init = function(args)
+  math.randomseed(os.time() * 1000 + thread_id)
+  rejected = 0
+end
+request = function()
+  counter = counter + 1
+  local key = string.format("%s-%d-%d", PREFIX, thread_id, counter)
+  local sku = "hot"
+  if MODE ~= "hot" then sku = "s" .. math.random(1, SKUS) end
+  local body = string.format('{"external_id":"%s","lines":[{"sku":"%s","quantity":1}],"hold_minutes":600}', key, sku)
+  return wrk.format("POST", "/api/v1/orders/", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Token " .. TOKEN, ["Idempotency-Key"] = key}, body)
+end
+response = function(status, headers, body)
+  if status ~= 201 then rejected = rejected + 1 end
+end
+done = function(summary, latency, requests)
+  local rejected_total = 0
+  for _, thread in ipairs(threads) do rejected_total = rejected_total + thread:get("rejected") end
+  io.write(string.format('WRKJSON {"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "rejected": %d, ' ..
+    '"socket_errors": %d}\\n', summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, rejected_total,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def wrk_available() -> str | None:
+    found = shutil.which("wrk")
+    if found or os.environ.get("BENCH_NO_APT"):
+        return found
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (Debian package)...", flush=True)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 120}
+        try:
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "wrk"],
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                check=False,
+                **quiet,
+            )
+            if not shutil.which("wrk"):
+                subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
+                subprocess.run(
+                    ["apt-get", "install", "-y", "-qq", "wrk"],
+                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                    check=False,
+                    **quiet,
+                )
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return shutil.which("wrk")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn_start(database_url: str, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "inventory_site.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "2048",
+            "--log-level", "warning", "--timeout", "60",
+        ],
+        cwd=ROOT,
+        env=bench_env(database_url),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/v1/availability/?sku=hot")
+            conn.getresponse().read()
+            return process, port
+        except OSError:
+            time.sleep(0.3)
+    process.terminate()
+    raise RuntimeError("gunicorn did not come up")
+
+
+def http_measure_wrk(
+    wrk: str, port: int, mode: str, token: str, seconds: float, concurrency: int, skus: int
+) -> dict[str, Any]:
+    prefix = f"http-{mode}-{time.time_ns()}"
+    script = WRK_LUA.replace("PREFIX", json.dumps(prefix)).replace("MODE", json.dumps(mode))
+    script = script.replace("SKUS", str(skus)).replace("TOKEN", json.dumps(token))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    try:
+        threads = min(4, concurrency)
+        result = subprocess.run(
+            [wrk, "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:.0f}s", "--timeout", "10s",
+             "-s", handle.name, f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        os.unlink(handle.name)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result: {result.stdout}\n{result.stderr}")
+    data = json.loads(line[len("WRKJSON ") :])
+    return {
+        "done": data["requests"] - data["rejected"],
+        "elapsed": data["seconds"],
+        "p50_ms": data["p50_ms"],
+        "p99_ms": data["p99_ms"],
+        "rejected": data["rejected"] + data["socket_errors"],
+        "generator": "wrk",
+    }
+
+
+def http_measure_python(
+    port: int, mode: str, token: str, seconds: float, concurrency: int, skus: int
+) -> dict[str, Any]:
+    prefix = f"http-{mode}-{time.time_ns()}"
+    rejected = [0]
+
+    def worker(index: int, deadline: float) -> tuple[int, list[float], int]:
+        latencies, done, n = [], 0, 0
+        while time.perf_counter() < deadline:
+            n += 1
+            key = f"{prefix}-{index}-{n}"
+            body = json.dumps(
+                {"external_id": key, "lines": [{"sku": pick_sku(mode, skus), "quantity": 1}], "hold_minutes": 600}
+            )
+            headers = {"Content-Type": "application/json", "Authorization": f"Token {token}", "Idempotency-Key": key}
+            started = time.perf_counter()
+            conn = HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/api/v1/orders/", body, headers)
+            status = conn.getresponse().status
+            conn.close()
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status == 201:
+                done += 1
+            else:
+                rejected[0] += 1
+        return done, latencies, 0
+
+    done, elapsed, latencies, _ = threads_run(worker, concurrency, seconds)
+    ordered = sorted(latencies)
+    return {
+        "done": done,
+        "elapsed": elapsed,
+        "p50_ms": percentile(ordered, 50),
+        "p99_ms": percentile(ordered, 99),
+        "rejected": rejected[0],
+        "generator": "python",
+    }
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def stock_check() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(GREATEST(0, reserved + safety - on_hand)), 0) FROM catalog_stocklevel")
+        oversold = int(cursor.fetchone()[0])
+        cursor.execute(
+            """
+            SELECT COUNT(*) FROM catalog_stocklevel s
+              LEFT JOIN (SELECT item_id, location_id, SUM(quantity - fulfilled - released) AS open
+                           FROM orders_reservation GROUP BY item_id, location_id) r
+                ON r.item_id = s.item_id AND r.location_id = s.location_id
+             WHERE s.reserved <> COALESCE(r.open, 0)
+            """
+        )
+        reserved_drift = int(cursor.fetchone()[0])
+        cursor.execute(
+            """
+            SELECT COUNT(*) FROM catalog_stocklevel s
+              LEFT JOIN (SELECT item_id, location_id, SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
+                           FROM catalog_movement GROUP BY item_id, location_id) m
+                ON m.item_id = s.item_id AND m.location_id = s.location_id
+             WHERE s.on_hand <> COALESCE(m.on_hand, 0) OR s.reserved <> COALESCE(m.reserved, 0)
+            """
+        )
+        ledger_drift = int(cursor.fetchone()[0])
+    return {"oversold": oversold, "reserved_drift": reserved_drift, "ledger_drift": ledger_drift}
+
+
+def redis_cleanup() -> None:
+    try:
+        import redis
+        from django.conf import settings
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for pattern in (f"{PREFIX}:*", f":1:{PREFIX}*", f"{PREFIX}*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    except Exception as err:  # a cache left behind is harmless; say so and go on
+        print(f"redis cleanup skipped: {err}")
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    """A child process of the two-process service run: prints its raw measurements as JSON."""
+    django_setup(args.database_url)
+    result = service_measure(args.mode, args.threads, args.seconds, args.skus, f"p{os.getpid()}-{args.mode}")
+    print("WORKERJSON " + json.dumps(result), flush=True)
+
+
+def processes_measure(database_url: str, mode: str, threads: int, seconds: float, skus: int) -> dict[str, Any]:
+    command = [
+        sys.executable, __file__, "--worker", "--mode", mode, "--threads", str(threads), "--seconds", str(seconds),
+        "--skus", str(skus), "--database-url", database_url,
+    ]  # fmt: skip
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+    results = []
+    for child in children:
+        out, _ = child.communicate(timeout=seconds + 120)
+        line = next(ln for ln in out.splitlines() if ln.startswith("WORKERJSON "))
+        results.append(json.loads(line[len("WORKERJSON ") :]))
+    return {
+        "done": sum(r["done"] for r in results),
+        "elapsed": max(r["elapsed"] for r in results),
+        "latencies": [ms for r in results for ms in r["latencies"]],
+        "refused": sum(r["refused"] for r in results),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "8")))
+    parser.add_argument("--skus", type=int, default=int(os.environ.get("BENCH_SKUS", "100000")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "8")))
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "32")))
+    parser.add_argument("--http-workers", type=int, default=int(os.environ.get("BENCH_HTTP_WORKERS", "3")))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="hot", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker_main(args)
+        return 0
+
+    admin_url = base_database_url()
+    database_url = with_database(admin_url, BENCH_DB)
+    started = time.monotonic()
+    print(f"creating database {BENCH_DB} and {args.skus:,} SKUs...", flush=True)
+    database_recreate(admin_url)
+    django_setup(database_url)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    token = catalog_generate(args.skus)
+    print(f"ready in {time.monotonic() - started:.0f} s", flush=True)
+
+    rows: list[dict[str, Any]] = []
+    raw: dict[str, dict[str, Any]] = {}
+    seconds, threads = args.seconds, args.threads
+
+    def record(name: str, result: dict[str, Any], raw_name: str | None, **extra: Any) -> None:
+        if "latencies" in result:
+            row = summary(name, result["done"], result["elapsed"], result["latencies"], **extra)
+        else:
+            row = {
+                "name": name,
+                "figure": result["done"] / result["elapsed"] if result["elapsed"] else 0.0,
+                "unit": "orders/s",
+                "p50_ms": result["p50_ms"],
+                "p99_ms": result["p99_ms"],
+                "count": result["done"],
+                **extra,
+            }
+        row["refused"] = result.get("refused", 0)
+        if raw_name is not None and raw_name in raw:
+            row["raw"] = raw[raw_name]["figure"]
+            row["raw_name"] = raw_name
+            row["ratio"] = row["figure"] / row["raw"] if row["raw"] else None
+        rows.append(row)
+        print(
+            f"  {name:<44} {row['figure']:>9,.0f} {row['unit']}  p50 {row['p50_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms"
+            + (f"  ratio {row['ratio']:.2f} of {raw_name}" if row.get("ratio") else ""),
+            flush=True,
+        )
+
+    for mode in ("hot", "spread"):
+        print(f"plain SQL, {mode}...", flush=True)
+        shape = raw_measure(mode, threads, seconds / 2, args.skus, database_url, own=False)
+        raw[f"sql shape {mode}"] = summary(f"sql shape {mode}", shape["done"], shape["elapsed"], shape["latencies"])
+        record(f"plain SQL: lock+update+insert, {mode}", shape, None, unit_note="tps")
+        own = raw_measure(mode, threads, seconds / 2, args.skus, database_url, own=True)
+        raw[f"sql own {mode}"] = summary(f"sql own {mode}", own["done"], own["elapsed"], own["latencies"])
+        record(f"plain SQL: the service's statements, {mode}", own, None)
+
+    for mode in ("hot", "spread"):
+        print(f"service layer, {mode}...", flush=True)
+        result = service_measure(mode, threads, seconds, args.skus, f"svc-{mode}")
+        record(f"service, {threads} threads, {mode}", result, f"sql own {mode}")
+        result = processes_measure(database_url, mode, max(1, threads // 2), seconds, args.skus)
+        record(f"service, 2 processes x {max(1, threads // 2)} threads, {mode}", result, f"sql own {mode}")
+
+    wrk = wrk_available()
+    from django.db import connections
+
+    connections.close_all()
+    process, port = gunicorn_start(database_url, args.http_workers)
+    try:
+        for mode in ("hot", "spread"):
+            print(f"HTTP ({'wrk' if wrk else 'python load generator'}), {mode}...", flush=True)
+            if wrk:
+                result = http_measure_wrk(wrk, port, mode, token, seconds, args.concurrency, args.skus)
+            else:
+                result = http_measure_python(port, mode, token, seconds, args.concurrency, args.skus)
+            record(
+                f"HTTP gunicorn x{args.http_workers}, c={args.concurrency}, {mode}",
+                result,
+                f"sql shape {mode}",
+                generator=result["generator"],
+            )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    checks = stock_check()
+    rows.append({"name": "oversold units", "figure": checks["oversold"], "unit": "units", "raw": 0, "ratio": None})
+    rows.append(
+        {"name": "levels whose reserved != open reservations", "figure": checks["reserved_drift"], "unit": "levels"}
+    )
+    rows.append({"name": "levels the ledger does not sum to", "figure": checks["ledger_drift"], "unit": "levels"})
+    redis_cleanup()
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "reserve.json").write_text(
+        json.dumps({"rows": rows, "settings": vars(args) | {"database": BENCH_DB}}, indent=2)
+    )
+    print("\n| measurement | figure | p50 ms | p99 ms | raw (same run) | ratio |\n|---|---|---|---|---|---|")
+    for row in rows:
+        figure = row["figure"]
+        shown = f"{figure:,.0f} {row['unit']}" if isinstance(figure, float) else f"{figure} {row['unit']}"
+        p50 = f"{row['p50_ms']:.1f}" if "p50_ms" in row else ""
+        p99 = f"{row['p99_ms']:.1f}" if "p99_ms" in row else ""
+        raw_shown = f"{row['raw']:,.0f} ({row['raw_name']})" if row.get("raw_name") else ""
+        ratio = f"{row['ratio']:.2f}" if row.get("ratio") else ""
+        print(f"| {row['name']} | {shown} | {p50} | {p99} | {raw_shown} | {ratio} |")
+    print(f"\ntotal {time.monotonic() - started:.0f} s; written {OUT / 'reserve.json'}")
+    bad = checks["oversold"] or checks["reserved_drift"] or checks["ledger_drift"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
