@@ -67,6 +67,7 @@ class ChannelSimulator:
         # Failure modes for tests: answer this status (with Retry-After when given), or be slow.
         self.down_status: int | None = None
         self.down_retry_after: str | None = None
+        self.down_remaining: int | None = None  # answer down_status this many times, then recover
         self.delay_s = 0.0
         self.throttled = 0
         self.unauthorized = 0
@@ -122,8 +123,17 @@ class ChannelSimulator:
 
     def _admit(self) -> tuple[int, dict[str, str]]:
         if self.down_status is not None:
+            status = self.down_status
             headers = {"Retry-After": self.down_retry_after} if self.down_retry_after else {}
-            return self.down_status, headers
+            with self.lock:
+                if self.down_remaining is not None:
+                    self.down_remaining -= 1
+                    if self.down_remaining <= 0:
+                        self.down_status = self.down_remaining = None
+            if status == 429:
+                with self.lock:
+                    self.throttled += 1
+            return status, headers
         with self.lock:
             wait = self.bucket.take()
             if wait > 0:

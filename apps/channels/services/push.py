@@ -40,10 +40,10 @@ _DUE_ROWS = """
 SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.force_zero, w.repush, w.attempts, l.last_pushed_qty
   FROM channels_syncwork w
   JOIN channels_listing l ON l.id = w.listing_id
- WHERE w.channel_id = %(channel)s AND w.state = 'pending' AND w.next_attempt_at <= now()
+ WHERE w.channel_id = %(channel)s AND w.state = 'pending' AND w.next_attempt_at <= clock_timestamp()
    AND (w.priority = 1
-        OR (w.priority = 2 AND w.enqueued_at <= now() - make_interval(secs => %(tier2)s))
-        OR w.enqueued_at <= now() - make_interval(secs => %(tier3)s))
+        OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
+        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s))
  ORDER BY w.priority, w.enqueued_at, w.listing_id
  LIMIT %(limit)s
 """
@@ -326,7 +326,7 @@ def _failed(channel: Channel, updates: list[Update], error: str, retry_after: st
             """
             UPDATE channels_syncwork
                SET attempts = attempts + 1, last_error = %s,
-                   next_attempt_at = now() + make_interval(secs => %s),
+                   next_attempt_at = clock_timestamp() + make_interval(secs => %s),
                    state = CASE WHEN attempts + 1 >= %s THEN 'dead' ELSE state END
              WHERE listing_id = ANY(%s::bigint[]) AND state = 'pending'
             RETURNING state

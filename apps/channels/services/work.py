@@ -139,7 +139,8 @@ def sync_work_enqueue(
         "listings": sorted(set(listing_ids or [])),
         "channels": sorted(set(channel_ids or [])),
     }
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No savepoint: callers are inside their own transaction (a receiver of stock_changed).
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(_UPSERT.format(source=source), params)
         rows = cursor.fetchall()
         by_priority: dict[int, set[int]] = {}
@@ -206,10 +207,10 @@ def channel_kick(*, channel_id: int, countdown: float = 0.0) -> bool:
 _DUE = """
 SELECT w.channel_id, COUNT(*)
   FROM channels_syncwork w
- WHERE w.state = 'pending' AND w.next_attempt_at <= now()
+ WHERE w.state = 'pending' AND w.next_attempt_at <= clock_timestamp()
    AND (w.priority = 1
-        OR (w.priority = 2 AND w.enqueued_at <= now() - make_interval(secs => %(tier2)s))
-        OR w.enqueued_at <= now() - make_interval(secs => %(tier3)s))
+        OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
+        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s))
  GROUP BY w.channel_id
 """
 
@@ -245,6 +246,6 @@ def dead_letters_retry(*, work_ids: Iterable[int]) -> int:
         next_attempt_at=timezone.now(),
     )
     channels = sorted({channel for _, channel in rows})
-    transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: channels}))
+    transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.MANUAL: channels}))
     log.info("dead_letters_retried", count=len(rows))
     return len(rows)

@@ -1,0 +1,171 @@
+"""Real machinery for sync tests: a channel simulator on loopback and real Celery worker processes.
+
+Workers get the test database (``DATABASE_URL``) and this run's Redis (``REDIS_URL``,
+``CACHE_KEY_PREFIX``), so tests using them need ``transactional_db``: the worker sees only
+committed data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from apps.channels.simulator import ChannelSimulator
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Short tunables, for the test process and the workers alike (read at call time).
+FAST_SYNC = {
+    "SYNC_TIER2_DELAY_S": "0.5",
+    "SYNC_TIER3_BATCH_S": "2",
+    "SYNC_LOCK_TTL_S": "3",
+    "SYNC_BACKOFF_BASE_S": "0.2",
+    "SYNC_BACKOFF_MAX_S": "1",
+    "SYNC_MAX_ATTEMPTS": "3",
+    "SYNC_PUSH_SLICE_S": "10",
+    "SYNC_INLINE_WAIT_S": "3",
+    "SYNC_HOLD_RECHECK_S": "1",
+    "SYNC_RATE_MARGIN": "0.9",
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAST_SYNC.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(autouse=True)
+def clean_sync_redis() -> Iterator[None]:
+    """Buckets, locks and metrics of one test never leak into the next."""
+    from apps.channels.limits import redis_client
+
+    def wipe() -> None:
+        client = redis_client()
+        prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'stockroom')}:sync:*"
+        keys = list(client.scan_iter(match=prefix, count=1000))
+        if keys:
+            client.delete(*keys)
+
+    wipe()
+    yield
+    wipe()
+
+
+@pytest.fixture
+def simulator() -> Iterator[Callable[..., ChannelSimulator]]:
+    started: list[ChannelSimulator] = []
+
+    def start(*, rate: float = 50.0, burst: int = 20, secret: str = "s3cret") -> ChannelSimulator:
+        sim = ChannelSimulator(rate=rate, burst=burst, secret=secret).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+def worker_env() -> dict[str, str]:
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = dict(os.environ)
+    env.update(FAST_SYNC)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
+            "DATABASE_URL": url,
+            "REDIS_URL": settings.REDIS_URL,
+            "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "stockroom-test"),
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+class Worker:
+    """A real `celery worker` process on the sync shards and the default queue."""
+
+    def __init__(self, queues: str = "sync.0,sync.1,default", concurrency: int = 4) -> None:
+        command = [
+            str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "worker", "-Q", queues,
+            "--pool", "threads", "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO", "--hostname", f"sync-test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(30):
+            self.stop()
+            raise RuntimeError("celery worker did not start:\n" + "".join(self.output[-40:]))
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if " ready" in line:
+                self.ready.set()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no shutdown, no acknowledgement."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Iterator[Callable[..., Worker]]:
+    """Start real workers (as many as the test wants); all are stopped at the end."""
+    purge_queues()
+    workers: list[Worker] = []
+
+    def start(**kwargs: object) -> Worker:
+        worker = Worker(**kwargs)  # type: ignore[arg-type]
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+    purge_queues()
+
+
+def purge_queues() -> None:
+    """Drop queued and unacknowledged task messages of the sync and default queues (this run's Redis)."""
+    from apps.channels.limits import redis_client
+
+    client = redis_client()
+    keys = [key for pattern in ("sync.*", "default*", "unacked*") for key in client.scan_iter(match=pattern)]
+    if keys:
+        client.delete(*keys)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, every: float = 0.05) -> float:
+    """Poll until the condition holds; returns seconds waited, fails the test on timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
