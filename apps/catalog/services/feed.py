@@ -76,6 +76,7 @@ def supplier_levels_set(
             """
             INSERT INTO catalog_stocklevel (item_id, location_id, on_hand, reserved, safety, allow_negative, updated_at)
             SELECT t.item_id, %(location)s, 0, 0, 0, %(negative)s, now() FROM feed_targets t
+             WHERE t.target > 0  -- a missing level already reads 0
             ORDER BY t.item_id
             ON CONFLICT (item_id, location_id) DO NOTHING
             """,

@@ -79,11 +79,11 @@ def rest_fetch(*, settings: dict, secret: str, trial: bool = False) -> RestFeed:
     timeout = (float(settings.get("connect_timeout_s", 3)), float(settings.get("read_timeout_s", 10)))
     max_pages = int(settings.get("max_pages", 1000))
     budget = int(settings.get("max_bytes", DEFAULT_MAX_BYTES))
+    backoff = float(settings.get("backoff_s", 0.5))
     retrying = Retrying(
         stop=stop_after_attempt(1 if trial else int(settings.get("attempts", 4))),
-        wait=wait_exponential_jitter(
-            initial=float(settings.get("backoff_s", 0.5)), max=float(settings.get("backoff_max_s", 30))
-        ),
+        # backoff_s, 2x, 4x ... up to backoff_max_s, plus up to backoff_s of random jitter.
+        wait=wait_exponential_jitter(multiplier=backoff, max=float(settings.get("backoff_max_s", 30)), jitter=backoff),
         retry=retry_if_exception_type(TransientFetchError),
         reraise=True,
         before_sleep=lambda state: log.info(
