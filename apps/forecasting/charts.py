@@ -71,7 +71,7 @@ def _time_ticks(low: datetime, high: datetime, count: int = 6) -> list[tuple[dat
 
 def _empty(title: str, width: int, height: int, message: str) -> SafeString:
     return mark_safe(  # every dynamic part is escaped
-        f'<svg class="chart empty" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'<svg class="chart empty" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}: {escape(message)}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(title)}</title>"
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fafbfc" stroke="#d9dee6" rx="6"/>'
@@ -89,6 +89,7 @@ def line_chart(
     width: int = 640,
     height: int = 260,
     y_min: float | None = 0,
+    x_min: float | None = None,
     empty_message: str = "No data yet",
 ) -> SafeString:
     """Lines over a shared x axis (datetimes or numbers), with axes, ticks, gridlines and a legend."""
@@ -103,13 +104,15 @@ def line_chart(
     xs = [xnum(x) for s in drawn for x, _ in s.points]
     ys = [float(y) for s in drawn for _, y in s.points]
     x_lo, x_hi = min(xs), max(xs)
+    if x_min is not None and not is_time:
+        x_lo = min(x_lo, x_min)
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 1, x_hi + 1
     y_lo = min(ys) if y_min is None else min(y_min, min(ys))
     y_ticks = nice_ticks(y_lo, max(ys) if max(ys) > y_lo else y_lo + 1)
     y_lo, y_hi = y_ticks[0], y_ticks[-1]
     left, right, top, bottom = 54, 14, 30, 40 if not x_label else 52
-    legend_rows = math.ceil(len(drawn) / 4)
+    legend_rows = len(_legend_rows([s.name for s in drawn], 54, width))
     bottom += 16 * legend_rows
     plot_w, plot_h = width - left - right, height - top - bottom
 
@@ -120,7 +123,7 @@ def line_chart(
         return top + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
 
     parts = [
-        f'<svg class="chart line-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'<svg class="chart line-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="18" font-weight="600" fill="#1d2430" {FONT} font-size="13">{escape(title)}</text>',
@@ -179,20 +182,36 @@ def line_chart(
                     f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}">'
                     f"<title>{escape(s.name)}: {_fmt(y)}</title></circle>"
                 )
-    parts.extend(_legend([(s.name, s.color or PALETTE[i % len(PALETTE)]) for i, s in enumerate(drawn)], left, height))
+    parts.extend(
+        _legend([(s.name, s.color or PALETTE[i % len(PALETTE)]) for i, s in enumerate(drawn)], left, height, width)
+    )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every dynamic part is escaped
 
 
-def _legend(entries: Sequence[tuple[str, str]], left: int, height: int) -> list[str]:
-    rows = math.ceil(len(entries) / 4)
+def _legend_rows(names: Sequence[str], left: int, width: int) -> list[list[tuple[int, float]]]:
+    """Lay entries out left to right, each as wide as its text (about 6.5 px a character), wrapping at the edge."""
+    rows: list[list[tuple[int, float]]] = [[]]
+    x = float(left)
+    for i, name in enumerate(names):
+        span = 17 + 6.5 * len(name) + 22
+        if rows[-1] and x + span > width:
+            rows.append([])
+            x = float(left)
+        rows[-1].append((i, x))
+        x += span
+    return rows
+
+
+def _legend(entries: Sequence[tuple[str, str]], left: int, height: int, width: int) -> list[str]:
+    rows = _legend_rows([name for name, _ in entries], left, width)
     parts = ['<g class="legend">']
-    for i, (name, color) in enumerate(entries):
-        row, col = divmod(i, 4)
-        x = left + col * 150
-        y = height - 16 * (rows - row) + 2
-        parts.append(f'<rect x="{x}" y="{y - 8}" width="12" height="4" fill="{color}" rx="1"/>')
-        parts.append(f'<text x="{x + 17}" y="{y - 3}" fill="#1d2430" {FONT}>{escape(name)}</text>')
+    for row, placed in enumerate(rows):
+        y = height - 16 * (len(rows) - row) + 2
+        for i, x in placed:
+            name, color = entries[i]
+            parts.append(f'<rect x="{x:.0f}" y="{y - 8}" width="12" height="4" fill="{color}" rx="1"/>')
+            parts.append(f'<text x="{x + 17:.0f}" y="{y - 3}" fill="#1d2430" {FONT}>{escape(name)}</text>')
     parts.append("</g>")
     return parts
 
@@ -224,7 +243,7 @@ def bar_chart(
         return left + max(0.0, v) / x_hi * plot_w
 
     parts = [
-        f'<svg class="chart bar-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'<svg class="chart bar-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<text x="8" y="18" font-weight="600" fill="#1d2430" {FONT} font-size="13">{escape(title)}</text>',

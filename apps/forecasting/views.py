@@ -83,6 +83,7 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
             )
         rows.append({"level": level, "form": form, "override_valid": override_valid})
     status = 400 if bound is not None else 200
+    forecast_settings = ForecastSettings.current()
     context = {
         # A refused form whose row is not on this page (gone, filtered out): say so at the top.
         "unplaced_errors": [str(e) for errors in bound.errors.values() for e in errors]
@@ -94,7 +95,8 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
         "can_edit": can_edit,
         "slot_label": _slot_label(slot_of(now)),
         "query_string": _filter_query(location, query),
-        "settings": ForecastSettings.current(),
+        "settings": forecast_settings,
+        "service_level_label": f"{float(forecast_settings.service_level):.1%}".replace(".0%", "%"),
     }
     return render(request, "staff/safety_stock.html", context, status=status)
 
@@ -161,6 +163,7 @@ def safety_history(request: HttpRequest, sku: str, location: str) -> HttpRespons
     now = timezone.now()
     by_slot = charts.line_chart(
         title="Forecast safety stock by hour of week",
+        width=1080,
         y_label="units",
         x_label="hour of week (0 = Monday 00:00)",
         series=[
@@ -214,10 +217,11 @@ def item_detail(request: HttpRequest, sku: str) -> HttpResponse:
         context["tradeoff_chart"] = charts.line_chart(
             title="Trade-off: breaches against units hidden",
             x_label="units held back from channels on average",
+            x_min=0,
             y_label="% of windows breached",
             series=[
                 charts.Series(
-                    "service levels " + ", ".join(f"{o.service_level:.0%}" for o in outcomes),
+                    "service levels " + ", ".join(o.label for o in outcomes),
                     [(o.mean_hidden, 100 * o.breach_rate) for o in outcomes],
                     markers=True,
                 )
@@ -272,8 +276,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             series=[
                 charts.Series("on hand", list(zip(points, frame["on_hand"], strict=True)), step=True),
                 charts.Series("reserved", list(zip(points, frame["reserved"], strict=True)), step=True),
-                charts.Series("ATP (today's safety)", list(zip(points, frame["atp"], strict=True)), step=True),
+                charts.Series(
+                    "ATP (today's safety)", list(zip(points, frame["atp"], strict=True)), step=True, dashed=True
+                ),
             ],
+            width=1080,
+            height=300,
             empty_message="No movements for this item yet",
         )
         totals = StockLevel.objects.filter(item=item, **({"location": location} if location else {})).aggregate(
@@ -284,7 +292,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["channel_quantities"] = quantities
         context["channel_chart"] = charts.bar_chart(
             title="What each listing shows now",
-            unit="",
+            width=440,
             bars=[(f"{q['channel']} · {q['channel_sku']}", float(q["available"])) for q in quantities],
             empty_message="No channel lists this item",
         )
@@ -293,6 +301,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if lag is not None:
         context["lag_chart"] = charts.bar_chart(
             title="Oldest change still waiting to reach each channel",
+            width=440,
             unit="s",
             bars=[(str(r.get("name") or r.get("channel")), float(r.get("oldest_pending_seconds") or 0)) for r in lag],
             colors=[charts.PALETTE[1] if (r.get("dead") or 0) else charts.PALETTE[0] for r in lag],
@@ -305,6 +314,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if feeds is not None:
         context["feed_chart"] = charts.bar_chart(
             title="Minutes since each supplier feed last succeeded",
+            width=440,
             unit="min",
             bars=[(str(r.get("name") or r.get("supplier")), float(r.get("age_minutes") or 0)) for r in feeds],
             colors=["#c62828" if r.get("stale") else "#2e7d32" for r in feeds],

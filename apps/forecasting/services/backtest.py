@@ -38,6 +38,18 @@ class LevelOutcome:
     def breach_rate(self) -> float:
         return self.breaches / self.windows if self.windows else 0.0
 
+    @property
+    def breach_percent(self) -> float:
+        return 100 * self.breach_rate
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.service_level:.0%}"
+            if round(self.service_level, 2) == self.service_level
+            else f"{self.service_level:.1%}"
+        )
+
 
 @dataclass
 class BacktestResult:
