@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.catalog.locks import levels_for_update
@@ -41,6 +41,7 @@ from apps.orders.services.allocation import (
     pair_totals,
     units_allocate,
 )
+from apps.orders.services.fast import reserve_execute
 from apps.orders.signals import order_reserved
 
 MAX_HOLD_MINUTES = 7 * 24 * 60
@@ -203,66 +204,49 @@ def _write_fast(
     resolution: Resolution,
     plan: Plan,
 ) -> OrderPlaced:
-    order, lines, _ = _write_order(channel, external_id, mode, expires_at, resolution, plan)
-    totals = pair_totals(lines=resolution.lines, allocations=plan.allocations)
-    reference = f"order:{order.pk}"
+    status = Order.Status.RESERVED if mode == Order.Mode.RESERVE else Order.Status.CONFIRMED
     kind = _movement_kind(mode)
-    Movement.objects.bulk_create(
-        [
-            Movement(
-                item_id=item, location_id=loc, kind=kind, reserved_delta=quantity, reference=reference, actor=actor
-            )
-            for (item, loc), quantity in totals.items()
-        ]
+    written = reserve_execute(
+        channel_id=channel.pk,
+        external_id=external_id,
+        mode=mode,
+        status=status,
+        expires_at=expires_at,
+        actor=actor,
+        kind=kind,
+        lines=resolution.lines,
+        plan=plan,
     )
-    if _levels_reserve(totals) != len(totals):
+    if written.levels_moved != written.levels_needed:
         raise _StockMoved()
+    pairs = sorted(pair_totals(lines=resolution.lines, allocations=plan.allocations))
     # As in movements_apply: listeners enqueue sync work in this transaction, after the level locks
     # (the same order everywhere, so their rows and the levels cannot deadlock).
-    stock_changed.send(sender=Movement, pairs=list(totals), priority=SyncPriority.SALE, reason=kind)
-    return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in totals}))
-
-
-def _levels_reserve(totals: dict[tuple[int, int], int]) -> int:
-    """Add to ``reserved`` where ATP still covers it; returns how many rows did. Locks in lock order."""
-    params: list[int] = []
-    for (item, loc), quantity in totals.items():
-        params += [item, loc, quantity]
-    with connection.cursor() as cursor:
-        if len(totals) == 1:
-            cursor.execute(
-                """
-                UPDATE catalog_stocklevel AS s
-                   SET reserved = s.reserved + %s, updated_at = now()
-                  FROM catalog_location AS loc
-                 WHERE s.item_id = %s AND s.location_id = %s AND loc.id = s.location_id
-                   AND loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
-                   AND s.on_hand - s.reserved - s.safety >= %s
-                """,
-                [params[2], params[0], params[1], params[2]],
-            )
-        else:
-            values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(totals))
-            cursor.execute(
-                f"""
-                WITH wanted(item_id, location_id, q) AS (VALUES {values}),
-                locked AS (
-                    SELECT s.id FROM catalog_stocklevel AS s
-                      JOIN wanted AS w ON s.item_id = w.item_id AND s.location_id = w.location_id
-                     ORDER BY s.item_id, s.location_id
-                       FOR UPDATE OF s
-                )
-                UPDATE catalog_stocklevel AS s
-                   SET reserved = s.reserved + w.q, updated_at = now()
-                  FROM wanted AS w, catalog_location AS loc
-                 WHERE s.id IN (SELECT id FROM locked)
-                   AND s.item_id = w.item_id AND s.location_id = w.location_id AND loc.id = s.location_id
-                   AND loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
-                   AND s.on_hand - s.reserved - s.safety >= w.q
-                """,
-                params,
-            )
-        return cursor.rowcount
+    stock_changed.send(sender=Movement, pairs=pairs, priority=SyncPriority.SALE, reason=kind)
+    order = Order(
+        pk=written.order_id,
+        channel=channel,
+        external_id=external_id,
+        mode=mode,
+        status=status,
+        expires_at=expires_at,
+        created_at=written.created_at,
+        updated_at=written.created_at,
+    )
+    order._state.adding = False
+    lines = []
+    for line in resolution.lines:
+        row = OrderLine(
+            pk=written.line_ids[line.sku],
+            order=order,
+            listing_id=line.listing_id,
+            channel_sku=line.sku,
+            product_id=line.product_id,
+            quantity=line.quantity,
+        )
+        row._state.adding = False
+        lines.append(row)
+    return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in pairs}))
 
 
 def locked_atp(levels: Sequence[StockLevel]) -> dict[tuple[int, int], int]:

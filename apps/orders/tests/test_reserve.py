@@ -129,11 +129,32 @@ def listeners_muted():
 
 
 def test_reserve_query_count_is_pinned(shop, listeners_muted, django_assert_num_queries):
-    # resolve + snapshot, savepoint, order, lines, reservations, ledger, conditional update, release
-    with django_assert_num_queries(8):
+    # resolve + snapshot; savepoint; one statement writing order, lines, reservations, ledger and levels; release
+    with django_assert_num_queries(4):
         order_reserve(channel=shop.channel, external_id="Q1", lines=[LineRequest("hood", 1)])
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(4):
         order_reserve(channel=shop.channel, external_id="Q2", lines=[LineRequest("kit", 1), LineRequest("caps", 1)])
     # A refusal never takes a lock and writes nothing.
     with django_assert_num_queries(1), pytest.raises(InsufficientStock):
         order_reserve(channel=shop.channel, external_id="Q3", lines=[LineRequest("hood", 100)])
+
+
+def test_a_stale_snapshot_falls_back_to_the_locked_path_and_writes_nothing(shop, monkeypatch):
+    """Between the unlocked read and the conditional update the stock went: the lock decides."""
+    from apps.orders.services import reserve
+
+    real = reserve.lines_resolve
+
+    def stale(**kwargs):
+        resolution = real(**kwargs)
+        resolution.atp = {pair: 1000 for pair in resolution.atp}
+        return resolution
+
+    monkeypatch.setattr(reserve, "lines_resolve", stale)
+    with pytest.raises(InsufficientStock) as refused:
+        order_reserve(channel=shop.channel, external_id="S1", lines=[LineRequest("hood", 20)])
+    assert refused.value.data["lines"] == [{"sku": "hood", "requested": 20, "available": 15}]
+    assert not Order.objects.exists() and not Reservation.objects.exists()
+    placed = order_reserve(channel=shop.channel, external_id="S2", lines=[LineRequest("hood", 12)])
+    assert held(placed.order) == {("HOOD", "wh"): 10, ("HOOD", "s1"): 2}
+    assert stock_invariants()["oversold"] == 0
