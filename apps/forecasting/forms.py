@@ -51,7 +51,7 @@ class SafetyOverrideForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("action") == self.ACTION_SET and data.get("value") is None and "value" not in self.errors:
             self.add_error("value", "Enter the safety stock in units.")
         if not (data.get("reason") or "").strip() and "reason" not in self.errors:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 from django.db import connection
@@ -130,7 +131,7 @@ def dashboard_item(sku: str | None) -> Item | None:
     return Item.objects.order_by("sku").first()
 
 
-def item_channel_quantities(*, item: Item) -> list[dict[str, object]]:
+def item_channel_quantities(*, item: Item) -> list[dict[str, Any]]:
     """Each listing selling this item (alone or in a kit): what it shows now and what was pushed last."""
     from apps.catalog.selectors import listings_availability
     from apps.channels.models import Listing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -29,7 +30,11 @@ from apps.forecasting.services.overrides import safety_override_clear, safety_ov
 OVERRIDE_PERMISSION = "forecasting.change_safetyoverride"
 PAGE_SIZE = 50
 DASHBOARD_DAYS = (1, 7, 14, 30, 90)
-staff_required = staff_member_required(login_url="staff-login")
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Logged-in staff only; others go to the staff login page."""
+    return staff_member_required(view, login_url="staff-login")
 
 
 def _slot_label(slot: int) -> str:
@@ -64,8 +69,9 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
     rows = []
     matched = False
     for level in page.object_list:
-        override_valid = level.override_value is not None and (
-            level.override_valid_until is None or level.override_valid_until > now
+        annotated: Any = level  # carries forecast_value and the override_* annotations
+        override_valid = annotated.override_value is not None and (
+            annotated.override_valid_until is None or annotated.override_valid_until > now
         )
         if bound is not None and bound.data.get("level") == str(level.pk):
             form, matched = bound, True
@@ -73,10 +79,10 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
             form = SafetyOverrideForm(
                 initial={
                     "level": level.pk,
-                    "value": level.override_value,
-                    "reason": level.override_reason or "",
-                    "valid_until": timezone.localtime(level.override_valid_until)
-                    if level.override_valid_until
+                    "value": annotated.override_value,
+                    "reason": annotated.override_reason or "",
+                    "valid_until": timezone.localtime(annotated.override_valid_until)
+                    if annotated.override_valid_until
                     else None,
                 },
                 auto_id=f"id_%s_{level.pk}",
@@ -293,7 +299,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["channel_chart"] = charts.bar_chart(
             title="What each listing shows now",
             width=440,
-            bars=[(f"{q['channel']} · {q['channel_sku']}", float(q["available"])) for q in quantities],
+            bars=[(f"{q['channel']} · {q['channel_sku']}", float(int(q["available"]))) for q in quantities],
             empty_message="No channel lists this item",
         )
     lag = sources.channel_sync_lag()

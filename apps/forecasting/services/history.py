@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,7 +81,7 @@ def demand_history(
     location_ids: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Units sold per item, location, week and slot: columns item_id, location_id, week, slot, offline, online."""
-    params = {
+    params: dict[str, Any] = {
         "tz": timezone.get_current_timezone_name(),
         "since": since,
         "until": until,
@@ -105,7 +106,7 @@ def first_seen(
     *, item_ids: Sequence[int] | None = None, location_ids: Sequence[int] | None = None
 ) -> dict[tuple[int, int], datetime]:
     """When each (item, location) pair first moved at all: weeks before that are not zero demand."""
-    params = {
+    params: dict[str, Any] = {
         "items": list(item_ids) if item_ids is not None else None,
         "locations": list(location_ids) if location_ids is not None else None,
     }

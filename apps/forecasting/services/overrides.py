@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -67,7 +69,7 @@ def safety_effective(
     *, at: datetime | None = None, item_ids: Sequence[int] | None = None, location_ids: Sequence[int] | None = None
 ) -> list[Effective]:
     at = at or timezone.now()
-    params = {
+    params: dict[str, Any] = {
         "at": at,
         "slot": slot_of(at),
         "items": list(item_ids) if item_ids is not None else None,
@@ -120,7 +122,7 @@ def _validate(*, value: object, reason: str, valid_until: datetime | None, at: d
     return value, reason
 
 
-def _who(user: AbstractBaseUser | None) -> tuple[int | None, str]:
+def _who(user: AbstractBaseUser | AnonymousUser | None) -> tuple[int | None, str]:
     if user is None or not user.is_authenticated:
         return None, "system"
     return user.pk, user.get_username()
@@ -133,7 +135,7 @@ def safety_override_set(
     value: int,
     reason: str,
     valid_until: datetime | None,
-    user: AbstractBaseUser | None,
+    user: AbstractBaseUser | AnonymousUser | None,
 ) -> SafetyAudit:
     """Save staff's safety stock for this level; it takes effect at once (channels re-sync) and is audited."""
     now = timezone.now()
@@ -168,7 +170,7 @@ def safety_override_set(
 
 
 def safety_override_clear(
-    *, item: Item, location: Location, reason: str, user: AbstractBaseUser | None
+    *, item: Item, location: Location, reason: str, user: AbstractBaseUser | AnonymousUser | None
 ) -> SafetyAudit | None:
     """Drop staff's override; the level goes back to the forecast at once. None when there was none."""
     reason = (reason or "").strip()
