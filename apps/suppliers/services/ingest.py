@@ -263,14 +263,19 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
     run.rows_accepted = len(accepted)
     run.rows_rejected = len(rejected) + len(parsed.rejections)
     assert run.rows_read == run.rows_accepted + run.rows_rejected
+    # Unknown SKUs are quarantined but are not garbage: a supplier may list far more than we sell.
+    invalid = run.rows_rejected - int((unknown | unmapped).sum())
+    matched = int(accepted["status"].eq(SupplierProduct.Status.ACTIVE).sum()) if len(accepted) else 0
     refusal = ""
     if run.rows_read == 0 and full:
         refusal = "empty feed: a full feed with no rows would take every item off sale"
-    elif run.rows_read and run.rows_rejected / run.rows_read > threshold:
+    elif run.rows_read and invalid / run.rows_read > threshold:
         refusal = (
-            f"{run.rows_rejected} of {run.rows_read} rows rejected "
-            f"({run.rows_rejected / run.rows_read:.0%} > {threshold:.0%}); last good data kept"
+            f"{invalid} of {run.rows_read} rows invalid ({invalid / run.rows_read:.0%} > {threshold:.0%}); "
+            "last good data kept"
         )
+    elif full and matched == 0 and (mappings["status"] == SupplierProduct.Status.ACTIVE).any():
+        refusal = "no row matches a mapped supplier SKU: wrong file? last good data kept"
 
     step("apply")
     started = time.perf_counter()

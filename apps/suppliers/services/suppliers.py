@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from django.db import transaction
-from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.catalog.models import Location
@@ -22,6 +21,8 @@ POLLED_CONNECTORS = (Supplier.Connector.REST, Supplier.Connector.SFTP, Supplier.
 POLL_TASK = "apps.suppliers.tasks.supplier_poll"
 # Changing these changes what every item is worth, so the whole location is recomputed.
 _DISTRUST_FIELDS = ("trust_factor", "cap")
+# A supplier location sells nothing until its first good feed sets a real validity.
+NEVER_VALID = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class SupplierCodeTaken(Conflict):
@@ -65,12 +66,12 @@ def supplier_create(*, code: str, name: str, connector: str, actor: str, **field
             raise SupplierCodeTaken(field="code")
         location.name = name
         location.is_active = True
-        location.stock_valid_until = timezone.now()
+        location.stock_valid_until = NEVER_VALID
         location.save(update_fields=["name", "is_active", "stock_valid_until"])
     else:
         # Until the first good feed arrives nothing here is for sale.
         location = Location.objects.create(
-            code=code, name=name, kind=Location.Kind.SUPPLIER, allow_negative=False, stock_valid_until=timezone.now()
+            code=code, name=name, kind=Location.Kind.SUPPLIER, allow_negative=False, stock_valid_until=NEVER_VALID
         )
     supplier = Supplier(code=code, name=name, connector=connector, location=location, **fields)
     supplier.full_clean(exclude=["location"])

@@ -118,7 +118,7 @@ def test_feed_runs_and_rejections(staff_api, django_assert_max_num_queries):
     make_mapping(supplier, "A")
     other = make_supplier("other")
     ts = now_iso()
-    run = feed_ingest(supplier=supplier, raw=csv_feed([("A", 1, ts), ("A", "x", ts), ("B", 2, ts)] + [("A", 1, ts)]))
+    run = feed_ingest(supplier=supplier, raw=csv_feed([("A", 1, ts), ("A", "x", ts), ("B", 2, ts), ("A", 1, ts)]))
     feed_ingest(supplier=other, raw=b"garbage")
     with django_assert_max_num_queries(6):
         listed = staff_api.get("/api/v1/feed-runs/?supplier=runs").json()

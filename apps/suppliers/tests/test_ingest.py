@@ -185,8 +185,20 @@ def test_threshold_is_configurable():
     supplier = make_supplier(settings={"path": "/x", "reject_threshold": 0.2})
     make_mapping(supplier, "A")
     ts = now_iso()
-    run = feed_ingest(supplier=supplier, raw=csv_feed([("A", 1, ts)] * 1 + [("B", 1, ts)] + [("A2", -1, ts)] * 0))
-    assert run.status == FeedRun.Status.REFUSED  # 1 of 2 rejected (unmapped) > 20%
+    make_mapping(supplier, "B")
+    run = feed_ingest(supplier=supplier, raw=csv_feed([("A", 1, ts), ("B", -1, ts), ("C", 1, ts)]))
+    assert run.status == FeedRun.Status.REFUSED  # 1 of 3 invalid > 20% (the unmapped C is not garbage)
+    assert "33%" in run.error
+
+
+def test_a_full_feed_of_only_unknown_skus_is_refused(on_hand):
+    supplier = make_supplier()
+    known = make_mapping(supplier, "K")
+    ts = now_iso()
+    feed_ingest(supplier=supplier, raw=csv_feed([("K", 4, ts)]))
+    run = feed_ingest(supplier=supplier, raw=csv_feed([("OTHER-1", 1, ts), ("OTHER-2", 1, ts)]))
+    assert run.status == FeedRun.Status.REFUSED and "wrong file" in run.error
+    assert on_hand(known.item, supplier.location) == 4
 
 
 @pytest.mark.parametrize(
