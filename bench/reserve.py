@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from datetime import timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,12 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
     item_ids = dict(Item.objects.filter(sku__in=["hot", "s1"]).values_list("sku", "id"))
     hot_item = item_ids["hot"]
     first_spread = item_ids["s1"]  # items were inserted in series order: s<n> is first_spread + n - 1
-    from apps.orders.services.allocation import RESOLVE_SQL
+    from django.utils import timezone
+
+    from apps.orders.services.allocation import RESOLVE_SQL, Allocation, Plan, ResolvedLine
+    from apps.orders.services.fast import reserve_statement
+
+    expires_at = timezone.now() + timedelta(hours=10)
 
     def item_for(sku: str) -> int:
         return hot_item if sku == "hot" else first_spread + int(sku[1:]) - 1
@@ -291,43 +297,29 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                 started = time.perf_counter()
                 if own:
                     cur.execute(RESOLVE_SQL, [channel, [sku]])
-                    listing, _, product = cur.fetchone()[:3]
+                    resolved = cur.fetchone()
+                    assert resolved is not None
+                    listing, _, product = resolved[:3]
                     conn.commit()
-                    cur.execute(
-                        "INSERT INTO orders_order (channel_id, external_id, mode, status, expires_at, flagged, "
-                        "flag_reason, created_at, updated_at) VALUES (%s, %s, 'reserve', 'reserved', now(), false, '', "
-                        "now(), now()) RETURNING id",
-                        [channel, f"raw-{os.getpid()}-{index}-{n}-{time.time_ns()}"],
+                    line = ResolvedLine(sku, 1, listing, product, True, [(item, 1)])
+                    sql, params, _ = reserve_statement(
+                        channel_id=channel,
+                        external_id=f"raw-{os.getpid()}-{index}-{n}-{time.time_ns()}",
+                        mode="reserve",
+                        status="reserved",
+                        expires_at=expires_at,
+                        actor="",
+                        kind="reserve",
+                        lines=[line],
+                        plan=Plan([Allocation(0, location, 1)], {0: 0}),
                     )
-                    order = cur.fetchone()[0]
-                    cur.execute(
-                        "INSERT INTO orders_orderline (order_id, listing_id, channel_sku, product_id, quantity, "
-                        "fulfilled_quantity, returned_quantity, unallocated_quantity) "
-                        "VALUES (%s, %s, %s, %s, 1, 0, 0, 0) RETURNING id",
-                        [order, listing, sku, product],
-                    )
-                    line = cur.fetchone()[0]
-                    cur.execute(
-                        "INSERT INTO orders_reservation (line_id, item_id, location_id, per_unit, quantity, fulfilled, "
-                        "released, returned, created_at) VALUES (%s, %s, %s, 1, 1, 0, 0, 0, now()) RETURNING id",
-                        [line, item, location],
-                    )
-                    cur.execute(
-                        "INSERT INTO catalog_movement (item_id, location_id, kind, on_hand_delta, reserved_delta, "
-                        "reference, actor, note, idempotency_key, created_at) VALUES (%s, %s, 'reserve', 0, 1, %s, '', "
-                        "'', NULL, now()) RETURNING id",
-                        [item, location, f"order:{order}"],
-                    )
-                    cur.execute(
-                        "UPDATE catalog_stocklevel AS s SET reserved = s.reserved + 1, updated_at = now() "
-                        "FROM catalog_location AS loc WHERE s.item_id = %s AND s.location_id = %s "
-                        "AND loc.id = s.location_id AND loc.is_active AND (loc.stock_valid_until IS NULL "
-                        "OR loc.stock_valid_until > now()) AND s.on_hand - s.reserved - s.safety >= 1",
-                        [item, location],
-                    )
+                    cur.execute(sql, params)
+                    cur.fetchone()
                 else:
                     cur.execute(SHAPE_SQL[0], [item, location])
-                    level = cur.fetchone()[0]
+                    locked_row = cur.fetchone()
+                    assert locked_row is not None
+                    level = locked_row[0]
                     cur.execute(SHAPE_SQL[1], [level])
                     cur.execute(SHAPE_SQL[2], [level])
                 conn.commit()
@@ -383,7 +375,7 @@ def wrk_available() -> str | None:
         return found
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing wrk (Debian package)...", flush=True)
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 120}
+        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 120}
         try:
             subprocess.run(
                 ["apt-get", "install", "-y", "-qq", "wrk"],
@@ -536,6 +528,21 @@ def stock_check() -> dict[str, int]:
     return {"oversold": oversold, "reserved_drift": reserved_drift, "ledger_drift": ledger_drift}
 
 
+def shape_undo() -> None:
+    """The bare-shape run added to ``reserved`` without reservations or ledger rows; take it back."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE catalog_stocklevel s SET reserved = s.reserved - b.q
+              FROM (SELECT level_id, SUM(q) AS q FROM bench_reservation GROUP BY level_id) b
+             WHERE s.id = b.level_id
+            """
+        )
+        cursor.execute("TRUNCATE bench_reservation")
+
+
 def redis_cleanup() -> None:
     try:
         import redis
@@ -639,7 +646,8 @@ def main() -> int:
         print(f"plain SQL, {mode}...", flush=True)
         shape = raw_measure(mode, threads, seconds / 2, args.skus, database_url, own=False)
         raw[f"sql shape {mode}"] = summary(f"sql shape {mode}", shape["done"], shape["elapsed"], shape["latencies"])
-        record(f"plain SQL: lock+update+insert, {mode}", shape, None, unit_note="tps")
+        record(f"plain SQL: lock+update+insert, {mode}", shape, None)
+        shape_undo()
         own = raw_measure(mode, threads, seconds / 2, args.skus, database_url, own=True)
         raw[f"sql own {mode}"] = summary(f"sql own {mode}", own["done"], own["elapsed"], own["latencies"])
         record(f"plain SQL: the service's statements, {mode}", own, None)

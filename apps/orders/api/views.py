@@ -198,7 +198,7 @@ def action_view(action: str, request_serializer: type[serializers.Serializer] | 
     def post(self: OrderActionView, request: Request, pk: int) -> Response:
         return self.act(request, pk)
 
-    view = type(
+    view: Any = type(
         f"Order{action.title()}View",
         (OrderActionView,),
         {"action": action, "request_serializer": request_serializer, "post": post},

@@ -130,7 +130,7 @@ def _event_run(channel: Channel, event: OrderEvent, actor: str) -> Order:
         return placed.order
     if order is None:
         raise _Wait()
-    kwargs = {"order_id": order.pk, "actor": actor}
+    kwargs: dict[str, Any] = {"order_id": order.pk, "actor": actor}
     if event.type == OrderEvent.Type.CONFIRM:
         if order.status in TERMINAL:
             raise _Reject(f"The order is {order.status}.")
