@@ -96,14 +96,16 @@ def worker_env() -> dict[str, str]:
 class Worker:
     """A real `celery worker` process on the sync shards and the default queue."""
 
-    def __init__(self, queues: str = "sync.0,sync.1,default", concurrency: int = 4) -> None:
+    def __init__(
+        self, queues: str = "sync.0,sync.1,default", concurrency: int = 4, env: dict[str, str] | None = None
+    ) -> None:
         command = [
             str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "worker", "-Q", queues,
             "--pool", "threads", "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-l", "INFO", "--hostname", f"sync-test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command, cwd=ROOT, env={**worker_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )  # fmt: skip
         self.output: list[str] = []

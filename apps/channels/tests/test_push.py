@@ -41,7 +41,7 @@ def enqueue(listings: list[Listing], priority: int = SyncPriority.SALE, **kw: ob
 
 
 def test_push_is_signed_absolute_and_clears_the_work(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     enqueue(listings)
     report = channel_push(channel_id=web.pk)
     assert report.requests == 1 and report.updates == 3
@@ -74,7 +74,7 @@ def test_signature_is_hmac_sha256_of_the_exact_body():
 
 
 def test_a_wrong_secret_is_refused_and_counts_as_a_failed_attempt(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     Channel.objects.filter(pk=web.pk).update(secret="not-the-one")
     enqueue(listings[:1])
     report = channel_push(channel_id=web.pk)
@@ -85,7 +85,7 @@ def test_a_wrong_secret_is_refused_and_counts_as_a_failed_attempt(setup):
 
 
 def test_quantity_the_channel_already_shows_is_not_pushed_again(setup):
-    s, sim, web, listings = setup
+    _s, _sim, web, listings = setup
     enqueue(listings)
     channel_push(channel_id=web.pk)
     enqueue(listings)
@@ -95,7 +95,7 @@ def test_quantity_the_channel_already_shows_is_not_pushed_again(setup):
 
 
 def test_tiers_go_out_in_order_most_urgent_first(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     Channel.objects.filter(pk=web.pk).update(batch_size=1)
     enqueue([listings[2]], priority=SyncPriority.BACKGROUND)
     enqueue([listings[1]], priority=SyncPriority.MANUAL)
@@ -106,7 +106,7 @@ def test_tiers_go_out_in_order_most_urgent_first(setup):
 
 
 def test_calm_tiers_wait_for_their_window(setup):
-    s, sim, web, listings = setup
+    _s, _sim, web, listings = setup
     enqueue([listings[2]], priority=SyncPriority.BACKGROUND)
     report = channel_push(channel_id=web.pk)
     assert report.requests == 0 and SyncWork.objects.count() == 1  # tier 3 is batched, not pushed at once
@@ -130,7 +130,7 @@ def test_the_rate_limit_holds_for_many_batches(setup, simulator):
 
 
 def test_retry_after_is_honoured(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     sim.down_status, sim.down_retry_after, sim.down_remaining = 429, "2", 1
     enqueue(listings[:1])
     report = channel_push(channel_id=web.pk)
@@ -141,7 +141,7 @@ def test_retry_after_is_honoured(setup):
 
 
 def test_failures_back_off_then_dead_letter_then_staff_retry_pushes(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     sim.down_status = 503
     enqueue(listings[:1])
     for _ in range(3):  # SYNC_MAX_ATTEMPTS=3 in tests
@@ -160,7 +160,7 @@ def test_failures_back_off_then_dead_letter_then_staff_retry_pushes(setup):
 
 
 def test_watermark_holds_raises_until_orders_are_imported(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     single = listings[0]
     enqueue([single])
     channel_push(channel_id=web.pk)
@@ -191,14 +191,14 @@ def test_watermark_holds_raises_until_orders_are_imported(setup):
 
 
 def test_force_zero_pushes_zero_whatever_the_stock(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     enqueue(listings[:1], force_zero=True)
     channel_push(channel_id=web.pk)
     assert sim.shown("W-SINGLE") == 0
 
 
 def test_reconciliation_repairs_drift(setup):
-    s, sim, web, listings = setup
+    _s, sim, web, listings = setup
     enqueue(listings)
     channel_push(channel_id=web.pk)
     with sim.lock:  # someone edited the quantity on the marketplace

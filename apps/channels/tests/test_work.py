@@ -42,7 +42,7 @@ def pending(listings: dict) -> dict[str, SyncWork]:
 
 
 def test_a_hoodie_sale_reaches_every_listing_that_contains_it_in_every_channel_selling_from_there(world):
-    s, listings = world
+    _s, listings = world
     stock_movement_record(
         location_code="WH",
         item_sku="HOOD-M",
@@ -84,7 +84,7 @@ def test_coalescing_keeps_one_row_the_most_urgent_priority_and_the_earliest_time
 
 
 def test_a_listing_reaching_zero_is_tier_one_even_from_a_calm_change(world):
-    s, listings = world
+    _s, listings = world
     # A count to 2 hoodies: the 3-pack reaches 0 (tier 1), the single still shows 2 (tier 2).
     stock_movement_record(
         location_code="WH", item_sku="HOOD-M", kind=Movement.Kind.COUNT, quantity=2, idempotency_key="c1", actor="t"
@@ -105,7 +105,7 @@ def test_an_oversell_incident_queues_a_zero_push_for_every_listing_selling_the_i
 
 
 def test_a_ledger_drift_incident_pushes_nothing(world):
-    s, listings = world
+    s, _listings = world
     incident = Incident.objects.create(kind=Incident.Kind.LEDGER_DRIFT, item=s.cap, location=s.warehouse)
     incident_opened.send(sender=Incident, incident_id=incident.pk)
     assert not SyncWork.objects.exists()
