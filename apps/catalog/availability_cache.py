@@ -64,7 +64,7 @@ class _RedisState:
     def available(self) -> bool:
         return time.monotonic() >= self.skip_until
 
-    def failed(self, err: Exception, during: str) -> None:
+    def failed(self, err: BaseException, during: str) -> None:
         with self.lock:
             self.skip_until = time.monotonic() + BACKOFF_SECONDS
             first = not self.failing

@@ -62,8 +62,9 @@ class ItemSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
         high = attrs.get("safety_max", getattr(instance, "safety_max", None))
         if high is not None and low > high:
             raise serializers.ValidationError({"safety_max": ["Must not be below safety_min."]})
-        unit_changes = instance is not None and "unit" in attrs and attrs["unit"] != instance.unit
-        if unit_changes and (Movement.objects.filter(item=instance).exists() or instance.components.exists()):
+        item: Item | None = instance
+        unit_changes = item is not None and "unit" in attrs and attrs["unit"] != item.unit
+        if item is not None and unit_changes and (item.movements.exists() or item.components.exists()):
             raise serializers.ValidationError(
                 {"unit": ["The unit of an item with stock history or products cannot change."]}
             )
@@ -75,7 +76,9 @@ class ComponentListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data: Any) -> list[dict[str, Any]]:
         components = data.all() if hasattr(data, "all") else data
-        return [self.child.to_representation(c) for c in sorted(components, key=lambda c: c.pk or 0)]
+        child = self.child
+        assert child is not None
+        return [child.to_representation(c) for c in sorted(components, key=lambda c: c.pk or 0)]
 
 
 class ComponentSerializer(serializers.Serializer):
@@ -149,8 +152,8 @@ def _kind_problem(kind: str, components: list[dict[str, Any]]) -> str | None:
 
 
 class MovementSerializer(serializers.ModelSerializer):
-    item = serializers.SlugRelatedField(slug_field="sku", read_only=True)
-    location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    item: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="sku", read_only=True)
+    location: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = Movement

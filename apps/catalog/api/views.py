@@ -65,10 +65,11 @@ class LocationViewSet(_CatalogViewSet):
     filterset_class = filters.LocationFilter
     label = "Location"
 
-    def perform_create(self, serializer: LocationSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.instance = catalog_services.location_create(**serializer.validated_data)
 
-    def perform_update(self, serializer: LocationSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        assert isinstance(serializer.instance, Location)
         serializer.instance = catalog_services.location_update(
             location=serializer.instance, **serializer.validated_data
         )
@@ -90,10 +91,11 @@ class ItemViewSet(_CatalogViewSet):
     filterset_class = filters.ItemFilter
     label = "Item"
 
-    def perform_create(self, serializer: ItemSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.instance = catalog_services.item_create(**serializer.validated_data)
 
-    def perform_update(self, serializer: ItemSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        assert isinstance(serializer.instance, Item)
         serializer.instance = catalog_services.item_update(item=serializer.instance, **serializer.validated_data)
 
 
@@ -123,16 +125,17 @@ class ProductViewSet(_CatalogViewSet):
             Prefetch("components", queryset=ProductComponent.objects.select_related("item"))
         ).distinct()
 
-    def perform_create(self, serializer: ProductSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         components = _component_specs(data.pop("components"))
         serializer.instance = catalog_services.product_create(components=components or [], **data)
 
-    def perform_update(self, serializer: ProductSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         components = _component_specs(data.pop("components", None))
+        assert isinstance(serializer.instance, Product)
         product = catalog_services.product_update(product=serializer.instance, components=components, **data)
-        product._prefetched_objects_cache = {}  # the make-up may have changed under the prefetch
+        product._prefetched_objects_cache = {}  # type: ignore[attr-defined]  # the make-up may have changed under the prefetch
         serializer.instance = product
 
 

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from django.db import connection, transaction
@@ -91,7 +92,7 @@ def ledger_reconcile(*, pairs: Iterable[tuple[int, int]] | None = None) -> Recon
     """
     started = time.perf_counter()
     wanted = sorted(set(pairs)) if pairs is not None else None
-    params = {
+    params: dict[str, Any] = {
         "all": wanted is None,
         "items": [i for i, _ in wanted or []],
         "locations": [loc for _, loc in wanted or []],
