@@ -659,6 +659,23 @@ def main() -> int:
         result = processes_measure(database_url, mode, max(1, threads // 2), seconds, args.skus)
         record(f"service, 2 processes x {max(1, threads // 2)} threads, {mode}", result, f"sql own {mode}")
 
+    # Where the time goes: the same run without other apps' listeners (sync work, drop-ship check).
+    from apps.catalog.signals import stock_changed
+    from apps.orders.signals import order_reserved
+
+    saved = {signal_: signal_.receivers for signal_ in (stock_changed, order_reserved)}
+    for signal_ in saved:
+        signal_.receivers = []
+        signal_.sender_receivers_cache.clear()
+    try:
+        for mode in ("hot", "spread"):
+            result = service_measure(mode, threads, seconds / 2, args.skus, f"svc-muted-{mode}")
+            record(f"service, {threads} threads, {mode}, listeners muted", result, f"sql own {mode}")
+    finally:
+        for signal_, receivers in saved.items():
+            signal_.receivers = receivers
+            signal_.sender_receivers_cache.clear()
+
     wrk = wrk_available()
     from django.db import connections
 
