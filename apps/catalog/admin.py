@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest, Now
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -116,8 +118,29 @@ class ItemAdmin(admin.ModelAdmin):
         return getattr(item, "atp_sum", None) or 0
 
 
+class ComponentFormSet(BaseInlineFormSet):
+    """The same make-up rules as the API: a standard product is one item x 1, a bundle two or more items..."""
+
+    def clean(self) -> None:
+        super().clean()
+        from apps.catalog.api.serializers import _kind_problem
+
+        rows = [
+            {"item": form.cleaned_data["item"], "quantity": form.cleaned_data["quantity"]}
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("item")
+        ]
+        if not rows:
+            raise ValidationError("A product needs at least one component.")
+        kind = self.instance.kind
+        problem = _kind_problem(kind, rows)
+        if problem:
+            raise ValidationError(problem)
+
+
 class ComponentInline(admin.TabularInline):
     model = ProductComponent
+    formset = ComponentFormSet
     extra = 1
     autocomplete_fields = ("item",)
     verbose_name_plural = "Components (quantity in the item's base unit)"

@@ -101,3 +101,31 @@ def test_reconcile_action_reports_drift(demo, merchant):
     )
     assert "1 drifting" in response.content.decode()
     assert Incident.objects.filter(kind=Incident.Kind.LEDGER_DRIFT, status="open").count() == 1
+
+
+def test_product_make_up_rules_hold_in_the_admin(demo, merchant):
+    product = Product.objects.get(code="HOOD-M")
+    component = product.components.get()
+    url = reverse("admin:catalog_product_change", args=[product.pk])
+    form = {
+        "code": "HOOD-M",
+        "name": "Hoodie M",
+        "kind": "standard",
+        "is_active": "on",
+        "components-TOTAL_FORMS": "1",
+        "components-INITIAL_FORMS": "1",
+        "components-MIN_NUM_FORMS": "0",
+        "components-MAX_NUM_FORMS": "1000",
+        "components-0-id": component.pk,
+        "components-0-product": product.pk,
+        "components-0-item": component.item_id,
+        "components-0-quantity": "3",
+    }
+    response = merchant.post(url, form)
+    assert response.status_code == 200 and "exactly one item with quantity 1" in response.content.decode()
+    component.refresh_from_db()
+    assert component.quantity == 1
+    form["kind"] = "multipack"
+    assert merchant.post(url, form).status_code == 302
+    component.refresh_from_db()
+    assert component.quantity == 3
