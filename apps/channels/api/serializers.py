@@ -17,6 +17,7 @@ class ChannelSerializer(serializers.ModelSerializer):
     locations = serializers.ListField(
         child=serializers.SlugField(max_length=40),
         required=False,
+        write_only=True,  # read back by to_representation, from the ordered links
         help_text="Location codes the channel sells from, in the order orders take from them.",
     )
     secret = serializers.CharField(
@@ -75,7 +76,9 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     def update(self, channel: Channel, validated: dict[str, Any]) -> Channel:
         location_ids = validated.pop("locations", None)
-        return channel_update(channel=channel, fields=validated, location_ids=location_ids)
+        channel = channel_update(channel=channel, fields=validated, location_ids=location_ids)
+        channel.__dict__.pop("ordered_locations", None)  # prefetched before the change
+        return channel
 
 
 class ListingSerializer(serializers.ModelSerializer):

@@ -105,8 +105,8 @@ class Worker:
             "--without-heartbeat", "-l", "INFO", "--hostname", f"sync-test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env={**worker_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
+            command, cwd=ROOT, env={**worker_env(), **(env or {})}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
         self.output: list[str] = []
         self.ready = threading.Event()
@@ -124,8 +124,9 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL, as a crashed machine: no shutdown, no acknowledgement."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -149,7 +150,7 @@ def celery_worker(transactional_db: None) -> Iterator[Callable[..., Worker]]:
 
     yield start
     for worker in workers:
-        worker.stop()
+        worker.kill()  # nothing to finish: the rows are the work, and the queues are purged
     purge_queues()
 
 

@@ -1,0 +1,137 @@
+"""The merchant's back office for channels: sync lag, pending work, dead letters, listings with their quantity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.catalog.selectors import listings_availability
+from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, SyncWork
+from apps.channels.selectors import sync_lag_rows
+from apps.channels.services.config import listings_sync_now
+from apps.channels.services.work import dead_letters_retry
+
+
+class ChannelLocationInline(admin.TabularInline):
+    model = ChannelLocation
+    extra = 0
+    autocomplete_fields = ["location"]
+    ordering = ["priority"]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = (
+        "code", "name", "kind", "is_active", "rate_per_s", "burst", "batch_size", "pending_work", "sync_lag",
+        "dead_letters", "last_push_at", "orders_pending",
+    )  # fmt: skip
+    list_filter = ("kind", "is_active")
+    search_fields = ("code", "name")
+    inlines = [ChannelLocationInline]
+    readonly_fields = ("last_push_at", "created_at", "shard")
+    exclude = ("secret",)
+    actions = ["sync_all_listings"]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        # One query for every row's lag, whatever the number of channels.
+        self._lag = sync_lag_rows(include_inactive=True)
+        return super().get_changelist_instance(request)
+
+    def _lag_of(self, channel: Channel) -> dict[str, Any]:
+        lag = getattr(self, "_lag", None)
+        if lag is None or channel.pk not in lag:
+            self._lag = lag = sync_lag_rows(include_inactive=True)
+        return lag.get(channel.pk, {})
+
+    @admin.display(description="pending")
+    def pending_work(self, channel: Channel) -> int:
+        return self._lag_of(channel).get("pending", 0)
+
+    @admin.display(description="sync lag")
+    def sync_lag(self, channel: Channel) -> str:
+        seconds = self._lag_of(channel).get("oldest_pending_seconds")
+        if seconds is None:
+            return "in sync"
+        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+    @admin.display(description="dead")
+    def dead_letters(self, channel: Channel) -> int:
+        return self._lag_of(channel).get("dead", 0)
+
+    @admin.display(description="orders not imported", boolean=True)
+    def orders_pending(self, channel: Channel) -> bool:
+        return channel.has_orders_pending
+
+    @admin.action(description="Sync now: push every listing of the selected channels")
+    def sync_all_listings(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        ids = list(Listing.objects.filter(channel__in=queryset).values_list("pk", flat=True))
+        queued = listings_sync_now(listing_ids=ids)
+        self.message_user(request, f"Queued {queued} listing(s) for a push.", messages.SUCCESS)
+
+
+@admin.register(Listing)
+class ListingAdmin(admin.ModelAdmin):
+    list_display = (
+        "channel_sku", "channel", "product", "available_now", "last_pushed_qty", "last_pushed_at", "is_active",
+    )  # fmt: skip
+    list_filter = ("channel", "is_active", "product__kind")
+    search_fields = ("channel_sku", "product__code", "product__name")
+    list_select_related = ("channel", "product")
+    autocomplete_fields = ["product"]
+    readonly_fields = ("last_pushed_qty", "last_pushed_at", "created_at")
+    actions = ["sync_now"]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        # The quantity the channel should show, for the whole page in one query.
+        self._available = listings_availability([listing.pk for listing in changelist.result_list])
+        return changelist
+
+    @admin.display(description="available now")
+    def available_now(self, listing: Listing) -> int | None:
+        found = getattr(self, "_available", {}).get(listing.pk)
+        return None if found is None else found.available
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[Listing]) -> None:
+        queued = listings_sync_now(listing_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Queued {queued} listing(s) for a push.", messages.SUCCESS)
+
+
+class _SyncWorkAdminBase(admin.ModelAdmin):
+    list_display = (
+        "listing", "channel", "priority", "reason", "age", "attempts", "next_attempt_at", "state", "last_error",
+    )  # fmt: skip
+    list_filter = ("channel", "priority", "state")
+    search_fields = ("listing__channel_sku", "reason", "last_error")
+    list_select_related = ("listing", "channel")
+    actions = ["retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="age")
+    def age(self, work: SyncWork) -> str:
+        return f"{(timezone.now() - work.enqueued_at).total_seconds():.0f} s"
+
+    @admin.action(description="Retry: give them fresh attempts and push")
+    def retry(self, request: HttpRequest, queryset: QuerySet[SyncWork]) -> None:
+        count = dead_letters_retry(work_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Retrying {count} dead letter(s).", messages.SUCCESS)
+
+
+@admin.register(SyncWork)
+class SyncWorkAdmin(_SyncWorkAdminBase):
+    pass
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(_SyncWorkAdminBase):
+    list_filter = ("channel", "priority")
