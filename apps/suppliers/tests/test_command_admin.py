@@ -1,0 +1,146 @@
+"""`import_feed` on the command line, and the merchant's admin pages for suppliers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
+from apps.suppliers.services.ingest import feed_ingest
+from apps.suppliers.tests.factories import csv_feed, make_mapping, make_supplier, now_iso
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.django_db
+def test_import_feed_prints_the_summary(tmp_path, capsys):
+    supplier = make_supplier("cmd")
+    make_mapping(supplier, "C1")
+    path = tmp_path / "feed.csv"
+    path.write_bytes(csv_feed([("C1", 4, now_iso()), ("C1", -1, now_iso()), ("C2", 1, now_iso())]))
+    call_command("import_feed", "--supplier", "cmd", str(path), "--no-progress")
+    out = capsys.readouterr().out
+    assert "succeeded: read 3, accepted 1, changed 1, rejected 2" in out
+    assert "negative quantity" in out and "unmapped" in out
+
+
+@pytest.mark.django_db
+def test_import_feed_exits_non_zero_when_refused(tmp_path):
+    supplier = make_supplier("cmd2")
+    make_mapping(supplier, "C1")
+    path = tmp_path / "bad.csv"
+    path.write_bytes(csv_feed([("C1", "x", now_iso()), ("C1", -2, now_iso())]))
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("import_feed", "--supplier", "cmd2", str(path), "--no-progress")
+    assert exit_info.value.code == 2
+    assert FeedRun.objects.get(supplier=supplier).status == FeedRun.Status.REFUSED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_feed_process_shows_a_progress_bar_and_exit_code(tmp_path):
+    from django.db import connection
+
+    make_supplier("cmd3")
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"supplier_sku;quantity;updated_at\nX;-1;2024-01-01\n")
+    db = connection.settings_dict
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": __import__("django.conf").conf.settings.REDIS_URL,
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "import_feed", "--supplier", "cmd3", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "refused" in done.stdout
+    assert "ingesting" in done.stderr  # the tqdm bar
+    missing = subprocess.run(
+        [sys.executable, "manage.py", "import_feed", "--supplier", "nope", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode != 0 and "No supplier" in missing.stderr
+
+
+@pytest.fixture
+def admin_client_logged_in(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-boss-123")
+    client.force_login(admin)
+    return client
+
+
+@pytest.mark.django_db
+def test_admin_shows_health_and_masks_the_secret(admin_client_logged_in):
+    make_supplier("adm", connector="webhook", settings={}, secret="very-secret-signing-key")
+    listing = admin_client_logged_in.get("/admin/suppliers/supplier/")
+    assert listing.status_code == 200
+    page = admin_client_logged_in.get(f"/admin/suppliers/supplier/{Supplier.objects.get(code='adm').pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "very-secret-signing-key" not in html and "very-secret" not in listing.content.decode()
+    assert "Breaker state" in html and "Failures in row" in html
+
+
+@pytest.mark.django_db
+def test_admin_edit_keeps_secret_when_blank_and_create_through_service(admin_client_logged_in):
+    supplier = make_supplier("adm2", connector="webhook", settings={}, secret="keep-this-secret-1")
+    form = {
+        "code": "adm2",
+        "name": "Renamed",
+        "connector": "webhook",
+        "settings": "{}",
+        "new_secret": "",
+        "trust_factor": "0.7",
+        "cap": "",
+        "max_age_minutes": "60",
+        "poll_interval_s": "300",
+        "priority": "10",
+        "is_active": "on",
+    }
+    response = admin_client_logged_in.post(f"/admin/suppliers/supplier/{supplier.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    supplier.refresh_from_db()
+    assert supplier.secret == "keep-this-secret-1" and supplier.name == "Renamed"
+    assert supplier.location.name == "Renamed"
+    created = admin_client_logged_in.post(
+        "/admin/suppliers/supplier/add/", dict(form, code="adm3", connector="folder", settings='{"path": "/x"}')
+    )
+    assert created.status_code == 302
+    assert Supplier.objects.get(code="adm3").location.code == "adm3"
+
+
+@pytest.mark.django_db
+def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logged_in, on_hand):
+    supplier = make_supplier("adm4")
+    mapping = make_mapping(supplier, "M1")
+    make_mapping(supplier, "M2")
+    run = feed_ingest(
+        supplier=supplier, raw=csv_feed([("M1", 2, now_iso()), ("M2", 3, now_iso()), ("M3", -1, now_iso())])
+    )
+    page = admin_client_logged_in.get(f"/admin/suppliers/feedrun/{run.pk}/change/")
+    assert page.status_code == 200 and "negative quantity" in page.content.decode()
+    SupplierProduct.objects.filter(pk=mapping.pk).update(status="suspect")
+    filtered = admin_client_logged_in.get("/admin/suppliers/supplierproduct/?status__exact=suspect")
+    assert filtered.status_code == 200 and "M1" in filtered.content.decode()
+    response = admin_client_logged_in.post(
+        "/admin/suppliers/supplierproduct/",
+        {"action": "confirm_mapping", "_selected_action": [mapping.pk]},
+    )
+    assert response.status_code == 302
+    mapping.refresh_from_db()
+    assert mapping.status == "active"
+    assert on_hand(mapping.item, supplier.location) == 2
