@@ -19,7 +19,8 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -79,7 +80,8 @@ def feed_ingest(
         step("read")
         parsed = records_frame(records) if records is not None else read_feed(raw or b"", fmt=fmt)
         step("validate")
-        outcome = _ingest_parsed(supplier=supplier, run=run, parsed=parsed, full=full, step=step)
+        with _feed_lock(supplier):
+            outcome = _ingest_parsed(supplier=supplier, run=run, parsed=parsed, full=full, step=step)
     except FeedUnreadable as err:
         _finish(run, status=FeedRun.Status.FAILED, error=str(err), started=started)
         supplier_health_record(supplier=supplier, ok=False, error=str(err))
@@ -107,6 +109,19 @@ def feed_ingest(
     metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
     step("done")
     return run
+
+
+@contextmanager
+def _feed_lock(supplier: Supplier) -> Iterator[None]:
+    """One feed of a supplier at a time (a webhook and a file import may race): the delta needs a stable snapshot."""
+    key = f"supplier-feed:{supplier.pk}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
 
 
 def _finish(run: FeedRun, *, status: str, error: str = "", started: float) -> None:
@@ -137,10 +152,10 @@ def _finish(run: FeedRun, *, status: str, error: str = "", started: float) -> No
 
 def validate(frame: pd.DataFrame, *, now: pd.Timestamp, max_age: timedelta, max_quantity: float) -> pd.DataFrame:
     """Add ``reason`` (empty when the row is good), ``sku``, ``qty`` and ``ts`` columns."""
-    sku = frame["supplier_sku"].astype(str).str.strip()
-    qty_text = frame["quantity"].astype(str).str.strip()
+    sku = frame["supplier_sku"].str.strip()
+    qty_text = frame["quantity"].str.strip()
     qty = pd.to_numeric(qty_text.str.replace(",", ".", regex=False), errors="coerce").astype("float64")
-    ts_text = frame["updated_at"].astype(str).str.strip()
+    ts_text = frame["updated_at"].str.strip()
     ts = pd.to_datetime(ts_text, format="ISO8601", utc=True, errors="coerce")
     conditions = [
         (sku == "").to_numpy(),
@@ -260,12 +275,15 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
     step("map")
     mappings = _load_mappings(supplier)
     merged = rows.merge(mappings, on="sku", how="left", sort=False)
+    del rows
     good = merged["reason"] == ""
     unknown = good & merged["mapping_id"].isna()
     unmapped = good & (merged["status"] == SupplierProduct.Status.UNMAPPED)
     merged.loc[unknown | unmapped, "reason"] = "unmapped supplier_sku (quarantined until staff map it)"
-    accepted = merged.loc[merged["reason"] == ""]
-    rejected = merged.loc[merged["reason"] != ""]
+    bad = merged["reason"] != ""
+    # A clean feed (the usual case) is not copied: accepted is the merged frame itself.
+    accepted = merged.loc[~bad] if bad.any() else merged
+    rejected = merged.loc[bad]
     run.rows_read = parsed.rows_read
     run.rows_accepted = len(accepted)
     run.rows_rejected = len(rejected) + len(parsed.rejections)

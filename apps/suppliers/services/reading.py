@@ -159,7 +159,7 @@ def records_frame(records: Sequence[Any]) -> ParsedFeed:
             frame[column] = ""
     if "row_number" not in frame.columns:
         frame["row_number"] = pd.Series(dtype="int64")
-    frame = frame.astype({c: str for c in frame.columns if c != "row_number"})
+    frame = frame.fillna("").astype({c: str for c in frame.columns if c != "row_number"})
     return ParsedFeed(frame=frame, rejections=rejections)
 
 

@@ -204,7 +204,10 @@ def test_sftp_folder_csv_and_xml_files_are_taken_in_and_moved(tmp_path):
     inbox = tmp_path / "outbox"
     inbox.mkdir()
     (inbox / "a-stock.csv").write_bytes(csv_feed([("F1", 3, ts), ("F2", 4, ts)]))
-    xml = f"<feed><item supplier_sku='F1' quantity='5' updated_at='{ts}'/><item supplier_sku='F2' quantity='6' updated_at='{ts}'/></feed>"
+    xml = (
+        f"<feed><item supplier_sku='F1' quantity='5' updated_at='{ts}'/>"
+        f"<item supplier_sku='F2' quantity='6' updated_at='{ts}'/></feed>"
+    )
     (inbox / "b-stock.xml").write_text(xml)
     (inbox / "c-broken.csv").write_bytes(b"nothing useful here\n")
     with sftp_server(tmp_path) as server:
