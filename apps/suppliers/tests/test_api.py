@@ -215,3 +215,22 @@ def test_webhook_bad_body_is_400_and_mostly_bad_is_422(client, pushing):
     assert refused.status_code == 422
     assert refused.json()["code"] == "feed_refused"
     assert refused.json()["run"]["rows_rejected"] == 3
+
+
+def test_webhook_query_count_is_pinned_whatever_the_number_of_items(client, pushing, django_assert_num_queries):
+    for i in range(40):
+        make_mapping(pushing, f"Q{i}")
+    ts = now_iso()
+
+    def push(n: int, qty: int) -> None:
+        items = [{"supplier_sku": f"Q{i}", "quantity": qty, "updated_at": ts} for i in range(n)]
+        assert client.post(**_signed("pusher", {"items": items})).status_code == 202
+
+    push(40, 1)  # first sight: every level is created
+    with django_assert_num_queries(PUSH_QUERIES):
+        push(3, 2)
+    with django_assert_num_queries(PUSH_QUERIES):
+        push(40, 3)
+
+
+PUSH_QUERIES = 30

@@ -72,7 +72,7 @@ def test_failing_supplier_goes_stale_by_max_age(sellable):
     mapping = make_mapping(supplier, "F1")
     feed_ingest(supplier=supplier, raw=csv_feed([("F1", 9, now_iso())]))
     feed_ingest(supplier=supplier, raw=b"broken")  # failures do not extend the validity
-    Location.objects.filter(pk=supplier.location_id).update(stock_valid_until=timezone.now() - timedelta(seconds=1))
+    Location.objects.filter(pk=supplier.location_id).update(stock_valid_until=timezone.now() - timedelta(minutes=5))
     assert sellable(mapping.item, supplier.location) == 0
     row = next(r for r in feed_freshness() if r["supplier"] == supplier.code)
     assert row["failures_in_row"] == 1 and row["breaker"] == "closed"
@@ -156,3 +156,25 @@ def test_metrics_expose_runs_rejections_and_feed_age():
     assert sample("stockroom_supplier_feed_rows_rejected_total", supplier="metered") >= 1
     assert 0 <= sample("stockroom_supplier_feed_age_seconds", supplier="metered") < 60
     assert sample("stockroom_supplier_feed_stale", supplier="metered") == 0
+
+
+def test_channel_listing_never_shows_stale_or_inflated_supplier_stock():
+    from apps.catalog.selectors import listings_availability
+    from apps.catalog.tests.factories import LocationFactory, product_of, stock
+    from apps.channels.models import Channel, ChannelLocation, Listing
+
+    supplier = make_supplier("infl", trust_factor="0.5", cap=40, max_age_minutes=30)
+    mapping = make_mapping(supplier, "INF-1")
+    store = LocationFactory(code="store1")
+    stock(mapping.item, store, 3)
+    channel = Channel.objects.create(code="market", name="Market")
+    ChannelLocation.objects.create(channel=channel, location=store, priority=0)
+    ChannelLocation.objects.create(channel=channel, location=supplier.location, priority=1)
+    listing = Listing.objects.create(
+        channel=channel, channel_sku="M-INF-1", product=product_of("INF", {mapping.item: 1})
+    )
+    assert listings_availability([listing.pk])[listing.pk].available == 3  # no feed yet: only the store
+    feed_ingest(supplier=supplier, raw=csv_feed([("INF-1", 10_000, now_iso())]))
+    assert listings_availability([listing.pk])[listing.pk].available == 3 + 40  # half of 10,000, capped at 40
+    Location.objects.filter(pk=supplier.location_id).update(stock_valid_until=timezone.now() - timedelta(minutes=5))
+    assert listings_availability([listing.pk])[listing.pk].available == 3  # stale: the supplier sells nothing
