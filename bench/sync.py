@@ -157,7 +157,7 @@ def affected_skus() -> dict[int, list[str]]:
 
 
 def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float, duration: float, seed: int,
-             out: str, basket: int) -> None:  # fmt: skip
+             out: str, basket: int, barrier: Any) -> None:  # fmt: skip
     """One generator process: bursty changes at ``rate`` per second through the ledger writer."""
     setup_django(env)
     from django.db import transaction
@@ -171,6 +171,7 @@ def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float,
     rng = random.Random(seed)
     tiers, weights = zip(*TIER_MIX, strict=True)
     records = []
+    barrier.wait()  # every generator is set up: the clock starts now
     started = time.time()
     made = 0
     while (now := time.time()) - started < duration:
@@ -183,13 +184,16 @@ def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float,
         tier = rng.choices(tiers, weights)[0]
         chosen = sorted(set(rng.sample(items, basket)))
         delta = -rng.randint(1, 3) if tier == 1 else rng.choice([-4, -2, 3, 5])
+        # A push reflects this change if it read after the commit began; measure from then too.
+        begun = None
         with transaction.atomic():
             levels_for_update([(item, warehouse) for item in chosen])
             movements_apply(
                 movements=[MovementSpec(item, warehouse, kinds[tier], on_hand_delta=delta) for item in chosen],
                 actor="bench", priority=SyncPriority(tier), reason=kinds[tier],
             )  # fmt: skip
-        records.append((time.time(), tier, chosen))
+            begun = time.time()
+        records.append((begun, tier, chosen))
         made += len(chosen)
     Path(out).write_text(json.dumps(records))
 
@@ -269,6 +273,10 @@ def main() -> int:
 
     ports = {code: free_port() for code, *_ in CHANNELS}
     catalog = build_catalog(args.listings, ports)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # fresh bulk-loaded tables: give the planner real statistics
     by_item = affected_skus()
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -306,7 +314,11 @@ def main() -> int:
             f"stream: {args.rate:.0f} changes/s for {args.duration:.0f} s from {args.generators} processes", flush=True
         )
         ctx = multiprocessing.get_context("spawn")
-        outs = [str(OUT / f"sync-gen-{i}.json") for i in range(args.generators)]
+        outs = [OUT / f"sync-gen-{i}.json" for i in range(args.generators)]
+        for out in outs:
+            out.unlink(missing_ok=True)
+        barrier = ctx.Barrier(args.generators + 1, timeout=120)
+        share = args.rate / args.generators
         gens = [
             ctx.Process(
                 target=generate,
@@ -314,20 +326,24 @@ def main() -> int:
                     env,
                     catalog["items"],
                     catalog["warehouse"],
-                    args.rate / args.generators,
+                    share,
                     args.duration,
                     i,
-                    outs[i],
+                    str(outs[i]),
                     args.basket,
+                    barrier,
                 ),
             )
             for i in range(args.generators)
         ]
-        stream_started = time.time()
         for gen in gens:
             gen.start()
+        barrier.wait()  # every generator has set up Django: the stream starts now
+        stream_started = time.time()
         for gen in gens:
             gen.join()
+        if any(gen.exitcode for gen in gens):
+            raise RuntimeError("a change generator failed; see above")
         stream_seconds = time.time() - stream_started
         print("stream done; waiting for every pending push ...", flush=True)
         drain_started = time.time()
@@ -336,7 +352,9 @@ def main() -> int:
         drained_in = time.time() - drain_started
         time.sleep(1)
         logs_after = {code: fetch_log(ports[code]) for code, *_ in CHANNELS}
-        changes = [rec for path in outs for rec in json.loads(Path(path).read_text())]
+        for code, log in logs_after.items():
+            (logs / f"simulator-{code}.json").write_text(json.dumps(log))
+        changes = [rec for path in outs for rec in json.loads(path.read_text())]
         return report(args, changes, by_item, logs_after, initial_requests, stream_seconds, drained_in)
     finally:
         global _stop_sweeping
@@ -385,6 +403,8 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
         arrivals[sku] = ([r[0] for r in rows], [r[1] for r in rows])
         shown[sku] = max(rows, key=lambda r: r[1])[2]
     latencies: dict[int, list[float]] = defaultdict(list)
+    by_channel: dict[tuple[int, str], list[float]] = defaultdict(list)
+    channel_of = {sku: code for code, log in logs.items() for sku in {u["sku"] for u in log["updates"]}}
     listing_changes = 0
     unpushed = 0
     for committed_at, tier, items in changes:
@@ -394,7 +414,9 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
             as_ofs, arrived = arrivals.get(sku, ([], []))
             index = bisect_left(as_ofs, committed_at)
             if index < len(as_ofs):
-                latencies[tier].append(max(0.0, min(arrived[index:]) - committed_at))
+                latency = max(0.0, min(arrived[index:]) - committed_at)
+                latencies[tier].append(latency)
+                by_channel[(tier, channel_of.get(sku, "?"))].append(latency)
             else:
                 unpushed += 1  # its quantity was already shown (no push needed) or a later check fails
     n_changes = sum(len(items) for _, _, items in changes)
@@ -421,6 +443,8 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
         rows.append({"name": f"sync tier {tier} change-to-push p99", "figure": p99, "unit": "s",
                      "raw": targets[tier], "ratio": (p99 / targets[tier]) if p99 is not None else None,
                      "note": "raw = target"})  # fmt: skip
+    for (tier, code), values in sorted(by_channel.items()):
+        print(f"  tier {tier} {code}: p50 {percentile(values, 50) or 0:.2f} s, p99 {percentile(values, 99) or 0:.2f} s")
     saved = n_changes / stream_requests if stream_requests else None
     print(f"pushes (requests) during the stream: {stream_requests} for {n_changes} changes "
           f"({saved or 0:.1f}x fewer); updates sent {updates_sent} for {listing_changes} listing changes")  # fmt: skip

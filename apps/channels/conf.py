@@ -12,6 +12,9 @@ from typing import Any
 from django.conf import settings
 
 DEFAULTS: dict[str, float] = {
+    # Tier 1 work younger than this waits for company unless a full batch is there: a sale
+    # burst becomes one request instead of one per sale, at a fraction of the seconds allowed.
+    "SYNC_TIER1_GATHER_S": 0.3,
     # Tier 2 changes wait this long so that a burst of adjustments goes out as one push.
     "SYNC_TIER2_DELAY_S": 2.0,
     # Tier 3 changes are batched: pushed once their oldest change is this old (beat sweep).
@@ -31,6 +34,10 @@ DEFAULTS: dict[str, float] = {
     # Held raises (orders not imported yet) are looked at again this often.
     "SYNC_HOLD_RECHECK_S": 30.0,
     "SYNC_RECONCILE_PAGE": 100,
+    # 1: drop pending work whose quantity equals what the channel was last told (saves updates,
+    # not requests: batches are one request either way). Off by default: every dirty listing
+    # gets a fresh absolute push, which also heals a channel that lost an update.
+    "SYNC_SKIP_UNCHANGED": 0,
 }
 
 

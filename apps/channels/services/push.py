@@ -174,6 +174,13 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
         rows = _due_rows(channel)
         if not rows:
             return
+        if len(rows) < channel.batch_size:
+            age = (timezone.now() - min(row.enqueued_at for row in rows)).total_seconds()
+            gather = float(sync_setting("SYNC_TIER1_GATHER_S"))
+            if age < gather:
+                time.sleep(gather - age)
+                lock.renew()
+                continue
         updates = _plan(channel, rows, report)
         if not updates:
             continue
@@ -221,6 +228,7 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
     """Quantities for the batch; settles rows that need no push now (already shown, or held back)."""
     availability = listings_availability([row.listing_id for row in rows])
     pending_orders = channel.has_orders_pending
+    skip_unchanged = bool(int(sync_setting("SYNC_SKIP_UNCHANGED")))
     updates, done, held = [], [], []
     for row in rows:
         current = availability.get(row.listing_id)
@@ -230,7 +238,7 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
         available = 0 if row.force_zero else current.available
         if pending_orders and available > 0 and (row.last_pushed_qty is None or available > row.last_pushed_qty):
             held.append(row)
-        elif available == row.last_pushed_qty and not (row.repush or row.force_zero):
+        elif skip_unchanged and available == row.last_pushed_qty and not (row.repush or row.force_zero):
             done.append(row)
         else:
             updates.append(Update(row, current.channel_sku, available))

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 # Short tunables, for the test process and the workers alike (read at call time).
 FAST_SYNC = {
+    "SYNC_TIER1_GATHER_S": "0.1",
     "SYNC_TIER2_DELAY_S": "0.5",
     "SYNC_TIER3_BATCH_S": "2",
     "SYNC_LOCK_TTL_S": "3",
