@@ -14,6 +14,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from apps.catalog.signals import SyncPriority
+from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
 from apps.channels.services.work import sync_dispatch, sync_work_enqueue
 from apps.core.errors import Conflict
@@ -143,12 +144,16 @@ def channel_watermark_set(
         locked.orders_imported_until = orders_imported_until
     locked.save(update_fields=["orders_pending_until", "orders_imported_until"])
     if was_pending and not locked.has_orders_pending:
-        released = SyncWork.objects.filter(
+        held = SyncWork.objects.filter(
             channel=locked,
             state=SyncWork.State.PENDING,
             next_attempt_at__gt=timezone.now(),
             last_error__startswith="held",
-        ).update(next_attempt_at=timezone.now(), last_error="", priority=Least(F("priority"), SyncPriority.MANUAL))
+        )
+        sync_work_for_update(held.values_list("listing_id", flat=True))
+        released = held.update(
+            next_attempt_at=timezone.now(), last_error="", priority=Least(F("priority"), SyncPriority.MANUAL)
+        )
         if released:
             transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: [locked.pk]}))
         log.info("channel_orders_imported", channel=locked.code, released=released)

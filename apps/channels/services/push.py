@@ -29,6 +29,7 @@ from django.utils import timezone
 from apps.catalog.selectors import listings_availability
 from apps.channels import limits, metrics
 from apps.channels.conf import sync_setting
+from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, SyncWork
 from apps.channels.services.work import channel_kick
 
@@ -243,7 +244,8 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
         else:
             updates.append(Update(row, current.channel_sku, available))
     if done:
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            sync_work_for_update(r.listing_id for r in done)
             cursor.execute(
                 """
                 DELETE FROM channels_syncwork w
@@ -255,9 +257,11 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
         report.skipped += len(done)
     if held:
         recheck = timezone.now() + timedelta(seconds=float(sync_setting("SYNC_HOLD_RECHECK_S")))
-        SyncWork.objects.filter(listing_id__in=[r.listing_id for r in held]).update(
-            next_attempt_at=recheck, last_error="held: channel has orders not imported yet"
-        )
+        with transaction.atomic():
+            sync_work_for_update(r.listing_id for r in held)
+            SyncWork.objects.filter(listing_id__in=[r.listing_id for r in held]).update(
+                next_attempt_at=recheck, last_error="held: channel has orders not imported yet"
+            )
         report.held += len(held)
     return updates
 
@@ -290,6 +294,7 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
     accepted_at = timezone.now()
     ids = [u.row.listing_id for u in updates]
     with transaction.atomic(), connection.cursor() as cursor:
+        sync_work_for_update(ids)
         cursor.execute(
             """
             UPDATE channels_listing AS l SET last_pushed_qty = p.qty, last_pushed_at = %s
@@ -329,7 +334,8 @@ def _failed(channel: Channel, updates: list[Update], error: str, retry_after: st
     max_attempts = int(sync_setting("SYNC_MAX_ATTEMPTS"))
     attempts = max(u.row.attempts for u in updates) + 1
     delay = max(backoff_seconds(attempts), retry_after_seconds(retry_after, default=0.0))
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        sync_work_for_update(u.row.listing_id for u in updates)
         cursor.execute(
             """
             UPDATE channels_syncwork

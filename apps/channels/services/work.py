@@ -14,6 +14,7 @@ from apps.catalog.selectors import listings_availability
 from apps.catalog.signals import SyncPriority
 from apps.channels import limits
 from apps.channels.conf import sync_setting
+from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, SyncWork
 
 log = structlog.get_logger("stockroom.sync")
@@ -237,7 +238,8 @@ def dead_letters_retry(*, work_ids: Iterable[int]) -> int:
     rows = list(SyncWork.objects.filter(pk__in=ids, state=SyncWork.State.DEAD).values_list("pk", "channel_id"))
     if not rows:
         return 0
-    SyncWork.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+    sync_work_for_update(SyncWork.objects.filter(pk__in=ids).values_list("listing_id", flat=True))
+    SyncWork.objects.filter(pk__in=[pk for pk, _ in rows], state=SyncWork.State.DEAD).update(
         state=SyncWork.State.PENDING,
         attempts=0,
         priority=SyncPriority.MANUAL,

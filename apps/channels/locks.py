@@ -1,0 +1,24 @@
+"""The only place that locks sync work rows: always in listing order, like the writers' upsert.
+
+Writers upsert SyncWork rows in listing order (``services.work``); a pusher that deletes or
+updates rows in another order could deadlock with them, so it locks here first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from apps.channels.models import SyncWork
+
+
+def sync_work_for_update(listing_ids: Iterable[int]) -> list[int]:
+    """Lock the pending rows of these listings in listing order; returns the listing ids found."""
+    ids = sorted(set(listing_ids))
+    if not ids:
+        return []
+    return list(
+        SyncWork.objects.select_for_update(of=("self",))
+        .filter(listing_id__in=ids)
+        .order_by("listing_id")
+        .values_list("listing_id", flat=True)
+    )
