@@ -185,6 +185,13 @@ def _child_measure(path: Path) -> None:
 
 
 def _peak_mb() -> float:
+    """Peak resident memory of this process since it started (VmHWM; ru_maxrss would include the parent's at fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

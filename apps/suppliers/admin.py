@@ -151,9 +151,15 @@ class FeedRejectionInline(admin.TabularInline):
     show_change_link = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[FeedRejection]:
-        # A garbage feed can have a million rejected rows; the page shows the first ones.
-        ids = list(super().get_queryset(request).order_by("run", "row_number").values_list("pk", flat=True)[:500])
-        return super().get_queryset(request).filter(pk__in=ids)
+        # A garbage feed can have a million rejected rows; the page shows the first ones of this run.
+        queryset = super().get_queryset(request)
+        run_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        if run_id is None or not str(run_id).isdigit():
+            return queryset.none()
+        first = list(
+            queryset.filter(run_id=int(run_id)).order_by("row_number", "pk").values_list("pk", flat=True)[:500]
+        )
+        return queryset.filter(pk__in=first).order_by("row_number", "pk")
 
 
 @admin.register(FeedRun)

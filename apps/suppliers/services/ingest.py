@@ -190,7 +190,8 @@ def validate(frame: pd.DataFrame, *, now: pd.Timestamp, max_age: timedelta, max_
             "qty": qty.to_numpy(),
             # UTC as naive datetime64: converting a million aware Timestamps to objects is slow.
             "ts": ts.dt.tz_localize(None).to_numpy(),
-            "reason": np.select(conditions, choices, default=""),
+            # Object array of a dozen shared strings: np.select on strings would build a wide unicode array.
+            "reason": np.array(["", *choices], dtype=object)[np.select(conditions, range(1, len(choices) + 1), 0)],
         }
     )
     present = [c for c in FINGERPRINT_COLUMNS if c in frame.columns]
@@ -243,7 +244,7 @@ def _load_mappings(supplier: Supplier) -> pd.DataFrame:
         io.StringIO(text),
         header=None,
         names=_MAPPING_COLUMNS,
-        dtype={"sku": str, "status": str, "fingerprint_old": str},
+        dtype={"sku": str, "status": "category", "fingerprint_old": "category"},
         keep_default_na=False,
         na_values={"item_id": [""], "last_qty": [""], "seen_epoch": [""]},
     )
@@ -307,6 +308,7 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
     with transaction.atomic():
         with connection.cursor() as cursor:
             _store_rejections(cursor, run, parsed.rejections, rejected, parsed.frame)
+        parsed.frame = parsed.frame.iloc[0:0]  # the raw text is no longer needed: free it before the writes
         if refusal:
             run.rows_changed = 0
             _close(run, FeedRun.Status.REFUSED, refusal)
@@ -382,7 +384,11 @@ def _apply(
     now: Any,
 ) -> int:
     qty_changed = accepted["last_qty"].isna() | (accepted["qty"].round(6) != accepted["last_qty"].round(6))
-    fp_changed = (accepted["fingerprint"] != "") & (accepted["fingerprint"] != accepted["fingerprint_old"].fillna(""))
+    if (accepted["fingerprint"] == "").all():
+        fp_changed = pd.Series(False, index=accepted.index)  # no listing columns in this feed
+    else:
+        old_fp = accepted["fingerprint_old"].astype(object).fillna("")
+        fp_changed = (accepted["fingerprint"] != "") & (accepted["fingerprint"] != old_fp)
     now_epoch = now.timestamp()
     seen_old = accepted["seen_epoch"].isna() | (accepted["seen_epoch"] < now_epoch - SEEN_RESOLUTION.total_seconds())
     touched = accepted.loc[qty_changed | fp_changed | seen_old]

@@ -128,11 +128,13 @@ def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logg
     supplier = make_supplier("adm4")
     mapping = make_mapping(supplier, "M1")
     make_mapping(supplier, "M2")
+    feed_ingest(supplier=supplier, raw=csv_feed([("M1", 2, now_iso()), ("M2", 3, now_iso()), ("EARLIER", 1, "never")]))
     run = feed_ingest(
         supplier=supplier, raw=csv_feed([("M1", 2, now_iso()), ("M2", 3, now_iso()), ("M3", -1, now_iso())])
     )
     page = admin_client_logged_in.get(f"/admin/suppliers/feedrun/{run.pk}/change/")
     assert page.status_code == 200 and "negative quantity" in page.content.decode()
+    assert "EARLIER" not in page.content.decode()  # only this run's rejected rows
     SupplierProduct.objects.filter(pk=mapping.pk).update(status="suspect")
     filtered = admin_client_logged_in.get("/admin/suppliers/supplierproduct/?status__exact=suspect")
     assert filtered.status_code == 200 and "M1" in filtered.content.decode()
