@@ -240,8 +240,10 @@ def _load_mappings(supplier: Supplier) -> pd.DataFrame:
         (text,) = cursor.fetchone()
     if not text:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in _MAPPING_COLUMNS})
+    data = text.encode()
+    del text  # a StringIO would hold it as 4 bytes per character
     frame = pd.read_csv(
-        io.StringIO(text),
+        io.BytesIO(data),
         header=None,
         names=_MAPPING_COLUMNS,
         dtype={"sku": str, "status": "category", "fingerprint_old": "category"},
