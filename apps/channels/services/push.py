@@ -37,15 +37,17 @@ log = structlog.get_logger("stockroom.sync")
 
 SIGNATURE_HEADER = "X-Stockroom-Signature"
 
+# Due rows first (most urgent, oldest first); the rest of the batch is filled with pending
+# rows that are not due yet: they ride along in a request that goes out anyway, for free.
 _DUE_ROWS = """
-SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.force_zero, w.repush, w.attempts, l.last_pushed_qty
+SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.force_zero, w.repush, w.attempts, l.last_pushed_qty,
+       (w.priority = 1
+        OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
+        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due
   FROM channels_syncwork w
   JOIN channels_listing l ON l.id = w.listing_id
  WHERE w.channel_id = %(channel)s AND w.state = 'pending' AND w.next_attempt_at <= clock_timestamp()
-   AND (w.priority = 1
-        OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
-        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s))
- ORDER BY w.priority, w.enqueued_at, w.listing_id
+ ORDER BY due DESC, w.priority, w.enqueued_at, w.listing_id
  LIMIT %(limit)s
 """
 
@@ -60,6 +62,7 @@ class DueRow:
     repush: bool
     attempts: int
     last_pushed_qty: int | None
+    due: bool
 
 
 @dataclass
@@ -176,7 +179,7 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
         if not rows:
             return
         if len(rows) < channel.batch_size:
-            age = (timezone.now() - min(row.enqueued_at for row in rows)).total_seconds()
+            age = (timezone.now() - min(row.enqueued_at for row in rows if row.due)).total_seconds()
             gather = float(sync_setting("SYNC_TIER1_GATHER_S"))
             if age < gather:
                 time.sleep(gather - age)
@@ -215,7 +218,8 @@ def _due_rows(channel: Channel) -> list[DueRow]:
                 "limit": max(1, channel.batch_size),
             },
         )
-        return [DueRow(*row) for row in cursor.fetchall()]
+        rows = [DueRow(*row) for row in cursor.fetchall()]
+    return rows if rows and rows[0].due else []
 
 
 def _held_back(channel: Channel, row: DueRow, available: int) -> int:
