@@ -398,10 +398,10 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
         for update in log["updates"]:
             as_of = datetime.fromisoformat(update["as_of"]).timestamp()
             per_sku[update["sku"]].append((as_of, update["arrived_at"], update["available"]))
-    for sku, rows in per_sku.items():
-        rows.sort()
-        arrivals[sku] = ([r[0] for r in rows], [r[1] for r in rows])
-        shown[sku] = max(rows, key=lambda r: r[1])[2]
+    for sku, seen in per_sku.items():
+        seen.sort()
+        arrivals[sku] = ([r[0] for r in seen], [r[1] for r in seen])
+        shown[sku] = max(seen, key=lambda r: r[1])[2]
     latencies: dict[int, list[float]] = defaultdict(list)
     by_channel: dict[tuple[int, str], list[float]] = defaultdict(list)
     channel_of = {sku: code for code, log in logs.items() for sku in {u["sku"] for u in log["updates"]}}
@@ -428,7 +428,7 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
     truth = listings_availability(list(Listing.objects.values_list("pk", flat=True)))
     wrong = sum(1 for a in truth.values() if shown.get(a.channel_sku) != a.available)
     dead = SyncWork.objects.filter(state=SyncWork.State.DEAD).count()
-    rows = []
+    rows: list[dict[str, Any]] = []
     print(f"\nchanges made: {n_changes} in {stream_seconds:.1f} s ({n_changes / stream_seconds:.0f}/s achieved, "
           f"target {args.rate:.0f}/s), listing changes: {listing_changes}")  # fmt: skip
     targets = {1: 2.0, 2: 30.0, 3: 300.0}

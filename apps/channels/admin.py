@@ -134,4 +134,4 @@ class SyncWorkAdmin(_SyncWorkAdminBase):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(_SyncWorkAdminBase):
-    list_filter = ("channel", "priority")
+    list_filter = ("channel", "priority", "reason")

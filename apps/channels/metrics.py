@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from apps.channels.conf import redis_key
@@ -69,7 +70,7 @@ def _cumulative(raw: dict[str, str]) -> list[tuple[str, float]]:
 
 
 class SyncCollector(Collector):
-    def describe(self) -> Iterator[object]:
+    def describe(self) -> Iterator[Metric]:
         """Names only, so that registering never touches the database or Redis."""
         yield GaugeMetricFamily("stockroom_sync_queue_depth", "", labels=["channel", "tier"])
         yield GaugeMetricFamily("stockroom_sync_dead_letters", "", labels=["channel"])
@@ -77,7 +78,7 @@ class SyncCollector(Collector):
             yield CounterMetricFamily(f"stockroom_sync_{name}", "", labels=["channel"])
         yield HistogramMetricFamily("stockroom_sync_latency_seconds", "", labels=["channel", "tier"])
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         from django.db import connection
 
         from apps.channels.limits import redis_client
@@ -116,7 +117,7 @@ class SyncCollector(Collector):
         yield dead
         yield from self._from_redis(codes, redis_client)
 
-    def _from_redis(self, codes: Iterable[str], redis_client: object) -> Iterator[object]:
+    def _from_redis(self, codes: Iterable[str], redis_client: object) -> Iterator[Metric]:
         codes = list(codes)
         try:
             pipe = redis_client().pipeline(transaction=False)  # type: ignore[operator]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
@@ -173,7 +174,7 @@ class DeadLetterManager(models.Manager["DeadLetter"]):
 class DeadLetter(SyncWork):
     """Sync work that failed its last allowed attempt; staff retry it from the admin."""
 
-    objects = DeadLetterManager()
+    objects: ClassVar[DeadLetterManager] = DeadLetterManager()
 
     class Meta:
         proxy = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import structlog
 from django.db import connection, transaction
@@ -129,7 +130,7 @@ def sync_work_enqueue(
         return Enqueued(0, {})
     priority = int(SyncPriority(priority))
     moved = sorted(set(pairs or []))
-    params: dict[str, object] = {
+    params: dict[str, Any] = {
         "priority": priority,
         "reason": reason[:60],
         "force_zero": force_zero,
