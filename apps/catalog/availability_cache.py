@@ -224,13 +224,27 @@ def _after_stock_change(pairs: list[tuple[int, int]]) -> None:
     availability_invalidate(listing_ids=listings_affected(pairs))
 
 
+def _after_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` after the commit; if it fails (the database or Redis went away just after the
+    commit), the bump is made up by an epoch bump on the next contact, and the writer's answer stands."""
+
+    def invalidate_after_commit() -> None:
+        try:
+            callback()
+        except Exception as err:  # the commit happened; only the invalidation is lost
+            state.failing = True
+            log.warning("availability_invalidation_deferred", error=f"{type(err).__name__}: {err}"[:300])
+
+    transaction.on_commit(invalidate_after_commit)
+
+
 def on_stock_changed(sender: object, *, pairs: Sequence[tuple[int, int]], **_kwargs: object) -> None:
     """Sent inside the writer's transaction; the bump waits for its commit (and is dropped on rollback)."""
-    transaction.on_commit(partial(_after_stock_change, list(pairs)), robust=True)
+    _after_commit(partial(_after_stock_change, list(pairs)))
 
 
 def on_configuration_changed(sender: object, **_kwargs: object) -> None:
-    transaction.on_commit(availability_invalidate_all, robust=True)
+    _after_commit(availability_invalidate_all)
 
 
 # A listing's own bookkeeping (what was last pushed) does not move its quantity.
@@ -242,4 +256,4 @@ def on_listing_changed(
 ) -> None:
     if update_fields is not None and set(update_fields) <= _LISTING_BOOKKEEPING:
         return
-    transaction.on_commit(partial(availability_invalidate, listing_ids=[instance.pk]), robust=True)
+    _after_commit(partial(availability_invalidate, listing_ids=[instance.pk]))

@@ -30,7 +30,7 @@ def incident_open(
     log.warning(
         "incident_opened", incident=incident.pk, kind=kind, item=item_id, location=location_id, shortfall=shortfall
     )
-    transaction.on_commit(partial(metrics.incident_committed, kind), robust=True)
+    transaction.on_commit(partial(metrics.incident_committed, kind))
     transaction.on_commit(partial(incident_opened.send, sender=Incident, incident_id=incident.pk))
     return incident
 
