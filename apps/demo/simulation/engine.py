@@ -21,11 +21,14 @@ from apps.demo.simulation.events import Event, Stream
 from apps.demo.simulation.world import World
 
 Allocation = list[tuple[str, str, int]]  # (sku, location, base units)
+# What Stockroom promises never happens: books that disagree with the shelves (concurrency) and
+# supplier stock that was not there (supplier data). The other causes are measured and kept small.
+GUARANTEED = ("warehouse", "supplier")
 CAUSES = {
     "store": "store shelf empty at shipping (till sales took it)",
     "warehouse": "warehouse shelf empty at shipping (books were wrong)",
     "supplier": "supplier had less than it reported",
-    "unallocated": "imported beyond stock (marketplace showed too much)",
+    "unallocated": "marketplace sold before the push arrived (sync latency)",
 }
 
 

@@ -12,6 +12,7 @@ number all day ("fixed"), written through the catalog's safety writer.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -29,7 +30,7 @@ from apps.catalog.models import Item, Location
 from apps.catalog.services.safety import safety_apply
 from apps.core.services import token_create
 from apps.demo.simulation.engine import Decision
-from apps.demo.simulation.events import STORE_HOURS, Event, Stream
+from apps.demo.simulation.events import Event, Stream
 from apps.demo.simulation.world import World
 from apps.forecasting.services.math import safety_levels
 from apps.orders.models import Order, OrderLine, Reservation
@@ -219,6 +220,9 @@ class StockroomSystem:
             for sku in self.world.items
             for store in self.world.stores
         }
+        self.sale_unit = {
+            ids: 500 if self.world.item_units[sku] == "g" else 1 for (sku, _), ids in self.pair_ids.items()
+        }
 
     def _safety_for_hour(self, hour: int) -> dict[tuple[int, int], int]:
         pairs = list(self.pair_ids)
@@ -252,7 +256,8 @@ class StockroomSystem:
             self._safety_hour = hour
             values = self._safety_for_hour(hour)
             safety_apply(values=values, reason="simulation hourly safety stock")
-            self._hidden_now = sum(values.values()) if STORE_HOURS[hour] else 0
+            # In sale units (a 500 g pack counts once), so grams do not drown the pieces.
+            self._hidden_now = sum(value // self.sale_unit[pair] for pair, value in values.items())
         self._hidden_samples.append(self._hidden_now)
 
     def safety_hidden_units(self) -> int:
@@ -304,16 +309,29 @@ class StockroomSystem:
         unallocated = sum(OrderLine.objects.filter(order_id=order_id).values_list("unallocated_quantity", flat=True))
         return Decision(True, allocation, unallocated)
 
-    def _order_action(self, key: str, action: str) -> None:
-        order_id = self._orders.pop(key)
+    def _order_action(self, key: str, action: str) -> int:
+        order_id = self._orders[key]
         channel = Order.objects.filter(pk=order_id).values_list("channel__code", flat=True).get()
-        self._call(self.tokens[channel.removeprefix(f"{self.run}-")], "post", f"orders/{order_id}/{action}/", {})
+        token = self.tokens[channel.removeprefix(f"{self.run}-")]
+        response = self._call(
+            token,
+            "post",
+            f"orders/{order_id}/{action}/",
+            {},
+            ok=(200, 201, 409),
+            **{"Idempotency-Key": f"{self.run}-{key}-{action}"},
+        )
+        return int(response.status_code)
 
     def fulfil(self, key: str) -> None:
-        self._order_action(key, "fulfil")
+        """Ship the order; if tills took its units off the shelf, Stockroom refuses and staff cancel it."""
+        if self._order_action(key, "fulfil") == 409:
+            self._order_action(key, "cancel")
+        self._orders.pop(key, None)
 
     def cancel(self, key: str) -> None:
         self._order_action(key, "cancel")
+        self._orders.pop(key, None)
 
     def pos_sale(self, event: Event) -> None:
         self._movement("pos_sale", event.location, event.sku, event.quantity, f"pos-{event.seq}")
@@ -347,7 +365,9 @@ class StockroomSystem:
             lines = [f"{supplier}-{sku},{n},{now}" for sku, n in reported.items()]
             path.write_text("supplier_sku,quantity,updated_at\n" + "\n".join(lines) + "\n")
         try:
-            call_command("import_feed", "--supplier", self.code(supplier), str(path), verbosity=0)
+            call_command(
+                "import_feed", "--supplier", self.code(supplier), str(path), stdout=io.StringIO(), stderr=io.StringIO()
+            )
         except SystemExit:
             pass  # a refused feed exits non-zero; the last good data stays, which is the point
         except Exception as err:  # the command reports a refused run as a CommandError
