@@ -233,4 +233,4 @@ def test_webhook_query_count_is_pinned_whatever_the_number_of_items(client, push
         push(40, 3)
 
 
-PUSH_QUERIES = 30
+PUSH_QUERIES = 28
