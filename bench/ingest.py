@@ -24,6 +24,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -72,7 +73,7 @@ def _write_feed(path: Path, skus: np.ndarray, quantities: np.ndarray, stamp: str
     frame.to_csv(path, index=False)
 
 
-def _seed(rows: int) -> object:
+def _seed(rows: int) -> Any:
     """N items and one supplier mapping per item, written with set-based SQL (seeding is not measured)."""
     from django.db import connection
 
@@ -137,7 +138,7 @@ def _plain_sql(path: Path, previous: Path) -> float:
     return elapsed
 
 
-def _ingest(supplier: object, path: Path) -> tuple[float, object]:
+def _ingest(supplier: Any, path: Path) -> tuple[float, Any]:
     from apps.suppliers.services.ingest import feed_ingest
 
     started = time.perf_counter()

@@ -77,7 +77,9 @@ def supplier_levels_set(
             INSERT INTO catalog_stocklevel (item_id, location_id, on_hand, reserved, safety, allow_negative, updated_at)
             SELECT t.item_id, %(location)s, 0, 0, 0, %(negative)s, now() FROM feed_targets t
              WHERE t.target > 0  -- a missing level already reads 0
-            ORDER BY t.item_id
+               AND NOT EXISTS (SELECT 1 FROM catalog_stocklevel s
+                                WHERE s.item_id = t.item_id AND s.location_id = %(location)s)
+             ORDER BY t.item_id
             ON CONFLICT (item_id, location_id) DO NOTHING
             """,
             {"location": location.pk, "negative": location.allow_negative},

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from apps.catalog.models import Item
 from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
 
-_REQUIRED_SETTINGS = {
+_REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
     Supplier.Connector.REST: ("url",),
     Supplier.Connector.SFTP: ("host", "username", "path", "host_key"),
     Supplier.Connector.FOLDER: ("path",),
@@ -23,7 +23,7 @@ class SupplierSerializer(serializers.ModelSerializer):
         write_only=True, required=False, allow_blank=True, max_length=500, trim_whitespace=False
     )
     secret_set = serializers.SerializerMethodField()
-    location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    location: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     settings = serializers.JSONField(required=False)
 
     class Meta:
@@ -56,7 +56,7 @@ class SupplierSerializer(serializers.ModelSerializer):
             "breaker_state",
             "is_stale",
         ]
-        extra_kwargs = {"code": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"code": {"validators": []}}
 
     def get_secret_set(self, supplier: Supplier) -> bool:
         return bool(supplier.secret)
@@ -83,7 +83,7 @@ class SupplierSerializer(serializers.ModelSerializer):
         connector = attrs.get("connector", getattr(self.instance, "connector", None))
         settings = attrs.get("settings", getattr(self.instance, "settings", None)) or {}
         secret = attrs.get("secret", getattr(self.instance, "secret", ""))
-        missing = [k for k in _REQUIRED_SETTINGS.get(connector, ()) if not settings.get(k)]
+        missing = [k for k in _REQUIRED_SETTINGS.get(str(connector), ()) if not settings.get(k)]
         if missing:
             raise serializers.ValidationError({"settings": [f"A {connector} supplier needs: {', '.join(missing)}."]})
         if connector == Supplier.Connector.WEBHOOK and not secret:
@@ -92,7 +92,9 @@ class SupplierSerializer(serializers.ModelSerializer):
 
 
 class SupplierProductSerializer(serializers.ModelSerializer):
-    supplier = serializers.SlugRelatedField(slug_field="code", queryset=Supplier.objects.all())
+    supplier: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", queryset=Supplier.objects.all()
+    )
     item = serializers.SlugRelatedField(slug_field="sku", queryset=Item.objects.all(), allow_null=True, required=False)
     status = serializers.ChoiceField(
         choices=[SupplierProduct.Status.ACTIVE, SupplierProduct.Status.SUSPECT, SupplierProduct.Status.VANISHED],
@@ -137,7 +139,7 @@ class SupplierProductSerializer(serializers.ModelSerializer):
 
 
 class FeedRunSerializer(serializers.ModelSerializer):
-    supplier = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    supplier: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     duration_s = serializers.SerializerMethodField()
 
     class Meta:

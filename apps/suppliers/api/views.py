@@ -39,7 +39,7 @@ class SupplierViewSet(viewsets.ModelViewSet):
     lookup_field = "code"
     lookup_value_regex = r"[^/]+"
 
-    def perform_create(self, serializer: SupplierSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         serializer.instance = supplier_create(
             code=data.pop("code"),
@@ -49,7 +49,8 @@ class SupplierViewSet(viewsets.ModelViewSet):
             **data,
         )
 
-    def perform_update(self, serializer: SupplierSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        assert isinstance(serializer.instance, Supplier)
         serializer.instance = supplier_update(
             supplier=serializer.instance, actor=_actor(self.request), **serializer.validated_data
         )
@@ -79,17 +80,18 @@ class SupplierProductViewSet(viewsets.ModelViewSet):
             queryset = queryset.filter(status=wanted)
         return queryset
 
-    def perform_create(self, serializer: SupplierProductSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         supplier = data.pop("supplier")
         serializer.instance = supplier_product_save(
             mapping=None, supplier=supplier, data=data, actor=_actor(self.request)
         )
 
-    def perform_update(self, serializer: SupplierProductSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         data.pop("supplier", None)
         mapping = serializer.instance
+        assert isinstance(mapping, SupplierProduct)
         serializer.instance = supplier_product_save(
             mapping=mapping, supplier=mapping.supplier, data=data, actor=_actor(self.request)
         )

@@ -10,13 +10,14 @@ backoff_max_s (30), max_pages (1000), max_bytes (200 MB over all pages).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from apps.suppliers.connectors.base import DEFAULT_MAX_BYTES, FeedFetchError, TransientFetchError
 
@@ -67,6 +68,14 @@ def _get_page(session: requests.Session, url: str, params: dict, timeout: tuple[
         raise FeedFetchError(f"{url}: malformed JSON ({err})") from err
 
 
+def _log_retry(url: str) -> Callable[[RetryCallState], None]:
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.info("supplier_poll_retry", url=url, attempt=state.attempt_number, error=str(error))
+
+    return log_retry
+
+
 def rest_fetch(*, settings: dict, secret: str, trial: bool = False) -> RestFeed:
     """Fetch every page. A half-open breaker's trial poll gets a single attempt per page."""
     url = settings.get("url")
@@ -86,9 +95,7 @@ def rest_fetch(*, settings: dict, secret: str, trial: bool = False) -> RestFeed:
         wait=wait_exponential_jitter(multiplier=backoff, max=float(settings.get("backoff_max_s", 30)), jitter=backoff),
         retry=retry_if_exception_type(TransientFetchError),
         reraise=True,
-        before_sleep=lambda state: log.info(
-            "supplier_poll_retry", url=url, attempt=state.attempt_number, error=str(state.outcome.exception())
-        ),
+        before_sleep=_log_retry(url),
     )
     records: list[Any] = []
     used = pages = 0

@@ -44,9 +44,13 @@ class SftpSource:
             self.transport.connect(
                 hostkey=_host_key(settings["host_key"]), username=settings["username"], password=secret or None
             )
-            self.client = paramiko.SFTPClient.from_transport(self.transport)
-            assert self.client is not None
-            self.client.get_channel().settimeout(timeout)
+            client = paramiko.SFTPClient.from_transport(self.transport)
+            if client is None:
+                raise paramiko.SSHException("no SFTP subsystem")
+            self.client: paramiko.SFTPClient = client
+            channel = client.get_channel()
+            if channel is not None:
+                channel.settimeout(timeout)
             self.is_folder = stat.S_ISDIR(self.client.stat(self.path).st_mode or 0)
         except paramiko.AuthenticationException as err:
             self.close()

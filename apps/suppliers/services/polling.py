@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, cast
 
 import structlog
 from django.core.cache import cache
@@ -52,7 +53,8 @@ def supplier_poll(*, supplier_id: int, lock_seconds: int | None = None) -> list[
     if supplier is None or supplier.connector == Supplier.Connector.WEBHOOK:
         return []
     ttl = lock_seconds or max(60, supplier.poll_interval_s * 4)
-    lock = cache.lock(poll_lock_key(supplier.pk), timeout=ttl, thread_local=False)
+    # django-redis: a Redis lock under the cache's key prefix (the cache here is always Redis).
+    lock = cast(Any, cache).lock(poll_lock_key(supplier.pk), timeout=ttl, thread_local=False)
     if not lock.acquire(blocking=False):
         log.info("supplier_poll_skipped", supplier=supplier.code, reason="already polling")
         return []

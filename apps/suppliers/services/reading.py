@@ -140,7 +140,7 @@ def read_xml(raw: bytes) -> ParsedFeed:
 
 def records_frame(records: Sequence[Any]) -> ParsedFeed:
     """Items already parsed (JSON pages, webhook bodies, XML elements) as a text table."""
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     rejections: list[dict[str, Any]] = []
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
@@ -148,7 +148,7 @@ def records_frame(records: Sequence[Any]) -> ParsedFeed:
                 {"row_number": number, "supplier_sku": "", "raw": _raw_text(record), "reason": "item is not an object"}
             )
             continue
-        row = {
+        row: dict[str, Any] = {
             str(k).lower(): ("" if v is None else v if isinstance(v, str) else json.dumps(v)) for k, v in record.items()
         }
         row["row_number"] = number
