@@ -1,0 +1,286 @@
+"""The living demo behind `make run`: simulated channels and suppliers, tills and shoppers.
+
+Everything goes through the running web server's real API, as integrators would: the staff
+API wires two suppliers (a REST feed that inflates its numbers threefold and a CSV drop
+folder) and points the demo channels at local channel simulators; then, at a gentle pace,
+shoppers order online (reserve on the webshop, imports from the marketplace), tills sell in
+two stores, the warehouse receives deliveries, and the CSV supplier drops a file now and then.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import requests
+import structlog
+
+from apps.channels.simulator import ChannelSimulator
+
+log = structlog.get_logger("stockroom.demo")
+
+CHANNEL_RATES = {"shop1": (5.0, 10), "market1": (2.0, 4), "deliver1": (1.0, 2)}
+REST_SUPPLIER = "ACME"
+CSV_SUPPLIER = "BULKCO"
+ACME_ITEMS = {"HOOD-S": 40, "HOOD-M": 25, "HOOD-L": 30, "CAP": 60}
+BULK_ITEMS = {"BULK-SOCK-12": ("SOCK", 12, 1, 30), "BULK-COFFEE-KG": ("COFFEE", 1, 1000, 80)}
+
+
+class SupplierFeedServer:
+    """A supplier's REST endpoint: paginated JSON whose numbers are three times what it really has."""
+
+    def __init__(self, *, inflation: float = 3.0, page_size: int = 2) -> None:
+        self.real = dict(ACME_ITEMS)
+        self.inflation, self.page_size = inflation, page_size
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                page = int(parse_qs(urlparse(self.path).query).get("page", ["1"])[0])
+                body = json.dumps(server.page(page)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/items"
+
+    def page(self, number: int) -> dict[str, Any]:
+        with self.lock:
+            rows = sorted(self.real.items())
+        chunk = rows[(number - 1) * self.page_size : number * self.page_size]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        items = [
+            {"supplier_sku": f"ACME-{sku}", "quantity": int(n * self.inflation), "updated_at": now} for sku, n in chunk
+        ]
+        return {"items": items}
+
+    def sell_elsewhere(self, rng: random.Random) -> None:
+        with self.lock:
+            sku = rng.choice(sorted(self.real))
+            self.real[sku] = max(0, self.real[sku] - rng.randint(1, 3)) if rng.random() < 0.8 else self.real[sku] + 10
+
+    def start(self) -> SupplierFeedServer:
+        threading.Thread(target=self.httpd.serve_forever, name="demo-supplier", daemon=True).start()
+        return self
+
+
+@dataclass
+class Api:
+    base: str
+    token: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def call(self, method: str, path: str, body: Any = None, *, token: str | None = None, key: str = "") -> Any:
+        headers = {"Authorization": f"Token {token or self.token}"}
+        if key:
+            headers["Idempotency-Key"] = key
+        response = self.session.request(method, f"{self.base}/api/v1/{path}", json=body, headers=headers, timeout=10)
+        if response.status_code >= 500:
+            log.warning("demo_api_error", path=path, status=response.status_code)
+        return response
+
+
+class LiveDemo:
+    def __init__(
+        self, *, base_url: str, staff_token: str, channel_tokens: dict[str, str], var_dir: Path, seed: int = 0
+    ):
+        self.api = Api(base_url, staff_token)
+        self.channel_tokens = channel_tokens
+        self.rng = random.Random(seed)
+        self.drop = var_dir / "demo" / "bulkco-drop"
+        self.simulators: dict[str, ChannelSimulator] = {}
+        self.open_orders: list[tuple[float, str, int]] = []  # (due, channel, order id)
+        self.counter = 0
+
+    # --- wiring ------------------------------------------------------------------------------
+
+    def wire(self) -> None:
+        self.drop.mkdir(parents=True, exist_ok=True)
+        self.acme = SupplierFeedServer().start()
+        for code, (rate, burst) in CHANNEL_RATES.items():
+            secret = f"demo-{code}-secret"
+            self.simulators[code] = ChannelSimulator(rate=rate, burst=burst, secret=secret).start()
+            self.api.call(
+                "patch",
+                f"channels/{code}/",
+                {"push_url": self.simulators[code].url, "secret": secret, "rate_per_s": rate, "burst": burst},
+            )
+        self._ensure(
+            "suppliers",
+            REST_SUPPLIER,
+            {
+                "code": REST_SUPPLIER,
+                "name": "Acme Apparel (REST, inflates 3x)",
+                "connector": "rest",
+                "settings": {"url": self.acme.url, "items_key": "items", "page_param": "page"},
+                "trust_factor": "0.300",
+                "cap": 20,
+                "max_age_minutes": 10,
+                "poll_interval_s": 60,
+            },
+        )
+        self._ensure(
+            "suppliers",
+            CSV_SUPPLIER,
+            {
+                "code": CSV_SUPPLIER,
+                "name": "Bulk & Co (CSV drop folder)",
+                "connector": "folder",
+                "settings": {"path": str(self.drop), "format": "csv"},
+                "trust_factor": "0.900",
+                "cap": 100000,
+                "max_age_minutes": 15,
+                "poll_interval_s": 60,
+            },
+        )
+        existing = {(m["supplier"], m["supplier_sku"]) for m in self._all("supplier-products/")}
+        mappings = [(REST_SUPPLIER, f"ACME-{sku}", sku, 1, 1) for sku in ACME_ITEMS]
+        mappings += [(CSV_SUPPLIER, code, item, pack, factor) for code, (item, pack, factor, _) in BULK_ITEMS.items()]
+        for supplier, supplier_sku, item, pack, factor in mappings:
+            if (supplier, supplier_sku) not in existing:
+                self.api.call(
+                    "post",
+                    "supplier-products/",
+                    {
+                        "supplier": supplier,
+                        "supplier_sku": supplier_sku,
+                        "item": item,
+                        "units_per_pack": pack,
+                        "unit_factor": factor,
+                    },
+                )
+        self.api.call("patch", "channels/market1/", {"locations": ["WH", REST_SUPPLIER]})
+        self.drop_csv()
+        log.info("demo_wired", channels={c: s.url for c, s in self.simulators.items()}, supplier_feed=self.acme.url)
+
+    def _all(self, path: str) -> list[dict[str, Any]]:
+        rows, url = [], path
+        while url:
+            page = self.api.call("get", url).json()
+            rows += page.get("results", [])
+            url = page["next"].split("/api/v1/", 1)[1] if page.get("next") else ""
+        return rows
+
+    def _ensure(self, collection: str, code: str, body: dict[str, Any]) -> None:
+        if self.api.call("get", f"{collection}/{code}/").status_code == 404:
+            response = self.api.call("post", f"{collection}/", body)
+            log.info("demo_created", what=collection, code=code, status=response.status_code)
+
+    # --- traffic -------------------------------------------------------------------------------
+
+    def drop_csv(self) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = ["supplier_sku,quantity,updated_at,description"]
+        for code, (_, _, _, typical) in BULK_ITEMS.items():
+            lines.append(f"{code},{max(0, typical + self.rng.randint(-10, 10))},{now},demo")
+        (self.drop / f"bulkco-{int(time.time())}.csv").write_text("\n".join(lines) + "\n")
+
+    def _key(self, what: str) -> str:
+        self.counter += 1
+        return f"demo-{what}-{int(time.time())}-{self.counter}"
+
+    def online_order(self, channel: str, mode: str) -> None:
+        listings = [row for row in self._available(channel) if row["available"] > 0]
+        if not listings:
+            return
+        row = self.rng.choice(listings)
+        key = self._key("order")
+        body = {"external_id": key, "lines": [{"sku": row["sku"], "quantity": 1}], "mode": mode, "hold_minutes": 5}
+        response = self.api.call("post", "orders/", body, token=self.channel_tokens[channel], key=key)
+        log.info("demo_order", channel=channel, sku=row["sku"], mode=mode, status=response.status_code)
+        if response.status_code == 201:
+            due = time.monotonic() + self.rng.uniform(15, 90)
+            self.open_orders.append((due, channel, response.json()["id"]))
+
+    def _available(self, channel: str) -> list[dict[str, Any]]:
+        skus = [
+            f"{channel.upper()}-{p}" for p in ("HOOD-S", "HOOD-M", "HOOD-L", "CAP", "SOCK-3PK", "COFFEE-500", "KIT")
+        ]
+        query = "&".join(f"sku={s}" for s in skus)
+        response = self.api.call("get", f"availability/?{query}", token=self.channel_tokens[channel])
+        return response.json().get("results", []) if response.status_code == 200 else []
+
+    def settle_orders(self) -> None:
+        now = time.monotonic()
+        due = [o for o in self.open_orders if o[0] <= now]
+        self.open_orders = [o for o in self.open_orders if o[0] > now]
+        for _, channel, order_id in due:
+            action = "cancel" if self.rng.random() < 0.1 else "fulfil"
+            response = self.api.call(
+                "post", f"orders/{order_id}/{action}/", {}, token=self.channel_tokens[channel], key=self._key(action)
+            )
+            log.info("demo_order_settled", channel=channel, order=order_id, action=action, status=response.status_code)
+
+    def till_sale(self) -> None:
+        store = self.rng.choice(["S1", "S2"])
+        item, quantity = self.rng.choice([("HOOD-M", 1), ("HOOD-S", 1), ("CAP", 1), ("SOCK", 2), ("COFFEE", 250)])
+        response = self.api.call(
+            "post",
+            "stock/movements/",
+            {
+                "location": store,
+                "item": item,
+                "kind": "pos_sale",
+                "quantity": quantity,
+                "idempotency_key": self._key("pos"),
+            },
+        )
+        log.info("demo_till_sale", store=store, item=item, quantity=quantity, status=response.status_code)
+
+    def delivery(self) -> None:
+        for item, quantity in (("HOOD-S", 4), ("HOOD-M", 6), ("HOOD-L", 4), ("CAP", 8), ("SOCK", 30)):
+            self.api.call(
+                "post",
+                "stock/movements/",
+                {
+                    "location": "WH",
+                    "item": item,
+                    "kind": "receipt",
+                    "quantity": quantity,
+                    "idempotency_key": self._key("receipt"),
+                },
+            )
+        log.info("demo_delivery", location="WH")
+
+    def run(self, stop: threading.Event, *, pace_s: float = 2.0) -> None:
+        last_delivery = last_csv = time.monotonic()
+        while not stop.is_set():
+            roll = self.rng.random()
+            try:
+                if roll < 0.35:
+                    self.online_order("shop1", "reserve")
+                elif roll < 0.55:
+                    self.online_order("market1", "import")
+                elif roll < 0.65:
+                    self.online_order("deliver1", "import")
+                else:
+                    self.till_sale()
+                self.settle_orders()
+                self.acme.sell_elsewhere(self.rng)
+                if time.monotonic() - last_delivery > 120:
+                    self.delivery()
+                    last_delivery = time.monotonic()
+                if time.monotonic() - last_csv > 90:
+                    self.drop_csv()
+                    last_csv = time.monotonic()
+            except requests.RequestException as err:
+                log.warning("demo_request_failed", error=str(err))
+            stop.wait(self.rng.uniform(0.5, 1.5) * pace_s)

@@ -1,0 +1,76 @@
+"""`make run`'s demo process: a living shop while a person watches (local setup only)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+
+from apps.channels.models import Channel
+from apps.core.models import ApiToken
+from apps.core.services import token_create, token_revoke
+from apps.demo.live import CHANNEL_RATES, LiveDemo
+
+DEMO_TOKEN = "demo"
+
+
+class Command(BaseCommand):
+    help = "Run the living demo against the local web server (does nothing but wait when demo mode is off)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('STOCKROOM_PORT', '8000')}")
+        parser.add_argument("--pace", type=float, default=2.0, help="seconds between shoppers, on average")
+        parser.add_argument("--seed", type=int, default=0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if not settings.STOCKROOM_DEMO_MODE:
+            self.stdout.write("demo mode is off (STOCKROOM_DEMO_MODE=0): no simulated traffic")
+            stop.wait()
+            return
+        if not self._wait_for(options["base_url"], stop):
+            return
+        demo = LiveDemo(
+            base_url=options["base_url"],
+            staff_token=self._staff_token(),
+            channel_tokens=self._channel_tokens(),
+            var_dir=settings.VAR_DIR,
+            seed=options["seed"],
+        )
+        demo.wire()
+        self.stdout.write(
+            "demo running: channel simulators "
+            + ", ".join(f"{code} {sim.url}" for code, sim in demo.simulators.items())
+            + f"; supplier feed {demo.acme.url}"
+        )
+        demo.run(stop, pace_s=options["pace"])
+
+    def _wait_for(self, base_url: str, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            try:
+                if requests.get(f"{base_url}/healthz", timeout=2).status_code in (200, 503):
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        return False
+
+    def _staff_token(self) -> str:
+        users = get_user_model().objects
+        bot = users.filter(username="demo-bot").first() or users.create_user(username="demo-bot", is_staff=True)
+        for old in ApiToken.objects.filter(name=DEMO_TOKEN, revoked_at__isnull=True):
+            token_revoke(token=old)
+        return token_create(staff_username=bot.username, name=DEMO_TOKEN)
+
+    def _channel_tokens(self) -> dict[str, str]:
+        codes = Channel.objects.filter(code__in=list(CHANNEL_RATES)).values_list("code", flat=True)
+        return {code: token_create(channel_code=code, name=DEMO_TOKEN) for code in codes}
