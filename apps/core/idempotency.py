@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 
 from apps.core.errors import DomainError, IdempotencyKeyReused, InvalidIdempotencyKey
@@ -14,10 +15,29 @@ from apps.core.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
 
+# ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit or abort,
+# so two racing calls are serialised by the unique constraint itself, with no extra lock.
+_CLAIM = """
+INSERT INTO core_idempotencyrecord (scope, key, request_hash, status_code, response_body, created_at)
+VALUES (%s, %s, %s, %s, %s::jsonb, now())
+ON CONFLICT (scope, key) DO NOTHING
+RETURNING id
+"""
+
+
+class _AlreadyAnswered(Exception):
+    """The key was recorded by another call: undo this one's work and replay that answer."""
+
 
 def request_fingerprint(*, method: str, path: str, body: Any) -> str:
     canonical = json.dumps({"m": method, "p": path, "b": body}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _claim(scope: str, key: str, fingerprint: str, status_code: int, body: Any) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [scope, key, fingerprint, status_code, json.dumps(body, cls=DjangoJSONEncoder)])
+        return cursor.fetchone() is not None
 
 
 def idempotent_call(
@@ -25,26 +45,29 @@ def idempotent_call(
 ) -> tuple[int, Any, bool]:
     """Run ``handler`` once per (scope, key); returns (status, body, replayed).
 
-    The handler's writes and the record commit together, so a crash leaves neither.
-    Concurrent calls with the same key wait on a transaction-level advisory lock.
-    Domain refusals (4xx) are remembered too, so a replay is refused the same way.
+    The handler's writes and the record commit together, so a crash leaves neither. The
+    record is claimed after the work, in the same transaction: the common first call costs
+    one statement. A replay (rare) runs the handler again, finds the key taken, rolls its
+    work back and answers what was recorded. Domain refusals (4xx) are recorded too, so a
+    replay is refused the same way.
     """
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidIdempotencyKey(f"Idempotency key must be 1 to {MAX_KEY_LENGTH} characters.")
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{scope}\x1f{key}"])
-        existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
-        if existing is not None:
-            if existing.request_hash != fingerprint:
-                raise IdempotencyKeyReused(key=key)
-            return existing.status_code, existing.response_body, True
-        try:
-            with transaction.atomic():
-                status_code, body = handler()
-        except DomainError as err:
-            status_code, body = err.status_code, err.as_body()
-        IdempotencyRecord.objects.create(
-            scope=scope, key=key, request_hash=fingerprint, status_code=status_code, response_body=body
-        )
+    try:
+        with transaction.atomic():
+            status_code, body = handler()
+            if not _claim(scope, key, fingerprint, status_code, body):
+                raise _AlreadyAnswered
         return status_code, body, False
+    except _AlreadyAnswered:
+        pass
+    except DomainError as err:
+        # The work was rolled back; remember the refusal unless another call answered first.
+        status_code, body = err.status_code, err.as_body()
+        with transaction.atomic():
+            if _claim(scope, key, fingerprint, status_code, body):
+                return status_code, body, False
+    existing = IdempotencyRecord.objects.get(scope=scope, key=key)
+    if existing.request_hash != fingerprint:
+        raise IdempotencyKeyReused(key=key)
+    return existing.status_code, existing.response_body, True

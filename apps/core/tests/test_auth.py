@@ -129,3 +129,16 @@ def test_unknown_api_path_is_404_json(staff_api):
     response = staff_api.post("/api/v1/whoami/", {}, format="json")
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+def test_throttle_counts_per_token_and_answers_429(staff_user, channel, monkeypatch):
+    from apps.core.throttling import TokenRateThrottle
+
+    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": "3/min"})
+    staff = client_with(token_create(staff_username=staff_user.username))
+    other = client_with(token_create(channel_code="shop1"))
+    assert [staff.get("/api/v1/whoami/").status_code for _ in range(3)] == [200, 200, 200]
+    refused = staff.get("/api/v1/whoami/")
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled" and 0 < refused.json()["retry_after"] <= 61
+    assert other.get("/api/v1/whoami/").status_code == 200, "another token has its own budget"

@@ -15,18 +15,18 @@ def fp(body):
     return request_fingerprint(method="POST", path="/api/v1/orders/", body=body)
 
 
-def test_replay_returns_first_answer_and_runs_once():
-    calls = []
+def test_replay_returns_first_answer_and_its_work_stands_once():
+    from apps.catalog.models import Location
 
     def handler():
-        calls.append(1)
-        return 201, {"id": len(calls)}
+        location = Location.objects.create(code=f"L{Location.objects.count()}", name="x")
+        return 201, {"id": location.pk, "code": location.code}
 
     first = idempotent_call(scope="channel:1", key="k1", fingerprint=fp({"a": 1}), handler=handler)
     again = idempotent_call(scope="channel:1", key="k1", fingerprint=fp({"a": 1}), handler=handler)
-    assert first == (201, {"id": 1}, False)
-    assert again == (201, {"id": 1}, True)
-    assert calls == [1]
+    assert first[2] is False and again == (first[0], first[1], True)
+    # The replay's own work was rolled back: one location, the first one.
+    assert list(Location.objects.values_list("code", flat=True)) == ["L0"]
 
 
 def test_same_key_other_body_is_refused():
