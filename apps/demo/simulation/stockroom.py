@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -24,13 +23,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from rest_framework.test import APIClient
 
 from apps.catalog.models import Item, Location
 from apps.catalog.services.safety import safety_apply
 from apps.core.services import token_create
 from apps.demo.simulation.engine import Decision
 from apps.demo.simulation.events import Event, Stream
+from apps.demo.simulation.transport import InProcess, Transport
 from apps.demo.simulation.world import World
 from apps.forecasting.services.math import safety_levels
 from apps.orders.models import Order, OrderLine, Reservation
@@ -51,6 +50,7 @@ class StockroomSystem:
         exposure_minutes: float = 70.0,
         fixed_safety: int | None = None,
         work_dir: Path,
+        transport: Transport | None = None,
     ) -> None:
         self.name = f"Stockroom ({safety} safety stock)"
         self.display_interval_s = tick_s
@@ -59,7 +59,7 @@ class StockroomSystem:
         self.fixed_safety = fixed_safety
         self.run = uuid.uuid4().hex[:6]
         self.work_dir = work_dir
-        self._local = threading.local()
+        self.transport: Transport = transport or InProcess()
         self._orders: dict[str, int] = {}
         self._hidden_samples: list[int] = []
         self._safety_hour = -1
@@ -70,20 +70,15 @@ class StockroomSystem:
     def code(self, name: str) -> str:
         return f"{self.run}-{name}"
 
-    def _client(self, token: str) -> APIClient:
-        clients = getattr(self._local, "clients", None)
-        if clients is None:
-            clients = self._local.clients = {}
-        if token not in clients:
-            client = APIClient()
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-            clients[token] = client
-        return clients[token]
-
     def _call(
         self, token: str, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201), **headers: str
     ) -> Any:
-        response = getattr(self._client(token), method)(f"/api/v1/{path}", body, format="json", headers=headers)
+        response = self.transport.request(
+            method,
+            f"/api/v1/{path}",
+            body=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Token {token}", **headers},
+        )
         if response.status_code not in ok:
             raise SimulationError(f"{method.upper()} {path} -> {response.status_code}: {response.content[:400]!r}")
         return response
@@ -349,10 +344,10 @@ class StockroomSystem:
             body = json.dumps({"items": items}).encode()
             stamp = str(int(time.time()))
             signature = webhook_signature(secret=self.secrets[supplier], timestamp=stamp, body=body)
-            response = APIClient().post(
+            response = self.transport.request(
+                "post",
                 f"/api/v1/suppliers/{self.code(supplier)}/webhook/",
-                body,
-                content_type="application/json",
+                body=body,
                 headers={"X-Timestamp": stamp, "X-Signature": signature},
             )
             if response.status_code >= 300:

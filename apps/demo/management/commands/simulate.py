@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from apps.demo.simulation.events import generate
 from apps.demo.simulation.naive import NaiveSystem
 from apps.demo.simulation.report import markdown, write
 from apps.demo.simulation.stockroom import StockroomSystem
+from apps.demo.simulation.transport import Http, InProcess, LocalServer, Transport
 from apps.demo.simulation.world import build_world
 
 
@@ -42,6 +44,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--service-level", type=float, default=0.95)
         parser.add_argument("--exposure-minutes", type=float, default=70.0, help="till demand window to cover")
+        parser.add_argument(
+            "--server",
+            default="auto",
+            help="auto: start gunicorn on a free port; inprocess: no sockets; or the base URL of a running server",
+        )
+        parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers when --server auto")
         parser.add_argument("--out", default=str(Path(settings.VAR_DIR) / "reports"), help="report folder")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -58,7 +66,17 @@ class Command(BaseCommand):
             f"{stream.online_orders:,} online orders"
         )
         outcomes: list[Outcome] = []
-        with tempfile.TemporaryDirectory(prefix="stockroom-sim-") as work:
+        with contextlib.ExitStack() as stack:
+            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="stockroom-sim-"))
+            transport: Transport
+            if options["server"] == "inprocess":
+                transport = InProcess()
+            elif options["server"] == "auto":
+                server = stack.enter_context(LocalServer(workers=options["web_workers"]))
+                transport = Http(server.url)
+                self.stdout.write(f"web server for the simulation: {server.url} ({options['web_workers']} workers)")
+            else:
+                transport = Http(options["server"])
             systems: list[Any] = [
                 StockroomSystem(
                     tick_s=options["tick"],
@@ -66,6 +84,7 @@ class Command(BaseCommand):
                     service_level=options["service_level"],
                     exposure_minutes=options["exposure_minutes"],
                     work_dir=Path(work),
+                    transport=transport,
                 )
                 for mode in options["safety"].split(",")
                 if mode.strip()
