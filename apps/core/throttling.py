@@ -41,7 +41,8 @@ class TokenRateThrottle(SimpleRateThrottle):
         if self.rate is None:
             return True
         key = self.get_cache_key(request, view)
-        window = int(self.duration)
+        limit, duration = self.parse_rate(self.rate)
+        window = int(duration or 60)
         self.now = time.time()
         self._window_end = (int(self.now) // window + 1) * window
         try:
@@ -55,7 +56,7 @@ class TokenRateThrottle(SimpleRateThrottle):
                 TokenRateThrottle._warned = True
             return True
         TokenRateThrottle._warned = False
-        return count <= self.num_requests
+        return count <= (limit or 0)
 
     def wait(self) -> float:
         return max(0.0, self._window_end - time.time())

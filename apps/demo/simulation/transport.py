@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import requests
 from django.conf import settings
@@ -26,7 +26,7 @@ class Answer(Protocol):
     status_code: int
     content: bytes
 
-    def json(self) -> Any: ...
+    def json(self, **kwargs: Any) -> Any: ...
 
 
 class Transport(Protocol):
@@ -57,7 +57,9 @@ class Http:
             session = self._local.session = requests.Session()
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        return session.request(method.upper(), f"{self.base_url}{path}", data=body, headers=headers, timeout=30)
+        return cast(
+            Answer, session.request(method.upper(), f"{self.base_url}{path}", data=body, headers=headers, timeout=30)
+        )
 
 
 class LocalServer:
