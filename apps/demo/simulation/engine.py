@@ -8,6 +8,7 @@ every unit that was promised but could not be shipped, and why.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -37,6 +38,7 @@ class Decision:
     accepted: bool
     allocation: Allocation = field(default_factory=list)
     unallocated: int = 0  # product units accepted that the system itself knew it could not cover
+    supplier_refused: int = 0  # product units sold (by a marketplace) that a drop-ship supplier then refused
 
 
 class System(Protocol):
@@ -102,15 +104,38 @@ class Engine:
         self.inflation = {s.code: s.inflation for s in world.suppliers}
         self.products = {p.code: p for p in world.products}
         self.promised: dict[str, Decision] = {}
+        # Units a supplier confirmed to us (its order check) and keeps aside until shipped.
+        self.ring_fenced: Counter = Counter()
+        self._supplier_lock = threading.Lock()
+        attach = getattr(system, "attach", None)
+        if attach is not None:
+            attach(self)
         self.shown: dict[tuple[str, str], int] = {}
         self.outcome = Outcome(system=system.name, online_orders=stream.online_orders)
 
     # --- the real world -----------------------------------------------------------------
 
+    def supplier_confirm(self, supplier: str, wanted: dict[str, int]) -> bool:
+        """A supplier's answer to an order check: yes (and keep the goods aside) only if it has them."""
+        with self._supplier_lock:
+            if any(self.shelf[(sku, supplier)] - self.ring_fenced[(sku, supplier)] < n for sku, n in wanted.items()):
+                return False
+            for sku, n in wanted.items():
+                self.ring_fenced[(sku, supplier)] += n
+            return True
+
+    def supplier_release(self, allocation: Allocation) -> None:
+        with self._supplier_lock:
+            for sku, location, units in allocation:
+                if self.kind[location] == "supplier":
+                    key = (sku, location)
+                    self.ring_fenced[key] = max(0, self.ring_fenced[key] - units)
+
     def _ship(self, decision: Decision, order: Event) -> None:
         """Ship from the shelves; count product units that could not ship, with their cause."""
         per_unit = dict(self.products[order.product].components)
         short_by_cause: Counter = Counter()
+        self.supplier_release(decision.allocation)
         for sku, location, units in decision.allocation:
             taken = min(max(0, self.shelf[(sku, location)]), units)
             self.shelf[(sku, location)] -= taken
@@ -120,6 +145,8 @@ class Engine:
                 short_by_cause[cause] = max(short_by_cause[cause], missing)
         if decision.unallocated:
             short_by_cause[CAUSES["unallocated"]] += decision.unallocated
+        if decision.supplier_refused:
+            short_by_cause[CAUSES["supplier"]] += decision.supplier_refused
         if short_by_cause:
             self.outcome.oversold_orders += 1
             self.outcome.oversold_units.update(short_by_cause)
@@ -179,7 +206,8 @@ class Engine:
                 self.system.receipt(event)
             elif event.kind == "supplier_sale":
                 key = (event.sku, event.location)
-                self.shelf[key] = max(0, self.shelf[key] - event.quantity)
+                with self._supplier_lock:  # what it confirmed to us is not for sale elsewhere
+                    self.shelf[key] = max(min(self.ring_fenced[key], self.shelf[key]), self.shelf[key] - event.quantity)
             elif event.kind == "feed":
                 reported = {
                     sku: int(units * self.inflation[event.location])
@@ -225,5 +253,5 @@ class Engine:
                 self._ship(self.promised.pop(event.key), orders[event.key])
                 self.system.fulfil(event.key)
             elif event.kind == "cancel" and event.key in self.promised:
-                del self.promised[event.key]
+                self.supplier_release(self.promised.pop(event.key).allocation)
                 self.system.cancel(event.key)

@@ -33,6 +33,7 @@ from apps.demo.simulation.transport import InProcess, Transport
 from apps.demo.simulation.world import World
 from apps.forecasting.services.math import safety_levels
 from apps.orders.models import Order, OrderLine, Reservation
+from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
 
 
@@ -275,6 +276,33 @@ class StockroomSystem:
             },
         )
 
+    def attach(self, engine: Any) -> None:
+        """The engine answers suppliers' order checks from their real stock."""
+        self.engine = engine
+
+    def _supplier_checks(self, order_id: int, allocation: list[tuple[str, str, int]]) -> bool:
+        """The drop-ship order check: each supplier holding part of the order confirms or refuses it.
+
+        In production a Celery task makes this call seconds after the reservation; here it runs
+        at once. A refusal goes through the real service (release there, flag, incident) and the
+        order is then cancelled: the shopper is told, nothing ships that the supplier lacks.
+        """
+        suppliers = {s.code for s in self.world.suppliers}
+        wanted: dict[str, dict[str, int]] = defaultdict(dict)
+        for sku, location, units in allocation:
+            if location in suppliers:
+                wanted[location][sku] = wanted[location].get(sku, 0) + units
+        confirmed: list[str] = []
+        for supplier, lines in sorted(wanted.items()):
+            if self.engine.supplier_confirm(supplier, lines):
+                confirmed.append(supplier)
+                continue
+            location_id = Location.objects.get(code=self.code(supplier)).pk
+            order_supplier_refused(order_id=order_id, location_id=location_id, reason="out of stock at the supplier")
+            self.engine.supplier_release([(s, c, u) for s, c, u in allocation if c in confirmed])
+            return False
+        return True
+
     def order(self, event: Event) -> Decision:
         channel = next(c for c in self.world.channels if c.code == event.channel)
         body = {
@@ -302,6 +330,16 @@ class StockroomSystem:
             )
         ]
         unallocated = sum(OrderLine.objects.filter(order_id=order_id).values_list("unallocated_quantity", flat=True))
+        if not self._supplier_checks(order_id, allocation):
+            if channel.mode == "reserve":
+                # The shopper is still at checkout (a hold): told no before paying.
+                self._order_action(event.key, "cancel")
+                self._orders.pop(event.key, None)
+                return Decision(False)
+            # A marketplace already sold it: the order stands, flagged, and cannot fully ship.
+            suppliers = {s.code for s in self.world.suppliers}
+            kept = [(s, loc, u) for s, loc, u in allocation if loc not in suppliers]
+            return Decision(True, kept, unallocated, supplier_refused=event.quantity)
         return Decision(True, allocation, unallocated)
 
     def _order_action(self, key: str, action: str) -> int:
