@@ -8,7 +8,7 @@ open reservations and the ledger always sums to the levels.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -67,6 +67,30 @@ def _requested(lines: Sequence[OrderLine], requests: Sequence[LineRequest] | Non
             skus=unknown,
         )
     return {by_sku[r.sku].pk: r.quantity for r in requests}
+
+
+def _units_plan(
+    order_lines: Sequence[OrderLine],
+    requested: dict[int, int] | None,
+    left: Callable[[OrderLine], int],
+    *,
+    too_many: str,
+    nothing: str,
+) -> list[tuple[OrderLine, int]]:
+    """Which lines move how many units: all that is left, or what was asked, never more than is left."""
+    plan, refused = [], []
+    for line in order_lines:
+        remaining = left(line)
+        want = remaining if requested is None else requested.get(line.pk, 0)
+        if want > remaining:
+            refused.append({"sku": line.channel_sku, "requested": want, "available": remaining})
+        elif want:
+            plan.append((line, want))
+    if refused:
+        raise InvalidQuantity(too_many, lines=refused)
+    if not plan:
+        raise InvalidQuantity(nothing, lines=[])
+    return plan
 
 
 def _release_open(
@@ -154,19 +178,13 @@ def order_fulfil(
     order_lines = list(order.lines.all())
     requested = _requested(order_lines, lines)
     reservations = _reservations_by_line(order)
-    plan: list[tuple[OrderLine, int]] = []
-    refused = []
-    for line in order_lines:
-        remaining = line.allocated_quantity - line.fulfilled_quantity
-        want = remaining if requested is None else requested.get(line.pk, 0)
-        if want > remaining:
-            refused.append({"sku": line.channel_sku, "requested": want, "available": remaining})
-        elif want:
-            plan.append((line, want))
-    if refused:
-        raise InvalidQuantity("More units than the order still holds.", lines=refused)
-    if not plan:
-        raise InvalidQuantity("Nothing left to fulfil on this order.", lines=[])
+    plan = _units_plan(
+        order_lines,
+        requested,
+        lambda line: line.allocated_quantity - line.fulfilled_quantity,
+        too_many="More units than the order still holds.",
+        nothing="Nothing left to fulfil on this order.",
+    )
     touched: list[Reservation] = []
     specs: list[MovementSpec] = []
     pending: list[tuple[Reservation, int]] = []
@@ -228,18 +246,13 @@ def order_return(
     order_lines = list(order.lines.all())
     requested = _requested(order_lines, lines)
     reservations = _reservations_by_line(order)
-    refused, plan = [], []
-    for line in order_lines:
-        remaining = line.fulfilled_quantity - line.returned_quantity
-        want = remaining if requested is None else requested.get(line.pk, 0)
-        if want > remaining:
-            refused.append({"sku": line.channel_sku, "requested": want, "available": remaining})
-        elif want:
-            plan.append((line, want))
-    if refused:
-        raise InvalidQuantity("More units than were shipped and not yet returned.", lines=refused)
-    if not plan:
-        raise InvalidQuantity("Nothing shipped is left to return.", lines=[])
+    plan = _units_plan(
+        order_lines,
+        requested,
+        lambda line: line.fulfilled_quantity - line.returned_quantity,
+        too_many="More units than were shipped and not yet returned.",
+        nothing="Nothing shipped is left to return.",
+    )
     touched: list[Reservation] = []
     specs: list[MovementSpec] = []
     for line, units in plan:
