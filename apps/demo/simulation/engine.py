@@ -247,11 +247,14 @@ class Engine:
             else:
                 self.outcome.refused += 1
                 self.outcome.refused_with_stock += self._could_cover(event)
-        # Later in the day: parcels leave the warehouse, or orders are cancelled.
+        # Later in the day: parcels leave the warehouse, or orders are cancelled (told in parallel).
+        told = []
         for event in batch:
             if event.kind == "fulfil" and event.key in self.promised:
                 self._ship(self.promised.pop(event.key), orders[event.key])
-                self.system.fulfil(event.key)
+                told.append(pool.submit(self.system.fulfil, event.key))
             elif event.kind == "cancel" and event.key in self.promised:
                 self.supplier_release(self.promised.pop(event.key).allocation)
-                self.system.cancel(event.key)
+                told.append(pool.submit(self.system.cancel, event.key))
+        for future in told:
+            future.result()
