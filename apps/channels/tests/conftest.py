@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.channels.simulator import ChannelSimulator
+from apps.core.testing import database_url
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -78,8 +79,7 @@ def simulator() -> Iterator[Callable[..., ChannelSimulator]]:
 
 
 def worker_env() -> dict[str, str]:
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = database_url(connection.settings_dict)
     env = dict(os.environ)
     env.update(FAST_SYNC)
     env.update(

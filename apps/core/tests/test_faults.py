@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -27,6 +26,8 @@ from apps.catalog.models import Movement, StockLevel
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.tests.factories import ItemFactory, LocationFactory
 from apps.core.services import token_create
+from apps.core.testing import connect_kwargs
+from apps.core.testing import database_url as url_of_test_database
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -41,13 +42,7 @@ def free_port() -> int:
 
 
 def database_url(application_name: str) -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "postgres")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{db['NAME']}?application_name={application_name}"
+    return url_of_test_database(connection.settings_dict, application_name=application_name)
 
 
 @pytest.fixture
@@ -140,14 +135,7 @@ def test_dropped_connections_give_503_and_nothing_half_written(server, staff_use
                     others.append(f"{response.status_code} {response.text[:2000]}")
 
     def killer() -> None:
-        params = connection.settings_dict
-        with psycopg.connect(
-            host=params.get("HOST") or "127.0.0.1",
-            port=params.get("PORT") or 5432,
-            user=params["USER"] or "postgres",
-            dbname=params["NAME"],
-            autocommit=True,
-        ) as conn:
+        with psycopg.connect(**connect_kwargs(connection.settings_dict), autocommit=True) as conn:
             while killing.is_set():
                 conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [APP_NAME]

@@ -108,7 +108,7 @@ def test_settings_take_urls_from_the_environment():
 
 @pytest.mark.skipif(not stack.port_answers("127.0.0.1", 5432), reason="no local PostgreSQL on this machine")
 def test_settings_find_local_servers():
-    assert settings_sources({})[:2] == ["local", "local"]
+    assert settings_sources({"STOCKROOM_EMBEDDED": ""})[:2] == ["local", "local"]
 
 
 def test_settings_refuse_to_guess_without_any_database(tmp_path):

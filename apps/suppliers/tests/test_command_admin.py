@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from apps.core.testing import database_url
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.tests.factories import csv_feed, make_mapping, make_supplier, now_iso
@@ -47,11 +48,10 @@ def test_import_feed_process_shows_a_progress_bar_and_exit_code(tmp_path):
     make_supplier("cmd3")
     path = tmp_path / "bad.csv"
     path.write_bytes(b"supplier_sku;quantity;updated_at\nX;-1;2024-01-01\n")
-    db = connection.settings_dict
     env = {
         "PATH": "/usr/bin:/bin",
         "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "REDIS_URL": __import__("django.conf").conf.settings.REDIS_URL,
     }
     done = subprocess.run(

@@ -16,6 +16,7 @@ from django.db import connection
 from apps.catalog.models import Incident, StockLevel
 from apps.catalog.tests.factories import product_of
 from apps.channels.models import Channel, ChannelLocation, Listing
+from apps.core.testing import database_url
 from apps.orders.models import Order
 from apps.orders.services import LineRequest, order_reserve
 from apps.suppliers.services.ingest import feed_ingest
@@ -97,7 +98,7 @@ def _worker_env() -> dict[str, str]:
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "DATABASE_URL": database_url(db),
             "REDIS_URL": settings.REDIS_URL,
             "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
             "LOG_LEVEL": "INFO",
