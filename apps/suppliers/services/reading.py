@@ -171,6 +171,9 @@ def _raw_text(value: Any) -> str:
 
 
 def read_feed(raw: bytes, *, fmt: str) -> ParsedFeed:
+    # PostgreSQL text cannot hold NUL; a file with NUL bytes is damaged, so they become a
+    # visible "?" and the rows that carry them are judged (and quarantined) like any other.
+    raw = raw.replace(b"\x00", b"?")
     if fmt == "csv":
         return read_csv(raw)
     if fmt == "xml":
