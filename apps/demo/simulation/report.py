@@ -30,7 +30,7 @@ def rows(outcomes: list[Outcome]) -> list[tuple[str, list[str]]]:
     table += [
         ("store sales recorded", [f"{o.store_sales:,}" for o in outcomes]),
         ("turned away although shelves had it", [f"{o.refused_with_stock:,}" for o in outcomes]),
-        ("units hidden by safety stock (end of run)", [f"{o.safety_hidden_units:,}" for o in outcomes]),
+        ("units held back by store safety stock (average)", [f"{o.safety_hidden_units:,}" for o in outcomes]),
     ]
     extra_keys = sorted({key for o in outcomes for key in o.extra})
     for key in extra_keys:
