@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,8 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=str(Path(settings.VAR_DIR) / "reports"), help="report folder")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A stopped run still stops the web server it started (the context managers unwind).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         world = build_world(seed=options["seed"], items=options["items"])
         stream = generate(
             world,
