@@ -25,34 +25,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import base_database_url, database_recreate  # noqa: E402
+
 BENCH_DATABASE = "stockroom_bench_ingest"
-
-
-def _database_url() -> str:
-    from inventory_site import stack
-
-    resolved = stack.resolve_database(os.environ, start=False)
-    if resolved is None:
-        raise SystemExit("No PostgreSQL: set DATABASE_URL (or run `make bench`, which starts the embedded one).")
-    return resolved.url
-
-
-def _recreate_database(url: str) -> str:
-    import psycopg
-
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-    return urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
 
 
 def _setup_django(url: str) -> None:
@@ -218,7 +200,7 @@ def main() -> None:
         _child_measure(args.measure)
         return
 
-    url = _recreate_database(_database_url())
+    url = database_recreate(base_database_url(), BENCH_DATABASE)
     _setup_django(url)
     from django.db import connection
 

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from datetime import timedelta
 from http.client import HTTPConnection
 from pathlib import Path
@@ -38,6 +37,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import base_database_url, database_recreate, percentile, with_database  # noqa: E402
+
 OUT = ROOT / "var" / "bench"
 BENCH_DB = os.environ.get("BENCH_DATABASE_NAME", "stockroom_bench")
 PREFIX = "stockroom-bench"
@@ -46,20 +48,6 @@ SPREAD_STOCK = 1000
 
 
 # --- environment -------------------------------------------------------------------------
-
-
-def base_database_url() -> str:
-    from inventory_site import stack
-
-    resolved = stack.resolve_database(os.environ, start=False)
-    if resolved is None:
-        sys.exit("No PostgreSQL: set DATABASE_URL (or run through `make bench`).")
-    return resolved.url
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def bench_env(database_url: str) -> dict[str, str]:
@@ -84,14 +72,6 @@ def django_setup(database_url: str) -> None:
     import django
 
     django.setup()
-
-
-def database_recreate(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
 
 
 # --- data --------------------------------------------------------------------------------
@@ -175,13 +155,6 @@ def catalog_generate(skus: int) -> str:
 
 
 # --- measurement helpers ----------------------------------------------------------------
-
-
-def percentile(sorted_ms: list[float], p: float) -> float:
-    if not sorted_ms:
-        return 0.0
-    index = min(len(sorted_ms) - 1, max(0, round(p / 100 * (len(sorted_ms) - 1))))
-    return sorted_ms[index]
 
 
 def summary(name: str, count: int, seconds: float, latencies_ms: list[float], **extra: Any) -> dict[str, Any]:
@@ -605,7 +578,7 @@ def main() -> int:
     database_url = with_database(admin_url, BENCH_DB)
     started = time.monotonic()
     print(f"creating database {BENCH_DB} and {args.skus:,} SKUs...", flush=True)
-    database_recreate(admin_url)
+    database_recreate(admin_url, BENCH_DB)
     django_setup(database_url)
     from django.core.management import call_command
 

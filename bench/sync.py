@@ -33,9 +33,11 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from common import base_database_url, database_recreate  # noqa: E402
+
 OUT = ROOT / "var" / "bench"
 DB_NAME = "stockroom_bench_sync"
 PREFIX = "bench-sync"
@@ -55,23 +57,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def bench_database_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.path and parts.path != "/":
-        return urlunsplit(parts._replace(path=f"/{DB_NAME}"))
-    # socket URL with ?host=...: the database sits in the path
-    return urlunsplit(parts._replace(path=f"/{DB_NAME}"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def child_env(database_url: str, redis_url: str) -> dict[str, str]:
@@ -257,11 +242,10 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "sync-logs"
     logs.mkdir(exist_ok=True)
-    database_url = bench_database_url(os.environ["DATABASE_URL"])
+    database_url = database_recreate(base_database_url(), DB_NAME)
     env = child_env(database_url, os.environ["REDIS_URL"])
     env.update({"SYNC_TIER3_BATCH_S": str(args.tier3_batch), "SYNC_SWEEP_EVERY_S": "5"})
     print(f"database {DB_NAME}: recreate and migrate", flush=True)
-    recreate_database(database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     setup_django(env)
     from django_redis import get_redis_connection

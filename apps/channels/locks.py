@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from apps.channels.models import SyncWork
+from apps.channels.models import Channel, SyncWork
 
 
 def sync_work_for_update(listing_ids: Iterable[int]) -> list[int]:
@@ -22,3 +22,8 @@ def sync_work_for_update(listing_ids: Iterable[int]) -> list[int]:
         .order_by("listing_id")
         .values_list("listing_id", flat=True)
     )
+
+
+def channel_for_update(channel_id: int) -> Channel:
+    """Lock one channel row (its order watermark moves under this lock)."""
+    return Channel.objects.select_for_update().get(pk=channel_id)

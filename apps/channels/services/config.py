@@ -14,7 +14,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from apps.catalog.signals import SyncPriority
-from apps.channels.locks import sync_work_for_update
+from apps.channels.locks import channel_for_update, sync_work_for_update
 from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
 from apps.channels.services.work import sync_dispatch, sync_work_enqueue
 from apps.core.errors import Conflict
@@ -132,7 +132,7 @@ def channel_watermark_set(
     While pending is ahead of imported, pushes never raise a listing (section 5). When the
     import catches up, the raises that were held back go out at tier 2.
     """
-    locked = Channel.objects.select_for_update().get(pk=channel.pk)
+    locked = channel_for_update(channel.pk)
     was_pending = locked.has_orders_pending
     if orders_pending_until and (
         locked.orders_pending_until is None or orders_pending_until > locked.orders_pending_until

@@ -32,7 +32,7 @@ from apps.demo.simulation.events import Event, Stream
 from apps.demo.simulation.transport import InProcess, Transport
 from apps.demo.simulation.world import World
 from apps.forecasting.services.math import safety_levels
-from apps.orders.models import Order, OrderLine, Reservation
+from apps.orders.models import OrderLine, Reservation
 from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
 
@@ -61,7 +61,7 @@ class StockroomSystem:
         self.run = uuid.uuid4().hex[:6]
         self.work_dir = work_dir
         self.transport: Transport = transport or InProcess()
-        self._orders: dict[str, int] = {}
+        self._orders: dict[str, tuple[int, str]] = {}  # event key -> (order id, channel)
         self._hidden_samples: list[int] = []
         self._safety_hour = -1
         self._hidden_now = 0
@@ -322,7 +322,7 @@ class StockroomSystem:
         if response.status_code == 409:
             return Decision(False)
         order_id = response.json()["id"]
-        self._orders[event.key] = order_id
+        self._orders[event.key] = (order_id, event.channel)
         allocation = [
             (sku.removeprefix(f"{self.run}-"), loc.removeprefix(f"{self.run}-"), qty)
             for sku, loc, qty in Reservation.objects.filter(line__order_id=order_id).values_list(
@@ -343,9 +343,8 @@ class StockroomSystem:
         return Decision(True, allocation, unallocated)
 
     def _order_action(self, key: str, action: str) -> int:
-        order_id = self._orders[key]
-        channel = Order.objects.filter(pk=order_id).values_list("channel__code", flat=True).get()
-        token = self.tokens[channel.removeprefix(f"{self.run}-")]
+        order_id, channel = self._orders[key]
+        token = self.tokens[channel]
         response = self._call(
             token,
             "post",
