@@ -253,7 +253,7 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
     from django.utils import timezone
 
     from apps.orders.services.allocation import RESOLVE_SQL, Allocation, Plan, ResolvedLine
-    from apps.orders.services.fast import reserve_statement
+    from apps.orders.services.fast import RESERVE_SQL, reserve_params
 
     expires_at = timezone.now() + timedelta(hours=10)
 
@@ -275,7 +275,7 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                     listing, _, product = resolved[:3]
                     conn.commit()
                     line = ResolvedLine(sku, 1, listing, product, True, [(item, 1)])
-                    sql, params, _ = reserve_statement(
+                    params = reserve_params(
                         channel_id=channel,
                         external_id=f"raw-{os.getpid()}-{index}-{n}-{time.time_ns()}",
                         mode="reserve",
@@ -285,8 +285,10 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                         kind="reserve",
                         lines=[line],
                         plan=Plan([Allocation(0, location, 1)], {0: 0}),
+                        pairs=[(item, location)],
+                        priority=1,
                     )
-                    cur.execute(sql, params)
+                    cur.execute(RESERVE_SQL, params)
                     cur.fetchone()
                 else:
                     cur.execute(SHAPE_SQL[0], [item, location])
@@ -306,22 +308,25 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
 
 # --- HTTP ----------------------------------------------------------------------------------
 
+# Each wrk thread runs this chunk in its own Lua state; ``id`` is the global that setup() gives
+# each thread (a top-level local would shadow it and give every thread the same keys).
 WRK_LUA = """
 local counter = 0
-local thread_id = 0
+local next_id = 0
 local threads = {}
 setup = function(thread)
-  thread:set("thread_id", thread_id)
-  thread_id = thread_id + 1
+  thread:set("id", next_id)
+  next_id = next_id + 1
   table.insert(threads, thread)
 end
 init = function(args)
-  math.randomseed(os.time() * 1000 + thread_id)
+  math.randomseed(os.time() * 1000 + id)
   rejected = 0
+  replayed = 0
 end
 request = function()
   counter = counter + 1
-  local key = string.format("%s-%d-%d", PREFIX, thread_id, counter)
+  local key = string.format("%s-%d-%d", PREFIX, id, counter)
   local sku = "hot"
   if MODE ~= "hot" then sku = "s" .. math.random(1, SKUS) end
   local body = string.format('{"external_id":"%s","lines":[{"sku":"%s","quantity":1}],"hold_minutes":600}', key, sku)
@@ -330,13 +335,17 @@ request = function()
 end
 response = function(status, headers, body)
   if status ~= 201 then rejected = rejected + 1 end
+  if headers["Idempotent-Replayed"] then replayed = replayed + 1 end
 end
 done = function(summary, latency, requests)
-  local rejected_total = 0
-  for _, thread in ipairs(threads) do rejected_total = rejected_total + thread:get("rejected") end
+  local rejected_total, replayed_total = 0, 0
+  for _, thread in ipairs(threads) do
+    rejected_total = rejected_total + thread:get("rejected")
+    replayed_total = replayed_total + thread:get("replayed")
+  end
   io.write(string.format('WRKJSON {"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "rejected": %d, ' ..
-    '"socket_errors": %d}\\n', summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000, rejected_total,
+    '"replayed": %d, "socket_errors": %d}\\n', summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, rejected_total, replayed_total,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 """
@@ -420,6 +429,8 @@ def http_measure_wrk(
     if line is None:
         raise RuntimeError(f"wrk gave no result: {result.stdout}\n{result.stderr}")
     data = json.loads(line[len("WRKJSON ") :])
+    if data["replayed"]:
+        raise RuntimeError(f"{data['replayed']} requests were idempotent replays: the load generator repeated keys")
     return {
         "done": data["requests"] - data["rejected"],
         "elapsed": data["seconds"],

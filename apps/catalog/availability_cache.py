@@ -46,6 +46,7 @@ from django.db import transaction
 
 from apps.catalog import metrics
 from apps.catalog.selectors import ListingAvailability, listings_affected
+from apps.catalog.signals import ListingsReached
 
 log = structlog.get_logger("stockroom.cache")
 
@@ -238,9 +239,14 @@ def _after_commit(callback: Callable[[], None]) -> None:
     transaction.on_commit(invalidate_after_commit)
 
 
-def on_stock_changed(sender: object, *, pairs: Sequence[tuple[int, int]], **_kwargs: object) -> None:
+def on_stock_changed(
+    sender: object, *, pairs: Sequence[tuple[int, int]], reached: ListingsReached | None = None, **_kwargs: object
+) -> None:
     """Sent inside the writer's transaction; the bump waits for its commit (and is dropped on rollback)."""
-    _after_commit(partial(_after_stock_change, list(pairs)))
+    if reached is not None:
+        _after_commit(partial(availability_invalidate, listing_ids=reached.listing_ids))
+    else:
+        _after_commit(partial(_after_stock_change, list(pairs)))
 
 
 def on_configuration_changed(sender: object, **_kwargs: object) -> None:

@@ -94,8 +94,9 @@ class ProductComponent(models.Model):
 class StockLevel(models.Model):
     """Denormalised counters for one item at one location; the ledger is the truth behind them."""
 
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="levels")
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="levels")
+    # No single-column indexes: level_unique_item_location and level_location_item lead with each.
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="levels", db_index=False)
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="levels", db_index=False)
     on_hand = models.BigIntegerField(default=0)
     reserved = models.BigIntegerField(default=0)
     safety = models.BigIntegerField(default=0, help_text="Effective safety stock (forecast or override).")
@@ -141,21 +142,26 @@ class Movement(models.Model):
         RETURN = "return", "Return"
         SUPPLIER_FEED = "supplier_feed", "Supplier feed"
 
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="movements")
+    # item: no index of its own, movement_item_location_time leads with it (fewer indexes per ledger row)
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="movements", db_index=False)
     location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="movements")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     on_hand_delta = models.BigIntegerField(default=0)
     reserved_delta = models.BigIntegerField(default=0)
-    reference = models.CharField(max_length=120, blank=True, default="", db_index=True)
+    reference = models.CharField(max_length=120, blank=True, default="")
     actor = models.CharField(max_length=120, blank=True, default="")
     note = models.CharField(max_length=500, blank=True, default="")
-    idempotency_key = models.CharField(max_length=120, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=120, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["item", "location", "created_at"], name="movement_item_location_time")]
+        indexes = [
+            models.Index(fields=["item", "location", "created_at"], name="movement_item_location_time"),
+            models.Index(fields=["reference"], name="movement_reference"),
+        ]
         constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="movement_unique_idempotency_key"),
             models.CheckConstraint(
                 condition=~Q(on_hand_delta=0) | ~Q(reserved_delta=0) | Q(kind="count"),
                 name="movement_moves_something",

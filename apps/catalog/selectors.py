@@ -130,16 +130,20 @@ def listings_availability_cached(listing_ids: Sequence[int]) -> dict[int, Listin
     return availability_cached(listing_ids, compute=listings_availability)
 
 
-LISTINGS_AFFECTED_SQL = """
-WITH moved AS (
-    SELECT unnest(%(items)s::bigint[]) AS item_id, unnest(%(locations)s::bigint[]) AS location_id
-)
-SELECT DISTINCT l.id
-  FROM moved m
+# Listings whose quantity a move of (item_id, location_id) levels can change: every product
+# containing the item, in every channel selling from the location. ``{moved}`` is a relation
+# aliased ``m`` with item_id and location_id; ``live`` says whether the listing and its channel
+# are active.
+LISTINGS_REACHED_SQL = """
+SELECT DISTINCT l.id AS listing_id, l.channel_id, (l.is_active AND c.is_active) AS live
+  FROM {moved}
   JOIN catalog_productcomponent pc ON pc.item_id = m.item_id
   JOIN channels_listing l ON l.product_id = pc.product_id
   JOIN channels_channellocation cl ON cl.channel_id = l.channel_id AND cl.location_id = m.location_id
+  JOIN channels_channel c ON c.id = l.channel_id
 """
+_MOVED_PAIRS = "unnest(%(items)s::bigint[], %(locations)s::bigint[]) AS m(item_id, location_id)"
+LISTINGS_AFFECTED_SQL = LISTINGS_REACHED_SQL.format(moved=_MOVED_PAIRS)
 
 
 def listings_affected(pairs: Iterable[tuple[int, int]]) -> list[int]:

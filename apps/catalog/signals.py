@@ -7,6 +7,7 @@ Listeners that talk to the outside world must defer with ``transaction.on_commit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 from django.dispatch import Signal
@@ -20,7 +21,18 @@ class SyncPriority(IntEnum):
     BACKGROUND = 3  # supplier feeds, settings, forecasts: within minutes
 
 
-# kwargs: pairs: list[tuple[int, int]], priority: SyncPriority, reason: str
+@dataclass(frozen=True)
+class ListingsReached:
+    """What a single-statement writer already did for its move, so that listeners need not ask again:
+    the listings the move reaches (``catalog.selectors.LISTINGS_REACHED_SQL``) and the channels whose
+    sync work it upserted in the same statement (``channels.services.work.SYNC_WORK_UPSERT``)."""
+
+    listing_ids: list[int]
+    sync_channel_ids: list[int]
+
+
+# kwargs: pairs: list[tuple[int, int]], priority: SyncPriority, reason: str, and optionally
+# reached: ListingsReached (absent: listeners find the listings themselves)
 stock_changed = Signal()
 
 # kwargs: product_ids: list[int], priority: SyncPriority, reason: str (a product's make-up changed)

@@ -134,7 +134,8 @@ class SyncWork(models.Model):
 
     listing = models.OneToOneField(Listing, on_delete=models.CASCADE, related_name="sync_work")
     # Denormalised from the listing so that per-channel scans need no join.
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_work")
+    # Indexed by syncwork_channel_due, which leads with it.
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_work", db_index=False)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices)
     reason = models.CharField(max_length=60, blank=True, default="")
     enqueued_at = models.DateTimeField(help_text="Earliest change not pushed yet (latency is measured from here).")

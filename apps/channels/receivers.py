@@ -8,17 +8,26 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from apps.catalog.models import Incident
-from apps.catalog.signals import SyncPriority, incident_opened, products_changed, stock_changed
-from apps.channels.services.work import sync_work_enqueue
+from apps.catalog.signals import ListingsReached, SyncPriority, incident_opened, products_changed, stock_changed
+from apps.channels.services.work import sync_work_enqueue, sync_work_enqueued
 
 ZERO_ON_INCIDENT = (Incident.Kind.OVERSELL, Incident.Kind.POS_INTO_RESERVED)
 
 
 @receiver(stock_changed, dispatch_uid="channels.stock_changed")
 def on_stock_changed(
-    sender: Any, *, pairs: list[tuple[int, int]], priority: SyncPriority, reason: str, **_: Any
+    sender: Any,
+    *,
+    pairs: list[tuple[int, int]],
+    priority: SyncPriority,
+    reason: str,
+    reached: ListingsReached | None = None,
+    **_: Any,
 ) -> None:
-    sync_work_enqueue(pairs=list(pairs), priority=priority, reason=reason)
+    if reached is None:
+        sync_work_enqueue(pairs=list(pairs), priority=priority, reason=reason)
+    else:  # the writer's own statement upserted the work; only the dispatch is left
+        sync_work_enqueued(channel_ids=reached.sync_channel_ids, priority=priority)
 
 
 @receiver(products_changed, dispatch_uid="channels.products_changed")

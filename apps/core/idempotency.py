@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import transaction
 
+from apps.core.db import prepared_cursor
 from apps.core.errors import DomainError, IdempotencyKeyReused, InvalidIdempotencyKey
 from apps.core.models import IdempotencyRecord
 
@@ -19,7 +20,7 @@ MAX_KEY_LENGTH = 200
 # so two racing calls are serialised by the unique constraint itself, with no extra lock.
 _CLAIM = """
 INSERT INTO core_idempotencyrecord (scope, key, request_hash, status_code, response_body, created_at)
-VALUES (%s, %s, %s, %s, %s::jsonb, now())
+VALUES (%s::varchar, %s::varchar, %s::varchar, %s::int, %s::jsonb, now())
 ON CONFLICT (scope, key) DO NOTHING
 RETURNING id
 """
@@ -35,7 +36,7 @@ def request_fingerprint(*, method: str, path: str, body: Any) -> str:
 
 
 def _claim(scope: str, key: str, fingerprint: str, status_code: int, body: Any) -> bool:
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_CLAIM, [scope, key, fingerprint, status_code, json.dumps(body, cls=DjangoJSONEncoder)])
         return cursor.fetchone() is not None
 

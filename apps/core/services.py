@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.channels.models import Channel
+from apps.core.authentication import remembered_tokens
 from apps.core.errors import NotFound
 from apps.core.models import ApiToken, hash_token
 
@@ -34,3 +35,4 @@ def token_create(*, staff_username: str | None = None, channel_code: str | None 
 
 def token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    remembered_tokens.forget()

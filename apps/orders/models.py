@@ -30,7 +30,8 @@ class Order(models.Model):
     # Statuses in which the order still holds stock.
     OPEN_STATUSES = (Status.RESERVED, Status.CONFIRMED, Status.PARTIALLY_FULFILLED)
 
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="orders")
+    # Indexed by order_unique_channel_external_id, which leads with it.
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="orders", db_index=False)
     external_id = models.CharField(max_length=120)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.RESERVE)
     status = models.CharField(max_length=30, choices=Status.choices, default=Status.RESERVED)
@@ -61,7 +62,8 @@ class Order(models.Model):
 
 
 class OrderLine(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    # Indexed by order_line_unique_sku, which leads with it.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
     listing = models.ForeignKey(Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="order_lines")
     channel_sku = models.CharField(max_length=100)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
@@ -104,7 +106,8 @@ class Reservation(models.Model):
     """
 
     line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="reservations")
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reservations")
+    # Indexed by reservation_item_location, which leads with it.
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reservations", db_index=False)
     location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="reservations")
     per_unit = models.PositiveIntegerField()
     quantity = models.PositiveIntegerField()

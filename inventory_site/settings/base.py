@@ -101,6 +101,15 @@ DATABASES["default"].update(
 )
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+# Hot-path statements run through apps.core.db.prepared_cursor and are prepared on first use;
+# "none" turns that off (for a transaction-pooling proxy without prepared-statement support).
+_prepare = env("DATABASE_PREPARE_THRESHOLD", default="0").strip().lower()
+DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", None if _prepare == "none" else int(_prepare))
+# Those statements take array parameters, for which PostgreSQL would otherwise keep planning each
+# run anew (custom plans); their generic plans are as good. ORM queries are not prepared: unaffected.
+if _prepare != "none":
+    _options = DATABASES["default"]["OPTIONS"]
+    _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 if DATABASES["default"].get("NAME", "").startswith("/"):  # socket URL without a path database
     DATABASES["default"]["NAME"] = stack.DATABASE_NAME
 
@@ -166,6 +175,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# How long a process remembers a token it read (a revocation reaches other processes within this).
+API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=2.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stockroom API",
     "DESCRIPTION": "One truth about stock: availability, reservations and orders for channels; "

@@ -11,7 +11,7 @@ import structlog
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.catalog.selectors import listings_availability
+from apps.catalog.selectors import LISTINGS_REACHED_SQL, listings_availability
 from apps.catalog.signals import SyncPriority
 from apps.channels import limits
 from apps.channels.conf import sync_setting
@@ -23,14 +23,13 @@ log = structlog.get_logger("stockroom.sync")
 # Where the affected listings come from; each yields (listing_id, channel_id) of listings on
 # active channels: active listings only, except when listings are named (an ended listing is
 # pushed once more, as 0).
-_AFFECTED_BY_PAIRS = """
-    SELECT DISTINCT l.id AS listing_id, l.channel_id
-      FROM unnest(%(items)s::bigint[], %(locations)s::bigint[]) AS p(item_id, location_id)
-      JOIN catalog_productcomponent pc ON pc.item_id = p.item_id
-      JOIN channels_listing l ON l.product_id = pc.product_id AND l.is_active
-      JOIN channels_channellocation cl ON cl.channel_id = l.channel_id AND cl.location_id = p.location_id
-      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
-"""
+_AFFECTED_BY_PAIRS = (
+    "SELECT listing_id, channel_id FROM ("
+    + LISTINGS_REACHED_SQL.format(
+        moved="unnest(%(items)s::bigint[], %(locations)s::bigint[]) AS m(item_id, location_id)"
+    )
+    + ") AS reached WHERE live"
+)
 _AFFECTED_BY_ITEMS = """
     SELECT DISTINCT l.id AS listing_id, l.channel_id
       FROM catalog_productcomponent pc
@@ -59,8 +58,10 @@ _AFFECTED_BY_CHANNELS = """
 
 # One statement: the most urgent priority wins, the earliest enqueue time is kept, and the
 # version counts changes so that a pusher never deletes work it has not pushed. Rows are
-# taken in listing order so that concurrent writers lock them in the same order.
-_UPSERT = """
+# taken in listing order so that concurrent writers lock them in the same order. ``{source}``
+# gives listing_id and channel_id; a single-statement writer may use this as one of its CTEs
+# (and then announces the move with ``ListingsReached``).
+SYNC_WORK_UPSERT = """
 INSERT INTO channels_syncwork AS w
        (listing_id, channel_id, priority, reason, enqueued_at, changed_at, version, attempts,
         next_attempt_at, state, force_zero, repush, last_error)
@@ -143,7 +144,7 @@ def sync_work_enqueue(
     }
     # No savepoint: callers are inside their own transaction (a receiver of stock_changed).
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(_UPSERT.format(source=source), params)
+        cursor.execute(SYNC_WORK_UPSERT.format(source=source), params)
         rows = cursor.fetchall()
         by_priority: dict[int, set[int]] = {}
         for _listing, channel, prio in rows:
@@ -155,10 +156,20 @@ def sync_work_enqueue(
                 cursor.execute(_PROMOTE, {"listings": reaching_zero, "reason": "reached_zero"})
                 by_priority.setdefault(1, set()).update(channel for (channel,) in cursor.fetchall())
     channels_by_priority = {prio: sorted(channels) for prio, channels in by_priority.items()}
+    _dispatch_after_commit(channels_by_priority)
+    return Enqueued(len(rows), channels_by_priority)
+
+
+def sync_work_enqueued(*, channel_ids: Sequence[int], priority: int) -> None:
+    """Work a writer upserted itself (``SYNC_WORK_UPSERT`` in its statement): dispatch it after commit."""
+    if channel_ids:
+        _dispatch_after_commit({int(SyncPriority(priority)): sorted(set(channel_ids))})
+
+
+def _dispatch_after_commit(channels_by_priority: dict[int, list[int]]) -> None:
     urgent = {prio: channels for prio, channels in channels_by_priority.items() if prio <= SyncPriority.MANUAL}
     if urgent:
         transaction.on_commit(partial(sync_dispatch, channels_by_priority=urgent))
-    return Enqueued(len(rows), channels_by_priority)
 
 
 def sync_dispatch(*, channels_by_priority: dict[int, list[int]]) -> None:

@@ -11,8 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection
-
+from apps.core.db import prepared_cursor
 from apps.orders.errors import UnknownSku
 
 # One round trip: every listed SKU with its components, the channel's locations in priority
@@ -29,7 +28,7 @@ SELECT l.id, l.channel_sku, l.product_id, (l.is_active AND p.is_active), pc.item
   LEFT JOIN channels_channellocation cl ON cl.channel_id = l.channel_id
   LEFT JOIN catalog_location loc ON loc.id = cl.location_id
   LEFT JOIN catalog_stocklevel s ON s.item_id = pc.item_id AND s.location_id = cl.location_id
- WHERE l.channel_id = %s AND l.channel_sku = ANY(%s)
+ WHERE l.channel_id = %s::bigint AND l.channel_sku = ANY(%s::varchar[])
  ORDER BY cl.priority, cl.location_id, pc.item_id
 """
 
@@ -82,7 +81,7 @@ class Plan:
 def lines_resolve(*, channel_id: int, requests: Sequence[LineRequest]) -> Resolution:
     """Resolve SKUs of this channel; unknown ones are a 400 with a field error per line."""
     skus = [r.sku for r in requests]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(RESOLVE_SQL, [channel_id, skus])
         rows = cursor.fetchall()
     listings: dict[str, tuple[int, int, bool]] = {}

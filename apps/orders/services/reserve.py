@@ -1,14 +1,15 @@
 """Orders coming in: reserved at checkout (all lines or none) or imported (already sold, never refused).
 
-Two ways to take the stock, same result:
+Two ways to take the stock, same result, in one transaction:
 
-- the fast path, tried first: allocate from an unlocked read, write the order, lines,
-  reservations and ledger rows, and only then take the row locks with one conditional
-  ``UPDATE ... WHERE on_hand - reserved - safety >= q`` (rows locked in (item_id,
-  location_id) order). The lock is held for one statement plus the commit. If any row no
-  longer has the stock, the whole attempt is rolled back and the locked path decides;
-- the locked path: ``levels_for_update`` over every level the order could touch, ATP
-  re-read inside the lock, allocation, ``movements_apply``.
+- the fast path, tried first when the unlocked read says the stock is there: one statement
+  (``fast.RESERVE_SQL``) locks every level the order could touch in (item_id, location_id)
+  order, re-checks ``on_hand - reserved - safety >= q`` in the locked rows and, only if every
+  planned level still covers its quantity, writes the order, lines, reservations, ledger rows
+  and sync work. The lock is held for that statement plus the commit;
+- the locked path, when the fast statement wrote nothing (it keeps its locks) or the order is
+  an import that stock does not cover: ``levels_for_update``, ATP re-read inside the lock,
+  allocation, ``movements_apply``.
 
 Either way ``StockLevel.reserved`` moves together with the reservation rows and the ledger.
 """
@@ -28,7 +29,7 @@ from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.ledger import MovementSpec, movements_apply
-from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.signals import ListingsReached, SyncPriority, stock_changed
 from apps.channels.models import Channel
 from apps.orders.errors import InsufficientStock, OrderExists
 from apps.orders.models import Order, OrderLine, Reservation
@@ -45,6 +46,7 @@ from apps.orders.services.fast import reserve_execute
 from apps.orders.signals import order_reserved
 
 MAX_HOLD_MINUTES = 7 * 24 * 60
+_TAKEN = object()  # the channel already has an order with this external id
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,6 @@ class OrderPlaced:
     order: Order
     lines: list[OrderLine]
     location_ids: list[int]  # where it holds stock
-
-
-class _StockMoved(Exception):
-    """The fast path lost a race for some row; roll it back and decide under the lock."""
 
 
 def order_reserve(
@@ -101,28 +99,37 @@ def _order_place(
 ) -> OrderPlaced:
     resolution = lines_resolve(channel_id=channel.pk, requests=requests)
     plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
-    try:
-        if plan.complete:
+    if mode == Order.Mode.RESERVE and not plan.complete:
+        # Refusing on a committed snapshot is safe: it never promises stock.
+        raise _insufficient(resolution, plan)
+    # No savepoint of its own: the fast statement writes all or nothing, so only the rare locked
+    # path needs one (to look up a taken external id after its failed insert). Refusals leave
+    # the block normally, so a caller's own transaction stays usable.
+    refusal: InsufficientStock | None = None
+    with transaction.atomic(savepoint=False):
+        placed = _write_fast(channel, external_id, mode, expires_at, actor, resolution, plan) if plan.complete else None
+        if placed is None:  # the fast statement wrote nothing; its locks are held, decide under them
             try:
                 with transaction.atomic():
-                    placed = _write_fast(channel, external_id, mode, expires_at, actor, resolution, plan)
-            except _StockMoved:
-                pass
-            else:
-                _announce(placed)
-                return placed
-        elif mode == Order.Mode.RESERVE:
-            # Refusing on a committed snapshot is safe: it never promises stock.
-            raise _insufficient(resolution, plan)
-        with transaction.atomic():
-            placed = _write_locked(channel, external_id, mode, expires_at, actor, resolution)
-    except IntegrityError as err:
-        if "order_unique_channel_external_id" not in str(err):
-            raise
-        existing = Order.objects.filter(channel=channel, external_id=external_id).values_list("pk", flat=True).first()
-        raise OrderExists(external_id=external_id, id=existing) from err
+                    placed = _write_locked(channel, external_id, mode, expires_at, actor, resolution)
+            except InsufficientStock as err:
+                refusal = err
+            except IntegrityError as err:
+                if "order_unique_channel_external_id" not in str(err):
+                    raise
+                placed = _TAKEN
+    if refusal is not None:
+        raise refusal
+    if placed is _TAKEN:
+        raise _order_exists(channel, external_id)
+    assert isinstance(placed, OrderPlaced)
     _announce(placed)
     return placed
+
+
+def _order_exists(channel: Channel, external_id: str) -> OrderExists:
+    existing = Order.objects.filter(channel=channel, external_id=external_id).values_list("pk", flat=True).first()
+    return OrderExists(external_id=external_id, id=existing)
 
 
 def _announce(placed: OrderPlaced) -> None:
@@ -203,7 +210,9 @@ def _write_fast(
     actor: str,
     resolution: Resolution,
     plan: Plan,
-) -> OrderPlaced:
+) -> OrderPlaced | object | None:
+    """The one-statement write; None when a level no longer covered its quantity, _TAKEN when the
+    external id is taken (nothing written either way)."""
     status = Order.Status.RESERVED if mode == Order.Mode.RESERVE else Order.Status.CONFIRMED
     kind = _movement_kind(mode)
     written = reserve_execute(
@@ -216,13 +225,20 @@ def _write_fast(
         kind=kind,
         lines=resolution.lines,
         plan=plan,
+        pairs=resolution.pairs,
+        priority=SyncPriority.SALE,
     )
-    if written.levels_moved != written.levels_needed:
-        raise _StockMoved()
+    if not written.written:
+        return _TAKEN if written.covered else None  # covered but not written: the external id is taken
+    assert written.order_id is not None and written.line_ids is not None
     pairs = sorted(pair_totals(lines=resolution.lines, allocations=plan.allocations))
-    # As in movements_apply: listeners enqueue sync work in this transaction, after the level locks
-    # (the same order everywhere, so their rows and the levels cannot deadlock).
-    stock_changed.send(sender=Movement, pairs=pairs, priority=SyncPriority.SALE, reason=kind)
+    stock_changed.send(
+        sender=Movement,
+        pairs=pairs,
+        priority=SyncPriority.SALE,
+        reason=kind,
+        reached=ListingsReached(listing_ids=written.listing_ids or [], sync_channel_ids=written.sync_channel_ids or []),
+    )
     order = Order(
         pk=written.order_id,
         channel=channel,

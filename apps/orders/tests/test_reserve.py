@@ -7,7 +7,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Location, StockLevel
-from apps.catalog.signals import stock_changed
 from apps.catalog.tests.factories import stock
 from apps.orders.errors import InsufficientStock, OrderExists, UnknownSku
 from apps.orders.models import Order, Reservation
@@ -117,22 +116,11 @@ def test_import_never_refuses_and_opens_an_oversell_incident(shop):
     assert stock_invariants()["oversold"] == 0
 
 
-@pytest.fixture
-def listeners_muted():
-    """Count this app's statements only; channel sync listeners pin their own cost."""
-    saved = stock_changed.receivers
-    stock_changed.receivers = []
-    stock_changed.sender_receivers_cache.clear()
-    yield
-    stock_changed.receivers = saved
-    stock_changed.sender_receivers_cache.clear()
-
-
-def test_reserve_query_count_is_pinned(shop, listeners_muted, django_assert_num_queries):
-    # resolve + snapshot; savepoint; one statement writing order, lines, reservations, ledger and levels; release
-    with django_assert_num_queries(4):
+def test_reserve_query_count_is_pinned(shop, django_assert_num_queries):
+    # resolve + snapshot; one statement locking and writing levels, order, lines, reservations, ledger, sync work
+    with django_assert_num_queries(2):
         order_reserve(channel=shop.channel, external_id="Q1", lines=[LineRequest("hood", 1)])
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(2):
         order_reserve(channel=shop.channel, external_id="Q2", lines=[LineRequest("kit", 1), LineRequest("caps", 1)])
     # A refusal never takes a lock and writes nothing.
     with django_assert_num_queries(1), pytest.raises(InsufficientStock):
