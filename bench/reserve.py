@@ -262,7 +262,14 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
 
     def worker(index: int, deadline: float) -> tuple[int, list[float], int]:
         latencies, done, n = [], 0, 0
-        with psycopg.connect(database_url, autocommit=False) as conn, conn.cursor() as cur:
+        # Prepared on first use with generic plans, as the service's own statements are; the service's
+        # statements each commit by themselves (autocommit), the bare shape is a transaction.
+        with (
+            psycopg.connect(
+                database_url, autocommit=own, prepare_threshold=0, options="-c plan_cache_mode=force_generic_plan"
+            ) as conn,
+            conn.cursor() as cur,
+        ):
             while time.perf_counter() < deadline:
                 n += 1
                 sku = pick_sku(mode, skus)
@@ -276,6 +283,8 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                     conn.commit()
                     line = ResolvedLine(sku, 1, listing, product, True, [(item, 1)])
                     params = reserve_params(
+                        order_id=resolved[8],
+                        created_at=timezone.now(),
                         channel_id=channel,
                         external_id=f"raw-{os.getpid()}-{index}-{n}-{time.time_ns()}",
                         mode="reserve",

@@ -23,6 +23,7 @@ from django.db import connection
 def prepared_cursor() -> Any:
     """A Django cursor wrapper around a server-binding psycopg cursor; use it as a context manager."""
     connection.ensure_connection()
-    with connection.wrap_database_errors:
-        # _prepare_cursor is how Django wraps its own cursors (error mapping, query logging).
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    connection.validate_thread_sharing()
+    raw: Any = psycopg.Cursor(connection.connection)  # the stubs type these as wrappers already
+    # Wrapped as Django wraps its own cursors: error mapping, and query logging when it is on.
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)

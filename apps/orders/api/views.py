@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from apps.catalog import selectors
 from apps.channels.models import Listing
-from apps.core.idempotency import idempotent_call, request_fingerprint
+from apps.core.idempotency import IdempotentAnswer, idempotent_call, idempotent_service_call, request_fingerprint
 from apps.core.permissions import IsChannelToken, channel_of
 from apps.orders import services
 from apps.orders.api.serializers import (
@@ -43,21 +43,30 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
 
 
-def _idempotent(request: Request, handler: Callable[[], tuple[int, Any]]) -> Response:
+def _idempotency(request: Request) -> dict[str, str]:
     key = request.headers.get("Idempotency-Key", "")
     if not key:
         raise ValidationError({"Idempotency-Key": ["This header is required."]})
-    channel = channel_of(request)
-    status_code, body, replayed = idempotent_call(
-        scope=f"channel:{channel.pk}",
-        key=key,
-        fingerprint=request_fingerprint(method=request.method or "POST", path=request.path, body=request.data),
-        handler=handler,
-    )
+    return {
+        "scope": f"channel:{channel_of(request).pk}",
+        "key": key,
+        "fingerprint": request_fingerprint(method=request.method or "POST", path=request.path, body=request.data),
+    }
+
+
+def _answered(status_code: int, body: Any, replayed: bool) -> Response:
     response = Response(body, status=status_code)
     if replayed:
         response["Idempotent-Replayed"] = "true"
     return response
+
+
+def _idempotent(request: Request, handler: Callable[[], tuple[int, Any]]) -> Response:
+    return _answered(*idempotent_call(**_idempotency(request), handler=handler))
+
+
+def _placed_answer(placed: services.OrderPlaced) -> tuple[int, Any]:
+    return status.HTTP_201_CREATED, order_body(placed.order, placed.lines)
 
 
 def _actor(request: Request) -> str:
@@ -124,23 +133,23 @@ class OrderCreateView(APIView):
         data = serializer.validated_data
         channel = channel_of(request)
 
-        def handler() -> tuple[int, Any]:
+        def place(answer: IdempotentAnswer) -> services.OrderPlaced:
+            # The service records the answer with the order itself (one statement on the fast path).
             lines = line_requests(data["lines"]) or []
             if data["mode"] == Order.Mode.IMPORT:
-                placed = services.order_import(
-                    channel=channel, external_id=data["external_id"], lines=lines, actor=_actor(request)
+                return services.order_import(
+                    channel=channel, external_id=data["external_id"], lines=lines, actor=_actor(request), answer=answer
                 )
-            else:
-                placed = services.order_reserve(
-                    channel=channel,
-                    external_id=data["external_id"],
-                    lines=lines,
-                    hold_minutes=data.get("hold_minutes"),
-                    actor=_actor(request),
-                )
-            return status.HTTP_201_CREATED, order_body(placed.order, placed.lines)
+            return services.order_reserve(
+                channel=channel,
+                external_id=data["external_id"],
+                lines=lines,
+                hold_minutes=data.get("hold_minutes"),
+                actor=_actor(request),
+                answer=answer,
+            )
 
-        return _idempotent(request, handler)
+        return _answered(*idempotent_service_call(**_idempotency(request), render=_placed_answer, call=place))
 
 
 class OrderDetailView(APIView):

@@ -16,12 +16,15 @@ from apps.orders.errors import UnknownSku
 
 # One round trip: every listed SKU with its components, the channel's locations in priority
 # order, and the unlocked ATP of each (component, location). Locations that are inactive or
-# whose stock is past its validity (a stale supplier feed) count as 0.
+# whose stock is past its validity (a stale supplier feed) count as 0. It also draws the id a
+# new order will have (evaluated once, an init plan), so that the answer to a reservation can
+# be written in the same statement as the order.
 RESOLVE_SQL = """
 SELECT l.id, l.channel_sku, l.product_id, (l.is_active AND p.is_active), pc.item_id, pc.quantity,
        cl.location_id,
        CASE WHEN loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
-            THEN COALESCE(s.on_hand - s.reserved - s.safety, 0) ELSE 0 END
+            THEN COALESCE(s.on_hand - s.reserved - s.safety, 0) ELSE 0 END,
+       (SELECT nextval('orders_order_id_seq'))
   FROM channels_listing l
   JOIN catalog_product p ON p.id = l.product_id
   LEFT JOIN catalog_productcomponent pc ON pc.product_id = l.product_id
@@ -54,6 +57,7 @@ class Resolution:
     lines: list[ResolvedLine]
     location_ids: list[int]  # the channel's locations, in the order orders take from them
     atp: dict[tuple[int, int], int]  # unlocked snapshot, per (item_id, location_id)
+    order_id: int | None = None  # drawn for a new order (sequence values are never reused)
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -88,7 +92,8 @@ def lines_resolve(*, channel_id: int, requests: Sequence[LineRequest]) -> Resolu
     components: dict[str, dict[int, int]] = defaultdict(dict)
     locations: list[int] = []
     atp: dict[tuple[int, int], int] = {}
-    for listing_id, sku, product_id, sellable, item_id, per_unit, location_id, item_atp in rows:
+    order_id = rows[0][8] if rows else None
+    for listing_id, sku, product_id, sellable, item_id, per_unit, location_id, item_atp, _ in rows:
         listings[sku] = (listing_id, product_id, bool(sellable))
         if item_id is not None:
             components[sku][item_id] = per_unit
@@ -118,7 +123,7 @@ def lines_resolve(*, channel_id: int, requests: Sequence[LineRequest]) -> Resolu
                 components=sorted(components[r.sku].items()),
             )
         )
-    return Resolution(lines=lines, location_ids=locations, atp=atp)
+    return Resolution(lines=lines, location_ids=locations, atp=atp, order_id=order_id)
 
 
 def units_allocate(

@@ -8,9 +8,11 @@ work. When a level no longer covers its quantity the statement writes nothing an
 the locked ATP of every level, so the caller decides under the locks it already holds: no
 savepoint, no second lock pass in a different order. When the channel already has an order
 with this external id (``ON CONFLICT DO NOTHING``, which waits for a concurrent insert of it),
-nothing is written either and the order id comes back empty. The row locks are held for this one
-statement and the commit. (Data-modifying CTEs run to completion whether or not the final
-SELECT reads them.)
+nothing is written either and the order id comes back empty. The order's id is drawn before
+(``Resolution.order_id``), so that the caller's idempotent answer can be recorded in the same
+statement (``CLAIM_IN_STATEMENT``): a key another call holds aborts the whole statement. The
+row locks are held for this one statement and the commit. (Data-modifying CTEs run to
+completion whether or not the final SELECT reads them.)
 
 The text does not depend on the number of lines (arrays, not VALUES lists), so PostgreSQL
 plans it once per session.
@@ -28,6 +30,7 @@ from apps.catalog.locks import LEVELS_FOR_UPDATE_CTE
 from apps.catalog.selectors import LISTINGS_REACHED_SQL
 from apps.channels.services.work import SYNC_WORK_UPSERT
 from apps.core.db import prepared_cursor
+from apps.core.idempotency import CLAIM_IN_STATEMENT, NO_CLAIM_PARAMS
 from apps.orders.services.allocation import Plan, ResolvedLine, pair_totals
 
 RESERVE_SQL = f"""
@@ -38,10 +41,11 @@ WITH wanted AS (
 ), verdict AS (
     SELECT count(*) FILTER (WHERE q > 0 AND atp >= q) = %(needed)s AS ok FROM locked
 ), new_order AS (
-    INSERT INTO orders_order (channel_id, external_id, mode, status, expires_at, flagged, flag_reason,
+    INSERT INTO orders_order (id, channel_id, external_id, mode, status, expires_at, flagged, flag_reason,
                               created_at, updated_at)
-    SELECT %(channel_id)s::bigint, %(external_id)s::varchar, %(mode)s::varchar, %(status)s::varchar,
-           %(expires_at)s::timestamptz, false, '', now(), now()
+    SELECT %(order_id)s::bigint, %(channel_id)s::bigint, %(external_id)s::varchar, %(mode)s::varchar,
+           %(status)s::varchar, %(expires_at)s::timestamptz, false, '', %(created_at)s::timestamptz,
+           %(created_at)s::timestamptz
       FROM verdict WHERE ok
         ON CONFLICT (channel_id, external_id) DO NOTHING
     RETURNING id, created_at
@@ -77,6 +81,7 @@ WITH wanted AS (
     SELECT m.item_id, m.location_id, %(kind)s::varchar, 0, m.q, 'order:' || o.id, %(actor)s::varchar, '', NULL, now()
       FROM moved m, new_order o
     RETURNING id
+), claim AS ({CLAIM_IN_STATEMENT.format(source="new_order")}
 ), reached AS ({LISTINGS_REACHED_SQL.format(moved="moved AS m")}
 ), synced AS ({SYNC_WORK_UPSERT.format(source="SELECT listing_id, channel_id FROM reached WHERE live")}
 )
@@ -105,6 +110,8 @@ class FastWrite:
 
 def reserve_params(
     *,
+    order_id: int,
+    created_at: datetime,
     channel_id: int,
     external_id: str,
     mode: str,
@@ -116,6 +123,7 @@ def reserve_params(
     plan: Plan,
     pairs: Sequence[tuple[int, int]],
     priority: int,
+    claim: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Parameters of RESERVE_SQL: ``pairs`` are every level the order could touch (all are locked)."""
     totals = pair_totals(lines=lines, allocations=plan.allocations)
@@ -126,6 +134,8 @@ def reserve_params(
         for item, per_unit in lines[allocation.line_index].components
     ]
     return {
+        "order_id": order_id,
+        "created_at": created_at,
         "level_items": [item for item, _ in levels],
         "level_locations": [loc for _, loc in levels],
         "level_q": [totals.get(pair, 0) for pair in levels],
@@ -152,6 +162,7 @@ def reserve_params(
         "reason": kind[:60],
         "force_zero": False,
         "repush": False,
+        **(claim or NO_CLAIM_PARAMS),
     }
 
 

@@ -31,6 +31,7 @@ from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.ledger import MovementSpec, movements_apply
 from apps.catalog.signals import ListingsReached, SyncPriority, stock_changed
 from apps.channels.models import Channel
+from apps.core.idempotency import IdempotentAnswer
 from apps.orders.errors import InsufficientStock, OrderExists
 from apps.orders.models import Order, OrderLine, Reservation
 from apps.orders.services.allocation import (
@@ -63,8 +64,12 @@ def order_reserve(
     lines: Sequence[LineRequest],
     hold_minutes: int | None = None,
     actor: str = "",
+    answer: IdempotentAnswer | None = None,
 ) -> OrderPlaced:
-    """Reserve every line or nothing; raises InsufficientStock with what each line could get."""
+    """Reserve every line or nothing; raises InsufficientStock with what each line could get.
+
+    With ``answer``, the caller's idempotent answer is recorded with the order, atomically.
+    """
     minutes = settings.STOCKROOM["HOLD_MINUTES_DEFAULT"] if hold_minutes is None else hold_minutes
     expires_at = timezone.now() + timedelta(minutes=max(1, min(minutes, MAX_HOLD_MINUTES)))
     return _order_place(
@@ -74,17 +79,31 @@ def order_reserve(
         mode=Order.Mode.RESERVE,
         expires_at=expires_at,
         actor=actor,
+        answer=answer,
     )
 
 
-def order_import(*, channel: Channel, external_id: str, lines: Sequence[LineRequest], actor: str = "") -> OrderPlaced:
+def order_import(
+    *,
+    channel: Channel,
+    external_id: str,
+    lines: Sequence[LineRequest],
+    actor: str = "",
+    answer: IdempotentAnswer | None = None,
+) -> OrderPlaced:
     """Record a marketplace order that is already sold: reserve what stock allows, the rest is an oversell.
 
     The shortfall stays on the line (``unallocated_quantity``), the order is flagged and an
     oversell incident opens per item (channels hear of it after commit and push 0).
     """
     return _order_place(
-        channel=channel, external_id=external_id, requests=lines, mode=Order.Mode.IMPORT, expires_at=None, actor=actor
+        channel=channel,
+        external_id=external_id,
+        requests=lines,
+        mode=Order.Mode.IMPORT,
+        expires_at=None,
+        actor=actor,
+        answer=answer,
     )
 
 
@@ -96,35 +115,58 @@ def _order_place(
     mode: str,
     expires_at: datetime | None,
     actor: str,
+    answer: IdempotentAnswer | None,
 ) -> OrderPlaced:
     resolution = lines_resolve(channel_id=channel.pk, requests=requests)
     plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
     if mode == Order.Mode.RESERVE and not plan.complete:
         # Refusing on a committed snapshot is safe: it never promises stock.
         raise _insufficient(resolution, plan)
-    # No savepoint of its own: the fast statement writes all or nothing, so only the rare locked
-    # path needs one (to look up a taken external id after its failed insert). Refusals leave
-    # the block normally, so a caller's own transaction stays usable.
-    refusal: InsufficientStock | None = None
-    with transaction.atomic(savepoint=False):
-        placed = _write_fast(channel, external_id, mode, expires_at, actor, resolution, plan) if plan.complete else None
-        if placed is None:  # the fast statement wrote nothing; its locks are held, decide under them
-            try:
-                with transaction.atomic():
-                    placed = _write_locked(channel, external_id, mode, expires_at, actor, resolution)
-            except InsufficientStock as err:
-                refusal = err
-            except IntegrityError as err:
-                if "order_unique_channel_external_id" not in str(err):
-                    raise
-                placed = _TAKEN
-    if refusal is not None:
-        raise refusal
+    placement = _Placement(channel, external_id, mode, expires_at, actor, resolution, plan, answer)
+    alone = not transaction.get_connection().in_atomic_block
+    placed: OrderPlaced | object | None = None
+    if plan.complete and alone:
+        # The statement is its own transaction: no BEGIN or COMMIT, the locks live for it alone.
+        placed = _write_fast(placement)
+    if placed is None:
+        try:
+            # A savepoint inside a caller's transaction, so that a refusal leaves it usable.
+            with transaction.atomic():
+                if plan.complete and not alone:
+                    placed = _write_fast(placement)
+                if placed is None:  # the fast statement wrote nothing: decide under the locks
+                    placed = _write_locked(placement)
+        except IntegrityError as err:
+            if "order_unique_channel_external_id" not in str(err):
+                raise
+            placed = _TAKEN
     if placed is _TAKEN:
         raise _order_exists(channel, external_id)
     assert isinstance(placed, OrderPlaced)
     _announce(placed)
     return placed
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """One order being placed: who, what, and how the stock was resolved and planned."""
+
+    channel: Channel
+    external_id: str
+    mode: str
+    expires_at: datetime | None
+    actor: str
+    resolution: Resolution
+    plan: Plan
+    answer: IdempotentAnswer | None
+
+    @property
+    def status(self) -> str:
+        return Order.Status.RESERVED if self.mode == Order.Mode.RESERVE else Order.Status.CONFIRMED
+
+    @property
+    def kind(self) -> str:
+        return Movement.Kind.RESERVE if self.mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
 
 
 def _order_exists(channel: Channel, external_id: str) -> OrderExists:
@@ -149,21 +191,14 @@ def _insufficient(resolution: Resolution, plan: Plan) -> InsufficientStock:
     )
 
 
-def _write_order(
-    channel: Channel,
-    external_id: str,
-    mode: str,
-    expires_at: datetime | None,
-    resolution: Resolution,
-    plan: Plan,
-) -> tuple[Order, list[OrderLine], list[Reservation]]:
+def _write_order(p: _Placement, plan: Plan) -> tuple[Order, list[OrderLine]]:
     shortfall = plan.shortfall
     order = Order.objects.create(
-        channel=channel,
-        external_id=external_id,
-        mode=mode,
-        status=Order.Status.RESERVED if mode == Order.Mode.RESERVE else Order.Status.CONFIRMED,
-        expires_at=expires_at,
+        channel=p.channel,
+        external_id=p.external_id,
+        mode=p.mode,
+        status=p.status,
+        expires_at=p.expires_at,
         flagged=any(shortfall.values()),
         flag_reason="Oversold: stock did not cover every unit." if any(shortfall.values()) else "",
     )
@@ -177,12 +212,12 @@ def _write_order(
                 quantity=line.quantity,
                 unallocated_quantity=shortfall[index],
             )
-            for index, line in enumerate(resolution.lines)
+            for index, line in enumerate(p.resolution.lines)
         ]
     )
     reservations: list[Reservation] = []
     for allocation in plan.allocations:
-        line = resolution.lines[allocation.line_index]
+        line = p.resolution.lines[allocation.line_index]
         for item, per_unit in line.components:
             reservations.append(
                 Reservation(
@@ -195,74 +230,68 @@ def _write_order(
             )
     if reservations:
         Reservation.objects.bulk_create(reservations)
-    return order, lines, reservations
+    return order, lines
 
 
-def _movement_kind(mode: str) -> str:
-    return Movement.Kind.RESERVE if mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
-
-
-def _write_fast(
-    channel: Channel,
-    external_id: str,
-    mode: str,
-    expires_at: datetime | None,
-    actor: str,
-    resolution: Resolution,
-    plan: Plan,
-) -> OrderPlaced | object | None:
-    """The one-statement write; None when a level no longer covered its quantity, _TAKEN when the
-    external id is taken (nothing written either way)."""
-    status = Order.Status.RESERVED if mode == Order.Mode.RESERVE else Order.Status.CONFIRMED
-    kind = _movement_kind(mode)
-    written = reserve_execute(
-        channel_id=channel.pk,
-        external_id=external_id,
-        mode=mode,
-        status=status,
-        expires_at=expires_at,
-        actor=actor,
-        kind=kind,
-        lines=resolution.lines,
-        plan=plan,
-        pairs=resolution.pairs,
-        priority=SyncPriority.SALE,
-    )
-    if not written.written:
-        return _TAKEN if written.covered else None  # covered but not written: the external id is taken
-    assert written.order_id is not None and written.line_ids is not None
+def _write_fast(p: _Placement) -> OrderPlaced | object | None:
+    """The one-statement write (with the idempotent answer, if any); None when a level no longer
+    covered its quantity, _TAKEN when the external id is taken (nothing written either way)."""
+    resolution, plan = p.resolution, p.plan
+    assert resolution.order_id is not None
     pairs = sorted(pair_totals(lines=resolution.lines, allocations=plan.allocations))
-    stock_changed.send(
-        sender=Movement,
-        pairs=pairs,
-        priority=SyncPriority.SALE,
-        reason=kind,
-        reached=ListingsReached(listing_ids=written.listing_ids or [], sync_channel_ids=written.sync_channel_ids or []),
-    )
+    now = timezone.now()
     order = Order(
-        pk=written.order_id,
-        channel=channel,
-        external_id=external_id,
-        mode=mode,
-        status=status,
-        expires_at=expires_at,
-        created_at=written.created_at,
-        updated_at=written.created_at,
+        pk=resolution.order_id,
+        channel=p.channel,
+        external_id=p.external_id,
+        mode=p.mode,
+        status=p.status,
+        expires_at=p.expires_at,
+        created_at=now,
+        updated_at=now,
     )
     order._state.adding = False
-    lines = []
-    for line in resolution.lines:
-        row = OrderLine(
-            pk=written.line_ids[line.sku],
+    lines = [
+        OrderLine(
             order=order,
             listing_id=line.listing_id,
             channel_sku=line.sku,
             product_id=line.product_id,
             quantity=line.quantity,
         )
+        for line in resolution.lines
+    ]
+    placed = OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in pairs}))
+    written = reserve_execute(
+        order_id=order.pk,
+        created_at=now,
+        channel_id=p.channel.pk,
+        external_id=p.external_id,
+        mode=p.mode,
+        status=p.status,
+        expires_at=p.expires_at,
+        actor=p.actor,
+        kind=p.kind,
+        lines=resolution.lines,
+        plan=plan,
+        pairs=resolution.pairs,
+        priority=SyncPriority.SALE,
+        claim=p.answer.statement_params(placed) if p.answer is not None else None,
+    )
+    if not written.written:
+        return _TAKEN if written.covered else None  # covered but not written: the external id is taken
+    assert written.line_ids is not None
+    for row in lines:
+        row.pk = written.line_ids[row.channel_sku]
         row._state.adding = False
-        lines.append(row)
-    return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in pairs}))
+    stock_changed.send(
+        sender=Movement,
+        pairs=pairs,
+        priority=SyncPriority.SALE,
+        reason=p.kind,
+        reached=ListingsReached(listing_ids=written.listing_ids or [], sync_channel_ids=written.sync_channel_ids or []),
+    )
+    return placed
 
 
 def locked_atp(levels: Sequence[StockLevel]) -> dict[tuple[int, int], int]:
@@ -279,35 +308,31 @@ def locked_atp(levels: Sequence[StockLevel]) -> dict[tuple[int, int], int]:
     return {(level.item_id, level.location_id): level.atp if level.location_id in sellable else 0 for level in levels}
 
 
-def _write_locked(
-    channel: Channel,
-    external_id: str,
-    mode: str,
-    expires_at: datetime | None,
-    actor: str,
-    resolution: Resolution,
-) -> OrderPlaced:
+def _write_locked(p: _Placement) -> OrderPlaced:
+    resolution = p.resolution
     levels = levels_for_update(resolution.pairs)
     resolution.atp = locked_atp(levels)
     plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
-    if mode == Order.Mode.RESERVE and not plan.complete:
+    if p.mode == Order.Mode.RESERVE and not plan.complete:
         raise _insufficient(resolution, plan)
-    order, lines, _ = _write_order(channel, external_id, mode, expires_at, resolution, plan)
+    order, lines = _write_order(p, plan)
     totals = pair_totals(lines=resolution.lines, allocations=plan.allocations)
     reference = f"order:{order.pk}"
-    kind = _movement_kind(mode)
     movements_apply(
         movements=[
-            MovementSpec(item_id=item, location_id=loc, kind=kind, reserved_delta=quantity, reference=reference)
+            MovementSpec(item_id=item, location_id=loc, kind=p.kind, reserved_delta=quantity, reference=reference)
             for (item, loc), quantity in totals.items()
         ],
-        actor=actor,
+        actor=p.actor,
         priority=SyncPriority.SALE,
-        reason=kind,
+        reason=p.kind,
     )
     if not plan.complete:
         _oversell_incidents(order, resolution.lines, plan, resolution.location_ids)
-    return OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in totals}))
+    placed = OrderPlaced(order=order, lines=lines, location_ids=sorted({loc for _, loc in totals}))
+    if p.answer is not None:
+        p.answer.record(placed)
+    return placed
 
 
 def _oversell_incidents(order: Order, lines: Sequence[ResolvedLine], plan: Plan, location_ids: Sequence[int]) -> None:

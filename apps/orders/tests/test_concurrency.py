@@ -163,6 +163,25 @@ def test_concurrent_requests_with_the_same_idempotency_key_make_one_order(shop):
     assert StockLevel.objects.get(item=shop.hood, location=shop.warehouse).reserved == 2
 
 
+def test_concurrent_requests_reusing_one_key_with_other_bodies_make_one_order(shop):
+    """Each body names its own order: the one statement that writes an order also records the key,
+    so a call whose key another holds writes nothing at all and is told 422."""
+    raw = token_create(channel_code="web")
+
+    def call(worker: int) -> list[str]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+        body = {"external_id": f"OTHER-{worker}", "lines": [{"sku": "hood", "quantity": 1}]}
+        response = client.post("/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="shared-key")
+        return [str(response.status_code)]
+
+    outcomes = race(call, workers=8)
+    assert outcomes == Counter({"201": 1, "422": 7})
+    assert Order.objects.count() == 1
+    assert StockLevel.objects.get(item=shop.hood, location=shop.warehouse).reserved == 1
+    assert stock_invariants()["oversold"] == 0
+
+
 def test_a_second_channel_races_the_first_for_shared_stock(shop):
     marketplace = channel_of("market", [shop.store, shop.warehouse])
     listing_of(marketplace, "HD", shop.hood_product)

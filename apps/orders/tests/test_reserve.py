@@ -117,14 +117,26 @@ def test_import_never_refuses_and_opens_an_oversell_incident(shop):
 
 
 def test_reserve_query_count_is_pinned(shop, django_assert_num_queries):
-    # resolve + snapshot; one statement locking and writing levels, order, lines, reservations, ledger, sync work
-    with django_assert_num_queries(2):
+    # Inside a caller's transaction: resolve + snapshot; a savepoint around one statement that locks
+    # and writes levels, order, lines, reservations, ledger and sync work
+    with django_assert_num_queries(4):
         order_reserve(channel=shop.channel, external_id="Q1", lines=[LineRequest("hood", 1)])
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(4):
         order_reserve(channel=shop.channel, external_id="Q2", lines=[LineRequest("kit", 1), LineRequest("caps", 1)])
     # A refusal never takes a lock and writes nothing.
     with django_assert_num_queries(1), pytest.raises(InsufficientStock):
         order_reserve(channel=shop.channel, external_id="Q3", lines=[LineRequest("hood", 100)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alone_a_reservation_is_two_statements_and_commits_with_the_second(shop, django_assert_num_queries):
+    """No transaction around the call: the write statement is its own transaction (no BEGIN or COMMIT)."""
+    with django_assert_num_queries(2):
+        placed = order_reserve(channel=shop.channel, external_id="A1", lines=[LineRequest("kit", 2)])
+    assert not transaction.get_connection().in_atomic_block
+    assert Order.objects.filter(pk=placed.order.pk).exists()
+    assert held(placed.order) == {("HOOD", "wh"): 2, ("CAP", "wh"): 4}
+    assert stock_invariants()["oversold"] == 0
 
 
 def test_a_stale_snapshot_falls_back_to_the_locked_path_and_writes_nothing(shop, monkeypatch):
