@@ -122,11 +122,7 @@ def idempotent_call(
     except _AlreadyAnswered:
         pass
     except DomainError as err:
-        # The work was rolled back; remember the refusal unless another call answered first.
-        status_code, body = err.status_code, err.as_body()
-        with transaction.atomic():
-            if _claim(scope, key, fingerprint, status_code, body):
-                return status_code, body, False
+        return _refusal(scope, key, fingerprint, err)
     return _replay(scope, key, fingerprint)
 
 
@@ -148,10 +144,16 @@ def idempotent_service_call(
         if "idempotency_unique_scope_key" not in str(err):
             raise
     except DomainError as err:
-        status_code, body = err.status_code, err.as_body()
-        with transaction.atomic():
-            if _claim(scope, key, fingerprint, status_code, body):
-                return status_code, body, False
+        return _refusal(scope, key, fingerprint, err)
+    return _replay(scope, key, fingerprint)
+
+
+def _refusal(scope: str, key: str, fingerprint: str, err: DomainError) -> tuple[int, Any, bool]:
+    """The work was rolled back; remember the refusal unless another call answered first."""
+    status_code, body = err.status_code, err.as_body()
+    with transaction.atomic():
+        if _claim(scope, key, fingerprint, status_code, body):
+            return status_code, body, False
     return _replay(scope, key, fingerprint)
 
 

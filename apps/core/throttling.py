@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django_redis import get_redis_connection
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
@@ -35,7 +36,10 @@ class TokenRateThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view: Any) -> str:
         token = getattr(request, "auth", None)
         ident = f"token:{token.pk}" if token is not None else f"ip:{self.get_ident(request)}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        # The cache's key prefix too: deployments (or test runs and benchmarks) sharing a Redis
+        # count their tokens apart even where their token ids coincide.
+        prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        return f"{prefix}:" + self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if self.rate is None:

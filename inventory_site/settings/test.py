@@ -1,5 +1,8 @@
 """The test suite: the same real PostgreSQL and Redis, quieter logs, fast hashing."""
 
+import os
+import secrets
+
 from .base import *
 from .base import DATABASES, env
 
@@ -9,6 +12,10 @@ LOGGING = build_logging_config(level=LOG_LEVEL, fmt="console")
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Each checkout (or parallel runner) may name its own test database.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=f"test_{DATABASES['default']['NAME']}")}
-CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", default="stockroom-test")
+# A Redis namespace of its own per run: a fresh test database gives out the same ids again, and
+# counters or cache entries of the previous run must not meet them. Servers the tests start
+# inherit it through the environment.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"stockroom-test-{secrets.token_hex(4)}")
+CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"token": env("API_THROTTLE_RATE", default="100000/min")}
 STOCKROOM_DEMO_MODE = False

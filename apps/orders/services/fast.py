@@ -4,15 +4,13 @@ One round trip locks every level the order could touch (in (item_id, location_id
 checks that each planned level still has ``on_hand - reserved - safety >= q`` in the locked
 rows, and only then, all or nothing, writes the order, adds to ``reserved``, writes its lines,
 reservations and ledger rows, finds the listings the move reaches and upserts their sync
-work. When a level no longer covers its quantity the statement writes nothing and answers
-the locked ATP of every level, so the caller decides under the locks it already holds: no
-savepoint, no second lock pass in a different order. When the channel already has an order
-with this external id (``ON CONFLICT DO NOTHING``, which waits for a concurrent insert of it),
-nothing is written either and the order id comes back empty. The order's id is drawn before
-(``Resolution.order_id``), so that the caller's idempotent answer can be recorded in the same
-statement (``CLAIM_IN_STATEMENT``): a key another call holds aborts the whole statement. The
-row locks are held for this one statement and the commit. (Data-modifying CTEs run to
-completion whether or not the final SELECT reads them.)
+work. When a level no longer covers its quantity the statement writes nothing. When the
+channel already has an order with this external id (``ON CONFLICT DO NOTHING``, which waits
+for a concurrent insert of it), nothing is written either and the order id comes back empty.
+The order's id is drawn before (``Resolution.order_id``), so that the caller's idempotent
+answer can be recorded in the same statement (``CLAIM_IN_STATEMENT``): a key another call
+holds aborts the whole statement. The row locks are held for this one statement and its
+commit. (Data-modifying CTEs run to completion whether or not the final SELECT reads them.)
 
 The text does not depend on the number of lines (arrays, not VALUES lists), so PostgreSQL
 plans it once per session.
@@ -48,7 +46,7 @@ WITH wanted AS (
            %(created_at)s::timestamptz
       FROM verdict WHERE ok
         ON CONFLICT (channel_id, external_id) DO NOTHING
-    RETURNING id, created_at
+    RETURNING id
 ), moved AS (
     UPDATE catalog_stocklevel AS s
        SET reserved = s.reserved + l.q, updated_at = now()
@@ -87,11 +85,9 @@ WITH wanted AS (
 )
 SELECT v.ok,
        (SELECT id FROM new_order),
-       (SELECT created_at FROM new_order),
        (SELECT json_object_agg(channel_sku, id) FROM new_lines),
        (SELECT coalesce(array_agg(listing_id ORDER BY listing_id), '{{}}') FROM reached),
-       (SELECT coalesce(array_agg(DISTINCT channel_id), '{{}}') FROM synced),
-       (SELECT json_agg(json_build_array(item_id, location_id, atp)) FROM locked)
+       (SELECT coalesce(array_agg(DISTINCT channel_id), '{{}}') FROM synced)
   FROM verdict v
 """
 
@@ -100,9 +96,6 @@ SELECT v.ok,
 class FastWrite:
     covered: bool  # False: a level no longer covered its quantity and nothing was written
     written: bool  # False: nothing was written (not covered, or the external id is taken)
-    atp: dict[tuple[int, int], int]  # locked ATP of every level the order could touch
-    order_id: int | None = None
-    created_at: datetime | None = None
     line_ids: dict[str, int] | None = None  # channel_sku -> line id
     listing_ids: list[int] | None = None  # listings the move reaches
     sync_channel_ids: list[int] | None = None  # channels whose sync work the statement upserted
@@ -169,20 +162,14 @@ def reserve_params(
 def reserve_execute(**kwargs: Any) -> FastWrite:
     with prepared_cursor() as cursor:
         cursor.execute(RESERVE_SQL, reserve_params(**kwargs))
-        ok, order_id, created_at, line_ids, listing_ids, channel_ids, locked = cursor.fetchone()
-    if isinstance(locked, str):
-        locked = json.loads(locked)
-    atp = {(item, loc): max(0, int(value)) for item, loc, value in locked or []}
+        ok, order_id, line_ids, listing_ids, channel_ids = cursor.fetchone()
     if not ok or order_id is None:
-        return FastWrite(covered=bool(ok), written=False, atp=atp)
+        return FastWrite(covered=bool(ok), written=False)
     if isinstance(line_ids, str):
         line_ids = json.loads(line_ids)
     return FastWrite(
         covered=True,
         written=True,
-        atp=atp,
-        order_id=order_id,
-        created_at=created_at,
         line_ids=line_ids,
         listing_ids=list(listing_ids),
         sync_channel_ids=list(channel_ids),

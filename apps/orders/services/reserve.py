@@ -1,15 +1,17 @@
 """Orders coming in: reserved at checkout (all lines or none) or imported (already sold, never refused).
 
-Two ways to take the stock, same result, in one transaction:
+Two ways to take the stock, same result:
 
 - the fast path, tried first when the unlocked read says the stock is there: one statement
   (``fast.RESERVE_SQL``) locks every level the order could touch in (item_id, location_id)
   order, re-checks ``on_hand - reserved - safety >= q`` in the locked rows and, only if every
-  planned level still covers its quantity, writes the order, lines, reservations, ledger rows
-  and sync work. The lock is held for that statement plus the commit;
-- the locked path, when the fast statement wrote nothing (it keeps its locks) or the order is
-  an import that stock does not cover: ``levels_for_update``, ATP re-read inside the lock,
-  allocation, ``movements_apply``.
+  planned level still covers its quantity, writes the order, lines, reservations, ledger rows,
+  sync work and the caller's idempotent answer. Called outside a transaction (the API), that
+  statement is its own transaction: the locks live for it alone, with no BEGIN or COMMIT round
+  trip. Inside a caller's transaction it runs in a savepoint;
+- the locked path, when the fast statement wrote nothing or the order is an import that stock
+  does not cover: ``levels_for_update``, ATP re-read inside the lock, allocation,
+  ``movements_apply``, in a transaction (or savepoint) of its own.
 
 Either way ``StockLevel.reserved`` moves together with the reservation rows and the ledger.
 """
