@@ -75,6 +75,28 @@ def test_revoked_token_is_refused(staff_user):
     assert response.json() == {"code": "authentication_failed", "detail": "Token has been revoked."}
 
 
+def test_a_remembered_token_is_forgotten_when_it_or_its_owner_changes(staff_user, channel, django_assert_num_queries):
+    shop = client_with(token_create(channel_code="shop1"))
+    assert shop.get("/api/v1/whoami/").status_code == 200
+    with django_assert_num_queries(0):  # remembered: no token query on the next call
+        assert shop.get("/api/v1/whoami/").status_code == 200
+    channel.is_active = False
+    channel.save()
+    refused = shop.get("/api/v1/whoami/")
+    assert refused.status_code == 401 and refused.json()["detail"] == "Channel is inactive."
+
+    revoked = client_with(token_create(staff_username=staff_user.username))
+    assert revoked.get("/api/v1/whoami/").status_code == 200
+    token_revoke(token=ApiToken.objects.get(user=staff_user))  # a queryset update, no save signal
+    assert revoked.get("/api/v1/whoami/").status_code == 401
+
+    staff = client_with(token_create(staff_username=staff_user.username))
+    assert staff.get("/api/v1/whoami/").status_code == 200
+    staff_user.is_active = False
+    staff_user.save()
+    assert staff.get("/api/v1/whoami/").json()["detail"] == "User is inactive."
+
+
 def test_tokens_only_for_staff_users(django_user_model):
     django_user_model.objects.create_user(username="shopper", password="x")
     with pytest.raises(Exception, match="not staff"):
