@@ -2,8 +2,9 @@
 
 A token found in the database is remembered in the process for ``API_TOKEN_CACHE_SECONDS``
 (default 2), so a busy channel does not pay a query per request. Saving or deleting a token,
-a channel or a user forgets everything remembered in the process at once; another process
-notices within those seconds, so a revoked token stops working everywhere within them.
+a channel or a user (and ``token_revoke``) forgets everything remembered in that process;
+other processes, and a request that read the token just before the change committed, notice
+within those seconds. So a revoked token stops working everywhere within them.
 """
 
 from __future__ import annotations
