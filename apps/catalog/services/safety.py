@@ -42,8 +42,9 @@ def safety_apply(
     Runs in the caller's transaction when there is one (a staff override saves its audit in
     the same one), else in its own. Levels are read first without a lock, and only those whose
     value differs are locked (in the fixed order) and rewritten, so the hourly job over every
-    level holds few locks. Pairs whose ATP falls to 0 are announced as SALE so channels stop
-    selling within seconds; the rest with ``priority``.
+    level holds few locks. The change is announced with ``priority``; channel sync itself makes
+    a listing that this closes (its quantity reaching 0) a tier 1 push, so channels stop selling
+    within seconds.
     """
     wanted = {pair: int(value) for pair, value in values.items()}
     for pair, value in wanted.items():
@@ -76,12 +77,15 @@ def safety_apply(
         if not changes:
             return []
         _write(changes)
-        urgent = [(c.item_id, c.location_id) for c in changes if c.new_atp == 0 and c.old_atp > 0]
-        rest = [(c.item_id, c.location_id) for c in changes if not (c.new_atp == 0 and c.old_atp > 0)]
-        if urgent:
-            stock_changed.send(sender=StockLevel, pairs=urgent, priority=SyncPriority.SALE, reason=reason)
-        if rest:
-            stock_changed.send(sender=StockLevel, pairs=rest, priority=SyncPriority(priority), reason=reason)
+        # One announcement, so that listeners lock their rows in one pass (two passes over
+        # interleaved listings could deadlock with another writer). Channel sync promotes the
+        # listings this closes (quantity reaching 0) to tier 1 by itself.
+        stock_changed.send(
+            sender=StockLevel,
+            pairs=[(c.item_id, c.location_id) for c in changes],
+            priority=SyncPriority(priority),
+            reason=reason,
+        )
     log.info("safety_applied", reason=reason, changed=len(changes), requested=len(wanted))
     return changes
 

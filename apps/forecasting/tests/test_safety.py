@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.catalog.models import StockLevel
 from apps.catalog.services.safety import safety_apply
 from apps.catalog.signals import SyncPriority, stock_changed
-from apps.catalog.tests.factories import ItemFactory, stock
+from apps.catalog.tests.factories import ItemFactory, product_of, stock
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of
@@ -52,10 +52,22 @@ def test_safety_apply_changes_only_what_differs_and_tells_channels(item, store, 
 
 
 def test_safety_that_closes_the_last_units_is_a_tier_one_sync(item, store, heard):
+    from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
+
+    other = ItemFactory(sku="OTHER")
+    channel = Channel.objects.create(code="shop1", name="Webshop")
+    ChannelLocation.objects.create(channel=channel, location=store)
+    closing = Listing.objects.create(channel=channel, channel_sku="C", product=product_of("P-C", {item: 1}))
+    lowered = Listing.objects.create(channel=channel, channel_sku="L", product=product_of("P-L", {other: 1}))
     stock(item, store, 5)
+    stock(other, store, 10)
+    SyncWork.objects.all().delete()
     heard.clear()
-    safety_apply(values={(item.pk, store.pk): 5}, reason="test")
-    assert heard == [([(item.pk, store.pk)], SyncPriority.SALE, "test")]
+    safety_apply(values={(item.pk, store.pk): 5, (other.pk, store.pk): 2}, reason="test")
+    # One announcement for both levels; the listing it closes goes out at tier 1, the other waits.
+    assert heard == [([(item.pk, store.pk), (other.pk, store.pk)], SyncPriority.BACKGROUND, "test")]
+    assert SyncWork.objects.get(listing=closing).priority == SyncPriority.SALE
+    assert SyncWork.objects.get(listing=lowered).priority == SyncPriority.BACKGROUND
 
 
 def test_safety_apply_refuses_negative_values(item, store):
