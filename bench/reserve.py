@@ -38,7 +38,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from common import base_database_url, database_recreate, percentile, with_database  # noqa: E402
+from common import (  # noqa: E402
+    base_database_url,
+    bench_environment,
+    database_recreate,
+    django_setup,
+    percentile,
+    with_database,
+)
 
 OUT = ROOT / "var" / "bench"
 BENCH_DB = os.environ.get("BENCH_DATABASE_NAME", "stockroom_bench")
@@ -50,28 +57,16 @@ SPREAD_STOCK = 1000
 # --- environment -------------------------------------------------------------------------
 
 
-def bench_env(database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="inventory_site.settings.production",
-        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-production-use"),
-        LOG_LEVEL="WARNING",
-        CACHE_KEY_PREFIX=PREFIX,
-        CELERY_KEY_PREFIX=f"{PREFIX}:",
-        API_THROTTLE_RATE="100000000/min",
-        DATABASE_CONN_MAX_AGE="600",
-        SESSION_COOKIE_SECURE="false",
-        CSRF_COOKIE_SECURE="false",
-    )
-    return env
-
-
-def django_setup(database_url: str) -> None:
-    os.environ.update(bench_env(database_url))
-    import django
-
-    django.setup()
+# What the reservation benchmark changes from production: its own Redis namespace, a throttle
+# that never refuses the load, long-lived connections, plain HTTP on loopback.
+BENCH_SETTINGS = {
+    "CACHE_KEY_PREFIX": PREFIX,
+    "CELERY_KEY_PREFIX": f"{PREFIX}:",
+    "API_THROTTLE_RATE": "100000000/min",
+    "DATABASE_CONN_MAX_AGE": "600",
+    "SESSION_COOKIE_SECURE": "false",
+    "CSRF_COOKIE_SECURE": "false",
+}
 
 
 # --- data --------------------------------------------------------------------------------
@@ -402,7 +397,7 @@ def gunicorn_start(database_url: str, workers: int) -> tuple[subprocess.Popen, i
             "--log-level", "warning", "--timeout", "60",
         ],
         cwd=ROOT,
-        env=bench_env(database_url),
+        env=bench_environment(database_url, **BENCH_SETTINGS),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -555,7 +550,7 @@ def redis_cleanup() -> None:
 
 def worker_main(args: argparse.Namespace) -> None:
     """A child process of the two-process service run: prints its raw measurements as JSON."""
-    django_setup(args.database_url)
+    django_setup(args.database_url, **BENCH_SETTINGS)
     result = service_measure(args.mode, args.threads, args.seconds, args.skus, f"p{os.getpid()}-{args.mode}")
     print("WORKERJSON " + json.dumps(result), flush=True)
 
@@ -599,7 +594,7 @@ def main() -> int:
     started = time.monotonic()
     print(f"creating database {BENCH_DB} and {args.skus:,} SKUs...", flush=True)
     database_recreate(admin_url, BENCH_DB)
-    django_setup(database_url)
+    django_setup(database_url, **BENCH_SETTINGS)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
