@@ -54,6 +54,7 @@ class System(Protocol):
     def feed(self, supplier: str, reported: dict[str, int], broken: bool) -> None: ...
     def displays(self) -> dict[tuple[str, str], int]: ...  # (channel, product) -> shown quantity
     def safety_hidden_units(self) -> int: ...
+    def incidents(self) -> dict[str, int]: ...  # incidents the system opened for staff, by kind
     def at(self, seconds: float) -> None: ...  # simulated time has reached this point
 
 
@@ -69,6 +70,8 @@ class Outcome:
     store_sales_lost: int = 0
     safety_hidden_units: int = 0
     refused_with_stock: int = 0  # online orders turned away although the shelves could cover them
+    sync_interval_s: float = 0.0  # how often what channels show is brought up to date
+    incidents: Counter = field(default_factory=Counter)  # kind -> incidents opened for staff
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (hour, cumulative oversold units)
     wall_seconds: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
@@ -194,6 +197,8 @@ class Engine:
             self._ship(decision, orders[key])
         self.outcome.timeline.append((self.stream.hours, self.outcome.oversold_total))
         self.outcome.safety_hidden_units = self.system.safety_hidden_units()
+        self.outcome.sync_interval_s = self.system.display_interval_s
+        self.outcome.incidents = Counter(self.system.incidents())
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 

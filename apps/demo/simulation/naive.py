@@ -25,6 +25,9 @@ class NaiveSystem:
         self.run_id = uuid.uuid4().hex[:12]
         self.taken: dict[str, list[tuple[str, str, int]]] = {}
 
+    def incidents(self) -> dict[str, int]:
+        return {}  # nobody is told: the naive shop finds out from angry customers
+
     def setup(self, world: World, stream: Stream) -> None:
         self.world = world
         self.channels = {c.code: c for c in world.channels}

@@ -7,8 +7,13 @@ from pathlib import Path
 
 from django.template.loader import render_to_string
 
+from apps.catalog.models import Incident
 from apps.demo.simulation.engine import CAUSES, Outcome
 from apps.forecasting.charts import Series, bar_chart, line_chart
+
+
+def _interval(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _pct(value: float) -> str:
@@ -31,7 +36,12 @@ def rows(outcomes: list[Outcome]) -> list[tuple[str, list[str]]]:
         ("store sales recorded", [f"{o.store_sales:,}" for o in outcomes]),
         ("turned away although shelves had it", [f"{o.refused_with_stock:,}" for o in outcomes]),
         ("units held back by store safety stock (average)", [f"{o.safety_hidden_units:,}" for o in outcomes]),
+        ("what channels show is brought up to date every", [_interval(o.sync_interval_s) for o in outcomes]),
+        ("incidents opened for staff", [f"{sum(o.incidents.values()):,}" for o in outcomes]),
     ]
+    for kind, label in Incident.Kind.choices:
+        if any(o.incidents.get(kind) for o in outcomes):
+            table.append((f"- {label}", [f"{o.incidents.get(kind, 0):,}" for o in outcomes]))
     extra_keys = sorted({key for o in outcomes for key in o.extra})
     for key in extra_keys:
         table.append((key, [str(o.extra.get(key, "")) for o in outcomes]))

@@ -23,8 +23,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db.models import Count, Q
 
-from apps.catalog.models import Item, Location
+from apps.catalog.models import Incident, Item, Location
 from apps.catalog.services.safety import safety_apply
 from apps.core.services import token_create
 from apps.demo.simulation.engine import Decision
@@ -259,6 +260,11 @@ class StockroomSystem:
     def safety_hidden_units(self) -> int:
         """Average units held back at the stores by safety stock over the run."""
         return round(sum(self._hidden_samples) / len(self._hidden_samples)) if self._hidden_samples else 0
+
+    def incidents(self) -> dict[str, int]:
+        """Incidents this run opened for staff (the admin's work queue), by kind."""
+        mine = Q(item__sku__startswith=f"{self.run}-") | Q(location__code__startswith=f"{self.run}-")
+        return dict(Incident.objects.filter(mine).values("kind").annotate(n=Count("id")).values_list("kind", "n"))
 
     # --- what happens during the day --------------------------------------------------------
 

@@ -47,8 +47,21 @@ def test_stockroom_never_accepts_beyond_stock_where_naive_does(day, tmp_path):
     # What remains (a marketplace selling inside the push latency, tills taking promised units) stays rare.
     assert stockroom.oversell_rate <= naive.oversell_rate / 3, (stockroom.oversold_units, naive.oversold_units)
 
+    # Staff hear of what stock could not cover (imports short, tills into reserved stock); the naive shop does not.
+    assert naive.incidents == {}
+    assert set(stockroom.incidents) <= {
+        "oversell",
+        "pos_into_reserved",
+        "supplier_refusal",
+        "feed_refused",
+        "mapping_suspect",
+    }
+
     md, html = write([stockroom, naive], seed=SEED, hours=stream.hours, command="test", directory=tmp_path)
-    assert "| oversell rate (of accepted) |" in md.read_text()
+    report = md.read_text()
+    assert "| oversell rate (of accepted) |" in report
+    assert "| what channels show is brought up to date every | 2 s | 15 min |" in report
+    assert f"| incidents opened for staff | {sum(stockroom.incidents.values()):,} | 0 |" in report
     assert "<svg" in html.read_text()
 
 
