@@ -48,12 +48,8 @@ NO_CLAIM_PARAMS: dict[str, Any] = {
 }
 
 
-class _AlreadyAnswered(Exception):
-    """The key was recorded by another call: undo this one's work and replay that answer."""
-
-
 class KeyTaken(Exception):
-    """Raised by a service recording an answer whose key another call holds; nothing was written."""
+    """Another call holds the key: undo this call's work (nothing of it may stay) and replay that answer."""
 
 
 @dataclass
@@ -117,9 +113,9 @@ def idempotent_call(
         with transaction.atomic():
             status_code, body = handler()
             if not _claim(scope, key, fingerprint, status_code, body):
-                raise _AlreadyAnswered
+                raise KeyTaken
         return status_code, body, False
-    except _AlreadyAnswered:
+    except KeyTaken:
         pass
     except DomainError as err:
         return _refusal(scope, key, fingerprint, err)
