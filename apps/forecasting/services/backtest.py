@@ -103,7 +103,7 @@ def item_backtest(
     if buckets.empty:
         return result
     local = buckets.index.tz_convert(timezone.get_current_timezone_name())
-    slots = np.asarray(local.dayofweek * 24 + local.hour)
+    slots = np.asarray(local.day_of_week * 24 + local.hour)
     week_of = np.asarray(((buckets.index - pd.Timestamp(test_weeks[0])) // pd.Timedelta(weeks=1)).astype(int))
     # Before the pair existed there was nothing to protect; those windows do not count.
     alive = np.ones(len(buckets), dtype=bool)
