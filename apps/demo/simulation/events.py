@@ -81,6 +81,18 @@ def _times(rng: np.random.Generator, count: int, start: float, hours: float, pro
     return np.clip(np.sort(times), start * 3600.0, (start + hours) * 3600.0 - 1e-3)
 
 
+def _profile_share(profile: np.ndarray, window: tuple[float, float], start: float, hours: float) -> float:
+    """The share of the run's expected orders that fall in ``window`` (hours since midnight)."""
+
+    def weight(a: float, b: float) -> float:
+        hours_of_day = np.arange(int(np.floor(a)), int(np.ceil(b)))
+        overlap = np.minimum(hours_of_day + 1, b) - np.maximum(hours_of_day, a)
+        return float((profile[hours_of_day % 24] * np.clip(overlap, 0, None)).sum())
+
+    total = weight(start, start + hours)
+    return weight(*window) / total if total else 0.0
+
+
 def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: float = 0.0) -> Stream:
     """Orders spread over channels and products (a few are popular), store sales, receipts, feeds."""
     rng = np.random.default_rng(seed + 1)
@@ -122,9 +134,21 @@ def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: 
     for product, share in zip(products, popularity, strict=True):
         for sku, units in product.components:
             demand[sku] += share * orders * 1.3 * units
+    # The warehouse is stocked for the hours until its next delivery, from the demand expected in
+    # them, never quite enough on average (forecasts miss, suppliers short-ship): items run out
+    # before some deliveries, and the channels must stop selling in time.
+    step = 3 if hours >= 6 else max(hours / 4, 0.05)
+    deliveries = list(start_hour + np.arange(step, hours, step))
+    windows = list(zip([start_hour, *deliveries], [*deliveries, start_hour + hours], strict=True))
+    served = sum(c.share for c in world.channels if c.locations[0] == world.warehouse) / shares.sum()
+
+    def warehouse_supply(sku: str, window: tuple[float, float]) -> int:
+        expected = demand[sku] * served * _profile_share(HOURLY_PROFILE, window, start_hour, hours)
+        return int(expected * rng.uniform(0.75, 1.1))
+
     opening: dict[tuple[str, str], int] = {}
     for sku in world.items:
-        opening[(sku, world.warehouse)] = int(demand[sku] * 0.25 * rng.uniform(0.6, 1.2)) + 2
+        opening[(sku, world.warehouse)] = warehouse_supply(sku, windows[0]) + 2
         for store in world.stores:
             opening[(sku, store)] = int(demand[sku] * 0.08 * rng.uniform(0.6, 1.2)) + 1
 
@@ -148,10 +172,9 @@ def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: 
             )
         )
 
-    # Replenishment every hour or three, a little short of demand so that items run out.
-    step = 3 if hours >= 6 else max(hours / 4, 0.05)
+    # Deliveries every hour or three: the warehouse for the window they open, the stores a share.
     rounds = max(1, int(hours / step))
-    for hour in start_hour + np.arange(step, hours, step):
+    for hour, window in zip(deliveries, windows[1:], strict=True):
         for sku in world.items:
             events.append(
                 Event(
@@ -160,7 +183,7 @@ def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: 
                     "receipt",
                     sku=sku,
                     location=world.warehouse,
-                    quantity=max(1, int(demand[sku] * 0.8 / rounds * rng.uniform(0.7, 1.1))),
+                    quantity=max(1, warehouse_supply(sku, window)),
                 )
             )
             for store in world.stores:
