@@ -248,7 +248,7 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
     from django.utils import timezone
 
     from apps.orders.services.allocation import RESOLVE_SQL, Allocation, Plan, ResolvedLine
-    from apps.orders.services.fast import RESERVE_SQL, reserve_params
+    from apps.orders.services.fast import RESERVE, reserve_params
 
     expires_at = timezone.now() + timedelta(hours=10)
 
@@ -264,6 +264,7 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                 database_url, autocommit=own, prepare_threshold=0, options="-c plan_cache_mode=force_generic_plan"
             ) as conn,
             conn.cursor() as cur,
+            psycopg.RawCursor(conn) as raw_cur,
         ):
             while time.perf_counter() < deadline:
                 n += 1
@@ -292,8 +293,8 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                         pairs=[(item, location)],
                         priority=1,
                     )
-                    cur.execute(RESERVE_SQL, params)
-                    cur.fetchone()
+                    raw_cur.execute(RESERVE.text, RESERVE.args(params))
+                    raw_cur.fetchone()
                 else:
                     cur.execute(SHAPE_SQL[0], [item, location])
                     locked_row = cur.fetchone()

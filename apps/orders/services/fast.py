@@ -27,7 +27,7 @@ from typing import Any
 from apps.catalog.locks import LEVELS_FOR_UPDATE_CTE
 from apps.catalog.selectors import LISTINGS_REACHED_SQL
 from apps.channels.services.work import SYNC_WORK_UPSERT
-from apps.core.db import prepared_cursor
+from apps.core.db import Statement, prepared_cursor
 from apps.core.idempotency import CLAIM_IN_STATEMENT, NO_CLAIM_PARAMS
 from apps.orders.services.allocation import Plan, ResolvedLine, pair_totals
 
@@ -90,6 +90,7 @@ SELECT v.ok,
        (SELECT coalesce(array_agg(DISTINCT channel_id), '{{}}') FROM synced)
   FROM verdict v
 """
+RESERVE = Statement.of(RESERVE_SQL)
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,8 @@ def reserve_params(
 
 
 def reserve_execute(**kwargs: Any) -> FastWrite:
-    with prepared_cursor() as cursor:
-        cursor.execute(RESERVE_SQL, reserve_params(**kwargs))
+    with prepared_cursor(raw=True) as cursor:
+        cursor.execute(RESERVE.text, RESERVE.args(reserve_params(**kwargs)))
         ok, order_id, line_ids, listing_ids, channel_ids = cursor.fetchone()
     if not ok or order_id is None:
         return FastWrite(covered=bool(ok), written=False)
