@@ -82,3 +82,32 @@ def test_report_renders_with_its_chart_in_a_browser(tmp_path, browser_page):
     screenshots = Path(__file__).resolve().parents[3] / "var" / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
     browser_page.screenshot(path=str(screenshots / "simulation-report.png"), full_page=True)
+
+
+def test_the_warehouse_is_stocked_a_little_short_of_what_it_serves():
+    from apps.demo.simulation.events import HOURLY_PROFILE, _profile_share
+
+    windows = [(0, 3), (3, 6.5), (6.5, 24)]
+    assert sum(_profile_share(HOURLY_PROFILE, w, 0, 24) for w in windows) == pytest.approx(1.0)
+    assert _profile_share(HOURLY_PROFILE, (0, 3), 0, 24) < _profile_share(HOURLY_PROFILE, (12, 15), 0, 24)
+
+    world = build_world(seed=SEED, items=8)
+    stream = generate(world, seed=SEED, hours=24, orders=20_000)
+    products = {p.code: p for p in world.products}
+    first_from_warehouse = {c.code for c in world.channels if c.locations[0] == world.warehouse}
+    # Pieces only: weighted items are counted in grams.
+    wanted = sum(
+        units * e.quantity
+        for e in stream.events
+        if e.kind == "order" and e.channel in first_from_warehouse
+        for sku, units in products[e.product].components
+        if world.item_units[sku] == "piece"
+    )
+    supplied = sum(
+        n for (sku, loc), n in stream.opening.items() if loc == world.warehouse and world.item_units[sku] == "piece"
+    ) + sum(
+        e.quantity
+        for e in stream.events
+        if e.kind == "receipt" and e.location == world.warehouse and world.item_units[e.sku] == "piece"
+    )
+    assert 0.8 * wanted < supplied < wanted
