@@ -141,14 +141,14 @@ def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: 
     deliveries = list(start_hour + np.arange(step, hours, step))
     windows = list(zip([start_hour, *deliveries], [*deliveries, start_hour + hours], strict=True))
     served = sum(c.share for c in world.channels if c.locations[0] == world.warehouse) / shares.sum()
+    window_shares = [served * _profile_share(HOURLY_PROFILE, window, start_hour, hours) for window in windows]
 
-    def warehouse_supply(sku: str, window: tuple[float, float]) -> int:
-        expected = demand[sku] * served * _profile_share(HOURLY_PROFILE, window, start_hour, hours)
-        return int(expected * rng.uniform(0.75, 1.1))
+    def warehouse_supply(sku: str, window_share: float) -> int:
+        return int(demand[sku] * window_share * rng.uniform(0.75, 1.1))
 
     opening: dict[tuple[str, str], int] = {}
     for sku in world.items:
-        opening[(sku, world.warehouse)] = warehouse_supply(sku, windows[0]) + 2
+        opening[(sku, world.warehouse)] = warehouse_supply(sku, window_shares[0]) + 2
         for store in world.stores:
             opening[(sku, store)] = int(demand[sku] * 0.08 * rng.uniform(0.6, 1.2)) + 1
 
@@ -174,7 +174,7 @@ def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: 
 
     # Deliveries every hour or three: the warehouse for the window they open, the stores a share.
     rounds = max(1, int(hours / step))
-    for hour, window in zip(deliveries, windows[1:], strict=True):
+    for hour, window_share in zip(deliveries, window_shares[1:], strict=True):
         for sku in world.items:
             events.append(
                 Event(
@@ -183,7 +183,7 @@ def generate(world: World, *, seed: int, hours: float, orders: int, start_hour: 
                     "receipt",
                     sku=sku,
                     location=world.warehouse,
-                    quantity=max(1, warehouse_supply(sku, window)),
+                    quantity=max(1, warehouse_supply(sku, window_share)),
                 )
             )
             for store in world.stores:
