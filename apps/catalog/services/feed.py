@@ -15,6 +15,15 @@ from django.db import connection, transaction
 from apps.catalog.models import Location, Movement
 from apps.catalog.signals import SyncPriority, stock_changed
 
+# Movements written by a supplier's own feed run carry this reference (a supplier's stock falling
+# in its feed is its sales elsewhere; staff changes of mappings or trust carry another).
+FEED_RUN_REFERENCE = "feed_run:"
+
+
+def feed_run_reference(run_id: int) -> str:
+    return f"{FEED_RUN_REFERENCE}{run_id}"
+
+
 _APPLY_SQL = """
 WITH old AS (
     SELECT s.id, s.item_id, s.on_hand AS old_on_hand, t.target

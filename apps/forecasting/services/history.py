@@ -2,7 +2,10 @@
 
 The database does the heavy lifting (one GROUP BY over the movements in the window), pandas
 shapes the result into weeks x slots matrices; there is no Python loop over ledger rows.
-Demand is the on_hand taken by point-of-sale sales (offline) and by fulfilments (online).
+Demand is the on_hand taken by point-of-sale sales (offline) and by fulfilments (online). At a
+drop-ship supplier's location the offline demand is the supplier's stock falling from one feed
+to the next: its sales elsewhere, which Stockroom cannot refuse any more than a till. Only the
+supplier's own feed runs count; staff changing a mapping or a trust factor is not a sale.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.catalog.models import Movement
+from apps.catalog.services.feed import FEED_RUN_REFERENCE
 from apps.forecasting.models import SLOTS_PER_WEEK
 
-OFFLINE_KINDS = (Movement.Kind.POS_SALE,)
+OFFLINE_KINDS = (Movement.Kind.POS_SALE, Movement.Kind.SUPPLIER_FEED)
 ONLINE_KINDS = (Movement.Kind.FULFIL,)
 
 HISTORY_SQL = """
@@ -30,6 +34,7 @@ WITH moves AS (
       FROM catalog_movement m
      WHERE m.created_at >= %(since)s AND m.created_at < %(until)s
        AND m.kind = ANY(%(kinds)s) AND m.on_hand_delta < 0
+       AND (m.kind <> %(feed)s OR starts_with(m.reference, %(feed_run)s))
        AND (%(items)s::bigint[] IS NULL OR m.item_id = ANY(%(items)s::bigint[]))
        AND (%(locations)s::bigint[] IS NULL OR m.location_id = ANY(%(locations)s::bigint[]))
 )
@@ -56,8 +61,12 @@ SELECT to_timestamp(floor(extract(epoch FROM m.created_at) / %(width)s) * %(widt
   FROM catalog_movement m
  WHERE m.item_id = %(item)s AND m.location_id = %(location)s AND m.kind = ANY(%(kinds)s)
    AND m.on_hand_delta < 0 AND m.created_at >= %(since)s AND m.created_at < %(until)s
+   AND (m.kind <> %(feed)s OR starts_with(m.reference, %(feed_run)s))
  GROUP BY 1
 """
+
+# Which supplier_feed movements are demand (see the module docstring).
+_FEED_PARAMS = {"feed": Movement.Kind.SUPPLIER_FEED.value, "feed_run": FEED_RUN_REFERENCE}
 
 
 def week_start(at: datetime) -> datetime:
@@ -90,6 +99,7 @@ def demand_history(
         "online": list(ONLINE_KINDS),
         "items": list(item_ids) if item_ids is not None else None,
         "locations": list(location_ids) if location_ids is not None else None,
+        **_FEED_PARAMS,
     }
     with connection.cursor() as cursor:
         cursor.execute(HISTORY_SQL, params)
@@ -171,6 +181,7 @@ def demand_buckets(
                 "kinds": list(kinds),
                 "since": since,
                 "until": until,
+                **_FEED_PARAMS,
             },
         )
         rows = cursor.fetchall()

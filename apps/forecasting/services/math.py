@@ -94,7 +94,7 @@ def safety_levels(
     *,
     mean_per_hour: ArrayLike,
     var_per_hour: ArrayLike,
-    window_hours: float,
+    window_hours: ArrayLike,
     service_level: float,
     safety_min: ArrayLike = 0,
     safety_max: ArrayLike | None = None,
@@ -105,10 +105,11 @@ def safety_levels(
     """
     if not 0 < service_level < 1:
         raise ValueError("service_level must be strictly between 0 and 1")
-    if window_hours < 0:
+    window = np.asarray(window_hours, dtype=np.float64)
+    if (window < 0).any():
         raise ValueError("window_hours must not be negative")
-    mu = np.atleast_1d(np.maximum(np.asarray(mean_per_hour, dtype=np.float64), 0.0)) * window_hours
-    var = np.atleast_1d(np.maximum(np.asarray(var_per_hour, dtype=np.float64), 0.0)) * window_hours
+    mu = np.atleast_1d(np.maximum(np.asarray(mean_per_hour, dtype=np.float64), 0.0)) * window
+    var = np.atleast_1d(np.maximum(np.asarray(var_per_hour, dtype=np.float64), 0.0)) * window
     z = NormalDist().inv_cdf(service_level)
     # A tiny tolerance so that 2.0000000001 does not become 3 through float noise.
     normal = np.ceil(mu + z * np.sqrt(np.maximum(var, mu)) - 1e-9)

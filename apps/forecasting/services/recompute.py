@@ -1,4 +1,8 @@
-"""Recompute the forecast safety stock of every slot, for every stocked item at every selling location."""
+"""Recompute the forecast safety stock of every slot, for every stocked item at every location.
+
+Stores and warehouses are covered for the configured exposure window; a drop-ship supplier's
+location for its feed's max age, the longest one feed's figure may go on selling.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class PairForecast:
     std: np.ndarray
     method: np.ndarray
     weeks: np.ndarray
+    window_hours: np.ndarray
 
 
 def forecast_pairs(
@@ -57,8 +62,12 @@ def forecast_pairs(
     service_level: float | None = None,
     history: pd.DataFrame | None = None,
     seen: dict[tuple[int, int], datetime] | None = None,
+    windows: dict[tuple[int, int], float] | None = None,
 ) -> PairForecast:
-    """Forecast every slot of these pairs as of ``now`` (only weeks that ended before ``now`` count)."""
+    """Forecast every slot of these pairs as of ``now`` (only weeks that ended before ``now`` count).
+
+    ``windows`` gives a pair its own exposure window in hours; the others use the settings' one.
+    """
     level = float(settings.service_level) if service_level is None else service_level
     this_week = week_start(now)
     n_weeks = int(settings.history_weeks)
@@ -103,27 +112,40 @@ def forecast_pairs(
     highs = np.repeat(
         [np.nan if bounds[item][1] is None else bounds[item][1] for item, _ in pairs], SLOTS_PER_WEEK
     ).astype(np.float64)
+    window = np.repeat([(windows or {}).get(pair, settings.window_hours) for pair in pairs], SLOTS_PER_WEEK)
     value = safety_levels(
         mean_per_hour=mean,
         var_per_hour=var,
-        window_hours=settings.window_hours,
+        window_hours=window,
         service_level=level,
         safety_min=lows,
         safety_max=highs,
     )
-    return PairForecast(index=matrix.index, value=value, mean=mean, std=np.sqrt(var), method=method, weeks=stats.weeks)
+    return PairForecast(
+        index=matrix.index,
+        value=value,
+        mean=mean,
+        std=np.sqrt(var),
+        method=method,
+        weeks=stats.weeks,
+        window_hours=window.astype(np.float64),
+    )
 
 
-def forecast_scope(item_ids: Sequence[int] | None = None) -> list[tuple[int, int, int, int | None]]:
-    """(item_id, location_id, safety_min, safety_max) of every level a forecast is kept for."""
+def forecast_scope(item_ids: Sequence[int] | None = None) -> list[tuple[int, int, int, int | None, int | None]]:
+    """(item_id, location_id, safety_min, safety_max, max_age_minutes) of every level a forecast is kept for.
+
+    ``max_age_minutes`` is the owning supplier's at a drop-ship location and None elsewhere; a
+    supplier location that no supplier owns has no feed to learn from and is left out.
+    """
     levels = StockLevel.objects.filter(item__is_active=True, location__is_active=True).exclude(
-        location__kind=Location.Kind.SUPPLIER
+        location__kind=Location.Kind.SUPPLIER, location__supplier__isnull=True
     )
     if item_ids is not None:
         levels = levels.filter(item_id__in=list(item_ids))
     return list(
         levels.order_by("item_id", "location_id").values_list(
-            "item_id", "location_id", "item__safety_min", "item__safety_max"
+            "item_id", "location_id", "item__safety_min", "item__safety_max", "location__supplier__max_age_minutes"
         )
     )
 
@@ -143,9 +165,10 @@ def forecast_recompute(
     for start in range(0, len(items), ITEMS_PER_CHUNK):
         chunk_items = set(items[start : start + ITEMS_PER_CHUNK])
         rows = [row for row in scope if row[0] in chunk_items]
-        pairs = [(item, loc) for item, loc, _, _ in rows]
-        bounds = {item: (low, high) for item, _, low, high in rows}
-        forecast = forecast_pairs(pairs=pairs, bounds=bounds, settings=settings, now=now)
+        pairs = [(item, loc) for item, loc, _, _, _ in rows]
+        bounds = {item: (low, high) for item, _, low, high, _ in rows}
+        windows = {(item, loc): age / 60 for item, loc, _, _, age in rows if age is not None}
+        forecast = forecast_pairs(pairs=pairs, bounds=bounds, settings=settings, now=now, windows=windows)
         _store(forecast, settings=settings, now=now)
         result.forecasts += len(forecast.value)
         for name, count in zip(*np.unique(forecast.method, return_counts=True), strict=True):
@@ -162,7 +185,6 @@ def forecast_recompute(
 def _store(forecast: PairForecast, *, settings: ForecastSettings, now: datetime) -> None:
     common = {
         "service_level": float(settings.service_level),
-        "window_seconds": settings.window_seconds,
         "half_life_weeks": float(settings.half_life_weeks),
         "history_weeks": int(settings.history_weeks),
     }
@@ -174,11 +196,18 @@ def _store(forecast: PairForecast, *, settings: ForecastSettings, now: datetime)
             value=int(value),
             mean_per_hour=round(float(mean), 6),
             std_per_hour=round(float(std), 6),
-            inputs={**common, "method": str(method), "weeks": int(weeks)},
+            inputs={**common, "window_seconds": round(window * 3600), "method": str(method), "weeks": int(weeks)},
             computed_at=now,
         )
-        for (item, loc, slot), value, mean, std, method, weeks in zip(
-            forecast.index, forecast.value, forecast.mean, forecast.std, forecast.method, forecast.weeks, strict=True
+        for (item, loc, slot), value, mean, std, method, weeks, window in zip(
+            forecast.index,
+            forecast.value,
+            forecast.mean,
+            forecast.std,
+            forecast.method,
+            forecast.weeks,
+            forecast.window_hours,
+            strict=True,
         )
     ]
     with transaction.atomic():

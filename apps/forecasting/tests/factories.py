@@ -16,7 +16,9 @@ from apps.catalog.locks import ensure_levels
 from apps.catalog.models import Item, Location, StockLevel
 
 
-def ledger_at(item: Item, location: Location, rows: Sequence[tuple[datetime, str, int]]) -> None:
+def ledger_at(
+    item: Item, location: Location, rows: Sequence[tuple[datetime, str, int]], *, reference: str = ""
+) -> None:
     """Append movements (created_at, kind, on_hand_delta) as if they had happened then."""
     if not rows:
         return
@@ -27,10 +29,10 @@ def ledger_at(item: Item, location: Location, rows: Sequence[tuple[datetime, str
                 """
                 INSERT INTO catalog_movement
                     (item_id, location_id, kind, on_hand_delta, reserved_delta, reference, actor, note, created_at)
-                SELECT %s, %s, r.kind, r.delta, 0, '', 'history', '', r.at
+                SELECT %s, %s, r.kind, r.delta, 0, %s, 'history', '', r.at
                   FROM unnest(%s::timestamptz[], %s::text[], %s::bigint[]) AS r(at, kind, delta)
                 """,
-                [item.pk, location.pk, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+                [item.pk, location.pk, reference, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
             )
         total = sum(r[2] for r in rows)
         level = StockLevel.objects.get(item=item, location=location)

@@ -3,20 +3,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apps.catalog.models import Location, Movement
+from apps.catalog.services.feed import feed_run_reference
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
 from apps.forecasting.models import SafetyForecast
+from apps.forecasting.services.math import safety_level
 from apps.forecasting.services.recompute import forecast_recompute
 from apps.forecasting.tests.conftest import NOW
 from apps.forecasting.tests.factories import ledger_at
+from apps.suppliers.tests.factories import make_supplier
 
 
-def _mondays_at_ten(units_per_week):
-    """POS sales on the Mondays 10:xx of the four weeks before NOW's week, oldest first."""
+def _mondays_at_ten(units_per_week, kind=Movement.Kind.POS_SALE):
+    """Sales (POS by default) on the Mondays 10:xx of the four weeks before NOW's week, oldest first."""
     first = datetime(2026, 10, 19, 10, 0, tzinfo=UTC)
     rows = []
     for week, units in enumerate(units_per_week):
         for n in range(units):  # one unit at a time, as tills record them
-            rows.append((first + timedelta(weeks=week, minutes=5 * n), Movement.Kind.POS_SALE, -1))
+            rows.append((first + timedelta(weeks=week, minutes=5 * n), kind, -1))
     return rows
 
 
@@ -65,8 +68,43 @@ def test_cold_start_uses_the_item_rate_then_the_default(forecast_settings, store
     assert set(SafetyForecast.objects.filter(item=unknown).values_list("value", flat=True)) == {3}
 
 
-def test_supplier_locations_are_not_forecast_and_stale_forecasts_go(forecast_settings, item, store):
-    supplier = LocationFactory(code="SUP", kind=Location.Kind.SUPPLIER)
+def test_a_suppliers_stock_falling_in_its_feeds_is_forecast_over_its_max_age(forecast_settings, item, store):
+    supplier = make_supplier("SUP", max_age_minutes=120)
+    at_supplier = supplier.location
+    ledger_at(item, at_supplier, [(datetime(2026, 10, 1, tzinfo=UTC), Movement.Kind.SUPPLIER_FEED, 100)], reference="x")
+    # Its feeds fall as the store's tills do in the hand-computed example: 2, 4, 0, 2 on Mondays 10:xx.
+    ledger_at(
+        item,
+        at_supplier,
+        _mondays_at_ten([2, 4, 0, 2], kind=Movement.Kind.SUPPLIER_FEED),
+        reference=feed_run_reference(7),
+    )
+    # Staff zeroing a suspect mapping is not the supplier selling.
+    ledger_at(
+        item,
+        at_supplier,
+        [(datetime(2026, 11, 9, 10, 40, tzinfo=UTC), Movement.Kind.SUPPLIER_FEED, -50)],
+        reference="supplier:SUP:mapping suspect",
+    )
+    ledger_at(item, store, [(datetime(2026, 10, 1, tzinfo=UTC), Movement.Kind.RECEIPT, 100)])
+    ledger_at(item, store, _mondays_at_ten([2, 4, 0, 2]))
+
+    forecast_recompute(now=NOW)
+
+    at_store = SafetyForecast.objects.get(item=item, location=store, slot=10)
+    slot10 = SafetyForecast.objects.get(item=item, location=at_supplier, slot=10)
+    assert slot10.mean_per_hour == at_store.mean_per_hour == round(26 / 15, 6)
+    assert slot10.std_per_hour == at_store.std_per_hour
+    # The same demand covered for the feed's two hours of max age, not the stores' 15 minutes.
+    assert slot10.inputs["window_seconds"] == 7200 and at_store.inputs["window_seconds"] == 900
+    assert slot10.value == safety_level(
+        mean_per_hour=26 / 15, var_per_hour=slot10.std_per_hour**2, window_hours=2, service_level=0.95
+    )
+    assert slot10.value > at_store.value == 2
+
+
+def test_unowned_supplier_locations_are_not_forecast_and_stale_forecasts_go(forecast_settings, item, store):
+    supplier = LocationFactory(code="SUP", kind=Location.Kind.SUPPLIER)  # no supplier, no feed
     stock(item, supplier, 50)
     stock(item, store, 5)
     forecast_recompute(now=NOW)

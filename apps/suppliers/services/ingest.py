@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident
-from apps.catalog.services.feed import location_validity_changed, supplier_levels_set
+from apps.catalog.services.feed import feed_run_reference, location_validity_changed, supplier_levels_set
 from apps.catalog.services.incidents import incident_open
 from apps.suppliers import metrics
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
@@ -342,7 +342,7 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
             incident_open(
                 kind=Incident.Kind.FEED_REFUSED,
                 location_id=supplier.location_id,
-                reference=f"feed_run:{run.pk}",
+                reference=feed_run_reference(run.pk),
                 detail=f"Feed from {supplier.code} refused: {refusal}.",
             )
             supplier_health_record(supplier=supplier, ok=False, error=refusal)
@@ -494,7 +494,7 @@ def _apply(
     moved = supplier_levels_set(
         location=supplier.location,
         targets=supplier_targets(supplier=supplier, item_ids=sorted(affected_items)),
-        reference=f"feed_run:{run.pk}",
+        reference=feed_run_reference(run.pk),
         actor=f"supplier:{supplier.code}",
     )
     return len(moved)
