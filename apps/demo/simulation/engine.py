@@ -53,7 +53,7 @@ class System(Protocol):
     def receipt(self, event: Event) -> None: ...
     def feed(self, supplier: str, reported: dict[str, int], broken: bool) -> None: ...
     def displays(self) -> dict[tuple[str, str], int]: ...  # (channel, product) -> shown quantity
-    def safety_hidden_units(self) -> int: ...
+    def safety_hidden_units(self) -> tuple[int, int]: ...  # average held back (stores, suppliers)
     def incidents(self) -> dict[str, int]: ...  # incidents the system opened for staff, by kind
     def at(self, seconds: float) -> None: ...  # simulated time has reached this point
 
@@ -68,7 +68,8 @@ class Outcome:
     oversold_units: Counter = field(default_factory=Counter)  # cause -> units
     store_sales: int = 0
     store_sales_lost: int = 0
-    safety_hidden_units: int = 0
+    safety_hidden_units: int = 0  # at the stores
+    supplier_safety_hidden_units: int = 0  # at drop-ship suppliers
     refused_with_stock: int = 0  # online orders turned away although the shelves could cover them
     sync_interval_s: float = 0.0  # how often what channels show is brought up to date
     incidents: Counter = field(default_factory=Counter)  # kind -> incidents opened for staff
@@ -192,15 +193,26 @@ class Engine:
                     if self.progress:
                         self.progress(hour, self.outcome)
                 tick_end += self.tick_s
-            pool.submit(connections.close_all).result()
+            self._close_connections(pool)
         for key, decision in list(self.promised.items()):  # the day's last parcels leave too
             self._ship(decision, orders[key])
         self.outcome.timeline.append((self.stream.hours, self.outcome.oversold_total))
-        self.outcome.safety_hidden_units = self.system.safety_hidden_units()
+        self.outcome.safety_hidden_units, self.outcome.supplier_safety_hidden_units = self.system.safety_hidden_units()
         self.outcome.sync_interval_s = self.system.display_interval_s
         self.outcome.incidents = Counter(self.system.incidents())
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
+
+    def _close_connections(self, pool: ThreadPoolExecutor) -> None:
+        """Every worker thread closes its own database connections (the barrier gives each one task)."""
+        barrier = threading.Barrier(self.threads)
+
+        def close() -> None:
+            connections.close_all()
+            barrier.wait(timeout=60)
+
+        for future in [pool.submit(close) for _ in range(self.threads)]:
+            future.result()
 
     def _tick(self, batch: list[Event], orders: dict[str, Event], pool: ThreadPoolExecutor) -> None:
         # Things that happen one after the other: deliveries, feeds, suppliers' own sales.

@@ -108,8 +108,8 @@ class NaiveSystem:
                 )
         return shown
 
-    def safety_hidden_units(self) -> int:
-        return 0
+    def safety_hidden_units(self) -> tuple[int, int]:
+        return (0, 0)
 
     def at(self, seconds: float) -> None:
         """The baseline has no scheduled jobs besides its full sync."""

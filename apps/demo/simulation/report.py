@@ -36,6 +36,10 @@ def rows(outcomes: list[Outcome]) -> list[tuple[str, list[str]]]:
         ("store sales recorded", [f"{o.store_sales:,}" for o in outcomes]),
         ("turned away although shelves had it", [f"{o.refused_with_stock:,}" for o in outcomes]),
         ("units held back by store safety stock (average)", [f"{o.safety_hidden_units:,}" for o in outcomes]),
+        (
+            "units held back by supplier safety stock (average)",
+            [f"{o.supplier_safety_hidden_units:,}" for o in outcomes],
+        ),
         ("what channels show is brought up to date every", [_interval(o.sync_interval_s) for o in outcomes]),
         ("incidents opened for staff", [f"{sum(o.incidents.values()):,}" for o in outcomes]),
     ]

@@ -5,9 +5,12 @@ webshop, import for marketplaces); till sales and deliveries through the movemen
 supplier feeds through the signed webhook and a CSV file import. Marketplaces see what the
 availability API says, refreshed every tick (the sync latency of the simulation).
 
-Safety stock at the stores follows the forecasting math: per hour of the day, the till
-demand expected in the exposure window at the chosen service level ("dynamic"), or one
-number all day ("fixed"), written through the catalog's safety writer.
+Safety stock follows the forecasting math: per hour of the day, the demand Stockroom cannot
+refuse that is expected in the exposure window, at the chosen service level ("dynamic"), or
+one number all day ("fixed"), written through the catalog's safety writer. At the stores that
+demand is till sales over the exposure window; at a drop-ship supplier it is the supplier's
+own sales elsewhere over the feed's max age (how long one feed figure may still sell), which
+in production shows as its reported stock falling between feeds.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from apps.demo.simulation.engine import Decision
 from apps.demo.simulation.events import Event, Stream
 from apps.demo.simulation.transport import InProcess, Transport
 from apps.demo.simulation.world import World
-from apps.forecasting.services.math import safety_levels
+from apps.forecasting.services.math import safety_level
 from apps.orders.models import OrderLine, Reservation
 from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
@@ -63,9 +66,10 @@ class StockroomSystem:
         self.work_dir = work_dir
         self.transport: Transport = transport or InProcess()
         self._orders: dict[str, tuple[int, str]] = {}  # event key -> (order id, channel)
-        self._hidden_samples: list[int] = []
+        self._hidden_samples: list[tuple[int, int]] = []
         self._safety_hour = -1
-        self._hidden_now = 0
+        self._hidden_now = (0, 0)
+        self._fixed: dict[tuple[int, int], int] | None = None
 
     # --- names: every run gets its own codes so runs never collide ------------------------
 
@@ -190,61 +194,76 @@ class StockroomSystem:
                 {sku: int(n * supplier.inflation) for (sku, s), n in world.supplier_real.items() if s == supplier.code},
                 broken=False,
             )
-        self._store_rates(stream)
+        self._learn_rates(stream)
         self.at(stream.start_s)
 
     # --- safety stock -----------------------------------------------------------------------
 
-    def _store_rates(self, stream: Stream) -> None:
-        """Till demand per item, store and hour of day, as the forecast would have learnt it."""
-        counts: dict[tuple[str, str, int], float] = defaultdict(float)
+    def _learn_rates(self, stream: Stream) -> None:
+        """Demand Stockroom cannot refuse, per item, location and hour of day, as the forecast would have learnt it.
+
+        Till sales at the stores; a supplier's sales elsewhere at its location (restocks do not
+        count). Both come in lumps of a few units, so the variance is the compound-Poisson one:
+        the sum of squared quantities per hour.
+        """
+        units: dict[tuple[str, str, int], float] = defaultdict(float)
+        squares: dict[tuple[str, str, int], float] = defaultdict(float)
         for event in stream.events:
-            if event.kind == "pos":
-                counts[(event.sku, event.location, int(event.at // 3600) % 24)] += event.quantity
+            if event.kind == "pos" or (event.kind == "supplier_sale" and event.quantity > 0):
+                key = (event.sku, event.location, int(event.at // 3600) % 24)
+                units[key] += event.quantity
+                squares[key] += event.quantity**2
         covered = [0.0] * 24  # hours of each hour-of-day the run spans
         second = stream.start_s
         while second < stream.end_s:
             step = min(3600 - second % 3600, stream.end_s - second)
             covered[int(second // 3600) % 24] += step / 3600
             second += step
-        self.rates = {key: n / covered[key[2]] for key, n in counts.items() if covered[key[2]]}
+        self.rates = {key: (n / covered[key[2]], squares[key] / covered[key[2]]) for key, n in units.items()}
         items = {i.sku: i.id for i in Item.objects.filter(sku__in=[self.code(s) for s in self.world.items])}
-        stores = {
-            loc.code: loc.id for loc in Location.objects.filter(code__in=[self.code(s) for s in self.world.stores])
-        }
+        suppliers = {s.code: s for s in self.world.suppliers}
+        places = [*self.world.stores, *suppliers]
+        location_ids = dict(Location.objects.filter(code__in=[self.code(p) for p in places]).values_list("code", "id"))
+        supplied = {sku for sku, _ in self.world.supplier_real}
         self.pair_ids = {
-            (sku, store): (items[self.code(sku)], stores[self.code(store)])
+            (sku, place): (items[self.code(sku)], location_ids[self.code(place)])
+            for place in places
             for sku in self.world.items
-            for store in self.world.stores
+            if place not in suppliers or sku in supplied
         }
+        self.window_hours = {
+            pair: suppliers[pair[1]].max_age_minutes / 60 if pair[1] in suppliers else self.exposure_hours
+            for pair in self.pair_ids
+        }
+        self.at_supplier = {ids: pair[1] in suppliers for pair, ids in self.pair_ids.items()}
         self.sale_unit = {
             ids: 500 if self.world.item_units[sku] == "g" else 1 for (sku, _), ids in self.pair_ids.items()
         }
 
     def _safety_for_hour(self, hour: int) -> dict[tuple[int, int], int]:
-        pairs = list(self.pair_ids)
         if self.safety_mode == "none":
             return dict.fromkeys(self.pair_ids.values(), 0)
         if self.safety_mode == "fixed":
-            if self.fixed_safety is not None:
-                return dict.fromkeys(self.pair_ids.values(), self.fixed_safety)
-            # One number all day: what the busiest hour needs.
-            peak = [max(self.rates.get((sku, store, h), 0.0) for h in range(24)) for sku, store in pairs]
-            levels = safety_levels(
-                mean_per_hour=peak,
-                var_per_hour=peak,
-                window_hours=self.exposure_hours,
+            if self._fixed is None:  # one number all day: what each pair's busiest hour needs
+                by_hour = [self._dynamic_safety(h) for h in range(24)]
+                self._fixed = {
+                    ids: self.fixed_safety if self.fixed_safety is not None else max(v[ids] for v in by_hour)
+                    for ids in self.pair_ids.values()
+                }
+            return self._fixed
+        return self._dynamic_safety(hour)
+
+    def _dynamic_safety(self, hour: int) -> dict[tuple[int, int], int]:
+        values = {}
+        for (sku, place), ids in self.pair_ids.items():
+            mean, var = self.rates.get((sku, place, hour), (0.0, 0.0))
+            values[ids] = safety_level(
+                mean_per_hour=mean,
+                var_per_hour=var,
+                window_hours=self.window_hours[(sku, place)],
                 service_level=self.service_level,
             )
-        else:
-            rates = [self.rates.get((sku, store, hour), 0.0) for sku, store in pairs]
-            levels = safety_levels(
-                mean_per_hour=rates,
-                var_per_hour=rates,
-                window_hours=self.exposure_hours,
-                service_level=self.service_level,
-            )
-        return {self.pair_ids[pair]: int(level) for pair, level in zip(pairs, levels, strict=True)}
+        return values
 
     def at(self, seconds: float) -> None:
         """Called as simulated time passes: the hourly safety-stock job."""
@@ -254,12 +273,21 @@ class StockroomSystem:
             values = self._safety_for_hour(hour)
             safety_apply(values=values, reason="simulation hourly safety stock")
             # In sale units (a 500 g pack counts once), so grams do not drown the pieces.
-            self._hidden_now = sum(value // self.sale_unit[pair] for pair, value in values.items())
+            hidden = [0, 0]
+            for pair, value in values.items():
+                hidden[self.at_supplier[pair]] += value // self.sale_unit[pair]
+            self._hidden_now = (hidden[0], hidden[1])
         self._hidden_samples.append(self._hidden_now)
 
-    def safety_hidden_units(self) -> int:
-        """Average units held back at the stores by safety stock over the run."""
-        return round(sum(self._hidden_samples) / len(self._hidden_samples)) if self._hidden_samples else 0
+    def safety_hidden_units(self) -> tuple[int, int]:
+        """Average units held back by safety stock over the run: at the stores, at the suppliers."""
+        if not self._hidden_samples:
+            return (0, 0)
+        count = len(self._hidden_samples)
+        return (
+            round(sum(s for s, _ in self._hidden_samples) / count),
+            round(sum(s for _, s in self._hidden_samples) / count),
+        )
 
     def incidents(self) -> dict[str, int]:
         """Incidents this run opened for staff (the admin's work queue), by kind."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import shlex
 import signal
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from apps.demo.simulation.engine import Engine, Outcome
 from apps.demo.simulation.events import generate
@@ -51,6 +53,11 @@ class Command(BaseCommand):
             help="auto: start gunicorn on a free port; inprocess: no sockets; or the base URL of a running server",
         )
         parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers when --server auto")
+        parser.add_argument(
+            "--parallel",
+            action="store_true",
+            help="run the systems side by side, each in its own process (they share only the server)",
+        )
         parser.add_argument("--out", default=str(Path(settings.VAR_DIR) / "reports"), help="report folder")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -94,24 +101,12 @@ class Command(BaseCommand):
             ]
             if options["baseline"] == "naive":
                 systems.append(NaiveSystem(sync_minutes=options["naive_sync_minutes"]))
-            for system in systems:
-                self.stdout.write(f"\n{system.name}")
-                engine = Engine(
-                    world=world,
-                    stream=stream,
-                    system=system,
-                    tick_s=options["tick"],
-                    threads=options["threads"],
-                    progress=self._progress,
-                )
-                outcome = engine.run()
-                self.stdout.write(
-                    f"\r  done in {outcome.wall_seconds:,.0f} s: {outcome.accepted:,} accepted, "
-                    f"{outcome.oversold_orders:,} beyond stock ({outcome.oversell_rate:.3%})".ljust(100)
-                )
-                outcomes.append(outcome)
-                if isinstance(system, NaiveSystem):
-                    system.cleanup()
+            if options["parallel"]:
+                outcomes = self._run_side_by_side(world, stream, systems, options)
+            else:
+                for system in systems:
+                    self.stdout.write(f"\n{system.name}")
+                    outcomes.append(self._run_one(world, stream, system, options, self._progress))
         command = "python manage.py simulate " + shlex.join(sys.argv[2:])
         md, html = write(
             outcomes, seed=options["seed"], hours=options["hours"], command=command, directory=Path(options["out"])
@@ -119,10 +114,74 @@ class Command(BaseCommand):
         self.stdout.write("\n" + markdown(outcomes, seed=options["seed"], hours=options["hours"], command=command))
         self.stdout.write(f"report: {md}\n        {html}")
 
+    def _run_one(self, world: Any, stream: Any, system: Any, options: dict[str, Any], progress: Any) -> Outcome:
+        engine = Engine(
+            world=world,
+            stream=stream,
+            system=system,
+            tick_s=options["tick"],
+            threads=options["threads"],
+            progress=progress,
+        )
+        outcome = engine.run()
+        if isinstance(system, NaiveSystem):
+            system.cleanup()
+        self.stdout.write(self._done(outcome))
+        return outcome
+
+    def _done(self, outcome: Outcome) -> str:
+        return (
+            f"\r  {outcome.system} done in {outcome.wall_seconds:,.0f} s: {outcome.accepted:,} accepted, "
+            f"{outcome.oversold_orders:,} beyond stock ({outcome.oversell_rate:.3%})".ljust(100)
+        )
+
+    def _run_side_by_side(self, world: Any, stream: Any, systems: list[Any], options: dict[str, Any]) -> list[Outcome]:
+        """Each system in a forked process of its own; outcomes come back in the order given.
+
+        The runs share nothing but the web server and the database (every run has its own codes),
+        so on a machine with idle cores the day's runs take about as long as the slowest one.
+        """
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        connections.close_all()  # children open their own; a forked socket must not be shared
+
+        def child(n: int, system: Any) -> None:
+            def progress(hour: float, outcome: Outcome) -> None:
+                if hour == int(hour):
+                    self._progress_line(f"  {system.name}: ", hour, outcome, ending="\n")
+
+            try:
+                results.put((n, self._run_one(world, stream, system, options, progress), ""))
+            except BaseException as err:  # the parent reports it; a child must never hang the run
+                results.put((n, None, f"{type(err).__name__}: {err}"))
+            finally:
+                connections.close_all()
+
+        processes = [context.Process(target=child, args=(n, system), daemon=True) for n, system in enumerate(systems)]
+        for process in processes:
+            process.start()
+        self.stdout.write(f"\n{len(processes)} runs side by side: " + ", ".join(s.name for s in systems))
+        found: dict[int, Outcome] = {}
+        failures = []
+        for _ in processes:
+            n, outcome, error = results.get()
+            if outcome is None:
+                failures.append(f"{systems[n].name}: {error}")
+            else:
+                found[n] = outcome
+        for process in processes:
+            process.join()
+        if failures:
+            raise CommandError("simulation run failed: " + "; ".join(failures))
+        return [found[n] for n in range(len(systems))]
+
     def _progress(self, hour: float, outcome: Outcome) -> None:
+        self._progress_line("\r  ", hour, outcome, ending="")
+
+    def _progress_line(self, prefix: str, hour: float, outcome: Outcome, *, ending: str) -> None:
         self.stdout.write(
-            f"\r  hour {hour:5.2f}: {outcome.accepted:,} accepted, {outcome.refused:,} refused, "
+            f"{prefix}hour {hour:5.2f}: {outcome.accepted:,} accepted, {outcome.refused:,} refused, "
             f"{outcome.oversold_total:,} units oversold",
-            ending="",
+            ending=ending,
         )
         self.stdout.flush()
