@@ -133,6 +133,7 @@ def test_the_command_runs_the_days_side_by_side_and_reports_them_in_order(tmp_pa
     )
     text = out.getvalue()
     assert "3 runs side by side" in text
+    assert "Stockroom (fixed safety stock): hour  0.00:" in text  # each run tells its progress
     header = next(line for line in text.splitlines() if line.startswith("| |"))
     assert header == "| | Stockroom (dynamic safety stock) | Stockroom (fixed safety stock) | naive baseline |"
     held = next(line for line in text.splitlines() if line.startswith("| units held back by store safety"))

@@ -107,6 +107,7 @@ class Command(BaseCommand):
                 for system in systems:
                     self.stdout.write(f"\n{system.name}")
                     outcomes.append(self._run_one(world, stream, system, options, self._progress))
+                    self.stdout.write("\r" + self._done(outcomes[-1]))
         command = "python manage.py simulate " + shlex.join(sys.argv[2:])
         md, html = write(
             outcomes, seed=options["seed"], hours=options["hours"], command=command, directory=Path(options["out"])
@@ -126,12 +127,11 @@ class Command(BaseCommand):
         outcome = engine.run()
         if isinstance(system, NaiveSystem):
             system.cleanup()
-        self.stdout.write(self._done(outcome))
         return outcome
 
     def _done(self, outcome: Outcome) -> str:
         return (
-            f"\r  {outcome.system} done in {outcome.wall_seconds:,.0f} s: {outcome.accepted:,} accepted, "
+            f"  {outcome.system} done in {outcome.wall_seconds:,.0f} s: {outcome.accepted:,} accepted, "
             f"{outcome.oversold_orders:,} beyond stock ({outcome.oversell_rate:.3%})".ljust(100)
         )
 
@@ -140,20 +140,26 @@ class Command(BaseCommand):
 
         The runs share nothing but the web server and the database (every run has its own codes),
         so on a machine with idle cores the day's runs take about as long as the slowest one.
+        Children only send messages (a progress line per simulated hour, then the outcome or the
+        error); this process prints them.
         """
         context = multiprocessing.get_context("fork")
-        results = context.Queue()
+        messages = context.Queue()
         connections.close_all()  # children open their own; a forked socket must not be shared
 
         def child(n: int, system: Any) -> None:
+            printed = -1
+
             def progress(hour: float, outcome: Outcome) -> None:
-                if hour == int(hour):
-                    self._progress_line(f"  {system.name}: ", hour, outcome, ending="\n")
+                nonlocal printed
+                if int(hour) > printed:
+                    printed = int(hour)
+                    messages.put(("progress", n, f"  {system.name}: {self._figures(hour, outcome)}"))
 
             try:
-                results.put((n, self._run_one(world, stream, system, options, progress), ""))
+                messages.put(("outcome", n, self._run_one(world, stream, system, options, progress)))
             except BaseException as err:  # the parent reports it; a child must never hang the run
-                results.put((n, None, f"{type(err).__name__}: {err}"))
+                messages.put(("error", n, f"{type(err).__name__}: {err}"))
             finally:
                 connections.close_all()
 
@@ -163,12 +169,15 @@ class Command(BaseCommand):
         self.stdout.write(f"\n{len(processes)} runs side by side: " + ", ".join(s.name for s in systems))
         found: dict[int, Outcome] = {}
         failures = []
-        for _ in processes:
-            n, outcome, error = results.get()
-            if outcome is None:
-                failures.append(f"{systems[n].name}: {error}")
+        while len(found) + len(failures) < len(processes):
+            kind, n, payload = messages.get()
+            if kind == "progress":
+                self.stdout.write(payload)
+            elif kind == "outcome":
+                found[n] = payload
+                self.stdout.write(self._done(payload))
             else:
-                found[n] = outcome
+                failures.append(f"{systems[n].name}: {payload}")
         for process in processes:
             process.join()
         if failures:
@@ -176,12 +185,12 @@ class Command(BaseCommand):
         return [found[n] for n in range(len(systems))]
 
     def _progress(self, hour: float, outcome: Outcome) -> None:
-        self._progress_line("\r  ", hour, outcome, ending="")
-
-    def _progress_line(self, prefix: str, hour: float, outcome: Outcome, *, ending: str) -> None:
-        self.stdout.write(
-            f"{prefix}hour {hour:5.2f}: {outcome.accepted:,} accepted, {outcome.refused:,} refused, "
-            f"{outcome.oversold_total:,} units oversold",
-            ending=ending,
-        )
+        self.stdout.write(f"\r  {self._figures(hour, outcome)}", ending="")
         self.stdout.flush()
+
+    @staticmethod
+    def _figures(hour: float, outcome: Outcome) -> str:
+        return (
+            f"hour {hour:5.2f}: {outcome.accepted:,} accepted, {outcome.refused:,} refused, "
+            f"{outcome.oversold_total:,} units oversold"
+        )
