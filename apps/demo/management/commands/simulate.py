@@ -168,7 +168,7 @@ class Command(BaseCommand):
             process.start()
         self.stdout.write(f"\n{len(processes)} runs side by side: " + ", ".join(s.name for s in systems))
         found: dict[int, Outcome] = {}
-        failures = []
+        failures: list[str] = []
         while len(found) + len(failures) < len(processes):
             kind, n, payload = messages.get()
             if kind == "progress":
