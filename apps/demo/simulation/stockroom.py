@@ -35,7 +35,7 @@ from apps.demo.simulation.engine import Decision
 from apps.demo.simulation.events import Event, Stream
 from apps.demo.simulation.transport import InProcess, Transport
 from apps.demo.simulation.world import World
-from apps.forecasting.services.math import safety_level
+from apps.forecasting.services.math import safety_levels
 from apps.orders.models import OrderLine, Reservation
 from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
@@ -66,9 +66,11 @@ class StockroomSystem:
         self.work_dir = work_dir
         self.transport: Transport = transport or InProcess()
         self._orders: dict[str, tuple[int, str]] = {}  # event key -> (order id, channel)
-        self._hidden_samples: list[tuple[int, int]] = []
         self._safety_hour = -1
-        self._hidden_now = (0, 0)
+        # Held back now and summed over the ticks so far: [stores, suppliers], in sale units.
+        self._hidden_now = [0, 0]
+        self._hidden_total = [0, 0]
+        self._hidden_ticks = 0
         self._fixed: dict[tuple[int, int], int] | None = None
 
     # --- names: every run gets its own codes so runs never collide ------------------------
@@ -245,25 +247,24 @@ class StockroomSystem:
             return dict.fromkeys(self.pair_ids.values(), 0)
         if self.safety_mode == "fixed":
             if self._fixed is None:  # one number all day: what each pair's busiest hour needs
-                by_hour = [self._dynamic_safety(h) for h in range(24)]
-                self._fixed = {
-                    ids: self.fixed_safety if self.fixed_safety is not None else max(v[ids] for v in by_hour)
-                    for ids in self.pair_ids.values()
-                }
+                if self.fixed_safety is not None:
+                    self._fixed = dict.fromkeys(self.pair_ids.values(), self.fixed_safety)
+                else:
+                    by_hour = [self._dynamic_safety(h) for h in range(24)]
+                    self._fixed = {ids: max(v[ids] for v in by_hour) for ids in self.pair_ids.values()}
             return self._fixed
         return self._dynamic_safety(hour)
 
     def _dynamic_safety(self, hour: int) -> dict[tuple[int, int], int]:
-        values = {}
-        for (sku, place), ids in self.pair_ids.items():
-            mean, var = self.rates.get((sku, place, hour), (0.0, 0.0))
-            values[ids] = safety_level(
-                mean_per_hour=mean,
-                var_per_hour=var,
-                window_hours=self.window_hours[(sku, place)],
-                service_level=self.service_level,
-            )
-        return values
+        pairs = list(self.pair_ids)
+        rates = [self.rates.get((sku, place, hour), (0.0, 0.0)) for sku, place in pairs]
+        levels = safety_levels(
+            mean_per_hour=[mean for mean, _ in rates],
+            var_per_hour=[var for _, var in rates],
+            window_hours=[self.window_hours[pair] for pair in pairs],
+            service_level=self.service_level,
+        )
+        return {self.pair_ids[pair]: int(level) for pair, level in zip(pairs, levels, strict=True)}
 
     def at(self, seconds: float) -> None:
         """Called as simulated time passes: the hourly safety-stock job."""
@@ -273,21 +274,16 @@ class StockroomSystem:
             values = self._safety_for_hour(hour)
             safety_apply(values=values, reason="simulation hourly safety stock")
             # In sale units (a 500 g pack counts once), so grams do not drown the pieces.
-            hidden = [0, 0]
+            self._hidden_now = [0, 0]
             for pair, value in values.items():
-                hidden[self.at_supplier[pair]] += value // self.sale_unit[pair]
-            self._hidden_now = (hidden[0], hidden[1])
-        self._hidden_samples.append(self._hidden_now)
+                self._hidden_now[self.at_supplier[pair]] += value // self.sale_unit[pair]
+        self._hidden_total = [total + now for total, now in zip(self._hidden_total, self._hidden_now, strict=True)]
+        self._hidden_ticks += 1
 
     def safety_hidden_units(self) -> tuple[int, int]:
         """Average units held back by safety stock over the run: at the stores, at the suppliers."""
-        if not self._hidden_samples:
-            return (0, 0)
-        count = len(self._hidden_samples)
-        return (
-            round(sum(s for s, _ in self._hidden_samples) / count),
-            round(sum(s for _, s in self._hidden_samples) / count),
-        )
+        stores, suppliers = (round(total / max(1, self._hidden_ticks)) for total in self._hidden_total)
+        return stores, suppliers
 
     def incidents(self) -> dict[str, int]:
         """Incidents this run opened for staff (the admin's work queue), by kind."""

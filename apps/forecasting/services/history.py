@@ -27,6 +27,10 @@ from apps.forecasting.models import SLOTS_PER_WEEK
 OFFLINE_KINDS = (Movement.Kind.POS_SALE, Movement.Kind.SUPPLIER_FEED)
 ONLINE_KINDS = (Movement.Kind.FULFIL,)
 
+# Which supplier_feed movements are demand (see the module docstring).
+_FEED_DEMAND = "(m.kind <> %(feed)s OR starts_with(m.reference, %(feed_run)s))"
+_FEED_PARAMS = {"feed": Movement.Kind.SUPPLIER_FEED.value, "feed_run": FEED_RUN_REFERENCE}
+
 HISTORY_SQL = """
 WITH moves AS (
     SELECT m.item_id, m.location_id, m.kind, -m.on_hand_delta AS units,
@@ -34,7 +38,7 @@ WITH moves AS (
       FROM catalog_movement m
      WHERE m.created_at >= %(since)s AND m.created_at < %(until)s
        AND m.kind = ANY(%(kinds)s) AND m.on_hand_delta < 0
-       AND (m.kind <> %(feed)s OR starts_with(m.reference, %(feed_run)s))
+       AND {feed_demand}
        AND (%(items)s::bigint[] IS NULL OR m.item_id = ANY(%(items)s::bigint[]))
        AND (%(locations)s::bigint[] IS NULL OR m.location_id = ANY(%(locations)s::bigint[]))
 )
@@ -45,7 +49,7 @@ SELECT item_id, location_id,
        COALESCE(SUM(units) FILTER (WHERE kind = ANY(%(online)s)), 0)::bigint AS online
   FROM moves
  GROUP BY 1, 2, 3, 4
-"""
+""".replace("{feed_demand}", _FEED_DEMAND)
 
 FIRST_SEEN_SQL = """
 SELECT m.item_id, m.location_id, MIN(m.created_at)
@@ -61,12 +65,9 @@ SELECT to_timestamp(floor(extract(epoch FROM m.created_at) / %(width)s) * %(widt
   FROM catalog_movement m
  WHERE m.item_id = %(item)s AND m.location_id = %(location)s AND m.kind = ANY(%(kinds)s)
    AND m.on_hand_delta < 0 AND m.created_at >= %(since)s AND m.created_at < %(until)s
-   AND (m.kind <> %(feed)s OR starts_with(m.reference, %(feed_run)s))
+   AND {feed_demand}
  GROUP BY 1
-"""
-
-# Which supplier_feed movements are demand (see the module docstring).
-_FEED_PARAMS = {"feed": Movement.Kind.SUPPLIER_FEED.value, "feed_run": FEED_RUN_REFERENCE}
+""".replace("{feed_demand}", _FEED_DEMAND)
 
 
 def week_start(at: datetime) -> datetime:
