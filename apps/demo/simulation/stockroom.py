@@ -10,7 +10,8 @@ refuse that is expected in the exposure window, at the chosen service level ("dy
 one number all day ("fixed"), written through the catalog's safety writer. At the stores that
 demand is till sales over the exposure window; at a drop-ship supplier it is the supplier's
 own sales elsewhere over the feed's max age (how long one feed figure may still sell), which
-in production shows as its reported stock falling between feeds.
+in production shows as its reported stock falling between feeds, and is learnt as one rate
+for the whole day.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from apps.forecasting.services.math import safety_levels
 from apps.orders.models import OrderLine, Reservation
 from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
+
+ALL_DAY = 24  # the hour key of a rate that holds all day
 
 
 class SimulationError(RuntimeError):
@@ -204,15 +207,18 @@ class StockroomSystem:
     def _learn_rates(self, stream: Stream) -> None:
         """Demand Stockroom cannot refuse, per item, location and hour of day, as the forecast would have learnt it.
 
-        Till sales at the stores; a supplier's sales elsewhere at its location (restocks do not
-        count). Both come in lumps of a few units, so the variance is the compound-Poisson one:
-        the sum of squared quantities per hour.
+        Till sales at the stores, per hour of day; a supplier's sales elsewhere at its location
+        (restocks do not count) as one all-day rate: they do not follow the shop's hours, and a
+        per-hour rate learnt from the day being replayed would know which item sells when, which
+        no forecast does. Both come in lumps of a few units, so the variance is the
+        compound-Poisson one: the sum of squared quantities per hour.
         """
         units: dict[tuple[str, str, int], float] = defaultdict(float)
         squares: dict[tuple[str, str, int], float] = defaultdict(float)
         for event in stream.events:
             if event.kind == "pos" or (event.kind == "supplier_sale" and event.quantity > 0):
-                key = (event.sku, event.location, int(event.at // 3600) % 24)
+                hour = ALL_DAY if event.kind == "supplier_sale" else int(event.at // 3600) % 24
+                key = (event.sku, event.location, hour)
                 units[key] += event.quantity
                 squares[key] += event.quantity**2
         covered = [0.0] * 24  # hours of each hour-of-day the run spans
@@ -221,6 +227,7 @@ class StockroomSystem:
             step = min(3600 - second % 3600, stream.end_s - second)
             covered[int(second // 3600) % 24] += step / 3600
             second += step
+        covered.append(sum(covered))  # covered[ALL_DAY]
         self.rates = {key: (n / covered[key[2]], squares[key] / covered[key[2]]) for key, n in units.items()}
         items = {i.sku: i.id for i in Item.objects.filter(sku__in=[self.code(s) for s in self.world.items])}
         suppliers = {s.code: s for s in self.world.suppliers}
@@ -257,7 +264,10 @@ class StockroomSystem:
 
     def _dynamic_safety(self, hour: int) -> dict[tuple[int, int], int]:
         pairs = list(self.pair_ids)
-        rates = [self.rates.get((sku, place, hour), (0.0, 0.0)) for sku, place in pairs]
+        rates = [
+            self.rates.get((sku, place, ALL_DAY if self.at_supplier[ids] else hour), (0.0, 0.0))
+            for (sku, place), ids in self.pair_ids.items()
+        ]
         levels = safety_levels(
             mean_per_hour=[mean for mean, _ in rates],
             var_per_hour=[var for _, var in rates],
