@@ -7,7 +7,9 @@ availability API says, refreshed every tick (the sync latency of the simulation)
 
 Safety stock follows the forecasting math: per hour of the day, the demand Stockroom cannot
 refuse that is expected in the exposure window, at the chosen service level ("dynamic"), or
-one number all day ("fixed"), written through the catalog's safety writer. At the stores that
+one number all day ("fixed": what the busiest hour needs; "fixed-matched": those numbers scaled
+down until they hold back as many units as "dynamic" does on average), written through the
+catalog's safety writer. At the stores that
 demand is till sales over the exposure window; at a drop-ship supplier it is the supplier's
 own sales elsewhere over the feed's max age (how long one feed figure may still sell), which
 in production shows as its reported stock falling between feeds, and is learnt as one rate
@@ -42,6 +44,8 @@ from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
 
 ALL_DAY = 24  # the hour key of a rate that holds all day
+SAFETY_MODES = ("dynamic", "fixed", "fixed-matched", "none")
+NAMES = {"fixed-matched": "Stockroom (fixed safety stock, as many units as dynamic)"}
 
 
 class SimulationError(RuntimeError):
@@ -56,15 +60,13 @@ class StockroomSystem:
         safety: str = "dynamic",
         service_level: float = 0.95,
         exposure_minutes: float = 70.0,
-        fixed_safety: int | None = None,
         work_dir: Path,
         transport: Transport | None = None,
     ) -> None:
-        self.name = f"Stockroom ({safety} safety stock)"
+        self.name = NAMES.get(safety, f"Stockroom ({safety} safety stock)")
         self.display_interval_s = tick_s
         self.safety_mode, self.service_level = safety, service_level
         self.exposure_hours = exposure_minutes / 60
-        self.fixed_safety = fixed_safety
         self.run = uuid.uuid4().hex[:6]
         self.work_dir = work_dir
         self.transport: Transport = transport or InProcess()
@@ -227,8 +229,8 @@ class StockroomSystem:
             step = min(3600 - second % 3600, stream.end_s - second)
             covered[int(second // 3600) % 24] += step / 3600
             second += step
-        covered.append(sum(covered))  # covered[ALL_DAY]
-        self.rates = {key: (n / covered[key[2]], squares[key] / covered[key[2]]) for key, n in units.items()}
+        self.covered = [*covered, sum(covered)]  # covered[ALL_DAY]: the run's length
+        self.rates = {key: (n / self.covered[key[2]], squares[key] / self.covered[key[2]]) for key, n in units.items()}
         items = {i.sku: i.id for i in Item.objects.filter(sku__in=[self.code(s) for s in self.world.items])}
         suppliers = {s.code: s for s in self.world.suppliers}
         places = [*self.world.stores, *suppliers]
@@ -252,13 +254,9 @@ class StockroomSystem:
     def _safety_for_hour(self, hour: int) -> dict[tuple[int, int], int]:
         if self.safety_mode == "none":
             return dict.fromkeys(self.pair_ids.values(), 0)
-        if self.safety_mode == "fixed":
-            if self._fixed is None:  # one number all day: what each pair's busiest hour needs
-                if self.fixed_safety is not None:
-                    self._fixed = dict.fromkeys(self.pair_ids.values(), self.fixed_safety)
-                else:
-                    by_hour = [self._dynamic_safety(h) for h in range(24)]
-                    self._fixed = {ids: max(v[ids] for v in by_hour) for ids in self.pair_ids.values()}
+        if self.safety_mode in ("fixed", "fixed-matched"):
+            if self._fixed is None:
+                self._fixed = self._fixed_safety(matched=self.safety_mode == "fixed-matched")
             return self._fixed
         return self._dynamic_safety(hour)
 
@@ -275,6 +273,23 @@ class StockroomSystem:
             service_level=self.service_level,
         )
         return {self.pair_ids[pair]: int(level) for pair, level in zip(pairs, levels, strict=True)}
+
+    def _fixed_safety(self, *, matched: bool) -> dict[tuple[int, int], int]:
+        """One number all day: what each pair's busiest hour needs, or, matched, those numbers
+        scaled down (stores and suppliers apart) to the units the dynamic levels hold back on
+        average over the hours this run covers."""
+        by_hour = [self._dynamic_safety(h) for h in range(24)]
+        fixed = {ids: max(levels[ids] for levels in by_hour) for ids in self.pair_ids.values()}
+        if not matched:
+            return fixed
+        dynamic, flat = [0.0, 0.0], [0, 0]
+        for hour, levels in enumerate(by_hour):
+            for ids, value in levels.items():
+                dynamic[self.at_supplier[ids]] += self.covered[hour] * (value // self.sale_unit[ids])
+        for ids, value in fixed.items():
+            flat[self.at_supplier[ids]] += value // self.sale_unit[ids]
+        scale = [d / self.covered[ALL_DAY] / f if f else 0.0 for d, f in zip(dynamic, flat, strict=True)]
+        return {ids: int(value * scale[self.at_supplier[ids]]) for ids, value in fixed.items()}
 
     def at(self, seconds: float) -> None:
         """Called as simulated time passes: the hourly safety-stock job."""

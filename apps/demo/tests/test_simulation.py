@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from apps.demo.simulation.engine import CAUSES, GUARANTEED, Engine
 from apps.demo.simulation.events import generate
@@ -129,14 +130,24 @@ def test_the_command_runs_the_days_side_by_side_and_reports_them_in_order(tmp_pa
         "simulate",
         *("--hours", "0.05", "--start-hour", "11", "--seed", str(SEED), "--orders", "40", "--items", "8"),
         *("--tick", "2", "--threads", "4", "--server", "inprocess", "--parallel", "--out", str(tmp_path)),
+        *("--safety", "dynamic,fixed,fixed-matched"),
         stdout=out,
     )
     text = out.getvalue()
-    assert "3 runs side by side" in text
+    assert "4 runs side by side" in text
     assert "Stockroom (fixed safety stock): hour  0.00:" in text  # each run tells its progress
     header = next(line for line in text.splitlines() if line.startswith("| |"))
-    assert header == "| | Stockroom (dynamic safety stock) | Stockroom (fixed safety stock) | naive baseline |"
+    assert header == (
+        "| | Stockroom (dynamic safety stock) | Stockroom (fixed safety stock)"
+        " | Stockroom (fixed safety stock, as many units as dynamic) | naive baseline |"
+    )
     held = next(line for line in text.splitlines() if line.startswith("| units held back by store safety"))
-    dynamic, fixed, naive = (int(cell.replace(",", "")) for cell in held.strip("|").split("|")[1:])
+    dynamic, fixed, matched, naive = (int(cell.replace(",", "")) for cell in held.strip("|").split("|")[1:])
     assert fixed >= dynamic > 0 and naive == 0  # one number all day is what the busiest hour needs
+    assert abs(matched - dynamic) <= 16  # scaled to the same units, give or take rounding on 16 store pairs
     assert len(list(tmp_path.glob("simulation-*.md"))) == 1
+
+
+def test_an_unknown_safety_mode_is_refused_before_anything_runs():
+    with pytest.raises(CommandError, match="Unknown --safety mode weekly: use dynamic, fixed, fixed-matched, none"):
+        call_command("simulate", "--safety", "dynamic,weekly", stdout=io.StringIO())

@@ -19,7 +19,7 @@ from apps.demo.simulation.engine import Engine, Outcome
 from apps.demo.simulation.events import generate
 from apps.demo.simulation.naive import NaiveSystem
 from apps.demo.simulation.report import markdown, write
-from apps.demo.simulation.stockroom import StockroomSystem
+from apps.demo.simulation.stockroom import SAFETY_MODES, StockroomSystem
 from apps.demo.simulation.transport import Http, InProcess, LocalServer, Transport
 from apps.demo.simulation.world import build_world
 
@@ -43,7 +43,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--naive-sync-minutes", type=float, default=15.0, help="the baseline's full-sync period")
         parser.add_argument(
-            "--safety", default="dynamic,fixed", help="Stockroom runs: comma list of dynamic, fixed, none"
+            "--safety",
+            default="dynamic,fixed",
+            help=f"Stockroom runs: comma list of {', '.join(SAFETY_MODES)}",
         )
         parser.add_argument("--service-level", type=float, default=0.95)
         parser.add_argument("--exposure-minutes", type=float, default=70.0, help="till demand window to cover")
@@ -63,6 +65,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # A stopped run still stops the web server it started (the context managers unwind).
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        modes = [mode.strip() for mode in options["safety"].split(",") if mode.strip()]
+        unknown = sorted(set(modes) - set(SAFETY_MODES))
+        if unknown:
+            raise CommandError(f"Unknown --safety mode {', '.join(unknown)}: use {', '.join(SAFETY_MODES)}.")
         world = build_world(seed=options["seed"], items=options["items"])
         stream = generate(
             world,
@@ -90,14 +96,13 @@ class Command(BaseCommand):
             systems: list[Any] = [
                 StockroomSystem(
                     tick_s=options["tick"],
-                    safety=mode.strip(),
+                    safety=mode,
                     service_level=options["service_level"],
                     exposure_minutes=options["exposure_minutes"],
                     work_dir=Path(work),
                     transport=transport,
                 )
-                for mode in options["safety"].split(",")
-                if mode.strip()
+                for mode in modes
             ]
             if options["baseline"] == "naive":
                 systems.append(NaiveSystem(sync_minutes=options["naive_sync_minutes"]))
