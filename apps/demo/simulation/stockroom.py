@@ -9,11 +9,10 @@ Safety stock follows the forecasting math: per hour of the day, the demand Stock
 refuse that is expected in the exposure window, at the chosen service level ("dynamic"), or
 one number all day ("fixed": what the busiest hour needs; "fixed-matched": those numbers scaled
 down until they hold back as many units as "dynamic" does on average), written through the
-catalog's safety writer. At the stores that
-demand is till sales over the exposure window; at a drop-ship supplier it is the supplier's
-own sales elsewhere over the feed's max age (how long one feed figure may still sell), which
-in production shows as its reported stock falling between feeds, and is learnt as one rate
-for the whole day.
+catalog's safety writer. At the stores that demand is till sales over the exposure window; at
+a drop-ship supplier it is the supplier's own sales elsewhere over the feed's max age (how long
+one feed figure may still sell), which in production shows as its reported stock falling
+between feeds, and is learnt as one rate for the whole day.
 """
 
 from __future__ import annotations
