@@ -260,18 +260,26 @@ class StockroomSystem:
         return self._dynamic_safety(hour)
 
     def _dynamic_safety(self, hour: int) -> dict[tuple[int, int], int]:
-        pairs = list(self.pair_ids)
+        pairs = list(self.pair_ids.items())
         rates = [
             self.rates.get((sku, place, ALL_DAY if self.at_supplier[ids] else hour), (0.0, 0.0))
-            for (sku, place), ids in self.pair_ids.items()
+            for (sku, place), ids in pairs
         ]
         levels = safety_levels(
             mean_per_hour=[mean for mean, _ in rates],
             var_per_hour=[var for _, var in rates],
-            window_hours=[self.window_hours[pair] for pair in pairs],
+            window_hours=[self.window_hours[pair] for pair, _ in pairs],
             service_level=self.service_level,
         )
-        return {self.pair_ids[pair]: int(level) for pair, level in zip(pairs, levels, strict=True)}
+        return {ids: int(level) for (_, ids), level in zip(pairs, levels, strict=True)}
+
+    def _held_units(self, values: dict[tuple[int, int], int]) -> list[int]:
+        """Units these levels hold back, [stores, suppliers], in sale units (a 500 g pack counts
+        once, so grams do not drown the pieces)."""
+        held = [0, 0]
+        for ids, value in values.items():
+            held[self.at_supplier[ids]] += value // self.sale_unit[ids]
+        return held
 
     def _fixed_safety(self, *, matched: bool) -> dict[tuple[int, int], int]:
         """One number all day: what each pair's busiest hour needs, or, matched, those numbers
@@ -281,12 +289,11 @@ class StockroomSystem:
         fixed = {ids: max(levels[ids] for levels in by_hour) for ids in self.pair_ids.values()}
         if not matched:
             return fixed
-        dynamic, flat = [0.0, 0.0], [0, 0]
+        dynamic = [0.0, 0.0]
         for hour, levels in enumerate(by_hour):
-            for ids, value in levels.items():
-                dynamic[self.at_supplier[ids]] += self.covered[hour] * (value // self.sale_unit[ids])
-        for ids, value in fixed.items():
-            flat[self.at_supplier[ids]] += value // self.sale_unit[ids]
+            for side, units in enumerate(self._held_units(levels)):
+                dynamic[side] += self.covered[hour] * units
+        flat = self._held_units(fixed)
         scale = [d / self.covered[ALL_DAY] / f if f else 0.0 for d, f in zip(dynamic, flat, strict=True)]
         return {ids: int(value * scale[self.at_supplier[ids]]) for ids, value in fixed.items()}
 
@@ -297,10 +304,7 @@ class StockroomSystem:
             self._safety_hour = hour
             values = self._safety_for_hour(hour)
             safety_apply(values=values, reason="simulation hourly safety stock")
-            # In sale units (a 500 g pack counts once), so grams do not drown the pieces.
-            self._hidden_now = [0, 0]
-            for pair, value in values.items():
-                self._hidden_now[self.at_supplier[pair]] += value // self.sale_unit[pair]
+            self._hidden_now = self._held_units(values)
         self._hidden_total = [total + now for total, now in zip(self._hidden_total, self._hidden_now, strict=True)]
         self._hidden_ticks += 1
 
