@@ -85,6 +85,11 @@ class Outcome:
     def oversell_rate(self) -> float:
         return self.oversold_orders / self.accepted if self.accepted else 0.0
 
+    @property
+    def till_shortfall_rate(self) -> float:
+        """Units that till sales took from promised online orders, per online order offered."""
+        return self.oversold_units[CAUSES["store"]] / self.online_orders if self.online_orders else 0.0
+
 
 class Engine:
     def __init__(

@@ -33,6 +33,8 @@ def rows(outcomes: list[Outcome]) -> list[tuple[str, list[str]]]:
     for cause in CAUSES.values():
         table.append((f"- {cause}", [f"{o.oversold_units.get(cause, 0):,}" for o in outcomes]))
     table += [
+        # The share safety stock answers for: cashiers cannot be stopped, so this is its miss rate.
+        ("till-sale shortfalls, % of online orders", [_pct(o.till_shortfall_rate) for o in outcomes]),
         ("store sales recorded", [f"{o.store_sales:,}" for o in outcomes]),
         ("turned away although shelves had it", [f"{o.refused_with_stock:,}" for o in outcomes]),
         ("units held back by store safety stock (average)", [f"{o.safety_hidden_units:,}" for o in outcomes]),

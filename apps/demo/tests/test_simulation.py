@@ -93,6 +93,18 @@ def test_report_renders_with_its_chart_in_a_browser(tmp_path, browser_page):
     browser_page.screenshot(path=str(screenshots / "simulation-report.png"), full_page=True)
 
 
+def test_the_report_gives_till_shortfalls_as_a_share_of_online_orders(tmp_path):
+    from apps.demo.simulation.engine import Outcome
+
+    dynamic = Outcome(system="dynamic", online_orders=4_000, accepted=3_900, safety_hidden_units=120)
+    fixed = Outcome(system="fixed", online_orders=4_000, accepted=3_900, safety_hidden_units=120)
+    fixed.oversold_units.update({CAUSES["store"]: 3, CAUSES["unallocated"]: 5})  # latency is not the tills' doing
+    md, _ = write([dynamic, fixed], seed=1, hours=1, command="test", directory=tmp_path)
+    report = md.read_text()
+    assert "| till-sale shortfalls, % of online orders | 0.000 % | 0.075 % |" in report
+    assert "| units held back by store safety stock (average) | 120 | 120 |" in report
+
+
 def test_the_warehouse_is_stocked_a_little_short_of_what_it_serves():
     from apps.demo.simulation.events import HOURLY_PROFILE, _profile_share
 
