@@ -82,9 +82,12 @@ def charts(outcomes: list[Outcome]) -> list[str]:
     return [str(timeline), str(rates)]
 
 
-def write(outcomes: list[Outcome], *, seed: int, hours: float, command: str, directory: Path) -> tuple[Path, Path]:
+def write(
+    outcomes: list[Outcome], *, seed: int, hours: float, command: str, directory: Path, stamp: str | None = None
+) -> tuple[Path, Path]:
+    """Write the report pair; the same stamp writes over the same files."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     md = directory / f"simulation-{stamp}-seed{seed}.md"
     html = md.with_suffix(".html")
     md.write_text(markdown(outcomes, seed=seed, hours=hours, command=command))

@@ -160,6 +160,25 @@ def test_the_command_runs_the_days_side_by_side_and_reports_them_in_order(tmp_pa
     assert len(list(tmp_path.glob("simulation-*.md"))) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_one_run_after_another_logs_a_line_an_hour_and_keeps_the_report_of_each_finished_run(tmp_path):
+    out = io.StringIO()  # not a terminal: a log file or a pipe
+    call_command(
+        "simulate",
+        *("--hours", "1.02", "--start-hour", "3", "--seed", str(SEED), "--orders", "30", "--items", "8"),
+        *("--tick", "30", "--threads", "4", "--server", "inprocess", "--out", str(tmp_path)),
+        *("--safety", "dynamic"),
+        stdout=out,
+    )
+    lines = out.getvalue().splitlines()
+    hourly = [line for line in lines if line.startswith("  hour ")]  # each a line of its own
+    assert [line[:12] for line in hourly] == ["  hour  0.01", "  hour  1.02"] * 2  # a line per simulated hour, per run
+    assert not any("\r" in line for line in lines)
+    (report,) = tmp_path.glob("simulation-*.md")  # rewritten as each run ends, under one name
+    assert "| | Stockroom (dynamic safety stock) | naive baseline |" in report.read_text()
+
+
 def test_an_unknown_safety_mode_is_refused_before_anything_runs():
     with pytest.raises(CommandError, match="Unknown --safety mode weekly: use dynamic, fixed, fixed-matched, none"):
         call_command("simulate", "--safety", "dynamic,weekly", stdout=io.StringIO())

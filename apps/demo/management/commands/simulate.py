@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,20 @@ class Command(BaseCommand):
             f"Simulating {options['hours']:g} h, seed {options['seed']}: {len(stream.events):,} events, "
             f"{stream.online_orders:,} online orders"
         )
+        command = "python manage.py simulate " + shlex.join(sys.argv[2:])
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+        def report(done: list[Outcome]) -> tuple[Path, Path]:
+            # Written again as each run ends, so a day cut short keeps the runs that finished.
+            return write(
+                done,
+                seed=options["seed"],
+                hours=options["hours"],
+                command=command,
+                directory=Path(options["out"]),
+                stamp=stamp,
+            )
+
         outcomes: list[Outcome] = []
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(tempfile.TemporaryDirectory(prefix="stockroom-sim-"))
@@ -107,16 +122,14 @@ class Command(BaseCommand):
             if options["baseline"] == "naive":
                 systems.append(NaiveSystem(sync_minutes=options["naive_sync_minutes"]))
             if options["parallel"]:
-                outcomes = self._run_side_by_side(world, stream, systems, options)
+                outcomes = self._run_side_by_side(world, stream, systems, options, report)
             else:
                 for system in systems:
                     self.stdout.write(f"\n{system.name}")
-                    outcomes.append(self._run_one(world, stream, system, options, self._progress))
+                    outcomes.append(self._run_one(world, stream, system, options, self._progress()))
                     self.stdout.write("\r" + self._done(outcomes[-1]))
-        command = "python manage.py simulate " + shlex.join(sys.argv[2:])
-        md, html = write(
-            outcomes, seed=options["seed"], hours=options["hours"], command=command, directory=Path(options["out"])
-        )
+                    report(outcomes)
+        md, html = report(outcomes)
         self.stdout.write("\n" + markdown(outcomes, seed=options["seed"], hours=options["hours"], command=command))
         self.stdout.write(f"report: {md}\n        {html}")
 
@@ -140,7 +153,9 @@ class Command(BaseCommand):
             f"{outcome.oversold_orders:,} beyond stock ({outcome.oversell_rate:.3%})".ljust(100)
         )
 
-    def _run_side_by_side(self, world: Any, stream: Any, systems: list[Any], options: dict[str, Any]) -> list[Outcome]:
+    def _run_side_by_side(
+        self, world: Any, stream: Any, systems: list[Any], options: dict[str, Any], report: Any
+    ) -> list[Outcome]:
         """Each system in a forked process of its own; outcomes come back in the order given.
 
         The runs share nothing but the web server and the database (every run has its own codes),
@@ -181,6 +196,7 @@ class Command(BaseCommand):
             elif kind == "outcome":
                 found[n] = payload
                 self.stdout.write(self._done(payload))
+                report([found[k] for k in sorted(found)])
             else:
                 failures.append(f"{systems[n].name}: {payload}")
         for process in processes:
@@ -189,9 +205,24 @@ class Command(BaseCommand):
             raise CommandError("simulation run failed: " + "; ".join(failures))
         return [found[n] for n in range(len(systems))]
 
-    def _progress(self, hour: float, outcome: Outcome) -> None:
-        self.stdout.write(f"\r  {self._figures(hour, outcome)}", ending="")
-        self.stdout.flush()
+    def _progress(self) -> Any:
+        """On a terminal one line rewritten in place; into a file or pipe a line per simulated hour."""
+        if self.stdout.isatty():
+
+            def in_place(hour: float, outcome: Outcome) -> None:
+                self.stdout.write(f"\r  {self._figures(hour, outcome)}", ending="")
+                self.stdout.flush()
+
+            return in_place
+        printed = -1
+
+        def hourly(hour: float, outcome: Outcome) -> None:
+            nonlocal printed
+            if int(hour) > printed:
+                printed = int(hour)
+                self.stdout.write(f"  {self._figures(hour, outcome)}")
+
+        return hourly
 
     @staticmethod
     def _figures(hour: float, outcome: Outcome) -> str:
