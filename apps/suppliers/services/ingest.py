@@ -421,6 +421,7 @@ def _apply(
     touched = accepted.loc[qty_changed | fp_changed | seen_old]
     run.rows_changed = int(qty_changed.sum())
     affected_items: set[int] = {int(i) for i in accepted.loc[qty_changed, "item_id"].tolist()}
+    off_sale: set[int] = set()  # items whose mapping this run took off sale (vanished, listing changed)
     with connection.cursor() as cursor:
         # Unknown SKUs become unmapped mappings so that staff can map them (the validation job counts them).
         unknown = merged.loc[merged["mapping_id"].isna() & (merged["reason"] == UNMAPPED_REASON), "sku"]
@@ -482,19 +483,25 @@ def _apply(
                     """,
                     {"ids": ids, "why": f"missing from feed run {run.pk}"},
                 )
-                affected_items.update(row[0] for row in cursor.fetchall())
+                off_sale.update(row[0] for row in cursor.fetchall())
     from apps.suppliers.services.mappings import mapping_fingerprints_check, supplier_targets
 
     if bool((accepted["fingerprint"] != "").any()):  # the feed carries listing columns
-        affected_items.update(
-            mapping_fingerprints_check(supplier=supplier, reason=f"listing changed (feed run {run.pk})")
-        )
-    if not affected_items:
-        return 0
-    moved = supplier_levels_set(
-        location=supplier.location,
-        targets=supplier_targets(supplier=supplier, item_ids=sorted(affected_items)),
-        reference=feed_run_reference(run.pk),
-        actor=f"supplier:{supplier.code}",
-    )
-    return len(moved)
+        off_sale.update(mapping_fingerprints_check(supplier=supplier, reason=f"listing changed (feed run {run.pk})"))
+    # Stock falling under the feed run's reference is the supplier selling elsewhere (the forecast
+    # learns its supplier safety stock from it); mappings taken off sale are not sales.
+    moved = 0
+    for items, reference in (
+        (affected_items - off_sale, feed_run_reference(run.pk)),
+        (off_sale, f"supplier:{supplier.code}:mapping off sale (feed run {run.pk})"),
+    ):
+        if items:
+            moved += len(
+                supplier_levels_set(
+                    location=supplier.location,
+                    targets=supplier_targets(supplier=supplier, item_ids=sorted(items)),
+                    reference=reference,
+                    actor=f"supplier:{supplier.code}",
+                )
+            )
+    return moved

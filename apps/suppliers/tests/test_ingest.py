@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.catalog.models import Incident, Movement
 from apps.catalog.signals import stock_changed
 from apps.catalog.tests.factories import ItemFactory
+from apps.forecasting.services.history import demand_history
 from apps.suppliers.models import FeedRejection, FeedRun, SupplierProduct
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.mappings import mappings_confirm
@@ -289,6 +290,31 @@ def test_listing_change_marks_mapping_suspect(on_hand):
     feed_ingest(supplier=supplier, raw=csv_feed([("L1", 2, ts, "Glasses", "9.99", 6)], header=header))
     mapping.refresh_from_db()
     assert mapping.status == SupplierProduct.Status.ACTIVE  # the confirmed listing is the new reference
+
+
+def test_only_the_supplier_selling_is_demand_not_mappings_taken_off_sale(on_hand):
+    supplier = make_supplier()
+    sold, relisted, gone = (make_mapping(supplier, sku) for sku in ("SOLD", "RELISTED", "GONE"))
+    ts = now_iso()
+    header = "supplier_sku,quantity,updated_at,title,price,pack_size"
+    feed = [
+        ("SOLD", 10, ts, "Mug", "4.00", 1),
+        ("RELISTED", 7, ts, "Jug", "9.00", 1),
+        ("GONE", 5, ts, "Cup", "2.00", 1),
+    ]
+    feed_ingest(supplier=supplier, raw=csv_feed(feed, header=header))
+    feed = [("SOLD", 6, ts, "Mug", "4.00", 1), ("RELISTED", 7, ts, "Jug", "9.00", 6)]  # GONE missing from a full feed
+    run = feed_ingest(supplier=supplier, raw=csv_feed(feed, header=header))
+    assert [on_hand(m.item, supplier.location) for m in (sold, relisted, gone)] == [6, 0, 0]
+
+    drops = Movement.objects.filter(location=supplier.location, on_hand_delta__lt=0)
+    assert {(m.item_id, m.reference) for m in drops} == {
+        (sold.item_id, f"feed_run:{run.pk}"),
+        (relisted.item_id, f"supplier:{supplier.code}:mapping off sale (feed run {run.pk})"),
+        (gone.item_id, f"supplier:{supplier.code}:mapping off sale (feed run {run.pk})"),
+    }
+    history = demand_history(since=timezone.now() - timedelta(hours=1), until=timezone.now() + timedelta(minutes=1))
+    assert history.groupby("item_id")["offline"].sum().to_dict() == {sold.item_id: 4}  # what it sold elsewhere
 
 
 def test_two_supplier_skus_of_one_item_add_up(on_hand):
