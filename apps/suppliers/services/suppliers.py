@@ -12,6 +12,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.catalog.models import Location
 from apps.core.errors import Conflict
+from apps.suppliers.locks import poll_interval_lock
 from apps.suppliers.models import Supplier
 from apps.suppliers.services.mappings import supplier_stock_apply
 
@@ -41,9 +42,13 @@ def supplier_schedule_sync(*, supplier: Supplier) -> PeriodicTask | None:
     task = PeriodicTask.objects.filter(name=name).first()
     if task is None and not wanted:
         return None
-    interval, _ = IntervalSchedule.objects.get_or_create(
-        every=supplier.poll_interval_s, period=IntervalSchedule.SECONDS
-    )
+    with transaction.atomic():
+        poll_interval_lock(every_s=supplier.poll_interval_s)
+        same = IntervalSchedule.objects.filter(every=supplier.poll_interval_s, period=IntervalSchedule.SECONDS)
+        # The oldest, should an earlier race have left two of the same.
+        interval = same.order_by("pk").first() or IntervalSchedule.objects.create(
+            every=supplier.poll_interval_s, period=IntervalSchedule.SECONDS
+        )
     if task is None:
         task = PeriodicTask(name=name)
     task.task = POLL_TASK
