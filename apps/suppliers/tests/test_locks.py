@@ -18,11 +18,9 @@ EVERY = 437  # an interval no other test uses
 
 
 def _tasks_interval(codes: list[str]) -> set[int]:
-    return set(
-        PeriodicTask.objects.filter(name__in=[f"supplier-poll:{c}" for c in codes]).values_list(
-            "interval_id", flat=True
-        )
-    )
+    names = [poll_task_name(supplier) for supplier in Supplier.objects.filter(code__in=codes)]
+    assert len(names) == len(codes)
+    return set(PeriodicTask.objects.filter(name__in=names).values_list("interval_id", flat=True))
 
 
 def test_suppliers_created_at_once_with_the_same_interval_share_one_schedule():
