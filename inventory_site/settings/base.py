@@ -211,7 +211,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Fixed jobs, declared by each app in its `schedules.py` as BEAT_SCHEDULE; per-supplier
 # polling jobs are created from the supplier records instead.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
-for _app in ("catalog", "channels", "orders", "suppliers", "forecasting"):
+for _app in ("core", "catalog", "channels", "orders", "suppliers", "forecasting"):
     try:
         CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"apps.{_app}.schedules").BEAT_SCHEDULE)
     except ModuleNotFoundError as _missing:

@@ -32,7 +32,7 @@ from django.db.models import Count, Q
 
 from apps.catalog.models import Incident, Item, Location
 from apps.catalog.services.safety import safety_apply
-from apps.core.services import token_create
+from apps.core.services import planner_statistics_refresh, token_create
 from apps.demo.simulation.engine import Decision
 from apps.demo.simulation.events import Event, Stream
 from apps.demo.simulation.transport import InProcess, Transport
@@ -298,10 +298,11 @@ class StockroomSystem:
         return {ids: int(value * scale[self.at_supplier[ids]]) for ids, value in fixed.items()}
 
     def at(self, seconds: float) -> None:
-        """Called as simulated time passes: the hourly safety-stock job."""
+        """Called as simulated time passes: the hourly jobs (safety stock, planner statistics)."""
         hour = int(seconds // 3600) % 24
         if hour != self._safety_hour:
             self._safety_hour = hour
+            planner_statistics_refresh()  # an hour of writes comes in minutes here; stale plans would slow the day
             values = self._safety_for_hour(hour)
             safety_apply(values=values, reason="simulation hourly safety stock")
             self._hidden_now = self._held_units(values)
