@@ -1,9 +1,13 @@
-"""Helpers for tests that start other processes (workers, servers) on the test database."""
+"""Helpers for tests that start other processes (workers, servers) or threads on the test database."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from django.db import connection
 
 
 def connect_kwargs(settings_dict: dict[str, Any]) -> dict[str, Any]:
@@ -32,3 +36,29 @@ def database_url(settings_dict: dict[str, Any], **params: str) -> str:
         return f"postgresql://{auth}@/{name}?{query}"
     query = f"?{urlencode(params)}" if params else ""
     return f"postgresql://{auth}@{host}:{port}/{name}{query}"
+
+
+def run_all(target: Callable[[int], object], count: int) -> list[BaseException]:
+    """Call target(0..count-1) in threads released together, each on its own database connection.
+
+    Returns the errors raised; fails if a thread is still running after two minutes (a deadlock).
+    """
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            target(n)
+        except BaseException as err:  # collected for the caller to assert on
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung: deadlock or lock timeout"
+    return errors

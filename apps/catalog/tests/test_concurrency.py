@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 
 from apps.catalog.errors import NegativeStockRefused
@@ -18,32 +18,11 @@ from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.signals import SyncPriority
 from apps.catalog.tests.factories import ItemFactory, LocationFactory
+from apps.core.testing import run_all
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 WORKERS = 32
-
-
-def run_all(target, count: int) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
-
-    def worker(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            target(n)
-        except BaseException as err:  # collected and asserted on below
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung: deadlock or lock timeout"
-    return errors
 
 
 def ledger_sum(item, location) -> int:

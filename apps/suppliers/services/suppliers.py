@@ -44,11 +44,10 @@ def supplier_schedule_sync(*, supplier: Supplier) -> PeriodicTask | None:
         return None
     with transaction.atomic():
         poll_interval_lock(every_s=supplier.poll_interval_s)
-        same = IntervalSchedule.objects.filter(every=supplier.poll_interval_s, period=IntervalSchedule.SECONDS)
+        key = {"every": supplier.poll_interval_s, "period": IntervalSchedule.SECONDS}
         # The oldest, should an earlier race have left two of the same.
-        interval = same.order_by("pk").first() or IntervalSchedule.objects.create(
-            every=supplier.poll_interval_s, period=IntervalSchedule.SECONDS
-        )
+        same = IntervalSchedule.objects.filter(**key).order_by("pk")
+        interval = same.first() or IntervalSchedule.objects.create(**key)
     if task is None:
         task = PeriodicTask(name=name)
     task.task = POLL_TASK

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from apps.core.testing import run_all
 from apps.suppliers.models import Supplier
 from apps.suppliers.services.suppliers import poll_task_name
 from apps.suppliers.tests.factories import make_supplier
@@ -25,24 +23,11 @@ def _tasks_interval(codes: list[str]) -> set[int]:
 
 def test_suppliers_created_at_once_with_the_same_interval_share_one_schedule():
     codes = [f"race{n}" for n in range(8)]
-    barrier = threading.Barrier(len(codes))
-    errors: list[BaseException] = []
 
-    def create(code: str) -> None:
-        try:
-            barrier.wait(timeout=30)
-            make_supplier(code, connector=Supplier.Connector.REST, poll_interval_s=EVERY)
-        except BaseException as err:  # asserted below
-            errors.append(err)
-        finally:
-            connection.close()
+    def create(n: int) -> None:
+        make_supplier(codes[n], connector=Supplier.Connector.REST, poll_interval_s=EVERY)
 
-    threads = [threading.Thread(target=create, args=(code,)) for code in codes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert run_all(create, len(codes)) == []
     schedules = IntervalSchedule.objects.filter(every=EVERY, period=IntervalSchedule.SECONDS)
     assert schedules.count() == 1
     assert _tasks_interval(codes) == {schedules.get().pk}

@@ -128,7 +128,8 @@ class Command(BaseCommand):
                     self.stdout.write(f"\n{system.name}")
                     outcomes.append(self._run_one(world, stream, system, options, self._progress()))
                     self.stdout.write("\r" + self._done(outcomes[-1]))
-                    report(outcomes)
+                    if len(outcomes) < len(systems):  # the whole day's report is written below
+                        report(outcomes)
         md, html = report(outcomes)
         self.stdout.write("\n" + markdown(outcomes, seed=options["seed"], hours=options["hours"], command=command))
         self.stdout.write(f"report: {md}\n        {html}")
@@ -196,7 +197,8 @@ class Command(BaseCommand):
             elif kind == "outcome":
                 found[n] = payload
                 self.stdout.write(self._done(payload))
-                report([found[k] for k in sorted(found)])
+                if len(found) < len(processes):  # the whole day's report is written by the caller
+                    report([found[k] for k in sorted(found)])
             else:
                 failures.append(f"{systems[n].name}: {payload}")
         for process in processes:
