@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from django.db import connection
+from django.db import connections
 
 
 def connect_kwargs(settings_dict: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def run_all(target: Callable[[int], object], count: int) -> list[BaseException]:
         except BaseException as err:  # collected for the caller to assert on
             errors.append(err)
         finally:
-            connection.close()
+            connections.close_all()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
     for thread in threads:

@@ -7,13 +7,13 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from django.db import connections
 from rest_framework.test import APIClient
 
 from apps.catalog.models import Incident, StockLevel
 from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.tests.factories import stock
 from apps.core.services import token_create
+from apps.core.testing import run_all
 from apps.orders.errors import InsufficientStock
 from apps.orders.models import Order
 from apps.orders.services import LineRequest, order_cancel, order_import, order_reserve
@@ -26,27 +26,15 @@ WORKERS = 32
 
 def race(fn: Callable[[int], list[str]], workers: int = WORKERS) -> Counter:
     """Run fn(worker) in threads released together; returns the outcomes, fails on any unexpected error."""
-    barrier = threading.Barrier(workers)
     outcomes: Counter = Counter()
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def worker(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            result = fn(index)
-            with lock:
-                outcomes.update(result)
-        except BaseException as err:
-            errors.append(err)
-        finally:
-            connections.close_all()
+        result = fn(index)
+        with lock:
+            outcomes.update(result)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = run_all(worker, workers)
     assert not errors, errors
     return outcomes
 
