@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from apps.catalog.models import Item, Location
 
@@ -127,6 +128,7 @@ class FeedRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         REFUSED = "refused", "Refused (mostly bad rows; nothing applied)"
         FAILED = "failed", "Failed (could not be read)"
+        ABANDONED = "abandoned", "Abandoned (its worker stopped)"
 
     supplier = models.ForeignKey(Supplier, on_delete=models.CASCADE, related_name="feed_runs")
     source = models.CharField(max_length=500, blank=True, default="", help_text="rest, webhook, a file name...")
@@ -139,6 +141,8 @@ class FeedRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.DurationField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # Moved on while the run works; a running run whose heartbeat stops is abandoned by a beat job.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-started_at", "-id"]

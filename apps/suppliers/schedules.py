@@ -13,4 +13,9 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "suppliers-abandoned-runs": {
+        "task": "apps.suppliers.tasks.feed_runs_abandon",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }

@@ -9,6 +9,7 @@ from apps.suppliers.models import Supplier
 from apps.suppliers.services.mappings import mapping_validate
 from apps.suppliers.services.order_check import OrderCheckUnavailable, order_check_request, order_check_unanswered
 from apps.suppliers.services.polling import supplier_poll as supplier_poll_service
+from apps.suppliers.services.runs import feed_runs_abandon as feed_runs_abandon_service
 from apps.suppliers.services.staleness import suppliers_staleness_apply
 
 log = structlog.get_logger("stockroom.suppliers.tasks")
@@ -19,6 +20,12 @@ ORDER_CHECK_RETRIES = 5
 @shared_task(name="apps.suppliers.tasks.supplier_poll", acks_late=True, soft_time_limit=1800, time_limit=1900)
 def supplier_poll(supplier_id: int) -> int:
     return len(supplier_poll_service(supplier_id=supplier_id))
+
+
+@shared_task(name="apps.suppliers.tasks.feed_runs_abandon", acks_late=True, soft_time_limit=120)
+def feed_runs_abandon() -> int:
+    """Runs whose worker died are marked abandoned, and their suppliers polled again."""
+    return len(feed_runs_abandon_service(poll_again=supplier_poll.delay))
 
 
 @shared_task(name="apps.suppliers.tasks.mappings_validate", acks_late=True, soft_time_limit=600)

@@ -217,6 +217,9 @@ for _app in ("core", "catalog", "channels", "orders", "suppliers", "forecasting"
     except ModuleNotFoundError as _missing:
         if _missing.name != f"apps.{_app}.schedules":
             raise
+# A feed run that has not moved its heartbeat for this long, with no live poll of its supplier,
+# lost its worker: a beat job marks it abandoned and polls the supplier again.
+FEED_RUN_STALE_S = env.int("FEED_RUN_STALE_S", default=300)
 
 # --- Domain settings ------------------------------------------------------------------
 STOCKROOM = {

@@ -38,6 +38,7 @@ from apps.suppliers import metrics
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.health import supplier_health_record
 from apps.suppliers.services.reading import FeedUnreadable, ParsedFeed, read_feed, records_frame
+from apps.suppliers.services.runs import feed_run_heartbeat_step
 
 log = structlog.get_logger("stockroom.suppliers.ingest")
 
@@ -68,15 +69,17 @@ def feed_ingest(
     source: str = "",
     full: bool = True,
     progress: Progress | None = None,
+    run: FeedRun | None = None,
 ) -> FeedRun:
     """Take in one feed (bytes in ``fmt``, or already-parsed ``records``) and record the run.
 
     ``full`` feeds list everything the supplier has, so mapped SKUs missing from them have
     vanished; webhook pushes are partial (``full=False``) and only update what they name.
+    ``run``: a running run the caller started (a poll, from the start of its fetch).
     """
-    step = progress or (lambda _stage: None)
     started = time.perf_counter()
-    run = FeedRun.objects.create(supplier=supplier, source=source[:500] or fmt)
+    run = run or FeedRun.objects.create(supplier=supplier, source=source[:500] or fmt)
+    step = feed_run_heartbeat_step(run, progress)  # every stage moves the run's heartbeat
     try:
         step("read")
         parsed = records_frame(records) if records is not None else read_feed(raw or b"", fmt=fmt)

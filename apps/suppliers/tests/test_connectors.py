@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
+from django.db import connections
 from django.utils import timezone
 
 from apps.catalog.models import StockLevel
+from apps.suppliers.locks import supplier_poll_lock
 from apps.suppliers.models import FeedRun, Supplier
-from apps.suppliers.services.polling import poll_lock_key, supplier_poll
+from apps.suppliers.services.polling import supplier_poll
 from apps.suppliers.tests.factories import csv_feed, make_mapping, make_supplier, now_iso
 from apps.suppliers.tests.servers import http_server, json_response, sftp_server
 
@@ -167,12 +169,25 @@ def test_circuit_breaker_opens_then_half_opens_and_closes():
 def test_one_supplier_is_never_polled_twice_at_once():
     with http_server() as server:
         supplier = _rest_supplier(server.url)
-        held = cache.lock(poll_lock_key(supplier.pk), timeout=30, thread_local=False)
-        assert held.acquire(blocking=False)
+        held, done = threading.Event(), threading.Event()
+
+        def another_poller() -> None:  # its own thread, so its own database session
+            try:
+                with supplier_poll_lock(supplier_id=supplier.pk) as acquired:
+                    assert acquired
+                    held.set()
+                    done.wait(30)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=another_poller)
+        thread.start()
         try:
+            assert held.wait(30)
             assert supplier_poll(supplier_id=supplier.pk) == []
         finally:
-            held.release()
+            done.set()
+            thread.join(30)
         assert server.requests == []
         assert not FeedRun.objects.filter(supplier=supplier).exists()
 
