@@ -26,10 +26,10 @@ class ChannelLocationInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = (
-        "code", "name", "kind", "is_active", "rate_per_s", "burst", "batch_size", "pending_work", "sync_lag",
-        "dead_letters", "last_push_at", "orders_pending",
+        "code", "name", "kind", "is_active", "imports", "import_cap_units", "rate_per_s", "burst", "batch_size",
+        "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
-    list_filter = ("kind", "is_active")
+    list_filter = ("kind", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     readonly_fields = ("last_push_at", "created_at", "shard")
@@ -62,6 +62,10 @@ class ChannelAdmin(admin.ModelAdmin):
     def dead_letters(self, channel: Channel) -> int:
         return self._lag_of(channel).get("dead", 0)
 
+    @admin.display(description="may import", boolean=True)
+    def imports(self, channel: Channel) -> bool:
+        return channel.imports_allowed
+
     @admin.display(description="orders not imported", boolean=True)
     def orders_pending(self, channel: Channel) -> bool:
         return channel.has_orders_pending
@@ -82,7 +86,7 @@ class ListingAdmin(admin.ModelAdmin):
     search_fields = ("channel_sku", "product__code", "product__name")
     list_select_related = ("channel", "product")
     autocomplete_fields = ["product"]
-    readonly_fields = ("last_pushed_qty", "last_pushed_at", "created_at")
+    readonly_fields = ("last_pushed_qty", "last_pushed_at", "zeroed_by_incident", "created_at")
     actions = ["sync_now"]
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
