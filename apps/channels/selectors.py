@@ -90,7 +90,7 @@ def listings_zeroed_by_incident(listing_ids: Iterable[int]) -> set[int]:
         return set()
     from apps.orders.models import Order
 
-    params = {
+    params: dict[str, Any] = {
         "listings": ids,
         "kinds": [str(kind) for kind in ZERO_ON_INCIDENT],
         "pos_into_reserved": Incident.Kind.POS_INTO_RESERVED.value,
