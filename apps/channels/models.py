@@ -134,7 +134,11 @@ class Listing(models.Model):
                 name="listing_coefficient_0_1",
             ),
         ]
-        indexes = [models.Index(fields=["product"], name="listing_product")]
+        indexes = [
+            models.Index(fields=["product"], name="listing_product"),
+            # The few listings an incident holds at 0: any move of their items looks them up.
+            models.Index(fields=["product"], name="listing_zeroed_product", condition=Q(zeroed_by_incident=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel_id}:{self.channel_sku}"
