@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -14,6 +15,18 @@ from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, 
 from apps.channels.selectors import sync_lag_rows
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import dead_letters_retry
+
+
+class ImportSettingSelect(forms.NullBooleanSelect):
+    """Empty reads as what it means: the channel kind's default."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.choices = [
+            ("unknown", "By kind (marketplace and delivery: yes; webshop and point of sale: no)"),
+            ("true", "Yes"),
+            ("false", "No"),
+        ]
 
 
 class ChannelLocationInline(admin.TabularInline):
@@ -35,6 +48,11 @@ class ChannelAdmin(admin.ModelAdmin):
     readonly_fields = ("last_push_at", "created_at", "shard")
     exclude = ("secret",)
     actions = ["sync_all_listings"]
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "can_import":
+            kwargs["widget"] = ImportSettingSelect
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         # One query for every row's lag, whatever the number of channels.

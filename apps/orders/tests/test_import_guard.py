@@ -220,5 +220,29 @@ def test_the_admin_shows_the_import_settings(admin_client, shop, channels):
     page = admin_client.get(f"/admin/channels/channel/{market.pk}/change/")
     assert page.status_code == 200
     assert b'name="can_import"' in page.content and b'name="import_cap_units"' in page.content
+    assert b"By kind" in page.content
     listing = admin_client.get("/admin/channels/channel/")
     assert listing.status_code == 200 and b"may import" in listing.content.lower()
+
+
+def test_the_admin_saves_the_import_settings(admin_client, shop, channels):
+    webshop, _market = channels
+    form = {
+        "code": webshop.code, "name": webshop.name, "kind": webshop.kind, "push_url": "", "rate_per_s": "5",
+        "burst": "10", "batch_size": "100", "coefficient": "1", "buffer": "0", "is_active": "on",
+        "can_import": "true", "import_cap_units": "30",
+        "orders_pending_until_0": "", "orders_pending_until_1": "",
+        "orders_imported_until_0": "", "orders_imported_until_1": "",
+        "channel_locations-TOTAL_FORMS": "0", "channel_locations-INITIAL_FORMS": "0",
+        "channel_locations-MIN_NUM_FORMS": "0", "channel_locations-MAX_NUM_FORMS": "1000",
+    }  # fmt: skip
+    response = admin_client.post(f"/admin/channels/channel/{webshop.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    webshop.refresh_from_db()
+    assert webshop.can_import is True and webshop.import_cap_units == 30
+    response = admin_client.post(
+        f"/admin/channels/channel/{webshop.pk}/change/", {**form, "can_import": "unknown", "import_cap_units": ""}
+    )
+    assert response.status_code == 302
+    webshop.refresh_from_db()
+    assert webshop.can_import is None and webshop.import_cap_units is None and not webshop.imports_allowed
