@@ -183,6 +183,7 @@ class Incident(models.Model):
         SUPPLIER_REFUSAL = "supplier_refusal", "Supplier refused a drop-ship order"
         FEED_REFUSED = "feed_refused", "Supplier feed refused"
         MAPPING_SUSPECT = "mapping_suspect", "Supplier mapping suspect"
+        IMPLAUSIBLE_IMPORT = "implausible_import", "Implausible import refused"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

@@ -40,3 +40,8 @@ products_changed = Signal()
 
 # kwargs: incident_id: int. Sent after commit when an incident opens (oversell, sale into reserved, ...).
 incident_opened = Signal()
+
+# kwargs: item_ids: list[int], reason: str. Sent inside the writer's transaction when the cause of an
+# incident about these items may be gone without any stock moving (an oversold order closed, an
+# incident resolved), so that channels told 0 for it are told the truth again.
+incident_cause_changed = Signal()

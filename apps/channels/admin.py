@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -16,6 +17,18 @@ from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import dead_letters_retry
 
 
+class ImportSettingSelect(forms.NullBooleanSelect):
+    """Empty reads as what it means: the channel kind's default."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.choices = [
+            ("unknown", "By kind (marketplace and delivery: yes; webshop and point of sale: no)"),
+            ("true", "Yes"),
+            ("false", "No"),
+        ]
+
+
 class ChannelLocationInline(admin.TabularInline):
     model = ChannelLocation
     extra = 0
@@ -26,15 +39,20 @@ class ChannelLocationInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = (
-        "code", "name", "kind", "is_active", "rate_per_s", "burst", "batch_size", "pending_work", "sync_lag",
-        "dead_letters", "last_push_at", "orders_pending",
+        "code", "name", "kind", "is_active", "imports", "import_cap_units", "rate_per_s", "burst", "batch_size",
+        "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
-    list_filter = ("kind", "is_active")
+    list_filter = ("kind", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     readonly_fields = ("last_push_at", "created_at", "shard")
     exclude = ("secret",)
     actions = ["sync_all_listings"]
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "can_import":
+            kwargs["widget"] = ImportSettingSelect
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         # One query for every row's lag, whatever the number of channels.
@@ -62,6 +80,10 @@ class ChannelAdmin(admin.ModelAdmin):
     def dead_letters(self, channel: Channel) -> int:
         return self._lag_of(channel).get("dead", 0)
 
+    @admin.display(description="may import", boolean=True)
+    def imports(self, channel: Channel) -> bool:
+        return channel.imports_allowed
+
     @admin.display(description="orders not imported", boolean=True)
     def orders_pending(self, channel: Channel) -> bool:
         return channel.has_orders_pending
@@ -82,7 +104,7 @@ class ListingAdmin(admin.ModelAdmin):
     search_fields = ("channel_sku", "product__code", "product__name")
     list_select_related = ("channel", "product")
     autocomplete_fields = ["product"]
-    readonly_fields = ("last_pushed_qty", "last_pushed_at", "created_at")
+    readonly_fields = ("last_pushed_qty", "last_pushed_at", "zeroed_by_incident", "created_at")
     actions = ["sync_now"]
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:

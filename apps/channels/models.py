@@ -31,6 +31,21 @@ class Channel(models.Model):
     buffer = models.PositiveIntegerField(default=0)
     locations = models.ManyToManyField(Location, through="ChannelLocation", related_name="channels")
     is_active = models.BooleanField(default=True)
+    # Import mode (an order the channel already sold, never refused) can oversell and so zero every
+    # channel of the item: only channels that cannot refuse a sale may use it (design section 11).
+    can_import = models.BooleanField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="May send orders in import mode. Empty: by kind (marketplace and delivery yes, webshop and "
+        "point of sale no).",
+    )
+    import_cap_units = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most units one imported order line may carry; beyond it the order is refused (422) and an "
+        "incident opens. Empty: the larger of 100 and 10x what the line's product has available then.",
+    )
     # The order watermark (design section 5: never raise a quantity while orders are not imported).
     # The channel reports "I accepted orders up to T" (orders_pending_until); the importer reports
     # "orders are imported up to T" (orders_imported_until). While pending > imported, pushes may
@@ -53,6 +68,11 @@ class Channel(models.Model):
         return f"{self.code} {self.name}"
 
     @property
+    def imports_allowed(self) -> bool:
+        """Whether this channel may import orders: its own setting, or its kind's default."""
+        return self.kind in IMPORT_KINDS if self.can_import is None else self.can_import
+
+    @property
     def has_orders_pending(self) -> bool:
         """True while the channel holds orders that are not imported yet (raises are held back)."""
         if self.orders_pending_until is None:
@@ -66,6 +86,10 @@ class Channel(models.Model):
 
         digest = hashlib.sha256(self.code.encode()).digest()
         return int.from_bytes(digest[:4], "big") % settings.STOCKROOM["SYNC_SHARDS"]
+
+
+# Kinds that sell on their own display and tell us afterwards: they import by default.
+IMPORT_KINDS = (Channel.Kind.MARKETPLACE, Channel.Kind.DELIVERY)
 
 
 class ChannelLocation(models.Model):
@@ -96,6 +120,9 @@ class Listing(models.Model):
     is_active = models.BooleanField(default=True)
     last_pushed_qty = models.IntegerField(null=True, blank=True)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
+    # The channel was last told 0 because of an open incident, not because of its stock: once the
+    # incident's cause is gone, any stock change of its items pushes the truth again.
+    zeroed_by_incident = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -107,7 +134,11 @@ class Listing(models.Model):
                 name="listing_coefficient_0_1",
             ),
         ]
-        indexes = [models.Index(fields=["product"], name="listing_product")]
+        indexes = [
+            models.Index(fields=["product"], name="listing_product"),
+            # The few listings an incident holds at 0: any move of their items looks them up.
+            models.Index(fields=["product"], name="listing_zeroed_product", condition=Q(zeroed_by_incident=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel_id}:{self.channel_sku}"
@@ -144,8 +175,6 @@ class SyncWork(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    # Push 0 whatever the stock says (an oversell incident opened for one of its items).
-    force_zero = models.BooleanField(default=False)
     # Push even when the channel was already told this quantity (sync now, reconciliation, retry).
     repush = models.BooleanField(default=False)
     last_error = models.CharField(max_length=500, blank=True, default="")

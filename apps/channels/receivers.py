@@ -8,10 +8,16 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from apps.catalog.models import Incident
-from apps.catalog.signals import ListingsReached, SyncPriority, incident_opened, products_changed, stock_changed
+from apps.catalog.signals import (
+    ListingsReached,
+    SyncPriority,
+    incident_cause_changed,
+    incident_opened,
+    products_changed,
+    stock_changed,
+)
+from apps.channels.selectors import ZERO_ON_INCIDENT
 from apps.channels.services.work import sync_work_enqueue, sync_work_enqueued
-
-ZERO_ON_INCIDENT = (Incident.Kind.OVERSELL, Incident.Kind.POS_INTO_RESERVED)
 
 
 @receiver(stock_changed, dispatch_uid="channels.stock_changed")
@@ -37,7 +43,10 @@ def on_products_changed(sender: Any, *, product_ids: list[int], priority: SyncPr
 
 @receiver(incident_opened, dispatch_uid="channels.incident_opened")
 def on_incident_opened(sender: Any, *, incident_id: int, **_: Any) -> None:
-    """An oversell (or a store sale into reserved stock): push 0 at tier 1 for every listing selling the item."""
+    """An oversell (or a store sale into reserved stock): push at tier 1 to every listing selling the item.
+
+    The pusher decides the 0 when it pushes, from whether the incident's cause still holds.
+    """
     incident = Incident.objects.filter(pk=incident_id).only("kind", "item_id").first()
     if incident is None or incident.kind not in ZERO_ON_INCIDENT or incident.item_id is None:
         return
@@ -46,6 +55,12 @@ def on_incident_opened(sender: Any, *, incident_id: int, **_: Any) -> None:
             item_ids=[incident.item_id],
             priority=SyncPriority.SALE,
             reason=f"incident:{incident.kind}",
-            force_zero=True,
             repush=True,
         )
+
+
+@receiver(incident_cause_changed, dispatch_uid="channels.incident_cause_changed")
+def on_incident_cause_changed(sender: Any, *, item_ids: list[int], reason: str, **_: Any) -> None:
+    """An incident's cause may be gone without a stock move (an oversold order closed, staff resolved it):
+    every listing of the items is pushed again at tier 1, with the truth once nothing holds it at 0."""
+    sync_work_enqueue(item_ids=list(item_ids), priority=SyncPriority.SALE, reason=reason)

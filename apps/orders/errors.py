@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from apps.core.errors import Conflict, DomainError, NotFound
 
 
@@ -42,3 +44,26 @@ class EventConflict(DomainError):
     code = "event_conflict"
     status_code = 422
     default_detail = "This event sequence was already received with a different body."
+
+
+class ImportNotAllowed(DomainError):
+    """Import mode (an order already sold, never refused) from a channel that may not import."""
+
+    code = "import_not_allowed"
+    status_code = 403
+    default_detail = (
+        "This channel may not send orders in import mode: reserve them instead (mode 'reserve'), "
+        "or ask staff to allow imports for the channel (can_import)."
+    )
+
+
+class ImplausibleQuantity(DomainError):
+    """An imported line beyond the channel's plausibility cap; ``lines`` names each with its cap.
+
+    Nothing was written; an incident tells staff.
+    """
+
+    code = "implausible_quantity"
+    status_code = 422
+    incident: dict[str, Any] | None = None  # what the refusal's incident records (kind, item, detail)
+    default_detail = "An imported line is beyond what this channel can plausibly have sold; nothing was recorded."

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.catalog import metrics
 from apps.catalog.models import Incident
-from apps.catalog.signals import incident_opened
+from apps.catalog.signals import incident_cause_changed, incident_opened
 
 log = structlog.get_logger("stockroom.incidents")
 
@@ -43,4 +43,8 @@ def incident_resolve(*, incident: Incident, resolved_by: str, note: str = "") ->
     incident.refresh_from_db()
     if updated:
         log.info("incident_resolved", incident=incident.pk, by=resolved_by)
+        if incident.item_id is not None:  # a channel told 0 for it gets the truth again
+            incident_cause_changed.send(
+                sender=Incident, item_ids=[incident.item_id], reason=f"resolved:{incident.kind}"[:60]
+            )
     return incident

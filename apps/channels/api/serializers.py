@@ -33,6 +33,20 @@ class ChannelSerializer(serializers.ModelSerializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
     coefficient = serializers.DecimalField(max_digits=4, decimal_places=3, min_value=0, max_value=1, required=False)
     buffer = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    can_import = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="May send orders in import mode (already sold, never refused). Reads the effective value; "
+        "null or absent: by kind (marketplace and delivery yes, webshop and point of sale no).",
+    )
+    import_cap_units = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        allow_null=True,
+        help_text="Most units one imported line may carry (beyond: 422 implausible_quantity and an incident). "
+        "null: the larger of 100 and 10x the units available at the time.",
+    )
     has_secret = serializers.SerializerMethodField()
     orders_pending = serializers.BooleanField(source="has_orders_pending", read_only=True)
 
@@ -40,7 +54,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         model = Channel
         fields = [
             "code", "name", "kind", "push_url", "rate_per_s", "burst", "coefficient", "buffer", "locations",
-            "batch_size", "secret", "has_secret", "is_active", "orders_pending", "orders_pending_until",
+            "batch_size", "can_import", "import_cap_units", "secret", "has_secret", "is_active", "orders_pending",
+            "orders_pending_until",
             "orders_imported_until", "last_push_at", "created_at",
         ]  # fmt: skip
         read_only_fields = ["orders_pending_until", "orders_imported_until", "last_push_at", "created_at"]
@@ -54,6 +69,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         if links is None:
             links = channel.channel_locations.select_related("location").order_by("priority", "location__code")
         data["locations"] = [link.location.code for link in links]
+        data["can_import"] = channel.imports_allowed
         return data
 
     def validate_code(self, value: str) -> str:

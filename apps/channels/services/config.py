@@ -23,7 +23,7 @@ log = structlog.get_logger("stockroom.channels")
 
 CHANNEL_FIELDS = (
     "code", "name", "kind", "push_url", "secret", "rate_per_s", "burst", "batch_size", "coefficient", "buffer",
-    "is_active",
+    "is_active", "can_import", "import_cap_units",
 )  # fmt: skip
 LISTING_FIELDS = ("channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active")
 # Changing these can change what the channel is told, or where it is told.

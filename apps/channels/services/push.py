@@ -31,6 +31,7 @@ from apps.channels import limits, metrics
 from apps.channels.conf import sync_setting
 from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, SyncWork
+from apps.channels.selectors import listings_zeroed_by_incident
 from apps.channels.services.work import channel_kick
 
 log = structlog.get_logger("stockroom.sync")
@@ -40,7 +41,7 @@ SIGNATURE_HEADER = "X-Stockroom-Signature"
 # Due rows first (most urgent, oldest first); the rest of the batch is filled with pending
 # rows that are not due yet: they ride along in a request that goes out anyway, for free.
 _DUE_ROWS = """
-SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.force_zero, w.repush, w.attempts, l.last_pushed_qty,
+SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.repush, w.attempts, l.last_pushed_qty,
        (w.priority = 1
         OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
         OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due
@@ -58,7 +59,6 @@ class DueRow:
     version: int
     priority: int
     enqueued_at: datetime
-    force_zero: bool
     repush: bool
     attempts: int
     last_pushed_qty: int | None
@@ -70,6 +70,7 @@ class Update:
     row: DueRow
     sku: str
     available: int
+    zeroed: bool = False  # 0 because an incident's cause still holds, whatever the stock
 
 
 @dataclass
@@ -200,9 +201,13 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
         lock.renew()
         as_of = timezone.now()
         if waited:  # the quantity is the one at push time, not the one before the wait
-            fresh = listings_availability([u.row.listing_id for u in updates])
+            ids = [u.row.listing_id for u in updates]
+            fresh, zeroed = listings_availability(ids), listings_zeroed_by_incident(ids)
             for update in updates:
-                if not update.row.force_zero and update.row.listing_id in fresh:
+                update.zeroed = update.row.listing_id in zeroed
+                if update.zeroed:
+                    update.available = 0
+                elif update.row.listing_id in fresh:
                     update.available = _held_back(channel, update.row, fresh[update.row.listing_id].available)
         _send(channel, updates, as_of, report)
 
@@ -230,8 +235,13 @@ def _held_back(channel: Channel, row: DueRow, available: int) -> int:
 
 
 def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Update]:
-    """Quantities for the batch; settles rows that need no push now (already shown, or held back)."""
-    availability = listings_availability([row.listing_id for row in rows])
+    """Quantities for the batch; settles rows that need no push now (already shown, or held back).
+
+    A listing shows 0 while an open incident's cause holds for one of its items (decided now,
+    not when the work was queued, so a cancel that removed the cause is never pushed as 0).
+    """
+    ids = [row.listing_id for row in rows]
+    availability, zeroed = listings_availability(ids), listings_zeroed_by_incident(ids)
     pending_orders = channel.has_orders_pending
     skip_unchanged = bool(int(sync_setting("SYNC_SKIP_UNCHANGED")))
     updates, done, held = [], [], []
@@ -240,13 +250,14 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
         if current is None:
             done.append(row)
             continue
-        available = 0 if row.force_zero else current.available
+        is_zeroed = row.listing_id in zeroed
+        available = 0 if is_zeroed else current.available
         if pending_orders and available > 0 and (row.last_pushed_qty is None or available > row.last_pushed_qty):
             held.append(row)
-        elif skip_unchanged and available == row.last_pushed_qty and not (row.repush or row.force_zero):
+        elif skip_unchanged and available == row.last_pushed_qty and not row.repush:
             done.append(row)
         else:
-            updates.append(Update(row, current.channel_sku, available))
+            updates.append(Update(row, current.channel_sku, available, is_zeroed))
     if done:
         with transaction.atomic(), connection.cursor() as cursor:
             sync_work_for_update(r.listing_id for r in done)
@@ -257,6 +268,15 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
                  WHERE w.listing_id = p.listing_id AND w.version = p.version
                 """,
                 [[r.listing_id for r in done], [r.version for r in done]],
+            )
+            # The channel shows the right number already; only why it shows it may have changed.
+            cursor.execute(
+                """
+                UPDATE channels_listing AS l SET zeroed_by_incident = p.zeroed
+                  FROM unnest(%s::bigint[], %s::bool[]) AS p(listing_id, zeroed)
+                 WHERE l.id = p.listing_id AND l.zeroed_by_incident <> p.zeroed
+                """,
+                [[r.listing_id for r in done], [r.listing_id in zeroed for r in done]],
             )
         report.skipped += len(done)
     if held:
@@ -301,11 +321,12 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
         sync_work_for_update(ids)
         cursor.execute(
             """
-            UPDATE channels_listing AS l SET last_pushed_qty = p.qty, last_pushed_at = %s
-              FROM unnest(%s::bigint[], %s::int[]) AS p(listing_id, qty)
+            UPDATE channels_listing AS l
+               SET last_pushed_qty = p.qty, last_pushed_at = %s, zeroed_by_incident = p.zeroed
+              FROM unnest(%s::bigint[], %s::int[], %s::bool[]) AS p(listing_id, qty, zeroed)
              WHERE l.id = p.listing_id
             """,
-            [accepted_at, ids, [u.available for u in updates]],
+            [accepted_at, ids, [u.available for u in updates], [u.zeroed for u in updates]],
         )
         cursor.execute(
             """

@@ -21,6 +21,7 @@ from apps.catalog.signals import SyncPriority
 from apps.channels import limits
 from apps.channels.conf import sync_setting
 from apps.channels.models import Channel, Listing, SyncWork
+from apps.channels.selectors import listings_zeroed_by_incident
 from apps.channels.services.push import SIGNATURE_HEADER, retry_after_seconds, sign
 from apps.channels.services.work import sync_work_enqueue
 
@@ -54,7 +55,7 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
         chunk = listing_ids[start : start + page]
         while (wait := bucket.take()) > 0:
             time.sleep(min(wait, 30.0))
-        truth = listings_availability(chunk)
+        truth, zeroed = listings_availability(chunk), listings_zeroed_by_incident(chunk)
         shown = _read_back(channel, [a.channel_sku for a in truth.values()])
         if shown is None:
             report.unreadable_pages += 1
@@ -62,7 +63,7 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
         drifted = []
         for availability in truth.values():
             seen = shown.get(availability.channel_sku)
-            expected = availability.available
+            expected = 0 if availability.listing_id in zeroed else availability.available
             if channel.has_orders_pending and seen is not None and seen < expected:
                 continue  # a raise would wait for the order import anyway
             if seen != expected:

@@ -23,12 +23,20 @@ log = structlog.get_logger("stockroom.sync")
 # Where the affected listings come from; each yields (listing_id, channel_id) of listings on
 # active channels: active listings only, except when listings are named (an ended listing is
 # pushed once more, as 0).
+# A move also reaches listings of its items that an incident held at 0, wherever they sell from:
+# the move may be what removed the incident's cause (design section 11).
 _AFFECTED_BY_PAIRS = (
     "SELECT listing_id, channel_id FROM ("
     + LISTINGS_REACHED_SQL.format(
         moved="unnest(%(items)s::bigint[], %(locations)s::bigint[]) AS m(item_id, location_id)"
     )
-    + ") AS reached WHERE live"
+    + """) AS reached WHERE live
+    UNION
+    SELECT l.id, l.channel_id
+      FROM catalog_productcomponent pc
+      JOIN channels_listing l ON l.product_id = pc.product_id AND l.zeroed_by_incident AND l.is_active
+      JOIN channels_channel c ON c.id = l.channel_id AND c.is_active
+     WHERE pc.item_id = ANY(%(items)s::bigint[])"""
 )
 _AFFECTED_BY_ITEMS = """
     SELECT DISTINCT l.id AS listing_id, l.channel_id
@@ -64,9 +72,9 @@ _AFFECTED_BY_CHANNELS = """
 SYNC_WORK_UPSERT = """
 INSERT INTO channels_syncwork AS w
        (listing_id, channel_id, priority, reason, enqueued_at, changed_at, version, attempts,
-        next_attempt_at, state, force_zero, repush, last_error)
+        next_attempt_at, state, repush, last_error)
 SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
-       now(), 'pending', %(force_zero)s, %(repush)s, ''
+       now(), 'pending', %(repush)s, ''
   FROM ({source}) AS a
  ORDER BY a.listing_id
     ON CONFLICT (listing_id) DO UPDATE
@@ -75,7 +83,6 @@ SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
        enqueued_at = LEAST(w.enqueued_at, EXCLUDED.enqueued_at),
        changed_at = GREATEST(w.changed_at, EXCLUDED.changed_at),
        version = w.version + 1,
-       force_zero = w.force_zero OR EXCLUDED.force_zero,
        repush = w.repush OR EXCLUDED.repush
 RETURNING w.listing_id, w.channel_id, w.priority
 """
@@ -106,7 +113,6 @@ def sync_work_enqueue(
     product_ids: Sequence[int] | None = None,
     listing_ids: Sequence[int] | None = None,
     channel_ids: Sequence[int] | None = None,
-    force_zero: bool = False,
     repush: bool = False,
 ) -> Enqueued:
     """Upsert one pending row for every listing the change reaches, in the caller's transaction.
@@ -134,7 +140,6 @@ def sync_work_enqueue(
     params: dict[str, Any] = {
         "priority": priority,
         "reason": reason[:60],
-        "force_zero": force_zero,
         "repush": repush,
         "items": [item for item, _ in moved] if pairs is not None else sorted(set(item_ids or [])),
         "locations": [loc for _, loc in moved],

@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from apps.catalog.models import Movement
+from apps.catalog.models import Incident, Movement
 from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.signals import SyncPriority
 from apps.channels.conf import redis_key
@@ -191,11 +191,13 @@ def test_watermark_holds_raises_until_orders_are_imported(setup):
     assert sim.shown("W-SINGLE") == 45
 
 
-def test_force_zero_pushes_zero_whatever_the_stock(setup):
-    _s, sim, web, listings = setup
-    enqueue(listings[:1], force_zero=True)
+def test_an_open_oversell_incident_pushes_zero_whatever_the_stock(setup):
+    s, sim, web, listings = setup
+    Incident.objects.create(kind=Incident.Kind.OVERSELL, item=s.hoodie, location=s.warehouse, shortfall=3)
+    enqueue(listings)
     channel_push(channel_id=web.pk)
-    assert sim.shown("W-SINGLE") == 0
+    assert sim.shown("W-SINGLE") == 0 and sim.shown("W-KIT") == 0 and sim.shown("W-PACK") == 0
+    assert Listing.objects.get(pk=listings[0].pk).zeroed_by_incident
 
 
 def test_reconciliation_repairs_drift(setup):

@@ -95,13 +95,13 @@ def test_a_listing_reaching_zero_is_tier_one_even_from_a_calm_change(world):
     assert work["web-single"].priority == SyncPriority.MANUAL
 
 
-def test_an_oversell_incident_queues_a_zero_push_for_every_listing_selling_the_item(world):
+def test_an_oversell_incident_queues_a_tier_one_push_for_every_listing_selling_the_item(world):
     s, listings = world
     incident = Incident.objects.create(kind=Incident.Kind.OVERSELL, item=s.cap, location=s.warehouse, shortfall=2)
     incident_opened.send(sender=Incident, incident_id=incident.pk)
     work = pending(listings)
     assert set(work) == {"web-kit", "web-cap", "market-kit"}
-    assert all(w.force_zero and w.priority == SyncPriority.SALE for w in work.values())
+    assert all(w.repush and w.priority == SyncPriority.SALE for w in work.values())
 
 
 def test_a_ledger_drift_incident_pushes_nothing(world):

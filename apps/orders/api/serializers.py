@@ -40,7 +40,11 @@ class OrderCreateSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=120)
     lines = serializers.ListField(child=LineSerializer(), min_length=1, max_length=MAX_LINES)
     hold_minutes = serializers.IntegerField(min_value=1, max_value=MAX_HOLD_MINUTES, required=False)
-    mode = serializers.ChoiceField(choices=Order.Mode.choices, default=Order.Mode.RESERVE)
+    mode = serializers.ChoiceField(
+        choices=Order.Mode.choices,
+        default=Order.Mode.RESERVE,
+        help_text="import: an order the channel already sold (only channels with can_import).",
+    )
 
     def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return _unique_lines(lines)
@@ -65,7 +69,11 @@ class EventSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=120)
     sequence = serializers.IntegerField(min_value=0, max_value=2**62)
     lines = serializers.ListField(child=LineSerializer(), min_length=1, max_length=MAX_LINES, required=False)
-    mode = serializers.ChoiceField(choices=Order.Mode.choices, required=False)
+    mode = serializers.ChoiceField(
+        choices=Order.Mode.choices,
+        required=False,
+        help_text="Of a create event; without it, import for channels with can_import, reserve for others.",
+    )
     hold_minutes = serializers.IntegerField(min_value=1, max_value=MAX_HOLD_MINUTES, required=False)
 
     def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -124,10 +124,17 @@ class OrderCreateView(APIView):
     @extend_schema(
         request=OrderCreateSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: OrderOutSerializer, 400: ERROR, 409: ERROR, 422: ERROR},
+        responses={201: OrderOutSerializer, 400: ERROR, 403: ERROR, 409: ERROR, 422: ERROR},
     )
     def post(self, request: Request) -> Response:
-        """Reserve an order (all lines or none, 409 when short) or import an already sold one."""
+        """Reserve an order (all lines or none, 409 when short) or import an already sold one.
+
+        Import mode only for channels that may import (marketplace and delivery by default):
+        others get 403 ``import_not_allowed``. An imported line beyond the channel's plausibility
+        cap (``import_cap_units``, by default the larger of 100 and 10x the units available) is
+        refused whole with 422 ``implausible_quantity`` and ``lines`` (sku, requested, cap,
+        available); nothing is recorded and staff get an incident.
+        """
         serializer = OrderCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -18,12 +18,12 @@ from django.utils import timezone
 
 from apps.channels.models import Channel
 from apps.core.errors import DomainError
-from apps.orders.errors import EventConflict
+from apps.orders.errors import EventConflict, ImplausibleQuantity
 from apps.orders.locks import order_stream_lock
 from apps.orders.models import Order, OrderEvent
 from apps.orders.services.allocation import LineRequest
 from apps.orders.services.lifecycle import order_cancel, order_confirm, order_fulfil, order_return
-from apps.orders.services.reserve import order_import, order_reserve
+from apps.orders.services.reserve import implausible_import_record, order_import, order_reserve
 
 log = structlog.get_logger("stockroom.orders")
 
@@ -81,6 +81,8 @@ def events_drain(*, channel: Channel, external_id: str, actor: str = "") -> int:
             except _Wait:
                 continue
             except (_Reject, DomainError) as err:
+                if isinstance(err, ImplausibleQuantity):  # its incident went with the event's savepoint
+                    implausible_import_record(err)
                 detail = err.detail if isinstance(err, DomainError) else str(err)
                 _event_close(event, OrderEvent.Status.REJECTED, detail=detail)
                 log.warning("order_event_rejected", event_id=event.pk, type=event.type, detail=detail)
@@ -117,7 +119,9 @@ def _event_run(channel: Channel, event: OrderEvent, actor: str) -> Order:
         if order is not None:
             raise _Reject("The order already exists.")
         lines = _lines(payload) or []
-        if payload.get("mode") == Order.Mode.RESERVE:
+        # Without a mode, a channel that may import imports (the order is sold); any other reserves.
+        mode = payload.get("mode") or (Order.Mode.IMPORT if channel.imports_allowed else Order.Mode.RESERVE)
+        if mode == Order.Mode.RESERVE:
             placed = order_reserve(
                 channel=channel,
                 external_id=event.external_id,

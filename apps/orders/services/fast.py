@@ -154,7 +154,6 @@ def reserve_params(
         # the sync work upsert (SYNC_WORK_UPSERT)
         "priority": int(priority),
         "reason": kind[:60],
-        "force_zero": False,
         "repush": False,
         **(claim or NO_CLAIM_PARAMS),
     }

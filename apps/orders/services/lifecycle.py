@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from apps.catalog.locks import levels_for_update
-from apps.catalog.models import Incident, Movement
+from apps.catalog.models import Incident, Movement, ProductComponent
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.ledger import MovementSpec, movements_apply
-from apps.catalog.signals import SyncPriority
+from apps.catalog.signals import SyncPriority, incident_cause_changed
 from apps.orders.errors import InsufficientStock, InvalidOrderState, InvalidQuantity, UnknownSku
 from apps.orders.locks import order_for_update
 from apps.orders.models import Order, OrderLine, Reservation
@@ -122,6 +122,25 @@ def _release_open(
     return dict(units)
 
 
+def _shortfall_settled(order: Order, reason: str) -> None:
+    """The order stops counting (cancelled, expired, shipped): units no stock covered are no longer promised.
+
+    That is the cause of its oversell incident gone even when no stock moves, so channels told 0 for it
+    hear of it in this transaction. Only flagged orders can have such units: others cost no query.
+    """
+    if not order.flagged:
+        return
+    item_ids = sorted(
+        set(
+            ProductComponent.objects.filter(
+                product__order_lines__order=order, product__order_lines__unallocated_quantity__gt=0
+            ).values_list("item_id", flat=True)
+        )
+    )
+    if item_ids:
+        incident_cause_changed.send(sender=Order, item_ids=item_ids, reason=reason)
+
+
 @transaction.atomic
 def order_confirm(*, order_id: int, channel_id: int | None = None, actor: str = "") -> OrderState:
     """The buyer paid: the hold no longer lapses. Confirming twice is harmless."""
@@ -147,6 +166,7 @@ def order_cancel(*, order_id: int, channel_id: int | None = None, actor: str = "
     order.status = Order.Status.CANCELLED
     order.expires_at = None
     order.save(update_fields=["status", "expires_at", "updated_at"])
+    _shortfall_settled(order, "oversold order cancelled")
     return _state(order)
 
 
@@ -165,6 +185,7 @@ def order_hold_release(*, order: Order, actor: str = "hold expiry") -> None:
     _release_open(order, kind=Movement.Kind.RELEASE, actor=actor, reason="hold expired")
     order.status = Order.Status.EXPIRED
     order.save(update_fields=["status", "updated_at"])
+    _shortfall_settled(order, "oversold order expired")
 
 
 @transaction.atomic
@@ -232,6 +253,8 @@ def order_fulfil(
     order.status = Order.Status.FULFILLED if done else Order.Status.PARTIALLY_FULFILLED
     order.expires_at = None
     order.save(update_fields=["status", "expires_at", "updated_at"])
+    if done:
+        _shortfall_settled(order, "oversold order fulfilled")
     return OrderState(order=order, lines=order_lines)
 
 

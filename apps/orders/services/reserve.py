@@ -34,7 +34,7 @@ from apps.catalog.services.ledger import MovementSpec, movements_apply
 from apps.catalog.signals import ListingsReached, SyncPriority, stock_changed
 from apps.channels.models import Channel
 from apps.core.idempotency import IdempotentAnswer
-from apps.orders.errors import InsufficientStock, OrderExists
+from apps.orders.errors import ImplausibleQuantity, ImportNotAllowed, InsufficientStock, OrderExists
 from apps.orders.models import Order, OrderLine, Reservation
 from apps.orders.services.allocation import (
     LineRequest,
@@ -49,6 +49,10 @@ from apps.orders.services.fast import reserve_execute
 from apps.orders.signals import order_reserved
 
 MAX_HOLD_MINUTES = 7 * 24 * 60
+# The default plausibility cap of an imported line (design section 11): the larger of this many
+# units and this many times what the line's product has available on the channel's locations.
+IMPORT_CAP_FLOOR = 100
+IMPORT_CAP_ATP_FACTOR = 10
 _TAKEN = object()  # the channel already has an order with this external id
 
 
@@ -97,6 +101,10 @@ def order_import(
 
     The shortfall stays on the line (``unallocated_quantity``), the order is flagged and an
     oversell incident opens per item (channels hear of it after commit and push 0).
+
+    Only channels that may import (``Channel.imports_allowed``) get here: others are refused with
+    ImportNotAllowed. A line beyond the channel's plausibility cap (``import_caps``) refuses the
+    whole order with ImplausibleQuantity and opens an incident; nothing else is written.
     """
     return _order_place(
         channel=channel,
@@ -119,7 +127,11 @@ def _order_place(
     actor: str,
     answer: IdempotentAnswer | None,
 ) -> OrderPlaced:
+    if mode == Order.Mode.IMPORT and not channel.imports_allowed:
+        raise ImportNotAllowed(channel=channel.code)
     resolution = lines_resolve(channel_id=channel.pk, requests=requests)
+    if mode == Order.Mode.IMPORT:
+        _check_plausible(channel, external_id, resolution, actor)
     plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
     if mode == Order.Mode.RESERVE and not plan.complete:
         # Refusing on a committed snapshot is safe: it never promises stock.
@@ -147,6 +159,67 @@ def _order_place(
     assert isinstance(placed, OrderPlaced)
     _announce(placed)
     return placed
+
+
+def line_atp(line: ResolvedLine, location_ids: Sequence[int], atp: dict[tuple[int, int], int]) -> int:
+    """Units of the line's product available on these locations (per location, then summed)."""
+    if not line.sellable or not line.components:
+        return 0
+    return sum(min(atp.get((item, loc), 0) // per_unit for item, per_unit in line.components) for loc in location_ids)
+
+
+def import_caps(channel: Channel, resolution: Resolution) -> list[tuple[int, int]]:
+    """Per line: (cap, available now). The channel's ``import_cap_units``, or by default the larger of
+    IMPORT_CAP_FLOOR and IMPORT_CAP_ATP_FACTOR x the units available (the resolution's snapshot)."""
+    caps = []
+    for line in resolution.lines:
+        available = line_atp(line, resolution.location_ids, resolution.atp)
+        cap = channel.import_cap_units
+        if cap is None:
+            cap = max(IMPORT_CAP_FLOOR, IMPORT_CAP_ATP_FACTOR * available)
+        caps.append((cap, available))
+    return caps
+
+
+def _check_plausible(channel: Channel, external_id: str, resolution: Resolution, actor: str) -> None:
+    """Refuse an import with a line beyond its cap: nothing is written but the incident that tells staff."""
+    refused = [
+        {"sku": line.sku, "requested": line.quantity, "cap": cap, "available": available}
+        for line, (cap, available) in zip(resolution.lines, import_caps(channel, resolution), strict=True)
+        if line.quantity > cap
+    ]
+    if not refused:
+        return
+    skus = ", ".join(f"{r['sku']} x{r['requested']} (cap {r['cap']}, {r['available']} available)" for r in refused)
+    first = next(line for line in resolution.lines if line.sku == refused[0]["sku"])
+    err = ImplausibleQuantity(
+        f"Import refused, nothing was recorded: {skus}. Staff were told; a real order this large needs the "
+        "channel's import_cap_units raised.",
+        lines=refused,
+    )
+    err.incident = {
+        "kind": Incident.Kind.IMPLAUSIBLE_IMPORT,
+        "item_id": first.components[0][0] if first.components else None,
+        "reference": f"channel:{channel.code}:{external_id}"[:120],
+        "detail": f"Channel {channel.code} ({actor or 'no actor'}) imported order {external_id}: {skus}.",
+    }
+    implausible_import_record(err)
+    raise err
+
+
+def implausible_import_record(err: ImplausibleQuantity) -> None:
+    """Open the incident of a refused import (again, when the caller's savepoint rolled the first back).
+
+    One open incident per channel order: a resend or replay of the same import adds none.
+    """
+    spec = err.incident
+    if spec is None:
+        return
+    with transaction.atomic():
+        if not Incident.objects.filter(
+            kind=spec["kind"], reference=spec["reference"], status=Incident.Status.OPEN
+        ).exists():
+            incident_open(**spec)
 
 
 @dataclass(frozen=True)

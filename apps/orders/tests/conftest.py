@@ -33,6 +33,9 @@ def shop(db) -> Shop:
     kit = product_of("KIT", {hood: 1, cap: 2})
     pack = product_of("CAP-3", {cap: 3}, kind=Product.Kind.MULTIPACK)
     channel = channel_of("web", [warehouse, store])
+    # These tests import through it too: a webshop the merchant allowed to import (off by default).
+    channel.can_import = True
+    channel.save(update_fields=["can_import"])
     listing_of(channel, "hood", hood_product)
     listing_of(channel, "kit", kit)
     listing_of(channel, "caps", pack)
