@@ -12,7 +12,10 @@ from rest_framework.test import APIClient
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user(username="staffer", password="pw-staffer-1", is_staff=True)
+    # A superuser: API tokens carry their user's permissions (test_security covers the others).
+    return django_user_model.objects.create_user(
+        username="staffer", password="pw-staffer-1", is_staff=True, is_superuser=True
+    )
 
 
 def _client_for(raw: str) -> APIClient:
