@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestLogMiddleware",
     "apps.core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's and the staff pages' CSS) from any server, gunicorn included.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
