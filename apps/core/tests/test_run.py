@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import select
 import shlex
 import signal
 import socket
@@ -124,3 +127,48 @@ def test_sigint_to_runner_and_command_together_ends_with_0(tmp_path):
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait()
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_ends_make_with_0(tmp_path):
+    """`make` runs the runner as `make run` does; Ctrl-C typed at its terminal (a pty here)
+    stops the command, and make ends with 0 without reporting an error or an interrupt."""
+    procfile = tmp_path / "Procfile"
+    sleeper = "import time; print('up', flush=True); time.sleep(60)"
+    procfile.write_text(f'sleeper: {sys.executable} -c "{sleeper}"\n')
+    (tmp_path / "Makefile").write_text(
+        f"run:\n\t@cd {BASE_DIR} && {sys.executable} -m inventory_site.stack exec -- honcho start -f {procfile}\n"
+    )
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: make, with Ctrl-C's default meaning, on the new terminal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.chdir(tmp_path)
+        os.execvpe("make", ["make", "--no-print-directory", "run"], run_env(free_port()))
+    output = b""
+
+    def read_for(seconds: float, until: bytes | None = None) -> None:
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and until in output):
+            ready, _, _ = select.select([terminal], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(terminal, 65536)
+                except OSError:  # the terminal closed: everything has ended
+                    return
+
+    try:
+        read_for(30, until=b"up")
+        assert b"up" in output, output
+        os.write(terminal, b"\x03")  # Ctrl-C
+        read_for(30)
+        _, status = os.waitpid(pid, 0)
+        text = output.decode(errors="replace")
+        assert os.waitstatus_to_exitcode(status) == 0, text
+        assert "Error" not in text and "Interrupt" not in text and "SIGINT received" in text
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        os.close(terminal)
