@@ -51,8 +51,8 @@ def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 30) ->
     while time.monotonic() < deadline:
         assert process.poll() is None, "the runner ended before it served"
         try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
+            return requests.get(url, timeout=10)
+        except requests.RequestException:
             time.sleep(0.2)
     raise AssertionError(f"nothing answered at {url}")
 
@@ -80,11 +80,11 @@ def test_procfile_web_serves_pages_and_static_files_and_sigint_ends_the_runner_w
         base = f"http://127.0.0.1:{port}"
         login = wait_for(f"{base}/admin/login/", runner)
         assert login.status_code == 200 and "gunicorn" in login.headers.get("Server", "").lower()
-        css = requests.get(f"{base}/static/admin/css/base.css", timeout=5)
+        css = requests.get(f"{base}/static/admin/css/base.css", timeout=10)
         assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
-        staff_css = requests.get(f"{base}/static/stockroom.css", timeout=5)
+        staff_css = requests.get(f"{base}/static/stockroom.css", timeout=10)
         assert staff_css.status_code == 200 and len(staff_css.content) > 100
-        assert "/static/stockroom.css" in requests.get(f"{base}/staff/login/", timeout=5).text
+        assert "/static/stockroom.css" in requests.get(f"{base}/staff/login/", timeout=10).text
 
         runner.send_signal(signal.SIGINT)
         output = runner.communicate(timeout=60)[0].decode()
