@@ -22,10 +22,12 @@ def _client_for(raw: str) -> APIClient:
 
 
 @pytest.fixture
-def staff_api(staff_user) -> APIClient:
-    """An API client authenticated with a staff token."""
+def staff_api(staff_user, django_user_model) -> APIClient:
+    """An API client with a staff token whose user may do everything (tokens carry their
+    user's permissions; apps/core/tests/test_security.py covers users with fewer)."""
     from apps.core.services import token_create
 
+    django_user_model.objects.filter(pk=staff_user.pk).update(is_superuser=True)
     return _client_for(token_create(staff_username=staff_user.username))
 
 

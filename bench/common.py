@@ -46,6 +46,7 @@ def bench_environment(database_url: str, **env: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "inventory_site.settings.production",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-not-for-production-use"),
         "LOG_LEVEL": "WARNING",
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback, no TLS proxy in front
         **env,
     }
 

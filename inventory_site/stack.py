@@ -9,18 +9,20 @@ Resolution order, for each of the two services:
 ``STOCKROOM_EMBEDDED=1`` skips step 2. ``python -m inventory_site.stack exec -- CMD``
 resolves both, starts the embedded servers when needed, runs CMD with
 ``DATABASE_URL``/``REDIS_URL`` set, and stops the servers it started when CMD ends.
+Ctrl-C (or SIGINT/SIGTERM to this process) stops CMD, and that ends with exit status 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,20 +250,68 @@ def _exec(command: list[str]) -> int:
     env["DATABASE_URL"], env["REDIS_URL"] = database.url, redis.url
     env.setdefault("STOCKROOM_STACK", f"database={database.source},redis={redis.source}")
     print(f"stockroom: PostgreSQL from {database.source}, Redis from {redis.source}", flush=True)
-    # Ctrl-C reaches the whole foreground group; the child handles it, we wait and clean up.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = subprocess.Popen(command, env=env, process_group=0)
+    give_back = _hand_terminal_to(child.pid)
+    interrupted = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
-        child = subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
-        signal.signal(signal.SIGTERM, forward)
-        return child.wait()
+        code = child.wait()
     finally:
+        if give_back is not None:
+            give_back()
         if "redis" in started:
             stop_embedded_redis()
         if "postgres" in started:
             stop_embedded_postgres()
         if started:
             print(f"stockroom: stopped embedded {', '.join(started)}", flush=True)
+    # Stopped on request (Ctrl-C or a signal to us): a clean end, not a failure for make to report.
+    if (interrupted or give_back is not None) and code in _STOPPED_BY_SIGNAL:
+        return 0
+    return code
+
+
+_STOPPED_BY_SIGNAL = {0, 128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
+
+
+def _hand_terminal_to(pgid: int) -> Callable[[], None] | None:
+    """Make the command's process group the terminal's foreground, so Ctrl-C reaches it alone.
+
+    The command runs in a process group of its own; `make` (or the shell) that started us keeps
+    the old one and so never sees the Ctrl-C, and cannot report the recipe as interrupted. The
+    command stops its children and ends; we give the terminal back. Without a terminal, or when
+    we are not in its foreground, nothing changes and signals to us are passed on instead.
+    """
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        previous = os.tcgetpgrp(tty)
+        if previous != os.getpgrp():
+            os.close(tty)
+            return None
+        # A background group may set the foreground only while SIGTTOU is ignored.
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        os.tcsetpgrp(tty, pgid)
+    except OSError:
+        os.close(tty)
+        return None
+
+    def give_back() -> None:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(tty, previous)
+        os.close(tty)
+
+    return give_back
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,9 @@ A token found in the database is remembered in the process for ``API_TOKEN_CACHE
 a channel or a user (and ``token_revoke``) forgets everything remembered in that process;
 other processes, and a request that read the token just before the change committed, notice
 within those seconds. So a revoked token stops working everywhere within them.
+
+Invalid tokens count against the caller's address (``API_TOKEN_FAILURE_LIMIT`` per
+``API_TOKEN_FAILURE_WINDOW`` seconds); past the limit, tokens not already remembered answer 429.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apps.core.models import ApiToken, hash_token
+from apps.core.throttling import InvalidTokenThrottle
 
 
 @dataclass
@@ -69,13 +73,25 @@ class _RememberedTokens:
 remembered_tokens = _RememberedTokens()
 
 
-def _token_for(key_hash: str) -> ApiToken | None:
+def _token_for(key_hash: str, request: Request) -> ApiToken | None:
     token = remembered_tokens.get(key_hash)
     if token is None:
+        # Not remembered: a token read for the first time in a while, or a guess. Only here is
+        # the caller's count of invalid tokens consulted, so the hot path stays free of Redis.
+        failures = InvalidTokenThrottle(request)
+        if failures.blocked():
+            wait = failures.wait()
+            raise exceptions.Throttled(
+                wait=wait, detail=f"Too many invalid tokens from this address; retry in {int(wait)} seconds."
+            )
         read_at = time.monotonic()
         token = ApiToken.objects.select_related("user", "channel").filter(key_hash=key_hash).first()
         if token is None:
+            failures.record_failure()
             return None
+        if token.user is not None and token.user.is_staff and not token.user.is_superuser:
+            # Read the user's permissions once with the token; the per-request copies share them.
+            token.user.get_all_permissions()
         remembered_tokens.put(key_hash, token, read_at)
     return token
 
@@ -93,7 +109,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeError as err:
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from err
-        token = _token_for(hash_token(raw))
+        token = _token_for(hash_token(raw), request)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         if token.is_revoked:

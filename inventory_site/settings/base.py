@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "apps.suppliers",
     "apps.forecasting",
     "apps.demo",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -52,12 +53,16 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestLogMiddleware",
     "apps.core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's and the staff pages' CSS) from any server, gunicorn included.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -142,6 +147,23 @@ DJANGO_REDIS_LOGGER = "stockroom.cache"
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
+# --- Login throttling (django-axes) on /admin/ and /staff/ ---------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed logins for one username, or from one address, that login is locked
+# for the cool-off; an admin lifts it early (Axes > Access attempts, or `manage.py axes_reset`).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "apps.core.throttling.client_address"
+# Proxies in front of the web server that append to X-Forwarded-For: 0 (default) trusts only
+# the connection's address, so a client cannot choose its own by sending the header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -175,6 +197,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# Invalid API tokens per client address: past the limit within the window, 429 until it ends.
+API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
+API_TOKEN_FAILURE_WINDOW = env.int("API_TOKEN_FAILURE_WINDOW", default=300)
+# /metrics: with a token set, only `Authorization: Bearer <token>` (or a staff session) reads it;
+# without one, METRICS_PUBLIC decides. The API schema and docs: public, or staff only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=True)
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=True)
 # How long a process remembers a token it read (a revocation reaches other processes within this).
 API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=2.0)
 SPECTACULAR_SETTINGS = {
@@ -188,6 +218,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # API_DOCS_PUBLIC=0: the schema and docs only for a staff session or a staff token.
+    "SERVE_AUTHENTICATION": [
+        "rest_framework.authentication.SessionAuthentication",
+        "apps.core.authentication.ApiTokenAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["apps.core.permissions.ApiDocsAccess"],
 }
 
 # --- Celery -------------------------------------------------------------------------------

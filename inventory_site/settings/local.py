@@ -8,3 +8,6 @@ LOG_FORMAT = env("LOG_FORMAT", default="console")
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
 STOCKROOM_LOCAL_BOOTSTRAP = True
 STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=True)
+# Static files (admin and staff CSS) straight from the app folders under gunicorn: no collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

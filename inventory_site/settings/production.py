@@ -10,3 +10,17 @@ STOCKROOM_DEMO_MODE = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+
+# Closed by default: metrics need METRICS_TOKEN (or a staff session), the API docs a staff login.
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=False)
+
+# HTTPS only (`manage.py check --deploy` is clean). The TLS proxy in front sets X-Forwarded-Proto.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# Probes and scrapers inside the network speak plain HTTP to the web server directly.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True

@@ -19,3 +19,6 @@ os.environ.setdefault("CACHE_KEY_PREFIX", f"stockroom-test-{secrets.token_hex(4)
 CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"token": env("API_THROTTLE_RATE", default="100000/min")}
 STOCKROOM_DEMO_MODE = False
+# Static files from the app folders, as locally (no collectstatic before a test run).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

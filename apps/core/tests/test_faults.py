@@ -59,6 +59,7 @@ def server(tmp_path):
         "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "stockroom-test") + "-faults",
         "LOG_LEVEL": os.environ.get("FAULTS_LOG_LEVEL", "ERROR"),
         "API_THROTTLE_RATE": "1000000/min",
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback, no TLS proxy in front
     }
     process = subprocess.Popen(
         [
@@ -103,6 +104,8 @@ def test_dropped_connections_give_503_and_nothing_half_written(server, staff_use
     server, log_path = server
     LocationFactory(code="WH")
     item = ItemFactory(sku="FAULT")
+    staff_user.is_superuser = True  # records movements: a staff token with every permission
+    staff_user.save(update_fields=["is_superuser"])
     token = token_create(staff_username=staff_user.username)
     headers = {"Authorization": f"Token {token}"}
     statuses: Counter[int] = Counter()

@@ -99,7 +99,7 @@ class StockroomSystem:
 
     def setup(self, world: World, stream: Stream) -> None:
         self.world = world
-        user = get_user_model().objects.create_user(username=f"sim-{self.run}", is_staff=True)
+        user = get_user_model().objects.create_user(username=f"sim-{self.run}", is_staff=True, is_superuser=True)
         self.staff = token_create(staff_username=user.username)
         for code in world.stores:
             self._call(

@@ -19,7 +19,7 @@ def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_
     from apps.core.services import token_create
 
     call_command("loaddata", "demo_catalog", verbosity=0)
-    django_user_model.objects.create_user(username="bot", is_staff=True)
+    django_user_model.objects.create_user(username="bot", is_staff=True, is_superuser=True)
     tokens = {code: token_create(channel_code=code) for code in ("shop1", "market1", "deliver1")}
     demo = LiveDemo(
         base_url=live_server.url,

@@ -48,8 +48,7 @@ def _post(client, level, **data):
 def test_pages_need_a_staff_login(client, django_user_model, level, path):
     response = client.get(path)
     assert response.status_code == 302 and response["Location"].startswith("/staff/login/")
-    django_user_model.objects.create_user(username="shopper", password="pw-shopper-1")
-    client.login(username="shopper", password="pw-shopper-1")
+    client.force_login(django_user_model.objects.create_user(username="shopper", password="pw-shopper-1"))
     assert client.get(path).status_code == 302
 
 

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.catalog import selectors
+from apps.catalog.api.views import ErrorSerializer
 from apps.channels.models import Listing
 from apps.core.idempotency import IdempotentAnswer, idempotent_call, idempotent_service_call, request_fingerprint
 from apps.core.permissions import IsChannelToken, channel_of
@@ -40,7 +41,8 @@ from apps.orders.models import Order
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True, description="Unique per request."
 )
-ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
+# The one "Error" component of the schema (two of the same name made drf-spectacular warn).
+ERROR = ErrorSerializer
 
 
 def _idempotency(request: Request) -> dict[str, str]:

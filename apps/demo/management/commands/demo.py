@@ -66,7 +66,10 @@ class Command(BaseCommand):
 
     def _staff_token(self) -> str:
         users = get_user_model().objects
-        bot = users.filter(username="demo-bot").first() or users.create_user(username="demo-bot", is_staff=True)
+        bot = users.filter(username="demo-bot").first() or users.create_user(username="demo-bot")
+        if not (bot.is_staff and bot.is_superuser):  # API tokens carry their user's permissions
+            bot.is_staff = bot.is_superuser = True
+            bot.save(update_fields=["is_staff", "is_superuser"])
         for old in ApiToken.objects.filter(name=DEMO_TOKEN, revoked_at__isnull=True):
             token_revoke(token=old)
         return token_create(staff_username=bot.username, name=DEMO_TOKEN)
