@@ -70,9 +70,11 @@ def truth(w: World) -> dict[str, int]:
 
 
 def at_truth(w: World) -> bool:
-    return shown(w) == truth(w) and not SyncWork.objects.exists() and not Listing.objects.filter(
-        zeroed_by_incident=True
-    ).exists()
+    return (
+        shown(w) == truth(w)
+        and not SyncWork.objects.exists()
+        and not Listing.objects.filter(zeroed_by_incident=True).exists()
+    )
 
 
 def sale_at_the_till(sku: str, quantity: int, key: str, kind: str = Movement.Kind.POS_SALE) -> None:
