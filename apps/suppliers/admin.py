@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
 from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.mappings import mapping_validate, mappings_confirm
 from apps.suppliers.services.suppliers import supplier_create, supplier_update
@@ -36,6 +37,15 @@ class SupplierForm(forms.ModelForm):
             "priority",
             "is_active",
         ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("connector") == Supplier.Connector.FOLDER and isinstance(data.get("settings"), dict):
+            try:
+                drop_folder_resolve(data["settings"].get("path"))
+            except DropPathRefused as err:
+                self.add_error("settings", str(err))
+        return data
 
 
 @admin.register(Supplier)

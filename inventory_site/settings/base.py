@@ -256,6 +256,12 @@ for _app in ("core", "catalog", "channels", "orders", "suppliers", "forecasting"
 # A feed run that has not moved its heartbeat for this long, with no live poll of its supplier,
 # lost its worker: a beat job marks it abandoned and polls the supplier again.
 FEED_RUN_STALE_S = env.int("FEED_RUN_STALE_S", default=300)
+# Supplier feeds over these limits are refused whole, before parsing (README, "Limits").
+FEED_MAX_BYTES = env.int("FEED_MAX_BYTES", default=200 * 1024 * 1024)
+FEED_MAX_LINE_BYTES = env.int("FEED_MAX_LINE_BYTES", default=64 * 1024)
+FEED_MAX_COLUMNS = env.int("FEED_MAX_COLUMNS", default=256)
+# Folder suppliers read and move files only below this folder.
+STOCKROOM_DROP_ROOT = Path(env("STOCKROOM_DROP_ROOT", default=str(VAR_DIR / "drop")))
 
 # --- Domain settings ------------------------------------------------------------------
 STOCKROOM = {

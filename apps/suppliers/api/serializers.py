@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.catalog.models import Item
+from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
 from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
 
 _REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -86,6 +87,11 @@ class SupplierSerializer(serializers.ModelSerializer):
         missing = [k for k in _REQUIRED_SETTINGS.get(str(connector), ()) if not settings.get(k)]
         if missing:
             raise serializers.ValidationError({"settings": [f"A {connector} supplier needs: {', '.join(missing)}."]})
+        if connector == Supplier.Connector.FOLDER:
+            try:
+                drop_folder_resolve(settings.get("path"))
+            except DropPathRefused as err:
+                raise serializers.ValidationError({"settings": [str(err)]}) from err
         if connector == Supplier.Connector.WEBHOOK and not secret:
             raise serializers.ValidationError({"secret": ["A webhook supplier needs a secret to verify signatures."]})
         return attrs

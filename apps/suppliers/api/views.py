@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db.models import QuerySet
@@ -20,9 +19,12 @@ from apps.suppliers.api.serializers import (
     SupplierProductSerializer,
     SupplierSerializer,
 )
+from apps.suppliers.limits import feed_max_bytes
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.mappings import supplier_product_delete, supplier_product_save
+from apps.suppliers.services.polling import feed_refuse
+from apps.suppliers.services.reading import FeedUnreadable, feed_json_loads
 from apps.suppliers.services.suppliers import supplier_create, supplier_delete, supplier_update
 from apps.suppliers.services.webhooks import webhook_verify
 
@@ -155,7 +157,7 @@ class SupplierWebhookView(APIView):
             202: FeedRunSerializer,
             400: OpenApiResponse(description="Body is not the expected JSON."),
             401: OpenApiResponse(description="Forged, stale or replayed."),
-            422: OpenApiResponse(description="Mostly bad rows: refused whole, nothing applied."),
+            422: OpenApiResponse(description="Mostly bad rows, or over a size limit: refused whole, nothing applied."),
         },
         auth=[],
     )
@@ -168,16 +170,20 @@ class SupplierWebhookView(APIView):
             body=body,
             remote=request.META.get("REMOTE_ADDR", ""),
         )
-        try:
-            payload: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
-            return Response(
-                {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        run = feed_ingest(supplier=supplier, records=payload["items"], fmt="json", source="webhook", full=False)
+        if len(body) > feed_max_bytes(supplier.settings.get("max_bytes")):
+            reason = f"webhook body of {len(body)} bytes is over the {feed_max_bytes()}-byte limit (FEED_MAX_BYTES)"
+            run = feed_refuse(supplier=supplier, source="webhook", reason=reason)
+        else:
+            try:
+                payload: Any = feed_json_loads(body)
+            except FeedUnreadable:
+                payload = None
+            if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
+                return Response(
+                    {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            run = feed_ingest(supplier=supplier, records=payload["items"], fmt="json", source="webhook", full=False)
         data = FeedRunSerializer(run).data
         if run.status == FeedRun.Status.REFUSED:
             return Response(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Protocol
 
-DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 FEED_SUFFIXES = {".csv": "csv", ".txt": "csv", ".xml": "xml", ".json": "json"}
 
 

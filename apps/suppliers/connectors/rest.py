@@ -4,12 +4,11 @@
 ("page", used when the body has no next link: pages are requested until one comes back
 empty), first_page (1), auth_header ("Authorization"), auth_scheme ("Bearer"; "" sends the bare
 secret), connect_timeout_s (3), read_timeout_s (10), attempts (4), backoff_s (0.5),
-backoff_max_s (30), max_pages (1000), max_bytes (200 MB over all pages).
+backoff_max_s (30), max_pages (1000), max_bytes (over all pages; at most FEED_MAX_BYTES).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,9 @@ import requests
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from apps.suppliers.connectors.base import DEFAULT_MAX_BYTES, FeedFetchError, TransientFetchError
+from apps.suppliers.connectors.base import FeedFetchError, TransientFetchError
+from apps.suppliers.limits import FeedTooLarge, feed_max_bytes
+from apps.suppliers.services.reading import FeedUnreadable, feed_json_loads
 
 log = structlog.get_logger("stockroom.suppliers.rest")
 
@@ -50,12 +51,12 @@ def _get_page(session: requests.Session, url: str, params: dict, timeout: tuple[
                 raise FeedFetchError(f"{url}: HTTP {response.status_code}")
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > budget:
-                raise FeedFetchError(f"response of {declared} bytes is over the size limit")
+                raise FeedTooLarge(f"{url}: a response of {declared} bytes is over the feed's {budget}-byte limit")
             body = bytearray()
             for chunk in response.iter_content(_CHUNK):
                 body += chunk
                 if len(body) > budget:
-                    raise FeedFetchError("response is over the size limit; stopped reading")
+                    raise FeedTooLarge(f"{url}: the feed is over its {budget}-byte limit; stopped reading")
     except requests.Timeout as err:
         raise TransientFetchError(f"{url}: timed out") from err
     except requests.ConnectionError as err:
@@ -63,8 +64,8 @@ def _get_page(session: requests.Session, url: str, params: dict, timeout: tuple[
     except requests.RequestException as err:
         raise FeedFetchError(f"{url}: {type(err).__name__}") from err
     try:
-        return json.loads(body), len(body)
-    except ValueError as err:
+        return feed_json_loads(bytes(body)), len(body)
+    except FeedUnreadable as err:
         raise FeedFetchError(f"{url}: malformed JSON ({err})") from err
 
 
@@ -87,7 +88,7 @@ def rest_fetch(*, settings: dict, secret: str, trial: bool = False) -> RestFeed:
     page = int(settings.get("first_page", 1))
     timeout = (float(settings.get("connect_timeout_s", 3)), float(settings.get("read_timeout_s", 10)))
     max_pages = int(settings.get("max_pages", 1000))
-    budget = int(settings.get("max_bytes", DEFAULT_MAX_BYTES))
+    budget = feed_max_bytes(settings.get("max_bytes"))
     backoff = float(settings.get("backoff_s", 0.5))
     retrying = Retrying(
         stop=stop_after_attempt(1 if trial else int(settings.get("attempts", 4))),

@@ -9,7 +9,8 @@ import stat
 
 import paramiko
 
-from apps.suppliers.connectors.base import DEFAULT_MAX_BYTES, FEED_SUFFIXES, FeedFetchError, TransientFetchError
+from apps.suppliers.connectors.base import FEED_SUFFIXES, FeedFetchError, TransientFetchError
+from apps.suppliers.limits import feed_max_bytes, feed_read_capped, feed_size_check
 
 
 def _host_key(text: str) -> paramiko.PKey:
@@ -31,7 +32,7 @@ class SftpSource:
             if not settings.get(required):
                 raise FeedFetchError(f"sftp: settings.{required} is required")
         self.path = str(settings["path"])
-        self.max_bytes = int(settings.get("max_bytes", DEFAULT_MAX_BYTES))
+        self.max_bytes = feed_max_bytes(settings.get("max_bytes"))
         timeout = float(settings.get("timeout_s", 10))
         try:
             sock = socket.create_connection((settings["host"], int(settings.get("port", 22))), timeout=timeout)
@@ -79,11 +80,10 @@ class SftpSource:
         path = self._full(name)
         try:
             size = self.client.stat(path).st_size or 0
-            if size > self.max_bytes:
-                raise FeedFetchError(f"{name}: {size} bytes is over the {self.max_bytes}-byte limit")
+            feed_size_check(size, limit=self.max_bytes, name=name)
             with self.client.open(path, "rb") as handle:
                 handle.prefetch(size)
-                return handle.read()
+                return feed_read_capped(handle, limit=self.max_bytes, name=name)
         except (OSError, EOFError, paramiko.SSHException) as err:
             raise TransientFetchError(f"sftp: reading {name}: {err}") from err
 

@@ -35,6 +35,7 @@ from apps.catalog.models import Incident
 from apps.catalog.services.feed import feed_run_reference, location_validity_changed, supplier_levels_set
 from apps.catalog.services.incidents import incident_open
 from apps.suppliers import metrics
+from apps.suppliers.limits import FeedTooLarge
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.health import supplier_health_record
 from apps.suppliers.services.reading import FeedUnreadable, ParsedFeed, read_feed, records_frame
@@ -86,6 +87,8 @@ def feed_ingest(
         step("validate")
         with _feed_lock(supplier):
             outcome = _ingest_parsed(supplier=supplier, run=run, parsed=parsed, full=full, step=step)
+    except FeedTooLarge as err:
+        feed_run_refuse(run=run, supplier=supplier, reason=str(err), started=started)
     except FeedUnreadable as err:
         _finish(run, status=FeedRun.Status.FAILED, error=str(err), started=started)
         supplier_health_record(supplier=supplier, ok=False, error=str(err))
@@ -126,6 +129,20 @@ def _feed_lock(supplier: Supplier) -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+def feed_run_refuse(*, run: FeedRun, supplier: Supplier, reason: str, started: float) -> FeedRun:
+    """End a run refused whole before any row was read (a feed over a size limit): nothing applied, staff told."""
+    _finish(run, status=FeedRun.Status.REFUSED, error=reason, started=started)
+    incident_open(
+        kind=Incident.Kind.FEED_REFUSED,
+        location_id=supplier.location_id,
+        reference=feed_run_reference(run.pk),
+        detail=f"Feed from {supplier.code} refused: {reason}.",
+    )
+    supplier_health_record(supplier=supplier, ok=False, error=reason)
+    log.warning("feed_refused", supplier=supplier.code, run=run.pk, reason=reason)
+    return run
 
 
 def _finish(run: FeedRun, *, status: str, error: str = "", started: float) -> None:
@@ -351,7 +368,14 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
             supplier_health_record(supplier=supplier, ok=False, error=refusal)
             return 0
         moved = _apply(
-            supplier=supplier, run=run, merged=merged, accepted=accepted, mappings=mappings, full=full, now=now
+            supplier=supplier,
+            run=run,
+            merged=merged,
+            accepted=accepted,
+            mappings=mappings,
+            parse_rejections=parsed.rejections,
+            full=full,
+            now=now,
         )
         _close(run, FeedRun.Status.SUCCEEDED, "")
         was_sellable = supplier.location.stock_valid_until is not None and supplier.location.stock_valid_until > now
@@ -410,6 +434,7 @@ def _apply(
     merged: pd.DataFrame,
     accepted: pd.DataFrame,
     mappings: pd.DataFrame,
+    parse_rejections: list[dict[str, Any]],
     full: bool,
     now: Any,
 ) -> int:
@@ -474,7 +499,13 @@ def _apply(
             cursor.execute("DROP TABLE feed_snapshot")
         if full and len(mappings):
             active = mappings.loc[mappings["status"] == SupplierProduct.Status.ACTIVE]
-            gone = active.loc[~active["mapping_id"].isin(merged["mapping_id"].dropna().to_numpy())]
+            # A SKU is gone only when no row names it: a quarantined row that may name it (anywhere in a
+            # line of the wrong width, an item of the wrong shape) says nothing sure about its stock, so
+            # it neither vanishes nor changes.
+            quarantined = list({str(v).strip() for r in parse_rejections for v in r.get("named", [r["supplier_sku"]])})
+            gone = active.loc[
+                ~active["mapping_id"].isin(merged["mapping_id"].dropna().to_numpy()) & ~active["sku"].isin(quarantined)
+            ]
             if len(gone):
                 ids = gone["mapping_id"].astype("int64").tolist()
                 cursor.execute(

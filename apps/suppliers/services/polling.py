@@ -12,10 +12,11 @@ from django.utils import timezone
 from apps.suppliers import metrics
 from apps.suppliers.connectors import FeedFetchError, FileSource, FolderSource, SftpSource, rest_fetch
 from apps.suppliers.connectors.base import format_of
+from apps.suppliers.limits import FeedTooLarge
 from apps.suppliers.locks import supplier_poll_lock
 from apps.suppliers.models import FeedRun, Supplier
 from apps.suppliers.services.health import supplier_breaker_allows, supplier_health_record
-from apps.suppliers.services.ingest import feed_ingest
+from apps.suppliers.services.ingest import feed_ingest, feed_run_refuse
 
 log = structlog.get_logger("stockroom.suppliers.poll")
 
@@ -34,6 +35,12 @@ def _run_failed(supplier: Supplier, run: FeedRun, *, error: str, started: float)
     supplier_health_record(supplier=supplier, ok=False, error=error)
     metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=0)
     log.warning("supplier_fetch_failed", supplier=supplier.code, run=run.pk, error=error)
+    return run
+
+
+def _run_refused(supplier: Supplier, run: FeedRun, *, reason: str, started: float) -> FeedRun:
+    feed_run_refuse(run=run, supplier=supplier, reason=reason, started=started)
+    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
     return run
 
 
@@ -74,6 +81,8 @@ def _poll(supplier: Supplier, *, trial: bool) -> list[FeedRun]:
         run = _run_start(supplier, source="rest")
         try:
             feed = rest_fetch(settings=settings, secret=supplier.secret, trial=trial)
+        except FeedTooLarge as err:
+            return [_run_refused(supplier, run, reason=str(err), started=started)]
         except FeedFetchError as err:
             return [_run_failed(supplier, run, error=str(err), started=started)]
         except Exception as err:  # a time limit or a bug: the run ends failed rather than running
@@ -102,6 +111,10 @@ def _take_files(supplier: Supplier, source: FileSource, runs: list[FeedRun], sta
         run = _run_start(supplier, source=f"{supplier.connector}:{name}")
         try:
             raw = source.read(name)
+        except FeedTooLarge as err:  # refused whole, and moved aside so that it does not block the next files
+            runs.append(_run_refused(supplier, run, reason=str(err), started=started))
+            source.finish(name, ok=False)
+            continue
         except FeedFetchError as err:  # the source went away: the next poll tries the remaining files
             runs.append(_run_failed(supplier, run, error=str(err), started=started))
             return runs
@@ -113,6 +126,11 @@ def _take_files(supplier: Supplier, source: FileSource, runs: list[FeedRun], sta
         source.finish(name, ok=run.status == FeedRun.Status.SUCCEEDED)
         runs.append(run)
     return runs
+
+
+def feed_refuse(*, supplier: Supplier, source: str, reason: str) -> FeedRun:
+    """Record a feed refused before it was read (over FEED_MAX_BYTES): a refused run with the reason."""
+    return _run_refused(supplier, _run_start(supplier, source=source), reason=reason, started=time.perf_counter())
 
 
 def feed_import_file(

@@ -7,6 +7,15 @@ from apps.catalog.selectors import products_atp_by_location
 from apps.catalog.tests.factories import product_of
 
 
+@pytest.fixture(autouse=True)
+def drop_root(tmp_path, settings):
+    """Folder suppliers read only below the drop root: each test gets its own, under its tmp dir."""
+    root = tmp_path / "drop"
+    root.mkdir()
+    settings.STOCKROOM_DROP_ROOT = root
+    return root
+
+
 @pytest.fixture
 def sellable():
     """What a product made of this one item can sell at a location, through the real availability SQL."""

@@ -234,3 +234,27 @@ def test_webhook_query_count_is_pinned_whatever_the_number_of_items(client, push
 
 
 PUSH_QUERIES = 28
+
+
+@pytest.mark.parametrize("path", ["/etc", "../../etc", "in/../../x", "escape", "a\u0000b", ""])
+def test_folder_supplier_path_outside_the_drop_root_is_400(staff_api, drop_root, path):
+    (drop_root / "escape").symlink_to("/tmp")
+    body = {"code": "drop1", "name": "Drop", "connector": "folder", "settings": {"path": path}}
+    response = staff_api.post("/api/v1/suppliers/", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert "settings" in json.dumps(response.json())
+    assert not Supplier.objects.filter(code="drop1").exists()
+    inside = staff_api.post("/api/v1/suppliers/", dict(body, settings={"path": "drop1"}), format="json")
+    assert inside.status_code == 201, inside.json()
+    moved = staff_api.patch("/api/v1/suppliers/drop1/", {"settings": {"path": str(drop_root.parent)}}, format="json")
+    assert moved.status_code == 400
+
+
+def test_webhook_deeply_nested_is_400_and_oversized_is_refused(client, pushing, settings):
+    deep = b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert client.post(**_signed("pusher", deep)).status_code == 400
+    settings.FEED_MAX_BYTES = 100
+    items = {"items": [{"supplier_sku": "P1", "quantity": 4, "updated_at": now_iso()}] * 5}
+    refused = client.post(**_signed("pusher", items))
+    assert refused.status_code == 422 and refused.json()["code"] == "feed_refused"
+    assert FeedRun.objects.get(supplier=pushing, status=FeedRun.Status.REFUSED).error.startswith("webhook body")

@@ -119,6 +119,10 @@ def test_admin_edit_keeps_secret_when_blank_and_create_through_service(admin_cli
     created = admin_client_logged_in.post(
         "/admin/suppliers/supplier/add/", dict(form, code="adm3", connector="folder", settings='{"path": "/x"}')
     )
+    assert created.status_code == 200 and "inside the drop root" in created.content.decode()  # outside: refused
+    created = admin_client_logged_in.post(
+        "/admin/suppliers/supplier/add/", dict(form, code="adm3", connector="folder", settings='{"path": "adm3"}')
+    )
     assert created.status_code == 302
     assert Supplier.objects.get(code="adm3").location.code == "adm3"
 
@@ -146,3 +150,38 @@ def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logg
     mapping.refresh_from_db()
     assert mapping.status == "active"
     assert on_hand(mapping.item, supplier.location) == 2
+
+
+@pytest.mark.django_db
+def test_import_feed_a_row_wider_than_the_header_is_one_rejection_and_shifts_nothing(tmp_path, capsys, on_hand):
+    """The issue's file: C-1's line carries C-2's fields too. Nothing shifts, C-1 and C-3 keep their stock."""
+    supplier = make_supplier("wide")
+    one, two, three = (make_mapping(supplier, sku) for sku in ("C-1", "C-2", "C-3"))
+    ts = now_iso()
+    path = tmp_path / "feed.csv"
+    path.write_bytes(csv_feed([("C-1", 4, ts), ("C-2", 6, ts), ("C-3", 8, ts)]))
+    call_command("import_feed", "--supplier", "wide", str(path), "--no-progress")
+    path.write_bytes(f"supplier_sku,quantity,updated_at\nC-1,5,{ts},C-2,777,{ts}\nC-3,7,{ts}\n".encode())
+    call_command("import_feed", "--supplier", "wide", str(path), "--no-progress")
+    out = capsys.readouterr().out
+    assert "succeeded: read 2, accepted 1, changed 1, rejected 1" in out
+    assert "row 1 'C-1': wrong number of fields: 6 where the header has 3" in out
+    assert [on_hand(m.item, supplier.location) for m in (one, two, three)] == [4, 6, 7]
+    # C-1 and C-2 are named only in the quarantined line: neither changed nor vanished.
+    statuses = dict(SupplierProduct.objects.filter(supplier=supplier).values_list("supplier_sku", "status"))
+    assert statuses == {"C-1": "active", "C-2": "active", "C-3": "active"}
+
+
+@pytest.mark.django_db
+def test_import_feed_over_the_byte_limit_is_refused_before_reading(tmp_path, capsys, settings):
+    settings.FEED_MAX_BYTES = 1000
+    supplier = make_supplier("big")
+    make_mapping(supplier, "B1")
+    path = tmp_path / "big.csv"
+    path.write_bytes(csv_feed([("B1", 1, now_iso())] * 100))
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("import_feed", "--supplier", "big", str(path), "--no-progress")
+    assert exit_info.value.code == 2
+    run = FeedRun.objects.get(supplier=supplier)
+    assert run.status == FeedRun.Status.REFUSED and "over the 1000-byte limit" in run.error
+    assert "reason:" in capsys.readouterr().out

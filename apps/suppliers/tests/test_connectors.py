@@ -118,15 +118,18 @@ def test_rest_slow_server_times_out_and_counts_a_failure():
         ((200, {"Content-Type": "application/json"}, b'{"items": [{"supplier_sku": "R1",'), "malformed JSON"),
         ((200, {}, b'{"rows": []}'), "expected a JSON object"),
         ((401, {}, b"no"), "HTTP 401"),
-        ((200, {}, b'{"items": [' + b'{"supplier_sku": "R1", "quantity": 1},' * 2000 + b"{}]}"), "size limit"),
+        ((200, {}, b'{"items": [' + b'{"supplier_sku": "R1", "quantity": 1},' * 2000 + b"{}]}"), "byte limit"),
+        ((200, {}, b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "nested too deeply"),
     ],
 )
-def test_rest_malformed_forbidden_and_huge_responses_fail_without_retry(response, needle):
+def test_rest_malformed_forbidden_and_huge_responses_fail_without_retry(response, needle, settings):
+    settings.FEED_MAX_BYTES = 500_000
     with http_server() as server:
         server.handler = lambda request: response
-        supplier = _rest_supplier(server.url, max_bytes=20_000)
+        supplier = _rest_supplier(server.url, max_bytes=20_000 if needle == "byte limit" else 10**9)
         (run,) = supplier_poll(supplier_id=supplier.pk)
-    assert run.status == FeedRun.Status.FAILED
+    # Over the size limit is refused whole; the rest could not be read.
+    assert run.status == (FeedRun.Status.REFUSED if needle == "byte limit" else FeedRun.Status.FAILED)
     assert needle in run.error
     assert len(server.requests) == 1
     assert _levels(supplier) == {}
@@ -268,9 +271,11 @@ def test_sftp_single_file_and_nothing_listening(tmp_path):
 # --- drop folder --------------------------------------------------------------------------------
 
 
-def test_drop_folder(tmp_path):
+def test_drop_folder(drop_root):
+    tmp_path = drop_root / "bulk"
+    tmp_path.mkdir()
     ts = now_iso()
-    supplier = make_supplier(connector="folder", settings={"path": str(tmp_path)})
+    supplier = make_supplier(connector="folder", settings={"path": "bulk"})
     make_mapping(supplier, "D1")
     (tmp_path / "1.csv").write_bytes(csv_feed([("D1", 9, ts)]))
     (tmp_path / "2.csv").write_bytes(csv_feed([("D1", "-3", ts)]))  # all bad: refused, moved to failed/
@@ -282,3 +287,32 @@ def test_drop_folder(tmp_path):
     assert [p.name[-5:] for p in (tmp_path / "failed").iterdir()] == ["2.csv"]
     assert (tmp_path / "notes.pdf").exists()
     assert supplier_poll(supplier_id=supplier.pk) == []
+
+
+def test_drop_folder_outside_the_drop_root_is_never_read_nor_moved(drop_root, tmp_path):
+    """A path changed behind the API's back (or a link swapped in) is checked again at every poll."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "1.csv").write_bytes(csv_feed([("D1", 9, now_iso())]))
+    (drop_root / "link").symlink_to(elsewhere)
+    for path in (str(elsewhere), "../elsewhere", "link", str(drop_root / "link")):
+        supplier = make_supplier(connector="folder", settings={"path": "placeholder"})
+        Supplier.objects.filter(pk=supplier.pk).update(settings={"path": path})
+        (run,) = supplier_poll(supplier_id=supplier.pk)
+        assert run.status == FeedRun.Status.FAILED and "drop folder refused" in run.error, path
+    assert [p.name for p in elsewhere.iterdir()] == ["1.csv"]  # nothing moved, nothing read
+
+
+def test_drop_folder_skips_links_and_refuses_oversized_files(drop_root, tmp_path, settings):
+    settings.FEED_MAX_BYTES = 200
+    (drop_root / "in").mkdir()
+    secret = tmp_path / "secret.csv"
+    secret.write_bytes(csv_feed([("D1", 9, now_iso())]))
+    (drop_root / "in" / "a-link.csv").symlink_to(secret)
+    (drop_root / "in" / "big.csv").write_bytes(csv_feed([("D1", 1, now_iso())] * 20))
+    supplier = make_supplier(connector="folder", settings={"path": "in"})
+    make_mapping(supplier, "D1")
+    (run,) = supplier_poll(supplier_id=supplier.pk)
+    assert run.status == FeedRun.Status.REFUSED and "byte limit" in run.error
+    assert sorted(p.name for p in (drop_root / "in").iterdir()) == ["a-link.csv", "failed"]
+    assert secret.exists() and _levels(supplier) == {}

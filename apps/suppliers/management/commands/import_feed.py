@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from apps.suppliers.limits import FeedTooLarge, feed_max_bytes, feed_size_check
 from apps.suppliers.models import FeedRun, Supplier
-from apps.suppliers.services.polling import feed_import_file
+from apps.suppliers.services.polling import feed_import_file, feed_refuse
 
 _CHUNK = 1024 * 1024
 _STAGES = ("read", "validate", "map", "apply", "done")
@@ -33,25 +35,34 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"No such file: {path}")
         quiet = options["no_progress"]
-        buffer = io.BytesIO()
-        with (
-            path.open("rb") as handle,
-            tqdm(
-                total=path.stat().st_size, unit="B", unit_scale=True, desc="reading", disable=quiet, file=self.stderr
-            ) as bar,
-        ):
-            while chunk := handle.read(_CHUNK):
-                buffer.write(chunk)
-                bar.update(len(chunk))
+        try:
+            raw = self._read(path, limit=feed_max_bytes(supplier.settings.get("max_bytes")), quiet=quiet)
+        except FeedTooLarge as err:
+            self._report(feed_refuse(supplier=supplier, source=f"file:{path.name}", reason=str(err)))
+            return
         with tqdm(total=len(_STAGES), desc="ingesting", disable=quiet, file=self.stderr) as bar:
 
             def progress(stage: str) -> None:
                 bar.set_postfix_str(stage)
                 bar.update(1)
 
-            run = feed_import_file(
-                supplier=supplier, raw=buffer.getvalue(), name=path.name, fmt=options["format"], progress=progress
-            )
+            run = feed_import_file(supplier=supplier, raw=raw, name=path.name, fmt=options["format"], progress=progress)
+        self._report(run)
+
+    def _read(self, path: Path, *, limit: int, quiet: bool) -> bytes:
+        """The whole file, its size checked before the first byte is read and again while reading."""
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            feed_size_check(size, limit=limit, name=path.name)
+            buffer = io.BytesIO()
+            with tqdm(total=size, unit="B", unit_scale=True, desc="reading", disable=quiet, file=self.stderr) as bar:
+                while chunk := handle.read(_CHUNK):
+                    buffer.write(chunk)
+                    feed_size_check(buffer.tell(), limit=limit, name=path.name)
+                    bar.update(len(chunk))
+        return buffer.getvalue()
+
+    def _report(self, run: FeedRun) -> None:
         duration = run.duration.total_seconds() if run.duration else 0.0
         self.stdout.write(
             f"run {run.pk} {run.status}: read {run.rows_read}, accepted {run.rows_accepted}, "
