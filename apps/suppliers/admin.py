@@ -39,7 +39,7 @@ class SupplierForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("connector") == Supplier.Connector.FOLDER and isinstance(data.get("settings"), dict):
             try:
                 drop_folder_resolve(data["settings"].get("path"))
