@@ -105,7 +105,8 @@ class LiveDemo:
         self.api = Api(base_url, staff_token)
         self.channel_tokens = channel_tokens
         self.rng = random.Random(seed)
-        self.drop = var_dir / "demo" / "bulkco-drop"
+        # Below the drop root (STOCKROOM_DROP_ROOT, by default <var>/drop): folder suppliers read nowhere else.
+        self.drop = var_dir / "drop" / "bulkco"
         self.simulators: dict[str, ChannelSimulator] = {}
         self.open_orders: list[tuple[float, str, int]] = []  # (due, channel, order id)
         self.counter = 0

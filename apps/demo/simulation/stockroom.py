@@ -133,7 +133,9 @@ class StockroomSystem:
                 drop = self.work_dir / self.code(supplier.code)
                 drop.mkdir(parents=True, exist_ok=True)
                 self.drop_dirs[supplier.code] = drop
-                settings = {"path": str(drop), "format": "csv"}
+                # The simulation hands each file to import_feed itself; the folder the supplier names
+                # (below the drop root, where folder suppliers must read) is never polled.
+                settings = {"path": f"simulation-{self.code(supplier.code)}", "format": "csv"}
             self._call(
                 self.staff,
                 "post",

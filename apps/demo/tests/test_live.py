@@ -15,8 +15,10 @@ from apps.suppliers.models import Supplier, SupplierProduct
 
 
 @pytest.mark.django_db(transaction=True)
-def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_model, tmp_path):
+def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_model, tmp_path, settings):
     from apps.core.services import token_create
+
+    settings.STOCKROOM_DROP_ROOT = tmp_path / "drop"
 
     call_command("loaddata", "demo_catalog", verbosity=0)
     django_user_model.objects.create_user(username="bot", is_staff=True, is_superuser=True)
