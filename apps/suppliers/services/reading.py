@@ -78,9 +78,9 @@ def _column_names(fields: Sequence[str]) -> list[str]:
     return names
 
 
-def _line_ends(arr: np.ndarray) -> np.ndarray:
+def _line_ends(raw: bytes, arr: np.ndarray) -> np.ndarray:
     """Positions of every line break: LF, CR, and a CR LF pair once (at its LF)."""
-    if not (arr == _CR).any():  # the usual file: LF only
+    if raw.find(b"\r") < 0:  # the usual file: LF only
         return np.flatnonzero(arr == _LF)
     ends = np.flatnonzero((arr == _LF) | (arr == _CR))
     if len(ends):
@@ -180,7 +180,7 @@ def read_csv(raw: bytes) -> ParsedFeed:
     if encoding == "utf-8-sig":
         raw, encoding = raw[len(_BOM) :], "utf-8"
     arr = np.frombuffer(raw, dtype=np.uint8)
-    line_ends = _line_ends(arr)
+    line_ends = _line_ends(raw, arr)
     longest = _longest_line(arr, line_ends)
     if longest > feed_max_line_bytes():
         raise FeedTooLarge(
