@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db.models import QuerySet
@@ -14,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
     FeedRejectionSerializer,
     FeedRunSerializer,
@@ -168,10 +168,7 @@ class SupplierWebhookView(APIView):
             body=body,
             remote=request.META.get("REMOTE_ADDR", ""),
         )
-        try:
-            payload: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
+        payload: Any = json_loads_strict(body)  # 400 invalid_json / invalid_text
         if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
             return Response(
                 {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},
