@@ -223,3 +223,69 @@ def test_a_server_error_under_the_api_is_json_500(staff_api, settings, debug, mo
     monkeypatch.setattr(views, "Response", broken)
     body = assert_error(staff_api.get("/api/v1/whoami/"), 500, "server_error")
     assert "boom" not in json.dumps(body)
+
+
+# --- the signed supplier webhook: NUL in an item, deep nesting, after a valid signature ---------
+
+
+def _signed_webhook(raw: bytes) -> dict:
+    import time
+
+    from apps.suppliers.services.webhooks import webhook_signature
+
+    stamp = str(int(time.time()))
+    return {
+        "path": "/api/v1/suppliers/pusher/webhook/",
+        "data": raw,
+        "content_type": "application/json",
+        "HTTP_X_TIMESTAMP": stamp,
+        "HTTP_X_SIGNATURE": webhook_signature(secret="whsec-0123456789abcdef", timestamp=stamp, body=raw),
+    }
+
+
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        (
+            b'{"items": [{"supplier_sku": "P1\\u0000", "quantity": 1, "updated_at": "2026-01-01T00:00:00Z"}]}',
+            "invalid_text",
+        ),
+        (
+            b'{"items": [{"supplier_sku": "P1", "quantity": 1, "updated_at": "2026-01-01T00:00:00Z\\u0000"}]}',
+            "invalid_text",
+        ),
+        (b'{"items": ' + DEEP.encode() + b"}", "invalid_json"),
+        (b'{"items": [], "items": []}', "invalid_json"),
+    ],
+)
+def test_webhook_items_with_nul_or_deep_nesting_are_400(client, raw, code):
+    from apps.suppliers.tests.factories import make_mapping, make_supplier
+
+    supplier = make_supplier("pusher", connector="webhook", settings={}, secret="whsec-0123456789abcdef")
+    make_mapping(supplier, "P1")
+    assert_error(client.post(**_signed_webhook(raw)), 400, code)
+    assert not supplier.feed_runs.exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "10000-01-01T00:00:00Z", "2026-02-30T00:00:00Z"]
+)
+def test_a_datetime_in_a_body_out_of_range_is_400(staff_api, catalog, value):
+    response = post_json(staff_api, "/api/v1/channels/shop1/watermark/", {"orders_pending_until": value})
+    assert "orders_pending_until" in assert_error(response, 400, "invalid")["errors"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/feed-runs/99999999999999999999/",
+        "/api/v1/listings/99999999999999999999/",
+        "/api/v1/supplier-products/99999999999999999999/",
+        "/api/v1/listings/?page=99999999999999999999",
+        "/api/v1/stock/movements/?kind=nope",
+    ],
+)
+def test_ids_and_filters_beyond_range_are_4xx(staff_api, catalog, path):
+    response = staff_api.get(path)
+    assert 400 <= response.status_code < 500, response.content[:200]
+    assert response.json()["code"] in ("not_found", "invalid")
