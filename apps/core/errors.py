@@ -133,8 +133,10 @@ def database_refusal(exc: Exception) -> DomainError | None:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, DatabaseError):
-        exc = database_refusal(exc) or exc
+    if isinstance(exc, DatabaseError) and (refusal := database_refusal(exc)) is not None:
+        # Logged: a refusal only the database caught may also be a check the code is missing.
+        log.warning("database_refusal", code=refusal.code, error=str(exc))
+        exc = refusal
     if isinstance(exc, DomainError):
         return Response(exc.as_body(), status=exc.status_code)
     if isinstance(exc, (OperationalError, InterfaceError)) or (

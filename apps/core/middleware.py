@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.urls import Resolver404, resolve
 
@@ -98,29 +97,26 @@ class RequestGuardMiddleware:
             if is_api:
                 return _refusal(NotFound())
             raise Http404("No such page.")
-        if not all(text_is_storable(key) and text_is_storable(value) for key, value in _pairs(request.GET)):
+        if not _storable(request.GET):
             return _refusal(InvalidText("The query string holds a NUL byte or an unpaired surrogate."))
         # Pages' forms (the API itself takes JSON only, checked by its parser).
         if not is_api and request.method == "POST" and request.content_type in _FORM_TYPES:
             try:
-                fields = list(_pairs(request.POST))
+                form_ok = _storable(request.POST)
             except MultiPartParserError:
                 return _refusal(InvalidValue("The form body is malformed."))
-            if not all(text_is_storable(key) and text_is_storable(value) for key, value in fields):
+            if not form_ok:
                 return _refusal(InvalidText("A form field holds a NUL byte or an unpaired surrogate."))
-        if is_api and not request.path.endswith("/"):
-            try:
-                resolve(request.path)
-            except Resolver404:
-                hint = f" API paths end with a slash: {request.path}/" if _resolves(f"{request.path}/") else ""
-                return _refusal(NotFound(f"No such endpoint.{hint}"))
+        if is_api and not request.path.endswith("/") and not _resolves(request.path):
+            hint = f" API paths end with a slash: {request.path}/" if _resolves(f"{request.path}/") else ""
+            return _refusal(NotFound(f"No such endpoint.{hint}"))
         return None
 
 
-def _pairs(query: Any) -> Iterator[tuple[str, str]]:
-    for key, values in query.lists():
-        for value in values:
-            yield key, value if isinstance(value, str) else ""
+def _storable(fields: QueryDict) -> bool:
+    return all(
+        text_is_storable(key) and all(text_is_storable(value) for value in values) for key, values in fields.lists()
+    )
 
 
 def _resolves(path: str) -> bool:
