@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from apps.core.errors import Conflict, DomainError, NotFound
+from apps.core.errors import Conflict, DomainError, InUse, NotFound
+
+__all__ = ["ImmutableField", "InUse", "InvalidMovement", "NegativeStockRefused", "UnknownStockReference"]
 
 
 class UnknownStockReference(NotFound):
@@ -14,13 +16,6 @@ class InvalidMovement(DomainError):
 class NegativeStockRefused(Conflict):
     code = "negative_stock"
     default_detail = "This movement would take on_hand below zero at a location that does not allow it."
-
-
-class InUse(Conflict):
-    """A location, item or product that stock, the ledger or listings still refer to."""
-
-    code = "in_use"
-    default_detail = "This record is still in use and cannot be deleted."
 
 
 class ImmutableField(DomainError):

@@ -6,11 +6,11 @@ from typing import Any
 
 import structlog
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404
+from psycopg import errors as pg_errors
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 log = structlog.get_logger("stockroom.api")
 
@@ -52,6 +52,39 @@ class InvalidIdempotencyKey(DomainError):
     code = "invalid_idempotency_key"
 
 
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    default_detail = "A record with this code already exists."
+
+
+class InUse(Conflict):
+    """A location, item or product that stock, the ledger or listings still refer to."""
+
+    code = "in_use"
+    default_detail = "This record is still in use and cannot be deleted."
+
+
+class InvalidValue(DomainError):
+    """A value the database refuses (out of its column's range, too long, malformed)."""
+
+    code = "invalid"
+
+
+class InvalidText(DomainError):
+    code = "invalid_text"
+    default_detail = "Text must not contain NUL bytes (\\u0000) or unpaired surrogates."
+
+
+class InvalidJson(DomainError):
+    code = "invalid_json"
+    default_detail = "The body is not valid JSON."
+
+
+class BodyTooLarge(DomainError):
+    code = "body_too_large"
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
 class ServiceUnavailable(DomainError):
     code = "database_unavailable"
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -72,7 +105,38 @@ _CODES = {
 }
 
 
+def database_refusal(exc: Exception) -> DomainError | None:
+    """The refusal a constraint or a column type of PostgreSQL means for the caller, if it is one.
+
+    Serializers check first; this is the net for what only the database knows for sure (a
+    duplicate code inserted by a concurrent call, a number beyond a column's range).
+    """
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    said = (getattr(diag, "message_detail", None) or getattr(diag, "message_primary", None) or "").strip()
+    if isinstance(exc, IntegrityError):
+        if isinstance(cause, pg_errors.UniqueViolation):
+            return AlreadyExists(said or None)
+        if isinstance(cause, pg_errors.ForeignKeyViolation) and "still referenced" in said:
+            return InUse(f"Still in use: {said}")
+        if isinstance(cause, pg_errors.ForeignKeyViolation | pg_errors.NotNullViolation | pg_errors.CheckViolation):
+            constraint = getattr(diag, "constraint_name", None) or getattr(diag, "column_name", None)
+            return InvalidValue(f"Refused by the rule {constraint}." if constraint else said or None)
+        return None
+    if isinstance(exc, DataError):
+        # psycopg's own refusal of a NUL byte is a DataError too, before anything reaches the server.
+        unstorable = pg_errors.CharacterNotInRepertoire | pg_errors.UntranslatableCharacter
+        if "NUL" in str(exc) or isinstance(cause, unstorable):
+            return InvalidText()
+        return InvalidValue(f"A value is out of range or malformed: {said or exc}".rstrip("."))
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DatabaseError) and (refusal := database_refusal(exc)) is not None:
+        # Logged: a refusal only the database caught may also be a check the code is missing.
+        log.warning("database_refusal", code=refusal.code, error=str(exc))
+        exc = refusal
     if isinstance(exc, DomainError):
         return Response(exc.as_body(), status=exc.status_code)
     if isinstance(exc, (OperationalError, InterfaceError)) or (
@@ -85,12 +149,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    # Imported here: rest_framework.views loads the API's parsers, which use these errors.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is None:
         return None
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
         response.data = {"code": code, "detail": "Invalid input.", "errors": response.data}
+        if _only_duplicates(exc.get_codes()):
+            # A uniqueness validator's refusal is the same conflict as the database's own.
+            response.status_code = AlreadyExists.status_code
+            response.data.update(code=AlreadyExists.code, detail=_first_message(exc.detail))
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
         response.data = {"code": code, "detail": str(detail)}
@@ -98,3 +169,28 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if isinstance(exc, exceptions.Throttled) and wait is not None:
             response.data["retry_after"] = int(wait)
     return response
+
+
+def _leaves(errors: Any) -> list[Any]:
+    """The messages (or codes) of a ValidationError's nested dicts and lists, in order."""
+    pending, leaves = [errors], []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            pending.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            pending.extend(reversed(node))
+        else:
+            leaves.append(node)
+    return leaves
+
+
+def _only_duplicates(codes: Any) -> bool:
+    """Whether every error a ValidationError carries is a uniqueness one (code ``unique``)."""
+    leaves = _leaves(codes)
+    return bool(leaves) and all(leaf == "unique" for leaf in leaves)
+
+
+def _first_message(errors: Any) -> str:
+    leaves = _leaves(errors)
+    return str(leaves[0]) if leaves else AlreadyExists.default_detail

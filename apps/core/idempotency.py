@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from apps.core.db import prepared_cursor
 from apps.core.errors import DomainError, IdempotencyKeyReused, InvalidIdempotencyKey
 from apps.core.models import IdempotencyRecord
+from apps.core.parsers import text_is_storable
 
 MAX_KEY_LENGTH = 200
 
@@ -154,8 +155,8 @@ def _refusal(scope: str, key: str, fingerprint: str, err: DomainError) -> tuple[
 
 
 def _check_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidIdempotencyKey(f"Idempotency key must be 1 to {MAX_KEY_LENGTH} characters.")
+    if not key or len(key) > MAX_KEY_LENGTH or not text_is_storable(key):
+        raise InvalidIdempotencyKey(f"Idempotency key must be 1 to {MAX_KEY_LENGTH} characters, none of them NUL.")
 
 
 def _replay(scope: str, key: str, fingerprint: str) -> tuple[int, Any, bool]:

@@ -1,4 +1,5 @@
-"""One log line per request with its id, and a clear 503 when the database is gone."""
+"""One log line per request with its id, a clear 503 when the database is gone, input that can only
+fail refused at the door, and API errors always as JSON `{"code", "detail"}`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
 
-from apps.core.errors import ServiceUnavailable
+from apps.core.errors import BodyTooLarge, DomainError, InvalidText, InvalidValue, NotFound, ServiceUnavailable
+from apps.core.parsers import text_is_storable
 
 log = structlog.get_logger("stockroom.request")
 
@@ -53,3 +58,113 @@ class DatabaseUnavailableMiddleware:
             err = ServiceUnavailable()
             return JsonResponse(err.as_body(), status=err.status_code, headers={"Retry-After": "5"})
         return None
+
+
+API_PREFIX = "/api/"
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _refusal(err: DomainError) -> JsonResponse:
+    return JsonResponse(err.as_body(), status=err.status_code)
+
+
+class RequestGuardMiddleware:
+    """Refuses, before any view runs, what could only end in a 500 further in.
+
+    A body over MAX_REQUEST_BODY_BYTES is 413; NUL bytes (or lone surrogates) in the path are a
+    404, in the query string or in form fields a 400 ``invalid_text``: PostgreSQL stores no NUL.
+    JSON bodies get the same check from the API's parser. An API path without its trailing slash
+    is a 404 naming the right path, not a redirect that would drop a POST's body.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        refused = self.refusal(request)
+        return refused if refused is not None else self.get_response(request)
+
+    def refusal(self, request: HttpRequest) -> HttpResponse | None:
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return _refusal(BodyTooLarge(f"The body is {length} bytes; at most {limit} are accepted."))
+        is_api = request.path.startswith(API_PREFIX)
+        if not text_is_storable(request.path):
+            if is_api:
+                return _refusal(NotFound())
+            raise Http404("No such page.")
+        if not _storable(request.GET):
+            return _refusal(InvalidText("The query string holds a NUL byte or an unpaired surrogate."))
+        # Pages' forms (the API itself takes JSON only, checked by its parser).
+        if not is_api and request.method == "POST" and request.content_type in _FORM_TYPES:
+            try:
+                form_ok = _storable(request.POST)
+            except MultiPartParserError:
+                return _refusal(InvalidValue("The form body is malformed."))
+            if not form_ok:
+                return _refusal(InvalidText("A form field holds a NUL byte or an unpaired surrogate."))
+        if is_api and not request.path.endswith("/") and not _resolves(request.path):
+            hint = f" API paths end with a slash: {request.path}/" if _resolves(f"{request.path}/") else ""
+            return _refusal(NotFound(f"No such endpoint.{hint}"))
+        return None
+
+
+def _storable(fields: QueryDict) -> bool:
+    return all(
+        text_is_storable(key) and all(text_is_storable(value) for value in values) for key, values in fields.lists()
+    )
+
+
+def _resolves(path: str) -> bool:
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+# Django's own error answers under /api/, as the API's codes name them.
+_STATUS_CODES = {
+    400: ("bad_request", "The request is malformed."),
+    403: ("permission_denied", "You do not have permission to perform this action."),
+    404: ("not_found", "No such endpoint."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("body_too_large", "The body is too large."),
+    500: ("server_error", "The server failed to answer; the error is logged. Retry, or report it."),
+}
+
+
+class ApiErrorJsonMiddleware:
+    """Every API answer that is not 2xx/3xx is JSON `{"code", "detail"}`, with DEBUG on too.
+
+    DRF views already answer so; this covers what Django answers itself: unmatched routes (its
+    404 page, or the technical 404 with DEBUG), an exception's 500 page, a refused request's 400.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not request.path.startswith(API_PREFIX)
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        data = getattr(response, "data", None)
+        if isinstance(data, dict) and "code" in data and "detail" in data:
+            body = data  # a DRF answer another renderer drew (the schema view's YAML)
+        else:
+            reason = response.reason_phrase or "Error"
+            code, detail = _STATUS_CODES.get(response.status_code, (reason.lower().replace(" ", "_"), f"{reason}."))
+            body = {"code": code, "detail": detail}
+        answer = JsonResponse(body, status=response.status_code)
+        for header in ("Retry-After", "Allow", "WWW-Authenticate", "X-Request-ID"):
+            if header in response:
+                answer[header] = response[header]
+        return answer

@@ -50,8 +50,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Outermost of ours: it sees every answer, Django's own 404 and 500 pages included.
+    "apps.core.middleware.ApiErrorJsonMiddleware",
     "apps.core.middleware.RequestLogMiddleware",
     "apps.core.middleware.DatabaseUnavailableMiddleware",
+    "apps.core.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's and the staff pages' CSS) from any server, gunicorn included.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -184,8 +187,17 @@ LOGIN_REDIRECT_URL = "/staff/"
 
 VAR_DIR = Path(env("STOCKROOM_VAR_DIR", default=str(BASE_DIR / "var")))
 
+# --- Request limits -----------------------------------------------------------------------
+# Larger bodies are refused with 413 before anything reads them (2.5 MiB by default: a webhook
+# of ~20,000 stock rows; file feeds of any size come over SFTP or a folder, not HTTP).
+MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=2_621_440)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # JSON only, parsed strictly (apps/core/parsers.py); errors always JSON (no browsable pages).
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.authentication.ApiTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apps.core.permissions.IsStaffToken"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.TokenRateThrottle"],

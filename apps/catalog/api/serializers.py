@@ -39,6 +39,7 @@ class LocationSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
         model = Location
         fields = ["code", "name", "kind", "allow_negative", "is_active", "created_at"]
         read_only_fields = ["created_at"]
+        extra_kwargs = {"kind": {"required": True}}
 
 
 class ItemSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
@@ -53,7 +54,8 @@ class ItemSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
         model = Item
         fields = ["sku", "name", "unit", "safety_min", "safety_max", "is_active", "created_at"]
         read_only_fields = ["created_at"]
-        extra_kwargs = {"safety_min": {"max_value": 10**12}, "safety_max": {"max_value": 10**12}}
+        # safety_min/max keep the model's range (its 32-bit column), which ModelSerializer derives.
+        extra_kwargs = {"unit": {"required": True}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
@@ -102,6 +104,7 @@ class ProductSerializer(_ImmutableCodeMixin, serializers.ModelSerializer):
         model = Product
         fields = ["code", "name", "kind", "components", "is_active", "created_at"]
         read_only_fields = ["created_at"]
+        extra_kwargs = {"kind": {"required": True}}
 
     def validate_components(self, components: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not components:

@@ -58,9 +58,9 @@ def test_location_bad_input_is_400_with_field_errors(staff_api, body, field):
     assert field in response.json()["errors"]
 
 
-def test_duplicate_codes_and_code_changes_are_400(staff_api, shelf):
+def test_duplicate_codes_are_409_and_code_changes_400(staff_api, shelf):
     again = staff_api.post("/api/v1/locations/", {"code": "S1", "name": "x", "kind": "store"}, format="json")
-    assert again.status_code == 400 and "code" in again.json()["errors"]
+    assert again.status_code == 409 and again.json()["code"] == "already_exists" and "code" in again.json()["errors"]
     renamed = staff_api.patch("/api/v1/items/HOOD-M/", {"sku": "HOOD-XL"}, format="json")
     assert renamed.status_code == 400 and "sku" in renamed.json()["errors"]
     assert Item.objects.filter(sku="HOOD-M").exists()

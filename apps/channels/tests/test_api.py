@@ -108,10 +108,12 @@ def test_bad_listing_input_is_400(staff_api, s):
         ({"channel": "nope"}, "channel"),
         ({"coefficient": "2"}, "coefficient"),
         ({"max_qty": -1}, "max_qty"),
-        ({}, "non_field_errors"),  # the same channel_sku twice
     ]:
         response = staff_api.post("/api/v1/listings/", {**ok, **change}, format="json")
         assert response.status_code == 400 and field in response.json()["errors"], (change, response.json())
+    twice = staff_api.post("/api/v1/listings/", ok, format="json")  # the same channel_sku twice: a conflict
+    assert twice.status_code == 409 and twice.json()["code"] == "already_exists"
+    assert "non_field_errors" in twice.json()["errors"]
     assert Listing.objects.count() == 1
 
 

@@ -8,6 +8,7 @@ import socket
 import pytest
 from django.db import connection
 from django.test import override_settings
+from kombu import pools as kombu_pools
 
 from inventory_site.celery import app as celery_app
 
@@ -22,10 +23,18 @@ def closed_port() -> int:
 def broker_down():
     original = celery_app.conf.broker_url
     celery_app.conf.broker_url = f"redis://127.0.0.1:{closed_port()}/0"
-    celery_app.pool.force_close_all()
+    _new_broker_pool()
     yield
     celery_app.conf.broker_url = original
-    celery_app.pool.force_close_all()
+    _new_broker_pool()
+
+
+def _new_broker_pool() -> None:
+    """Close the app's connections and forget its pools: a closed pool, kept in kombu's registry,
+    refuses every later acquire ("Acquire on closed pool") and broke the next test using the broker."""
+    kombu_pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ class SupplierSerializer(serializers.ModelSerializer):
 
     def validate_code(self, value: str) -> str:
         if self.instance is None and Supplier.objects.filter(code=value).exists():
-            raise serializers.ValidationError("A supplier with this code already exists.")
+            raise serializers.ValidationError("A supplier with this code already exists.", code="unique")
         if self.instance is not None and value != self.instance.code:
             raise serializers.ValidationError("A supplier's code cannot change: it is its location's code.")
         return value
@@ -136,7 +136,7 @@ class SupplierProductSerializer(serializers.ModelSerializer):
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
-            raise serializers.ValidationError({"supplier_sku": ["This supplier SKU is already mapped."]})
+            raise serializers.ValidationError({"supplier_sku": ["This supplier SKU is already mapped."]}, code="unique")
         if attrs.get("unit_factor") is not None and attrs["unit_factor"] <= 0:
             raise serializers.ValidationError({"unit_factor": ["Must be greater than 0."]})
         if attrs.get("units_per_pack") == 0:

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
     FeedRejectionSerializer,
     FeedRunSerializer,
@@ -24,7 +25,6 @@ from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.mappings import supplier_product_delete, supplier_product_save
 from apps.suppliers.services.polling import feed_refuse
-from apps.suppliers.services.reading import FeedUnreadable, feed_json_loads
 from apps.suppliers.services.suppliers import supplier_create, supplier_delete, supplier_update
 from apps.suppliers.services.webhooks import webhook_verify
 
@@ -174,10 +174,7 @@ class SupplierWebhookView(APIView):
             reason = f"webhook body of {len(body)} bytes is over the {feed_max_bytes()}-byte limit (FEED_MAX_BYTES)"
             run = feed_refuse(supplier=supplier, source="webhook", reason=reason)
         else:
-            try:
-                payload: Any = feed_json_loads(body)
-            except FeedUnreadable:
-                payload = None
+            payload: Any = json_loads_strict(body)  # 400 invalid_json / invalid_text
             if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
                 return Response(
                     {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},

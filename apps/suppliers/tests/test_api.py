@@ -106,7 +106,7 @@ def test_supplier_products_crud_moves_stock(staff_api):
     duplicate = staff_api.post(
         "/api/v1/supplier-products/", {"supplier": "dropco", "supplier_sku": "D-MUG-6", "item": "MUG"}, format="json"
     )
-    assert duplicate.status_code == 400 and "supplier_sku" in duplicate.json()["errors"]
+    assert duplicate.status_code == 409 and "supplier_sku" in duplicate.json()["errors"]
     listed = staff_api.get("/api/v1/supplier-products/?supplier=dropco&status=active").json()
     assert [m["supplier_sku"] for m in listed["results"]] == ["D-MUG-6"]
     assert staff_api.delete(f"/api/v1/supplier-products/{mapping_id}/").status_code == 204
