@@ -1,9 +1,7 @@
 """Availability: ATP per item and location, per product, and the quantity a listing shows.
 
 Formulas (design section 2):
-- ATP(item, location) = max(0, on_hand - reserved - safety), and 0 while the location's
-  stock is past its validity (a stale supplier feed);
-- ATP(product, location) = min over components floor(ATP(item, location) / quantity);
+- ATP(item, location) and ATP(product, location): ``apps.catalog.stock.atp``;
 - a listing's quantity: ATP summed over the channel's locations, then
   q = floor(max(0, atp - buffer) * coefficient), q = min(q, max_qty), 0 if q <= end_when.
 """
@@ -18,21 +16,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
+
+from apps.catalog.stock.atp import atp_expression, atp_sql
 
 if TYPE_CHECKING:
     from apps.catalog.models import StockLevel
 
-PRODUCT_ATP_BY_LOCATION_SQL = """
+PRODUCT_ATP_BY_LOCATION_SQL = f"""
 WITH wanted AS (
     SELECT unnest(%(products)s::bigint[]) AS product_id
 ), per_location AS (
     SELECT pc.product_id, loc.id AS location_id,
-           MIN(
-               GREATEST(0, CASE WHEN loc.stock_valid_until IS NULL OR loc.stock_valid_until > now()
-                                THEN COALESCE(s.on_hand - s.reserved - s.safety, 0) ELSE 0 END
-               ) / pc.quantity
-           ) AS atp
+           MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
       FROM wanted w
       JOIN catalog_productcomponent pc ON pc.product_id = w.product_id
       CROSS JOIN catalog_location loc
@@ -43,18 +39,14 @@ WITH wanted AS (
 SELECT product_id, location_id, atp FROM per_location
 """
 
-LISTING_ATP_SQL = """
+LISTING_ATP_SQL = f"""
 WITH wanted AS (
     SELECT l.id, l.channel_id, l.product_id
       FROM channels_listing l
      WHERE l.id = ANY(%(listings)s::bigint[])
 ), per_location AS (
     SELECT w.id AS listing_id, cl.location_id, MAX(loc.stock_valid_until) AS valid_until,
-           MIN(
-               GREATEST(0, CASE WHEN loc.stock_valid_until IS NULL OR loc.stock_valid_until > now()
-                                THEN COALESCE(s.on_hand - s.reserved - s.safety, 0) ELSE 0 END
-               ) / pc.quantity
-           ) AS atp
+           MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
       FROM wanted w
       JOIN channels_channellocation cl ON cl.channel_id = w.channel_id
       JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active
@@ -73,10 +65,6 @@ SELECT w.id, l.channel_sku, COALESCE(SUM(p.atp), 0)::bigint AS atp,
  GROUP BY w.id, l.channel_sku, l.buffer, c.buffer, l.coefficient, c.coefficient, l.max_qty, l.end_when,
           l.is_active, c.is_active
 """
-
-
-def item_atp(*, on_hand: int, reserved: int, safety: int) -> int:
-    return max(0, on_hand - reserved - safety)
 
 
 def listing_quantity(*, atp: int, buffer: int, coefficient: Decimal, max_qty: int | None, end_when: int | None) -> int:
@@ -170,19 +158,7 @@ def products_atp_by_location(product_ids: Iterable[int], location_ids: Iterable[
 
 
 def levels_with_atp() -> QuerySet[StockLevel]:
-    """Stock levels with ``atp_now``: ATP as the availability engine counts it (0 at a stale location)."""
-    from django.db.models import Case, F, IntegerField, Value, When
-    from django.db.models.functions import Greatest, Now
-
+    """Stock levels with ``atp_now``: ATP as the availability engine counts it (``stock.atp``)."""
     from apps.catalog.models import StockLevel
 
-    return StockLevel.objects.select_related("item", "location").annotate(
-        atp_now=Case(
-            When(
-                Q(location__stock_valid_until__isnull=True) | Q(location__stock_valid_until__gt=Now()),
-                then=Greatest(Value(0), F("on_hand") - F("reserved") - F("safety")),
-            ),
-            default=Value(0),
-            output_field=IntegerField(),
-        )
-    )
+    return StockLevel.objects.select_related("item", "location").annotate(atp_now=atp_expression())

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import StockLevel
 from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.stock.atp import atp, locations_selling
 
 log = structlog.get_logger("stockroom.safety")
 
@@ -58,20 +59,24 @@ def safety_apply(
         return []
     with transaction.atomic():
         changes: list[SafetyChange] = []
-        for level in levels_for_update(candidates):
+        levels = levels_for_update(candidates)
+        selling = locations_selling(level.location_id for level in levels)
+        for level in levels:
             pair = (level.item_id, level.location_id)
             new = wanted[pair]
             if level.safety == new:
                 continue
-            base = level.on_hand - level.reserved
+            sells = level.location_id in selling
             changes.append(
                 SafetyChange(
                     item_id=level.item_id,
                     location_id=level.location_id,
                     old=level.safety,
                     new=new,
-                    old_atp=max(0, base - level.safety),
-                    new_atp=max(0, base - new),
+                    old_atp=atp(
+                        on_hand=level.on_hand, reserved=level.reserved, safety=level.safety, location_sells=sells
+                    ),
+                    new_atp=atp(on_hand=level.on_hand, reserved=level.reserved, safety=new, location_sells=sells),
                 )
             )
         if not changes:

@@ -28,10 +28,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.catalog.locks import levels_for_update
-from apps.catalog.models import Incident, Location, Movement, StockLevel
+from apps.catalog.models import Incident, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.ledger import MovementSpec, movements_apply
 from apps.catalog.signals import ListingsReached, SyncPriority, stock_changed
+from apps.catalog.stock.atp import levels_atp
 from apps.channels.models import Channel
 from apps.core.idempotency import IdempotentAnswer
 from apps.orders.errors import ImplausibleQuantity, ImportNotAllowed, InsufficientStock, OrderExists
@@ -370,17 +371,8 @@ def _write_fast(p: _Placement) -> OrderPlaced | object | None:
 
 
 def locked_atp(levels: Sequence[StockLevel]) -> dict[tuple[int, int], int]:
-    """ATP of locked levels, 0 where the location is inactive or its stock is past validity."""
-    now = timezone.now()
-    location_ids = sorted({level.location_id for level in levels})
-    sellable = {
-        pk
-        for pk, active, valid_until in Location.objects.filter(id__in=location_ids).values_list(
-            "id", "is_active", "stock_valid_until"
-        )
-        if active and (valid_until is None or valid_until > now)
-    }
-    return {(level.item_id, level.location_id): level.atp if level.location_id in sellable else 0 for level in levels}
+    """ATP of locked levels (``stock.atp``: 0 where the location does not sell)."""
+    return levels_atp(levels)
 
 
 def _write_locked(p: _Placement) -> OrderPlaced:
