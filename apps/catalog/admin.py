@@ -151,10 +151,10 @@ class ProductAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         if change:
-            from apps.catalog.signals import SyncPriority, products_changed
+            from apps.catalog.signals import ChangePriority, products_changed
 
             products_changed.send(
-                sender=Product, product_ids=[form.instance.pk], priority=SyncPriority.MANUAL, reason="admin"
+                sender=Product, product_ids=[form.instance.pk], priority=ChangePriority.MANUAL, reason="admin"
             )
 
 

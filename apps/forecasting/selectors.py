@@ -139,8 +139,8 @@ def dashboard_item(sku: str | None) -> Item | None:
 
 def item_channel_quantities(*, item: Item) -> list[dict[str, Any]]:
     """Each listing selling this item (alone or in a kit): what it shows now and what was pushed last."""
-    from apps.catalog.selectors import listings_availability
     from apps.channels.models import Listing
+    from apps.channels.selectors import listings_availability
 
     listings = list(
         Listing.objects.filter(product__components__item=item)

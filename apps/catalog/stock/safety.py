@@ -14,8 +14,9 @@ from django.db import connection, transaction
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import StockLevel
-from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.atp import atp, locations_selling
+from apps.catalog.stock.changes import stock_changed_announce
 
 log = structlog.get_logger("stockroom.safety")
 
@@ -36,7 +37,7 @@ def safety_apply(
     *,
     values: Mapping[tuple[int, int], int],
     reason: str,
-    priority: SyncPriority = SyncPriority.BACKGROUND,
+    priority: ChangePriority = ChangePriority.BACKGROUND,
 ) -> list[SafetyChange]:
     """Set the safety stock of these (item_id, location_id) levels; return what actually changed.
 
@@ -85,10 +86,10 @@ def safety_apply(
         # One announcement, so that listeners lock their rows in one pass (two passes over
         # interleaved listings could deadlock with another writer). Channel sync promotes the
         # listings this closes (quantity reaching 0) to tier 1 by itself.
-        stock_changed.send(
+        stock_changed_announce(
             sender=StockLevel,
             pairs=[(c.item_id, c.location_id) for c in changes],
-            priority=SyncPriority(priority),
+            priority=priority,
             reason=reason,
         )
     log.info("safety_applied", reason=reason, changed=len(changes), requested=len(wanted))
