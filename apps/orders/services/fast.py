@@ -15,7 +15,7 @@ row locks are held for this one statement and its commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -92,8 +92,10 @@ def reserve_params(
     pairs: Sequence[tuple[int, int]],
     priority: int,
     claim: dict[str, Any] | None = None,
+    hold: Mapping[tuple[int, int], int] | None = None,
 ) -> dict[str, Any]:
-    """Parameters of the statement: ``pairs`` are every level the order could touch (all are locked)."""
+    """Parameters of the statement: ``pairs`` are every level the order could touch (all are locked),
+    ``hold`` the units each planned level holds (``pair_totals`` of the plan, computed when not given)."""
     held = [
         (allocation.line_index, item, allocation.location_id, per_unit, allocation.units * per_unit)
         for allocation in plan.allocations
@@ -102,7 +104,7 @@ def reserve_params(
     return {
         **hold_params(
             levels=pairs,
-            hold=pair_totals(lines=lines, allocations=plan.allocations),
+            hold=pair_totals(lines=lines, allocations=plan.allocations) if hold is None else hold,
             kind=kind,
             actor=actor,
             priority=priority,
@@ -129,13 +131,9 @@ def reserve_params(
 
 
 def reserve_execute(**kwargs: Any) -> FastWrite:
-    params = reserve_params(**kwargs)
-    done = hold_execute(
-        reserve_statement(),
-        params=params,
-        hold=pair_totals(lines=kwargs["lines"], allocations=kwargs["plan"].allocations),
-        reason=kwargs["kind"],
-    )
+    hold = pair_totals(lines=kwargs["lines"], allocations=kwargs["plan"].allocations)
+    params = reserve_params(**kwargs, hold=hold)
+    done = hold_execute(reserve_statement(), params=params, hold=hold, reason=kwargs["kind"])
     if not done.written:
         return FastWrite(covered=done.covered, written=False)
     (line_ids,) = done.results
