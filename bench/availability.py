@@ -70,7 +70,7 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from apps.catalog.selectors import LISTING_ATP_SQL, listings_availability, listings_availability_cached
+    from apps.channels.selectors import LISTING_ATP_SQL, listings_availability, listings_availability_cached
 
     call_command("migrate", verbosity=0, interactive=False)
     ids = build(args.listings)

@@ -248,7 +248,9 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
     from django.utils import timezone
 
     from apps.orders.services.allocation import RESOLVE_SQL, Allocation, Plan, ResolvedLine
-    from apps.orders.services.fast import RESERVE, reserve_params
+    from apps.orders.services.fast import reserve_params, reserve_statement
+
+    reserve = reserve_statement().statement
 
     expires_at = timezone.now() + timedelta(hours=10)
 
@@ -293,7 +295,7 @@ def raw_measure(mode: str, threads: int, seconds: float, skus: int, database_url
                         pairs=[(item, location)],
                         priority=1,
                     )
-                    raw_cur.execute(RESERVE.text, RESERVE.args(params))
+                    raw_cur.execute(reserve.text, reserve.args(params))
                     raw_cur.fetchone()
                 else:
                     cur.execute(SHAPE_SQL[0], [item, location])

@@ -149,8 +149,8 @@ def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float,
 
     from apps.catalog.locks import levels_for_update
     from apps.catalog.models import Movement
-    from apps.catalog.services.ledger import MovementSpec, movements_apply
-    from apps.catalog.signals import SyncPriority
+    from apps.catalog.signals import ChangePriority
+    from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
     kinds = {1: Movement.Kind.POS_SALE, 2: Movement.Kind.ADJUSTMENT, 3: Movement.Kind.SUPPLIER_FEED}
     rng = random.Random(seed)
@@ -175,7 +175,7 @@ def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float,
             levels_for_update([(item, warehouse) for item in chosen])
             movements_apply(
                 movements=[MovementSpec(item, warehouse, kinds[tier], on_hand_delta=delta) for item in chosen],
-                actor="bench", priority=SyncPriority(tier), reason=kinds[tier],
+                actor="bench", priority=ChangePriority(tier), reason=kinds[tier],
             )  # fmt: skip
             begun = time.time()
         records.append((begun, tier, chosen))
@@ -372,8 +372,8 @@ def fetch_log(port: int) -> dict[str, Any]:
 
 def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]], logs: dict[str, dict],
            initial_requests: dict[str, int], stream_seconds: float, drained_in: float) -> int:  # fmt: skip
-    from apps.catalog.selectors import listings_availability
     from apps.channels.models import Listing, SyncWork
+    from apps.channels.selectors import listings_availability
 
     arrivals: dict[str, tuple[list[float], list[float]]] = {}
     shown: dict[str, int] = {}

@@ -6,8 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
-from django.db.models.functions import Greatest, Now
+from django.db.models import Count, F, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -16,19 +15,7 @@ from django.utils.html import format_html
 from apps.catalog.models import Incident, Item, Location, Movement, Product, ProductComponent, StockLevel
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.reconcile import ledger_reconcile
-
-
-def _atp_expression(prefix: str = "") -> Case:
-    """ATP as the availability engine counts it: 0 where the location's stock is stale."""
-    return Case(
-        When(
-            Q(**{f"{prefix}location__stock_valid_until__isnull": True})
-            | Q(**{f"{prefix}location__stock_valid_until__gt": Now()}),
-            then=Greatest(Value(0), F(f"{prefix}on_hand") - F(f"{prefix}reserved") - F(f"{prefix}safety")),
-        ),
-        default=Value(0),
-        output_field=IntegerField(),
-    )
+from apps.catalog.stock.atp import atp_expression
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -53,7 +40,7 @@ class LevelInline(ReadOnlyInline):
     verbose_name_plural = "Stock by location (changed only through movements)"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
-        return super().get_queryset(request).select_related("location").annotate(atp_now=_atp_expression())
+        return super().get_queryset(request).select_related("location").annotate(atp_now=atp_expression())
 
     @admin.display(description="ATP")
     def atp_display(self, level: StockLevel) -> int:
@@ -103,7 +90,7 @@ class ItemAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(on_hand_sum=Sum("levels__on_hand"), atp_sum=Sum(_atp_expression("levels__")))
+            .annotate(on_hand_sum=Sum("levels__on_hand"), atp_sum=Sum(atp_expression("levels__")))
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Item | None = None) -> tuple[str, ...]:
@@ -164,10 +151,10 @@ class ProductAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         if change:
-            from apps.catalog.signals import SyncPriority, products_changed
+            from apps.catalog.signals import ChangePriority, products_changed
 
             products_changed.send(
-                sender=Product, product_ids=[form.instance.pk], priority=SyncPriority.MANUAL, reason="admin"
+                sender=Product, product_ids=[form.instance.pk], priority=ChangePriority.MANUAL, reason="admin"
             )
 
 
@@ -202,7 +189,7 @@ class StockLevelAdmin(admin.ModelAdmin):
     actions = ["reconcile_selected", "reconcile_everything"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
-        return super().get_queryset(request).annotate(atp_now=_atp_expression())
+        return super().get_queryset(request).annotate(atp_now=atp_expression())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # levels appear with their first movement

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.db.models import Q
 
 from apps.catalog.models import Location, StockLevel
+from apps.catalog.stock.atp import atp_sql
 
 
 def ensure_levels(pairs: Iterable[tuple[int, int]]) -> None:
@@ -36,14 +37,11 @@ def levels_for_update(pairs: Iterable[tuple[int, int]]) -> list[StockLevel]:
 
 # The same lock inside a single-statement writer: a CTE over a relation ``{wanted}`` with
 # item_id, location_id and q (quantity the writer wants). It locks the levels in the fixed
-# order and gives each one's ATP as the engine counts it (0 at an inactive location or past
-# the location's stock validity), read from the locked, latest row version.
-LEVELS_FOR_UPDATE_CTE = """
-    SELECT s.id, s.item_id, s.location_id, w.q,
-           CASE WHEN loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
-                THEN s.on_hand - s.reserved - s.safety ELSE 0 END AS atp
+# order and gives each one's ATP (``stock.atp``), read from the locked, latest row version.
+LEVELS_FOR_UPDATE_CTE = f"""
+    SELECT s.id, s.item_id, s.location_id, w.q, {atp_sql("s", "loc")} AS atp
       FROM catalog_stocklevel s
-      JOIN {wanted} w ON s.item_id = w.item_id AND s.location_id = w.location_id
+      JOIN {{wanted}} w ON s.item_id = w.item_id AND s.location_id = w.location_id
       JOIN catalog_location loc ON loc.id = s.location_id
      ORDER BY s.item_id, s.location_id
        FOR UPDATE OF s

@@ -14,9 +14,6 @@ LEDGER_DRIFT_PAIRS = Gauge(
 LEDGER_RECONCILED_AT = Gauge(
     "stockroom_ledger_reconciled_timestamp_seconds", "When the ledger was last reconciled (Unix time)."
 )
-AVAILABILITY_CACHE = Counter(
-    "stockroom_availability_cache_listings", "Listing availability reads by cache result.", ["result"]
-)
 
 
 def movements_committed(kinds: list[str]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from apps.catalog.stock.atp import level_atp
+
 
 class Location(models.Model):
     class Kind(models.TextChoices):
@@ -124,7 +126,8 @@ class StockLevel(models.Model):
 
     @property
     def atp(self) -> int:
-        return max(0, self.on_hand - self.reserved - self.safety)
+        """Available to promise (``apps.catalog.stock.atp``): 0 where the location does not sell."""
+        return level_atp(self)
 
 
 class Movement(models.Model):

@@ -10,9 +10,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.catalog.selectors import listings_availability
 from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, SyncWork
-from apps.channels.selectors import sync_lag_rows
+from apps.channels.selectors import listings_availability, sync_lag_rows
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import dead_letters_retry
 

@@ -210,3 +210,7 @@ class DeadLetter(SyncWork):
         proxy = True
         verbose_name = "dead letter"
         verbose_name_plural = "dead letters"
+
+
+# Sync tiers (design section 5): a stock change's ``ChangePriority`` is the tier of the sync it causes.
+SyncPriority = SyncWork.Priority

@@ -1,23 +1,26 @@
-"""Channel sync hears every change that can move a listing's quantity, in the writer's transaction."""
+"""Channel sync and the availability cache hear every change that can move a listing's quantity, in the
+writer's transaction; configuration changes bump the whole cache after commit."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from apps.catalog.models import Incident
+from apps.catalog.models import Incident, Location, ProductComponent
 from apps.catalog.signals import (
-    ListingsReached,
-    SyncPriority,
+    ChangePriority,
     incident_cause_changed,
     incident_opened,
     products_changed,
     stock_changed,
 )
+from apps.channels import availability_cache
+from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority
 from apps.channels.selectors import ZERO_ON_INCIDENT
-from apps.channels.services.work import sync_work_enqueue, sync_work_enqueued
+from apps.channels.services.work import STATEMENT_PART, sync_work_enqueue, sync_work_enqueued
 
 
 @receiver(stock_changed, dispatch_uid="channels.stock_changed")
@@ -25,20 +28,45 @@ def on_stock_changed(
     sender: Any,
     *,
     pairs: list[tuple[int, int]],
-    priority: SyncPriority,
+    priority: ChangePriority,
     reason: str,
-    reached: ListingsReached | None = None,
+    statement: dict[str, tuple[Any, ...]] | None = None,
     **_: Any,
 ) -> None:
-    if reached is None:
-        sync_work_enqueue(pairs=list(pairs), priority=priority, reason=reason)
-    else:  # the writer's own statement upserted the work; only the dispatch is left
-        sync_work_enqueued(channel_ids=reached.sync_channel_ids, priority=priority)
+    done = (statement or {}).get(STATEMENT_PART.name)
+    if done is None:
+        availability_cache.on_stock_changed(sender, pairs=pairs)
+        sync_work_enqueue(pairs=list(pairs), priority=SyncPriority(priority), reason=reason)
+    else:  # our part of the writer's statement upserted the work; only the dispatch is left
+        listing_ids, channel_ids = done
+        availability_cache.on_stock_changed(sender, pairs=pairs, reached=list(listing_ids))
+        sync_work_enqueued(channel_ids=list(channel_ids), priority=SyncPriority(priority))
 
 
 @receiver(products_changed, dispatch_uid="channels.products_changed")
-def on_products_changed(sender: Any, *, product_ids: list[int], priority: SyncPriority, reason: str, **_: Any) -> None:
-    sync_work_enqueue(product_ids=list(product_ids), priority=priority, reason=reason)
+def on_products_changed(
+    sender: Any, *, product_ids: list[int], priority: ChangePriority, reason: str, **_: Any
+) -> None:
+    availability_cache.on_configuration_changed(sender)
+    sync_work_enqueue(product_ids=list(product_ids), priority=SyncPriority(priority), reason=reason)
+
+
+def connect_configuration_receivers() -> None:
+    """Anything else a listing's quantity depends on: the locations a channel sells from, their validity,
+    the channel's and the listing's settings, the product's make-up."""
+    for model in (Location, ProductComponent, Channel, ChannelLocation):
+        for signal in (post_save, post_delete):
+            signal.connect(
+                availability_cache.on_configuration_changed,
+                sender=model,
+                dispatch_uid=f"availability_cache_{signal is post_save}_{model.__name__}",
+            )
+    for signal in (post_save, post_delete):
+        signal.connect(
+            availability_cache.on_listing_changed,
+            sender=Listing,
+            dispatch_uid=f"availability_cache_{signal is post_save}_Listing",
+        )
 
 
 @receiver(incident_opened, dispatch_uid="channels.incident_opened")

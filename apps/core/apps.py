@@ -10,12 +10,12 @@ class CoreConfig(AppConfig):
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save
 
-        from apps.channels.models import Channel
         from apps.core.authentication import remembered_tokens
         from apps.core.models import ApiToken
+        from apps.core.services import token_channel_model
 
         # Whatever decides whether a token is good: forget the tokens this process remembers.
-        for model in (ApiToken, Channel, get_user_model()):
+        for model in (ApiToken, token_channel_model(), get_user_model()):
             for name, signal in (("save", post_save), ("delete", post_delete)):
                 signal.connect(
                     remembered_tokens.forget, sender=model, dispatch_uid=f"core.tokens.{name}.{model._meta.label}"

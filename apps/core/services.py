@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.channels.models import Channel
 from apps.core.authentication import remembered_tokens
 from apps.core.errors import NotFound
 from apps.core.models import ApiToken, hash_token
 
 log = structlog.get_logger("stockroom.core")
+
+
+def token_channel_model() -> Any:
+    """The model a channel token belongs to, as the token's own foreign key names it (core sits below
+    the apps that use it and imports none of them)."""
+    return ApiToken._meta.get_field("channel").related_model
 
 
 @transaction.atomic
@@ -28,7 +35,7 @@ def token_create(*, staff_username: str | None = None, channel_code: str | None 
         if not user.is_staff:
             raise NotFound(f"User {staff_username!r} is not staff; only staff users get API tokens.")
     else:
-        channel = Channel.objects.filter(code=channel_code).first()
+        channel = token_channel_model().objects.filter(code=channel_code).first()
         if channel is None:
             raise NotFound(f"No channel with code {channel_code!r}.")
     raw = ApiToken.new_key()

@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
+from apps.catalog.stock.atp import atp_vectorised, location_sells
 from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of
 
@@ -76,7 +77,8 @@ class StockSeries:
 def stock_over_time(*, item: Item, since: datetime, until: datetime, location: Location | None = None) -> StockSeries:
     """On-hand, reserved and ATP from the ledger (running sums in SQL), per hour or day, summed per location.
 
-    ATP uses each location's current safety stock: the ledger does not move safety.
+    ATP (``stock.atp``) uses each location's current safety stock and whether it sells now: the
+    ledger moves neither.
     """
     span_hours = max(1.0, (until - since).total_seconds() / 3600)
     width = 3600 if span_hours <= 24 * 14 else 86400
@@ -91,6 +93,9 @@ def stock_over_time(*, item: Item, since: datetime, until: datetime, location: L
         levels = levels.filter(location=location)
     safety = {lv.location_id: lv.safety for lv in levels}
     locations = sorted({lv.location for lv in levels}, key=lambda loc: loc.code)
+    selling = {
+        loc.pk for loc in locations if location_sells(is_active=loc.is_active, stock_valid_until=loc.stock_valid_until)
+    }
     index = pd.date_range(
         pd.Timestamp(int(since.timestamp()) // width * width, unit="s", tz="UTC"),
         pd.Timestamp(until).tz_convert("UTC"),
@@ -111,7 +116,8 @@ def stock_over_time(*, item: Item, since: datetime, until: datetime, location: L
     full_index = full[full >= index[0]]
     on_hand, reserved = on_hand.loc[full_index], reserved.loc[full_index]
     safety_row = pd.Series({loc: safety.get(loc, 0) for loc in on_hand.columns})
-    atp = (on_hand - reserved - safety_row).clip(lower=0)
+    sells_row = pd.Series({loc: int(loc in selling) for loc in on_hand.columns})
+    atp = atp_vectorised(on_hand=on_hand, reserved=reserved, safety=safety_row, location_sells=sells_row)
     frame = pd.DataFrame({"on_hand": on_hand.sum(axis=1), "reserved": reserved.sum(axis=1), "atp": atp.sum(axis=1)})
     return StockSeries(frame=frame.astype("int64"), locations=locations)
 
@@ -133,8 +139,8 @@ def dashboard_item(sku: str | None) -> Item | None:
 
 def item_channel_quantities(*, item: Item) -> list[dict[str, Any]]:
     """Each listing selling this item (alone or in a kit): what it shows now and what was pushed last."""
-    from apps.catalog.selectors import listings_availability
     from apps.channels.models import Listing
+    from apps.channels.selectors import listings_availability
 
     listings = list(
         Listing.objects.filter(product__components__item=item)

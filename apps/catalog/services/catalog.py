@@ -12,7 +12,7 @@ from django.db.models.deletion import ProtectedError, RestrictedError
 
 from apps.catalog.errors import InUse, NegativeStockRefused
 from apps.catalog.models import Item, Location, Product, ProductComponent, StockLevel
-from apps.catalog.signals import SyncPriority, products_changed
+from apps.catalog.signals import ChangePriority, products_changed
 
 log = structlog.get_logger("stockroom.catalog")
 
@@ -88,12 +88,12 @@ def product_update(*, product: Product, components: Sequence[ComponentSpec] | No
                 [ProductComponent(product=product, item=c.item, quantity=c.quantity) for c in components]
             )
             products_changed.send(
-                sender=Product, product_ids=[product.pk], priority=SyncPriority.MANUAL, reason="components"
+                sender=Product, product_ids=[product.pk], priority=ChangePriority.MANUAL, reason="components"
             )
             log.info("product_components_changed", product=product.code)
     if "is_active" in fields:
         products_changed.send(
-            sender=Product, product_ids=[product.pk], priority=SyncPriority.MANUAL, reason="product_active"
+            sender=Product, product_ids=[product.pk], priority=ChangePriority.MANUAL, reason="product_active"
         )
     return product
 

@@ -10,8 +10,8 @@ from apps.catalog.errors import InvalidMovement, NegativeStockRefused, UnknownSt
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.ledger import MovementSpec, movements_apply
-from apps.catalog.signals import SyncPriority
+from apps.catalog.signals import ChangePriority
+from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 RECORDABLE_KINDS = (
     Movement.Kind.RECEIPT,
@@ -96,7 +96,7 @@ def _record(
     if after < 0 and not level.allow_negative:
         raise NegativeStockRefused(on_hand=level.on_hand, requested=delta)
     eats_reserved = delta < 0 and after < level.reserved
-    priority = SyncPriority.SALE if kind == Movement.Kind.POS_SALE or eats_reserved else SyncPriority.MANUAL
+    priority = ChangePriority.SALE if kind == Movement.Kind.POS_SALE or eats_reserved else ChangePriority.MANUAL
     (movement,) = movements_apply(
         movements=[
             MovementSpec(

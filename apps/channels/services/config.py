@@ -13,9 +13,8 @@ from django.db.models import F, ProtectedError
 from django.db.models.functions import Least
 from django.utils import timezone
 
-from apps.catalog.signals import SyncPriority
 from apps.channels.locks import channel_for_update, sync_work_for_update
-from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
+from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority, SyncWork
 from apps.channels.services.work import sync_dispatch, sync_work_enqueue
 from apps.core.errors import Conflict
 

@@ -26,12 +26,11 @@ import structlog
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.catalog.selectors import listings_availability
 from apps.channels import limits, metrics
 from apps.channels.conf import sync_setting
 from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, SyncWork
-from apps.channels.selectors import listings_zeroed_by_incident
+from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
 from apps.channels.services.work import channel_kick
 
 log = structlog.get_logger("stockroom.sync")

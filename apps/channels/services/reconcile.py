@@ -16,12 +16,10 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
-from apps.catalog.selectors import listings_availability
-from apps.catalog.signals import SyncPriority
 from apps.channels import limits
 from apps.channels.conf import sync_setting
-from apps.channels.models import Channel, Listing, SyncWork
-from apps.channels.selectors import listings_zeroed_by_incident
+from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
 from apps.channels.services.push import SIGNATURE_HEADER, retry_after_seconds, sign
 from apps.channels.services.work import sync_work_enqueue
 

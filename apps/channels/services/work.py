@@ -11,12 +11,12 @@ import structlog
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.catalog.selectors import LISTINGS_REACHED_SQL, listings_availability
-from apps.catalog.signals import SyncPriority
+from apps.catalog.stock.changes import StatementPart
 from apps.channels import limits
 from apps.channels.conf import sync_setting
 from apps.channels.locks import sync_work_for_update
-from apps.channels.models import Channel, SyncWork
+from apps.channels.models import Channel, SyncPriority, SyncWork
+from apps.channels.selectors import LISTINGS_REACHED_SQL, listings_availability
 
 log = structlog.get_logger("stockroom.sync")
 
@@ -67,14 +67,14 @@ _AFFECTED_BY_CHANNELS = """
 # One statement: the most urgent priority wins, the earliest enqueue time is kept, and the
 # version counts changes so that a pusher never deletes work it has not pushed. Rows are
 # taken in listing order so that concurrent writers lock them in the same order. ``{source}``
-# gives listing_id and channel_id; a single-statement writer may use this as one of its CTEs
-# (and then announces the move with ``ListingsReached``).
+# gives listing_id and channel_id; ``{repush}`` is a parameter or a literal. It is also our part
+# of the stock owner's single-statement writes (``STATEMENT_PART``).
 SYNC_WORK_UPSERT = """
 INSERT INTO channels_syncwork AS w
        (listing_id, channel_id, priority, reason, enqueued_at, changed_at, version, attempts,
         next_attempt_at, state, repush, last_error)
 SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
-       now(), 'pending', %(repush)s, ''
+       now(), 'pending', {repush}, ''
   FROM ({source}) AS a
  ORDER BY a.listing_id
     ON CONFLICT (listing_id) DO UPDATE
@@ -86,6 +86,21 @@ SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
        repush = w.repush OR EXCLUDED.repush
 RETURNING w.listing_id, w.channel_id, w.priority
 """
+
+# Our part of the stock owner's single-statement writes (an order's fast path): the listings the move
+# reaches and their sync work, atomically with it; the receiver gets both arrays and dispatches.
+_REACHED_BY_MOVED = LISTINGS_REACHED_SQL.format(moved="moved AS m")
+_SYNC_REACHED = SYNC_WORK_UPSERT.format(
+    source="SELECT listing_id, channel_id FROM channels_reached WHERE live", repush="false"
+)
+STATEMENT_PART = StatementPart(
+    name="channels",
+    ctes=f"channels_reached AS ({_REACHED_BY_MOVED}\n), channels_synced AS ({_SYNC_REACHED}\n)",
+    results=(
+        "(SELECT coalesce(array_agg(listing_id ORDER BY listing_id), '{}') FROM channels_reached)",
+        "(SELECT coalesce(array_agg(DISTINCT channel_id), '{}') FROM channels_synced)",
+    ),
+)
 
 # A listing reaching 0 is as urgent as a sale: promote those the channel still shows as positive.
 _PROMOTE = """
@@ -149,7 +164,7 @@ def sync_work_enqueue(
     }
     # No savepoint: callers are inside their own transaction (a receiver of stock_changed).
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(SYNC_WORK_UPSERT.format(source=source), params)
+        cursor.execute(SYNC_WORK_UPSERT.format(source=source, repush="%(repush)s"), params)
         rows = cursor.fetchall()
         by_priority: dict[int, set[int]] = {}
         for _listing, channel, prio in rows:

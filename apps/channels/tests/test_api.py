@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.catalog.signals import SyncPriority
-from apps.channels.models import Channel, Listing, SyncWork
+from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
 from apps.channels.selectors import sync_lag_by_channel
 from apps.channels.tests.factories import channel_selling, listing, shop
 

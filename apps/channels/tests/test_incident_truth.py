@@ -13,10 +13,9 @@ import pytest
 from django.db import transaction
 
 from apps.catalog.models import Incident
-from apps.catalog.selectors import listings_availability
-from apps.catalog.signals import SyncPriority
 from apps.catalog.tests.factories import stock
-from apps.channels.models import Channel, Listing, SyncWork
+from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.selectors import listings_availability
 from apps.channels.services.push import channel_push
 from apps.channels.services.work import sync_sweep, sync_work_enqueue
 from apps.channels.tests.conftest import wait_for

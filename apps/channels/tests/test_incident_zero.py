@@ -14,13 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
-from apps.catalog.selectors import listings_availability
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import SyncPriority
 from apps.catalog.tests.factories import stock
-from apps.channels.models import Channel, Listing, SyncWork
-from apps.channels.selectors import listings_zeroed_by_incident
+from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
 from apps.channels.services.push import channel_push
 from apps.channels.services.work import sync_work_enqueue
 from apps.channels.tests.factories import Shop, channel_selling, listing, shop

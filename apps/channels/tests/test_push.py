@@ -12,10 +12,9 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import SyncPriority
 from apps.channels.conf import redis_key
 from apps.channels.limits import redis_client
-from apps.channels.models import Channel, Listing, SyncWork
+from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
 from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.push import channel_push, push_body, sign
 from apps.channels.services.reconcile import channel_reconcile

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import SyncPriority, incident_opened
-from apps.channels.models import SyncWork
+from apps.catalog.signals import incident_opened
+from apps.channels.models import SyncPriority, SyncWork
 from apps.channels.services.work import sync_work_enqueue
 from apps.channels.tests.factories import channel_selling, listing, shop
 

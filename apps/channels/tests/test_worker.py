@@ -9,12 +9,11 @@ from django.db import transaction
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Movement
-from apps.catalog.selectors import listings_availability
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.ledger import MovementSpec, movements_apply
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import SyncPriority
-from apps.channels.models import Listing, SyncWork
+from apps.catalog.stock.ledger import MovementSpec, movements_apply
+from apps.channels.models import Listing, SyncPriority, SyncWork
+from apps.channels.selectors import listings_availability
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import sync_sweep
 from apps.channels.simulator import max_requests_in_window

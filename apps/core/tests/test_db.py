@@ -6,7 +6,7 @@ import pytest
 from django.db import DataError, transaction
 
 from apps.core.db import Statement, prepared_cursor
-from apps.orders.services.fast import RESERVE, RESERVE_SQL
+from apps.orders.services.fast import reserve_statement
 
 
 def test_a_statement_numbers_each_name_once_and_keeps_literal_percent():
@@ -27,8 +27,9 @@ def test_the_reservation_statement_is_over_the_length_psycopg_would_cache():
     """Why Statement exists: psycopg converts longer texts on every call."""
     from psycopg import _queries
 
-    assert len(RESERVE_SQL.encode()) > _queries.MAX_CACHED_STATEMENT_LENGTH
-    assert "%(" not in RESERVE.text and len(RESERVE.names) == len(set(RESERVE.names))
+    reserve = reserve_statement().statement
+    assert len(reserve.text.encode()) > _queries.MAX_CACHED_STATEMENT_LENGTH
+    assert "%(" not in reserve.text and len(reserve.names) == len(set(reserve.names))
 
 
 @pytest.mark.django_db

@@ -31,7 +31,7 @@ from django.core.management import call_command
 from django.db.models import Count, Q
 
 from apps.catalog.models import Incident, Item, Location
-from apps.catalog.services.safety import safety_apply
+from apps.catalog.stock.safety import safety_apply
 from apps.core.services import planner_statistics_refresh, token_create
 from apps.demo.simulation.engine import Decision
 from apps.demo.simulation.events import Event, Stream

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Item, Location
-from apps.catalog.services.safety import MAX_SAFETY, safety_apply
-from apps.catalog.signals import SyncPriority
+from apps.catalog.signals import ChangePriority
+from apps.catalog.stock.safety import MAX_SAFETY, safety_apply
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyOverride
 from apps.forecasting.services.history import slot_of
@@ -99,7 +99,7 @@ def safety_current_slot_apply(*, at: datetime | None = None) -> ApplyResult:
     changes = safety_apply(
         values={(e.item_id, e.location_id): e.value for e in effective},
         reason=f"safety forecast slot {slot_of(at)}",
-        priority=SyncPriority.BACKGROUND,
+        priority=ChangePriority.BACKGROUND,
     )
     log.info("safety_slot_applied", slot=slot_of(at), levels=len(effective), changed=len(changes), expired=expired)
     return ApplyResult(levels=len(effective), changed=len(changes), expired=expired)
@@ -151,7 +151,7 @@ def safety_override_set(
             location=location,
             defaults={"value": value, "reason": reason, "valid_until": valid_until, "created_by_id": user_id},
         )
-        safety_apply(values={(item.pk, location.pk): value}, reason="safety override", priority=SyncPriority.MANUAL)
+        safety_apply(values={(item.pk, location.pk): value}, reason="safety override", priority=ChangePriority.MANUAL)
         audit = SafetyAudit.objects.create(
             item=item,
             location=location,
@@ -185,7 +185,7 @@ def safety_override_clear(
         previous.delete()
         (effective,) = safety_effective(item_ids=[item.pk], location_ids=[location.pk])
         safety_apply(
-            values={(item.pk, location.pk): effective.value}, reason="safety override", priority=SyncPriority.MANUAL
+            values={(item.pk, location.pk): effective.value}, reason="safety override", priority=ChangePriority.MANUAL
         )
         audit = SafetyAudit.objects.create(
             item=item,
@@ -230,7 +230,7 @@ def overrides_expire(*, at: datetime | None = None) -> int:
             )
             if (e.item_id, e.location_id) in levels
         }
-        safety_apply(values=effective, reason="safety override expired", priority=SyncPriority.BACKGROUND)
+        safety_apply(values=effective, reason="safety override expired", priority=ChangePriority.BACKGROUND)
         SafetyAudit.objects.bulk_create(
             [
                 SafetyAudit(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apps.catalog.models import Location, Movement
-from apps.catalog.services.feed import feed_run_reference
+from apps.catalog.stock.bulk import feed_run_reference
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
 from apps.forecasting.models import SafetyForecast
 from apps.forecasting.services.math import safety_level

@@ -8,9 +8,10 @@ import pytest
 from django.utils import timezone
 
 from apps.catalog.models import StockLevel
-from apps.catalog.services.safety import safety_apply
-from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.signals import stock_changed
+from apps.catalog.stock.safety import safety_apply
 from apps.catalog.tests.factories import ItemFactory, product_of, stock
+from apps.channels.models import SyncPriority
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of

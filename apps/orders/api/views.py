@@ -20,9 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.catalog import selectors
 from apps.catalog.api.views import ErrorSerializer
 from apps.channels.models import Listing
+from apps.channels.selectors import listings_availability_cached
 from apps.core.idempotency import IdempotentAnswer, idempotent_call, idempotent_service_call, request_fingerprint
 from apps.core.permissions import IsChannelToken, channel_of
 from apps.orders import services
@@ -110,8 +110,7 @@ class AvailabilityView(APIView):
             raise ValidationError({"sku": ["A SKU is 1 to 100 characters."]})
         channel = channel_of(request)
         ids = dict(Listing.objects.filter(channel=channel, channel_sku__in=skus).values_list("channel_sku", "id"))
-        read = getattr(selectors, "listings_availability_cached", selectors.listings_availability)
-        availability = read(list(ids.values()))
+        availability = listings_availability_cached(list(ids.values()))
         as_of = serializers.DateTimeField().to_representation(timezone.now())
         results = []
         for sku in skus:

@@ -11,19 +11,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from apps.catalog.stock.atp import atp_sql
 from apps.core.db import prepared_cursor
 from apps.orders.errors import UnknownSku
 
 # One round trip: every listed SKU with its components, the channel's locations in priority
-# order, and the unlocked ATP of each (component, location). Locations that are inactive or
-# whose stock is past its validity (a stale supplier feed) count as 0. It also draws the id a
+# order, and the unlocked ATP of each (component, location) (``stock.atp``). It also draws the id a
 # new order will have (evaluated once, an init plan), so that the answer to a reservation can
 # be written in the same statement as the order.
-RESOLVE_SQL = """
+RESOLVE_SQL = f"""
 SELECT l.id, l.channel_sku, l.product_id, (l.is_active AND p.is_active), pc.item_id, pc.quantity,
        cl.location_id,
-       CASE WHEN loc.is_active AND (loc.stock_valid_until IS NULL OR loc.stock_valid_until > now())
-            THEN COALESCE(s.on_hand - s.reserved - s.safety, 0) ELSE 0 END,
+       {atp_sql("s", "loc")},
        (SELECT nextval('orders_order_id_seq'))
   FROM channels_listing l
   JOIN catalog_product p ON p.id = l.product_id
@@ -101,7 +100,7 @@ def lines_resolve(*, channel_id: int, requests: Sequence[LineRequest]) -> Resolu
             if location_id not in locations:
                 locations.append(location_id)
             if item_id is not None:
-                atp[(item_id, location_id)] = max(0, int(item_atp))
+                atp[(item_id, location_id)] = int(item_atp)
     unknown = [r.sku for r in requests if r.sku not in listings]
     if unknown:
         raise UnknownSku(

@@ -2,13 +2,13 @@
 
 Two ways to take the stock, same result:
 
-- the fast path, tried first when the unlocked read says the stock is there: one statement
-  (``fast.RESERVE_SQL``) locks every level the order could touch in (item_id, location_id)
-  order, re-checks ``on_hand - reserved - safety >= q`` in the locked rows and, only if every
-  planned level still covers its quantity, writes the order, lines, reservations, ledger rows,
-  sync work and the caller's idempotent answer. Called outside a transaction (the API), that
-  statement is its own transaction: the locks live for it alone, with no BEGIN or COMMIT round
-  trip. Inside a caller's transaction it runs in a savepoint;
+- the fast path, tried first when the unlocked read says the stock is there: one statement,
+  composed and run by the stock owner (``apps.catalog.stock.statement``) with the order's part
+  (``fast``), locks every level the order could touch in (item_id, location_id) order, re-checks
+  ATP in the locked rows and, only if every planned level still covers its quantity, writes the
+  order, lines, reservations, ledger rows, sync work and the caller's idempotent answer. Called
+  outside a transaction (the API), that statement is its own transaction: the locks live for it
+  alone, with no BEGIN or COMMIT round trip. Inside a caller's transaction it runs in a savepoint;
 - the locked path, when the fast statement wrote nothing or the order is an import that stock
   does not cover: ``levels_for_update``, ATP re-read inside the lock, allocation,
   ``movements_apply``, in a transaction (or savepoint) of its own.
@@ -28,10 +28,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.catalog.locks import levels_for_update
-from apps.catalog.models import Incident, Location, Movement, StockLevel
+from apps.catalog.models import Incident, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.ledger import MovementSpec, movements_apply
-from apps.catalog.signals import ListingsReached, SyncPriority, stock_changed
+from apps.catalog.signals import ChangePriority
+from apps.catalog.stock.atp import levels_atp
+from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.models import Channel
 from apps.core.idempotency import IdempotentAnswer
 from apps.orders.errors import ImplausibleQuantity, ImportNotAllowed, InsufficientStock, OrderExists
@@ -350,7 +351,7 @@ def _write_fast(p: _Placement) -> OrderPlaced | object | None:
         lines=resolution.lines,
         plan=plan,
         pairs=resolution.pairs,
-        priority=SyncPriority.SALE,
+        priority=ChangePriority.SALE,
         claim=p.answer.statement_params(placed) if p.answer is not None else None,
     )
     if not written.written:
@@ -359,28 +360,12 @@ def _write_fast(p: _Placement) -> OrderPlaced | object | None:
     for row in lines:
         row.pk = written.line_ids[row.channel_sku]
         row._state.adding = False
-    stock_changed.send(
-        sender=Movement,
-        pairs=pairs,
-        priority=SyncPriority.SALE,
-        reason=p.kind,
-        reached=ListingsReached(listing_ids=written.listing_ids or [], sync_channel_ids=written.sync_channel_ids or []),
-    )
     return placed
 
 
 def locked_atp(levels: Sequence[StockLevel]) -> dict[tuple[int, int], int]:
-    """ATP of locked levels, 0 where the location is inactive or its stock is past validity."""
-    now = timezone.now()
-    location_ids = sorted({level.location_id for level in levels})
-    sellable = {
-        pk
-        for pk, active, valid_until in Location.objects.filter(id__in=location_ids).values_list(
-            "id", "is_active", "stock_valid_until"
-        )
-        if active and (valid_until is None or valid_until > now)
-    }
-    return {(level.item_id, level.location_id): level.atp if level.location_id in sellable else 0 for level in levels}
+    """ATP of locked levels (``stock.atp``: 0 where the location does not sell)."""
+    return levels_atp(levels)
 
 
 def _write_locked(p: _Placement) -> OrderPlaced:
@@ -399,7 +384,7 @@ def _write_locked(p: _Placement) -> OrderPlaced:
             for (item, loc), quantity in totals.items()
         ],
         actor=p.actor,
-        priority=SyncPriority.SALE,
+        priority=ChangePriority.SALE,
         reason=p.kind,
     )
     if not plan.complete:

@@ -32,8 +32,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident
-from apps.catalog.services.feed import feed_run_reference, location_validity_changed, supplier_levels_set
 from apps.catalog.services.incidents import incident_open
+from apps.catalog.stock.bulk import feed_run_reference, location_validity_changed, supplier_levels_set
 from apps.suppliers import metrics
 from apps.suppliers.limits import FeedTooLarge
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct

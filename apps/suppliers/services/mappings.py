@@ -17,8 +17,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident
-from apps.catalog.services.feed import supplier_levels_set
 from apps.catalog.services.incidents import incident_open
+from apps.catalog.stock.bulk import supplier_levels_set
 from apps.suppliers.models import Supplier, SupplierProduct
 
 log = structlog.get_logger("stockroom.suppliers.mappings")

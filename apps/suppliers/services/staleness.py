@@ -8,7 +8,7 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
-from apps.catalog.services.feed import location_validity_changed
+from apps.catalog.stock.bulk import location_validity_changed
 from apps.suppliers.models import Supplier, WebhookReceipt
 from apps.suppliers.services.webhooks import REPLAY_WINDOW
 

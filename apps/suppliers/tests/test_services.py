@@ -159,9 +159,9 @@ def test_metrics_expose_runs_rejections_and_feed_age():
 
 
 def test_channel_listing_never_shows_stale_or_inflated_supplier_stock():
-    from apps.catalog.selectors import listings_availability
     from apps.catalog.tests.factories import LocationFactory, product_of, stock
     from apps.channels.models import Channel, ChannelLocation, Listing
+    from apps.channels.selectors import listings_availability
 
     supplier = make_supplier("infl", trust_factor="0.5", cap=40, max_age_minutes=30)
     mapping = make_mapping(supplier, "INF-1")

@@ -14,7 +14,9 @@ from django.db import connection, transaction
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import StockLevel
-from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.signals import ChangePriority
+from apps.catalog.stock.atp import atp, locations_selling
+from apps.catalog.stock.changes import stock_changed_announce
 
 log = structlog.get_logger("stockroom.safety")
 
@@ -35,7 +37,7 @@ def safety_apply(
     *,
     values: Mapping[tuple[int, int], int],
     reason: str,
-    priority: SyncPriority = SyncPriority.BACKGROUND,
+    priority: ChangePriority = ChangePriority.BACKGROUND,
 ) -> list[SafetyChange]:
     """Set the safety stock of these (item_id, location_id) levels; return what actually changed.
 
@@ -58,20 +60,24 @@ def safety_apply(
         return []
     with transaction.atomic():
         changes: list[SafetyChange] = []
-        for level in levels_for_update(candidates):
+        levels = levels_for_update(candidates)
+        selling = locations_selling(level.location_id for level in levels)
+        for level in levels:
             pair = (level.item_id, level.location_id)
             new = wanted[pair]
             if level.safety == new:
                 continue
-            base = level.on_hand - level.reserved
+            sells = level.location_id in selling
             changes.append(
                 SafetyChange(
                     item_id=level.item_id,
                     location_id=level.location_id,
                     old=level.safety,
                     new=new,
-                    old_atp=max(0, base - level.safety),
-                    new_atp=max(0, base - new),
+                    old_atp=atp(
+                        on_hand=level.on_hand, reserved=level.reserved, safety=level.safety, location_sells=sells
+                    ),
+                    new_atp=atp(on_hand=level.on_hand, reserved=level.reserved, safety=new, location_sells=sells),
                 )
             )
         if not changes:
@@ -80,10 +86,10 @@ def safety_apply(
         # One announcement, so that listeners lock their rows in one pass (two passes over
         # interleaved listings could deadlock with another writer). Channel sync promotes the
         # listings this closes (quantity reaching 0) to tier 1 by itself.
-        stock_changed.send(
+        stock_changed_announce(
             sender=StockLevel,
             pairs=[(c.item_id, c.location_id) for c in changes],
-            priority=SyncPriority(priority),
+            priority=priority,
             reason=reason,
         )
     log.info("safety_applied", reason=reason, changed=len(changes), requested=len(wanted))

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 
 from apps.catalog.models import Location, Movement
-from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.signals import ChangePriority
+from apps.catalog.stock.changes import stock_changed_announce
 
 # Movements written by a supplier's own feed run carry this reference (a supplier's stock falling
 # in its feed is its sales elsewhere; staff changes of mappings or trust carry another).
@@ -106,10 +107,10 @@ def supplier_levels_set(
         moved = sorted(row[0] for row in cursor.fetchall())
         cursor.execute("DROP TABLE feed_targets")
     if moved:
-        stock_changed.send(
+        stock_changed_announce(
             sender=Movement,
             pairs=[(item_id, location.pk) for item_id in moved],
-            priority=SyncPriority.BACKGROUND,
+            priority=ChangePriority.BACKGROUND,
             reason=reason,
         )
     return moved
@@ -129,5 +130,5 @@ def location_validity_changed(*, location: Location, reason: str) -> int:
     """Tell channels that everything at a location changed sellability (stale or fresh again)."""
     pairs = location_pairs(location=location)
     if pairs:
-        stock_changed.send(sender=Location, pairs=pairs, priority=SyncPriority.BACKGROUND, reason=reason)
+        stock_changed_announce(sender=Location, pairs=pairs, priority=ChangePriority.BACKGROUND, reason=reason)
     return len(pairs)

@@ -43,13 +43,15 @@ import structlog
 from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
+from prometheus_client import Counter
 
-from apps.catalog import metrics
-from apps.catalog.selectors import ListingAvailability, listings_affected
-from apps.catalog.signals import ListingsReached
+from apps.channels.selectors import ListingAvailability, listings_affected
 
 log = structlog.get_logger("stockroom.cache")
 
+AVAILABILITY_CACHE = Counter(
+    "stockroom_availability_cache_listings", "Listing availability reads by cache result.", ["result"]
+)
 BACKOFF_SECONDS = 2.0
 _MISSING = "-"
 
@@ -145,7 +147,7 @@ def availability_cached(
         return {}
     client = _client() if state.available() else None
     if client is None:
-        metrics.AVAILABILITY_CACHE.labels(result="bypass").inc(len(ids))
+        AVAILABILITY_CACHE.labels(result="bypass").inc(len(ids))
         return compute(ids)
     keys = [_key("epoch"), *(_key("v", i) for i in ids), *(_key("e", i) for i in ids)]
     started = time.monotonic()  # the stamps are read before PostgreSQL is, never after
@@ -154,7 +156,7 @@ def availability_cached(
         raw = client.mget(keys)
     except _redis_errors() as err:
         state.failed(err, "read")
-        metrics.AVAILABILITY_CACHE.labels(result="bypass").inc(len(ids))
+        AVAILABILITY_CACHE.labels(result="bypass").inc(len(ids))
         return compute(ids)
     epoch = _text(raw[0])
     versions = [_text(v) for v in raw[1 : len(ids) + 1]]
@@ -169,10 +171,10 @@ def availability_cached(
             missing.append(listing_id)
             stamps[listing_id] = version
     if result:
-        metrics.AVAILABILITY_CACHE.labels(result="hit").inc(len(result))
+        AVAILABILITY_CACHE.labels(result="hit").inc(len(result))
     if not missing:
         return result
-    metrics.AVAILABILITY_CACHE.labels(result="miss").inc(len(missing))
+    AVAILABILITY_CACHE.labels(result="miss").inc(len(missing))
     fresh = compute(missing)
     result.update(fresh)
     if fresh and time.monotonic() - started < entry_seconds():
@@ -239,12 +241,11 @@ def _after_commit(callback: Callable[[], None]) -> None:
     transaction.on_commit(invalidate_after_commit)
 
 
-def on_stock_changed(
-    sender: object, *, pairs: Sequence[tuple[int, int]], reached: ListingsReached | None = None, **_kwargs: object
-) -> None:
-    """Sent inside the writer's transaction; the bump waits for its commit (and is dropped on rollback)."""
+def on_stock_changed(sender: object, *, pairs: Sequence[tuple[int, int]], reached: list[int] | None = None) -> None:
+    """Sent inside the writer's transaction; the bump waits for its commit (and is dropped on rollback).
+    ``reached``: the listings the move reaches, when the writer's statement found them already."""
     if reached is not None:
-        _after_commit(partial(availability_invalidate, listing_ids=reached.listing_ids))
+        _after_commit(partial(availability_invalidate, listing_ids=reached))
     else:
         _after_commit(partial(_after_stock_change, list(pairs)))
 

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.catalog.models import Location, ProductComponent, StockLevel
-from apps.catalog.selectors import listing_quantity, listings_availability, products_atp_by_location
+from apps.catalog.selectors import products_atp_by_location
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of
 from apps.channels.models import Channel, ChannelLocation, Listing
+from apps.channels.selectors import listing_quantity, listings_availability
 
 pytestmark = pytest.mark.django_db
 

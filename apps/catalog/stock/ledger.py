@@ -1,4 +1,4 @@
-"""The ledger writer: one place that changes on_hand/reserved, always with its movement rows."""
+"""The ledger writer: the one place that changes on_hand/reserved by deltas, always with its movement rows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from django.db import connection, transaction
 
 from apps.catalog import metrics
 from apps.catalog.models import Movement
-from apps.catalog.signals import SyncPriority, stock_changed
+from apps.catalog.signals import ChangePriority
+from apps.catalog.stock.changes import stock_changed_announce
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class MovementSpec:
 
 
 def movements_apply(
-    *, movements: Sequence[MovementSpec], actor: str, priority: SyncPriority, reason: str
+    *, movements: Sequence[MovementSpec], actor: str, priority: ChangePriority, reason: str
 ) -> list[Movement]:
     """Apply deltas to the levels and append the movements, in the caller's transaction.
 
@@ -79,7 +80,7 @@ def movements_apply(
             if spec.on_hand_delta or spec.reserved_delta or spec.kind == Movement.Kind.COUNT
         ]
     )
-    stock_changed.send(sender=Movement, pairs=sorted(totals), priority=SyncPriority(priority), reason=reason)
+    stock_changed_announce(sender=Movement, pairs=totals, priority=priority, reason=reason)
     # Not robust=True: Django cannot log a failing partial; counting in memory does not fail.
     transaction.on_commit(partial(metrics.movements_committed, [row.kind for row in rows]))
     return rows

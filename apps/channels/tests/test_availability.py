@@ -12,17 +12,13 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.catalog import availability_cache
 from apps.catalog.models import ProductComponent, StockLevel
-from apps.catalog.selectors import (
-    listings_affected,
-    listings_availability,
-    listings_availability_cached,
-    products_atp_by_location,
-)
+from apps.catalog.selectors import products_atp_by_location
 from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
+from apps.channels import availability_cache
 from apps.channels.models import Channel, ChannelLocation, Listing
+from apps.channels.selectors import listings_affected, listings_availability, listings_availability_cached
 
 
 @pytest.fixture(autouse=True)
@@ -218,7 +214,7 @@ def test_channel_and_listing_changes_invalidate(kit_world):
 
 @pytest.mark.django_db(transaction=True)
 def test_safety_change_invalidates(kit_world):
-    from apps.catalog.services.safety import safety_apply
+    from apps.catalog.stock.safety import safety_apply
 
     single = kit_world["single"].pk
     assert listings_availability_cached([single])[single].available == 6
