@@ -235,7 +235,9 @@ class StaleFilter(admin.SimpleListFilter):
 
 
 @admin.register(StockLevel)
-class StockLevelAdmin(admin.ModelAdmin):
+class StockLevelAdmin(ReadOnlyAdmin):
+    """Levels change only through movements (and appear with their first one); checking them is an action."""
+
     list_display = ("item", "location", "on_hand", "reserved", "safety", "atp_display", "updated_at", "ledger_link")
     list_select_related = ("item", "location")
     list_filter = (StaleFilter, "location__kind", "location")
@@ -245,15 +247,6 @@ class StockLevelAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
         return super().get_queryset(request).annotate(atp_now=_atp_expression())
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # levels appear with their first movement
-
-    def has_change_permission(self, request: HttpRequest, obj: StockLevel | None = None) -> bool:
-        return False  # levels change only through movements
-
-    def has_delete_permission(self, request: HttpRequest, obj: StockLevel | None = None) -> bool:
-        return False
 
     @admin.display(description="ATP", ordering="atp_now")
     def atp_display(self, level: StockLevel) -> int:

@@ -146,3 +146,32 @@ def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logg
     mapping.refresh_from_db()
     assert mapping.status == "active"
     assert on_hand(mapping.item, supplier.location) == 2
+
+
+@pytest.mark.django_db
+def test_admin_mapping_edit_and_delete_move_the_supplier_stock(admin_client_logged_in, on_hand):
+    from apps.core.testing import admin_form
+
+    supplier = make_supplier("adm5")
+    mapping = make_mapping(supplier, "M1")
+    feed_ingest(supplier=supplier, raw=csv_feed([("M1", 4, now_iso())]))
+    assert on_hand(mapping.item, supplier.location) == 4
+    url = f"/admin/suppliers/supplierproduct/{mapping.pk}/change/"
+    response = admin_client_logged_in.post(url, {**admin_form(admin_client_logged_in, url), "units_per_pack": "3"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert on_hand(mapping.item, supplier.location) == 12  # 4 packs of 3, at once
+    delete = f"/admin/suppliers/supplierproduct/{mapping.pk}/delete/"
+    assert admin_client_logged_in.post(delete, {"post": "yes"}).status_code == 302
+    assert not SupplierProduct.objects.filter(pk=mapping.pk).exists()
+    assert on_hand(mapping.item, supplier.location) == 0
+
+
+@pytest.mark.django_db
+def test_admin_supplier_delete_retires_it_through_the_service(admin_client_logged_in):
+    supplier = make_supplier("adm6")
+    location = supplier.location
+    response = admin_client_logged_in.post(f"/admin/suppliers/supplier/{supplier.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Supplier.objects.filter(code="adm6").exists()
+    location.refresh_from_db()
+    assert location.is_active is False  # its stock stops selling; the ledger stays
