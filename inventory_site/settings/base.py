@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "apps.orders",
     "apps.suppliers",
     "apps.forecasting",
+    "apps.staff",
     "apps.demo",
     "axes",
 ]
