@@ -26,7 +26,7 @@ from apps.catalog.services.catalog import (
 )
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.reconcile import ledger_reconcile
-from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, saved_as
+from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 
 
 def _atp_expression(prefix: str = "") -> Case:
@@ -154,11 +154,7 @@ class ComponentFormSet(BaseInlineFormSet):
     """The same make-up rules as the API: a standard product is one item x 1, a bundle two or more items..."""
 
     def components(self) -> list[ComponentSpec]:
-        return [
-            ComponentSpec(item=form.cleaned_data["item"], quantity=form.cleaned_data["quantity"])
-            for form in self.forms
-            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("item")
-        ]
+        return [ComponentSpec(item=row["item"], quantity=row["quantity"]) for row in kept_rows(self, required="item")]
 
     def clean(self) -> None:
         super().clean()

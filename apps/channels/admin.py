@@ -24,7 +24,7 @@ from apps.channels.services.config import (
     listings_sync_now,
 )
 from apps.channels.services.work import dead_letters_retry
-from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, saved_as
+from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 
 # A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
 ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
@@ -45,11 +45,7 @@ class ImportSettingSelect(forms.NullBooleanSelect):
 class ChannelLocationFormSet(forms.BaseInlineFormSet):
     def location_ids(self) -> list[int]:
         """The locations the channel sells from, in the order orders take from them."""
-        rows = [
-            form.cleaned_data
-            for form in self.forms
-            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("location")
-        ]
+        rows = kept_rows(self, required="location")
         return [row["location"].pk for row in sorted(rows, key=lambda row: row.get("priority") or 0)]
 
 

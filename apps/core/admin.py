@@ -13,13 +13,18 @@ from apps.core.models import ApiToken, IdempotencyRecord
 from apps.core.services import token_revoke
 
 
-def changed_fields(form: Any, allowed: set[str] | None = None) -> dict[str, Any]:
+def changed_fields(form: Any) -> dict[str, Any]:
     """What the merchant changed on the form, as a service takes it: {field: cleaned value}."""
-    return {
-        name: form.cleaned_data[name]
-        for name in form.changed_data
-        if name in form.cleaned_data and (allowed is None or name in allowed)
-    }
+    return {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+
+
+def kept_rows(formset: Any, required: str) -> list[dict[str, Any]]:
+    """The cleaned rows of an inline formset that the merchant kept: filled in (``required``) and not deleted."""
+    return [
+        form.cleaned_data
+        for form in formset.forms
+        if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get(required)
+    ]
 
 
 def saved_as(obj: Model, saved: Model) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import socket
 
+import kombu.pools
 import pytest
 from django.db import connection
 from django.test import override_settings
@@ -26,6 +27,9 @@ def broker_down():
     yield
     celery_app.conf.broker_url = original
     celery_app.pool.force_close_all()
+    # A closed pool stays closed: later tests that send tasks need a fresh one.
+    celery_app._pool = None
+    kombu.pools.reset()
 
 
 @pytest.fixture

@@ -175,3 +175,19 @@ def test_admin_supplier_delete_retires_it_through_the_service(admin_client_logge
     assert not Supplier.objects.filter(code="adm6").exists()
     location.refresh_from_db()
     assert location.is_active is False  # its stock stops selling; the ledger stays
+
+
+@pytest.mark.django_db
+def test_admin_shows_a_service_refusal_as_a_message_and_saves_nothing(admin_client_logged_in):
+    from apps.catalog.models import Location
+    from apps.core.testing import admin_form
+
+    Location.objects.create(code="wh9", name="Warehouse 9", kind=Location.Kind.WAREHOUSE)
+    form = admin_form(admin_client_logged_in, "/admin/suppliers/supplier/add/")
+    form.update({"code": "wh9", "name": "Acme", "connector": "webhook", "settings": "{}", "trust_factor": "1",
+                 "max_age_minutes": "60", "poll_interval_s": "300", "priority": "10"})  # fmt: skip
+    response = admin_client_logged_in.post("/admin/suppliers/supplier/add/", form, follow=True)
+    assert response.status_code == 200
+    assert "already exists and is not this supplier" in response.content.decode()
+    assert not Supplier.objects.filter(code="wh9").exists()
+    assert Location.objects.get(code="wh9").kind == Location.Kind.WAREHOUSE
