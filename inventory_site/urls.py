@@ -10,7 +10,6 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.channels.api.urls")),
     path("", include("apps.orders.api.urls")),
     path("", include("apps.suppliers.api.urls")),
-    path("", include("apps.forecasting.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
@@ -18,7 +17,7 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("staff/", include("apps.forecasting.urls")),
+    path("staff/", include("apps.staff.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
 ]

@@ -13,9 +13,20 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.catalog.models import Incident, Item, Location, Movement, Product, ProductComponent, StockLevel
+from apps.catalog.services.catalog import (
+    ComponentSpec,
+    catalog_record_delete,
+    item_create,
+    item_update,
+    location_create,
+    location_update,
+    product_create,
+    product_update,
+)
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.stock.atp import atp_expression
+from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -58,18 +69,29 @@ class LocationLevelInline(LevelInline):
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(ServiceAdmin):
     list_display = ("code", "name", "kind", "allow_negative", "stock_valid_until", "is_active", "level_count")
     list_filter = ("kind", "is_active", "allow_negative")
     search_fields = ("code", "name")
-    readonly_fields = ("created_at",)
+    # How long a supplier's stock is good for follows its feeds (suppliers' services set it).
+    readonly_fields = ("stock_valid_until", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Location]:
         return super().get_queryset(request).annotate(level_total=Count("levels"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Location | None = None) -> tuple[str, ...]:
         # Codes are what channels and suppliers refer to; negative stock is copied to each level.
-        return ("created_at", "code", "allow_negative") if obj else ("created_at",)
+        return (*self.readonly_fields, "code", "allow_negative") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Location, form: Any, change: bool) -> None:
+        if change:
+            location_update(location=Location.objects.get(pk=obj.pk), **changed_fields(form))
+            return
+        fields = ("code", "name", "kind", "allow_negative", "is_active")
+        saved_as(obj, location_create(**{name: form.cleaned_data[name] for name in fields}))
+
+    def delete_model(self, request: HttpRequest, obj: Location) -> None:
+        catalog_record_delete(instance=obj, label=f"Location {obj}")
 
     @admin.display(description="Levels", ordering="level_total")
     def level_count(self, location: Location) -> int:
@@ -77,7 +99,7 @@ class LocationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ServiceAdmin):
     list_display = ("sku", "name", "unit", "on_hand_total", "atp_total", "is_active")
     list_filter = ("unit", "is_active")
     search_fields = ("sku", "name")
@@ -96,6 +118,16 @@ class ItemAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Item | None = None) -> tuple[str, ...]:
         return ("created_at", "sku", "unit") if obj else ("created_at",)
 
+    def save_model(self, request: HttpRequest, obj: Item, form: Any, change: bool) -> None:
+        if change:
+            item_update(item=Item.objects.get(pk=obj.pk), **changed_fields(form))
+            return
+        data = dict(form.cleaned_data)
+        saved_as(obj, item_create(sku=data.pop("sku"), name=data.pop("name"), unit=data.pop("unit"), **data))
+
+    def delete_model(self, request: HttpRequest, obj: Item) -> None:
+        catalog_record_delete(instance=obj, label=f"Item {obj}")
+
     @admin.display(description="On hand, all locations", ordering="on_hand_sum")
     def on_hand_total(self, item: Item) -> int:
         return getattr(item, "on_hand_sum", None) or 0
@@ -108,19 +140,17 @@ class ItemAdmin(admin.ModelAdmin):
 class ComponentFormSet(BaseInlineFormSet):
     """The same make-up rules as the API: a standard product is one item x 1, a bundle two or more items..."""
 
+    def components(self) -> list[ComponentSpec]:
+        return [ComponentSpec(item=row["item"], quantity=row["quantity"]) for row in kept_rows(self, required="item")]
+
     def clean(self) -> None:
         super().clean()
         from apps.catalog.api.serializers import _kind_problem
 
-        rows = [
-            {"item": form.cleaned_data["item"], "quantity": form.cleaned_data["quantity"]}
-            for form in self.forms
-            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("item")
-        ]
+        rows = [{"item": c.item, "quantity": c.quantity} for c in self.components()]
         if not rows:
             raise ValidationError("A product needs at least one component.")
-        kind = self.instance.kind
-        problem = _kind_problem(kind, rows)
+        problem = _kind_problem(self.instance.kind, rows)
         if problem:
             raise ValidationError(problem)
 
@@ -134,7 +164,7 @@ class ComponentInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ServiceAdmin):
     list_display = ("code", "name", "kind", "make_up", "is_active")
     list_filter = ("kind", "is_active")
     search_fields = ("code", "name", "components__item__sku")
@@ -148,14 +178,22 @@ class ProductAdmin(admin.ModelAdmin):
     def make_up(self, product: Product) -> str:
         return ", ".join(f"{c.quantity} x {c.item.sku}" for c in product.components.all())
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        if change:
-            from apps.catalog.signals import ChangePriority, products_changed
+    def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
+        """Nothing yet: a product and its make-up are one service call, in ``save_related``."""
 
-            products_changed.send(
-                sender=Product, product_ids=[form.instance.pk], priority=ChangePriority.MANUAL, reason="admin"
-            )
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        (make_up,) = [formset for formset in formsets if isinstance(formset, ComponentFormSet)]
+        make_up.save(commit=False)  # writes nothing; lists what changed for the history message
+        components = make_up.components()
+        if change:
+            product = Product.objects.get(pk=form.instance.pk)
+            product_update(product=product, components=components, **changed_fields(form))
+            return
+        fields = {name: form.cleaned_data[name] for name in ("code", "name", "kind", "is_active")}
+        saved_as(form.instance, product_create(components=components, **fields))
+
+    def delete_model(self, request: HttpRequest, obj: Product) -> None:
+        catalog_record_delete(instance=obj, label=f"Product {obj}")
 
 
 class StaleFilter(admin.SimpleListFilter):
@@ -180,7 +218,9 @@ class StaleFilter(admin.SimpleListFilter):
 
 
 @admin.register(StockLevel)
-class StockLevelAdmin(admin.ModelAdmin):
+class StockLevelAdmin(ReadOnlyAdmin):
+    """Levels change only through movements (and appear with their first one); checking them is an action."""
+
     list_display = ("item", "location", "on_hand", "reserved", "safety", "atp_display", "updated_at", "ledger_link")
     list_select_related = ("item", "location")
     list_filter = (StaleFilter, "location__kind", "location")
@@ -190,12 +230,6 @@ class StockLevelAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
         return super().get_queryset(request).annotate(atp_now=atp_expression())
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # levels appear with their first movement
-
-    def has_delete_permission(self, request: HttpRequest, obj: StockLevel | None = None) -> bool:
-        return False
 
     @admin.display(description="ATP", ordering="atp_now")
     def atp_display(self, level: StockLevel) -> int:
@@ -228,7 +262,7 @@ class StockLevelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Movement)
-class MovementAdmin(admin.ModelAdmin):
+class MovementAdmin(ReadOnlyAdmin):
     """The ledger: append-only, so nothing here can be added, changed or deleted."""
 
     list_display = ("created_at", "kind", "item", "location", "on_hand_delta", "reserved_delta", "reference", "actor")
@@ -237,15 +271,6 @@ class MovementAdmin(admin.ModelAdmin):
     search_fields = ("item__sku", "location__code", "reference", "idempotency_key", "actor", "note")
     date_hierarchy = "created_at"
     show_full_result_count = False  # counting a large ledger on every page is slow
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Movement | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Movement | None = None) -> bool:
-        return False
 
 
 class OpenFirstFilter(admin.SimpleListFilter):
@@ -272,7 +297,7 @@ class OpenFirstFilter(admin.SimpleListFilter):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(ServiceAdmin):
     """A work queue: open incidents first, newest first; resolve with a note."""
 
     list_display = ("id", "opened_at", "kind", "status", "item", "location", "shortfall", "reference", "summary")

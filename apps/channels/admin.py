@@ -10,10 +10,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, SyncWork
+from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, SyncPriority, SyncWork
 from apps.channels.selectors import listings_availability, sync_lag_rows
-from apps.channels.services.config import listings_sync_now
+from apps.channels.services.config import (
+    channel_create,
+    channel_delete,
+    channel_update,
+    listing_create,
+    listing_delete,
+    listing_update,
+    listings_sync_now,
+)
 from apps.channels.services.work import dead_letters_retry
+from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
+
+# A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
+ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
 
 
 class ImportSettingSelect(forms.NullBooleanSelect):
@@ -28,15 +40,23 @@ class ImportSettingSelect(forms.NullBooleanSelect):
         ]
 
 
+class ChannelLocationFormSet(forms.BaseInlineFormSet):
+    def location_ids(self) -> list[int]:
+        """The locations the channel sells from, in the order orders take from them."""
+        rows = kept_rows(self, required="location")
+        return [row["location"].pk for row in sorted(rows, key=lambda row: row.get("priority") or 0)]
+
+
 class ChannelLocationInline(admin.TabularInline):
     model = ChannelLocation
+    formset = ChannelLocationFormSet
     extra = 0
     autocomplete_fields = ["location"]
     ordering = ["priority"]
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ServiceAdmin):
     list_display = (
         "code", "name", "kind", "is_active", "imports", "import_cap_units", "rate_per_s", "burst", "batch_size",
         "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
@@ -44,9 +64,30 @@ class ChannelAdmin(admin.ModelAdmin):
     list_filter = ("kind", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
-    readonly_fields = ("last_push_at", "created_at", "shard")
+    # The order watermark is the channel's to move (through the API); it never moves back.
+    readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
     exclude = ("secret",)
     actions = ["sync_all_listings"]
+
+    def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:
+        """Nothing yet: settings and locations are one service call, in ``save_related``."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        (locations,) = [formset for formset in formsets if isinstance(formset, ChannelLocationFormSet)]
+        locations.save(commit=False)  # writes nothing; lists what changed for the history message
+        if change:
+            channel = Channel.objects.get(pk=form.instance.pk)
+            channel_update(
+                channel=channel,
+                fields=changed_fields(form),
+                location_ids=locations.location_ids(),
+                priority=ADMIN_EDIT_PRIORITY,
+            )
+            return
+        saved_as(form.instance, channel_create(fields=form.cleaned_data, location_ids=locations.location_ids()))
+
+    def delete_model(self, request: HttpRequest, obj: Channel) -> None:
+        channel_delete(channel=obj)
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "can_import":
@@ -95,7 +136,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Listing)
-class ListingAdmin(admin.ModelAdmin):
+class ListingAdmin(ServiceAdmin):
     list_display = (
         "channel_sku", "channel", "product", "available_now", "last_pushed_qty", "last_pushed_at", "is_active",
     )  # fmt: skip
@@ -117,13 +158,23 @@ class ListingAdmin(admin.ModelAdmin):
         found = getattr(self, "_available", {}).get(listing.pk)
         return None if found is None else found.available
 
+    def save_model(self, request: HttpRequest, obj: Listing, form: Any, change: bool) -> None:
+        if change:
+            listing = Listing.objects.get(pk=obj.pk)
+            listing_update(listing=listing, fields=changed_fields(form), priority=ADMIN_EDIT_PRIORITY)
+            return
+        saved_as(obj, listing_create(fields=form.cleaned_data, priority=ADMIN_EDIT_PRIORITY))
+
+    def delete_model(self, request: HttpRequest, obj: Listing) -> None:
+        listing_delete(listing=obj)
+
     @admin.action(description="Sync now")
     def sync_now(self, request: HttpRequest, queryset: QuerySet[Listing]) -> None:
         queued = listings_sync_now(listing_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {queued} listing(s) for a push.", messages.SUCCESS)
 
 
-class _SyncWorkAdminBase(admin.ModelAdmin):
+class _SyncWorkAdminBase(ReadOnlyAdmin):
     list_display = (
         "listing", "channel", "priority", "reason", "age", "attempts", "next_attempt_at", "state", "last_error",
     )  # fmt: skip
@@ -131,12 +182,6 @@ class _SyncWorkAdminBase(admin.ModelAdmin):
     search_fields = ("listing__channel_sku", "reason", "last_error")
     list_select_related = ("listing", "channel")
     actions = ["retry"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @admin.display(description="age")
     def age(self, work: SyncWork) -> str:

@@ -1,40 +1,122 @@
+"""The back office's shared base, and tokens and idempotency records (read-only plumbing)."""
+
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+
+from apps.core.errors import DomainError
 from apps.core.models import ApiToken, IdempotencyRecord
 from apps.core.services import token_revoke
 
 
+def changed_fields(form: Any) -> dict[str, Any]:
+    """What the merchant changed on the form, as a service takes it: {field: cleaned value}."""
+    return {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+
+
+def kept_rows(formset: Any, required: str) -> list[dict[str, Any]]:
+    """The cleaned rows of an inline formset that the merchant kept: filled in (``required``) and not deleted."""
+    return [
+        form.cleaned_data
+        for form in formset.forms
+        if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get(required)
+    ]
+
+
+def saved_as(obj: Model, saved: Model) -> None:
+    """The admin goes on with its own ``obj`` (history, redirect, inlines): make it the record a service created."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """A back office whose writes go through the app's services, as the API's do.
+
+    Subclasses that allow writes override ``save_model`` / ``save_related`` / ``delete_model``
+    to call services; ``delete_queryset`` (the "delete selected" action) goes through
+    ``delete_model`` one record at a time. A service refusing a write (a ``DomainError``) rolls
+    the whole admin request back and is shown as an error message, where the API answers 4xx.
+    """
+
+    def _refused(self, request: HttpRequest, err: DomainError) -> HttpResponse:
+        self.message_user(request, err.detail, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except DomainError as err:
+            return self._refused(request, err)
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except DomainError as err:
+            return self._refused(request, err)
+
+    def changelist_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().changelist_view(request, *args, **kwargs)
+        except DomainError as err:
+            return self._refused(request, err)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Records the system keeps (sync work, tokens...) go with what owns them, as the service deletes them."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        kept_by_system = {
+            str(model._meta.verbose_name)
+            for model, model_admin in self.admin_site._registry.items()
+            if isinstance(model_admin, ReadOnlyAdmin)
+        }
+        return deleted, counts, perms_needed - kept_by_system, protected
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} allows deletes but names no service for them")
+
+
+class ReadOnlyAdmin(ServiceAdmin):
+    """Records the system writes (ledger, sync work, audit, idempotency): shown, never edited here.
+
+    Actions that call a service (retry, revoke, cancel) stay available.
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Tokens are made with `manage.py create_token` (the raw key is shown once, on a terminal) and revoked here."""
+
     list_display = ("prefix", "name", "user", "channel", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at", "channel")
     search_fields = ("prefix", "name", "user__username", "channel__code")
-    readonly_fields = ("prefix", "user", "channel", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # Tokens are made with `manage.py create_token` so the raw key is shown once, on a terminal.
-        return False
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        for token in queryset:
+        tokens = list(queryset.filter(revoked_at__isnull=True))
+        for token in tokens:
             token_revoke(token=token)
-        self.message_user(request, f"Revoked {queryset.count()} token(s).", messages.SUCCESS)
+        self.message_user(request, f"Revoked {len(tokens)} token(s).", messages.SUCCESS)
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(admin.ModelAdmin):
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_display = ("scope", "key", "status_code", "created_at")
     search_fields = ("scope", "key")
     list_filter = ("status_code",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -1,9 +1,10 @@
-"""Helpers for tests that start other processes (workers, servers) or threads on the test database."""
+"""Helpers for tests that start other processes (workers, servers) or threads, and post admin forms."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -62,3 +63,64 @@ def run_all(target: Callable[[int], object], count: int) -> list[BaseException]:
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads), "a worker hung: deadlock or lock timeout"
     return errors
+
+
+class _AdminForm(HTMLParser):
+    """What a browser would submit from the admin's change form, as it was rendered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._in_form = False
+        self._select: str | None = None
+        self._select_first: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {key: value or "" for key, value in attrs}
+        if tag == "form" and found.get("id", "").endswith("_form"):
+            self._in_form = True
+        name = found.get("name", "")
+        if not self._in_form or ("__prefix__" in name):
+            return
+        if tag == "input" and name:
+            kind = found.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in found:
+                    self.fields[name] = found.get("value") or "on"
+            elif kind not in ("submit", "button", "image", "file"):
+                self.fields[name] = found.get("value", "")
+        elif tag == "select" and name:
+            self._select, self._select_first = name, None
+        elif tag == "option" and self._select:
+            if self._select_first is None:
+                self._select_first = found.get("value", "")
+            if "selected" in found:
+                self.fields[self._select] = found.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select" and self._select:
+            self.fields.setdefault(self._select, self._select_first or "")
+            self._select = None
+        elif tag == "textarea" and self._textarea:
+            # Browsers drop the newline Django writes after the opening tag.
+            self.fields[self._textarea] = self.fields[self._textarea].removeprefix("\r\n").removeprefix("\n")
+            self._textarea = None
+        elif tag == "form":
+            self._in_form = False
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+
+def admin_form(client: Any, url: str) -> dict[str, str]:
+    """The fields of the admin form at ``url`` with their current values, ready to change and post back."""
+    response = client.get(url)
+    assert response.status_code == 200, f"{url}: {response.status_code}"
+    parser = _AdminForm()
+    parser.feed(response.content.decode())
+    return parser.fields

@@ -7,10 +7,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import DomainError
 from apps.orders.models import Order, OrderEvent, OrderLine, Reservation
-from apps.orders.services import order_cancel
-from apps.orders.services.lifecycle import order_release_hold
+from apps.orders.services import order_cancel, order_hold_release
 
 
 class OrderLineInline(admin.TabularInline):
@@ -54,7 +54,9 @@ class OrderEventInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdmin):
+    """Orders change only through their life cycle (the actions here, the API); the system flags them."""
+
     list_display = ("id", "external_id", "channel", "mode", "status", "expires_at", "flagged", "created_at")
     list_filter = ("status", "channel", "flagged", "mode")
     search_fields = ("external_id", "lines__channel_sku")
@@ -70,6 +72,7 @@ class OrderAdmin(admin.ModelAdmin):
         "updated_at",
         "stock_held",
     )
+    # The flag says stock did not cover the order; incidents are settled by it, so only the system sets it.
     fields = (*readonly_fields, "flagged", "flag_reason")
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["release_hold", "cancel"]
@@ -99,17 +102,11 @@ class OrderAdmin(admin.ModelAdmin):
             ),
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # orders come in through the API, never typed in
-
-    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
-        return False  # the ledger refers to them
-
     @admin.action(description="Release the hold of selected reserved orders")
     def release_hold(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         done = 0
         for order in queryset.filter(status=Order.Status.RESERVED):
-            order_release_hold(order_id=order.pk, actor=f"admin:{request.user}")
+            order_hold_release(order_id=order.pk, actor=f"admin:{request.user}")
             done += 1
         self.message_user(request, f"Released {done} hold(s).", messages.SUCCESS)
 
@@ -128,7 +125,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrderLine)
-class OrderLineAdmin(admin.ModelAdmin):
+class OrderLineAdmin(ReadOnlyAdmin):
     list_display = ("id", "order", "channel_sku", "product", "quantity", "fulfilled_quantity", "unallocated_quantity")
     search_fields = ("order__external_id", "channel_sku", "product__code")
     list_select_related = ("order", "product")
@@ -144,15 +141,9 @@ class OrderLineAdmin(admin.ModelAdmin):
         "unallocated_quantity",
     )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: OrderLine | None = None) -> bool:
-        return False
-
 
 @admin.register(OrderEvent)
-class OrderEventAdmin(admin.ModelAdmin):
+class OrderEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "channel", "external_id", "sequence", "type", "status", "received_at", "applied_at")
     list_filter = ("status", "type", "channel")
     search_fields = ("external_id",)
@@ -169,9 +160,3 @@ class OrderEventAdmin(admin.ModelAdmin):
         "received_at",
         "applied_at",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: OrderEvent | None = None) -> bool:
-        return False

@@ -9,10 +9,16 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.admin import ReadOnlyAdmin, ServiceAdmin
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
 from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
-from apps.suppliers.services.mappings import mapping_validate, mappings_confirm
-from apps.suppliers.services.suppliers import supplier_create, supplier_update
+from apps.suppliers.services.mappings import (
+    mapping_validate,
+    mappings_confirm,
+    supplier_product_delete,
+    supplier_product_save,
+)
+from apps.suppliers.services.suppliers import supplier_create, supplier_delete, supplier_update
 from apps.suppliers.tasks import supplier_poll
 
 
@@ -49,7 +55,7 @@ class SupplierForm(forms.ModelForm):
 
 
 @admin.register(Supplier)
-class SupplierAdmin(admin.ModelAdmin):
+class SupplierAdmin(ServiceAdmin):
     form = SupplierForm
     list_display = (
         "code",
@@ -133,6 +139,9 @@ class SupplierAdmin(admin.ModelAdmin):
             )
             obj.pk, obj.location_id = created.pk, created.location_id
 
+    def delete_model(self, request: HttpRequest, obj: Supplier) -> None:
+        supplier_delete(supplier=obj, actor=f"admin:{request.user}")
+
     @admin.action(description="Poll now")
     def poll_now(self, request: HttpRequest, queryset: QuerySet[Supplier]) -> None:
         for supplier in queryset:
@@ -173,7 +182,7 @@ class FeedRejectionInline(admin.TabularInline):
 
 
 @admin.register(FeedRun)
-class FeedRunAdmin(admin.ModelAdmin):
+class FeedRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "supplier",
@@ -192,18 +201,9 @@ class FeedRunAdmin(admin.ModelAdmin):
     list_select_related = ("supplier",)
     inlines = [FeedRejectionInline]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: FeedRun | None = None) -> list[str]:
-        return [f.name for f in FeedRun._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: FeedRun | None = None) -> bool:
-        return False
-
 
 @admin.register(SupplierProduct)
-class SupplierProductAdmin(admin.ModelAdmin):
+class SupplierProductAdmin(ServiceAdmin):
     list_display = (
         "supplier",
         "supplier_sku",
@@ -239,8 +239,6 @@ class SupplierProductAdmin(admin.ModelAdmin):
             self.message_user(request, f"{unmapped} unmapped SKU(s) need an item first.", messages.WARNING)
 
     def save_model(self, request: HttpRequest, obj: SupplierProduct, form: Any, change: bool) -> None:
-        from apps.suppliers.services.mappings import supplier_product_save
-
         data = {f: form.cleaned_data[f] for f in form.changed_data if f != "supplier"}
         existing = SupplierProduct.objects.get(pk=obj.pk) if change else None
         saved = supplier_product_save(
@@ -250,3 +248,6 @@ class SupplierProductAdmin(admin.ModelAdmin):
             actor=f"admin:{request.user}",
         )
         obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: SupplierProduct) -> None:
+        supplier_product_delete(mapping=obj, actor=f"admin:{request.user}")

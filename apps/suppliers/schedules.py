@@ -4,17 +4,17 @@ from __future__ import annotations
 
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "suppliers-mapping-validation": {
-        "task": "apps.suppliers.tasks.mappings_validate",
+        "task": "suppliers.mappings_validate",
         "schedule": 30 * 60.0,
         "options": {"expires": 25 * 60},
     },
     "suppliers-staleness": {
-        "task": "apps.suppliers.tasks.suppliers_staleness",
+        "task": "suppliers.suppliers_staleness",
         "schedule": 60.0,
         "options": {"expires": 55},
     },
     "suppliers-abandoned-runs": {
-        "task": "apps.suppliers.tasks.feed_runs_abandon",
+        "task": "suppliers.feed_runs_abandon",
         "schedule": 60.0,
         "options": {"expires": 55},
     },

@@ -17,18 +17,18 @@ log = structlog.get_logger("stockroom.suppliers.tasks")
 ORDER_CHECK_RETRIES = 5
 
 
-@shared_task(name="apps.suppliers.tasks.supplier_poll", acks_late=True, soft_time_limit=1800, time_limit=1900)
+@shared_task(name="suppliers.supplier_poll", acks_late=True, soft_time_limit=1800, time_limit=1900)
 def supplier_poll(supplier_id: int) -> int:
     return len(supplier_poll_service(supplier_id=supplier_id))
 
 
-@shared_task(name="apps.suppliers.tasks.feed_runs_abandon", acks_late=True, soft_time_limit=120)
+@shared_task(name="suppliers.feed_runs_abandon", acks_late=True, soft_time_limit=120)
 def feed_runs_abandon() -> int:
     """Runs whose worker died are marked abandoned, and their suppliers polled again."""
     return len(feed_runs_abandon_service(poll_again=supplier_poll.delay))
 
 
-@shared_task(name="apps.suppliers.tasks.mappings_validate", acks_late=True, soft_time_limit=600)
+@shared_task(name="suppliers.mappings_validate", acks_late=True, soft_time_limit=600)
 def mappings_validate() -> int:
     checked = 0
     for supplier in Supplier.objects.select_related("location").filter(is_active=True):
@@ -37,14 +37,14 @@ def mappings_validate() -> int:
     return checked
 
 
-@shared_task(name="apps.suppliers.tasks.suppliers_staleness", acks_late=True, soft_time_limit=300)
+@shared_task(name="suppliers.suppliers_staleness", acks_late=True, soft_time_limit=300)
 def suppliers_staleness() -> int:
     return len(suppliers_staleness_apply())
 
 
 @shared_task(
     bind=True,
-    name="apps.suppliers.tasks.supplier_order_check",
+    name="suppliers.supplier_order_check",
     acks_late=True,
     max_retries=ORDER_CHECK_RETRIES,
     soft_time_limit=120,

@@ -10,7 +10,7 @@ from pathlib import Path
 import environ
 
 from apps.core.logging import build_logging_config
-from inventory_site import stack
+from inventory_site.stack import DATABASE_NAME, broker_url_for  # names only: settings resolve nothing
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "apps.orders",
     "apps.suppliers",
     "apps.forecasting",
+    "apps.staff",
     "apps.demo",
     "axes",
 ]
@@ -87,17 +88,18 @@ TEMPLATES = [
     },
 ]
 
-# --- PostgreSQL and Redis: environment, else local servers, else the embedded default ---
-_database = stack.resolve_database(os.environ, start=False)
-if _database is None:
-    raise environ.ImproperlyConfigured(
-        "No PostgreSQL: set DATABASE_URL, run one on 127.0.0.1:5432, or start through "
-        "`make run` / `python -m inventory_site.stack exec -- ...` for the embedded default."
-    )
-# `stack exec` passes the resolved URLs down as environment; it also says where they came from.
+# --- PostgreSQL and Redis: read from the environment, nothing probed here ------------------
+# Settings only read the environment: importing them opens no connection, so linters and tools
+# run without servers. Finding servers (local ones, or starting the embedded default) is the
+# stack command's work: `python -m inventory_site.stack exec -- CMD` (what `make run`, `make test`
+# and `make bench` use) exports DATABASE_URL and REDIS_URL to CMD. Without them, the local
+# default servers below are assumed.
+DEFAULT_DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# `stack exec` also says where it found each one ("env", "local" or "embedded"), for /healthz.
 _launched_from = dict(part.split("=", 1) for part in env("STOCKROOM_STACK", default="").split(",") if "=" in part)
-DATABASE_URL = _database.url
-DATABASE_SOURCE = _launched_from.get("database", _database.source)
+DATABASE_URL = env("DATABASE_URL", default="") or DEFAULT_DATABASE_URL
+DATABASE_SOURCE = _launched_from.get("database", "env" if os.environ.get("DATABASE_URL") else "default")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"].update(
     {
@@ -119,15 +121,10 @@ if _prepare != "none":
     _options = DATABASES["default"]["OPTIONS"]
     _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 if DATABASES["default"].get("NAME", "").startswith("/"):  # socket URL without a path database
-    DATABASES["default"]["NAME"] = stack.DATABASE_NAME
+    DATABASES["default"]["NAME"] = DATABASE_NAME
 
-_redis = stack.resolve_redis(os.environ, start=False)
-if _redis is None:
-    raise environ.ImproperlyConfigured(
-        "No Redis: set REDIS_URL, run one on 127.0.0.1:6379, or start through `make run` for the embedded default."
-    )
-REDIS_URL = _redis.url
-REDIS_SOURCE = _launched_from.get("redis", _redis.source)
+REDIS_URL = env("REDIS_URL", default="") or DEFAULT_REDIS_URL
+REDIS_SOURCE = _launched_from.get("redis", "env" if os.environ.get("REDIS_URL") else "default")
 
 CACHES = {
     "default": {
@@ -239,7 +236,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=stack.broker_url_for(REDIS_URL))
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=broker_url_for(REDIS_URL))
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -1,7 +1,10 @@
 """Production: everything from the environment, nothing created behind the operator's back."""
 
 from .base import *
-from .base import env
+from .base import INSTALLED_APPS, env
+
+# The demo (its simulator and its NaiveStock table) is for `make run` and the tests only.
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "apps.demo"]
 
 SECRET_KEY = env("SECRET_KEY")
 DEBUG = False

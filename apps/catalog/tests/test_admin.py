@@ -127,5 +127,67 @@ def test_product_make_up_rules_hold_in_the_admin(demo, merchant):
     assert component.quantity == 1
     form["kind"] = "multipack"
     assert merchant.post(url, form).status_code == 302
-    component.refresh_from_db()
-    assert component.quantity == 3
+    assert [(c.item_id, c.quantity) for c in product.components.all()] == [(component.item_id, 3)]
+
+
+def test_locations_are_added_changed_and_deleted_through_the_catalog_services(merchant):
+    from apps.core.testing import admin_form
+
+    add = reverse("admin:catalog_location_add")
+    form = {**admin_form(merchant, add), "code": "s9", "name": "Store 9", "kind": "store"}
+    assert merchant.post(add, form).status_code == 302
+    location = Location.objects.get(code="s9")
+    url = reverse("admin:catalog_location_change", args=[location.pk])
+    form = admin_form(merchant, url)
+    assert "code" not in form and "allow_negative" not in form and "stock_valid_until" not in form
+    assert merchant.post(url, {**form, "name": "Store nine"}).status_code == 302
+    assert Location.objects.get(pk=location.pk).name == "Store nine"
+    delete = reverse("admin:catalog_location_delete", args=[location.pk])
+    assert merchant.post(delete, {"post": "yes"}).status_code == 302
+    assert not Location.objects.filter(pk=location.pk).exists()
+
+
+def test_items_are_added_changed_and_deleted_through_the_catalog_services(merchant):
+    from apps.core.testing import admin_form
+
+    add = reverse("admin:catalog_item_add")
+    form = {**admin_form(merchant, add), "sku": "SOCK", "name": "Sock", "unit": "piece", "safety_min": "2"}
+    assert merchant.post(add, form).status_code == 302
+    item = Item.objects.get(sku="SOCK")
+    assert item.safety_min == 2
+    url = reverse("admin:catalog_item_change", args=[item.pk])
+    assert merchant.post(url, {**admin_form(merchant, url), "safety_min": "4"}).status_code == 302
+    assert Item.objects.get(pk=item.pk).safety_min == 4
+    assert merchant.post(reverse("admin:catalog_item_delete", args=[item.pk]), {"post": "yes"}).status_code == 302
+    assert not Item.objects.filter(sku="SOCK").exists()
+
+
+def test_an_item_with_a_ledger_cannot_be_deleted_from_the_admin(demo, merchant):
+    item = Item.objects.get(sku="HOOD-M")
+    response = merchant.post(reverse("admin:catalog_item_delete", args=[item.pk]), {"post": "yes"})
+    assert response.status_code == 200 and "Cannot delete" in response.content.decode()
+    assert Item.objects.filter(pk=item.pk).exists()
+
+
+def test_a_product_is_added_with_its_make_up_in_one_service_call(demo, merchant):
+    from apps.core.testing import admin_form
+
+    hoodie, cap = Item.objects.get(sku="HOOD-M"), Item.objects.get(sku="CAP")
+    add = reverse("admin:catalog_product_add")
+    form = admin_form(merchant, add)
+    form.update({
+        "code": "DUO", "name": "Hoodie and cap", "kind": "bundle", "is_active": "on",
+        "components-TOTAL_FORMS": "2",
+        "components-0-item": str(hoodie.pk), "components-0-quantity": "1",
+        "components-1-item": str(cap.pk), "components-1-quantity": "1",
+    })  # fmt: skip
+    response = merchant.post(add, form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    product = Product.objects.get(code="DUO")
+    assert sorted((c.item.sku, c.quantity) for c in product.components.select_related("item")) == [
+        ("CAP", 1),
+        ("HOOD-M", 1),
+    ]
+    delete = reverse("admin:catalog_product_delete", args=[product.pk])
+    assert merchant.post(delete, {"post": "yes"}).status_code == 302
+    assert not Product.objects.filter(code="DUO").exists()

@@ -47,9 +47,17 @@ def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = (
 
 @transaction.atomic
 def channel_update(
-    *, channel: Channel, fields: Mapping[str, Any], location_ids: Sequence[int] | None = None
+    *,
+    channel: Channel,
+    fields: Mapping[str, Any],
+    location_ids: Sequence[int] | None = None,
+    priority: SyncPriority = SyncPriority.BACKGROUND,
 ) -> Channel:
-    """Change settings; anything that can move a quantity queues every listing at tier 3."""
+    """Change settings; anything that can move a quantity queues every listing.
+
+    At tier 3 by default (settings changed through the API); a merchant's hand edit in the
+    admin asks for tier 2, as staff's "sync now" does.
+    """
     changed = {k for k, v in fields.items() if k in CHANNEL_FIELDS and getattr(channel, k) != v}
     for name in changed:
         setattr(channel, name, fields[name])
@@ -63,7 +71,7 @@ def channel_update(
     if changed & (_CHANNEL_SYNC_FIELDS | {"locations"}):
         sync_work_enqueue(
             channel_ids=[channel.pk],
-            priority=SyncPriority.BACKGROUND,
+            priority=priority,
             reason="channel_settings",
             repush="push_url" in changed,
         )
@@ -82,14 +90,17 @@ def channel_delete(*, channel: Channel) -> None:
 
 
 @transaction.atomic
-def listing_create(*, fields: Mapping[str, Any]) -> Listing:
+def listing_create(*, fields: Mapping[str, Any], priority: SyncPriority = SyncPriority.BACKGROUND) -> Listing:
     listing = Listing.objects.create(**{k: v for k, v in fields.items() if k in LISTING_FIELDS})
-    sync_work_enqueue(listing_ids=[listing.pk], priority=SyncPriority.BACKGROUND, reason="listing_created")
+    sync_work_enqueue(listing_ids=[listing.pk], priority=priority, reason="listing_created")
     return listing
 
 
 @transaction.atomic
-def listing_update(*, listing: Listing, fields: Mapping[str, Any]) -> Listing:
+def listing_update(
+    *, listing: Listing, fields: Mapping[str, Any], priority: SyncPriority = SyncPriority.BACKGROUND
+) -> Listing:
+    """Change a listing's settings and queue its push (tier 3 by default, tier 2 for an admin edit)."""
     changed = {k for k, v in fields.items() if k in LISTING_FIELDS and getattr(listing, k) != v}
     for name in changed:
         setattr(listing, name, fields[name])
@@ -97,7 +108,7 @@ def listing_update(*, listing: Listing, fields: Mapping[str, Any]) -> Listing:
         listing.save(update_fields=sorted(f"{n}_id" if n in ("channel", "product") else n for n in changed))
         sync_work_enqueue(
             listing_ids=[listing.pk],
-            priority=SyncPriority.BACKGROUND,
+            priority=priority,
             reason="listing_settings",
             repush="channel_sku" in changed or "channel" in changed,
         )

@@ -86,35 +86,84 @@ def test_embedded_servers_start_answer_and_stop(tmp_path):
     assert stack.embedded_redis_url(var_dir) is None
 
 
-def settings_sources(env: dict[str, str]) -> list[str]:
-    """Load the real settings module in a fresh process and report where it found each service."""
-    code = (
-        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='inventory_site.settings.test'; django.setup();"
-        "from django.conf import settings as s;"
-        "print(s.DATABASE_SOURCE, s.REDIS_SOURCE, s.DATABASES['default']['NAME'])"
+# Run in a fresh process with every way out to the network refused: a Python socket connecting
+# (redis-py, the old server probes) or psycopg opening a connection (libpq has its own sockets).
+NO_NETWORK = """
+import socket, psycopg
+def refused(*args, **kwargs):
+    raise SystemExit("settings touched the network: " + repr(args[1:] or args)[:200])
+socket.socket.connect = socket.socket.connect_ex = refused
+socket.create_connection = refused
+psycopg.connect = psycopg.Connection.connect = refused
+"""
+
+
+def settings_without_servers(env: dict[str, str], module: str = "inventory_site.settings.test") -> list[str]:
+    code = NO_NETWORK + (
+        f"import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = {module!r}; django.setup()\n"
+        "from django.conf import settings as s\n"
+        "db = s.DATABASES['default']\n"
+        "print(s.DATABASE_SOURCE, s.REDIS_SOURCE, db['HOST'], db['PORT'], db['NAME'], s.REDIS_URL)"
     )
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STOCKROOM_STACK"}}
     result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
     return result.stdout.split()
 
 
+@pytest.mark.parametrize("module", ["inventory_site.settings.test", "inventory_site.settings.local"])
+def test_importing_settings_opens_no_connection_and_assumes_the_local_default(tmp_path, module):
+    """Linters, type checkers and tools load settings with no server anywhere: nothing is probed or created."""
+    # Not even the local servers of this machine are asked (STOCKROOM_EMBEDDED unset).
+    sources = settings_without_servers({"STOCKROOM_EMBEDDED": "", "STOCKROOM_VAR_DIR": str(tmp_path)}, module)
+    assert sources == ["default", "default", "127.0.0.1", "5432", "stockroom", "redis://127.0.0.1:6379/0"]
+
+
+def test_settings_read_what_the_stack_command_found():
+    sources = settings_without_servers(
+        {
+            "DATABASE_URL": "postgresql://postgres@/stockroom?host=/srv/var/postgres",
+            "REDIS_URL": "unix:///srv/var/redis/redis.sock?db=0",
+            "STOCKROOM_STACK": "database=embedded,redis=embedded",
+        }
+    )
+    assert sources[:2] == ["embedded", "embedded"]
+    assert sources[-2:] == ["stockroom", "unix:///srv/var/redis/redis.sock?db=0"]
+
+
+def test_the_stack_command_passes_the_servers_it_found_to_its_command(tmp_path):
+    """What `make test` and `make run` rely on: settings see the stack's URLs, whatever they are."""
+    code = "from django.conf import settings as s; print(s.DATABASE_URL == __import__('os').environ['DATABASE_URL'])"
+    env = {k: v for k, v in os.environ.items() if k not in {"STOCKROOM_STACK"}}
+    env["DJANGO_SETTINGS_MODULE"] = "inventory_site.settings.test"
+    result = subprocess.run(
+        [sys.executable, "-m", "inventory_site.stack", "exec", "--", sys.executable, "-c", code],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "True"
+
+
 def test_settings_take_urls_from_the_environment():
-    sources = settings_sources(
+    sources = settings_without_servers(
         {"DATABASE_URL": "postgres://someone@127.0.0.1:5432/elsewhere", "REDIS_URL": "redis://127.0.0.1:6379/9"}
     )
-    assert sources == ["env", "env", "elsewhere"]
+    assert sources == ["env", "env", "127.0.0.1", "5432", "elsewhere", "redis://127.0.0.1:6379/9"]
 
 
-@pytest.mark.skipif(not stack.port_answers("127.0.0.1", 5432), reason="no local PostgreSQL on this machine")
-def test_settings_find_local_servers():
-    assert settings_sources({"STOCKROOM_EMBEDDED": ""})[:2] == ["local", "local"]
-
-
-def test_settings_refuse_to_guess_without_any_database(tmp_path):
-    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='inventory_site.settings.test'; django.setup()"
+def test_production_settings_leave_the_demo_out_and_other_settings_keep_it():
+    code = NO_NETWORK + (
+        "import django, os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = sys.argv[1]; django.setup()\n"
+        "from django.apps import apps\n"
+        "print(apps.is_installed('apps.demo'), apps.is_installed('apps.staff'))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STOCKROOM_STACK"}}
-    env.update({"STOCKROOM_EMBEDDED": "1", "STOCKROOM_VAR_DIR": str(tmp_path)})
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "No PostgreSQL" in result.stderr
+    env["SECRET_KEY"] = "x" * 50
+    found = {}
+    for module in ("production", "local", "test"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, f"inventory_site.settings.{module}"], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        found[module] = result.stdout.split()
+    assert found == {"production": ["False", "True"], "local": ["True", "True"], "test": ["True", "True"]}

@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 
 from apps.catalog.models import Incident
 from apps.demo.simulation.engine import CAUSES, Outcome
-from apps.forecasting.charts import Series, bar_chart, line_chart
+from apps.staff.charts import Series, bar_chart, line_chart
 
 
 def _interval(seconds: float) -> str:

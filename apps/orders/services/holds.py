@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.orders.locks import expired_holds_for_update
-from apps.orders.services.lifecycle import order_hold_release
+from apps.orders.services.lifecycle import order_hold_expire
 
 log = structlog.get_logger("stockroom.orders")
 
@@ -24,7 +24,7 @@ def hold_release_expired(*, now: datetime | None = None, batch: int = BATCH) -> 
         with transaction.atomic():
             orders = expired_holds_for_update(now=now, limit=batch)
             for order in orders:
-                order_hold_release(order=order)
+                order_hold_expire(order=order)
         released += len(orders)
         if len(orders) < batch:
             break

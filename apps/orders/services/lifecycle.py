@@ -171,16 +171,16 @@ def order_cancel(*, order_id: int, channel_id: int | None = None, actor: str = "
 
 
 @transaction.atomic
-def order_release_hold(*, order_id: int, actor: str = "") -> OrderState:
+def order_hold_release(*, order_id: int, actor: str = "") -> OrderState:
     """Staff let a reserved order's hold go now, as if it had lapsed."""
     order = order_for_update(order_id=order_id)
     if order.status != Order.Status.RESERVED:
         raise InvalidOrderState(f"A {order.status} order holds no lapsing stock.", status=order.status)
-    order_hold_release(order=order, actor=actor or "staff")
+    order_hold_expire(order=order, actor=actor or "staff")
     return _state(order)
 
 
-def order_hold_release(*, order: Order, actor: str = "hold expiry") -> None:
+def order_hold_expire(*, order: Order, actor: str = "hold expiry") -> None:
     """Let a lapsed hold go (the caller holds the order's row lock)."""
     _release_open(order, kind=Movement.Kind.RELEASE, actor=actor, reason="hold expired")
     order.status = Order.Status.EXPIRED

@@ -19,7 +19,7 @@ from apps.suppliers.services.mappings import supplier_stock_apply
 log = structlog.get_logger("stockroom.suppliers")
 
 POLLED_CONNECTORS = (Supplier.Connector.REST, Supplier.Connector.SFTP, Supplier.Connector.FOLDER)
-POLL_TASK = "apps.suppliers.tasks.supplier_poll"
+POLL_TASK = "suppliers.supplier_poll"
 # Changing these changes what every item is worth, so the whole location is recomputed.
 _DISTRUST_FIELDS = ("trust_factor", "cap")
 # A supplier location sells nothing until its first good feed sets a real validity.

@@ -44,7 +44,7 @@ def test_supplier_crud_creates_location_and_schedule_and_hides_secret(staff_api)
     location = Location.objects.get(code="acme")
     assert location.kind == Location.Kind.SUPPLIER
     task = PeriodicTask.objects.get(name="supplier-poll:acme")
-    assert task.enabled and task.interval.every == 120 and task.task == "apps.suppliers.tasks.supplier_poll"
+    assert task.enabled and task.interval.every == 120 and task.task == "suppliers.supplier_poll"
 
     listed = staff_api.get("/api/v1/suppliers/").json()
     assert listed["count"] == 1 and listed["results"][0]["code"] == "acme"

@@ -185,3 +185,48 @@ def test_import_feed_over_the_byte_limit_is_refused_before_reading(tmp_path, cap
     run = FeedRun.objects.get(supplier=supplier)
     assert run.status == FeedRun.Status.REFUSED and "over the 1000-byte limit" in run.error
     assert "reason:" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_admin_mapping_edit_and_delete_move_the_supplier_stock(admin_client_logged_in, on_hand):
+    from apps.core.testing import admin_form
+
+    supplier = make_supplier("adm5")
+    mapping = make_mapping(supplier, "M1")
+    feed_ingest(supplier=supplier, raw=csv_feed([("M1", 4, now_iso())]))
+    assert on_hand(mapping.item, supplier.location) == 4
+    url = f"/admin/suppliers/supplierproduct/{mapping.pk}/change/"
+    response = admin_client_logged_in.post(url, {**admin_form(admin_client_logged_in, url), "units_per_pack": "3"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert on_hand(mapping.item, supplier.location) == 12  # 4 packs of 3, at once
+    delete = f"/admin/suppliers/supplierproduct/{mapping.pk}/delete/"
+    assert admin_client_logged_in.post(delete, {"post": "yes"}).status_code == 302
+    assert not SupplierProduct.objects.filter(pk=mapping.pk).exists()
+    assert on_hand(mapping.item, supplier.location) == 0
+
+
+@pytest.mark.django_db
+def test_admin_supplier_delete_retires_it_through_the_service(admin_client_logged_in):
+    supplier = make_supplier("adm6")
+    location = supplier.location
+    response = admin_client_logged_in.post(f"/admin/suppliers/supplier/{supplier.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Supplier.objects.filter(code="adm6").exists()
+    location.refresh_from_db()
+    assert location.is_active is False  # its stock stops selling; the ledger stays
+
+
+@pytest.mark.django_db
+def test_admin_shows_a_service_refusal_as_a_message_and_saves_nothing(admin_client_logged_in):
+    from apps.catalog.models import Location
+    from apps.core.testing import admin_form
+
+    Location.objects.create(code="wh9", name="Warehouse 9", kind=Location.Kind.WAREHOUSE)
+    form = admin_form(admin_client_logged_in, "/admin/suppliers/supplier/add/")
+    form.update({"code": "wh9", "name": "Acme", "connector": "webhook", "settings": "{}", "trust_factor": "1",
+                 "max_age_minutes": "60", "poll_interval_s": "300", "priority": "10"})  # fmt: skip
+    response = admin_client_logged_in.post("/admin/suppliers/supplier/add/", form, follow=True)
+    assert response.status_code == 200
+    assert "already exists and is not this supplier" in response.content.decode()
+    assert not Supplier.objects.filter(code="wh9").exists()
+    assert Location.objects.get(code="wh9").kind == Location.Kind.WAREHOUSE

@@ -307,4 +307,4 @@ def test_a_long_ingest_keeps_its_heartbeat(settings):
 
 def test_the_abandoned_run_job_is_on_the_beat():
     job = settings.CELERY_BEAT_SCHEDULE["suppliers-abandoned-runs"]
-    assert job["task"] == "apps.suppliers.tasks.feed_runs_abandon" and job["schedule"] <= 60
+    assert job["task"] == "suppliers.feed_runs_abandon" and job["schedule"] <= 60

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from apps.forecasting import charts
+from apps.staff import charts
 
 
 def test_line_chart_draws_each_series_with_axes_and_legend():

@@ -19,13 +19,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from apps.catalog.models import Item, Location, StockLevel
-from apps.forecasting import charts, selectors, sources
 from apps.forecasting.errors import InvalidOverride
-from apps.forecasting.forms import SafetyFilterForm, SafetyOverrideForm
 from apps.forecasting.models import SLOTS_PER_WEEK, ForecastSettings, SafetyForecast, SafetyOverride
 from apps.forecasting.services.backtest import item_backtest
 from apps.forecasting.services.history import slot_of
 from apps.forecasting.services.overrides import safety_override_clear, safety_override_set
+from apps.staff import charts, selectors, sources
+from apps.staff.forms import SafetyFilterForm, SafetyOverrideForm
 
 OVERRIDE_PERMISSION = "forecasting.change_safetyoverride"
 PAGE_SIZE = 50

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Location, StockLevel
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
-from apps.forecasting import sources
 from apps.forecasting.models import ForecastSettings, SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of
+from apps.staff import sources
 
 LIST = "/staff/safety-stock/"
 
@@ -228,8 +228,9 @@ def test_dashboard_charts_sync_lag_and_feed_freshness(editor_client, monkeypatch
     assert "stale: selling 0" in body and "breaker open" in body
 
 
-def test_source_adapter_tolerates_a_failing_source():
-    assert sources._call(_failing_source) is None
+def test_a_failing_source_blanks_its_panel_not_the_page():
+    assert sources._panel(_failing_source) is None
+    assert sources._panel(lambda: iter([{"channel": "web"}])) == [{"channel": "web"}]
 
 
 def _failing_source():
