@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.catalog.signals import SyncPriority
-from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
+from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority, SyncWork
 from apps.channels.tests.conftest import wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
 from apps.core.testing import admin_form

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import socket
 
-import kombu.pools
 import pytest
 from django.db import connection
 from django.test import override_settings
