@@ -242,7 +242,9 @@ def test_folder_supplier_path_outside_the_drop_root_is_400(staff_api, drop_root,
     body = {"code": "drop1", "name": "Drop", "connector": "folder", "settings": {"path": path}}
     response = staff_api.post("/api/v1/suppliers/", body, format="json")
     assert response.status_code == 400, response.json()
-    assert "settings" in json.dumps(response.json())
+    # a NUL byte is refused by the API's JSON parser before the serializer sees the field
+    expected = "invalid_text" if "\u0000" in path else "settings"
+    assert expected in json.dumps(response.json())
     assert not Supplier.objects.filter(code="drop1").exists()
     inside = staff_api.post("/api/v1/suppliers/", dict(body, settings={"path": "drop1"}), format="json")
     assert inside.status_code == 201, inside.json()
