@@ -36,6 +36,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## bench: the benchmarks in bench/, each beside its raw limit
 bench: $(VENV)/.dev

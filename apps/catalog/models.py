@@ -130,6 +130,11 @@ class StockLevel(models.Model):
         return level_atp(self)
 
 
+# Movements written by a supplier's own feed run carry this reference (a supplier's stock falling
+# in its feed is its sales elsewhere; staff changes of mappings or trust carry another).
+FEED_RUN_REFERENCE = "feed_run:"
+
+
 class Movement(models.Model):
     """One append-only ledger row. Summing them reproduces every StockLevel."""
 

@@ -12,13 +12,9 @@ from collections.abc import Iterable
 
 from django.db import connection, transaction
 
-from apps.catalog.models import Location, Movement
+from apps.catalog.models import FEED_RUN_REFERENCE, Location, Movement
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.changes import stock_changed_announce
-
-# Movements written by a supplier's own feed run carry this reference (a supplier's stock falling
-# in its feed is its sales elsewhere; staff changes of mappings or trust carry another).
-FEED_RUN_REFERENCE = "feed_run:"
 
 
 def feed_run_reference(run_id: int) -> str:

@@ -20,8 +20,7 @@ import pandas as pd
 from django.db import connection
 from django.utils import timezone
 
-from apps.catalog.models import Movement
-from apps.catalog.stock.bulk import FEED_RUN_REFERENCE
+from apps.catalog.models import FEED_RUN_REFERENCE, Movement
 from apps.forecasting.models import SLOTS_PER_WEEK
 
 OFFLINE_KINDS = (Movement.Kind.POS_SALE, Movement.Kind.SUPPLIER_FEED)
