@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db import connection, transaction
 from django.db.models import Q
 
 from apps.catalog.models import Location, StockLevel
@@ -46,3 +47,24 @@ LEVELS_FOR_UPDATE_CTE = f"""
      ORDER BY s.item_id, s.location_id
        FOR UPDATE OF s
 """
+
+
+# A supplier feed's lock on its location's levels, as a CTE over a relation ``feed_targets``
+# (item_id, target) and the parameter ``location``: the levels in item order (one location),
+# with their on_hand before the feed.
+SUPPLIER_LEVELS_FOR_UPDATE_CTE = """
+    SELECT s.id, s.item_id, s.on_hand AS old_on_hand, t.target
+      FROM catalog_stocklevel s
+      JOIN feed_targets t ON t.item_id = s.item_id
+     WHERE s.location_id = %(location)s
+     ORDER BY s.item_id
+       FOR UPDATE OF s
+"""
+
+
+def reconcile_lock() -> None:
+    """One ledger reconciliation at a time, for the rest of the transaction: two at once would
+    open the same incidents twice."""
+    assert transaction.get_connection().in_atomic_block, "reconcile_lock needs a transaction"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended('stockroom.ledger_reconcile', 0))")

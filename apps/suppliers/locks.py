@@ -89,3 +89,16 @@ def feed_runs_stale_for_update(*, supplier_id: int, heartbeat_before: datetime) 
         .filter(supplier_id=supplier_id, status=FeedRun.Status.RUNNING, heartbeat_at__lt=heartbeat_before)
         .order_by("pk")
     )
+
+
+@contextmanager
+def supplier_feed_lock(*, supplier_id: int) -> Iterator[None]:
+    """One feed of a supplier at a time (a webhook and a file import may race): the delta needs a stable snapshot."""
+    key = f"supplier-feed:{supplier_id}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])

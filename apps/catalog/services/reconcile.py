@@ -12,6 +12,7 @@ import structlog
 from django.db import connection, transaction
 
 from apps.catalog import metrics
+from apps.catalog.locks import reconcile_lock
 from apps.catalog.models import Incident
 from apps.catalog.services.incidents import incident_open
 
@@ -98,9 +99,8 @@ def ledger_reconcile(*, pairs: Iterable[tuple[int, int]] | None = None) -> Recon
         "locations": [loc for _, loc in wanted or []],
     }
     with transaction.atomic():
+        reconcile_lock()
         with connection.cursor() as cursor:
-            # Two reconciliations at once would open the same incidents twice.
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended('stockroom.ledger_reconcile', 0))")
             cursor.execute(RECONCILE_SQL, params)
             checked, raw = cursor.fetchone()
         rows = json.loads(raw) if isinstance(raw, str) else raw

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from django.db import connection, transaction
 
+from apps.catalog.locks import SUPPLIER_LEVELS_FOR_UPDATE_CTE
 from apps.catalog.models import FEED_RUN_REFERENCE, Location, Movement
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.changes import stock_changed_announce
@@ -21,15 +22,8 @@ def feed_run_reference(run_id: int) -> str:
     return f"{FEED_RUN_REFERENCE}{run_id}"
 
 
-_APPLY_SQL = """
-WITH old AS (
-    SELECT s.id, s.item_id, s.on_hand AS old_on_hand, t.target
-      FROM catalog_stocklevel s
-      JOIN feed_targets t ON t.item_id = s.item_id
-     WHERE s.location_id = %(location)s
-     ORDER BY s.item_id
-       FOR UPDATE OF s
-), changed AS (
+_APPLY_SQL = f"""
+WITH old AS ({SUPPLIER_LEVELS_FOR_UPDATE_CTE}), changed AS (
     UPDATE catalog_stocklevel l
        SET on_hand = old.target, updated_at = now()
       FROM old

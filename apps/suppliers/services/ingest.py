@@ -19,8 +19,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from apps.catalog.services.incidents import incident_open
 from apps.catalog.stock.bulk import feed_run_reference, location_validity_changed, supplier_levels_set
 from apps.suppliers import metrics
 from apps.suppliers.limits import FeedTooLarge
+from apps.suppliers.locks import supplier_feed_lock
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.health import supplier_health_record
 from apps.suppliers.services.reading import FeedUnreadable, ParsedFeed, read_feed, records_frame
@@ -85,7 +85,7 @@ def feed_ingest(
         step("read")
         parsed = records_frame(records) if records is not None else read_feed(raw or b"", fmt=fmt)
         step("validate")
-        with _feed_lock(supplier):
+        with supplier_feed_lock(supplier_id=supplier.pk):
             outcome = _ingest_parsed(supplier=supplier, run=run, parsed=parsed, full=full, step=step)
     except FeedTooLarge as err:
         feed_run_refuse(run=run, supplier=supplier, reason=str(err), started=started)
@@ -116,19 +116,6 @@ def feed_ingest(
     metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
     step("done")
     return run
-
-
-@contextmanager
-def _feed_lock(supplier: Supplier) -> Iterator[None]:
-    """One feed of a supplier at a time (a webhook and a file import may race): the delta needs a stable snapshot."""
-    key = f"supplier-feed:{supplier.pk}"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
 
 
 def feed_run_refuse(*, run: FeedRun, supplier: Supplier, reason: str, started: float) -> FeedRun:
