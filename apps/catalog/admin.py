@@ -350,3 +350,6 @@ class IncidentAdmin(ServiceAdmin):
             incident_resolve(incident=incident, resolved_by=request.user.get_username(), note="Resolved from the queue")
             resolved += 1
         self.message_user(request, f"Resolved {resolved} incident(s).", messages.SUCCESS)
+
+
+from apps.catalog import admin_stock  # noqa: E402, F401  (receipts, adjustments, transfers)

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from apps.core.errors import Conflict, DomainError, InUse, NotFound
 
-__all__ = ["ImmutableField", "InUse", "InvalidMovement", "NegativeStockRefused", "UnknownStockReference"]
+__all__ = [
+    "ImmutableField",
+    "InUse",
+    "InvalidMovement",
+    "NegativeStockRefused",
+    "StockWorkRefused",
+    "UnknownStockReference",
+]
 
 
 class UnknownStockReference(NotFound):
@@ -21,3 +28,9 @@ class NegativeStockRefused(Conflict):
 class ImmutableField(DomainError):
     code = "immutable_field"
     default_detail = "This field cannot be changed once created."
+
+
+class StockWorkRefused(Conflict):
+    """A receipt, transfer or adjustment that cannot be booked in its current state."""
+
+    code = "stock_work_refused"

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 from django.db.models import Q
 
-from apps.catalog.models import Location, StockLevel
+from apps.catalog.models import Location, Receipt, StockLevel, Transfer
 from apps.catalog.stock.atp import atp_sql
 
 
@@ -68,3 +68,13 @@ def reconcile_lock() -> None:
     assert transaction.get_connection().in_atomic_block, "reconcile_lock needs a transaction"
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended('stockroom.ledger_reconcile', 0))")
+
+
+def receipt_for_update(receipt_id: int) -> Receipt:
+    """Lock one receipt for a receiving (two clerks booking the same delivery note wait for each other)."""
+    return Receipt.objects.select_for_update(of=("self",)).get(pk=receipt_id)
+
+
+def transfer_for_update(transfer_id: int) -> Transfer:
+    """Lock one transfer for shipping or receiving, so that it moves stock once."""
+    return Transfer.objects.select_for_update(of=("self",)).get(pk=transfer_id)

@@ -149,6 +149,8 @@ class Movement(models.Model):
         IMPORT_SALE = "import_sale", "Imported sale"
         RETURN = "return", "Return"
         SUPPLIER_FEED = "supplier_feed", "Supplier feed"
+        TRANSFER_OUT = "transfer_out", "Transfer shipped out"
+        TRANSFER_IN = "transfer_in", "Transfer received"
 
     # item: no index of its own, movement_item_location_time leads with it (fewer indexes per ledger row)
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="movements", db_index=False)
@@ -215,3 +217,145 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
+
+
+# Stock work documents (receipts, adjustments, transfers). Each books its ledger rows through the
+# stock owner with the reference ``<document>:<pk>``, which is how the admin links a document to them.
+
+
+class Receipt(models.Model):
+    """An expected delivery at a location, received in one or more parts."""
+
+    class Status(models.TextChoices):
+        EXPECTED = "expected", "Expected"
+        PARTIAL = "partial", "Partly received"
+        RECEIVED = "received", "Received"
+        CANCELLED = "cancelled", "Cancelled"
+
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="receipts")
+    # Free text: the catalog knows no suppliers (suppliers sit above it); the name is what the merchant reads.
+    supplier = models.CharField(max_length=200, blank=True, default="")
+    reference = models.CharField(max_length=120, blank=True, default="", help_text="Delivery note or PO number.")
+    expected_on = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.EXPECTED)
+    note = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "expected_on"], name="receipt_status_expected")]
+
+    def __str__(self) -> str:
+        return f"Receipt {self.pk} {self.reference or ''}".strip()
+
+    @property
+    def ledger_reference(self) -> str:
+        return f"receipt:{self.pk}"
+
+
+class ReceiptLine(models.Model):
+    receipt = models.ForeignKey(Receipt, on_delete=models.CASCADE, related_name="lines")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="receipt_lines")
+    expected = models.BigIntegerField(help_text="Units (base unit) the supplier announced.")
+    received = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["receipt", "item"], name="receipt_line_unique_item"),
+            models.CheckConstraint(condition=Q(expected__gte=0), name="receipt_line_expected_not_negative"),
+            models.CheckConstraint(condition=Q(received__gte=0), name="receipt_line_received_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item} x {self.expected}"
+
+    @property
+    def due(self) -> int:
+        return max(0, self.expected - self.received)
+
+
+class Adjustment(models.Model):
+    """A correction of on_hand with its reason; the ledger row it booked is ``movement``."""
+
+    class Reason(models.TextChoices):
+        DAMAGED = "damaged", "Damaged"
+        LOST = "lost", "Lost"
+        FOUND = "found", "Found"
+        CORRECTION = "correction", "Correction"
+
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="adjustments")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="adjustments")
+    quantity = models.BigIntegerField(help_text="Units added (+) or removed (-).")
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    note = models.CharField(max_length=500, blank=True, default="")
+    movement = models.OneToOneField(Movement, on_delete=models.PROTECT, related_name="adjustment")
+    actor = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Damaged and lost goods leave, found goods come back; a correction goes either way.
+            models.CheckConstraint(
+                condition=(Q(reason__in=["damaged", "lost"]) & Q(quantity__lt=0))
+                | (Q(reason="found") & Q(quantity__gt=0))
+                | (Q(reason="correction") & ~Q(quantity=0)),
+                name="adjustment_sign_fits_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} {self.quantity:+} {self.item_id}@{self.location_id}"
+
+
+class Transfer(models.Model):
+    """Stock moving between two locations: out of the source when shipped, into the destination when received."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        IN_TRANSIT = "in_transit", "In transit"
+        RECEIVED = "received", "Received"
+        CANCELLED = "cancelled", "Cancelled"
+
+    source = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="transfers_out")
+    destination = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="transfers_in")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
+    reference = models.CharField(max_length=120, blank=True, default="")
+    created_by = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(source=models.F("destination")), name="transfer_between_two_places"),
+            models.CheckConstraint(
+                condition=Q(shipped_at__isnull=True) | ~Q(status="draft"), name="transfer_shipped_not_draft"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Transfer {self.pk}"
+
+    @property
+    def ledger_reference(self) -> str:
+        return f"transfer:{self.pk}"
+
+
+class TransferLine(models.Model):
+    transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="lines")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="transfer_lines")
+    quantity = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["transfer", "item"], name="transfer_line_unique_item"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="transfer_line_quantity_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item} x {self.quantity}"

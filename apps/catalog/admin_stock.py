@@ -1,0 +1,441 @@
+"""The merchant's daily stock work in the back office: receipts, adjustments with reasons, transfers.
+
+Every page writes through the catalog's services (``services/receipts.py``, ``adjustments.py``,
+``transfers.py``), which book their movements through the stock owner; each document links to
+its ledger rows by their reference.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models.functions import Greatest
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from apps.catalog.models import Adjustment, Receipt, ReceiptLine, Transfer, TransferLine
+from apps.catalog.services.adjustments import REASON_SIGN, adjustment_record
+from apps.catalog.services.receipts import (
+    OPEN,
+    ReceiptLineSpec,
+    receipt_close,
+    receipt_create,
+    receipt_receive,
+    receipt_update,
+)
+from apps.catalog.services.transfers import (
+    TransferLineSpec,
+    transfer_cancel,
+    transfer_create,
+    transfer_receive,
+    transfer_ship,
+    transfer_update,
+)
+from apps.core.admin import ServiceAdmin, changed_fields, kept_rows, saved_as
+from apps.core.errors import DomainError
+
+
+def ledger_link(reference: str, label: str = "movements") -> str:
+    url = reverse("admin:catalog_movement_changelist")
+    return format_html('<a class="ledger-link" href="{}?reference__exact={}">{}</a>', url, reference, label)
+
+
+class LinesFormSet(BaseInlineFormSet):
+    """An inline of document lines whose rows go to the document's service in one call."""
+
+    def kept(self) -> list[dict[str, Any]]:
+        return kept_rows(self, required="item")
+
+    def clean(self) -> None:
+        super().clean()
+        if not self.kept():
+            raise forms.ValidationError("Add at least one line.")
+
+
+# --- Receipts ------------------------------------------------------------------------------------
+
+
+class ReceiptLineInline(admin.TabularInline):
+    model = ReceiptLine
+    formset = LinesFormSet
+    fields = ("item", "expected", "received", "due")
+    readonly_fields = ("received", "due")
+    autocomplete_fields = ("item",)
+    extra = 3
+    verbose_name_plural = "Lines (quantities in the item's base unit)"
+
+    def has_change_permission(self, request: HttpRequest, obj: Receipt | None = None) -> bool:
+        # Lines are what was announced: fixed once anything arrived.
+        return (obj is None or obj.status == Receipt.Status.EXPECTED) and super().has_change_permission(request, obj)
+
+    has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
+
+    @admin.display(description="Still due")
+    def due(self, line: ReceiptLine) -> int:
+        return line.due if line.pk else 0
+
+
+class DueFilter(admin.SimpleListFilter):
+    """Open deliveries (something still due) unless the merchant asks for the others."""
+
+    title = "status"
+    parameter_name = "due"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Still due"), ("closed", "Received or cancelled"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        value = self.value() or "open"
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": value == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Receipt]) -> QuerySet[Receipt]:
+        value = self.value() or "open"
+        if value == "open":
+            return queryset.filter(status__in=OPEN)
+        if value == "closed":
+            return queryset.exclude(status__in=OPEN)
+        return queryset
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(ServiceAdmin):
+    """Expected deliveries with what is still due; "Receive" books what arrived, in parts."""
+
+    list_display = (
+        "id",
+        "reference",
+        "supplier",
+        "location",
+        "expected_on",
+        "status",
+        "expected_units",
+        "received_units",
+        "due_units",
+        "actions_column",
+    )
+    list_display_links = ("id", "reference")
+    list_filter = (DueFilter, "location")
+    search_fields = ("reference", "supplier", "lines__item__sku")
+    list_select_related = ("location",)
+    fields = ("location", "supplier", "reference", "expected_on", "note", "status", "created_by", "ledger")
+    readonly_fields = ("status", "created_by", "ledger")
+    inlines = [ReceiptLineInline]
+    ordering = ("expected_on", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Receipt]:
+        due = Greatest(Value(0), F("lines__expected") - F("lines__received"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(expected_sum=Sum("lines__expected"), received_sum=Sum("lines__received"), due_sum=Sum(due))
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Receipt | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.status != Receipt.Status.EXPECTED:
+            return (*self.readonly_fields, "location")
+        return self.readonly_fields
+
+    @admin.display(description="Expected", ordering="expected_sum")
+    def expected_units(self, receipt: Receipt) -> int:
+        return getattr(receipt, "expected_sum", None) or 0
+
+    @admin.display(description="Received", ordering="received_sum")
+    def received_units(self, receipt: Receipt) -> int:
+        return getattr(receipt, "received_sum", None) or 0
+
+    @admin.display(description="Still due", ordering="due_sum")
+    def due_units(self, receipt: Receipt) -> int:
+        return (getattr(receipt, "due_sum", None) or 0) if receipt.status in OPEN else 0
+
+    @admin.display(description="")
+    def actions_column(self, receipt: Receipt) -> str:
+        if receipt.status in OPEN:
+            url = reverse("admin:catalog_receipt_receive", args=[receipt.pk])
+            return format_html('<a class="button receive-link" href="{}">Receive</a>', url)
+        return ledger_link(receipt.ledger_reference)
+
+    @admin.display(description="Ledger")
+    def ledger(self, receipt: Receipt) -> str:
+        if receipt.pk is None:
+            return "-"
+        links = [ledger_link(receipt.ledger_reference, "movements of this receipt")]
+        if receipt.status in OPEN:
+            url = reverse("admin:catalog_receipt_receive", args=[receipt.pk])
+            links.append(format_html('<a class="button receive-link" href="{}">Receive goods</a>', url))
+        return format_html(" &nbsp; ".join(["{}"] * len(links)), *links)
+
+    def save_model(self, request: HttpRequest, obj: Receipt, form: Any, change: bool) -> None:
+        """Nothing yet: the receipt and its lines are one service call, in ``save_related``."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        (lines_formset,) = formsets
+        lines_formset.save(commit=False)  # writes nothing; lists what changed for the history message
+        lines = None
+        if not change or lines_formset.has_changed():
+            lines = [ReceiptLineSpec(item=row["item"], expected=row["expected"]) for row in lines_formset.kept()]
+        if change:
+            receipt = Receipt.objects.get(pk=form.instance.pk)
+            receipt_update(receipt=receipt, lines=lines, **changed_fields(form))
+            return
+        names = ("location", "supplier", "reference", "expected_on", "note")
+        fields = {name: form.cleaned_data[name] for name in names}
+        saved_as(form.instance, receipt_create(lines=lines or [], actor=request.user.get_username(), **fields))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Receipt | None = None) -> bool:
+        return False  # a receipt is a record of what arrived; "Close" ends one that will not complete
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.receive_view)
+        return [path("<int:receipt_id>/receive/", view, name="catalog_receipt_receive"), *super().get_urls()]
+
+    def receive_view(self, request: HttpRequest, receipt_id: int) -> HttpResponse:
+        receipt = get_object_or_404(self.get_queryset(request), pk=receipt_id)
+        if not self.has_change_permission(request, receipt):
+            raise PermissionDenied
+        lines = list(receipt.lines.select_related("item"))
+        back = reverse("admin:catalog_receipt_change", args=[receipt.pk])
+        errors: dict[int, str] = {}
+        if request.method == "POST":
+            if "close" in request.POST:
+                return self._act(request, back, lambda: receipt_close(receipt_id=receipt.pk), "closed")
+            quantities: dict[int, int] = {}
+            for line in lines:
+                raw = request.POST.get(f"line-{line.pk}", "").strip() or "0"
+                try:
+                    quantities[line.pk] = int(raw)
+                except ValueError:
+                    errors[line.pk] = "Enter a whole number."
+            if not errors:
+
+                def receive() -> Any:
+                    return receipt_receive(
+                        receipt_id=receipt.pk,
+                        quantities=quantities,
+                        actor=request.user.get_username(),
+                        submission=request.POST.get("submission", "")[:40] or uuid.uuid4().hex,
+                        note=request.POST.get("note", "")[:500],
+                    )
+
+                return self._act(request, back, receive, "received")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Receive goods: {receipt}",
+            "receipt": receipt,
+            "lines": [(line, errors.get(line.pk)) for line in lines],
+            "submission": uuid.uuid4().hex,
+            "ledger": ledger_link(receipt.ledger_reference, "movements booked so far"),
+        }
+        return TemplateResponse(request, "admin/catalog/receipt/receive.html", context)
+
+    def _act(self, request: HttpRequest, back: str, act: Any, done: str) -> HttpResponse:
+        try:
+            result = act()
+        except DomainError as err:
+            self.message_user(request, err.detail, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        units = getattr(result, "units", None)
+        if getattr(result, "replayed", False):
+            self.message_user(request, "This receiving was already booked; nothing was booked twice.", messages.INFO)
+        elif units is not None:
+            status = result.receipt.get_status_display().lower()
+            self.message_user(request, f"Received {units} units; the receipt is now {status}.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"{result} {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(back)
+
+
+# --- Adjustments ---------------------------------------------------------------------------------
+
+
+class AdjustmentForm(forms.ModelForm):
+    key = forms.CharField(widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex, max_length=40)
+
+    class Meta:
+        model = Adjustment
+        fields = ("location", "item", "reason", "quantity", "note")
+        help_texts = {
+            "quantity": "Units. Damaged and lost remove them, found adds them; a correction is signed (+ or -).",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        reason, quantity = data.get("reason"), data.get("quantity")
+        if reason and quantity is not None:
+            sign = REASON_SIGN[Adjustment.Reason(reason)]
+            # The merchant types how many; the reason says which way they go.
+            data["quantity"] = sign * abs(quantity) if sign else quantity
+            if data["quantity"] == 0:
+                self.add_error("quantity", "Enter a quantity other than zero.")
+        return data
+
+
+@admin.register(Adjustment)
+class AdjustmentAdmin(ServiceAdmin):
+    """Adjustments with their reason; the list totals the filtered rows per reason."""
+
+    form = AdjustmentForm
+    list_display = ("created_at", "reason", "item", "location", "quantity", "note", "actor", "ledger")
+    list_filter = ("reason", "location", "created_at")
+    list_select_related = ("item", "location", "movement")
+    search_fields = ("item__sku", "item__name", "location__code", "note", "actor")
+    autocomplete_fields = ("item",)
+    date_hierarchy = "created_at"
+
+    def has_change_permission(self, request: HttpRequest, obj: Adjustment | None = None) -> bool:
+        return False  # booked on the ledger; a mistake is undone by a correction
+
+    def has_delete_permission(self, request: HttpRequest, obj: Adjustment | None = None) -> bool:
+        return False
+
+    def get_fields(self, request: HttpRequest, obj: Adjustment | None = None) -> Any:
+        if obj is None:
+            return ("location", "item", "reason", "quantity", "note", "key")
+        return ("created_at", "reason", "item", "location", "quantity", "note", "actor", "ledger")
+
+    @admin.display(description="Ledger")
+    def ledger(self, adjustment: Adjustment) -> str:
+        return ledger_link(adjustment.movement.reference, "movement")
+
+    def save_model(self, request: HttpRequest, obj: Adjustment, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        saved = adjustment_record(
+            location=data["location"],
+            item=data["item"],
+            quantity=data["quantity"],
+            reason=data["reason"],
+            note=data.get("note", ""),
+            actor=request.user.get_username(),
+            idempotency_key=f"adjustment:{data['key']}",
+        )
+        saved_as(obj, saved)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        if not isinstance(response, TemplateResponse) or response.context_data is None:
+            return response  # a redirect (bad filter) or an error page
+        changelist = response.context_data["cl"]
+        rows = changelist.queryset.order_by().values("reason").annotate(count=Count("id"), units=Sum("quantity"))
+        totals = {row["reason"]: row for row in rows}
+        response.context_data["reason_totals"] = [
+            (label, totals.get(value, {}).get("count", 0), totals.get(value, {}).get("units", 0), value)
+            for value, label in Adjustment.Reason.choices
+        ]
+        return response
+
+
+# --- Transfers -----------------------------------------------------------------------------------
+
+
+class TransferLineInline(admin.TabularInline):
+    model = TransferLine
+    formset = LinesFormSet
+    fields = ("item", "quantity")
+    autocomplete_fields = ("item",)
+    extra = 3
+    verbose_name_plural = "Lines (quantities in the item's base unit)"
+
+    def has_change_permission(self, request: HttpRequest, obj: Transfer | None = None) -> bool:
+        return (obj is None or obj.status == Transfer.Status.DRAFT) and super().has_change_permission(request, obj)
+
+    has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
+
+
+@admin.register(Transfer)
+class TransferAdmin(ServiceAdmin):
+    """Draft -> shipped (out of the source, in transit) -> received (into the destination)."""
+
+    list_display = (
+        "id",
+        "reference",
+        "source",
+        "destination",
+        "status",
+        "units",
+        "shipped_at",
+        "received_at",
+        "ledger",
+    )
+    list_display_links = ("id", "reference")
+    list_filter = ("status", "source", "destination")
+    list_select_related = ("source", "destination")
+    search_fields = ("reference", "lines__item__sku")
+    fields = ("source", "destination", "reference", "status", "shipped_at", "received_at", "created_by", "ledger")
+    readonly_fields = ("status", "shipped_at", "received_at", "created_by", "ledger")
+    inlines = [TransferLineInline]
+    change_form_template = "admin/catalog/transfer/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Transfer]:
+        return super().get_queryset(request).annotate(unit_sum=Sum("lines__quantity"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Transfer | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.status != Transfer.Status.DRAFT:
+            return (*self.readonly_fields, "source", "destination", "reference")
+        return self.readonly_fields
+
+    @admin.display(description="Units", ordering="unit_sum")
+    def units(self, transfer: Transfer) -> int:
+        return getattr(transfer, "unit_sum", None) or 0
+
+    @admin.display(description="Ledger")
+    def ledger(self, transfer: Transfer) -> str:
+        return ledger_link(transfer.ledger_reference) if transfer.pk else "-"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Transfer | None = None) -> bool:
+        return False  # a draft is cancelled, a shipped transfer is a record
+
+    def save_model(self, request: HttpRequest, obj: Transfer, form: Any, change: bool) -> None:
+        """Nothing yet: the transfer and its lines are one service call, in ``save_related``."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        (lines_formset,) = formsets
+        lines_formset.save(commit=False)
+        lines = None
+        if not change or lines_formset.has_changed():
+            lines = [TransferLineSpec(item=row["item"], quantity=row["quantity"]) for row in lines_formset.kept()]
+        if change:
+            transfer = Transfer.objects.get(pk=form.instance.pk)
+            transfer_update(transfer=transfer, lines=lines, **changed_fields(form))
+            return
+        fields = {name: form.cleaned_data[name] for name in ("source", "destination", "reference")}
+        saved_as(form.instance, transfer_create(lines=lines or [], actor=request.user.get_username(), **fields))
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.step_view)
+        return [path("<int:transfer_id>/<str:step>/", view, name="catalog_transfer_step"), *super().get_urls()]
+
+    def step_view(self, request: HttpRequest, transfer_id: int, step: str) -> HttpResponse:
+        transfer = get_object_or_404(self.get_queryset(request), pk=transfer_id)
+        back = reverse("admin:catalog_transfer_change", args=[transfer.pk])
+        if request.method != "POST" or step not in {"ship", "receive", "cancel"}:
+            return HttpResponseRedirect(back)
+        if not self.has_change_permission(request, transfer):
+            raise PermissionDenied
+        actor = request.user.get_username()
+        try:
+            if step == "ship":
+                transfer_ship(transfer_id=transfer.pk, actor=actor)
+            elif step == "receive":
+                transfer_receive(transfer_id=transfer.pk, actor=actor)
+            else:
+                transfer_cancel(transfer_id=transfer.pk)
+        except DomainError as err:
+            self.message_user(request, err.detail, messages.ERROR)
+            return HttpResponseRedirect(back)
+        done = {"ship": "shipped: its goods are in transit", "receive": "received", "cancel": "cancelled"}[step]
+        self.message_user(request, f"{transfer} {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(back)
