@@ -289,7 +289,7 @@ class AdjustmentAdmin(ServiceAdmin):
     """Adjustments with their reason; the list totals the filtered rows per reason."""
 
     form = AdjustmentForm
-    list_display = ("created_at", "reason", "item", "location", "quantity", "note", "actor", "ledger")
+    list_display = ("created_at", "reason", "item", "location", "quantity", "ledger", "actor", "note")
     list_filter = ("reason", "location", "created_at")
     list_select_related = ("item", "location", "movement")
     search_fields = ("item__sku", "item__name", "location__code", "note", "actor")
@@ -416,7 +416,7 @@ class TransferAdmin(ServiceAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.step_view)
-        return [path("<int:transfer_id>/<str:step>/", view, name="catalog_transfer_step"), *super().get_urls()]
+        return [path("<int:transfer_id>/step/<str:step>/", view, name="catalog_transfer_step"), *super().get_urls()]
 
     def step_view(self, request: HttpRequest, transfer_id: int, step: str) -> HttpResponse:
         transfer = get_object_or_404(self.get_queryset(request), pk=transfer_id)

@@ -307,7 +307,7 @@ class Adjustment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_reason_display()} {self.quantity:+} {self.item_id}@{self.location_id}"
+        return f"{self.get_reason_display()} {self.quantity:+} {self.item.sku} at {self.location.code}"
 
 
 class Transfer(models.Model):
