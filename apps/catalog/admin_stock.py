@@ -22,7 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from apps.catalog.models import Adjustment, Receipt, ReceiptLine, Transfer, TransferLine
+from apps.catalog.models import Adjustment, Location, Receipt, ReceiptLine, Transfer, TransferLine
 from apps.catalog.services.adjustments import REASON_SIGN, adjustment_record
 from apps.catalog.services.receipts import (
     OPEN,
@@ -42,6 +42,15 @@ from apps.catalog.services.transfers import (
 )
 from apps.core.admin import ServiceAdmin, changed_fields, kept_rows, saved_as
 from apps.core.errors import DomainError
+
+
+class StockWorkPlaces:
+    """Stock work happens at stores and warehouses; a supplier's location follows its feed."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model is Location:
+            kwargs["queryset"] = Location.objects.exclude(kind=Location.Kind.SUPPLIER).filter(is_active=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
 
 
 def ledger_link(reference: str, label: str = "movements") -> str:
@@ -112,7 +121,7 @@ class DueFilter(admin.SimpleListFilter):
 
 
 @admin.register(Receipt)
-class ReceiptAdmin(ServiceAdmin):
+class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
     """Expected deliveries with what is still due; "Receive" books what arrived, in parts."""
 
     list_display = (
@@ -285,7 +294,7 @@ class AdjustmentForm(forms.ModelForm):
 
 
 @admin.register(Adjustment)
-class AdjustmentAdmin(ServiceAdmin):
+class AdjustmentAdmin(StockWorkPlaces, ServiceAdmin):
     """Adjustments with their reason; the list totals the filtered rows per reason."""
 
     form = AdjustmentForm
@@ -320,7 +329,7 @@ class AdjustmentAdmin(ServiceAdmin):
             reason=data["reason"],
             note=data.get("note", ""),
             actor=request.user.get_username(),
-            idempotency_key=f"adjustment:{data['key']}",
+            idempotency_key=data["key"],
         )
         saved_as(obj, saved)
 
@@ -356,7 +365,7 @@ class TransferLineInline(admin.TabularInline):
 
 
 @admin.register(Transfer)
-class TransferAdmin(ServiceAdmin):
+class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     """Draft -> shipped (out of the source, in transit) -> received (into the destination)."""
 
     list_display = (

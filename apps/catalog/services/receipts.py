@@ -85,9 +85,10 @@ def receipt_update(*, receipt: Receipt, lines: Sequence[ReceiptLineSpec] | None 
         if receipt.status != Receipt.Status.EXPECTED:
             raise StockWorkRefused("The location of a receipt cannot change once goods were received.")
         _check_location(fields["location"])
-    for name, value in fields.items():
-        setattr(receipt, name, value)
-    receipt.save(update_fields=list(fields) or None)
+    if fields:
+        for name, value in fields.items():
+            setattr(receipt, name, value)
+        receipt.save(update_fields=list(fields))
     if lines is not None:
         if receipt.status != Receipt.Status.EXPECTED:
             raise StockWorkRefused("The lines of a receipt cannot change once goods were received.")

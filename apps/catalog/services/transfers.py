@@ -61,7 +61,8 @@ def transfer_update(*, transfer: Transfer, lines: Sequence[TransferLineSpec] | N
         setattr(transfer, name, value)
     current = [TransferLineSpec(item=line.item, quantity=line.quantity) for line in transfer.lines.all()]
     _check(transfer.source, transfer.destination, current if lines is None else lines)
-    transfer.save(update_fields=list(fields) or None)
+    if fields:
+        transfer.save(update_fields=list(fields))
     if lines is not None:
         transfer.lines.all().delete()
         TransferLine.objects.bulk_create(

@@ -176,3 +176,38 @@ def test_a_transfer_needs_two_places(world):
             lines=[TransferLineSpec(item=world["hood"], quantity=1)],
             actor="c",
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clerks_shipping_the_same_transfer_book_it_once():
+    """Real threads on their own connections: the transfer lock lets one shipping through."""
+    import threading
+
+    from django.db import connection
+
+    warehouse, store = LocationFactory(code="W1"), LocationFactory(code="S1", kind=Location.Kind.STORE)
+    hood = ItemFactory(sku="HOOD-M")
+    stock(hood, warehouse, 10)
+    transfer = transfer_create(
+        source=warehouse, destination=store, lines=[TransferLineSpec(item=hood, quantity=4)], actor="c"
+    )
+    start, outcomes = threading.Barrier(2), []
+
+    def ship(clerk: str) -> None:
+        start.wait()
+        try:
+            transfer_ship(transfer_id=transfer.pk, actor=clerk)
+            outcomes.append("shipped")
+        except StockWorkRefused:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ship, args=(name,)) for name in ("ann", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["refused", "shipped"]
+    assert level(hood, warehouse).on_hand == 6
+    assert Movement.objects.filter(reference=transfer.ledger_reference).count() == 1
