@@ -124,19 +124,17 @@ class DueFilter(admin.SimpleListFilter):
 class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
     """Expected deliveries with what is still due; "Receive" books what arrived, in parts."""
 
+    # Fits a 1400 px window beside the navigation: the name carries the reference.
     list_display = (
-        "id",
-        "reference",
+        "__str__",
         "supplier",
         "location",
         "expected_on",
         "status",
         "expected_units",
-        "received_units",
         "due_units",
         "actions_column",
     )
-    list_display_links = ("id", "reference")
     list_filter = (DueFilter, "location")
     search_fields = ("reference", "supplier", "lines__item__sku")
     list_select_related = ("location",)
@@ -368,18 +366,7 @@ class TransferLineInline(admin.TabularInline):
 class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     """Draft -> shipped (out of the source, in transit) -> received (into the destination)."""
 
-    list_display = (
-        "id",
-        "reference",
-        "source",
-        "destination",
-        "status",
-        "units",
-        "shipped_at",
-        "received_at",
-        "ledger",
-    )
-    list_display_links = ("id", "reference")
+    list_display = ("__str__", "reference", "source", "destination", "status", "units", "shipped_at", "ledger")
     list_filter = ("status", "source", "destination")
     list_select_related = ("source", "destination")
     search_fields = ("reference", "lines__item__sku")
