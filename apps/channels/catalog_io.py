@@ -83,7 +83,7 @@ class ListingKind(Kind):
         products = {product.code: product for product in Product.objects.filter(code__in=sorted(codes))}
 
         def fields(row: RowOutcome, columns: Iterable[str]) -> dict[str, Any]:
-            resolved = {"channel": channels, "product": products}
+            resolved: dict[str, dict[str, Any]] = {"channel": channels, "product": products}
             return {c: resolved[c][row.values[c]] if c in resolved else row.values[c] for c in columns}
 
         new = [row for row in kind_plan.rows if row.action == NEW]
@@ -100,7 +100,7 @@ class ListingKind(Kind):
                     progress(1)
 
     def export_rows(self, queryset: models.QuerySet[Any] | None = None) -> Iterable[list[str]]:
-        rows = Listing.objects.all() if queryset is None else queryset
+        rows = Listing.objects.all() if queryset is None else Listing.objects.filter(pk__in=queryset.values("pk"))
         values = rows.order_by("channel__code", "channel_sku").values_list(
             "channel__code", "channel_sku", "product__code", "coefficient", "buffer", "max_qty", "end_when", "is_active"
         )

@@ -56,6 +56,10 @@ def read_csv(data: bytes, *, kind: str, source: str) -> Table:
             f"not UTF-8 text (byte {err.start} is 0x{data[err.start]:02x}); save the file as “CSV UTF-8”"
         )
         return table
+    return read_csv_text(text, kind=kind, source=source)
+
+
+def read_csv_text(text: str, *, kind: str, source: str) -> Table:
     if "\x00" in text:
         table = Table(kind=kind, source=source, headers=[], rows=[])
         table.problems.append("the file holds NUL bytes: it is not a CSV file")

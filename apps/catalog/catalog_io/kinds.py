@@ -58,7 +58,7 @@ class LocationKind(Kind):
             _tick(progress)
 
     def export_rows(self, queryset: models.QuerySet[Any] | None = None) -> Iterable[list[str]]:
-        rows = Location.objects.all() if queryset is None else queryset
+        rows = Location.objects.all() if queryset is None else Location.objects.filter(pk__in=queryset.values("pk"))
         for location in rows.order_by("code").values_list(*self.columns):
             yield [show(value) for value in location]
 
@@ -98,7 +98,7 @@ class ItemKind(Kind):
                 _tick(progress)
 
     def export_rows(self, queryset: models.QuerySet[Any] | None = None) -> Iterable[list[str]]:
-        rows = Item.objects.all() if queryset is None else queryset
+        rows = Item.objects.all() if queryset is None else Item.objects.filter(pk__in=queryset.values("pk"))
         for item in rows.order_by("sku").values_list(*self.columns).iterator(chunk_size=5000):
             yield [show(value) for value in item]
 
@@ -163,7 +163,7 @@ class ProductKind(Kind):
         if unknown:
             outcome.error("components", f"unknown item(s) {', '.join(unknown)} (not in the catalog nor in items)")
             return
-        kind = outcome.values.get("kind") or getattr(outcome.record, "kind", Product.Kind.STANDARD)
+        kind = str(outcome.values.get("kind") or getattr(outcome.record, "kind", Product.Kind.STANDARD))
         problem = _kind_problem(kind, [{"item": items[sku], "quantity": quantity} for sku, quantity in components])
         if problem:
             outcome.error("components", problem)
@@ -214,7 +214,7 @@ class ProductKind(Kind):
             _tick(progress)
 
     def export_rows(self, queryset: models.QuerySet[Any] | None = None) -> Iterable[list[str]]:
-        rows = Product.objects.all() if queryset is None else queryset
+        rows = Product.objects.all() if queryset is None else Product.objects.filter(pk__in=queryset.values("pk"))
         for product in rows.order_by("code").prefetch_related("components__item").iterator(chunk_size=2000):
             make_up = sorted((c.item.sku, c.quantity) for c in product.components.all())
             yield [product.code, product.name, product.kind, components_text(make_up), show(product.is_active)]

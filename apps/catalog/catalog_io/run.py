@@ -43,12 +43,9 @@ def catalog_import(*, tables: list[Table], dry_run: bool = False, progress: Prog
         else:
             by_kind[table.kind] = table
     for kind in kinds:
-        table = by_kind.get(kind.name)
-        if table is None:
-            continue
-        total = len(table.rows)
-        step = _stage(progress, f"check {kind.name}", total)
-        plan.kinds.append(kind.plan(table, plan, step))
+        if kind.name in by_kind:
+            found = by_kind[kind.name]
+            plan.kinds.append(kind.plan(found, plan, _stage(progress, f"check {kind.name}", len(found.rows))))
     if plan.problems:
         log.info("catalog_import_refused", problems=len(plan.problems))
         return plan

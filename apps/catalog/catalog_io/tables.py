@@ -116,7 +116,7 @@ def parse_field(model_field: models.Field[Any, Any], text: str) -> Any:
     """A cell into a field value with the model field's own checks (type, choices, length, range)."""
     if isinstance(model_field, models.BooleanField):
         word = text.lower()
-        if word == "" and model_field.has_default():
+        if word == "" and model_field.has_default():  # a new record takes the default
             return model_field.get_default()
         if word in TRUE_WORDS:
             return True
@@ -126,9 +126,14 @@ def parse_field(model_field: models.Field[Any, Any], text: str) -> Any:
     if text == "":
         if model_field.null:
             return None
-        if model_field.has_default() and not isinstance(model_field, models.CharField):
+        if model_field.has_default():
             return model_field.get_default()
     return model_field.clean(text, None)
+
+
+def _keeps_when_empty(model_field: models.Field[Any, Any]) -> bool:
+    """An empty cell leaves an existing record's value alone where it cannot mean "none" (is_active, unit...)."""
+    return not model_field.null and model_field.has_default()
 
 
 def messages_of(err: ValidationError) -> list[str]:
@@ -203,8 +208,12 @@ class Kind:
             for column in self.field_columns:
                 if column not in headers:
                     continue
+                model_field = meta.get_field(column)
+                assert isinstance(model_field, models.Field)
+                if cells[column] == "" and outcome.record is not None and _keeps_when_empty(model_field):
+                    continue
                 try:
-                    outcome.values[column] = parse_field(meta.get_field(column), cells[column])
+                    outcome.values[column] = parse_field(model_field, cells[column])
                 except ValidationError as err:
                     for message in messages_of(err):
                         outcome.error(column, message)

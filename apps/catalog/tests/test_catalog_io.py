@@ -58,9 +58,10 @@ def test_a_round_trip_changes_nothing_and_queues_no_sync(catalog, tmp_path, targ
     assert snapshot() == before
     assert SyncWork.objects.count() == 0
     counts = [line.split(": ", 1)[1] for line in out.splitlines() if ": " in line]
-    assert counts == ["0 new, 0 update, 2 unchanged", "0 new, 0 update, 2 unchanged"] + [
-        "0 new, 0 update, 4 unchanged"
-    ] * 2  # locations, items, products, listings
+    assert (
+        counts
+        == ["0 new, 0 update, 2 unchanged", "0 new, 0 update, 2 unchanged"] + ["0 new, 0 update, 4 unchanged"] * 2
+    )  # locations, items, products, listings
 
 
 def test_export_writes_the_documented_columns(catalog, tmp_path):
@@ -121,7 +122,9 @@ def test_changes_go_through_the_services_and_resync_what_they_reach(catalog, tmp
 
 def test_bad_rows_are_reported_with_their_row_numbers_and_nothing_is_imported(catalog, tmp_path, capsys):
     folder = tmp_path / "bad"
-    write(folder, "items.csv", "sku,name,unit,safety_min\nNEW-1,New,piece,ten\nNEW-2,New,litre,1\nNEW-1,Again,piece,1\n")
+    write(
+        folder, "items.csv", "sku,name,unit,safety_min\nNEW-1,New,piece,ten\nNEW-2,New,litre,1\nNEW-1,Again,piece,1\n"
+    )
     write(folder, "products.csv", "code,name,kind,components\nP1,P,standard,1 x GHOST\nP2,P,bundle,2 x CAP\n")
     write(folder, "listings.csv", "channel,channel_sku,product\nnowhere,X1,HOOD-M\nweb,X2,NOPE\nweb,X3,HOOD-M\n")
     before = snapshot()
