@@ -33,6 +33,8 @@ class Command(BaseCommand):
             counts = write_catalog(options["path"], kinds)
         except CatalogFileError as err:
             raise CommandError(str(err)) from err
+        if not options["verbosity"]:
+            return
         for name, count in counts.items():
             self.stdout.write(f"{name}: {count} row(s)")
         self.stdout.write(self.style.SUCCESS(f"Exported to {options['path']}."))

@@ -48,7 +48,7 @@ class Command(BaseCommand):
         for bar in bars.values():
             bar.close()
         problems = plan.problems
-        for kind_plan in plan.kinds:
+        for kind_plan in plan.kinds if options["verbosity"] else ():
             counts = ", ".join(f"{kind_plan.count(a)} {a}" for a in ("new", "update", "unchanged"))
             self.stdout.write(f"{kind_plan.table.source}: {counts}")
         if problems:
@@ -57,6 +57,8 @@ class Command(BaseCommand):
             if len(problems) > SHOWN_PROBLEMS:
                 self.stderr.write(f"... and {len(problems) - SHOWN_PROBLEMS} more")
             raise CommandError(f"{len(problems)} problem(s); nothing was imported.", returncode=1)
+        if not options["verbosity"]:
+            return
         if options["dry_run"]:
             self.stdout.write(self.style.WARNING("Dry run: nothing was written."))
         else:
