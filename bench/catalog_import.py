@@ -55,7 +55,8 @@ def main() -> int:
     channel = Channel.objects.create(code="bench", name="Bench channel")
     ChannelLocation.objects.create(channel=channel, location=location)
 
-    rows = []
+    rows: list[dict[str, object]] = []
+    first_import_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "catalog"
         folder.mkdir()
@@ -65,6 +66,7 @@ def main() -> int:
             call_command("import_catalog", str(folder), "--no-progress", verbosity=0)
             seconds = time.perf_counter() - started
             print(f"  {name:48} {seconds:6.1f} s", flush=True)
+            first_import_s = first_import_s or seconds
             rows.append({
                 "name": f"import_catalog, {args.items:,} items + products + listings: {name}",
                 "figure": round(seconds, 1), "unit": "s", "raw": LIMIT_S, "ratio": round(seconds / LIMIT_S, 2),
@@ -78,7 +80,7 @@ def main() -> int:
         rows.append({"name": f"export_catalog, {args.items:,} items + products + listings", "figure": round(seconds, 1),
                      "unit": "s", "raw": None, "ratio": None})  # fmt: skip
     print(f"written {rows_write('catalog_import', rows)} (raw: the one-minute target)")
-    return 0 if rows[0]["figure"] < LIMIT_S else 1
+    return 0 if first_import_s < LIMIT_S else 1
 
 
 if __name__ == "__main__":
