@@ -31,6 +31,11 @@ log = structlog.get_logger("stockroom.catalog")
 _IMPORT_TYPES = {NEW: RowResult.IMPORT_TYPE_NEW, UPDATE: RowResult.IMPORT_TYPE_UPDATE, UNCHANGED: "skip"}
 
 
+def _cell_change(change: tuple[str, str]) -> str:
+    was, becomes = change
+    return f"{was or '(empty)'} → {becomes or '(empty)'}"
+
+
 class CatalogCSV(CSV):
     """CSV read by the catalog's own reader, so a cut-off file or a short row is reported, not padded."""
 
@@ -96,10 +101,7 @@ class CatalogResource(resources.Resource):
                 continue
             row_result = RowResult()
             row_result.import_type = _IMPORT_TYPES[row.action]
-            row_result.diff = [
-                f"{row.changes[c][0]} → {row.changes[c][1]}" if c in row.changes else row.cells.get(c, "")
-                for c in columns
-            ]
+            row_result.diff = [_cell_change(row.changes[c]) if c in row.changes else row.cells.get(c, "") for c in columns]
             if not dry_run and row.record is not None and row.action != UNCHANGED:
                 row_result.instance = row.record
                 row_result.add_instance_info(row.record)
