@@ -101,7 +101,8 @@ class CatalogResource(resources.Resource):
                 continue
             row_result = RowResult()
             row_result.import_type = _IMPORT_TYPES[row.action]
-            row_result.diff = [_cell_change(row.changes[c]) if c in row.changes else row.cells.get(c, "") for c in columns]
+            changes = row.changes
+            row_result.diff = [_cell_change(changes[c]) if c in changes else row.cells.get(c, "") for c in columns]
             if not dry_run and row.record is not None and row.action != UNCHANGED:
                 row_result.instance = row.record
                 row_result.add_instance_info(row.record)
