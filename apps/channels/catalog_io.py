@@ -64,8 +64,8 @@ class ListingKind(Kind):
             ("product", plan.cache["product_codes"], "product (not in the catalog nor in products)"),
         ):
             code = outcome.cells.get(column)
-            if code is None:
-                continue
+            if not code:
+                continue  # left out: a new row is told it needs it, an existing one keeps its own
             if code not in known:
                 outcome.error(column, f"unknown {what}: “{code}”")
             outcome.values[column] = code

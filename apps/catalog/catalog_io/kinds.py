@@ -155,6 +155,8 @@ class ProductKind(Kind):
 
     def check(self, outcome: RowOutcome, plan: Plan) -> None:
         components: list[tuple[str, int]] | None = outcome.values.get("components")
+        if components is None and outcome.record is not None and "kind" in outcome.values:
+            components = self.current(outcome.record)["components"]  # a new kind must fit the make-up it keeps
         if components is None:
             return
         skus = [sku for sku, _ in components]

@@ -226,3 +226,18 @@ def test_new_rows_are_written_in_bulk_so_queries_do_not_grow_with_the_file(catal
     many = _import_queries(tmp_path / "many", 100, 300)
     assert many == few
     assert Listing.objects.filter(channel_sku__startswith="NL").count() == 310
+
+
+def test_a_new_kind_must_fit_the_make_up_the_product_keeps(catalog, tmp_path, capsys):
+    write(tmp_path, "products.csv", "code,name,kind\nHOOD-3PACK,Three hoodies,bundle\n")
+    with pytest.raises(CommandError):
+        call_command("import_catalog", str(tmp_path), "--no-progress")
+    assert "products.csv row 2, components: A bundle has at least two different items" in problems_of(capsys)
+
+
+def test_empty_cells_keep_an_existing_listings_product_and_defaults(catalog, tmp_path):
+    write(tmp_path, "listings.csv", "channel,channel_sku,product,buffer,is_active\nweb,W-HOOD,,,\n")
+    call_command("import_catalog", str(tmp_path), "--no-progress")
+    hood = Listing.objects.get(channel_sku="W-HOOD")
+    assert (hood.product.code, hood.buffer, hood.is_active) == ("HOOD-M", None, True)  # buffer cleared: it may be none
+    assert list(SyncWork.objects.values_list("listing__channel_sku", flat=True)) == ["W-HOOD"]
