@@ -22,14 +22,12 @@ Progress = Callable[[int], None] | None
 @register
 class ListingKind(Kind):
     name = "listings"
-    title = "Listings"
     order = 40
     model = Listing
     key = ("channel", "channel_sku")
     columns = ("channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active")
     field_columns = ("channel_sku", "coefficient", "buffer", "max_qty", "end_when", "is_active")
     required = ("channel", "channel_sku", "product")
-    fixed = ("channel", "channel_sku")
 
     def existing(self, keys: Sequence[str]) -> dict[str, models.Model]:
         pairs: dict[str, list[str]] = {}

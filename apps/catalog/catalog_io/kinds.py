@@ -35,14 +35,12 @@ def _tick(progress: Progress, count: int = 1) -> None:
 @register
 class LocationKind(Kind):
     name = "locations"
-    title = "Locations"
     order = 10
     model = Location
     key = ("code",)
     columns = ("code", "name", "kind", "allow_negative", "is_active")
     field_columns = columns
     required = ("code", "name")
-    fixed = ("code",)
 
     def existing(self, keys: Sequence[str]) -> dict[str, models.Model]:
         return {location.code: location for location in Location.objects.filter(code__in=list(keys))}
@@ -66,7 +64,6 @@ class LocationKind(Kind):
 @register
 class ItemKind(Kind):
     name = "items"
-    title = "Items"
     order = 20
     model = Item
     key = ("sku",)
@@ -74,7 +71,7 @@ class ItemKind(Kind):
     field_columns = columns
     required = ("sku", "name")
     # Quantities in the ledger are counted in the item's unit.
-    fixed = ("sku", "unit")
+    fixed = ("unit",)
 
     def existing(self, keys: Sequence[str]) -> dict[str, models.Model]:
         return {item.sku: item for item in Item.objects.filter(sku__in=list(keys))}
@@ -114,14 +111,12 @@ def components_text(components: Sequence[tuple[str, int]]) -> str:
 @register
 class ProductKind(Kind):
     name = "products"
-    title = "Products"
     order = 30
     model = Product
     key = ("code",)
     columns = ("code", "name", "kind", "components", "is_active")
     field_columns = ("code", "name", "kind", "is_active")
     required = ("code", "name", "kind", "components")
-    fixed = ("code",)
 
     def existing(self, keys: Sequence[str]) -> dict[str, models.Model]:
         products = Product.objects.filter(code__in=list(keys)).prefetch_related("components__item")

@@ -15,7 +15,7 @@ from functools import partial
 import structlog
 from django.db import DatabaseError, transaction
 
-from apps.catalog.catalog_io.tables import ERROR, KINDS, KindPlan, Plan, Table, kinds_in_order
+from apps.catalog.catalog_io.tables import KINDS, KindPlan, Plan, Table, kinds_in_order
 from apps.core.errors import DomainError
 
 log = structlog.get_logger("stockroom.catalog")
@@ -87,6 +87,3 @@ def _blame(kind_plan: KindPlan, message: str, column: str) -> None:
         kind_plan.writing.error(column, message)
     else:
         kind_plan.table.problems.append(message)
-
-
-__all__ = ["ERROR", "catalog_import"]

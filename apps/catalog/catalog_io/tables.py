@@ -147,7 +147,6 @@ class Kind:
     """One table of the catalog. Subclasses name the model, key, columns and the services that write."""
 
     name: ClassVar[str]
-    title: ClassVar[str]
     order: ClassVar[int]
     model: ClassVar[type[models.Model]]
     key: ClassVar[tuple[str, ...]]
@@ -156,7 +155,7 @@ class Kind:
     field_columns: ClassVar[tuple[str, ...]]
     # Columns a new record must have (an existing one keeps what a missing column does not say).
     required: ClassVar[tuple[str, ...]]
-    # Columns that cannot change once the record exists.
+    # Columns that cannot change once the record exists (the key cannot by definition).
     fixed: ClassVar[tuple[str, ...]] = ()
 
     # Reading ---------------------------------------------------------------------------------
