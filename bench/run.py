@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "var" / "bench"
-BENCHMARKS = ["reserve", "ingest", "sync", "availability"]
+BENCHMARKS = ["reserve", "ingest", "sync", "availability", "catalog_import"]
 
 
 def machine() -> str:

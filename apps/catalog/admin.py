@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.catalog.models import Incident, Item, Location, Movement, Product, ProductComponent, StockLevel
+from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
 from apps.catalog.services.catalog import (
     ComponentSpec,
     catalog_record_delete,
@@ -69,7 +70,8 @@ class LocationLevelInline(LevelInline):
 
 
 @admin.register(Location)
-class LocationAdmin(ServiceAdmin):
+class LocationAdmin(CatalogImportExportMixin, ServiceAdmin):
+    resource_classes = [catalog_resource("locations")]
     list_display = ("code", "name", "kind", "allow_negative", "stock_valid_until", "is_active", "level_count")
     list_filter = ("kind", "is_active", "allow_negative")
     search_fields = ("code", "name")
@@ -99,7 +101,8 @@ class LocationAdmin(ServiceAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(ServiceAdmin):
+class ItemAdmin(CatalogImportExportMixin, ServiceAdmin):
+    resource_classes = [catalog_resource("items")]
     list_display = ("sku", "name", "unit", "on_hand_total", "atp_total", "is_active")
     list_filter = ("unit", "is_active")
     search_fields = ("sku", "name")
@@ -164,7 +167,8 @@ class ComponentInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(ServiceAdmin):
+class ProductAdmin(CatalogImportExportMixin, ServiceAdmin):
+    resource_classes = [catalog_resource("products")]
     list_display = ("code", "name", "kind", "make_up", "is_active")
     list_filter = ("kind", "is_active")
     search_fields = ("code", "name", "components__item__sku")

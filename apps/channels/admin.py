@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
 from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, SyncPriority, SyncWork
 from apps.channels.selectors import listings_availability, sync_lag_rows
 from apps.channels.services.config import (
@@ -136,7 +137,8 @@ class ChannelAdmin(ServiceAdmin):
 
 
 @admin.register(Listing)
-class ListingAdmin(ServiceAdmin):
+class ListingAdmin(CatalogImportExportMixin, ServiceAdmin):
+    resource_classes = [catalog_resource("listings")]
     list_display = (
         "channel_sku", "channel", "product", "available_now", "last_pushed_qty", "last_pushed_at", "is_active",
     )  # fmt: skip

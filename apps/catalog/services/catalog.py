@@ -54,6 +54,12 @@ def item_create(*, sku: str, name: str, unit: str, **extra: Any) -> Item:
 
 
 @transaction.atomic
+def items_create(*, rows: Sequence[dict[str, Any]]) -> list[Item]:
+    """Many new items at once (a catalog import): the same fields as ``item_create``, one INSERT per batch."""
+    return Item.objects.bulk_create([Item(**row) for row in rows], batch_size=2000)
+
+
+@transaction.atomic
 def item_update(*, item: Item, **fields: Any) -> Item:
     for name, value in fields.items():
         setattr(item, name, value)
@@ -70,6 +76,24 @@ def product_create(
         [ProductComponent(product=product, item=c.item, quantity=c.quantity) for c in components]
     )
     return product
+
+
+@transaction.atomic
+def products_create(*, rows: Sequence[tuple[dict[str, Any], Sequence[ComponentSpec]]]) -> list[Product]:
+    """Many new products with their make-up at once (a catalog import): as ``product_create``, in batches.
+
+    A new product has no listing yet, so there is nothing to re-sync.
+    """
+    products = Product.objects.bulk_create([Product(**fields) for fields, _ in rows], batch_size=2000)
+    ProductComponent.objects.bulk_create(
+        [
+            ProductComponent(product=product, item=c.item, quantity=c.quantity)
+            for product, (_, components) in zip(products, rows, strict=True)
+            for c in components
+        ],
+        batch_size=2000,
+    )
+    return products
 
 
 @transaction.atomic

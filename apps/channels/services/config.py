@@ -97,6 +97,18 @@ def listing_create(*, fields: Mapping[str, Any], priority: SyncPriority = SyncPr
 
 
 @transaction.atomic
+def listings_create(
+    *, rows: Sequence[Mapping[str, Any]], priority: SyncPriority = SyncPriority.BACKGROUND
+) -> list[Listing]:
+    """Many new listings at once (a catalog import): as ``listing_create``, one sync-work upsert for them all."""
+    listings = Listing.objects.bulk_create(
+        [Listing(**{k: v for k, v in fields.items() if k in LISTING_FIELDS}) for fields in rows], batch_size=2000
+    )
+    sync_work_enqueue(listing_ids=[listing.pk for listing in listings], priority=priority, reason="listing_created")
+    return listings
+
+
+@transaction.atomic
 def listing_update(
     *, listing: Listing, fields: Mapping[str, Any], priority: SyncPriority = SyncPriority.BACKGROUND
 ) -> Listing:
