@@ -177,17 +177,23 @@ class SupplierWebhookView(APIView):
             payload: Any = json_loads_strict(body)  # 400 invalid_json / invalid_text
             if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
                 return Response(
-                    {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},
+                    {
+                        "code": "invalid",
+                        "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.',
+                        "errors": [],
+                    },
                     status=status.HTTP_400_BAD_REQUEST,
                 )
             run = feed_ingest(supplier=supplier, records=payload["items"], fmt="json", source="webhook", full=False)
         data = FeedRunSerializer(run).data
         if run.status == FeedRun.Status.REFUSED:
             return Response(
-                {"code": "feed_refused", "detail": run.error, "run": data}, status=status.HTTP_422_UNPROCESSABLE_ENTITY
+                {"code": "feed_refused", "detail": run.error, "errors": [], "run": data},
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
             )
         if run.status == FeedRun.Status.FAILED:
             return Response(
-                {"code": "feed_failed", "detail": run.error, "run": data}, status=status.HTTP_400_BAD_REQUEST
+                {"code": "feed_failed", "detail": run.error, "errors": [], "run": data},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         return Response(data, status=status.HTTP_202_ACCEPTED)
