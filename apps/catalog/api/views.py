@@ -24,7 +24,7 @@ from apps.catalog.models import Item, Location, Movement, Product, ProductCompon
 from apps.catalog.selectors import levels_with_atp
 from apps.catalog.services import catalog as catalog_services
 from apps.catalog.services.stock import stock_movement_record
-from apps.core.idempotency import idempotent_call, request_fingerprint
+from apps.core.api.idempotency import IdempotentMixin
 
 CODE_IN_PATH = r"[^/]+"
 
@@ -40,7 +40,7 @@ ERRORS = {
 }
 
 
-class _CatalogViewSet(viewsets.ModelViewSet):
+class _CatalogViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """Create, read, update and delete by code; deletion of what is still used is a 409."""
 
     label = "record"
@@ -152,9 +152,14 @@ class ProductViewSet(_CatalogViewSet):
         },
     ),
 )
-class MovementViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    """The append-only ledger. ``count`` sets on_hand to the quantity; the other kinds add or remove it."""
+class MovementViewSet(IdempotentMixin, mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """The append-only ledger. A count sets on_hand to the quantity; the other kinds add or remove it."""
 
+    # The key is the ledger's own (unique across the ledger, in its 120-character column), so it is
+    # scoped to stock movements rather than to the caller; the body field is its deprecated alias.
+    idempotency_required = True
+    idempotency_body_field = "idempotency_key"
+    idempotency_key_max_length = 120
     serializer_class = MovementSerializer
     filterset_class = filters.MovementFilter
     queryset = Movement.objects.select_related("item", "location").order_by("-id")
@@ -166,40 +171,22 @@ class MovementViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.G
         incoming = MovementRequestSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
-        body = {
-            "location": data["location"].code,
-            "item": data["item"].sku,
-            "kind": data["kind"],
-            "quantity": data["quantity"],
-            "note": data["note"],
-        }
-        actor = f"staff:{request.user.get_username()}"
-
-        def record() -> tuple[int, dict[str, Any]]:
-            result = stock_movement_record(
-                location_code=body["location"],
-                item_sku=body["item"],
-                kind=body["kind"],
-                quantity=body["quantity"],
-                idempotency_key=data["idempotency_key"],
-                actor=actor,
-                note=body["note"],
-            )
-            level = levels_with_atp().get(pk=result.level.pk)
-            answer = MovementRecordedSerializer(
-                {"movement": result.movement, "level": level, "incident": result.incident}
-            ).data
-            return status.HTTP_201_CREATED, answer
-
-        # The key is the ledger's own (unique across the ledger), so it is scoped to stock movements.
-        code, answer, replayed = idempotent_call(
-            scope="stock-movements",
-            key=data["idempotency_key"],
-            fingerprint=request_fingerprint(method="POST", path="stock/movements", body=body),
-            handler=record,
+        assert self.call_key is not None
+        result = stock_movement_record(
+            location_code=data["location"].code,
+            item_sku=data["item"].sku,
+            kind=data["kind"],
+            quantity=data["quantity"],
+            idempotency_key=self.call_key.key,
+            actor=f"staff:{request.user.get_username()}",
+            note=data["note"],
         )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return Response(answer, status=code, headers=headers)
+        level = levels_with_atp().get(pk=result.level.pk)
+        answer = MovementRecordedSerializer({"movement": result.movement, "level": level, "incident": result.incident})
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+    def idempotency_scope(self, request: Request) -> str:
+        return "stock-movements"
 
 
 @extend_schema_view(list=extend_schema(summary="Stock levels with their available-to-promise quantity"))

@@ -264,9 +264,11 @@ def test_bad_movements_are_400_and_change_nothing(staff_api, shelf, body, field)
 
 
 def test_movement_without_body_fields_is_400(staff_api, shelf):
-    response = staff_api.post("/api/v1/stock/movements/", {}, format="json")
+    response = staff_api.post("/api/v1/stock/movements/", {}, format="json", HTTP_IDEMPOTENCY_KEY="m-empty")
     assert response.status_code == 400
-    assert {"location", "item", "kind", "quantity", "idempotency_key"} <= error_fields(response.json())
+    assert {"location", "item", "kind", "quantity"} <= error_fields(response.json())
+    keyless = staff_api.post("/api/v1/stock/movements/", {}, format="json")
+    assert keyless.status_code == 400 and error_fields(keyless.json()) == {"Idempotency-Key"}
 
 
 def test_movements_list_filters_and_paginates(staff_api, shelf):

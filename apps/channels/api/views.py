@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from apps.channels.api.serializers import ChannelSerializer, ListingSerializer, WatermarkSerializer
 from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
+from apps.core.api.idempotency import IdempotentMixin
 from apps.core.authentication import ChannelPrincipal
 from apps.core.permissions import IsStaffToken
 
@@ -31,7 +32,7 @@ class IsStaffOrThisChannel(BasePermission):
         return isinstance(user, ChannelPrincipal) and user.channel.code == view.kwargs.get("code")
 
 
-class ChannelViewSet(viewsets.ModelViewSet):
+class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
     serializer_class = ChannelSerializer
     lookup_field = "code"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
@@ -73,7 +74,7 @@ class ChannelViewSet(viewsets.ModelViewSet):
         channel_delete(channel=instance)
 
 
-class ListingViewSet(viewsets.ModelViewSet):
+class ListingViewSet(IdempotentMixin, viewsets.ModelViewSet):
     serializer_class = ListingSerializer
     permission_classes = [IsStaffToken]
     filterset_fields = {

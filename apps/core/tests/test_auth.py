@@ -57,7 +57,7 @@ def test_invalid_tokens_are_401_with_code(header, detail):
     client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/whoami/")
     assert response.status_code == 401
-    assert response.json() == {"code": "authentication_failed", "detail": detail}
+    assert response.json() == {"code": "authentication_failed", "detail": detail, "errors": []}
     assert response["WWW-Authenticate"] == "Token"
 
 
@@ -72,7 +72,7 @@ def test_revoked_token_is_refused(staff_user):
     token_revoke(token=ApiToken.objects.get())
     response = client_with(raw).get("/api/v1/whoami/")
     assert response.status_code == 401
-    assert response.json() == {"code": "authentication_failed", "detail": "Token has been revoked."}
+    assert response.json() == {"code": "authentication_failed", "detail": "Token has been revoked.", "errors": []}
 
 
 def test_a_remembered_token_is_forgotten_when_it_or_its_owner_changes(
@@ -133,7 +133,11 @@ def test_wrong_kind_of_token_is_403(staff_user, channel):
     assert call(channel_only, channel_raw).status_code == 200
     refused = call(staff_only, channel_raw)
     assert refused.status_code == 403
-    assert refused.data == {"code": "permission_denied", "detail": "A staff token is required for this endpoint."}
+    assert refused.data == {
+        "code": "permission_denied",
+        "detail": "A staff token is required for this endpoint.",
+        "errors": [],
+    }
     assert call(channel_only, staff_raw).status_code == 403
 
 

@@ -2,13 +2,11 @@
 
 A channel token sees and acts on its own listings and orders only: another channel's order
 id is a 404, exactly like a missing one. Every POST under ``orders/`` needs an
-``Idempotency-Key`` header (a replay returns the first answer, another body with the same
-key is 422). Events are deduplicated by their own (external_id, sequence).
+``Idempotency-Key`` header (apps/core/api/idempotency.py). Events are deduplicated by their own (external_id, sequence).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
@@ -23,7 +21,8 @@ from rest_framework.views import APIView
 from apps.catalog.api.views import ErrorSerializer
 from apps.channels.models import Listing
 from apps.channels.selectors import listings_availability_cached
-from apps.core.idempotency import IdempotentAnswer, idempotent_call, idempotent_service_call, request_fingerprint
+from apps.core.api.idempotency import IdempotentMixin
+from apps.core.idempotency import IdempotentAnswer
 from apps.core.permissions import IsChannelToken, channel_of
 from apps.orders import services
 from apps.orders.api.serializers import (
@@ -38,33 +37,15 @@ from apps.orders.api.serializers import (
 from apps.orders.errors import OrderNotFound
 from apps.orders.models import Order
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True, description="Unique per request."
-)
 # The one "Error" component of the schema (two of the same name made drf-spectacular warn).
 ERROR = ErrorSerializer
 
 
-def _idempotency(request: Request) -> dict[str, str]:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        raise ValidationError({"Idempotency-Key": ["This header is required."]})
-    return {
-        "scope": f"channel:{channel_of(request).pk}",
-        "key": key,
-        "fingerprint": request_fingerprint(method=request.method or "POST", path=request.path, body=request.data),
-    }
+class _ChannelWrite(IdempotentMixin, APIView):
+    """A channel's write: its own token, and an Idempotency-Key on every call."""
 
-
-def _answered(status_code: int, body: Any, replayed: bool) -> Response:
-    response = Response(body, status=status_code)
-    if replayed:
-        response["Idempotent-Replayed"] = "true"
-    return response
-
-
-def _idempotent(request: Request, handler: Callable[[], tuple[int, Any]]) -> Response:
-    return _answered(*idempotent_call(**_idempotency(request), handler=handler))
+    permission_classes = [IsChannelToken]
+    idempotency_required = True
 
 
 def _placed_answer(placed: services.OrderPlaced) -> tuple[int, Any]:
@@ -119,12 +100,12 @@ class AvailabilityView(APIView):
         return Response({"results": results, "unknown": [sku for sku in skus if sku not in ids]})
 
 
-class OrderCreateView(APIView):
-    permission_classes = [IsChannelToken]
+class OrderCreateView(_ChannelWrite):
+    # The service records the answer with the order itself (one statement on the fast path).
+    records_own_answer = frozenset({"post"})
 
     @extend_schema(
         request=OrderCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
         responses={201: OrderOutSerializer, 400: ERROR, 403: ERROR, 409: ERROR, 422: ERROR},
     )
     def post(self, request: Request) -> Response:
@@ -142,7 +123,6 @@ class OrderCreateView(APIView):
         channel = channel_of(request)
 
         def place(answer: IdempotentAnswer) -> services.OrderPlaced:
-            # The service records the answer with the order itself (one statement on the fast path).
             lines = line_requests(data["lines"]) or []
             if data["mode"] == Order.Mode.IMPORT:
                 return services.order_import(
@@ -157,7 +137,7 @@ class OrderCreateView(APIView):
                 answer=answer,
             )
 
-        return _answered(*idempotent_service_call(**_idempotency(request), render=_placed_answer, call=place))
+        return self.answer_with(_placed_answer, place)
 
 
 class OrderDetailView(APIView):
@@ -171,10 +151,9 @@ class OrderDetailView(APIView):
         return Response(order_body(order, list(order.lines.all())))
 
 
-class OrderActionView(APIView):
+class OrderActionView(_ChannelWrite):
     """confirm/, cancel/, fulfil/, return/, exchange/ of one order."""
 
-    permission_classes = [IsChannelToken]
     action = ""
     request_serializer: type[serializers.Serializer] | None = None
 
@@ -187,20 +166,17 @@ class OrderActionView(APIView):
         channel = channel_of(request)
         common = {"order_id": pk, "channel_id": channel.pk, "actor": _actor(request)}
 
-        def handler() -> tuple[int, Any]:
-            if self.action == "confirm":
-                state = services.order_confirm(**common)
-            elif self.action == "cancel":
-                state = services.order_cancel(**common)
-            elif self.action == "fulfil":
-                state = services.order_fulfil(lines=line_requests(data.get("lines")), **common)
-            elif self.action == "return":
-                state = services.order_return(lines=line_requests(data.get("lines")), **common)
-            else:
-                state = services.order_line_exchange(sku=data["sku"], new_sku=data["new_sku"], **common)
-            return status.HTTP_200_OK, order_body(state.order, state.lines)
-
-        return _idempotent(request, handler)
+        if self.action == "confirm":
+            state = services.order_confirm(**common)
+        elif self.action == "cancel":
+            state = services.order_cancel(**common)
+        elif self.action == "fulfil":
+            state = services.order_fulfil(lines=line_requests(data.get("lines")), **common)
+        elif self.action == "return":
+            state = services.order_return(lines=line_requests(data.get("lines")), **common)
+        else:
+            state = services.order_line_exchange(sku=data["sku"], new_sku=data["new_sku"], **common)
+        return Response(order_body(state.order, state.lines))
 
 
 def action_view(action: str, request_serializer: type[serializers.Serializer] | None = None) -> Any:
@@ -208,7 +184,6 @@ def action_view(action: str, request_serializer: type[serializers.Serializer] | 
 
     @extend_schema(
         request=request_serializer,
-        parameters=[IDEMPOTENCY_HEADER],
         responses={200: OrderOutSerializer, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR},
         operation_id=f"orders_{action}",
     )
@@ -223,7 +198,9 @@ def action_view(action: str, request_serializer: type[serializers.Serializer] | 
     return view.as_view()
 
 
-class EventCreateView(APIView):
+class EventCreateView(IdempotentMixin, APIView):
+    """Events are deduplicated by (external_id, sequence); an Idempotency-Key is optional here."""
+
     permission_classes = [IsChannelToken]
 
     @extend_schema(

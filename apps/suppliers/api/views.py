@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.idempotency import IdempotentMixin
 from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
     FeedRejectionSerializer,
@@ -33,7 +34,7 @@ def _actor(request: Request) -> str:
     return f"staff:{getattr(request.user, 'username', request.user)}"
 
 
-class SupplierViewSet(viewsets.ModelViewSet):
+class SupplierViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """Suppliers by code. Each owns a location of kind `supplier` with the same code; `secret` is write-only."""
 
     queryset = Supplier.objects.select_related("location").order_by("code")
@@ -67,7 +68,7 @@ class SupplierViewSet(viewsets.ModelViewSet):
         OpenApiParameter("status", str, enum=[s.value for s in SupplierProduct.Status]),
     ]
 )
-class SupplierProductViewSet(viewsets.ModelViewSet):
+class SupplierProductViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """Supplier SKU -> item mappings with unit conversion. Setting `status` to `active` confirms a mapping."""
 
     serializer_class = SupplierProductSerializer
