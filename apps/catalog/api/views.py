@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,19 +25,9 @@ from apps.catalog.selectors import levels_with_atp
 from apps.catalog.services import catalog as catalog_services
 from apps.catalog.services.stock import stock_movement_record
 from apps.core.api.idempotency import IdempotentMixin
+from apps.core.api.schema import error_response
 
 CODE_IN_PATH = r"[^/]+"
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Invalid input, with field errors under `errors`."),
-    409: OpenApiResponse(ErrorSerializer, description="Still in use, or the change conflicts with stock."),
-}
 
 
 class _CatalogViewSet(IdempotentMixin, viewsets.ModelViewSet):
@@ -49,12 +39,6 @@ class _CatalogViewSet(IdempotentMixin, viewsets.ModelViewSet):
         catalog_services.catalog_record_delete(instance=instance, label=f"{self.label} {instance}")
 
 
-@extend_schema_view(
-    create=extend_schema(responses={201: LocationSerializer, 400: ERRORS[400]}),
-    update=extend_schema(responses={200: LocationSerializer, 400: ERRORS[400], 409: ERRORS[409]}),
-    partial_update=extend_schema(responses={200: LocationSerializer, 400: ERRORS[400], 409: ERRORS[409]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
-)
 class LocationViewSet(_CatalogViewSet):
     """Stores, warehouses and suppliers' drop-ship locations, addressed by code."""
 
@@ -75,12 +59,6 @@ class LocationViewSet(_CatalogViewSet):
         )
 
 
-@extend_schema_view(
-    create=extend_schema(responses={201: ItemSerializer, 400: ERRORS[400]}),
-    update=extend_schema(responses={200: ItemSerializer, 400: ERRORS[400]}),
-    partial_update=extend_schema(responses={200: ItemSerializer, 400: ERRORS[400]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
-)
 class ItemViewSet(_CatalogViewSet):
     """Physically counted things, in their base unit, addressed by SKU."""
 
@@ -105,12 +83,6 @@ def _component_specs(raw: list[dict[str, Any]] | None) -> list[catalog_services.
     return [catalog_services.ComponentSpec(item=c["item"], quantity=c["quantity"]) for c in raw]
 
 
-@extend_schema_view(
-    create=extend_schema(responses={201: ProductSerializer, 400: ERRORS[400]}),
-    update=extend_schema(responses={200: ProductSerializer, 400: ERRORS[400]}),
-    partial_update=extend_schema(responses={200: ProductSerializer, 400: ERRORS[400]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
-)
 class ProductViewSet(_CatalogViewSet):
     """What channels sell: standard, multipack, weighted and bundle products, with their components."""
 
@@ -143,12 +115,26 @@ class ProductViewSet(_CatalogViewSet):
     list=extend_schema(summary="The stock ledger, newest first"),
     create=extend_schema(
         summary="Record a receipt, count, adjustment or point-of-sale sale",
+        description="A receipt, adjustment or point-of-sale sale adds or removes `quantity` (an adjustment may be "
+        "negative); a count sets on_hand to it. Answers the ledger row, the level after it and any incident it "
+        "opened (a sale that ate into reserved stock). Needs an `Idempotency-Key` header (or, deprecated, the "
+        "`idempotency_key` body field): a retry with the same key records nothing twice.",
         request=MovementRequestSerializer,
+        examples=[
+            OpenApiExample(
+                "A delivery of 24 hoodies",
+                value={"location": "WH", "item": "HOOD-M", "kind": "receipt", "quantity": 24, "note": "PO 4711"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A shelf count",
+                value={"location": "S1", "item": "HOOD-M", "kind": "count", "quantity": 7, "note": "weekly count"},
+                request_only=True,
+            ),
+        ],
         responses={
             201: MovementRecordedSerializer,
-            400: ERRORS[400],
-            409: OpenApiResponse(ErrorSerializer, description="It would take stock below zero where not allowed."),
-            422: OpenApiResponse(ErrorSerializer, description="The idempotency key was used with another body."),
+            409: error_response("It would take on_hand below zero where the location does not allow it."),
         },
     ),
 )

@@ -33,6 +33,11 @@ class IsStaffOrThisChannel(BasePermission):
 
 
 class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
+    """Sales channels by code: where and how Stockroom pushes quantities (`push_url`, rate limit, batch size),
+    the default coefficient and buffer, and the locations whose stock the channel sells. `secret`, which signs
+    the pushes, is write-only.
+    """
+
     serializer_class = ChannelSerializer
     lookup_field = "code"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
@@ -75,6 +80,12 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
 
 
 class ListingViewSet(IdempotentMixin, viewsets.ModelViewSet):
+    """A channel's SKU for one product, with its own coefficient, buffer, maximum and end-when overrides.
+
+    The quantity pushed is `floor(max(0, ATP - buffer) * coefficient)`, capped by `max_qty`, and 0 at or
+    below `end_when`.
+    """
+
     serializer_class = ListingSerializer
     permission_classes = [IsStaffToken]
     filterset_fields = {

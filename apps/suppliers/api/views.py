@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api.idempotency import IdempotentMixin
+from apps.core.api.schema import error_response
 from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
     FeedRejectionSerializer,
@@ -122,6 +123,7 @@ class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(responses=FeedRejectionSerializer(many=True))
     @action(detail=True, methods=["get"])
     def rejections(self, request: Request, pk: str | None = None) -> Response:
+        """The rows of one feed run that were quarantined, each with its reason, in file order."""
         run = self.get_object()
         page = self.paginate_queryset(run.rejections.order_by("row_number", "id"))
         return self.get_paginated_response(FeedRejectionSerializer(page, many=True).data)
@@ -156,9 +158,12 @@ class SupplierWebhookView(APIView):
         request=_WEBHOOK_BODY,
         responses={
             202: FeedRunSerializer,
-            400: OpenApiResponse(description="Body is not the expected JSON."),
-            401: OpenApiResponse(description="Forged, stale or replayed."),
-            422: OpenApiResponse(description="Mostly bad rows, or over a size limit: refused whole, nothing applied."),
+            400: error_response("The body is not the expected JSON (`invalid`, `invalid_json`)."),
+            401: error_response("Forged, stale (over 5 minutes) or replayed signature."),
+            422: error_response(
+                "Mostly bad rows, or over the size limit: refused whole (`feed_refused`, with the `run`), nothing "
+                "applied."
+            ),
         },
         auth=[],
     )
