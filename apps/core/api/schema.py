@@ -47,7 +47,7 @@ class ErrorSerializer(serializers.Serializer):
         "`body_too_large`, `throttled`, ..."
     )
     detail = serializers.CharField(help_text="A sentence for people.")
-    errors = ErrorEntrySerializer(many=True)
+    errors = ErrorEntrySerializer(many=True)  # type: ignore[assignment]  # a field; the metaclass takes it out
 
 
 def error_response(description: str) -> OpenApiResponse:
@@ -98,10 +98,12 @@ class StockroomAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
-        for status_code in self._error_statuses():
-            if str(status_code) not in responses:
-                error = error_response(_ERRORS[status_code])
-                responses[str(status_code)] = self._get_response_for_code(error, str(status_code), direction=direction)
+        for error_status in self._error_statuses():
+            if str(error_status) not in responses:
+                error = error_response(_ERRORS[error_status])
+                responses[str(error_status)] = self._get_response_for_code(
+                    error, str(error_status), direction=direction
+                )
         for status_code, response in responses.items():
             if not response.get("description"):
                 response["description"] = HTTPStatus(int(status_code)).phrase
@@ -121,7 +123,7 @@ class StockroomAutoSchema(AutoSchema):
             statuses.append(422)
         return statuses
 
-    def get_description(self) -> str:
+    def get_description(self) -> str:  # type: ignore[override]  # drf-spectacular's own signature
         text = super().get_description() or ""
         action = getattr(self.view, "action", None)
         if action in _ACTION_SENTENCES and not self._action_has_own_doc(action):
