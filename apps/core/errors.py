@@ -156,7 +156,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         log.warning("database_unavailable", error=str(exc))
         unavailable = ServiceUnavailable()
         return Response(unavailable.as_body(), status=unavailable.status_code, headers={"Retry-After": "5"})
-    if isinstance(exc, Http404):
+    if isinstance(exc, exceptions.NotAuthenticated):
+        # In place: DRF already set its status (401, or 403 where no scheme is announced) and header.
+        exc.detail = exceptions.ErrorDetail("No credentials: send 'Authorization: Token <key>'.", exc.default_code)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

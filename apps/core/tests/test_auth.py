@@ -50,9 +50,12 @@ def test_staff_and_channel_tokens_identify_their_owner(staff_user, channel):
     [
         ("Token not-a-real-token", "Invalid token."),
         ("Token a b", "Malformed Authorization header: expected 'Token <key>'."),
+        ("Bearer 0123abcd", "The Authorization scheme 'Bearer' is not accepted: send 'Authorization: Token <key>'."),
+        ("Basic dXNlcjpwdw==", "The Authorization scheme 'Basic' is not accepted: send 'Authorization: Token <key>'."),
     ],
 )
 def test_invalid_tokens_are_401_with_code(header, detail):
+    """A wrong token, a malformed header, or another scheme: each 401 says what is expected."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/whoami/")
@@ -174,3 +177,13 @@ def test_throttle_counts_per_token_and_answers_429(staff_user, channel, monkeypa
     assert refused.status_code == 429
     assert refused.json()["code"] == "throttled" and 0 < refused.json()["retry_after"] <= 61
     assert other.get("/api/v1/whoami/").status_code == 200, "another token has its own budget"
+
+
+def test_no_credentials_is_401_naming_the_scheme():
+    response = APIClient().get("/api/v1/whoami/")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Token"
+    assert response.json() == {
+        "code": "not_authenticated",
+        "detail": "No credentials: send 'Authorization: Token <key>'.",
+        "errors": [],
+    }

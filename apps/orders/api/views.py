@@ -140,6 +140,11 @@ class AvailabilityView(APIView):
             raise ValidationError({"sku": ["A SKU is 1 to 100 characters."]})
         channel = channel_of(request)
         ids = dict(Listing.objects.filter(channel=channel, channel_sku__in=skus).values_list("channel_sku", "id"))
+        if listed_apart := [sku for sku in skus if "," in sku and sku not in ids]:
+            # "A,B" is no SKU of this channel: the caller meant two, which are asked for apart.
+            raise ValidationError(
+                {"sku": [f"'{listed_apart[0]}' is not a SKU of this channel: repeat the parameter (?sku=A&sku=B)."]}
+            )
         availability = listings_availability_cached(list(ids.values()))
         as_of = serializers.DateTimeField().to_representation(timezone.now())
         results = []

@@ -157,6 +157,14 @@ def test_availability_lists_own_skus_and_zero_for_unknown(web, shop, django_asse
     assert web.get("/api/v1/availability/").status_code == 400
 
 
+def test_availability_refuses_a_comma_list_instead_of_reading_one_unknown_sku(web, shop):
+    response = web.get("/api/v1/availability/?sku=hood,kit")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "sku" and "?sku=A&sku=B" in response.json()["errors"][0]["detail"]
+    both = web.get("/api/v1/availability/?sku=hood&sku=kit").json()
+    assert [row["sku"] for row in both["results"]] == ["hood", "kit"] and both["unknown"] == []
+
+
 def test_availability_does_not_show_another_channels_listing(web, shop):
     other = channel_of("other", [shop.warehouse])
     item = ItemFactory(sku="SECRET")
