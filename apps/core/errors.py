@@ -245,4 +245,5 @@ def _field_entry(path: str, message: Any) -> dict[str, Any]:
 
 def _line_entry(line: dict[str, Any], code: str) -> dict[str, Any]:
     figures = ", ".join(f"{name} {line[name]}" for name in ("requested", "available", "cap") if name in line)
-    return {"sku": line.get("sku"), "code": code, "detail": f"{line.get('sku')}: {figures}.", **line}
+    detail = f"{line.get('sku')}: {figures}." if figures else str(line.get("sku"))
+    return {"sku": line.get("sku"), "code": code, "detail": detail, **line}
