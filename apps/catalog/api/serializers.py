@@ -176,7 +176,7 @@ class MovementSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MovementRequestSerializer(serializers.Serializer):
+class NewMovementSerializer(serializers.Serializer):
     location = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all())
     item = serializers.SlugRelatedField(slug_field="sku", queryset=Item.objects.all())
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in RECORDABLE_KINDS])

@@ -15,8 +15,8 @@ from apps.catalog.api.serializers import (
     ItemSerializer,
     LocationSerializer,
     MovementRecordedSerializer,
-    MovementRequestSerializer,
     MovementSerializer,
+    NewMovementSerializer,
     ProductSerializer,
     StockLevelSerializer,
 )
@@ -119,7 +119,7 @@ class ProductViewSet(_CatalogViewSet):
         "negative); a count sets on_hand to it. Answers the ledger row, the level after it and any incident it "
         "opened (a sale that ate into reserved stock). Needs an `Idempotency-Key` header (or, deprecated, the "
         "`idempotency_key` body field): a retry with the same key records nothing twice.",
-        request=MovementRequestSerializer,
+        request=NewMovementSerializer,
         examples=[
             OpenApiExample(
                 "A delivery of 24 hoodies",
@@ -151,10 +151,10 @@ class MovementViewSet(IdempotentMixin, mixins.ListModelMixin, mixins.CreateModel
     queryset = Movement.objects.select_related("item", "location").order_by("-id")
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
-        return MovementRequestSerializer if self.action == "create" else MovementSerializer
+        return NewMovementSerializer if self.action == "create" else MovementSerializer
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        incoming = MovementRequestSerializer(data=request.data)
+        incoming = NewMovementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
         assert self.call_key is not None
