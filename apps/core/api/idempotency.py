@@ -72,10 +72,13 @@ class IdempotentMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         if request.method not in MUTATING_METHODS:
             return
-        self.call_key = self._call_key(request)
         method = request.method.lower()
+        handler = getattr(self, method, None)
+        if handler is None:
+            return  # not a method of this view: dispatch answers 405
+        self.call_key = self._call_key(request)
         if self.call_key is not None and method not in self.records_own_answer:
-            setattr(self, method, partial(self._run_once, getattr(self, method)))
+            setattr(self, method, partial(self._run_once, handler))
 
     def answer_with(self, render: Callable[[Any], tuple[int, Any]], call: Callable[..., Any]) -> Response:
         """For ``records_own_answer`` methods: ``call(answer)`` records ``render(result)`` with its writes."""

@@ -220,3 +220,14 @@ def test_keys_belong_to_their_caller(channel_api):
 def test_the_key_is_optional_where_a_repeat_moves_no_stock(staff_api):
     response = staff_api.post("/api/v1/locations/", {"code": "S7", "name": "Store 7", "kind": "store"}, format="json")
     assert response.status_code == 201 and "Idempotent-Replayed" not in response
+
+
+def test_a_method_the_endpoint_lacks_is_405_with_or_without_a_key(channel_api, staff_api):
+    warehouse = LocationFactory(code="WH")
+    listing(channel_selling("shop1", [warehouse]), product_of("P", {ItemFactory(sku="HOOD-M"): 1}), sku="hood")
+    for client, path in [(channel_api("shop1"), "/api/v1/orders/"), (staff_api, "/api/v1/stock/movements/1/")]:
+        for headers in ({}, {"HTTP_IDEMPOTENCY_KEY": "k-405"}):
+            response = client.put(path, {"external_id": "x"}, format="json", **headers)
+            assert response.status_code in (404, 405) and response.json()["errors"] == [], response.content
+    refused = channel_api("shop1").put("/api/v1/orders/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k-405")
+    assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
