@@ -118,9 +118,9 @@ class StockroomAutoSchema(AutoSchema):
         if "{" in self.path:
             statuses.append(404)
         if self.method in MUTATING_METHODS:
-            statuses += [409, 413]
+            statuses.append(413)
         if self._idempotent():
-            statuses.append(422)
+            statuses += [409, 422]  # every write of a record can meet a duplicate or a record in use
         return statuses
 
     def get_description(self) -> str:  # type: ignore[override]  # drf-spectacular's own signature

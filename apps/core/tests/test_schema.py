@@ -53,7 +53,8 @@ def test_every_error_answer_is_the_one_error_component(schema):
         if operation.get("security") != [{}] and path != "/api/v1/suppliers/{code}/webhook/":
             assert {"401", "403", "429"} <= set(errors), (method, path)
         if method in {"POST", "PUT", "PATCH", "DELETE"}:
-            assert {"409", "413"} <= set(errors), (method, path)
+            assert "413" in errors, (method, path)
+            assert "409" in errors or path.endswith("/webhook/"), (method, path)
         for answer in errors.values():
             error_refs.add(answer["content"]["application/json"]["schema"]["$ref"])
             assert answer["description"], (method, path)
