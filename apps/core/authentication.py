@@ -101,8 +101,14 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
         header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        if not header:
             return None
+        if header[0].lower() != self.keyword.lower().encode():
+            # Another scheme (Bearer, Basic, ...): say which one is expected rather than "not provided".
+            scheme = header[0].decode(errors="replace")[:20]
+            raise exceptions.AuthenticationFailed(
+                f"The Authorization scheme '{scheme}' is not accepted: send 'Authorization: Token <key>'."
+            )
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Token <key>'.")
         try:

@@ -1,4 +1,11 @@
-"""Typed domain errors and the one place that turns any error into `{"code", "detail", ...}`."""
+"""Typed domain errors and the one place that turns any error into the API's one error body.
+
+Every answer that is not 2xx is ``{"code", "detail", "errors": [...]}``: ``errors`` is always a
+list (empty when there is nothing finer to say), one entry per problem, each with ``code`` and
+``detail`` and either ``field`` (the input path, ``lines[0].quantity``) or ``sku`` (an order line
+with its figures: ``requested``, ``available``, ``cap``). Refusals may add their own top-level
+keys (``lines`` of the contract's 409, ``retry_after``, ``id``).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +35,11 @@ class DomainError(Exception):
         super().__init__(self.detail)
 
     def as_body(self) -> dict[str, Any]:
-        return {"code": self.code, "detail": self.detail, **self.data}
+        data = dict(self.data)
+        field_errors = data.pop("errors", None)
+        entries = field_entries(field_errors) if field_errors is not None else []
+        entries += [_line_entry(line, self.code) for line in data.get("lines") or [] if isinstance(line, dict)]
+        return {"code": self.code, "detail": self.detail, "errors": entries, **data}
 
 
 class Conflict(DomainError):
@@ -145,7 +156,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         log.warning("database_unavailable", error=str(exc))
         unavailable = ServiceUnavailable()
         return Response(unavailable.as_body(), status=unavailable.status_code, headers={"Retry-After": "5"})
-    if isinstance(exc, Http404):
+    if isinstance(exc, exceptions.NotAuthenticated):
+        # In place: DRF already set its status (401, or 403 where no scheme is announced) and header.
+        exc.detail = exceptions.ErrorDetail("No credentials: send 'Authorization: Token <key>'.", exc.default_code)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -157,14 +171,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"code": code, "detail": "Invalid input.", "errors": response.data}
+        response.data = {"code": code, "detail": "Invalid input.", "errors": field_entries(exc.detail)}
         if _only_duplicates(exc.get_codes()):
             # A uniqueness validator's refusal is the same conflict as the database's own.
             response.status_code = AlreadyExists.status_code
             response.data.update(code=AlreadyExists.code, detail=_first_message(exc.detail))
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
-        response.data = {"code": code, "detail": str(detail)}
+        response.data = {"code": code, "detail": str(detail), "errors": []}
         wait = getattr(exc, "wait", None)
         if isinstance(exc, exceptions.Throttled) and wait is not None:
             response.data["retry_after"] = int(wait)
@@ -194,3 +208,42 @@ def _only_duplicates(codes: Any) -> bool:
 def _first_message(errors: Any) -> str:
     leaves = _leaves(errors)
     return str(leaves[0]) if leaves else AlreadyExists.default_detail
+
+
+def field_entries(errors: Any, path: str = "") -> list[dict[str, Any]]:
+    """DRF's nested errors (dicts by field, lists or dicts by index) as one flat list of entries.
+
+    ``{"lines": {0: {"quantity": ["..."]}}}`` and ``{"lines": [{"quantity": ["..."]}]}`` both give
+    ``[{"field": "lines[0].quantity", "code": ..., "detail": ...}]``; errors of the whole body have
+    ``field`` ``non_field_errors``.
+    """
+    if isinstance(errors, dict):
+        entries = []
+        for key, value in errors.items():
+            if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+                entries += field_entries(value, f"{path}[{key}]")
+            else:
+                entries += field_entries(value, f"{path}.{key}" if path else str(key))
+        return entries
+    if isinstance(errors, list):
+        if all(not isinstance(item, dict | list) for item in errors):
+            return [_field_entry(path, item) for item in errors]
+        entries = []
+        for index, item in enumerate(errors):
+            entries += field_entries(item, f"{path}[{index}]")
+        return entries
+    return [_field_entry(path, errors)]
+
+
+def _field_entry(path: str, message: Any) -> dict[str, Any]:
+    return {
+        "field": path or "non_field_errors",
+        "code": str(getattr(message, "code", None) or "invalid"),
+        "detail": str(message),
+    }
+
+
+def _line_entry(line: dict[str, Any], code: str) -> dict[str, Any]:
+    figures = ", ".join(f"{name} {line[name]}" for name in ("requested", "available", "cap") if name in line)
+    detail = f"{line.get('sku')}: {figures}." if figures else str(line.get("sku"))
+    return {"sku": line.get("sku"), "code": code, "detail": detail, **line}

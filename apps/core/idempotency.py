@@ -105,9 +105,9 @@ def idempotent_call(
 
     The handler's writes and the record commit together, so a crash leaves neither. The
     record is claimed after the work, in the same transaction: the common first call costs
-    one statement. A replay (rare) runs the handler again, finds the key taken, rolls its
-    work back and answers what was recorded. Domain refusals (4xx) are recorded too, so a
-    replay is refused the same way.
+    one statement. A replay (rare) runs the handler again, finds the key taken (or fails
+    where the first call did not), rolls its work back and answers what was recorded.
+    Domain refusals (4xx) are recorded too, so a replay is refused the same way.
     """
     _check_key(key)
     try:
@@ -120,6 +120,11 @@ def idempotent_call(
         pass
     except DomainError as err:
         return _refusal(scope, key, fingerprint, err)
+    except Exception:
+        # A replay can fail where the first call succeeded (the record it created now exists,
+        # the one it deleted is gone): the key's answer stands; without one, the error does.
+        if not IdempotencyRecord.objects.filter(scope=scope, key=key).exists():
+            raise
     return _replay(scope, key, fingerprint)
 
 

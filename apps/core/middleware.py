@@ -1,5 +1,5 @@
 """One log line per request with its id, a clear 503 when the database is gone, input that can only
-fail refused at the door, and API errors always as JSON `{"code", "detail"}`."""
+fail refused at the door, and API errors always as JSON `{"code", "detail", "errors"}`."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ _STATUS_CODES = {
 
 
 class ApiErrorJsonMiddleware:
-    """Every API answer that is not 2xx/3xx is JSON `{"code", "detail"}`, with DEBUG on too.
+    """Every API answer that is not 2xx/3xx is JSON `{"code", "detail", "errors"}`, with DEBUG on too.
 
     DRF views already answer so; this covers what Django answers itself: unmatched routes (its
     404 page, or the technical 404 with DEBUG), an exception's 500 page, a refused request's 400.
@@ -162,7 +162,7 @@ class ApiErrorJsonMiddleware:
         else:
             reason = response.reason_phrase or "Error"
             code, detail = _STATUS_CODES.get(response.status_code, (reason.lower().replace(" ", "_"), f"{reason}."))
-            body = {"code": code, "detail": detail}
+            body = {"code": code, "detail": detail, "errors": []}
         answer = JsonResponse(body, status=response.status_code)
         for header in ("Retry-After", "Allow", "WWW-Authenticate", "X-Request-ID"):
             if header in response:

@@ -124,3 +124,15 @@ def admin_form(client: Any, url: str) -> dict[str, str]:
     parser = _AdminForm()
     parser.feed(response.content.decode())
     return parser.fields
+
+
+def error_fields(body: dict[str, Any]) -> set[str]:
+    """The input fields an API error body names: each entry's ``field`` and its top-level name.
+
+    ``lines[0].quantity`` gives ``{"lines[0].quantity", "lines"}``, so a test can ask either.
+    """
+    fields: set[str] = set()
+    for entry in body["errors"]:
+        if "field" in entry:
+            fields |= {entry["field"], entry["field"].split(".")[0].split("[")[0]}
+    return fields

@@ -35,7 +35,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics: `Authorization: Bearer <METRICS_TOKEN>`, a staff session, or open (METRICS_PUBLIC)."""
     if not _may_read_metrics(request):
         response = JsonResponse(
-            {"code": "not_authenticated", "detail": "Metrics need `Authorization: Bearer <METRICS_TOKEN>`."},
+            {
+                "code": "not_authenticated",
+                "detail": "Metrics need `Authorization: Bearer <METRICS_TOKEN>`.",
+                "errors": [],
+            },
             status=401,
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -176,12 +176,18 @@ class MovementSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MovementRequestSerializer(serializers.Serializer):
+class NewMovementSerializer(serializers.Serializer):
     location = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all())
     item = serializers.SlugRelatedField(slug_field="sku", queryset=Item.objects.all())
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in RECORDABLE_KINDS])
     quantity = serializers.IntegerField(min_value=-MAX_QUANTITY, max_value=MAX_QUANTITY)
-    idempotency_key = serializers.CharField(min_length=1, max_length=120, trim_whitespace=False)
+    idempotency_key = serializers.CharField(
+        min_length=1,
+        max_length=120,
+        trim_whitespace=False,
+        required=False,
+        help_text="Deprecated: send the Idempotency-Key header instead (the header wins; both and different is 400).",
+    )
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,8 +15,8 @@ from apps.catalog.api.serializers import (
     ItemSerializer,
     LocationSerializer,
     MovementRecordedSerializer,
-    MovementRequestSerializer,
     MovementSerializer,
+    NewMovementSerializer,
     ProductSerializer,
     StockLevelSerializer,
 )
@@ -24,23 +24,13 @@ from apps.catalog.models import Item, Location, Movement, Product, ProductCompon
 from apps.catalog.selectors import levels_with_atp
 from apps.catalog.services import catalog as catalog_services
 from apps.catalog.services.stock import stock_movement_record
-from apps.core.idempotency import idempotent_call, request_fingerprint
+from apps.core.api.idempotency import IdempotentMixin
+from apps.core.api.schema import error_response
 
 CODE_IN_PATH = r"[^/]+"
 
 
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Invalid input, with field errors under `errors`."),
-    409: OpenApiResponse(ErrorSerializer, description="Still in use, or the change conflicts with stock."),
-}
-
-
-class _CatalogViewSet(viewsets.ModelViewSet):
+class _CatalogViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """Create, read, update and delete by code; deletion of what is still used is a 409."""
 
     label = "record"
@@ -49,12 +39,6 @@ class _CatalogViewSet(viewsets.ModelViewSet):
         catalog_services.catalog_record_delete(instance=instance, label=f"{self.label} {instance}")
 
 
-@extend_schema_view(
-    create=extend_schema(responses={201: LocationSerializer, 400: ERRORS[400]}),
-    update=extend_schema(responses={200: LocationSerializer, 400: ERRORS[400], 409: ERRORS[409]}),
-    partial_update=extend_schema(responses={200: LocationSerializer, 400: ERRORS[400], 409: ERRORS[409]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
-)
 class LocationViewSet(_CatalogViewSet):
     """Stores, warehouses and suppliers' drop-ship locations, addressed by code."""
 
@@ -75,12 +59,6 @@ class LocationViewSet(_CatalogViewSet):
         )
 
 
-@extend_schema_view(
-    create=extend_schema(responses={201: ItemSerializer, 400: ERRORS[400]}),
-    update=extend_schema(responses={200: ItemSerializer, 400: ERRORS[400]}),
-    partial_update=extend_schema(responses={200: ItemSerializer, 400: ERRORS[400]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
-)
 class ItemViewSet(_CatalogViewSet):
     """Physically counted things, in their base unit, addressed by SKU."""
 
@@ -105,12 +83,6 @@ def _component_specs(raw: list[dict[str, Any]] | None) -> list[catalog_services.
     return [catalog_services.ComponentSpec(item=c["item"], quantity=c["quantity"]) for c in raw]
 
 
-@extend_schema_view(
-    create=extend_schema(responses={201: ProductSerializer, 400: ERRORS[400]}),
-    update=extend_schema(responses={200: ProductSerializer, 400: ERRORS[400]}),
-    partial_update=extend_schema(responses={200: ProductSerializer, 400: ERRORS[400]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
-)
 class ProductViewSet(_CatalogViewSet):
     """What channels sell: standard, multipack, weighted and bundle products, with their components."""
 
@@ -143,63 +115,64 @@ class ProductViewSet(_CatalogViewSet):
     list=extend_schema(summary="The stock ledger, newest first"),
     create=extend_schema(
         summary="Record a receipt, count, adjustment or point-of-sale sale",
-        request=MovementRequestSerializer,
+        description="A receipt, adjustment or point-of-sale sale adds or removes `quantity` (an adjustment may be "
+        "negative); a count sets on_hand to it. Answers the ledger row, the level after it and any incident it "
+        "opened (a sale that ate into reserved stock). Needs an `Idempotency-Key` header (or, deprecated, the "
+        "`idempotency_key` body field): a retry with the same key records nothing twice.",
+        request=NewMovementSerializer,
+        examples=[
+            OpenApiExample(
+                "A delivery of 24 hoodies",
+                value={"location": "WH", "item": "HOOD-M", "kind": "receipt", "quantity": 24, "note": "PO 4711"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A shelf count",
+                value={"location": "S1", "item": "HOOD-M", "kind": "count", "quantity": 7, "note": "weekly count"},
+                request_only=True,
+            ),
+        ],
         responses={
             201: MovementRecordedSerializer,
-            400: ERRORS[400],
-            409: OpenApiResponse(ErrorSerializer, description="It would take stock below zero where not allowed."),
-            422: OpenApiResponse(ErrorSerializer, description="The idempotency key was used with another body."),
+            409: error_response("It would take on_hand below zero where the location does not allow it."),
         },
     ),
 )
-class MovementViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    """The append-only ledger. ``count`` sets on_hand to the quantity; the other kinds add or remove it."""
+class MovementViewSet(IdempotentMixin, mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """The append-only ledger. A count sets on_hand to the quantity; the other kinds add or remove it."""
 
+    # The key is the ledger's own (unique across the ledger, in its 120-character column), so it is
+    # scoped to stock movements rather than to the caller; the body field is its deprecated alias.
+    idempotency_required = True
+    idempotency_body_field = "idempotency_key"
+    idempotency_key_max_length = 120
     serializer_class = MovementSerializer
     filterset_class = filters.MovementFilter
     queryset = Movement.objects.select_related("item", "location").order_by("-id")
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
-        return MovementRequestSerializer if self.action == "create" else MovementSerializer
+        return NewMovementSerializer if self.action == "create" else MovementSerializer
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        incoming = MovementRequestSerializer(data=request.data)
+        incoming = NewMovementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
-        body = {
-            "location": data["location"].code,
-            "item": data["item"].sku,
-            "kind": data["kind"],
-            "quantity": data["quantity"],
-            "note": data["note"],
-        }
-        actor = f"staff:{request.user.get_username()}"
-
-        def record() -> tuple[int, dict[str, Any]]:
-            result = stock_movement_record(
-                location_code=body["location"],
-                item_sku=body["item"],
-                kind=body["kind"],
-                quantity=body["quantity"],
-                idempotency_key=data["idempotency_key"],
-                actor=actor,
-                note=body["note"],
-            )
-            level = levels_with_atp().get(pk=result.level.pk)
-            answer = MovementRecordedSerializer(
-                {"movement": result.movement, "level": level, "incident": result.incident}
-            ).data
-            return status.HTTP_201_CREATED, answer
-
-        # The key is the ledger's own (unique across the ledger), so it is scoped to stock movements.
-        code, answer, replayed = idempotent_call(
-            scope="stock-movements",
-            key=data["idempotency_key"],
-            fingerprint=request_fingerprint(method="POST", path="stock/movements", body=body),
-            handler=record,
+        assert self.call_key is not None
+        result = stock_movement_record(
+            location_code=data["location"].code,
+            item_sku=data["item"].sku,
+            kind=data["kind"],
+            quantity=data["quantity"],
+            idempotency_key=self.call_key.key,
+            actor=f"staff:{request.user.get_username()}",
+            note=data["note"],
         )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return Response(answer, status=code, headers=headers)
+        level = levels_with_atp().get(pk=result.level.pk)
+        answer = MovementRecordedSerializer({"movement": result.movement, "level": level, "incident": result.incident})
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+    def idempotency_scope(self, request: Request) -> str:
+        return "stock-movements"
 
 
 @extend_schema_view(list=extend_schema(summary="Stock levels with their available-to-promise quantity"))

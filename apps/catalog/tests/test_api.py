@@ -6,6 +6,7 @@ import pytest
 
 from apps.catalog.models import Incident, Item, Movement, Product, StockLevel
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
+from apps.core.testing import error_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -55,14 +56,16 @@ def test_location_bad_input_is_400_with_field_errors(staff_api, body, field):
     response = staff_api.post("/api/v1/locations/", body, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
-    assert field in response.json()["errors"]
+    assert field in error_fields(response.json())
 
 
 def test_duplicate_codes_are_409_and_code_changes_400(staff_api, shelf):
     again = staff_api.post("/api/v1/locations/", {"code": "S1", "name": "x", "kind": "store"}, format="json")
-    assert again.status_code == 409 and again.json()["code"] == "already_exists" and "code" in again.json()["errors"]
+    assert (
+        again.status_code == 409 and again.json()["code"] == "already_exists" and "code" in error_fields(again.json())
+    )
     renamed = staff_api.patch("/api/v1/items/HOOD-M/", {"sku": "HOOD-XL"}, format="json")
-    assert renamed.status_code == 400 and "sku" in renamed.json()["errors"]
+    assert renamed.status_code == 400 and "sku" in error_fields(renamed.json())
     assert Item.objects.filter(sku="HOOD-M").exists()
 
 
@@ -152,8 +155,8 @@ def test_product_make_up_is_validated(staff_api, shelf, kind, components, messag
     body = {"code": "P1", "name": "p", "kind": kind, "components": components}
     response = staff_api.post("/api/v1/products/", body, format="json")
     assert response.status_code == 400, response.json()
-    assert "components" in response.json()["errors"]
-    assert message in str(response.json()["errors"]["components"])
+    assert "components" in error_fields(response.json())
+    assert message in str(response.json()["errors"])
     assert not Product.objects.filter(code="P1").exists()
 
 
@@ -256,14 +259,16 @@ def test_store_sale_into_reserved_stock_reports_an_incident(staff_api, shelf):
 def test_bad_movements_are_400_and_change_nothing(staff_api, shelf, body, field):
     response = move(staff_api, **body)
     assert response.status_code == 400, response.json()
-    assert field in response.json()["errors"]
+    assert field in error_fields(response.json())
     assert not Movement.objects.exists()
 
 
 def test_movement_without_body_fields_is_400(staff_api, shelf):
-    response = staff_api.post("/api/v1/stock/movements/", {}, format="json")
+    response = staff_api.post("/api/v1/stock/movements/", {}, format="json", HTTP_IDEMPOTENCY_KEY="m-empty")
     assert response.status_code == 400
-    assert {"location", "item", "kind", "quantity", "idempotency_key"} <= set(response.json()["errors"])
+    assert {"location", "item", "kind", "quantity"} <= error_fields(response.json())
+    keyless = staff_api.post("/api/v1/stock/movements/", {}, format="json")
+    assert keyless.status_code == 400 and error_fields(keyless.json()) == {"Idempotency-Key"}
 
 
 def test_movements_list_filters_and_paginates(staff_api, shelf):

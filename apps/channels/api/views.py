@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.channels.api.push_schema import PUSH_CALLBACKS
 from apps.channels.api.serializers import ChannelSerializer, ListingSerializer, WatermarkSerializer
 from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
+from apps.core.api.idempotency import IdempotentMixin
 from apps.core.authentication import ChannelPrincipal
 from apps.core.permissions import IsStaffToken
 
@@ -31,7 +33,17 @@ class IsStaffOrThisChannel(BasePermission):
         return isinstance(user, ChannelPrincipal) and user.channel.code == view.kwargs.get("code")
 
 
-class ChannelViewSet(viewsets.ModelViewSet):
+@extend_schema_view(
+    create=extend_schema(callbacks=PUSH_CALLBACKS),
+    update=extend_schema(callbacks=PUSH_CALLBACKS),
+    partial_update=extend_schema(callbacks=PUSH_CALLBACKS),
+)
+class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
+    """Sales channels by code: where and how Stockroom pushes quantities (`push_url`, rate limit, batch size),
+    the default coefficient and buffer, and the locations whose stock the channel sells. `secret`, which signs
+    the pushes, is write-only.
+    """
+
     serializer_class = ChannelSerializer
     lookup_field = "code"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
@@ -73,7 +85,13 @@ class ChannelViewSet(viewsets.ModelViewSet):
         channel_delete(channel=instance)
 
 
-class ListingViewSet(viewsets.ModelViewSet):
+class ListingViewSet(IdempotentMixin, viewsets.ModelViewSet):
+    """A channel's SKU for one product, with its own coefficient, buffer, maximum and end-when overrides.
+
+    The quantity pushed is `floor(max(0, ATP - buffer) * coefficient)`, capped by `max_qty`, and 0 at or
+    below `end_when`.
+    """
+
     serializer_class = ListingSerializer
     permission_classes = [IsStaffToken]
     filterset_fields = {

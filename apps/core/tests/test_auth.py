@@ -50,14 +50,17 @@ def test_staff_and_channel_tokens_identify_their_owner(staff_user, channel):
     [
         ("Token not-a-real-token", "Invalid token."),
         ("Token a b", "Malformed Authorization header: expected 'Token <key>'."),
+        ("Bearer 0123abcd", "The Authorization scheme 'Bearer' is not accepted: send 'Authorization: Token <key>'."),
+        ("Basic dXNlcjpwdw==", "The Authorization scheme 'Basic' is not accepted: send 'Authorization: Token <key>'."),
     ],
 )
 def test_invalid_tokens_are_401_with_code(header, detail):
+    """A wrong token, a malformed header, or another scheme: each 401 says what is expected."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/whoami/")
     assert response.status_code == 401
-    assert response.json() == {"code": "authentication_failed", "detail": detail}
+    assert response.json() == {"code": "authentication_failed", "detail": detail, "errors": []}
     assert response["WWW-Authenticate"] == "Token"
 
 
@@ -72,7 +75,7 @@ def test_revoked_token_is_refused(staff_user):
     token_revoke(token=ApiToken.objects.get())
     response = client_with(raw).get("/api/v1/whoami/")
     assert response.status_code == 401
-    assert response.json() == {"code": "authentication_failed", "detail": "Token has been revoked."}
+    assert response.json() == {"code": "authentication_failed", "detail": "Token has been revoked.", "errors": []}
 
 
 def test_a_remembered_token_is_forgotten_when_it_or_its_owner_changes(
@@ -133,7 +136,11 @@ def test_wrong_kind_of_token_is_403(staff_user, channel):
     assert call(channel_only, channel_raw).status_code == 200
     refused = call(staff_only, channel_raw)
     assert refused.status_code == 403
-    assert refused.data == {"code": "permission_denied", "detail": "A staff token is required for this endpoint."}
+    assert refused.data == {
+        "code": "permission_denied",
+        "detail": "A staff token is required for this endpoint.",
+        "errors": [],
+    }
     assert call(channel_only, staff_raw).status_code == 403
 
 
@@ -170,3 +177,13 @@ def test_throttle_counts_per_token_and_answers_429(staff_user, channel, monkeypa
     assert refused.status_code == 429
     assert refused.json()["code"] == "throttled" and 0 < refused.json()["retry_after"] <= 61
     assert other.get("/api/v1/whoami/").status_code == 200, "another token has its own budget"
+
+
+def test_no_credentials_is_401_naming_the_scheme():
+    response = APIClient().get("/api/v1/whoami/")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Token"
+    assert response.json() == {
+        "code": "not_authenticated",
+        "detail": "No credentials: send 'Authorization: Token <key>'.",
+        "errors": [],
+    }

@@ -147,7 +147,11 @@ def test_a_staff_token_without_add_item_cannot_create_items(clerk, settings):
     cap = {"sku": "CAP", "name": "Cap", "unit": "piece"}
     refused = api.post("/api/v1/items/", cap, format="json")
     assert refused.status_code == 403
-    assert refused.json() == {"code": "permission_denied", "detail": "Your user lacks the permission catalog.add_item."}
+    assert refused.json() == {
+        "code": "permission_denied",
+        "detail": "Your user lacks the permission catalog.add_item.",
+        "errors": [],
+    }
     assert api.get("/api/v1/items/").status_code == 403
     assert not Item.objects.filter(sku="CAP").exists()
 

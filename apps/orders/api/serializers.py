@@ -51,7 +51,7 @@ class OrderCreateSerializer(serializers.Serializer):
 
 
 class LinesSerializer(serializers.Serializer):
-    """Optional partial lines of fulfil/return; without lines the whole order is meant."""
+    """Some units of some lines; without `lines` the whole order is meant."""
 
     lines = serializers.ListField(child=LineSerializer(), min_length=1, max_length=MAX_LINES, required=False)
 
@@ -94,7 +94,9 @@ class OrderLineOutSerializer(serializers.Serializer):
 
 
 class OrderOutSerializer(serializers.Serializer):
-    """Documents the body ``order_body`` builds (the schema), without its per-request cost."""
+    """An order as the channel sees it: its status and each line's units."""
+
+    # The schema of what order_body builds (serialising through this class would cost per request).
 
     id = serializers.IntegerField()
     external_id = serializers.CharField()

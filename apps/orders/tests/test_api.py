@@ -5,6 +5,7 @@ import pytest
 from apps.catalog.models import Item, StockLevel
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.core.models import IdempotencyRecord
+from apps.core.testing import error_fields
 from apps.orders.models import Order, OrderEvent
 from apps.orders.tests.factories import channel_of, listing_of
 
@@ -77,13 +78,36 @@ def test_idempotency_replay_and_key_reuse(web, shop):
 def test_bad_input_is_400_with_field_errors_and_changes_nothing(web, shop, body, field):
     response = post(web, ORDERS, body)
     assert response.status_code == 400, response.json()
-    assert field in response.json()["errors"]
+    assert field in error_fields(response.json())
     assert not Order.objects.exists() and reserved(shop.hood) == 0
+
+
+def test_field_line_and_conflict_errors_share_one_shape(web, shop):
+    """An unknown SKU, a quantity of 0 and a shortage: each a flat list of entries under ``errors``."""
+    unknown = post(web, ORDERS, {"external_id": "E1", "lines": [{"sku": "ghost", "quantity": 1}]}, key="e1").json()
+    zero = post(web, ORDERS, {"external_id": "E2", "lines": [{"sku": "hood", "quantity": 0}]}, key="e2").json()
+    short = post(web, ORDERS, {"external_id": "E3", "lines": [{"sku": "hood", "quantity": 99}]}, key="e3").json()
+    assert unknown["errors"] == [
+        {"field": "lines[0].sku", "code": "invalid", "detail": "Unknown SKU for this channel."}
+    ], unknown
+    assert [(e["field"], e["code"]) for e in zero["errors"]] == [("lines[0].quantity", "min_value")], zero
+    assert short["errors"] == [
+        {
+            "sku": "hood",
+            "code": "insufficient_stock",
+            "detail": "hood: requested 99, available 15.",
+            "requested": 99,
+            "available": 15,
+        }
+    ]
+    for body in (unknown, zero, short):
+        assert set(body) >= {"code", "detail", "errors"}
+        assert all({"code", "detail"} <= set(entry) and ({"field", "sku"} & set(entry)) for entry in body["errors"])
 
 
 def test_missing_idempotency_key_is_400(web, shop):
     response = post(web, ORDERS, {"external_id": "B", "lines": [{"sku": "hood", "quantity": 1}]}, key=None)
-    assert response.status_code == 400 and "Idempotency-Key" in response.json()["errors"]
+    assert response.status_code == 400 and "Idempotency-Key" in error_fields(response.json())
 
 
 def test_a_channel_sees_only_its_own_orders_and_staff_are_refused(web, shop, channel_api, staff_api):
@@ -107,7 +131,7 @@ def test_actions_over_http(web, shop):
     too_many = post(web, f"{ORDERS}{order_id}/fulfil/", {"lines": [{"sku": "hood", "quantity": 5}]}, key="f2")
     assert too_many.status_code == 409
     bad = post(web, f"{ORDERS}{order_id}/fulfil/", {"lines": [{"sku": "kit", "quantity": 1}]}, key="f3")
-    assert bad.status_code == 400 and "lines" in bad.json()["errors"]
+    assert bad.status_code == 400 and "lines" in error_fields(bad.json())
     assert post(web, f"{ORDERS}{order_id}/fulfil/", {}, key="f4").json()["status"] == "fulfilled"
     assert post(web, f"{ORDERS}{order_id}/return/", {}, key="r").json()["status"] == "returned"
     assert post(web, f"{ORDERS}{order_id}/cancel/", {}, key="x").status_code == 409
@@ -133,6 +157,14 @@ def test_availability_lists_own_skus_and_zero_for_unknown(web, shop, django_asse
     assert web.get("/api/v1/availability/").status_code == 400
 
 
+def test_availability_refuses_a_comma_list_instead_of_reading_one_unknown_sku(web, shop):
+    response = web.get("/api/v1/availability/?sku=hood,kit")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "sku" and "?sku=A&sku=B" in response.json()["errors"][0]["detail"]
+    both = web.get("/api/v1/availability/?sku=hood&sku=kit").json()
+    assert [row["sku"] for row in both["results"]] == ["hood", "kit"] and both["unknown"] == []
+
+
 def test_availability_does_not_show_another_channels_listing(web, shop):
     other = channel_of("other", [shop.warehouse])
     item = ItemFactory(sku="SECRET")
@@ -151,5 +183,5 @@ def test_events_endpoint_parks_applies_and_replays(web, shop):
     assert web.post("/api/v1/events/", changed, format="json").status_code == 422
     assert OrderEvent.objects.filter(status="applied").count() == 2
     bad = web.post("/api/v1/events/", {"type": "create", "external_id": "x", "sequence": -1}, format="json")
-    assert bad.status_code == 400 and {"sequence", "lines"} & set(bad.json()["errors"])
+    assert bad.status_code == 400 and {"sequence", "lines"} & error_fields(bad.json())
     assert IdempotencyRecord.objects.count() == 0

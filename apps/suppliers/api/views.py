@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -13,6 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.idempotency import IdempotentMixin
+from apps.core.api.schema import error_response
 from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
     FeedRejectionSerializer,
@@ -33,7 +35,7 @@ def _actor(request: Request) -> str:
     return f"staff:{getattr(request.user, 'username', request.user)}"
 
 
-class SupplierViewSet(viewsets.ModelViewSet):
+class SupplierViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """Suppliers by code. Each owns a location of kind `supplier` with the same code; `secret` is write-only."""
 
     queryset = Supplier.objects.select_related("location").order_by("code")
@@ -67,7 +69,7 @@ class SupplierViewSet(viewsets.ModelViewSet):
         OpenApiParameter("status", str, enum=[s.value for s in SupplierProduct.Status]),
     ]
 )
-class SupplierProductViewSet(viewsets.ModelViewSet):
+class SupplierProductViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """Supplier SKU -> item mappings with unit conversion. Setting `status` to `active` confirms a mapping."""
 
     serializer_class = SupplierProductSerializer
@@ -121,6 +123,7 @@ class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(responses=FeedRejectionSerializer(many=True))
     @action(detail=True, methods=["get"])
     def rejections(self, request: Request, pk: str | None = None) -> Response:
+        """The rows of one feed run that were quarantined, each with its reason, in file order."""
         run = self.get_object()
         page = self.paginate_queryset(run.rejections.order_by("row_number", "id"))
         return self.get_paginated_response(FeedRejectionSerializer(page, many=True).data)
@@ -155,9 +158,12 @@ class SupplierWebhookView(APIView):
         request=_WEBHOOK_BODY,
         responses={
             202: FeedRunSerializer,
-            400: OpenApiResponse(description="Body is not the expected JSON."),
-            401: OpenApiResponse(description="Forged, stale or replayed."),
-            422: OpenApiResponse(description="Mostly bad rows, or over a size limit: refused whole, nothing applied."),
+            400: error_response("The body is not the expected JSON (`invalid`, `invalid_json`)."),
+            401: error_response("Forged, stale (over 5 minutes) or replayed signature."),
+            422: error_response(
+                "Mostly bad rows, or over the size limit: refused whole (`feed_refused`, with the `run`), nothing "
+                "applied."
+            ),
         },
         auth=[],
     )
@@ -177,17 +183,23 @@ class SupplierWebhookView(APIView):
             payload: Any = json_loads_strict(body)  # 400 invalid_json / invalid_text
             if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
                 return Response(
-                    {"code": "invalid", "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.'},
+                    {
+                        "code": "invalid",
+                        "detail": 'Expected {"items": [{"supplier_sku", "quantity", "updated_at"}]}.',
+                        "errors": [],
+                    },
                     status=status.HTTP_400_BAD_REQUEST,
                 )
             run = feed_ingest(supplier=supplier, records=payload["items"], fmt="json", source="webhook", full=False)
         data = FeedRunSerializer(run).data
         if run.status == FeedRun.Status.REFUSED:
             return Response(
-                {"code": "feed_refused", "detail": run.error, "run": data}, status=status.HTTP_422_UNPROCESSABLE_ENTITY
+                {"code": "feed_refused", "detail": run.error, "errors": [], "run": data},
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
             )
         if run.status == FeedRun.Status.FAILED:
             return Response(
-                {"code": "feed_failed", "detail": run.error, "run": data}, status=status.HTTP_400_BAD_REQUEST
+                {"code": "feed_failed", "detail": run.error, "errors": [], "run": data},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         return Response(data, status=status.HTTP_202_ACCEPTED)

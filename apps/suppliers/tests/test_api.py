@@ -10,6 +10,7 @@ from django_celery_beat.models import PeriodicTask
 
 from apps.catalog.models import Location, Movement
 from apps.catalog.tests.factories import ItemFactory
+from apps.core.testing import error_fields
 from apps.suppliers.models import FeedRun, Supplier, SupplierProduct, WebhookReceipt
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.webhooks import webhook_signature
@@ -77,7 +78,7 @@ def test_bad_supplier_input_is_400_with_field_errors(staff_api, payload, field):
     response = staff_api.post("/api/v1/suppliers/", {"code": "bad", "name": "Bad", **payload}, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
-    assert field in response.json()["errors"]
+    assert field in error_fields(response.json())
     assert not Supplier.objects.exists() and not Location.objects.filter(code="bad").exists()
 
 
@@ -106,7 +107,7 @@ def test_supplier_products_crud_moves_stock(staff_api):
     duplicate = staff_api.post(
         "/api/v1/supplier-products/", {"supplier": "dropco", "supplier_sku": "D-MUG-6", "item": "MUG"}, format="json"
     )
-    assert duplicate.status_code == 409 and "supplier_sku" in duplicate.json()["errors"]
+    assert duplicate.status_code == 409 and "supplier_sku" in error_fields(duplicate.json())
     listed = staff_api.get("/api/v1/supplier-products/?supplier=dropco&status=active").json()
     assert [m["supplier_sku"] for m in listed["results"]] == ["D-MUG-6"]
     assert staff_api.delete(f"/api/v1/supplier-products/{mapping_id}/").status_code == 204
