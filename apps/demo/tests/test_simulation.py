@@ -148,7 +148,11 @@ def test_the_command_runs_the_days_side_by_side_and_reports_them_in_order(tmp_pa
     # a child would end on the server when it lets go of them.
     database = connection.settings_dict
     login = database["USER"] + (f":{quote(database['PASSWORD'])}" if database.get("PASSWORD") else "")
-    url = f"postgres://{login}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    host, port = database.get("HOST") or "", database.get("PORT") or ""
+    if host.startswith("/"):  # a unix socket directory (the embedded server)
+        url = f"postgresql://{login}@/{database['NAME']}?host={quote(host)}" + (f"&port={port}" if port else "")
+    else:
+        url = f"postgresql://{login}@{host}{f':{port}' if port else ''}/{database['NAME']}"
     result = subprocess.run(
         [sys.executable, "manage.py", "simulate",
          *("--hours", "0.05", "--start-hour", "11", "--seed", str(SEED), "--orders", "40", "--items", "8"),
