@@ -124,6 +124,8 @@ class Listing(models.Model):
     # incident's cause is gone, any stock change of its items pushes the truth again.
     zeroed_by_incident = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the listing's own settings last changed (not its quantity): `updated_since` of the channel's list.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["channel", "channel_sku"]
