@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from apps.catalog.models import Location, Product
 
@@ -125,7 +126,7 @@ class Listing(models.Model):
     zeroed_by_incident = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # When the listing's own settings last changed (not its quantity): `updated_since` of the channel's list.
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         ordering = ["channel", "channel_sku"]

@@ -1,4 +1,4 @@
-import django.utils.timezone
+import django.db.models.functions.datetime
 from django.db import migrations, models
 
 
@@ -9,7 +9,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="listing",
             name="updated_at",
-            field=models.DateTimeField(auto_now=True, default=django.utils.timezone.now),
-            preserve_default=False,
+            field=models.DateTimeField(auto_now=True, db_default=django.db.models.functions.datetime.Now()),
         ),
     ]
