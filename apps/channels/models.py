@@ -105,7 +105,7 @@ class ChannelLocation(models.Model):
         constraints = [models.UniqueConstraint(fields=["channel", "location"], name="channel_location_unique")]
 
     def __str__(self) -> str:
-        return f"{self.channel_id} sells from {self.location_id} (priority {self.priority})"
+        return f"{self.channel.code} sells from {self.location.code} (priority {self.priority})"
 
 
 class Listing(models.Model):
@@ -144,7 +144,7 @@ class Listing(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.channel_id}:{self.channel_sku}"
+        return f"{self.channel_sku} on {self.channel.code}"
 
 
 class SyncWork(models.Model):
@@ -196,7 +196,7 @@ class SyncWork(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"sync listing {self.listing_id} (tier {self.priority}, {self.state})"
+        return f"push of {self.listing} (tier {self.priority}, {self.get_state_display().lower()})"
 
 
 class DeadLetterManager(models.Manager["DeadLetter"]):

@@ -26,7 +26,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django_prometheus",
-    "django.contrib.admin",
+    "inventory_site.admin_site.StockroomAdminConfig",  # django.contrib.admin with the Stockroom site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -57,11 +57,12 @@ def shop(transactional_db):
 
 def test_a_token_is_made_in_the_admin_and_its_key_shown_once(page, shop, live_server):
     page.goto("/admin/core/apitoken/")
-    page.click("a.addlink")
+    page.click(".object-tools a.addlink")
     page.select_option("select[name=channel]", label=str(shop["channel"]))
     page.fill("input[name=name]", "shop plugin")
     _shot(page, "admin-token-add")
     page.click("input[type=submit][value='Create token']")
+    page.wait_for_url("**/admin/core/apitoken/add/")
     key = page.input_value("#api-token-key")
     _shot(page, "admin-token-created")
     token = ApiToken.objects.get()
@@ -79,7 +80,7 @@ def test_a_token_is_made_in_the_admin_and_its_key_shown_once(page, shop, live_se
     page.check(f"input[name=_selected_action][value='{token.pk}']")
     page.select_option("select[name=action]", "revoke")
     page.click("button[name=index]")
-    assert "Revoked 1 token(s)." in page.content()
+    assert "Revoked 1 token(s)." in page.locator("ul.messagelist").inner_text()
     revoked = page.request.get(f"{live_server.url}/api/v1/listings/", headers={"Authorization": f"Token {key}"})
     assert revoked.status == 401
 
@@ -97,6 +98,8 @@ def test_an_incident_links_to_its_order_and_resolves_with_the_button(page, shop)
     page.goto("/admin/catalog/incident/")
     _shot(page, "admin-incidents")
     page.click(f"a[href$='/admin/catalog/incident/{incident.pk}/change/']")
+    page.wait_for_url(f"**/admin/catalog/incident/{incident.pk}/change/")
+    page.wait_for_selector("#resolve-incident")
     assert page.locator(f"a[href$='/admin/orders/order/{order.pk}/change/']").count() == 1
     assert page.locator(f"a[href$='/admin/catalog/item/{shop['hood'].pk}/change/']").count() == 1
     assert page.locator(f"a[href$='/admin/catalog/location/{shop['store'].pk}/change/']").count() == 1
@@ -104,9 +107,73 @@ def test_an_incident_links_to_its_order_and_resolves_with_the_button(page, shop)
     _shot(page, "admin-incident")
     page.click("#resolve-incident")
     page.wait_for_url("**/admin/catalog/incident/")
-    assert "resolved." in page.content()
+    assert "resolved." in page.locator("ul.messagelist").inner_text()
     incident.refresh_from_db()
     assert incident.status == Incident.Status.RESOLVED and incident.resolution_note == "Customer refunded"
     assert incident.resolved_by == "boss"
     page.goto(f"/admin/orders/order/{order.pk}/change/")
     assert "W-1" in page.content()
+
+
+LISTS = [
+    "catalog/item", "catalog/stocklevel", "catalog/movement", "catalog/incident", "catalog/product",
+    "channels/channel", "channels/listing", "channels/syncwork", "orders/order", "orders/orderline",
+    "suppliers/supplier", "suppliers/feedrun", "suppliers/supplierproduct", "core/apitoken",
+    "forecasting/safetyforecast",
+]  # fmt: skip
+
+
+@pytest.fixture
+def demo(transactional_db):
+    from django.core.management import call_command
+
+    call_command("loaddata", "demo_catalog", verbosity=0)
+
+
+def test_the_back_office_reads_as_stockroom_and_its_lists_fit_1400_px(page, demo):
+    page.goto("/admin/")
+    assert page.title() == "Back office | Stockroom"
+    sections = page.locator("#content-main .module caption").all_inner_texts()
+    assert sections[0].strip().lower() == "catalog" and sections[-1].strip().lower() == "system"
+    assert page.get_attribute("#user-tools a[href='/staff/']", "href") == "/staff/"
+    _shot(page, "admin-index")
+    too_wide = {}
+    for name in LISTS:
+        page.goto(f"/admin/{name}/")
+        overflow = page.evaluate(
+            "() => { const r = document.querySelector('#changelist .results');"
+            " return r ? r.scrollWidth - r.clientWidth : 0; }"
+        )
+        if overflow > 1:
+            too_wide[name] = overflow
+            _shot(page, "too-wide-" + name.replace("/", "-"))
+    assert too_wide == {}, f"lists wider than a 1400 px window (px too wide): {too_wide}"
+    page.goto("/admin/catalog/stocklevel/")
+    _shot(page, "admin-stock-levels")
+    assert "@" not in page.locator("#result_list").inner_text()
+
+
+def test_dashboard_chart_labels_are_never_clipped(page, demo):
+    from apps.channels.tests.factories import channel_selling
+
+    channel_selling("eu-market", [], name="European marketplace for outdoor clothing and shoes")
+    page.goto("/staff/")
+    charts = page.locator("svg.chart")
+    assert charts.count() >= 1
+    clipped = page.evaluate(
+        """() => {
+        // Each label's box as drawn (after rotation), against its chart's box on the page.
+        const out = [];
+        for (const svg of document.querySelectorAll('svg.chart')) {
+          const c = svg.getBoundingClientRect();
+          for (const t of svg.querySelectorAll('text')) {
+            const b = t.getBoundingClientRect();
+            if (b.left < c.left - 0.5 || b.right > c.right + 0.5 || b.top < c.top - 0.5 || b.bottom > c.bottom + 0.5)
+              out.push(`${svg.getAttribute('aria-label')}: ${t.textContent}`);
+          }
+        }
+        return out;
+    }"""
+    )
+    _shot(page, "staff-dashboard")
+    assert clipped == []
