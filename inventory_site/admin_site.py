@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 # Sections in the order a merchant uses them; apps not named here follow, then "System".
-BUSINESS_ORDER = ["catalog", "orders", "channels", "suppliers", "forecasting", "demo", "auth", "core"]
+BUSINESS_ORDER = ["catalog", "orders", "channels", "suppliers", "forecasting", "demo", "staff", "auth", "core"]
 
 # Records the system writes for itself: shown under "System", after the business screens.
 SYSTEM_MODELS = {
