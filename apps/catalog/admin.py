@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -300,24 +301,44 @@ class OpenFirstFilter(admin.SimpleListFilter):
         return queryset if value == "all" else queryset.filter(status=value)
 
 
+def _admin_link(url_name: str, pk: Any, text: str) -> str:
+    return format_html('<a href="{}">{}</a>', reverse(url_name, args=[pk]), text)
+
+
+def incident_reference_link(reference: str) -> str:
+    """The record an incident's reference names, as a link to its admin page (order, movement, channel order)."""
+    kind, _, rest = reference.partition(":")
+    if kind == "order" and rest.isdigit():
+        return _admin_link("admin:orders_order_change", rest, f"Order {rest}")
+    if kind == "movement" and rest.isdigit():
+        return _admin_link("admin:catalog_movement_change", rest, f"Movement {rest}")
+    if kind == "channel" and ":" in rest:  # an import refused before any order was recorded
+        channel, _, external_id = rest.partition(":")
+        url = reverse("admin:orders_order_changelist") + "?" + urlencode({"q": f"{channel} {external_id}"})
+        return format_html('<a href="{}">Orders {} of {}</a>', url, external_id, channel)
+    return reference or "-"
+
+
 @admin.register(Incident)
 class IncidentAdmin(ServiceAdmin):
-    """A work queue: open incidents first, newest first; resolve with a note."""
+    """A work queue: open incidents first, newest first; resolve with a note, or with the Resolve button."""
 
-    list_display = ("id", "opened_at", "kind", "status", "item", "location", "shortfall", "reference", "summary")
+    list_display = ("id", "opened_at", "kind", "status", "item_link", "location_link", "shortfall", "reference_link",
+                    "summary")  # fmt: skip
     list_display_links = ("id", "opened_at")
     list_select_related = ("item", "location")
     list_filter = (OpenFirstFilter, "kind", "location")
     search_fields = ("reference", "detail", "item__sku", "location__code")
     ordering = ("status", "-opened_at")
     actions = ["resolve"]
+    change_form_template = "admin/catalog/incident/change_form.html"
     fields = (
         "kind",
         "status",
-        "item",
-        "location",
+        "item_link",
+        "location_link",
         "shortfall",
-        "reference",
+        "reference_link",
         "detail",
         "opened_at",
         "resolved_at",
@@ -336,14 +357,30 @@ class IncidentAdmin(ServiceAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Incident | None = None) -> bool:
         return False
 
+    @admin.display(description="Item", ordering="item__sku")
+    def item_link(self, incident: Incident) -> str:
+        if incident.item is None:
+            return "-"
+        return _admin_link("admin:catalog_item_change", incident.item_id, incident.item.sku)
+
+    @admin.display(description="Location", ordering="location__code")
+    def location_link(self, incident: Incident) -> str:
+        if incident.location is None:
+            return "-"
+        return _admin_link("admin:catalog_location_change", incident.location_id, incident.location.code)
+
+    @admin.display(description="Order or record", ordering="reference")
+    def reference_link(self, incident: Incident) -> str:
+        return incident_reference_link(incident.reference)
+
     @admin.display(description="Detail")
     def summary(self, incident: Incident) -> str:
-        return incident.detail[:80] + ("…" if len(incident.detail) > 80 else "")
+        return incident.detail[:60] + ("…" if len(incident.detail) > 60 else "")
 
     def save_model(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> None:
-        # Only the note is editable; saving an open incident with a note resolves it.
+        # Only the note is editable; "Resolve", or saving an open incident with a note, resolves it.
         note = form.cleaned_data.get("resolution_note", "")
-        if obj.status == Incident.Status.OPEN and note:
+        if obj.status == Incident.Status.OPEN and (note or "_resolve" in request.POST):
             incident_resolve(incident=obj, resolved_by=request.user.get_username(), note=note)
             self.message_user(request, f"{obj} resolved.", messages.SUCCESS)
 

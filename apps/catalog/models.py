@@ -90,7 +90,7 @@ class ProductComponent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.item_id} in {self.product_id}"
+        return f"{self.quantity} x {self.item.sku} in {self.product.code}"
 
 
 class StockLevel(models.Model):
@@ -118,7 +118,7 @@ class StockLevel(models.Model):
         indexes = [models.Index(fields=["location", "item"], name="level_location_item")]
 
     def __str__(self) -> str:
-        return f"{self.item_id}@{self.location_id}"
+        return f"{self.item.sku} at {self.location.code}"
 
     @property
     def offline_usable(self) -> int:
@@ -179,8 +179,8 @@ class Movement(models.Model):
         ]
 
     def __str__(self) -> str:
-        deltas = f"on_hand{self.on_hand_delta:+} reserved{self.reserved_delta:+}"
-        return f"{self.kind} {self.item_id}@{self.location_id} {deltas}"
+        deltas = f"on hand {self.on_hand_delta:+}, reserved {self.reserved_delta:+}"
+        return f"{self.get_kind_display()} of {self.item.sku} at {self.location.code} ({deltas})"
 
 
 class Incident(models.Model):

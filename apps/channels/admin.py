@@ -24,6 +24,7 @@ from apps.channels.services.config import (
 )
 from apps.channels.services.work import dead_letters_retry
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
+from apps.core.durations import duration_text
 
 # A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
 ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
@@ -115,7 +116,7 @@ class ChannelAdmin(ServiceAdmin):
         seconds = self._lag_of(channel).get("oldest_pending_seconds")
         if seconds is None:
             return "in sync"
-        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        return duration_text(seconds)
 
     @admin.display(description="dead")
     def dead_letters(self, channel: Channel) -> int:
@@ -182,12 +183,12 @@ class _SyncWorkAdminBase(ReadOnlyAdmin):
     )  # fmt: skip
     list_filter = ("channel", "priority", "state")
     search_fields = ("listing__channel_sku", "reason", "last_error")
-    list_select_related = ("listing", "channel")
+    list_select_related = ("listing__channel", "channel")
     actions = ["retry"]
 
     @admin.display(description="age")
     def age(self, work: SyncWork) -> str:
-        return f"{(timezone.now() - work.enqueued_at).total_seconds():.0f} s"
+        return duration_text(timezone.now() - work.enqueued_at)
 
     @admin.action(description="Retry: give them fresh attempts and push")
     def retry(self, request: HttpRequest, queryset: QuerySet[SyncWork]) -> None:

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from apps.catalog.models import Location, Product
 
@@ -104,7 +105,7 @@ class ChannelLocation(models.Model):
         constraints = [models.UniqueConstraint(fields=["channel", "location"], name="channel_location_unique")]
 
     def __str__(self) -> str:
-        return f"{self.channel_id} sells from {self.location_id} (priority {self.priority})"
+        return f"{self.channel.code} sells from {self.location.code} (priority {self.priority})"
 
 
 class Listing(models.Model):
@@ -124,6 +125,8 @@ class Listing(models.Model):
     # incident's cause is gone, any stock change of its items pushes the truth again.
     zeroed_by_incident = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the listing's own settings last changed (not its quantity): `updated_since` of the channel's list.
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         ordering = ["channel", "channel_sku"]
@@ -141,7 +144,7 @@ class Listing(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.channel_id}:{self.channel_sku}"
+        return f"{self.channel_sku} on {self.channel.code}"
 
 
 class SyncWork(models.Model):
@@ -193,7 +196,7 @@ class SyncWork(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"sync listing {self.listing_id} (tier {self.priority}, {self.state})"
+        return f"push of {self.listing} (tier {self.priority}, {self.get_state_display().lower()})"
 
 
 class DeadLetterManager(models.Manager["DeadLetter"]):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 
 from apps.core.errors import DomainError
-from apps.core.models import ApiToken, IdempotencyRecord
-from apps.core.services import token_revoke
+from apps.core.models import ApiToken, IdempotencyRecord, hash_token
+from apps.core.services import token_channel_model, token_create, token_revoke
 
 
 def changed_fields(form: Any) -> dict[str, Any]:
@@ -98,14 +102,76 @@ class ReadOnlyAdmin(ServiceAdmin):
         return False
 
 
+class ApiTokenCreateForm(forms.Form):
+    """Who the token is for: one staff user or one channel, and a label to tell it apart."""
+
+    user = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username"),
+        required=False,
+        help_text="A staff user; the token carries that user's permissions.",
+    )
+    channel = forms.ModelChoiceField(
+        queryset=token_channel_model().objects.order_by("code"),
+        required=False,
+        help_text="Or a channel; the token sees that channel's own listings and orders only.",
+    )
+    name = forms.CharField(max_length=120, required=False, help_text="A label, e.g. where the key is kept.")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if bool(cleaned.get("user")) == bool(cleaned.get("channel")):
+            raise forms.ValidationError("Choose either a staff user or a channel.")
+        return cleaned
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(ReadOnlyAdmin):
-    """Tokens are made with `manage.py create_token` (the raw key is shown once, on a terminal) and revoked here."""
+    """Made here or with `manage.py create_token`: the raw key is shown once, then only its prefix. Revoked here."""
 
-    list_display = ("prefix", "name", "user", "channel", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix_shown", "name", "user", "channel", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at", "channel")
     search_fields = ("prefix", "name", "user__username", "channel__code")
+    list_select_related = ("user", "channel")
     actions = ["revoke"]
+
+    @admin.display(description="Key", ordering="prefix")
+    def prefix_shown(self, token: ApiToken) -> str:
+        return f"{token.prefix}…"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_add_permission(self, request)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ApiTokenCreateForm(request.POST if request.method == "POST" else None)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Add API token",
+            "form": form,
+        }
+        if request.method == "POST" and form.is_valid():
+            user, channel = form.cleaned_data["user"], form.cleaned_data["channel"]
+            try:
+                raw = token_create(
+                    staff_username=user.get_username() if user else None,
+                    channel_code=channel.code if channel else None,
+                    name=form.cleaned_data["name"],
+                )
+            except DomainError as err:
+                form.add_error(None, err.detail)
+            else:
+                token = ApiToken.objects.select_related("user", "channel").get(key_hash=hash_token(raw))
+                self.log_addition(request, token, [{"added": {}}])
+                # The key lives only in this answer (admin pages are never cached): not in the session,
+                # not in a redirect.
+                return TemplateResponse(
+                    request,
+                    "admin/core/apitoken/created.html",
+                    {**context, "title": "API token created", "token": token, "key": raw},
+                )
+        return TemplateResponse(request, "admin/core/apitoken/add.html", context)
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:

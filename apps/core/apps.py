@@ -4,7 +4,7 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
-    verbose_name = "Access and plumbing"
+    verbose_name = "API access"
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model

@@ -31,6 +31,7 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "API token"
         constraints = [
             models.CheckConstraint(
                 condition=(Q(user__isnull=False) & Q(channel__isnull=True))

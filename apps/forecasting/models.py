@@ -102,7 +102,7 @@ class SafetyForecast(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.item_id}@{self.location_id} slot {self.slot}: {self.value}"
+        return f"{self.item.sku} at {self.location.code}, slot {self.slot}: {self.value}"
 
 
 class SafetyOverride(models.Model):
@@ -127,7 +127,7 @@ class SafetyOverride(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.item_id}@{self.location_id} = {self.value}"
+        return f"{self.item.sku} at {self.location.code}: {self.value}"
 
 
 class SafetyAudit(models.Model):
@@ -158,4 +158,5 @@ class SafetyAudit(models.Model):
         indexes = [models.Index(fields=["item", "location", "at"], name="safety_audit_pair_time")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.item_id}@{self.location_id} {self.old_safety}->{self.new_safety}"
+        change = f"{self.old_safety} -> {self.new_safety}"
+        return f"{self.get_kind_display()} {self.item.sku} at {self.location.code}: {change}"

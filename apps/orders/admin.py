@@ -59,7 +59,8 @@ class OrderAdmin(ReadOnlyAdmin):
 
     list_display = ("id", "external_id", "channel", "mode", "status", "expires_at", "flagged", "created_at")
     list_filter = ("status", "channel", "flagged", "mode")
-    search_fields = ("external_id", "lines__channel_sku")
+    # "web W1" finds the order W1 of channel web: every word must match one of these.
+    search_fields = ("external_id", "channel__code", "channel__name", "lines__channel_sku")
     list_select_related = ("channel",)
     date_hierarchy = "created_at"
     readonly_fields = (

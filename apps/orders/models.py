@@ -133,7 +133,7 @@ class Reservation(models.Model):
         indexes = [models.Index(fields=["item", "location"], name="reservation_item_location")]
 
     def __str__(self) -> str:
-        return f"{self.quantity} of item {self.item_id} at {self.location_id} for line {self.line_id}"
+        return f"{self.quantity} of {self.item.sku} at {self.location.code} for order line {self.line_id}"
 
     @property
     def open_quantity(self) -> int:

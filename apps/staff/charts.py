@@ -7,7 +7,7 @@ Each chart carries a <title> and an aria-label so that it reads without seeing i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +17,18 @@ from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#1f6feb", "#d9480f", "#2f9e44", "#7048e8", "#c2255c", "#0b7285", "#5c940d", "#495057")
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+TITLE_FONT = 'font-family="system-ui, sans-serif" font-size="13"'  # one font-size each: a second is invalid SVG
+CHAR_W = 6.5  # about how wide a character of FONT is, in px: margins are sized from the labels they hold
+
+
+def _text_w(text: str) -> float:
+    return CHAR_W * len(text)
+
+
+def _fit(text: str, width: float) -> str:
+    """The text, cut with an ellipsis to fit ``width`` px (the whole text stays in the element's title)."""
+    most = max(1, int(width // CHAR_W))
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,10 @@ def line_chart(
     y_lo = min(ys) if y_min is None else min(y_min, min(ys))
     y_ticks = nice_ticks(y_lo, max(ys) if max(ys) > y_lo else y_lo + 1)
     y_lo, y_hi = y_ticks[0], y_ticks[-1]
-    left, right, top, bottom = 54, 14, 30, 40 if not x_label else 52
+    # Room for the widest y tick label (and the y axis title), and half of the last x tick label.
+    y_tick_w = max(_text_w(_fmt(t)) for t in y_ticks)
+    left = int(max(54, y_tick_w + 12 + (16 if y_label else 0)))
+    right, top, bottom = 14, 30, 40 if not x_label else 52
     legend_rows = len(_legend_rows([s.name for s in drawn], 54, width))
     bottom += 16 * legend_rows
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -126,7 +141,8 @@ def line_chart(
         f'<svg class="chart line-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
-        f'<text x="{left}" y="18" font-weight="600" fill="#1d2430" {FONT} font-size="13">{escape(title)}</text>',
+        f'<text x="8" y="18" font-weight="600" fill="#1d2430" {TITLE_FONT}>'
+        f"{escape(_fit(title, (width - 16) * 11 / 13))}</text>",
     ]
     for tick in y_ticks:
         y = py(tick)
@@ -142,11 +158,17 @@ def line_chart(
         x_ticks = [(t, _fmt(t)) for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
     for x, label in x_ticks:
         xp = px(x)
+        # A label that would run past either edge is anchored to its tick's inner side instead.
+        anchor = "middle"
+        if xp + _text_w(label) / 2 > width - 2:
+            anchor = "end"
+        elif xp - _text_w(label) / 2 < 2:
+            anchor = "start"
         parts.append(
             f'<line x1="{xp:.1f}" x2="{xp:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" stroke="#8b95a5"/>'
         )
         parts.append(
-            f'<text x="{xp:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#5d6b7e" {FONT}>'
+            f'<text x="{xp:.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="#5d6b7e" {FONT}>'
             f"{escape(label)}</text>"
         )
     parts.append(
@@ -227,12 +249,20 @@ def bar_chart(
     limit: float | None = None,
     limit_label: str = "",
     empty_message: str = "No data yet",
+    value_text: Callable[[float], str] | None = None,
 ) -> SafeString:
-    """Horizontal bars, one per label (long channel or supplier names stay readable), with an optional limit line."""
+    """Horizontal bars, one per label, with an optional limit line. Labels longer than the label column
+    (at most 40 % of the width) are cut with an ellipsis, the whole label in the bar's title; the right
+    margin fits the longest value. ``value_text`` formats a value (e.g. a duration) instead of ``unit``."""
     if not bars:
         return _empty(title, width, 90, empty_message)
-    label_w = min(200, max(70, 7 * max(len(label) for label, _ in bars)))
-    left, right, top = label_w + 12, 60, 30
+
+    def shown_of(value: float) -> str:
+        return value_text(value) if value_text else f"{_fmt(value)}{(' ' + unit) if unit else ''}"
+
+    label_w = min(width * 0.4, max(70, _text_w(max((label for label, _ in bars), key=len))))
+    left, top = int(label_w + 12), 30 if limit is None else 44  # a limit's label sits under the title
+    right = int(max(40, max(_text_w(shown_of(v)) for _, v in bars) + 12))
     height = top + len(bars) * (bar_height + 8) + 28
     plot_w = width - left - right
     high = max([v for _, v in bars] + ([limit] if limit else []) + [1])
@@ -246,7 +276,8 @@ def bar_chart(
         f'<svg class="chart bar-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
-        f'<text x="8" y="18" font-weight="600" fill="#1d2430" {FONT} font-size="13">{escape(title)}</text>',
+        f'<text x="8" y="18" font-weight="600" fill="#1d2430" {TITLE_FONT}>'
+        f"{escape(_fit(title, (width - 16) * 11 / 13))}</text>",
     ]
     axis_y = top + len(bars) * (bar_height + 8)
     for tick in ticks:
@@ -258,10 +289,10 @@ def bar_chart(
     for i, (label, value) in enumerate(bars):
         y = top + i * (bar_height + 8)
         color = colors[i] if colors else PALETTE[0]
-        shown = f"{_fmt(value)}{(' ' + unit) if unit else ''}"
+        shown = shown_of(value)
         parts.append(
             f'<text x="{left - 8}" y="{y + bar_height / 2 + 4:.1f}" text-anchor="end" fill="#1d2430" {FONT}>'
-            f"{escape(label)}</text>"
+            f"<title>{escape(label)}</title>{escape(_fit(label, label_w))}</text>"
         )
         parts.append(
             f'<rect class="bar" x="{left}" y="{y}" width="{max(1.0, px(value) - left):.1f}" height="{bar_height}" '
@@ -273,10 +304,13 @@ def bar_chart(
         )
     if limit is not None:
         x = px(limit)
+        # The label reads to the right of the line, or to its left where it would run off the chart.
+        fits_right = x + 3 + _text_w(limit_label) <= width - 2
+        anchor, label_x = ("start", x + 3) if fits_right else ("end", x - 3)
         parts.append(
             f'<line class="limit" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{axis_y}" stroke="#c62828" '
-            f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{top - 8}" fill="#c62828" {FONT}>'
-            f"{escape(limit_label)}</text>"
+            f'stroke-dasharray="4 3"/><text x="{label_x:.1f}" y="{top - 8}" text-anchor="{anchor}" fill="#c62828" '
+            f"{FONT}>{escape(limit_label)}</text>"
         )
     parts.append(f'<line x1="{left}" x2="{left}" y1="{top - 4}" y2="{axis_y}" stroke="#8b95a5"/>')
     parts.append("</svg>")

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from apps.catalog.models import Item, Location, StockLevel
+from apps.core.durations import duration_text
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SLOTS_PER_WEEK, ForecastSettings, SafetyForecast, SafetyOverride
 from apps.forecasting.services.backtest import item_backtest
@@ -308,7 +309,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["lag_chart"] = charts.bar_chart(
             title="Oldest change still waiting to reach each channel",
             width=440,
-            unit="s",
+            value_text=duration_text,
             bars=[(str(r.get("name") or r.get("channel")), float(r.get("oldest_pending_seconds") or 0)) for r in lag],
             colors=[charts.PALETTE[1] if (r.get("dead") or 0) else charts.PALETTE[0] for r in lag],
             limit=30,

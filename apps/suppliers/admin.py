@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin
+from apps.core.durations import duration_text
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
 from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.mappings import (
@@ -193,13 +194,17 @@ class FeedRunAdmin(ReadOnlyAdmin):
         "rows_changed",
         "rows_rejected",
         "started_at",
-        "duration",
+        "duration_shown",
     )
     list_filter = ("status", "supplier")
     search_fields = ("supplier__code", "source", "error")
     date_hierarchy = "started_at"
     list_select_related = ("supplier",)
     inlines = [FeedRejectionInline]
+
+    @admin.display(description="duration", ordering="duration")
+    def duration_shown(self, run: FeedRun) -> str:
+        return duration_text(run.duration)
 
 
 @admin.register(SupplierProduct)

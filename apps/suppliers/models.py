@@ -117,7 +117,7 @@ class SupplierProduct(models.Model):
         indexes = [models.Index(fields=["supplier", "item"], name="supplier_product_item")]
 
     def __str__(self) -> str:
-        return f"{self.supplier_id}:{self.supplier_sku} -> {self.item_id}"
+        return f"{self.supplier.code} {self.supplier_sku} -> {self.item.sku if self.item else 'unmapped'}"
 
 
 class FeedRun(models.Model):
@@ -156,7 +156,7 @@ class FeedRun(models.Model):
         indexes = [models.Index(fields=["supplier", "-started_at"], name="feed_run_supplier_time")]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.supplier_id}: {self.status}"
+        return f"feed run {self.pk} of {self.supplier.code}: {self.status}"
 
 
 class FeedRejection(models.Model):
@@ -186,4 +186,4 @@ class WebhookReceipt(models.Model):
         constraints = [models.UniqueConstraint(fields=["supplier", "digest"], name="webhook_receipt_unique")]
 
     def __str__(self) -> str:
-        return f"{self.supplier_id}:{self.digest[:12]}"
+        return f"{self.supplier.code} {self.digest[:12]}"

@@ -26,7 +26,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django_prometheus",
-    "django.contrib.admin",
+    "inventory_site.admin_site.StockroomAdminConfig",  # django.contrib.admin with the Stockroom site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -256,7 +256,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Fixed jobs, declared by each app in its `schedules.py` as BEAT_SCHEDULE; per-supplier
 # polling jobs are created from the supplier records instead.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
-for _app in ("core", "catalog", "channels", "orders", "suppliers", "forecasting"):
+for _app in ("core", "catalog", "channels", "orders", "suppliers", "forecasting", "staff"):
     try:
         CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"apps.{_app}.schedules").BEAT_SCHEDULE)
     except ModuleNotFoundError as _missing:
@@ -279,6 +279,15 @@ STOCKROOM = {
     "AVAILABILITY_CACHE_SECONDS": env.int("AVAILABILITY_CACHE_SECONDS", default=30),
     "IDEMPOTENCY_TTL": timedelta(days=env.int("IDEMPOTENCY_TTL_DAYS", default=7)),
 }
+# --- E-mail: incident and low-stock notifications --------------------------------------
+# EMAIL_URL: smtp://user:password@host:587/?tls=True (or smtp+tls://, smtp+ssl://); by default
+# mails are printed on the console (the worker's log).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Stockroom <stockroom@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Links in mails start with this (where staff open Stockroom).
+STOCKROOM_BASE_URL = env("STOCKROOM_BASE_URL", default="http://127.0.0.1:8000")
+
 # The local setup creates an admin account and loads the demo; production never does.
 STOCKROOM_LOCAL_BOOTSTRAP = False
 STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=False)

@@ -9,6 +9,7 @@ from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
 
 from apps.catalog.models import Location, Product
 from apps.channels.models import Channel, Listing
+from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_create, channel_update, listing_create, listing_update
 
 
@@ -106,14 +107,17 @@ class ListingSerializer(serializers.ModelSerializer):
     buffer = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
     max_qty = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
     end_when = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    available = serializers.SerializerMethodField(
+        help_text="What the channel may sell now (its ATP with buffer, coefficient, max_qty and end_when applied)."
+    )
 
     class Meta:
         model = Listing
         fields = [
             "id", "channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active",
-            "last_pushed_qty", "last_pushed_at", "created_at",
+            "available", "last_pushed_qty", "last_pushed_at", "created_at", "updated_at",
         ]  # fmt: skip
-        read_only_fields = ["last_pushed_qty", "last_pushed_at", "created_at"]
+        read_only_fields = ["last_pushed_qty", "last_pushed_at", "created_at", "updated_at"]
         validators = [
             UniqueTogetherValidator(
                 queryset=Listing.objects.all(),
@@ -121,6 +125,12 @@ class ListingSerializer(serializers.ModelSerializer):
                 message="This channel already has a listing with this channel_sku.",
             )
         ]
+
+    def get_available(self, listing: Listing) -> int | None:
+        known = self.context.get("availability", {}).get(listing.pk)
+        if known is None:  # a listing just written: read it now
+            known = listings_availability_cached([listing.pk]).get(listing.pk)
+        return known.available if known is not None else None
 
     def create(self, validated: dict[str, Any]) -> Listing:
         return listing_create(fields=validated)

@@ -8,13 +8,15 @@ from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.channels.api.filters import ListingFilter
 from apps.channels.api.push_schema import PUSH_CALLBACKS
 from apps.channels.api.serializers import ChannelSerializer, ListingSerializer, WatermarkSerializer
 from apps.channels.models import Channel, ChannelLocation, Listing
+from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
 from apps.core.api.idempotency import IdempotentMixin
 from apps.core.authentication import ChannelPrincipal
@@ -85,6 +87,25 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         channel_delete(channel=instance)
 
 
+class IsStaffOrChannelReading(BasePermission):
+    """Staff with the model permission, or any channel token for reads (scoped to its own listings)."""
+
+    message = "A staff token, or a channel token for reading its own listings, is required."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.user, ChannelPrincipal):
+            return request.method in SAFE_METHODS
+        return IsStaffToken().has_permission(request, view)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Staff: every listing (`?channel=CODE` for one channel). A channel token: its own listings "
+        "only, each with `available`, the quantity the channel may sell now; page through them for a full "
+        "sync, then ask `?updated_since=` for what changed."
+    ),
+    retrieve=extend_schema(description="One listing; another channel's listing is a 404 to a channel token."),
+)
 class ListingViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """A channel's SKU for one product, with its own coefficient, buffer, maximum and end-when overrides.
 
@@ -93,16 +114,25 @@ class ListingViewSet(IdempotentMixin, viewsets.ModelViewSet):
     """
 
     serializer_class = ListingSerializer
-    permission_classes = [IsStaffToken]
-    filterset_fields = {
-        "channel__code": ["exact"],
-        "product__code": ["exact"],
-        "channel_sku": ["exact"],
-        "is_active": ["exact"],
-    }
+    permission_classes = [IsStaffOrChannelReading]
+    filterset_class = ListingFilter
 
     def get_queryset(self) -> QuerySet[Listing]:
-        return Listing.objects.select_related("channel", "product").order_by("channel__code", "channel_sku")
+        listings = Listing.objects.select_related("channel", "product").order_by("channel__code", "channel_sku", "pk")
+        if isinstance(self.request.user, ChannelPrincipal):
+            listings = listings.filter(channel_id=self.request.user.channel.pk)
+        return listings
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "availability": {}}
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        # The quantities of the listings shown, in one query (or the cache) for the whole page.
+        serializer = super().get_serializer(*args, **kwargs)
+        if args and self.request.method in SAFE_METHODS:
+            shown = args[0] if isinstance(args[0], list | QuerySet) else [args[0]]
+            serializer.context["availability"].update(listings_availability_cached([x.pk for x in shown]))
+        return serializer
 
     def perform_destroy(self, instance: Listing) -> None:
         listing_delete(listing=instance)

@@ -117,7 +117,8 @@ def listing_update(
     for name in changed:
         setattr(listing, name, fields[name])
     if changed:
-        listing.save(update_fields=sorted(f"{n}_id" if n in ("channel", "product") else n for n in changed))
+        names = {f"{n}_id" if n in ("channel", "product") else n for n in changed}
+        listing.save(update_fields=sorted(names | {"updated_at"}))
         sync_work_enqueue(
             listing_ids=[listing.pk],
             priority=priority,

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.pagination import PageNumberPagination
 
 from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
 from apps.channels.selectors import sync_lag_by_channel
@@ -121,7 +122,58 @@ def test_channel_tokens_cannot_use_the_staff_endpoints(channel_api, s):
     channel_selling("market", [s.warehouse])
     client = channel_api("market")
     assert client.get("/api/v1/channels/").status_code == 403
-    assert client.get("/api/v1/listings/").status_code == 403
+    mine = listing(Channel.objects.get(code="market"), s.single)
+    new = {"channel": "market", "channel_sku": "X", "product": "KIT"}
+    assert client.post("/api/v1/listings/", new, format="json").status_code == 403
+    assert client.patch(f"/api/v1/listings/{mine.pk}/", {"max_qty": 1}, format="json").status_code == 403
+    assert client.delete(f"/api/v1/listings/{mine.pk}/").status_code == 403
+    assert Listing.objects.get(pk=mine.pk).max_qty is None
+
+
+def test_a_channel_lists_its_own_listings_with_their_quantities_page_by_page(channel_api, s, monkeypatch):
+    monkeypatch.setattr(PageNumberPagination, "page_size", 2)
+    market = channel_selling("market", [s.warehouse], coefficient="0.5", buffer=0)
+    other = channel_selling("other", [s.warehouse])
+    single, kit, pack = listing(market, s.single, "m-1"), listing(market, s.kit, "m-2"), listing(market, s.pack, "m-3")
+    theirs = listing(other, s.single, "o-1")
+    client = channel_api("market")
+    body = client.get("/api/v1/listings/").json()
+    assert body["count"] == 3 and len(body["results"]) == 2
+    rows = list(body["results"])
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        rows += body["results"]
+    by_sku = {row["channel_sku"]: row for row in rows}
+    assert set(by_sku) == {"m-1", "m-2", "m-3"}  # never another channel's
+    # 30 hoodies, 10 caps in WH; the channel shows half: single 15, kit 5, 3-pack 5.
+    assert (by_sku["m-1"]["available"], by_sku["m-2"]["available"], by_sku["m-3"]["available"]) == (15, 5, 5)
+    assert by_sku["m-1"]["id"] == single.pk and {kit.pk, pack.pk} <= {row["id"] for row in rows}
+    assert client.get(f"/api/v1/listings/{single.pk}/").json()["available"] == 15
+    assert client.get(f"/api/v1/listings/{theirs.pk}/").status_code == 404
+    assert client.get("/api/v1/listings/?channel=other").json()["count"] == 0
+
+
+def test_a_channel_asks_for_what_changed_since_its_last_sync(channel_api, staff_api, s):
+    market = channel_selling("market", [s.warehouse])
+    old, changed = listing(market, s.single, "m-1"), listing(market, s.kit, "m-2")
+    since = timezone.now() + timedelta(seconds=1)
+    Listing.objects.filter(pk__in=[old.pk, changed.pk]).update(updated_at=since - timedelta(hours=1))
+    client = channel_api("market")
+    assert client.get("/api/v1/listings/", {"updated_since": since.isoformat()}).json()["count"] == 0
+    assert staff_api.patch(f"/api/v1/listings/{changed.pk}/", {"max_qty": 2}, format="json").status_code == 200
+    Listing.objects.filter(pk=old.pk).update(last_pushed_at=since + timedelta(minutes=1), last_pushed_qty=30)
+    since_earlier = since - timedelta(minutes=5)
+    got = client.get("/api/v1/listings/", {"updated_since": since_earlier.isoformat()}).json()
+    assert sorted(row["channel_sku"] for row in got["results"]) == ["m-1", "m-2"]
+    assert client.get("/api/v1/listings/", {"updated_since": "yesterday"}).status_code == 400
+
+
+def test_staff_list_every_channel_or_one(staff_api, s):
+    listing(channel_selling("market", [s.warehouse]), s.single, "m-1")
+    listing(channel_selling("other", [s.warehouse]), s.single, "o-1")
+    assert staff_api.get("/api/v1/listings/").json()["count"] == 2
+    only = staff_api.get("/api/v1/listings/?channel=other").json()
+    assert [row["channel_sku"] for row in only["results"]] == ["o-1"] and only["results"][0]["available"] == 30
 
 
 def test_the_channel_moves_its_own_order_watermark(channel_api, s):

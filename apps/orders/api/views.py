@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -155,8 +156,38 @@ class AvailabilityView(APIView):
 
 
 class OrderCreateView(_ChannelWrite):
+    """POST places an order; GET lists the channel's own orders, `?external_id=` finds one by its id."""
+
     # The service records the answer with the order itself (one statement on the fast path).
     records_own_answer = frozenset({"post"})
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("external_id", OpenApiTypes.STR, description="The channel's own order id."),
+            OpenApiParameter("page", OpenApiTypes.INT),
+        ],
+        summary="List this channel's orders, or find one by its external id",
+        responses={
+            200: inline_serializer(
+                "OrderPage",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": OrderOutSerializer(many=True),
+                },
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:
+        """This channel's orders, newest first, paginated; another channel's orders are never listed."""
+        orders = Order.objects.filter(channel=channel_of(request)).prefetch_related("lines").order_by("-pk")
+        external_id = request.query_params.get("external_id")
+        if external_id is not None:
+            orders = orders.filter(external_id=external_id)
+        pages = PageNumberPagination()
+        page = pages.paginate_queryset(orders, request, view=self) or []
+        return pages.get_paginated_response([order_body(order, list(order.lines.all())) for order in page])
 
     @extend_schema(
         summary="Reserve an order, or import one already sold",

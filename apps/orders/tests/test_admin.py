@@ -47,3 +47,18 @@ def test_an_order_cannot_be_edited_or_deleted_in_the_admin(admin_client, shop):
     assert response.status_code == 403
     assert admin_client.post(f"/admin/orders/order/{order.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Order.objects.get(pk=order.pk).flagged is False
+
+
+def test_the_admin_finds_an_order_by_channel_and_external_id(admin_client, shop):
+    from apps.orders.tests.factories import channel_of, listing_of
+
+    other = channel_of("market", [shop.warehouse])
+    listing_of(other, "hood", shop.hood_product)
+    ours = order_reserve(channel=shop.channel, external_id="EXT-77", lines=[LineRequest("hood", 1)]).order
+    theirs = order_reserve(channel=other, external_id="EXT-77", lines=[LineRequest("hood", 1)]).order
+    both = admin_client.get("/admin/orders/order/", {"q": "EXT-77"}).context["cl"].result_list
+    assert {o.pk for o in both} == {ours.pk, theirs.pk}
+    one = admin_client.get("/admin/orders/order/", {"q": "market EXT-77"}).context["cl"].result_list
+    assert [o.pk for o in one] == [theirs.pk]
+    by_filter = admin_client.get("/admin/orders/order/", {"q": "EXT-77", "channel__id__exact": other.pk})
+    assert [o.pk for o in by_filter.context["cl"].result_list] == [theirs.pk]

@@ -185,3 +185,25 @@ def test_events_endpoint_parks_applies_and_replays(web, shop):
     bad = web.post("/api/v1/events/", {"type": "create", "external_id": "x", "sequence": -1}, format="json")
     assert bad.status_code == 400 and {"sequence", "lines"} & error_fields(bad.json())
     assert IdempotencyRecord.objects.count() == 0
+
+
+def test_a_channel_finds_its_own_order_by_external_id_and_never_another_channels(web, shop, channel_api):
+    assert post(web, ORDERS, {"external_id": "SAME", "lines": [{"sku": "hood", "quantity": 1}]}).status_code == 201
+    second = {"external_id": "W9", "lines": [{"sku": "kit", "quantity": 1}]}
+    assert post(web, ORDERS, second, key="k-2").status_code == 201
+    other = channel_of("other", [shop.warehouse])
+    listing_of(other, "hood", shop.hood_product)
+    theirs = channel_api("other")
+    assert post(theirs, ORDERS, {"external_id": "SAME", "lines": [{"sku": "hood", "quantity": 2}]}).status_code == 201
+
+    found = web.get(ORDERS, {"external_id": "SAME"}).json()
+    assert found["count"] == 1
+    assert found["results"][0]["lines"] == [
+        {"sku": "hood", "quantity": 1, "fulfilled_quantity": 0, "returned_quantity": 0, "unallocated_quantity": 0}
+    ]
+    assert found["results"][0]["id"] == Order.objects.get(channel=shop.channel, external_id="SAME").pk
+    none = {"count": 0, "next": None, "previous": None, "results": []}
+    assert web.get(ORDERS, {"external_id": "nope"}).json() == none
+    assert [o["external_id"] for o in web.get(ORDERS).json()["results"]] == ["W9", "SAME"]  # newest first
+    assert theirs.get(ORDERS, {"external_id": "W9"}).json()["count"] == 0
+    assert theirs.get(ORDERS, {"external_id": "SAME"}).json()["results"][0]["lines"][0]["quantity"] == 2

@@ -1,0 +1,162 @@
+"""Notifications by e-mail: incidents as they open, and stock that fell to its safety level.
+
+Each staff user chooses in the admin (My notification settings); a user without settings gets
+both. Only active staff users with an e-mail address and the permission to see what the mail is
+about (``catalog.view_incident``, ``catalog.view_stocklevel``) are written to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.urls import reverse
+
+from apps.catalog.models import Incident
+from apps.staff.models import NotificationPreference
+
+log = structlog.get_logger("stockroom.notifications")
+
+LOW_STOCK_LINES_SHOWN = 50
+
+
+def notification_preference_get(*, user: Any) -> NotificationPreference:
+    """The user's settings, made with the defaults on first use."""
+    preference, _ = NotificationPreference.objects.get_or_create(user=user)
+    return preference
+
+
+def notification_preference_set(*, user: Any, incidents: bool, low_stock: bool) -> NotificationPreference:
+    preference, _ = NotificationPreference.objects.update_or_create(
+        user=user, defaults={"incidents": incidents, "low_stock": low_stock}
+    )
+    return preference
+
+
+def _recipients(*, topic: str, permission: str) -> list[str]:
+    """E-mail addresses of active staff who want ``topic`` (a NotificationPreference field) and may see it."""
+    users = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
+    opted_out = NotificationPreference.objects.filter(**{topic: False}).values("user_id")
+    return sorted(
+        {user.email for user in users.exclude(pk__in=opted_out) if user.is_superuser or user.has_perm(permission)}
+    )
+
+
+def _admin_link(path: str) -> str:
+    return settings.STOCKROOM_BASE_URL.rstrip("/") + path
+
+
+def incident_notify(*, incident_id: int) -> int:
+    """Mail an opened incident to who wants it; the number of recipients."""
+    incident = Incident.objects.select_related("item", "location").filter(pk=incident_id).first()
+    if incident is None or incident.status != Incident.Status.OPEN:
+        return 0  # gone or settled before the mail went out
+    recipients = _recipients(topic="incidents", permission="catalog.view_incident")
+    if not recipients:
+        return 0
+    where = ", ".join(
+        part
+        for part in (
+            incident.item.sku if incident.item else "",
+            f"at {incident.location.code}" if incident.location else "",
+        )
+        if part
+    )
+    subject = f"[Stockroom] {incident.get_kind_display()}" + (f": {where}" if where else "")
+    body = "\n".join(
+        line
+        for line in (
+            f"{incident.get_kind_display()} (incident {incident.pk}).",
+            f"Item: {incident.item}" if incident.item else "",
+            f"Location: {incident.location}" if incident.location else "",
+            f"Units short: {incident.shortfall}" if incident.shortfall else "",
+            f"Reference: {incident.reference}" if incident.reference else "",
+            "",
+            incident.detail,
+            "",
+            f"Open it: {_admin_link(reverse('admin:catalog_incident_change', args=[incident.pk]))}",
+        )
+        if line is not None
+    )
+    send_mail(subject[:200], body, None, recipients)
+    log.info("incident_mailed", incident=incident.pk, recipients=len(recipients))
+    return len(recipients)
+
+
+# Levels at a selling location whose stock (on hand less reserved) is at or below their safety
+# stock; the ones not yet reported get an alert row, and recovered ones lose theirs.
+_LOW = """
+SELECT s.item_id, s.location_id
+  FROM catalog_stocklevel s
+  JOIN catalog_location loc ON loc.id = s.location_id AND loc.is_active
+  JOIN catalog_item i ON i.id = s.item_id AND i.is_active
+ WHERE s.on_hand - s.reserved <= s.safety
+"""
+_REPORT_NEW = f"""
+INSERT INTO staff_lowstockalert (item_id, location_id, reported_at)
+SELECT low.item_id, low.location_id, now() FROM ({_LOW}) low
+ON CONFLICT (item_id, location_id) DO NOTHING
+RETURNING item_id, location_id
+"""
+_FORGET_RECOVERED = f"""
+DELETE FROM staff_lowstockalert a
+ WHERE NOT EXISTS (SELECT 1 FROM ({_LOW}) low WHERE low.item_id = a.item_id AND low.location_id = a.location_id)
+"""
+
+
+def low_stock_scan() -> dict[str, int]:
+    """Report stock newly at or below its safety level in one mail; forget pairs that recovered.
+
+    Each pair is reported once until it recovers (the alert row's unique pair makes two scans
+    at once report it once). The mail goes after the rows are committed.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_FORGET_RECOVERED)
+        recovered = cursor.rowcount
+        cursor.execute(_REPORT_NEW)
+        new_pairs = [(int(item), int(location)) for item, location in cursor.fetchall()]
+    mailed = _low_stock_mail(new_pairs) if new_pairs else 0
+    return {"new": len(new_pairs), "recovered": recovered, "recipients": mailed}
+
+
+def _low_stock_mail(pairs: Sequence[tuple[int, int]]) -> int:
+    from apps.catalog.models import StockLevel
+
+    recipients = _recipients(topic="low_stock", permission="catalog.view_stocklevel")
+    if not recipients:
+        return 0
+    wanted = sorted(pairs)[:LOW_STOCK_LINES_SHOWN]
+    levels = {
+        (level.item_id, level.location_id): level
+        for level in StockLevel.objects.select_related("item", "location").filter(
+            item_id__in=[i for i, _ in wanted], location_id__in=[loc for _, loc in wanted]
+        )
+    }
+    lines = []
+    for pair in wanted:
+        level = levels.get(pair)
+        if level is not None:
+            lines.append(
+                f"- {level.item.sku} {level.item.name} at {level.location.code}: "
+                f"{level.on_hand - level.reserved} available to promise before safety, safety {level.safety}"
+            )
+    if len(pairs) > len(wanted):
+        lines.append(f"... and {len(pairs) - len(wanted)} more.")
+    subject = f"[Stockroom] Low stock: {len(pairs)} item(s) at or below safety"
+    body = "\n".join(
+        [
+            "Stock (on hand less reserved) fell to its safety level or below:",
+            "",
+            *lines,
+            "",
+            f"Stock levels: {_admin_link(reverse('admin:catalog_stocklevel_changelist'))}",
+        ]
+    )
+    send_mail(subject, body, None, recipients)
+    log.info("low_stock_mailed", pairs=len(pairs), recipients=len(recipients))
+    return len(recipients)
