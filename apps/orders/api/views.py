@@ -126,6 +126,7 @@ class OrderCreateView(APIView):
     permission_classes = [IsChannelToken]
 
     @extend_schema(
+        operation_id="orders_list",
         parameters=[
             OpenApiParameter("external_id", OpenApiTypes.STR, description="The channel's own order id."),
             OpenApiParameter("page", OpenApiTypes.INT),
