@@ -162,6 +162,7 @@ class OrderCreateView(_ChannelWrite):
     records_own_answer = frozenset({"post"})
 
     @extend_schema(
+        operation_id="orders_list",
         parameters=[
             OpenApiParameter("external_id", OpenApiTypes.STR, description="The channel's own order id."),
             OpenApiParameter("page", OpenApiTypes.INT),

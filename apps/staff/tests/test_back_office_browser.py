@@ -15,6 +15,7 @@ from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_o
 from apps.core.models import ApiToken
 from apps.orders.services import LineRequest, order_reserve
 from apps.orders.tests.factories import channel_of, listing_of
+from apps.staff.models import NotificationPreference
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -151,6 +152,12 @@ def test_the_back_office_reads_as_stockroom_and_its_lists_fit_1400_px(page, demo
     page.goto("/admin/catalog/stocklevel/")
     _shot(page, "admin-stock-levels")
     assert "@" not in page.locator("#result_list").inner_text()
+    page.goto("/admin/staff/notificationpreference/")  # straight to the user's own settings
+    page.uncheck("input[name=low_stock]")
+    page.click("input[name=_save]")
+    assert "Your notification settings are saved." in page.locator("ul.messagelist").inner_text()
+    _shot(page, "admin-notification-settings")
+    assert NotificationPreference.objects.filter(user__username="boss", incidents=True, low_stock=False).exists()
 
 
 def test_dashboard_chart_labels_are_never_clipped(page, demo):
