@@ -28,7 +28,7 @@ from apps.catalog.services.catalog import (
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.stock.atp import atp_expression
-from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
+from apps.core.admin import DefaultChoiceFilter, ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -278,7 +278,7 @@ class MovementAdmin(ReadOnlyAdmin):
     show_full_result_count = False  # counting a large ledger on every page is slow
 
 
-class OpenFirstFilter(admin.SimpleListFilter):
+class OpenFirstFilter(DefaultChoiceFilter):
     """Open incidents unless staff ask for the others."""
 
     title = "status"
@@ -287,17 +287,8 @@ class OpenFirstFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("open", "Open"), ("resolved", "Resolved"), ("all", "All")]
 
-    def choices(self, changelist: Any) -> Any:
-        value = self.value() or "open"
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": value == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
     def queryset(self, request: HttpRequest, queryset: QuerySet[Incident]) -> QuerySet[Incident]:
-        value = self.value() or "open"
+        value = self.current()
         return queryset if value == "all" else queryset.filter(status=value)
 
 

@@ -40,7 +40,7 @@ from apps.catalog.services.transfers import (
     transfer_ship,
     transfer_update,
 )
-from apps.core.admin import ServiceAdmin, changed_fields, kept_rows, saved_as
+from apps.core.admin import DefaultChoiceFilter, ServiceAdmin, changed_fields, kept_rows, saved_as
 from apps.core.errors import DomainError
 
 
@@ -93,7 +93,7 @@ class ReceiptLineInline(admin.TabularInline):
         return line.due if line.pk else 0
 
 
-class DueFilter(admin.SimpleListFilter):
+class DueFilter(DefaultChoiceFilter):
     """Open deliveries (something still due) unless the merchant asks for the others."""
 
     title = "status"
@@ -102,17 +102,8 @@ class DueFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("open", "Still due"), ("closed", "Received or cancelled"), ("all", "All")]
 
-    def choices(self, changelist: Any) -> Any:
-        value = self.value() or "open"
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": value == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
     def queryset(self, request: HttpRequest, queryset: QuerySet[Receipt]) -> QuerySet[Receipt]:
-        value = self.value() or "open"
+        value = self.current()
         if value == "open":
             return queryset.filter(status__in=OPEN)
         if value == "closed":

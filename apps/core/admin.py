@@ -37,6 +37,23 @@ def saved_as(obj: Model, saved: Model) -> None:
     obj._state.adding = False
 
 
+class DefaultChoiceFilter(admin.SimpleListFilter):
+    """A list filter that starts on one of its choices (``default``) instead of "All"."""
+
+    default = "open"
+
+    def current(self) -> str:
+        return str(self.value() or self.default)
+
+    def choices(self, changelist: Any) -> Any:
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.current() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+
 class ServiceAdmin(admin.ModelAdmin):
     """A back office whose writes go through the app's services, as the API's do.
 
