@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -147,12 +147,8 @@ def test_the_command_runs_the_days_side_by_side_and_reports_them_in_order(tmp_pa
     # threads (a browser test's live server keeps one with an open connection), whose connections
     # a child would end on the server when it lets go of them.
     database = connection.settings_dict
-    login = database["USER"] + (f":{quote(database['PASSWORD'])}" if database.get("PASSWORD") else "")
-    host, port = database.get("HOST") or "", database.get("PORT") or ""
-    if host.startswith("/"):  # a unix socket directory (the embedded server)
-        url = f"postgresql://{login}@/{database['NAME']}?host={quote(host)}" + (f"&port={port}" if port else "")
-    else:
-        url = f"postgresql://{login}@{host}{f':{port}' if port else ''}/{database['NAME']}"
+    # The URL this process was given (by the stack command), pointed at the test database.
+    url = urlsplit(settings.DATABASE_URL)._replace(path=f"/{database['NAME']}").geturl()
     result = subprocess.run(
         [sys.executable, "manage.py", "simulate",
          *("--hours", "0.05", "--start-hour", "11", "--seed", str(SEED), "--orders", "40", "--items", "8"),
