@@ -143,7 +143,7 @@ def _low_stock_mail(pairs: Sequence[tuple[int, int]]) -> int:
         if level is not None:
             lines.append(
                 f"- {level.item.sku} {level.item.name} at {level.location.code}: "
-                f"{level.on_hand - level.reserved} available to promise before safety, safety {level.safety}"
+                f"{level.offline_usable} available to promise before safety, safety {level.safety}"
             )
     if len(pairs) > len(wanted):
         lines.append(f"... and {len(pairs) - len(wanted)} more.")
