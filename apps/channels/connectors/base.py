@@ -1,0 +1,138 @@
+"""What the sync engine and the order intake need from a platform, and nothing more.
+
+One connector per platform (``stockroom`` is our own push protocol). The engine (tiers,
+coalescing, the watermark rule, dead letters, reconciliation) calls these methods and never
+looks at a platform's shapes; a connector never touches the database: it gets plain values
+and returns plain values, so a platform's quirks stay in its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from rest_framework import serializers
+
+
+class ConnectorError(Exception):
+    """The platform could not be reached or refused the request as a whole (bad credentials, 5xx, garbage)."""
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """The channel as a connector sees it: its code, validated settings and decrypted credentials."""
+
+    id: int
+    code: str
+    settings: Mapping[str, Any]
+    credentials: Mapping[str, Any]
+    push_url: str = ""  # the stockroom connector's endpoint
+    secret: str = ""  # the stockroom connector's signing secret
+
+
+@dataclass(frozen=True)
+class QuantityUpdate:
+    """Tell the platform: this listing now shows ``available``."""
+
+    listing_id: int
+    sku: str  # Listing.channel_sku: the merchant's SKU on that channel
+    external_id: str  # Listing.external_id: the platform's id of what is sold ("" when unknown)
+    available: int
+    last_pushed: int | None  # what we last told the platform (compare-and-set where the platform has it)
+
+
+@dataclass
+class PushResult:
+    """What became of one push of a batch. Every update lands in exactly one of accepted/failed/mismatched,
+    unless ``throttled_for`` is set: then the platform took none of them and the batch is simply tried again."""
+
+    accepted: list[int] = field(default_factory=list)  # listing ids
+    failed: dict[int, str] = field(default_factory=dict)  # listing id -> why (counted as an attempt)
+    # The platform's quantity was not what we last told it (a sale there not imported yet, a hand edit):
+    # listing id -> the quantity it shows now (None: unreadable). Never overwritten blindly.
+    mismatched: dict[int, int | None] = field(default_factory=dict)
+    throttled_for: float | None = None  # seconds to wait; nothing was applied
+    pause_for: float | None = None  # the platform's budget says: wait this long before the next request
+    requests: int = 0
+    retry_after: str | None = None  # Retry-After of a failure, passed to the backoff
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str  # the channel SKU (Listing.channel_sku)
+    quantity: int
+    fulfilled: int = 0  # units the platform says have shipped
+    external_id: str = ""  # the platform's id of what was sold, when the line names no SKU
+
+
+@dataclass(frozen=True)
+class PlatformOrder:
+    """One order as the platform shows it now; applying it again changes nothing."""
+
+    class Status:
+        OPEN = "open"  # sold, not shipped (Shopify unfulfilled, Woo processing/on-hold, Amazon Unshipped)
+        PENDING = "pending"  # not paid yet (Amazon Pending, Woo pending): reserve, do not fulfil
+        FULFILLED = "fulfilled"  # every line shipped
+        PARTIALLY_FULFILLED = "partially_fulfilled"
+        CANCELLED = "cancelled"
+
+    external_id: str  # the platform's order id, unique per channel
+    status: str
+    lines: tuple[OrderLine, ...]
+    updated_at: datetime | None = None
+    number: str = ""  # what the merchant calls it (Shopify "#1001")
+
+
+@dataclass(frozen=True)
+class OrdersPage:
+    orders: list[PlatformOrder]
+    # Every order changed before this instant has been returned (across all pages): the next poll starts here.
+    complete_until: datetime | None
+    next_cursor: str | None = None  # more pages of the same poll
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A verified delivery: its id for deduplication and the orders it carries (none for other topics)."""
+
+    delivery_id: str
+    topic: str
+    orders: list[PlatformOrder]
+
+
+class Connector:
+    """A platform. Subclasses set ``name``, the two serializers, and implement the methods they support."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    # Validate ``Channel.settings`` and the write-only credentials; both are JSON objects.
+    settings_serializer: ClassVar[type[serializers.Serializer]]
+    credentials_serializer: ClassVar[type[serializers.Serializer]]
+    receives_orders: ClassVar[bool] = False  # webhooks and/or polling bring orders in
+    polls_orders: ClassVar[bool] = False
+    max_batch: ClassVar[int] = 100  # most updates in one push request
+
+    def push(self, channel: ChannelRef, updates: Sequence[QuantityUpdate]) -> PushResult:
+        raise NotImplementedError
+
+    def read_back(self, channel: ChannelRef, listings: Sequence[QuantityUpdate]) -> dict[int, int | None]:
+        """What the platform shows now for these listings: listing id -> quantity (None: not there).
+
+        ``available``/``last_pushed`` of the given updates are ignored. Raises ConnectorError.
+        """
+        raise NotImplementedError
+
+    def orders_since(self, channel: ChannelRef, since: datetime | None, cursor: str | None = None) -> OrdersPage:
+        """Orders created or changed since ``since`` (a backfill or the only intake). Raises ConnectorError."""
+        raise NotImplementedError
+
+    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+        """The delivery if its signature is right, else None (the view answers 401). Raises ConnectorError
+        when the body is signed but unreadable."""
+        return None
+
+    def test_connection(self, channel: ChannelRef) -> str:
+        """A line for the merchant ("Connected to shop X, location Y"); raises ConnectorError with the reason."""
+        raise NotImplementedError
