@@ -288,6 +288,16 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Links in mails start with this (where staff open Stockroom).
 STOCKROOM_BASE_URL = env("STOCKROOM_BASE_URL", default="http://127.0.0.1:8000")
 
+# --- Channel connectors: platform API versions (pinned) and the key of stored credentials ---
+# Credentials of platform channels are stored encrypted (Fernet). Production must set the key
+# (``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``);
+# elsewhere it is derived from SECRET_KEY so that a local run needs nothing.
+STOCKROOM_SECRETS_KEY = env("STOCKROOM_SECRETS_KEY", default="")
+SHOPIFY_API_VERSION = env("SHOPIFY_API_VERSION", default="2026-07")
+WOOCOMMERCE_API_VERSION = env("WOOCOMMERCE_API_VERSION", default="wc/v3")
+AMAZON_LISTINGS_API_VERSION = env("AMAZON_LISTINGS_API_VERSION", default="2021-08-01")
+AMAZON_ORDERS_API_VERSION = env("AMAZON_ORDERS_API_VERSION", default="v0")
+
 # The local setup creates an admin account and loads the demo; production never does.
 STOCKROOM_LOCAL_BOOTSTRAP = False
 STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=False)
