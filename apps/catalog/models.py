@@ -275,6 +275,11 @@ class ReceiptLine(models.Model):
     def due(self) -> int:
         return max(0, self.expected - self.received)
 
+    @property
+    def over_delivered(self) -> int:
+        """Units received beyond what was announced (booked, after the clerk confirmed them)."""
+        return max(0, self.received - self.expected)
+
 
 class Adjustment(models.Model):
     """A correction of on_hand with its reason; the ledger row it booked is ``movement``."""
