@@ -402,6 +402,15 @@ class TransferLineInline(admin.TabularInline):
     has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
 
 
+class CancelInTransitForm(forms.Form):
+    outcome = forms.ChoiceField(
+        choices=Transfer.CancelOutcome.choices,
+        widget=forms.RadioSelect,
+        label="What became of the goods in transit?",
+        error_messages={"required": "Choose whether the goods came back or were lost."},
+    )
+
+
 @admin.register(Transfer)
 class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     """Draft -> shipped (out of the source, in transit) -> received (into the destination)."""
@@ -457,6 +466,8 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     def step_view(self, request: HttpRequest, transfer_id: int, step: str) -> HttpResponse:
         transfer = get_object_or_404(self.get_queryset(request), pk=transfer_id)
         back = reverse("admin:catalog_transfer_change", args=[transfer.pk])
+        if step == "cancel" and transfer.status == Transfer.Status.IN_TRANSIT:
+            return self.cancel_in_transit_view(request, transfer, back)
         if request.method != "POST" or step not in {"ship", "receive", "cancel"}:
             return HttpResponseRedirect(back)
         if not self.has_change_permission(request, transfer):
@@ -468,10 +479,53 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             elif step == "receive":
                 transfer_receive(transfer_id=transfer.pk, actor=actor)
             else:
-                transfer_cancel(transfer_id=transfer.pk)
+                transfer_cancel(transfer_id=transfer.pk, actor=actor, outcome=request.POST.get("outcome", ""))
         except DomainError as err:
             self.message_user(request, err.detail, messages.ERROR)
             return HttpResponseRedirect(back)
         done = {"ship": "shipped: its goods are in transit", "receive": "received", "cancel": "cancelled"}[step]
         self.message_user(request, f"{transfer} {done}.", messages.SUCCESS)
         return HttpResponseRedirect(back)
+
+    def cancel_in_transit_view(self, request: HttpRequest, transfer: Transfer, back: str) -> HttpResponse:
+        """Confirm first: say what became of the goods on the road, then cancel through the service."""
+        if not self.has_change_permission(request, transfer):
+            raise PermissionDenied
+        form = CancelInTransitForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            outcome = form.cleaned_data["outcome"]
+            try:
+                result = transfer_cancel(transfer_id=transfer.pk, actor=request.user.get_username(), outcome=outcome)
+            except DomainError as err:
+                self.message_user(request, err.detail, messages.ERROR)
+                return HttpResponseRedirect(back)
+            if result.replayed:
+                self.message_user(
+                    request, f"{transfer} was already cancelled; nothing was booked twice.", messages.INFO
+                )
+            elif outcome == Transfer.CancelOutcome.RETURNED:
+                self.message_user(
+                    request,
+                    f"{transfer} cancelled: {result.units} units booked back into {transfer.source.code}.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"{transfer} cancelled: {result.units} units written off as lost at {transfer.source.code}.",
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(back)
+        lines = [line for line in transfer.lines.select_related("item") if line.in_transit]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Cancel {transfer} in transit",
+            "transfer": transfer,
+            "form": form,
+            "lines": lines,
+            "units": sum(line.in_transit for line in lines),
+            "received_part": any(line.received for line in transfer.lines.all()),
+            "back": back,
+        }
+        return TemplateResponse(request, "admin/catalog/transfer/cancel_in_transit.html", context)
