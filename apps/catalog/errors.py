@@ -9,6 +9,7 @@ __all__ = [
     "InUse",
     "InvalidMovement",
     "NegativeStockRefused",
+    "OverDeliveryUnconfirmed",
     "StockWorkRefused",
     "UnknownStockReference",
 ]
@@ -20,6 +21,15 @@ class UnknownStockReference(NotFound):
 
 class InvalidMovement(DomainError):
     code = "invalid_movement"
+
+
+class OverDeliveryUnconfirmed(Conflict):
+    """More arrived on some receipt lines than is still due, and staff did not confirm those units.
+
+    ``lines`` carries, per line, ``line`` (its id), ``sku``, ``due``, ``arrived`` and ``over``.
+    """
+
+    code = "over_delivery_unconfirmed"
 
 
 class NegativeStockRefused(Conflict):
