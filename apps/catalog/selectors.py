@@ -1,4 +1,4 @@
-"""Stock reads that span models: ATP per product and location, levels with their ATP.
+"""Stock reads that span models: ATP per product and location, levels with their ATP, units on order.
 
 ATP(item, location) and ATP(product, location) are defined in ``apps.catalog.stock.atp``; what a
 channel shows for a listing is the channels app's (``apps.channels.selectors``).
@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import BigIntegerField, F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Cast, Coalesce, Greatest
 
 from apps.catalog.stock.atp import atp_expression, atp_sql
 
@@ -49,3 +50,25 @@ def levels_with_atp() -> QuerySet[StockLevel]:
     from apps.catalog.models import StockLevel
 
     return StockLevel.objects.select_related("item", "location").annotate(atp_now=atp_expression())
+
+
+def units_on_order(item: str = "item", location: str = "location") -> Coalesce:
+    """Units still due on open receipts (expected or partly received) of an item at a location, as a subquery.
+
+    ``item`` and ``location`` name the outer query's fields that hold their ids.
+    """
+    from apps.catalog.models import Receipt, ReceiptLine
+
+    due = Greatest(Value(0), F("expected") - F("received"))
+    per_pair = (
+        ReceiptLine.objects.filter(
+            item_id=OuterRef(item),
+            receipt__location_id=OuterRef(location),
+            receipt__status__in=[Receipt.Status.EXPECTED, Receipt.Status.PARTIAL],
+        )
+        .order_by()
+        .values("item_id")
+        .annotate(units=Cast(Sum(due), BigIntegerField()))  # SUM of bigint is numeric in PostgreSQL
+        .values("units")
+    )
+    return Coalesce(Subquery(per_pair, output_field=BigIntegerField()), Value(0), output_field=BigIntegerField())

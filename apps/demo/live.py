@@ -4,7 +4,13 @@ Everything goes through the running web server's real API, as integrators would:
 API wires two suppliers (a REST feed that inflates its numbers threefold and a CSV drop
 folder) and points the demo channels at local channel simulators; then, at a gentle pace,
 shoppers order online (reserve on the webshop, imports from the marketplace), tills sell in
-two stores, the warehouse receives deliveries, and the CSV supplier drops a file now and then.
+two stores, the warehouse receives deliveries, the stores are restocked, and the CSV supplier
+drops a file now and then.
+
+It opens no incident by itself: a till sells only what is on the shelf and not promised to an
+online order (a shopper cannot buy what is not there), and the stores are restocked before
+they run dry. Any incident a demo request opens anyway is logged as ``demo_incident_opened``
+with its reason.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ REST_SUPPLIER = "ACME"
 CSV_SUPPLIER = "BULKCO"
 ACME_ITEMS = {"HOOD-S": 40, "HOOD-M": 25, "HOOD-L": 30, "CAP": 60}
 BULK_ITEMS = {"BULK-SOCK-12": ("SOCK", 12, 1, 30), "BULK-COFFEE-KG": ("COFFEE", 1, 1000, 80)}
+STORES = ("S1", "S2")
+TILL_ITEMS = (("HOOD-M", 1), ("HOOD-S", 1), ("CAP", 1), ("SOCK", 2), ("COFFEE", 250))
+# In shoppers (loop turns): the warehouse's delivery and the stores' restock, and the CSV supplier's drop.
+DELIVERY_EVERY = 60
+CSV_EVERY = 45
 
 
 class SupplierFeedServer:
@@ -108,8 +119,11 @@ class LiveDemo:
         # Below the drop root (STOCKROOM_DROP_ROOT, by default <var>/drop): folder suppliers read nowhere else.
         self.drop = var_dir / "drop" / "bulkco"
         self.simulators: dict[str, ChannelSimulator] = {}
-        self.open_orders: list[tuple[float, str, int]] = []  # (due, channel, order id)
+        self.open_orders: list[tuple[int, str, int]] = []  # (turn it ships or is cancelled, channel, order id)
+        self.turn = 0
         self.counter = 0
+        self.shelf_targets: dict[tuple[str, str], int] = {}  # (store, sku) -> units a full shelf holds
+        self.incidents = 0  # opened by the demo's own requests (none expected)
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -169,6 +183,10 @@ class LiveDemo:
                     },
                 )
         self.api.call("patch", "channels/market1/", {"locations": ["WH", REST_SUPPLIER]})
+        # What the stores hold at the start is what a full shelf holds; the restock tops them up to it.
+        for store in STORES:
+            for level in self._levels(store):
+                self.shelf_targets[(store, level["item"])] = max(int(level["on_hand"]), 2)
         self.drop_csv()
         log.info("demo_wired", channels={c: s.url for c, s in self.simulators.items()}, supplier_feed=self.acme.url)
 
@@ -208,8 +226,13 @@ class LiveDemo:
         response = self.api.call("post", "orders/", body, token=self.channel_tokens[channel], key=key)
         log.info("demo_order", channel=channel, sku=row["sku"], mode=mode, status=response.status_code)
         if response.status_code == 201:
-            due = time.monotonic() + self.rng.uniform(15, 90)
-            self.open_orders.append((due, channel, response.json()["id"]))
+            order = response.json()
+            short = sum(int(line.get("unallocated_quantity") or 0) for line in order.get("lines", []))
+            if short:
+                self._incident(
+                    f"{channel} import", {"kind": "oversell", "detail": f"order {order['id']} short by {short}"}
+                )
+            self.open_orders.append((self.turn + self.rng.randint(8, 45), channel, order["id"]))
 
     def _available(self, channel: str) -> list[dict[str, Any]]:
         skus = [
@@ -220,9 +243,8 @@ class LiveDemo:
         return response.json().get("results", []) if response.status_code == 200 else []
 
     def settle_orders(self) -> None:
-        now = time.monotonic()
-        due = [o for o in self.open_orders if o[0] <= now]
-        self.open_orders = [o for o in self.open_orders if o[0] > now]
+        due = [o for o in self.open_orders if o[0] <= self.turn]
+        self.open_orders = [o for o in self.open_orders if o[0] > self.turn]
         for _, channel, order_id in due:
             action = "cancel" if self.rng.random() < 0.1 else "fulfil"
             response = self.api.call(
@@ -230,9 +252,20 @@ class LiveDemo:
             )
             log.info("demo_order_settled", channel=channel, order=order_id, action=action, status=response.status_code)
 
+    def _levels(self, location: str, item: str = "") -> list[dict[str, Any]]:
+        query = f"stock/levels/?location={location}" + (f"&item={item}" if item else "")
+        response = self.api.call("get", query)
+        return response.json().get("results", []) if response.status_code == 200 else []
+
     def till_sale(self) -> None:
-        store = self.rng.choice(["S1", "S2"])
-        item, quantity = self.rng.choice([("HOOD-M", 1), ("HOOD-S", 1), ("CAP", 1), ("SOCK", 2), ("COFFEE", 250)])
+        store = self.rng.choice(STORES)
+        item, quantity = self.rng.choice(TILL_ITEMS)
+        # A shopper takes what is on the shelf and not set aside for an online order: nothing else is there.
+        level = next(iter(self._levels(store, item)), None)
+        on_shelf = int(level["on_hand"]) - int(level["reserved"]) if level else 0
+        if on_shelf < quantity:
+            log.info("demo_till_empty_shelf", store=store, item=item, on_shelf=on_shelf)
+            return
         response = self.api.call(
             "post",
             "stock/movements/",
@@ -245,6 +278,42 @@ class LiveDemo:
             },
         )
         log.info("demo_till_sale", store=store, item=item, quantity=quantity, status=response.status_code)
+        incident = response.json().get("incident") if response.status_code == 201 else None
+        if incident:
+            self._incident("till sale", incident)
+
+    def _incident(self, what: str, incident: dict[str, Any]) -> None:
+        """Not meant to happen in the demo: say so loudly, with the reason, where a person watches."""
+        self.incidents += 1
+        log.warning(
+            "demo_incident_opened",
+            cause=what,
+            incident=incident.get("id"),
+            kind=incident.get("kind"),
+            detail=incident.get("detail"),
+            note="unintended: the demo does not mean to show an incident",
+        )
+
+    def restock_stores(self) -> None:
+        """The stores' weekly van, sped up: each item at half its shelf or less is topped up to a full shelf."""
+        for store in STORES:
+            for level in self._levels(store):
+                target = self.shelf_targets.get((store, level["item"]))
+                usable = int(level["on_hand"]) - int(level["reserved"])
+                if target is None or usable > target // 2:
+                    continue
+                self.api.call(
+                    "post",
+                    "stock/movements/",
+                    {
+                        "location": store,
+                        "item": level["item"],
+                        "kind": "receipt",
+                        "quantity": target - usable,
+                        "idempotency_key": self._key("restock"),
+                    },
+                )
+                log.info("demo_restock", store=store, item=level["item"], quantity=target - usable)
 
     def delivery(self) -> None:
         for item, quantity in (("HOOD-S", 4), ("HOOD-M", 6), ("HOOD-L", 4), ("CAP", 8), ("SOCK", 30)):
@@ -262,8 +331,8 @@ class LiveDemo:
         log.info("demo_delivery", location="WH")
 
     def run(self, stop: threading.Event, *, pace_s: float = 2.0) -> None:
-        last_delivery = last_csv = time.monotonic()
         while not stop.is_set():
+            self.turn += 1
             roll = self.rng.random()
             try:
                 if roll < 0.35:
@@ -276,12 +345,11 @@ class LiveDemo:
                     self.till_sale()
                 self.settle_orders()
                 self.acme.sell_elsewhere(self.rng)
-                if time.monotonic() - last_delivery > 120:
+                if self.turn % DELIVERY_EVERY == 0:
                     self.delivery()
-                    last_delivery = time.monotonic()
-                if time.monotonic() - last_csv > 90:
+                    self.restock_stores()
+                if self.turn % CSV_EVERY == 0:
                     self.drop_csv()
-                    last_csv = time.monotonic()
             except requests.RequestException as err:
                 log.warning("demo_request_failed", error=str(err))
             stop.wait(self.rng.uniform(0.5, 1.5) * pace_s)

@@ -1,4 +1,4 @@
-"""Forecast safety stock per slot, staff overrides of it, and the audit trail of every change."""
+"""Forecast safety stock per slot, staff overrides of it, the audit trail of every change, reorder points."""
 
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ class SafetyForecast(models.Model):
     value = models.PositiveIntegerField(help_text="Safety stock in base units, bounds applied.")
     mean_per_hour = models.FloatField(default=0.0, help_text="Weighted offline demand per hour in this slot.")
     std_per_hour = models.FloatField(default=0.0)
+    # Online fulfilments do not threaten the exposure window (they were reserved first), but they
+    # empty the shelf all the same: the reorder points count them, weighted as the offline mean.
+    online_per_hour = models.FloatField(default=0.0, help_text="Weighted online fulfilments per hour in this slot.")
     # How the value came about: method (slot, item_rate, default), weeks of history, window, service level.
     inputs = models.JSONField(default=dict, blank=True)
     computed_at = models.DateTimeField(db_index=True)
@@ -160,3 +163,72 @@ class SafetyAudit(models.Model):
     def __str__(self) -> str:
         change = f"{self.old_safety} -> {self.new_safety}"
         return f"{self.get_kind_display()} {self.item.sku} at {self.location.code}: {change}"
+
+
+class ReorderRule(models.Model):
+    """When to order an item for a location and how much: the reorder point and the level to order up to.
+
+    ``forecast`` rules follow the forecast (demand per day over the lead time plus the safety
+    stock) each time it is recomputed; ``manual`` rules keep the points the merchant typed.
+    """
+
+    class Source(models.TextChoices):
+        FORECAST = "forecast", "From the forecast"
+        MANUAL = "manual", "Set by hand"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reorder_rules")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="reorder_rules")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.FORECAST)
+    lead_time_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MaxValueValidator(365)],
+        help_text="Days from placing an order until the goods are on the shelf.",
+    )
+    cover_days = models.PositiveSmallIntegerField(
+        default=14,
+        validators=[MaxValueValidator(365)],
+        help_text="Days of demand an order should last beyond the reorder point (sets the order-up-to level).",
+    )
+    reorder_point = models.PositiveIntegerField(
+        default=0, help_text="Order when usable stock plus what is on order falls to this many units."
+    )
+    order_up_to = models.PositiveIntegerField(
+        default=0, help_text="An order brings usable stock plus what is on order up to this many units."
+    )
+    pack_size = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Orders are whole packs of this many units."
+    )
+    min_order = models.PositiveIntegerField(default=0, help_text="The smallest order the supplier accepts, in units.")
+    # What the last forecast said (shown beside the points; a manual rule keeps its own points).
+    demand_per_day = models.FloatField(default=0.0, help_text="Forecast demand per day, offline and online.")
+    safety = models.PositiveIntegerField(default=0, help_text="Safety stock counted in the reorder point.")
+    computed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["item", "location"]
+        verbose_name = "reorder rule"
+        constraints = [
+            models.UniqueConstraint(fields=["item", "location"], name="reorder_unique_item_location"),
+            models.CheckConstraint(condition=Q(source__in=["forecast", "manual"]), name="reorder_source_known"),
+            models.CheckConstraint(condition=Q(pack_size__gte=1), name="reorder_pack_size_positive"),
+            models.CheckConstraint(
+                condition=Q(order_up_to__gte=models.F("reorder_point")), name="reorder_order_up_to_not_below_point"
+            ),
+            models.CheckConstraint(
+                condition=Q(lead_time_days__lte=365) & Q(cover_days__lte=365), name="reorder_days_within_a_year"
+            ),
+            models.CheckConstraint(condition=Q(demand_per_day__gte=0), name="reorder_demand_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item.sku} at {self.location.code}: reorder at {self.reorder_point}"
+
+
+class ReorderSuggestion(ReorderRule):
+    """The "To reorder" list: rules whose usable stock plus what is on order is at or below the reorder point."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "to reorder"
+        verbose_name_plural = "to reorder"

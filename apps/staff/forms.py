@@ -49,6 +49,26 @@ class SafetyOverrideForm(forms.Form):
         ),
         error_messages={"invalid": "Enter a date and time."},
     )
+    # An override far beyond demand and stock (``override_far_beyond``) needs this ticked, for this very value.
+    confirm = forms.BooleanField(required=False, label="Yes, hold these units back")
+    confirmed_value = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warning: str = ""  # set by the view when the value asks for a confirmation
+
+    def is_confirmed(self) -> bool:
+        """Ticked, and for the value now entered (not one confirmed before and changed since)."""
+        data = self.cleaned_data
+        return bool(data.get("confirm")) and data.get("confirmed_value") == data.get("value")
+
+    def ask_confirmation(self, warning: str) -> None:
+        """Show the warning with an unticked box that confirms the value entered now."""
+        self.warning = warning
+        data = dict(self.data.items())
+        data["confirmed_value"] = str(self.cleaned_data["value"])
+        data.pop("confirm", None)
+        self.data = data
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -22,6 +22,7 @@ from apps.catalog.models import Item, Location, StockLevel
 from apps.core.durations import duration_text
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SLOTS_PER_WEEK, ForecastSettings, SafetyForecast, SafetyOverride
+from apps.forecasting.selectors import override_far_beyond
 from apps.forecasting.services.backtest import item_backtest
 from apps.forecasting.services.history import slot_of
 from apps.forecasting.services.overrides import safety_override_clear, safety_override_set
@@ -64,6 +65,8 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
         saved = _override_save(request, bound)
         if saved:
             return HttpResponseRedirect(_list_url(location, query, request.GET.get("page")))
+        if bound.warning and not bound.errors:
+            messages.warning(request, "Confirm the safety stock below: it is far beyond demand and stock.")
     now = timezone.now()
     levels = selectors.safety_levels_list(at=now, location=location, query=query or "")
     page = Paginator(levels, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -89,7 +92,8 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
                 auto_id=f"id_%s_{level.pk}",
             )
         rows.append({"level": level, "form": form, "override_valid": override_valid})
-    status = 400 if bound is not None else 200
+    # A value waiting for its confirmation is not a bad request; a refused one is.
+    status = 400 if bound is not None and bound.errors else 200
     forecast_settings = ForecastSettings.current()
     context = {
         # A refused form whose row is not on this page (gone, filtered out): say so at the top.
@@ -141,6 +145,10 @@ def _override_save(request: HttpRequest, form: SafetyOverrideForm) -> bool:
                     f"({audit.new_safety}).",
                 )
         else:
+            check = override_far_beyond(level=level, value=data["value"])
+            if check is not None and not form.is_confirmed():
+                form.ask_confirmation(check.message)
+                return False
             audit = safety_override_set(
                 item=level.item,
                 location=level.location,

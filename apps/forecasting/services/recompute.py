@@ -51,6 +51,7 @@ class PairForecast:
     method: np.ndarray
     weeks: np.ndarray
     window_hours: np.ndarray
+    online: np.ndarray  # online fulfilments per hour, weighted as ``mean`` (reorder points count them)
 
 
 def forecast_pairs(
@@ -83,20 +84,24 @@ def forecast_pairs(
         seen = first_seen(item_ids=item_ids, location_ids=location_ids)
     matrix = slot_matrix(history, pairs=pairs, weeks=weeks, seen=seen)
     stats = weighted_stats(matrix.demand, matrix.observed, float(settings.half_life_weeks))
+    online_matrix = slot_matrix(history, pairs=pairs, weeks=weeks, seen=seen, column="online")
+    online_stats = weighted_stats(online_matrix.demand, online_matrix.observed, float(settings.half_life_weeks))
 
-    # Cold start: the pair's overall offline rate per hour, over the hours it has existed in the window.
+    # Cold start: the pair's overall rate per hour, over the hours it has existed in the window.
     totals = (
-        history[history["week"] < pd.Timestamp(now)].groupby(["item_id", "location_id"])["offline"].sum()
+        history[history["week"] < pd.Timestamp(now)].groupby(["item_id", "location_id"])[["offline", "online"]].sum()
         if not history.empty
-        else pd.Series(dtype="float64")
+        else pd.DataFrame(columns=["offline", "online"], dtype="float64")
     )
     rate = np.zeros(len(pairs))
+    online_rate = np.zeros(len(pairs))
     hours = np.zeros(len(pairs))
     for i, pair in enumerate(pairs):
         start = max(since, seen[pair]) if pair in seen else now
         hours[i] = max(0.0, (now - start).total_seconds() / 3600)
-        if hours[i] >= MIN_RATE_HOURS:
-            rate[i] = float(totals.get(pair, 0)) / hours[i]
+        if hours[i] >= MIN_RATE_HOURS and pair in totals.index:
+            rate[i] = float(totals.at[pair, "offline"]) / hours[i]
+            online_rate[i] = float(totals.at[pair, "online"]) / hours[i]
     rate_rows = np.repeat(rate, SLOTS_PER_WEEK)
     hours_rows = np.repeat(hours, SLOTS_PER_WEEK)
 
@@ -104,6 +109,7 @@ def forecast_pairs(
     use_rate = ~use_slot & (hours_rows >= MIN_RATE_HOURS)
     default_rate = float(settings.cold_start_rate_per_hour)
     mean = np.where(use_slot, stats.mean, np.where(use_rate, rate_rows, default_rate))
+    online = np.where(use_slot, online_stats.mean, np.where(use_rate, np.repeat(online_rate, SLOTS_PER_WEEK), 0.0))
     # Poisson spread (variance = mean) where the slot's own spread is not known yet.
     var = np.where(use_slot, stats.var, mean)
     method = np.where(use_slot, METHOD_SLOT, np.where(use_rate, METHOD_ITEM_RATE, METHOD_DEFAULT))
@@ -129,6 +135,7 @@ def forecast_pairs(
         method=method,
         weeks=stats.weeks,
         window_hours=window.astype(np.float64),
+        online=online,
     )
 
 
@@ -196,14 +203,16 @@ def _store(forecast: PairForecast, *, settings: ForecastSettings, now: datetime)
             value=int(value),
             mean_per_hour=round(float(mean), 6),
             std_per_hour=round(float(std), 6),
+            online_per_hour=round(float(online), 6),
             inputs={**common, "window_seconds": round(window * 3600), "method": str(method), "weeks": int(weeks)},
             computed_at=now,
         )
-        for (item, loc, slot), value, mean, std, method, weeks, window in zip(
+        for (item, loc, slot), value, mean, std, online, method, weeks, window in zip(
             forecast.index,
             forecast.value,
             forecast.mean,
             forecast.std,
+            forecast.online,
             forecast.method,
             forecast.weeks,
             forecast.window_hours,
@@ -216,5 +225,5 @@ def _store(forecast: PairForecast, *, settings: ForecastSettings, now: datetime)
             batch_size=2000,
             update_conflicts=True,
             unique_fields=["item", "location", "slot"],
-            update_fields=["value", "mean_per_hour", "std_per_hour", "inputs", "computed_at"],
+            update_fields=["value", "mean_per_hour", "std_per_hour", "online_per_hour", "inputs", "computed_at"],
         )

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.channels.models import Channel
 from apps.core.models import ApiToken
 from apps.core.services import token_create, token_revoke
+from apps.demo.history import demo_forecast_start
 from apps.demo.live import CHANNEL_RATES, LiveDemo
 
 DEMO_TOKEN = "demo"
@@ -28,11 +29,19 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('STOCKROOM_PORT', '8000')}")
         parser.add_argument("--pace", type=float, default=2.0, help="seconds between shoppers, on average")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--start-only",
+            action="store_true",
+            help="seed the weeks of history (demo mode) and compute the forecast, then exit without traffic",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        self._forecast_start()
+        if options["start_only"]:
+            return
         if not settings.STOCKROOM_DEMO_MODE:
             self.stdout.write("demo mode is off (STOCKROOM_DEMO_MODE=0): no simulated traffic")
             stop.wait()
@@ -53,6 +62,20 @@ class Command(BaseCommand):
             + f"; supplier feed {demo.acme.url}"
         )
         demo.run(stop, pace_s=options["pace"])
+
+    def _forecast_start(self) -> None:
+        """Before the shop opens: weeks of past trade (demo mode, once), then the forecast, so pages show numbers."""
+        started = demo_forecast_start(seed_history=settings.STOCKROOM_DEMO_MODE)
+        if started.history is not None and started.history.seeded:
+            self.stdout.write(
+                f"demo history: {started.history.weeks} weeks of till sales and online orders "
+                f"({started.history.movements} ledger rows, balanced by weekly deliveries)"
+            )
+        self.stdout.write(
+            f"forecast computed at start: {started.forecasts} slot forecasts, safety stock changed at "
+            f"{started.safety_changed} levels, {started.reorder_rules} reorder rules follow the forecast "
+            "(python manage.py recompute_safety runs it again)"
+        )
 
     def _wait_for(self, base_url: str, stop: threading.Event) -> bool:
         while not stop.is_set():

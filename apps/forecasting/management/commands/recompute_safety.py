@@ -1,4 +1,4 @@
-"""Recompute the forecast safety stock of every slot now, with progress, and apply the current slot."""
+"""Recompute the forecast safety stock of every slot now, with progress, apply the current slot, move reorder points."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.catalog.models import Item
 from apps.forecasting.services.overrides import safety_current_slot_apply
 from apps.forecasting.services.recompute import forecast_recompute
+from apps.forecasting.services.reorder import reorder_points_recompute
 
 
 class Command(BaseCommand):
-    help = "Recompute forecast safety stock per item, location and hour-of-week slot, then apply the current slot."
+    help = (
+        "Recompute forecast safety stock per item, location and hour-of-week slot from the ledger, apply the "
+        "current slot, and move the reorder points that follow the forecast."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--sku", action="append", default=[], help="Only this item (repeatable).")
@@ -43,6 +47,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{result.forecasts} slot forecasts for {result.pairs} item-locations in "
             f"{time.monotonic() - started:.1f} s ({methods})."
+        )
+        reorder = reorder_points_recompute(item_ids=item_ids)
+        self.stdout.write(
+            f"Reorder points: {reorder.rules} rules follow the forecast ({reorder.created} new, "
+            f"{reorder.changed} changed); rules set by hand kept."
         )
         if options["no_apply"]:
             return

@@ -1,0 +1,133 @@
+"""A safety-stock override far beyond demand and stock asks for a confirmation, on the server, then saves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import timezone
+
+from apps.catalog.models import Location, StockLevel
+from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
+from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
+from apps.forecasting.selectors import override_far_beyond
+
+LIST = "/staff/safety-stock/"
+SHOTS = Path(settings.VAR_DIR) / "screenshots"
+
+
+@pytest.fixture
+def editor(django_user_model):
+    user = django_user_model.objects.create_user(username="planner", password="pw-planner-1", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_safetyoverride"))
+    return user
+
+
+@pytest.fixture
+def level(item, store) -> StockLevel:
+    """12 on hand; the forecast holds back at most 2 in any hour of the week."""
+    level = stock(item, store, 12, safety=1)
+    now = timezone.now()
+    SafetyForecast.objects.bulk_create(
+        [
+            SafetyForecast(item=item, location=store, slot=slot, value=2 if slot == 10 else 1, computed_at=now)
+            for slot in range(168)
+        ]
+    )
+    return level
+
+
+def _post(client, level, **data):
+    body = {"level": level.pk, "action": "set", "value": "4", "reason": "Promo", "valid_until": ""}
+    body.update(data)
+    return client.post(LIST, body)
+
+
+@pytest.mark.django_db
+def test_far_beyond_means_over_ten_times_the_forecast_and_over_on_hand(level):
+    assert override_far_beyond(level=level, value=20) is None  # over on hand, not over 10 x 2
+    assert override_far_beyond(level=level, value=21) is not None  # over both
+    level.on_hand = 500
+    assert override_far_beyond(level=level, value=400) is None  # a lot, but it is there
+    SafetyForecast.objects.all().delete()
+    level.on_hand = 0
+    # No forecast: beyond ten units and beyond what is there.
+    assert override_far_beyond(level=level, value=10) is None
+    check = override_far_beyond(level=level, value=11)
+    assert check is not None and "there is none yet" in check.message
+
+
+@pytest.mark.django_db
+def test_an_extreme_override_waits_for_its_confirmation(editor, level):
+    client = Client()
+    client.force_login(editor)
+
+    asked = _post(client, level, value="500", reason="typo?")
+    assert asked.status_code == 200
+    html = asked.content.decode()
+    assert "override-warning" in html and "more than 10 times" in html and "12 on hand" in html
+    assert 'name="confirm"' in html and 'name="confirmed_value" value="500"' in html
+    assert not SafetyOverride.objects.exists() and StockLevel.objects.get(pk=level.pk).safety == 1
+
+    # A tick for another value does not count (the value changed after the warning).
+    _post(client, level, value="800", reason="typo?", confirm="on", confirmed_value="500")
+    assert not SafetyOverride.objects.exists()
+
+    saved = _post(client, level, value="500", reason="Hold all for the event", confirm="on", confirmed_value="500")
+    assert saved.status_code == 302
+    assert StockLevel.objects.get(pk=level.pk).safety == 500
+    assert SafetyAudit.objects.get().new_safety == 500
+
+
+@pytest.mark.django_db
+def test_ordinary_overrides_save_without_a_question(editor, level):
+    client = Client()
+    client.force_login(editor)
+    assert _post(client, level, value="15").status_code == 302  # over on hand, but within 10 x the forecast
+    assert StockLevel.objects.get(pk=level.pk).safety == 15
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_extreme_override_shows_the_warning_then_saves_once_confirmed(
+    browser, live_server, transactional_db, editor
+):
+    item, store = ItemFactory(sku="HOOD-M"), LocationFactory(code="S1", kind=Location.Kind.STORE)
+    level = stock(item, store, 12, safety=1)
+    SafetyForecast.objects.bulk_create(
+        [SafetyForecast(item=item, location=store, slot=s, value=1, computed_at=timezone.now()) for s in range(168)]
+    )
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        page.goto("/staff/login/")
+        page.fill("input[name=username]", "planner")
+        page.fill("input[name=password]", "pw-planner-1")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/staff/")
+        page.goto(LIST)
+        row = page.locator(f"#level-{level.pk}")
+        row.locator("input[name=value]").fill("500")
+        row.locator("input[name=reason]").fill("Hold everything for the fair")
+        row.locator("button[value=set]").click()
+
+        row = page.locator(f"#level-{level.pk}")
+        warning = row.locator(".override-warning")
+        warning.wait_for()
+        assert "more than 10 times" in warning.inner_text()
+        assert StockLevel.objects.get(pk=level.pk).safety == 1, "nothing saved before the confirmation"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "safety_confirm.png"), full_page=True)
+
+        warning.locator("input[name=confirm]").check()
+        row.locator("button[value=set]").click()
+        page.wait_for_selector(".messages li.success")
+        assert "is now 500" in page.locator(".messages li.success").inner_text()
+        assert StockLevel.objects.get(pk=level.pk).safety == 500
+        assert page.locator(f"#level-{level.pk} .override-warning").count() == 0
+    finally:
+        context.close()
