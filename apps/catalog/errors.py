@@ -5,6 +5,7 @@ from apps.core.errors import Conflict, DomainError, InUse, NotFound
 __all__ = [
     "ImmutableField",
     "InUse",
+    "InvalidAssignment",
     "InvalidMovement",
     "NegativeStockRefused",
     "StockWorkRefused",
@@ -34,3 +35,9 @@ class StockWorkRefused(Conflict):
     """A receipt, transfer or adjustment that cannot be booked in its current state."""
 
     code = "stock_work_refused"
+
+
+class InvalidAssignment(DomainError):
+    """A user assigned to a location where nobody works (a supplier's drop-ship location)."""
+
+    code = "invalid_assignment"

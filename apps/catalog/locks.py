@@ -78,3 +78,10 @@ def receipt_for_update(receipt_id: int) -> Receipt:
 def transfer_for_update(transfer_id: int) -> Transfer:
     """Lock one transfer for shipping or receiving, so that it moves stock once."""
     return Transfer.objects.select_for_update(of=("self",)).get(pk=transfer_id)
+
+
+def user_for_update(user_id: int) -> None:
+    """Lock a user's row: two merchants setting one user's locations at once take turns."""
+    from django.contrib.auth import get_user_model
+
+    list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
