@@ -392,4 +392,5 @@ class IncidentAdmin(StockWorkPlaces, ServiceAdmin):
         self.message_user(request, f"Resolved {resolved} incident(s).", messages.SUCCESS)
 
 
+import apps.catalog.admin_count  # noqa: E402, F401  (stock counts)
 from apps.catalog import admin_stock  # noqa: E402, F401  (receipts, adjustments, transfers)

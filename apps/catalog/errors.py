@@ -3,6 +3,8 @@ from __future__ import annotations
 from apps.core.errors import Conflict, DomainError, InUse, NotFound
 
 __all__ = [
+    "CountFileRejected",
+    "CountNeedsConfirmation",
     "ImmutableField",
     "InUse",
     "InvalidAssignment",
@@ -35,6 +37,18 @@ class StockWorkRefused(Conflict):
     """A receipt, transfer or adjustment that cannot be booked in its current state."""
 
     code = "stock_work_refused"
+
+
+class CountNeedsConfirmation(StockWorkRefused):
+    """Applying a count would leave less on hand than is reserved on some lines, and staff did not confirm them."""
+
+    code = "count_needs_confirmation"
+
+
+class CountFileRejected(InvalidMovement):
+    """An uploaded count file with problems: nothing of it was recorded. ``rows`` says what and where."""
+
+    code = "count_file_rejected"
 
 
 class InvalidAssignment(DomainError):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 from django.db.models import Q
 
-from apps.catalog.models import Location, Receipt, StockLevel, Transfer
+from apps.catalog.models import Location, Receipt, StockCount, StockLevel, Transfer
 from apps.catalog.stock.atp import atp_sql
 
 
@@ -78,6 +78,15 @@ def receipt_for_update(receipt_id: int) -> Receipt:
 def transfer_for_update(transfer_id: int) -> Transfer:
     """Lock one transfer for shipping or receiving, so that it moves stock once."""
     return Transfer.objects.select_for_update(of=("self",)).get(pk=transfer_id)
+
+
+def stock_count_for_update(count_id: int) -> StockCount:
+    """Lock one count sheet while its quantities change or it is applied, so that it books once.
+
+    Taken before the level locks (``levels_for_update``): order writers never lock a count sheet,
+    so sheet, then levels in (item, location) order, cannot deadlock with them.
+    """
+    return StockCount.objects.select_for_update(of=("self",)).select_related("location").get(pk=count_id)
 
 
 def user_for_update(user_id: int) -> None:

@@ -381,3 +381,107 @@ class TransferLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item} x {self.quantity}"
+
+
+class StockCount(models.Model):
+    """A count sheet for one location: expected on-hand snapshotted per item, counted quantities, then applied.
+
+    The count is taken as of its snapshot (``created_at``): applying books ``counted - expected``
+    per line as a ``count`` movement, a delta, so that whatever moved between the snapshot and the
+    apply (sales, receipts, reservations) is kept rather than undone.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Counting"
+        COUNTED = "counted", "Counted (to apply)"
+        APPLIED = "applied", "Applied"
+        CANCELLED = "cancelled", "Cancelled"
+
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="stock_counts")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    blind = models.BooleanField(
+        default=False, help_text="Blind count: the sheet hides expected quantities until the count is submitted."
+    )
+    scope = models.CharField(max_length=200, blank=True, default="", help_text="Which items the sheet lists.")
+    note = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the expected quantities were taken.")
+    counted_by = models.CharField(max_length=120, blank=True, default="")
+    counted_at = models.DateTimeField(null=True, blank=True)
+    applied_by = models.CharField(max_length=120, blank=True, default="")
+    applied_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.CharField(max_length=120, blank=True, default="")
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "stock count"
+        indexes = [models.Index(fields=["location", "status"], name="stock_count_location_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="applied", applied_at__isnull=False)
+                | (~Q(status="applied") & Q(applied_at__isnull=True)),
+                name="stock_count_applied_when",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "cancelled"]) | Q(counted_at__isnull=False),
+                name="stock_count_counted_when",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="cancelled", cancelled_at__isnull=False)
+                | (~Q(status="cancelled") & Q(cancelled_at__isnull=True)),
+                name="stock_count_cancelled_when",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Count {self.pk}"
+
+    @property
+    def ledger_reference(self) -> str:
+        # Not "count:": the API's count movements carry "count:<idempotency key>".
+        return f"stock_count:{self.pk}"
+
+    @property
+    def hides_expected(self) -> bool:
+        """A blind count shows expected quantities only once it is submitted."""
+        return self.blind and self.status == self.Status.DRAFT
+
+
+class StockCountLine(models.Model):
+    """One item on a count sheet: on hand and reserved at the snapshot, what was counted, what was booked."""
+
+    # No index of its own: stock_count_line_unique_item leads with it.
+    count = models.ForeignKey(StockCount, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="count_lines")
+    expected = models.BigIntegerField(help_text="On hand at the snapshot.")
+    reserved = models.BigIntegerField(default=0, help_text="Reserved for orders at the snapshot.")
+    counted = models.BigIntegerField(null=True, blank=True, help_text="Units found; empty while not counted.")
+    # Booked when the count was applied: counted - expected (0 when nothing differed).
+    difference = models.BigIntegerField(null=True, blank=True)
+    # Staff confirmed booking a count that leaves on hand under what is reserved.
+    short_confirmed = models.BooleanField(default=False)
+    movement = models.OneToOneField(
+        Movement, null=True, blank=True, on_delete=models.PROTECT, related_name="count_line"
+    )
+
+    class Meta:
+        ordering = ["id"]  # created in SKU order
+        constraints = [
+            models.UniqueConstraint(fields=["count", "item"], name="stock_count_line_unique_item"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="stock_count_line_reserved_not_negative"),
+            models.CheckConstraint(
+                condition=Q(counted__isnull=True) | Q(counted__gte=0), name="stock_count_line_counted_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(difference__isnull=True) | Q(counted__isnull=False),
+                name="stock_count_line_booked_what_was_counted",
+            ),
+            models.CheckConstraint(
+                condition=Q(movement__isnull=True) | (Q(difference__isnull=False) & ~Q(difference=0)),
+                name="stock_count_line_movement_books_a_difference",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item.sku} on {self.count}"

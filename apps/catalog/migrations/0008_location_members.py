@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0006_stock_work_documents'),
+        ('catalog', '0007_stock_counts'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
