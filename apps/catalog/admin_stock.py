@@ -23,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from apps.catalog.access import location_ids_for, locations_for, scope_to_locations, sees_all_locations
+from apps.catalog.errors import OverDeliveryUnconfirmed
 from apps.catalog.models import Adjustment, Location, Receipt, ReceiptLine, Transfer, TransferLine
 from apps.catalog.services.adjustments import REASON_SIGN, adjustment_record
 from apps.catalog.services.receipts import (
@@ -166,8 +167,10 @@ class ReceiptLineInline(admin.TabularInline):
     has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
 
     @admin.display(description="Still due")
-    def due(self, line: ReceiptLine) -> int:
-        return line.due if line.pk else 0
+    def due(self, line: ReceiptLine) -> str:
+        if line.pk and line.over_delivered:
+            return format_html('<span class="over-delivered">over-delivered by {}</span>', line.over_delivered)
+        return str(line.due if line.pk else 0)
 
 
 class DueFilter(DefaultChoiceFilter):
@@ -186,6 +189,46 @@ class DueFilter(DefaultChoiceFilter):
         if value == "closed":
             return queryset.exclude(status__in=OPEN)
         return queryset
+
+
+class ReceiveForm:
+    """The receiving page's fields: units arrived per line, a note, the submission key, and the
+    confirmation of units above what is still due (the service refuses them unconfirmed)."""
+
+    def __init__(self, lines: list[ReceiptLine], data: Any = None) -> None:
+        self.lines, self.data = lines, data
+        self.errors: dict[int, str] = {}
+        self.quantities: dict[int, int] = {}
+        self.over: dict[int, dict[str, Any]] = {}  # lines to confirm, from the service's refusal
+        self.submission = ((data or {}).get("submission", "")[:40]) or uuid.uuid4().hex
+        self.note = (data or {}).get("note", "")[:500]
+        self.over_confirmed: dict[int, int] = {}
+
+    def is_valid(self) -> bool:
+        for line in self.lines:
+            raw = self.data.get(f"line-{line.pk}", "").strip() or "0"
+            try:
+                self.quantities[line.pk] = int(raw)
+            except ValueError:
+                self.errors[line.pk] = "Enter a whole number."
+        if self.data.get("confirm_over"):
+            # What the clerk saw and confirmed: the excess per line, as the warning showed it.
+            for line in self.lines:
+                confirmed = self.data.get(f"over-{line.pk}", "")
+                if confirmed.isdigit():
+                    self.over_confirmed[line.pk] = int(confirmed)
+        return not self.errors
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "line": line,
+                "value": self.data.get(f"line-{line.pk}", line.due) if self.data else line.due,
+                "error": self.errors.get(line.pk),
+                "over": self.over.get(line.pk),
+            }
+            for line in self.lines
+        ]
 
 
 @admin.register(Receipt)
@@ -285,36 +328,38 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
             raise PermissionDenied
         lines = list(receipt.lines.select_related("item"))
         back = reverse("admin:catalog_receipt_change", args=[receipt.pk])
-        errors: dict[int, str] = {}
+        form = ReceiveForm(lines, request.POST if request.method == "POST" else None)
         if request.method == "POST":
             if "close" in request.POST:
                 return self._act(request, back, lambda: receipt_close(receipt_id=receipt.pk), "closed")
-            quantities: dict[int, int] = {}
-            for line in lines:
-                raw = request.POST.get(f"line-{line.pk}", "").strip() or "0"
+            if form.is_valid():
                 try:
-                    quantities[line.pk] = int(raw)
-                except ValueError:
-                    errors[line.pk] = "Enter a whole number."
-            if not errors:
-
-                def receive() -> Any:
-                    return receipt_receive(
+                    result = receipt_receive(
                         receipt_id=receipt.pk,
-                        quantities=quantities,
+                        quantities=form.quantities,
                         actor=request.user.get_username(),
-                        submission=request.POST.get("submission", "")[:40] or uuid.uuid4().hex,
-                        note=request.POST.get("note", "")[:500],
+                        submission=form.submission,
+                        note=form.note,
+                        over_confirmed=form.over_confirmed,
                     )
-
-                return self._act(request, back, receive, "received")
+                except OverDeliveryUnconfirmed as err:
+                    # Nothing was booked: the page comes back with the warnings and asks to confirm them.
+                    form.over = {row["line"]: row for row in err.data["lines"]}
+                    receipt.refresh_from_db()
+                    form.lines = list(receipt.lines.select_related("item"))
+                except DomainError as err:
+                    self.message_user(request, err.detail, messages.ERROR)
+                    return HttpResponseRedirect(request.get_full_path())
+                else:
+                    return self._report(request, back, result, "received")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Receive goods: {receipt}",
             "receipt": receipt,
-            "lines": [(line, errors.get(line.pk)) for line in lines],
-            "submission": uuid.uuid4().hex,
+            "form": form,
+            "lines": form.rows(),
+            "submission": form.submission,
             "ledger": ledger_link(receipt.ledger_reference, "movements booked so far"),
         }
         return TemplateResponse(request, "admin/catalog/receipt/receive.html", context)
@@ -325,12 +370,16 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
         except DomainError as err:
             self.message_user(request, err.detail, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+        return self._report(request, back, result, done)
+
+    def _report(self, request: HttpRequest, back: str, result: Any, done: str) -> HttpResponse:
         units = getattr(result, "units", None)
         if getattr(result, "replayed", False):
             self.message_user(request, "This receiving was already booked; nothing was booked twice.", messages.INFO)
         elif units is not None:
             status = result.receipt.get_status_display().lower()
-            self.message_user(request, f"Received {units} units; the receipt is now {status}.", messages.SUCCESS)
+            over = f" ({result.over_delivered} more than was due)" if result.over_delivered else ""
+            self.message_user(request, f"Received {units} units{over}; the receipt is now {status}.", messages.SUCCESS)
         else:
             self.message_user(request, f"{result} {done}.", messages.SUCCESS)
         return HttpResponseRedirect(back)
@@ -432,6 +481,15 @@ class TransferLineInline(admin.TabularInline):
     has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
 
 
+class CancelInTransitForm(forms.Form):
+    outcome = forms.ChoiceField(
+        choices=Transfer.CancelOutcome.choices,
+        widget=forms.RadioSelect,
+        label="What became of the goods in transit?",
+        error_messages={"required": "Choose whether the goods came back or were lost."},
+    )
+
+
 @admin.register(Transfer)
 class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     """Draft -> shipped (out of the source, in transit) -> received (into the destination)."""
@@ -468,7 +526,8 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
         obj: Transfer | None = None,
     ) -> HttpResponse:
         if obj is not None:  # the buttons shown are the steps this user may take
-            context["steps_allowed"] = {step: self.step_allowed(request, obj, step) for step in ("ship", "receive")}
+            steps = ("ship", "receive", "cancel")
+            context["steps_allowed"] = {step: self.step_allowed(request, obj, step) for step in steps}
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Transfer | None = None) -> tuple[str, ...]:
@@ -512,6 +571,8 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
         if transfer is None:
             raise Http404("No such transfer.")
         back = reverse("admin:catalog_transfer_change", args=[transfer.pk])
+        if step == "cancel" and transfer.status == Transfer.Status.IN_TRANSIT:
+            return self.cancel_in_transit_view(request, transfer, back)
         if request.method != "POST" or step not in {"ship", "receive", "cancel"}:
             return HttpResponseRedirect(back)
         if not self.step_allowed(request, transfer, step):
@@ -523,10 +584,53 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             elif step == "receive":
                 transfer_receive(transfer_id=transfer.pk, actor=actor)
             else:
-                transfer_cancel(transfer_id=transfer.pk)
+                transfer_cancel(transfer_id=transfer.pk, actor=actor, outcome=request.POST.get("outcome", ""))
         except DomainError as err:
             self.message_user(request, err.detail, messages.ERROR)
             return HttpResponseRedirect(back)
         done = {"ship": "shipped: its goods are in transit", "receive": "received", "cancel": "cancelled"}[step]
         self.message_user(request, f"{transfer} {done}.", messages.SUCCESS)
         return HttpResponseRedirect(back)
+
+    def cancel_in_transit_view(self, request: HttpRequest, transfer: Transfer, back: str) -> HttpResponse:
+        """Confirm first: say what became of the goods on the road, then cancel through the service."""
+        if not self.has_change_permission(request, transfer):
+            raise PermissionDenied
+        form = CancelInTransitForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            outcome = form.cleaned_data["outcome"]
+            try:
+                result = transfer_cancel(transfer_id=transfer.pk, actor=request.user.get_username(), outcome=outcome)
+            except DomainError as err:
+                self.message_user(request, err.detail, messages.ERROR)
+                return HttpResponseRedirect(back)
+            if result.replayed:
+                self.message_user(
+                    request, f"{transfer} was already cancelled; nothing was booked twice.", messages.INFO
+                )
+            elif outcome == Transfer.CancelOutcome.RETURNED:
+                self.message_user(
+                    request,
+                    f"{transfer} cancelled: {result.units} units booked back into {transfer.source.code}.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"{transfer} cancelled: {result.units} units written off as lost at {transfer.source.code}.",
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(back)
+        lines = [line for line in transfer.lines.select_related("item") if line.in_transit]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Cancel {transfer} in transit",
+            "transfer": transfer,
+            "form": form,
+            "lines": lines,
+            "units": sum(line.in_transit for line in lines),
+            "received_part": any(line.received for line in transfer.lines.all()),
+            "back": back,
+        }
+        return TemplateResponse(request, "admin/catalog/transfer/cancel_in_transit.html", context)

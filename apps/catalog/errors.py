@@ -10,6 +10,7 @@ __all__ = [
     "InvalidAssignment",
     "InvalidMovement",
     "NegativeStockRefused",
+    "OverDeliveryUnconfirmed",
     "StockWorkRefused",
     "UnknownStockReference",
 ]
@@ -21,6 +22,15 @@ class UnknownStockReference(NotFound):
 
 class InvalidMovement(DomainError):
     code = "invalid_movement"
+
+
+class OverDeliveryUnconfirmed(Conflict):
+    """More arrived on some receipt lines than is still due, and staff did not confirm those units.
+
+    ``lines`` carries, per line, ``line`` (its id), ``sku``, ``due``, ``arrived`` and ``over``.
+    """
+
+    code = "over_delivery_unconfirmed"
 
 
 class NegativeStockRefused(Conflict):

@@ -173,6 +173,8 @@ class Movement(models.Model):
         SUPPLIER_FEED = "supplier_feed", "Supplier feed"
         TRANSFER_OUT = "transfer_out", "Transfer shipped out"
         TRANSFER_IN = "transfer_in", "Transfer received"
+        # Goods in transit back on the source's books when their transfer is cancelled (returned or lost).
+        TRANSFER_CANCEL = "transfer_cancel", "Transfer cancelled in transit"
 
     # item: no index of its own, movement_item_location_time leads with it (fewer indexes per ledger row)
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="movements", db_index=False)
@@ -297,6 +299,11 @@ class ReceiptLine(models.Model):
     def due(self) -> int:
         return max(0, self.expected - self.received)
 
+    @property
+    def over_delivered(self) -> int:
+        """Units received beyond what was announced (booked, after the clerk confirmed them)."""
+        return max(0, self.received - self.expected)
+
 
 class Adjustment(models.Model):
     """A correction of on_hand with its reason; the ledger row it booked is ``movement``."""
@@ -341,6 +348,12 @@ class Transfer(models.Model):
         RECEIVED = "received", "Received"
         CANCELLED = "cancelled", "Cancelled"
 
+    class CancelOutcome(models.TextChoices):
+        """What became of goods in transit when their transfer was cancelled (blank: cancelled as a draft)."""
+
+        RETURNED = "returned", "Returned to source"
+        LOST = "lost", "Lost in transit"
+
     source = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="transfers_out")
     destination = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="transfers_in")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
@@ -349,6 +362,9 @@ class Transfer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_outcome = models.CharField(max_length=10, choices=CancelOutcome.choices, blank=True, default="")
+    cancelled_by = models.CharField(max_length=120, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]
@@ -356,6 +372,11 @@ class Transfer(models.Model):
             models.CheckConstraint(condition=~Q(source=models.F("destination")), name="transfer_between_two_places"),
             models.CheckConstraint(
                 condition=Q(shipped_at__isnull=True) | ~Q(status="draft"), name="transfer_shipped_not_draft"
+            ),
+            # Only a transfer cancelled after shipping says what became of its goods.
+            models.CheckConstraint(
+                condition=Q(cancel_outcome="") | Q(status="cancelled", shipped_at__isnull=False),
+                name="transfer_cancel_outcome_when_shipped",
             ),
         ]
 
@@ -371,16 +392,25 @@ class TransferLine(models.Model):
     transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="lines")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="transfer_lines")
     quantity = models.BigIntegerField()
+    received = models.BigIntegerField(default=0, help_text="Units booked into the destination so far.")
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["transfer", "item"], name="transfer_line_unique_item"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="transfer_line_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(received__gte=0, received__lte=models.F("quantity")), name="transfer_line_received_in_range"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.item} x {self.quantity}"
+
+    @property
+    def in_transit(self) -> int:
+        """Units that left the source and have not arrived (while the transfer is in transit)."""
+        return self.quantity - self.received
 
 
 class StockCount(models.Model):

@@ -339,11 +339,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     feeds = sources.supplier_feed_freshness()
     context["feeds"] = feeds
     if feeds is not None:
+        for r in feeds:  # ages read as durations ("1.6 h"), never as a raw number of minutes
+            age = r.get("age_minutes")
+            r["age_text"] = duration_text(None if age is None else age * 60)
+            r["max_age_text"] = duration_text((r.get("max_age_minutes") or 0) * 60)
         context["feed_chart"] = charts.bar_chart(
-            title="Minutes since each supplier feed last succeeded",
+            title="Time since each supplier feed last succeeded",
             width=440,
-            unit="min",
-            bars=[(str(r.get("name") or r.get("supplier")), float(r.get("age_minutes") or 0)) for r in feeds],
+            # A feed that never succeeded is a -1 bar (drawn empty) labelled "never", not "0 s".
+            value_text=lambda minutes: "never" if minutes < 0 else duration_text(minutes * 60),
+            bars=[
+                (
+                    str(r.get("name") or r.get("supplier")),
+                    -1.0 if r.get("age_minutes") is None else float(r["age_minutes"]),
+                )
+                for r in feeds
+            ],
             colors=["#c62828" if r.get("stale") else "#2e7d32" for r in feeds],
             empty_message="No suppliers yet",
         )

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin
 from apps.core.durations import duration_text
@@ -201,10 +202,29 @@ class FeedRunAdmin(ReadOnlyAdmin):
     date_hierarchy = "started_at"
     list_select_related = ("supplier",)
     inlines = [FeedRejectionInline]
+    # The run's page lists its fields by hand: the duration reads "28 s", never a raw "0:00:28.104".
+    fields = (
+        "supplier",
+        "source",
+        "status",
+        ("rows_read", "rows_accepted", "rows_changed", "rows_rejected"),
+        ("started_at", "finished_at", "duration_shown"),
+        "heartbeat_shown",
+        "error",
+    )
+    readonly_fields = ("duration_shown", "heartbeat_shown")
 
     @admin.display(description="duration", ordering="duration")
     def duration_shown(self, run: FeedRun) -> str:
+        if run.duration is None and run.status == FeedRun.Status.RUNNING:
+            return f"running for {duration_text(timezone.now() - run.started_at)}"
         return duration_text(run.duration)
+
+    @admin.display(description="last heartbeat")
+    def heartbeat_shown(self, run: FeedRun) -> str:
+        if run.status != FeedRun.Status.RUNNING:
+            return "-"
+        return f"{duration_text(timezone.now() - run.heartbeat_at)} ago"
 
 
 @admin.register(SupplierProduct)

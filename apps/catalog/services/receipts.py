@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from apps.catalog.errors import InvalidMovement, StockWorkRefused
+from apps.catalog.errors import InvalidMovement, OverDeliveryUnconfirmed, StockWorkRefused
 from apps.catalog.locks import levels_for_update, receipt_for_update
 from apps.catalog.models import Item, Location, Movement, Receipt, ReceiptLine
 from apps.catalog.services.stock import MAX_QUANTITY
@@ -31,6 +31,7 @@ class ReceiveResult:
     receipt: Receipt
     units: int
     replayed: bool
+    over_delivered: int = 0  # units booked beyond what was still due
 
 
 def _check_lines(lines: Sequence[ReceiptLineSpec]) -> None:
@@ -101,12 +102,21 @@ def receipt_update(*, receipt: Receipt, lines: Sequence[ReceiptLineSpec] | None 
 
 
 def receipt_receive(
-    *, receipt_id: int, quantities: Mapping[int, int], actor: str, submission: str, note: str = ""
+    *,
+    receipt_id: int,
+    quantities: Mapping[int, int],
+    actor: str,
+    submission: str,
+    note: str = "",
+    over_confirmed: Mapping[int, int] | None = None,
 ) -> ReceiveResult:
     """Book what arrived now ({line id: units}) as receipts on the ledger, and what is still due.
 
     ``submission`` names this receiving (the form's own key): sending the same one again books
-    nothing twice. More than expected may arrive (suppliers over-deliver); it is booked as counted.
+    nothing twice. More than is still due may arrive (suppliers over-deliver) and is booked as
+    counted, but only once staff confirmed it: ``over_confirmed`` ({line id: units above what is
+    due}) must cover every line's excess as it stands under the lock, else ``OverDeliveryUnconfirmed``
+    lists the lines and nothing is booked.
     """
     wanted = {line_id: qty for line_id, qty in quantities.items() if qty}
     if any(qty < 0 or qty > MAX_QUANTITY for qty in wanted.values()):
@@ -120,10 +130,11 @@ def receipt_receive(
             return ReceiveResult(receipt=receipt, units=0, replayed=True)
         if receipt.status not in OPEN:
             raise StockWorkRefused(f"{receipt} is {receipt.get_status_display().lower()}; nothing more can arrive.")
-        lines = {line.pk: line for line in receipt.lines.all()}
+        lines = {line.pk: line for line in receipt.lines.select_related("item")}
         unknown = sorted(set(wanted) - set(lines))
         if unknown:
             raise InvalidMovement(f"Lines {unknown} are not on {receipt}.")
+        _check_over_delivery(receipt, lines, wanted, over_confirmed or {})
         levels_for_update([(lines[line_id].item_id, receipt.location_id) for line_id in wanted])
         movements_apply(
             movements=[
@@ -147,7 +158,38 @@ def receipt_receive(
         complete = not receipt.lines.filter(received__lt=F("expected")).exists()
         receipt.status = Receipt.Status.RECEIVED if complete else Receipt.Status.PARTIAL
         receipt.save(update_fields=["status"])
-    return ReceiveResult(receipt=receipt, units=sum(wanted.values()), replayed=False)
+    over = sum(max(0, qty - lines[line_id].due) for line_id, qty in wanted.items())
+    return ReceiveResult(receipt=receipt, units=sum(wanted.values()), replayed=False, over_delivered=over)
+
+
+def _over_delivery(*, lines: Mapping[int, ReceiptLine], quantities: Mapping[int, int]) -> list[dict[str, Any]]:
+    """The lines where more arrives now than is still due: line id, sku, due, arrived and the excess."""
+    return [
+        {
+            "line": line_id,
+            "sku": lines[line_id].item.sku,
+            "due": lines[line_id].due,
+            "arrived": qty,
+            "over": qty - lines[line_id].due,
+        }
+        for line_id, qty in sorted(quantities.items())
+        if line_id in lines and qty > lines[line_id].due
+    ]
+
+
+def _check_over_delivery(
+    receipt: Receipt, lines: Mapping[int, ReceiptLine], wanted: Mapping[int, int], confirmed: Mapping[int, int]
+) -> None:
+    # Read under the receipt lock: a colleague's receiving in between makes the excess grow, and asks again.
+    unconfirmed = [
+        row for row in _over_delivery(lines=lines, quantities=wanted) if confirmed.get(row["line"], 0) < row["over"]
+    ]
+    if unconfirmed:
+        detail = ", ".join(f"{row['sku']}: {row['arrived']} arrived, {row['due']} due" for row in unconfirmed)
+        raise OverDeliveryUnconfirmed(
+            f"More arrived than is still due on {receipt} ({detail}); confirm the extra units to book them.",
+            lines=unconfirmed,
+        )
 
 
 @transaction.atomic

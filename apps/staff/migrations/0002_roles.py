@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("core", "0002_api_token_name"),
-        ("catalog", "0008_location_members"),
+        ("catalog", "0009_location_members"),
         ("channels", "0005_listing_updated_at"),
         ("orders", "0002_no_redundant_foreign_key_indexes"),
         ("suppliers", "0003_task_names"),

@@ -410,10 +410,15 @@ def test_store_staff_ship_from_their_store_and_receive_at_their_store(world):
     assert 'id="ship"' in alice.get(change).content.decode()
     assert alice.post(step("ship")).status_code == 302
     assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.IN_TRANSIT
-    # Only the destination receives.
-    assert 'id="receive"' not in alice.get(change).content.decode()
+    # Only the destination receives; only the source calls back what is on the road.
+    on_alices_page = alice.get(change).content.decode()
+    assert 'id="receive"' not in on_alices_page and 'id="cancel-in-transit"' in on_alices_page
     assert alice.post(step("receive")).status_code == 403
-    assert 'id="receive"' in bob.get(change).content.decode()
+    on_bobs_page = bob.get(change).content.decode()
+    assert 'id="receive"' in on_bobs_page and 'id="cancel-in-transit"' not in on_bobs_page
+    assert bob.get(step("cancel")).status_code == 403
+    assert bob.post(step("cancel"), {"outcome": "lost"}).status_code == 403
+    assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.IN_TRANSIT
     assert bob.post(step("receive")).status_code == 302
     assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.RECEIVED
     assert StockLevel.objects.get(location=world["s2"], item=world["hood"]).on_hand == 8

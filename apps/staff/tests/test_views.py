@@ -228,6 +228,20 @@ def test_dashboard_charts_sync_lag_and_feed_freshness(editor_client, monkeypatch
     body = editor_client.get("/staff/").content.decode()
     assert "Marketplace" in body and "Oldest change still waiting" in body
     assert "stale: selling 0" in body and "breaker open" in body
+    # Feed ages read as durations in the table and on the chart's bars, not as raw minutes.
+    feeds = body[body.index('id="feed-freshness"') : body.index('id="incidents"')]
+    assert '<td class="num">1.6 h</td><td class="num">60 min</td>' in feeds
+    assert "Time since each supplier feed last succeeded" in feeds and ">1.6 h</text>" in feeds
+    assert "95 min" not in feeds and ">95<" not in feeds
+
+
+def test_a_feed_that_never_succeeded_reads_never_on_the_chart(editor_client, monkeypatch, level):
+    row = {"supplier": "new", "name": "Newcomer", "last_success_at": None, "age_minutes": None}
+    monkeypatch.setattr(sources, "supplier_feed_freshness", lambda: [{**row, "max_age_minutes": 90, "stale": True}])
+    body = editor_client.get("/staff/").content.decode()
+    feeds = body[body.index('id="feed-freshness"') : body.index('id="incidents"')]
+    assert ">never</text>" in feeds and ">0 s</text>" not in feeds
+    assert '<td class="num">-</td><td class="num">1.5 h</td>' in feeds
 
 
 def test_a_failing_source_blanks_its_panel_not_the_page():

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0007_stock_counts'),
+        ('catalog', '0008_transfer_cancel_in_transit'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
