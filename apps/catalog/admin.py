@@ -13,6 +13,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.catalog.access import location_condition
+from apps.catalog.admin_stock import StockWorkPlaces
 from apps.catalog.models import Incident, Item, Location, Movement, Product, ProductComponent, StockLevel
 from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
 from apps.catalog.services.catalog import (
@@ -43,8 +45,8 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class LevelInline(ReadOnlyInline):
-    """Where an item is, with what can still be promised."""
+class LevelInline(StockWorkPlaces, ReadOnlyInline):
+    """Where an item is, with what can still be promised (at the locations the user sees)."""
 
     model = StockLevel
     fk_name = "item"
@@ -71,8 +73,9 @@ class LocationLevelInline(LevelInline):
 
 
 @admin.register(Location)
-class LocationAdmin(CatalogImportExportMixin, ServiceAdmin):
+class LocationAdmin(StockWorkPlaces, CatalogImportExportMixin, ServiceAdmin):
     resource_classes = [catalog_resource("locations")]
+    location_lookup = "pk"  # store staff see their own locations only
     list_display = ("code", "name", "kind", "allow_negative", "stock_valid_until", "is_active", "level_count")
     list_filter = ("kind", "is_active", "allow_negative")
     search_fields = ("code", "name")
@@ -113,10 +116,15 @@ class ItemAdmin(CatalogImportExportMixin, ServiceAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Item]:
         from django.db.models import Sum
 
+        # Totals over the locations the user sees: store staff's own stock, a merchant's everywhere.
+        seen = location_condition(request.user, "levels__location")
         return (
             super()
             .get_queryset(request)
-            .annotate(on_hand_sum=Sum("levels__on_hand"), atp_sum=Sum(atp_expression("levels__")))
+            .annotate(
+                on_hand_sum=Sum("levels__on_hand", filter=seen),
+                atp_sum=Sum(atp_expression("levels__"), filter=seen),
+            )
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Item | None = None) -> tuple[str, ...]:
@@ -132,11 +140,11 @@ class ItemAdmin(CatalogImportExportMixin, ServiceAdmin):
     def delete_model(self, request: HttpRequest, obj: Item) -> None:
         catalog_record_delete(instance=obj, label=f"Item {obj}")
 
-    @admin.display(description="On hand, all locations", ordering="on_hand_sum")
+    @admin.display(description="On hand, your locations", ordering="on_hand_sum")
     def on_hand_total(self, item: Item) -> int:
         return getattr(item, "on_hand_sum", None) or 0
 
-    @admin.display(description="ATP, all locations", ordering="atp_sum")
+    @admin.display(description="ATP, your locations", ordering="atp_sum")
     def atp_total(self, item: Item) -> int:
         return getattr(item, "atp_sum", None) or 0
 
@@ -223,7 +231,7 @@ class StaleFilter(admin.SimpleListFilter):
 
 
 @admin.register(StockLevel)
-class StockLevelAdmin(ReadOnlyAdmin):
+class StockLevelAdmin(StockWorkPlaces, ReadOnlyAdmin):
     """Levels change only through movements (and appear with their first one); checking them is an action."""
 
     list_display = ("item", "location", "on_hand", "reserved", "safety", "atp_display", "updated_at", "ledger_link")
@@ -267,7 +275,7 @@ class StockLevelAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Movement)
-class MovementAdmin(ReadOnlyAdmin):
+class MovementAdmin(StockWorkPlaces, ReadOnlyAdmin):
     """The ledger: append-only, so nothing here can be added, changed or deleted."""
 
     list_display = ("created_at", "kind", "item", "location", "on_hand_delta", "reserved_delta", "reference", "actor")
@@ -311,7 +319,7 @@ def incident_reference_link(reference: str) -> str:
 
 
 @admin.register(Incident)
-class IncidentAdmin(ServiceAdmin):
+class IncidentAdmin(StockWorkPlaces, ServiceAdmin):
     """A work queue: open incidents first, newest first; resolve with a note, or with the Resolve button."""
 
     list_display = ("id", "opened_at", "kind", "status", "item_link", "location_link", "shortfall", "reference_link",

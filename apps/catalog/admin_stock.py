@@ -12,16 +12,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.utils import get_fields_from_path
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from apps.catalog.access import location_ids_for, locations_for, scope_to_locations, sees_all_locations
 from apps.catalog.errors import OverDeliveryUnconfirmed
 from apps.catalog.models import Adjustment, Location, Receipt, ReceiptLine, Transfer, TransferLine
 from apps.catalog.services.adjustments import REASON_SIGN, adjustment_record
@@ -45,13 +46,89 @@ from apps.core.admin import DefaultChoiceFilter, ServiceAdmin, changed_fields, k
 from apps.core.errors import DomainError
 
 
+class YourLocationsFilter(admin.RelatedFieldListFilter):
+    """A list filter by location that offers only the locations the user sees."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        ids = location_ids_for(request.user)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        limit = {} if ids is None else {"pk__in": ids}
+        return field.get_choices(include_blank=False, ordering=ordering, limit_choices_to=limit)
+
+
 class StockWorkPlaces:
-    """Stock work happens at stores and warehouses; a supplier's location follows its feed."""
+    """Where stock work happens, and the one place the back office scopes pages by location.
+
+    Store staff see and work at the locations assigned to them only (``apps.catalog.access``);
+    merchants and viewers see every location. An admin with this mixin:
+
+    - lists only rows at the user's locations: ``location_lookup`` names the row's location, or
+      several (a transfer is seen from either end); another location's object page answers 403;
+    - offers as location choices the user's active stores and warehouses (a supplier's location
+      follows its feed), except in ``open_place_fields`` (a transfer goes to any other place);
+    - lets the user change (or delete) an object only where its ``change_lookup`` location (by
+      default the first of ``location_lookup``) is theirs: a transfer is the shipper's to edit;
+    - filters the list by location with the user's locations only.
+    """
+
+    location_lookup: str | tuple[str, ...] = "location"
+    change_lookup: str | None = None
+    open_place_fields: tuple[str, ...] = ()
+
+    def work_places(self, request: HttpRequest) -> QuerySet[Location]:
+        return locations_for(request.user).exclude(kind=Location.Kind.SUPPLIER).filter(is_active=True)
+
+    def works_at(self, request: HttpRequest, obj: Any, lookup: str | None = None) -> bool:
+        """Whether the object's location (``lookup``, by default ``change_lookup``) is one of the user's."""
+        ids = location_ids_for(request.user)
+        if ids is None:
+            return True
+        lookups = self.location_lookup if isinstance(self.location_lookup, tuple) else (self.location_lookup,)
+        place = obj
+        for part in (lookup or self.change_lookup or lookups[0]).split("__"):
+            place = place if part == "pk" else getattr(place, part, None)
+        return place is not None and place.pk in ids
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.related_model is Location:
-            kwargs["queryset"] = Location.objects.exclude(kind=Location.Kind.SUPPLIER).filter(is_active=True)
+            places = Location.objects.exclude(kind=Location.Kind.SUPPLIER).filter(is_active=True)
+            kwargs["queryset"] = places if db_field.name in self.open_place_fields else self.work_places(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return scope_to_locations(queryset, request.user, self.location_lookup)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)  # type: ignore[misc]
+        if obj is None and not sees_all_locations(request.user):
+            # Not among the user's rows: another location's record is refused, a missing one is missing.
+            model = self.model  # type: ignore[attr-defined]
+            field = model._meta.pk if from_field is None else model._meta.get_field(from_field)
+            try:
+                exists = model._default_manager.filter(**{field.name: field.to_python(object_id)}).exists()
+            except (ValidationError, ValueError):
+                exists = False
+            if exists:
+                raise PermissionDenied("This belongs to a location you do not work at.")
+        return obj
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)  # type: ignore[misc]
+        return bool(allowed) and (obj is None or self.works_at(request, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)  # type: ignore[misc]
+        return bool(allowed) and (obj is None or self.works_at(request, obj))
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        model = self.model  # type: ignore[attr-defined]
+        chosen = []
+        for entry in super().get_list_filter(request):  # type: ignore[misc]
+            if isinstance(entry, str) and get_fields_from_path(model, entry)[-1].related_model is Location:
+                entry = (entry, YourLocationsFilter)
+            chosen.append(entry)
+        return chosen
 
 
 def ledger_link(reference: str, label: str = "movements") -> str:
@@ -244,7 +321,9 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
         return [path("<int:receipt_id>/receive/", view, name="catalog_receipt_receive"), *super().get_urls()]
 
     def receive_view(self, request: HttpRequest, receipt_id: int) -> HttpResponse:
-        receipt = get_object_or_404(self.get_queryset(request), pk=receipt_id)
+        receipt = self.get_object(request, str(receipt_id))
+        if receipt is None:
+            raise Http404("No such receipt.")
         if not self.has_change_permission(request, receipt):
             raise PermissionDenied
         lines = list(receipt.lines.select_related("item"))
@@ -423,9 +502,33 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     readonly_fields = ("status", "shipped_at", "received_at", "created_by", "ledger")
     inlines = [TransferLineInline]
     change_form_template = "admin/catalog/transfer/change_form.html"
+    # Store staff see transfers from or to their locations; they draft and ship from their own
+    # source (to any place) and receive at their own destination.
+    location_lookup = ("source", "destination")
+    change_lookup = "source"
+    open_place_fields = ("destination",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Transfer]:
         return super().get_queryset(request).annotate(unit_sum=Sum("lines__quantity"))
+
+    def step_allowed(self, request: HttpRequest, transfer: Transfer, step: str) -> bool:
+        """Ship and cancel happen at the source, receive at the destination."""
+        place = "destination" if step == "receive" else "source"
+        return self.has_change_permission(request) and self.works_at(request, transfer, place)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Transfer | None = None,
+    ) -> HttpResponse:
+        if obj is not None:  # the buttons shown are the steps this user may take
+            steps = ("ship", "receive", "cancel")
+            context["steps_allowed"] = {step: self.step_allowed(request, obj, step) for step in steps}
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Transfer | None = None) -> tuple[str, ...]:
         if obj is not None and obj.status != Transfer.Status.DRAFT:
@@ -464,14 +567,16 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
         return [path("<int:transfer_id>/step/<str:step>/", view, name="catalog_transfer_step"), *super().get_urls()]
 
     def step_view(self, request: HttpRequest, transfer_id: int, step: str) -> HttpResponse:
-        transfer = get_object_or_404(self.get_queryset(request), pk=transfer_id)
+        transfer = self.get_object(request, str(transfer_id))
+        if transfer is None:
+            raise Http404("No such transfer.")
         back = reverse("admin:catalog_transfer_change", args=[transfer.pk])
         if step == "cancel" and transfer.status == Transfer.Status.IN_TRANSIT:
             return self.cancel_in_transit_view(request, transfer, back)
         if request.method != "POST" or step not in {"ship", "receive", "cancel"}:
             return HttpResponseRedirect(back)
-        if not self.has_change_permission(request, transfer):
-            raise PermissionDenied
+        if not self.step_allowed(request, transfer, step):
+            raise PermissionDenied("Goods leave (or a draft is cancelled) at the source and arrive at the destination.")
         actor = request.user.get_username()
         try:
             if step == "ship":

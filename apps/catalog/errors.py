@@ -7,6 +7,7 @@ __all__ = [
     "CountNeedsConfirmation",
     "ImmutableField",
     "InUse",
+    "InvalidAssignment",
     "InvalidMovement",
     "NegativeStockRefused",
     "OverDeliveryUnconfirmed",
@@ -58,3 +59,9 @@ class CountFileRejected(InvalidMovement):
     """An uploaded count file with problems: nothing of it was recorded. ``rows`` says what and where."""
 
     code = "count_file_rejected"
+
+
+class InvalidAssignment(DomainError):
+    """A user assigned to a location where nobody works (a supplier's drop-ship location)."""
+
+    code = "invalid_assignment"

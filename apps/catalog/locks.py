@@ -87,3 +87,10 @@ def stock_count_for_update(count_id: int) -> StockCount:
     so sheet, then levels in (item, location) order, cannot deadlock with them.
     """
     return StockCount.objects.select_for_update(of=("self",)).select_related("location").get(pk=count_id)
+
+
+def user_for_update(user_id: int) -> None:
+    """Lock a user's row: two merchants setting one user's locations at once take turns."""
+    from django.contrib.auth import get_user_model
+
+    list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -26,9 +27,30 @@ class Location(models.Model):
 
     class Meta:
         ordering = ["code"]
+        # Merchants and viewers hold it (apps/staff/roles.py); anyone else sees only the locations
+        # assigned to them (LocationMember), see apps/catalog/access.py.
+        permissions = [("view_all_locations", "Can see every location, not only the ones assigned")]
 
     def __str__(self) -> str:
         return f"{self.code} ({self.get_kind_display()})"
+
+
+class LocationMember(models.Model):
+    """A user who works at a location: store staff see and work at their assigned locations only."""
+
+    # No index of its own: location_member_unique leads with the user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="location_memberships", db_index=False
+    )
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="members")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["location__code"]
+        constraints = [models.UniqueConstraint(fields=["user", "location"], name="location_member_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.location.code}"
 
 
 class Item(models.Model):

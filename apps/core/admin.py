@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -67,6 +67,12 @@ class ServiceAdmin(admin.ModelAdmin):
         self.message_user(request, err.detail, messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
 
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        # An admin may offer "add" less often than the permission allows (one settings row), never more.
+        if not request.user.has_perm(f"{self.opts.app_label}.{get_permission_codename('add', self.opts)}"):
+            raise PermissionDenied
+        return super().add_view(request, form_url, extra_context)
+
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().changeform_view(request, *args, **kwargs)
@@ -84,6 +90,17 @@ class ServiceAdmin(admin.ModelAdmin):
             return super().changelist_view(request, *args, **kwargs)
         except DomainError as err:
             return self._refused(request, err)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """An action that names no ``allowed_permissions`` acts on the records (sync, retry, resolve,
+        cancel...): it needs the model's change permission, even where the admin itself is read-only."""
+        change = f"{self.opts.app_label}.{get_permission_codename('change', self.opts)}"
+        may_change = request.user.has_perm(change)
+        return {
+            name: action
+            for name, action in super().get_actions(request).items()
+            if action is not None and (may_change or getattr(action[0], "allowed_permissions", None))
+        }
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """Records the system keeps (sync work, tokens...) go with what owns them, as the service deletes them."""

@@ -34,7 +34,7 @@ class ForecastSettingsAdmin(ServiceAdmin):
     list_display = ("service_level", "sync_latency_seconds", "reaction_seconds", "history_weeks", "half_life_weeks")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not ForecastSettings.objects.exists()
+        return super().has_add_permission(request) and not ForecastSettings.objects.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: ForecastSettings | None = None) -> bool:
         return False

@@ -9,4 +9,9 @@ class StaffConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from apps.staff import receivers  # noqa: F401  (connects the incident mail)
+        from django.db.models.signals import post_migrate
+
+        from apps.staff import receivers  # (connects the incident mail)
+
+        # After auth made this app's permissions (apps before this one have theirs already).
+        post_migrate.connect(receivers.roles_after_migrate, sender=self, dispatch_uid="staff.roles")

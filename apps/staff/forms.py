@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from apps.catalog.access import locations_for, sees_all_locations
 from apps.catalog.models import Location
 from apps.forecasting.services.overrides import MAX_OVERRIDE, MAX_REASON
 
@@ -19,6 +20,15 @@ class SafetyFilterForm(forms.Form):
         empty_label="All locations",
     )
     q = forms.CharField(required=False, max_length=100, label="Search", strip=True)
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if user is not None:  # store staff choose among their own locations
+            field = self.fields["location"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = locations_for(user).filter(is_active=True).order_by("code")
+            if not sees_all_locations(user):
+                field.empty_label = "All your locations"
 
 
 class SafetyOverrideForm(forms.Form):

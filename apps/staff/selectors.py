@@ -16,8 +16,13 @@ from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of
 
 
-def safety_levels_list(*, at: datetime, location: Location | None = None, query: str = "") -> QuerySet[StockLevel]:
-    """Stock levels with the current slot's forecast and any override, in one query (the page adds a count)."""
+def safety_levels_list(
+    *, at: datetime, location: Location | None = None, query: str = "", location_ids: list[int] | None = None
+) -> QuerySet[StockLevel]:
+    """Stock levels with the current slot's forecast and any override, in one query (the page adds a count).
+
+    Only levels at ``location_ids`` when given (the locations a store's staff see).
+    """
     overrides = SafetyOverride.objects.filter(item_id=OuterRef("item_id"), location_id=OuterRef("location_id"))
     forecast = SafetyForecast.objects.filter(
         item_id=OuterRef("item_id"), location_id=OuterRef("location_id"), slot=slot_of(at)
@@ -35,6 +40,8 @@ def safety_levels_list(*, at: datetime, location: Location | None = None, query:
     )
     if location is not None:
         levels = levels.filter(location=location)
+    if location_ids is not None:
+        levels = levels.filter(location_id__in=location_ids)
     query = query.strip()
     if query:
         levels = levels.filter(Q(item__sku__icontains=query) | Q(item__name__icontains=query))
@@ -51,7 +58,7 @@ WITH running AS (
            SUM(m.on_hand_delta) OVER w AS on_hand,
            SUM(m.reserved_delta) OVER w AS reserved
       FROM catalog_movement m
-     WHERE m.item_id = %(item)s AND (%(location)s::bigint IS NULL OR m.location_id = %(location)s)
+     WHERE m.item_id = %(item)s AND (%(locations)s::bigint[] IS NULL OR m.location_id = ANY(%(locations)s))
     WINDOW w AS (PARTITION BY m.location_id ORDER BY m.created_at, m.id)
 ), bucketed AS (
     SELECT DISTINCT ON (location_id, bucket)
@@ -74,23 +81,33 @@ class StockSeries:
     locations: list[Location]
 
 
-def stock_over_time(*, item: Item, since: datetime, until: datetime, location: Location | None = None) -> StockSeries:
+def stock_over_time(
+    *,
+    item: Item,
+    since: datetime,
+    until: datetime,
+    location: Location | None = None,
+    location_ids: list[int] | None = None,
+) -> StockSeries:
     """On-hand, reserved and ATP from the ledger (running sums in SQL), per hour or day, summed per location.
+
+    Over ``location``, else over ``location_ids`` (the locations a store's staff see), else everywhere.
 
     ATP (``stock.atp``) uses each location's current safety stock and whether it sells now: the
     ledger moves neither.
     """
     span_hours = max(1.0, (until - since).total_seconds() / 3600)
     width = 3600 if span_hours <= 24 * 14 else 86400
+    if location is not None:
+        location_ids = [location.pk]
     with connection.cursor() as cursor:
         cursor.execute(
-            STOCK_OVER_TIME_SQL,
-            {"item": item.pk, "location": location.pk if location else None, "since": since, "width": width},
+            STOCK_OVER_TIME_SQL, {"item": item.pk, "locations": location_ids, "since": since, "width": width}
         )
         rows = cursor.fetchall()
     levels = StockLevel.objects.filter(item=item).select_related("location")
-    if location is not None:
-        levels = levels.filter(location=location)
+    if location_ids is not None:
+        levels = levels.filter(location_id__in=location_ids)
     safety = {lv.location_id: lv.safety for lv in levels}
     locations = sorted({lv.location for lv in levels}, key=lambda loc: loc.code)
     selling = {
@@ -122,16 +139,20 @@ def stock_over_time(*, item: Item, since: datetime, until: datetime, location: L
     return StockSeries(frame=frame.astype("int64"), locations=locations)
 
 
-def open_incidents(*, limit: int = 20) -> tuple[int, list[Incident]]:
+def open_incidents(*, limit: int = 20, location_ids: list[int] | None = None) -> tuple[int, list[Incident]]:
+    """Open incidents, newest first (only those at ``location_ids`` when given)."""
     qs = Incident.objects.filter(status=Incident.Status.OPEN)
+    if location_ids is not None:
+        qs = qs.filter(location_id__in=location_ids)
     return qs.count(), list(qs.select_related("item", "location").order_by("-opened_at")[:limit])
 
 
-def dashboard_item(sku: str | None) -> Item | None:
-    """The item asked for, else the one that moved last, else the first."""
+def dashboard_item(sku: str | None, *, location_ids: list[int] | None = None) -> Item | None:
+    """The item asked for, else the one that moved last (at ``location_ids`` when given), else the first."""
     if sku:
         return Item.objects.filter(sku=sku).first()
-    latest = Movement.objects.order_by("-created_at").values_list("item_id", flat=True).first()
+    moved = Movement.objects.all() if location_ids is None else Movement.objects.filter(location_id__in=location_ids)
+    latest = moved.order_by("-created_at").values_list("item_id", flat=True).first()
     if latest is not None:
         return Item.objects.filter(pk=latest).first()
     return Item.objects.order_by("sku").first()

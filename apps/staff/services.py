@@ -2,11 +2,13 @@
 
 Each staff user chooses in the admin (My notification settings); a user without settings gets
 both. Only active staff users with an e-mail address and the permission to see what the mail is
-about (``catalog.view_incident``, ``catalog.view_stocklevel``) are written to.
+about (``catalog.view_incident``, ``catalog.view_stocklevel``) are written to, and store staff hear
+only about their own locations (``apps.catalog.access``).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.urls import reverse
 
+from apps.catalog.access import location_ids_for
 from apps.catalog.models import Incident
 from apps.staff.models import NotificationPreference
 
@@ -38,13 +41,17 @@ def notification_preference_set(*, user: Any, incidents: bool, low_stock: bool) 
     return preference
 
 
-def _recipients(*, topic: str, permission: str) -> list[str]:
-    """E-mail addresses of active staff who want ``topic`` (a NotificationPreference field) and may see it."""
+def _recipients(*, topic: str, permission: str) -> dict[frozenset[int] | None, list[str]]:
+    """E-mail addresses of active staff who want ``topic`` (a NotificationPreference field) and may see it,
+    by the locations they see: {None (every location) or the location ids: addresses}."""
     users = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
     opted_out = NotificationPreference.objects.filter(**{topic: False}).values("user_id")
-    return sorted(
-        {user.email for user in users.exclude(pk__in=opted_out) if user.is_superuser or user.has_perm(permission)}
-    )
+    by_scope: dict[frozenset[int] | None, set[str]] = defaultdict(set)
+    for user in users.exclude(pk__in=opted_out):
+        if user.is_superuser or user.has_perm(permission):
+            ids = location_ids_for(user)
+            by_scope[None if ids is None else frozenset(ids)].add(user.email)
+    return {scope: sorted(emails) for scope, emails in by_scope.items()}
 
 
 def _admin_link(path: str) -> str:
@@ -56,7 +63,14 @@ def incident_notify(*, incident_id: int) -> int:
     incident = Incident.objects.select_related("item", "location").filter(pk=incident_id).first()
     if incident is None or incident.status != Incident.Status.OPEN:
         return 0  # gone or settled before the mail went out
-    recipients = _recipients(topic="incidents", permission="catalog.view_incident")
+    recipients = sorted(
+        {
+            email
+            for scope, emails in _recipients(topic="incidents", permission="catalog.view_incident").items()
+            if scope is None or incident.location_id in scope
+            for email in emails
+        }
+    )
     if not recipients:
         return 0
     where = ", ".join(
@@ -125,11 +139,18 @@ def low_stock_scan() -> dict[str, int]:
 
 
 def _low_stock_mail(pairs: Sequence[tuple[int, int]]) -> int:
+    """One mail per set of locations seen: store staff read only their own locations' lines."""
+    mailed = 0
+    for scope, recipients in _recipients(topic="low_stock", permission="catalog.view_stocklevel").items():
+        seen = [pair for pair in pairs if scope is None or pair[1] in scope]
+        if seen:
+            mailed += _low_stock_send(seen, recipients)
+    return mailed
+
+
+def _low_stock_send(pairs: Sequence[tuple[int, int]], recipients: list[str]) -> int:
     from apps.catalog.models import StockLevel
 
-    recipients = _recipients(topic="low_stock", permission="catalog.view_stocklevel")
-    if not recipients:
-        return 0
     wanted = sorted(pairs)[:LOW_STOCK_LINES_SHOWN]
     levels = {
         (level.item_id, level.location_id): level

@@ -1,4 +1,9 @@
-"""Staff web pages: dashboard, safety stock with overrides and history, item page with the backtest."""
+"""Staff web pages: dashboard, safety stock with overrides and history, item page with the backtest.
+
+Store staff reach them too ("View site" of the back office): every page shows only the locations
+the user sees (``apps.catalog.access``), and the business-wide channel quantities only to those
+who see every location.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from apps.catalog.access import location_ids_for, locations_for
 from apps.catalog.models import Item, Location, StockLevel
 from apps.core.durations import duration_text
 from apps.forecasting.errors import InvalidOverride
@@ -51,7 +57,8 @@ def _slot_label(slot: int) -> str:
 @require_http_methods(["GET", "POST"])
 def safety_stock(request: HttpRequest) -> HttpResponse:
     can_edit = request.user.has_perm(OVERRIDE_PERMISSION)
-    filters = SafetyFilterForm(request.GET or None)
+    seen = location_ids_for(request.user)
+    filters = SafetyFilterForm(request.GET or None, user=request.user)
     location = query = None
     if filters.is_bound and filters.is_valid():
         location = filters.cleaned_data["location"]
@@ -62,13 +69,13 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
             raise PermissionDenied("You may look at safety stock but not override it.")
         row = request.POST.get("level", "")
         bound = SafetyOverrideForm(request.POST, auto_id=f"id_%s_{row}" if row.isdigit() else "id_%s")
-        saved = _override_save(request, bound)
+        saved = _override_save(request, bound, seen)
         if saved:
             return HttpResponseRedirect(_list_url(location, query, request.GET.get("page")))
         if bound.warning and not bound.errors:
             messages.warning(request, "Confirm the safety stock below: it is far beyond demand and stock.")
     now = timezone.now()
-    levels = selectors.safety_levels_list(at=now, location=location, query=query or "")
+    levels = selectors.safety_levels_list(at=now, location=location, query=query or "", location_ids=seen)
     page = Paginator(levels, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = []
     matched = False
@@ -100,7 +107,7 @@ def safety_stock(request: HttpRequest) -> HttpResponse:
         "unplaced_errors": [str(e) for errors in bound.errors.values() for e in errors]
         if bound is not None and not matched
         else [],
-        "filters": filters if filters.is_bound else SafetyFilterForm(),
+        "filters": filters if filters.is_bound else SafetyFilterForm(user=request.user),
         "rows": rows,
         "page": page,
         "can_edit": can_edit,
@@ -122,11 +129,14 @@ def _list_url(location: Location | None, query: str | None, page: str | None) ->
     return reverse("staff-safety-stock") + (f"?{params}" if params else "")
 
 
-def _override_save(request: HttpRequest, form: SafetyOverrideForm) -> bool:
+def _override_save(request: HttpRequest, form: SafetyOverrideForm, seen: list[int] | None) -> bool:
     """Validate and apply one row's form; True when saved (the caller redirects), False to re-render."""
     if not form.is_valid():
         return False
-    level = StockLevel.objects.select_related("item", "location").filter(pk=form.cleaned_data["level"]).first()
+    levels = StockLevel.objects.select_related("item", "location").filter(pk=form.cleaned_data["level"])
+    if seen is not None:
+        levels = levels.filter(location_id__in=seen)  # another store's level is no level of this user's
+    level = levels.first()
     if level is None:
         form.add_error(None, "This stock level no longer exists.")
         return False
@@ -171,7 +181,7 @@ def _override_save(request: HttpRequest, form: SafetyOverrideForm) -> bool:
 @staff_required
 def safety_history(request: HttpRequest, sku: str, location: str) -> HttpResponse:
     item = get_object_or_404(Item, sku=sku)
-    loc = get_object_or_404(Location, code=location)
+    loc = get_object_or_404(locations_for(request.user), code=location)
     level = StockLevel.objects.filter(item=item, location=loc).first()
     override = SafetyOverride.objects.filter(item=item, location=loc).first()
     forecasts = list(SafetyForecast.objects.filter(item=item, location=loc).order_by("slot"))
@@ -216,7 +226,11 @@ def safety_history(request: HttpRequest, sku: str, location: str) -> HttpRespons
 @staff_required
 def item_detail(request: HttpRequest, sku: str) -> HttpResponse:
     item = get_object_or_404(Item, sku=sku)
-    levels = list(StockLevel.objects.filter(item=item).select_related("location").order_by("location__code"))
+    seen = location_ids_for(request.user)
+    levels_seen = StockLevel.objects.filter(item=item)
+    if seen is not None:
+        levels_seen = levels_seen.filter(location_id__in=seen)
+    levels = list(levels_seen.select_related("location").order_by("location__code"))
     selling = [lv for lv in levels if lv.location.kind != Location.Kind.SUPPLIER]
     wanted = request.GET.get("location")
     level = next((lv for lv in selling if lv.location.code == wanted), None) or (selling[0] if selling else None)
@@ -264,8 +278,10 @@ def item_detail(request: HttpRequest, sku: str) -> HttpResponse:
 @staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    item = selectors.dashboard_item(request.GET.get("item"))
-    location = Location.objects.filter(code=request.GET.get("location") or "").first()
+    seen = location_ids_for(request.user)
+    visible = locations_for(request.user).filter(is_active=True).order_by("code")
+    item = selectors.dashboard_item(request.GET.get("item"), location_ids=seen)
+    location = locations_for(request.user).filter(code=request.GET.get("location") or "").first()
     try:
         days = int(request.GET.get("days", 7))
     except ValueError:
@@ -277,16 +293,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "days": days,
         "day_choices": DASHBOARD_DAYS,
         "items": Item.objects.filter(is_active=True).order_by("sku").values_list("sku", "name")[:500],
-        "locations": Location.objects.filter(is_active=True).order_by("code"),
+        "locations": visible,
+        # Channel quantities add up every location's stock: shown to those who see every location.
+        "sees_all": seen is None,
         "unknown_item": bool(request.GET.get("item")) and item is None,
     }
     if item is not None:
-        series = selectors.stock_over_time(item=item, since=now - timedelta(days=days), until=now, location=location)
+        series = selectors.stock_over_time(
+            item=item, since=now - timedelta(days=days), until=now, location=location, location_ids=seen
+        )
         frame = series.frame
         points = [ts.to_pydatetime() for ts in frame.index]
         context["stock_chart"] = charts.line_chart(
             title=f"{item.sku} stock over the last {days} day{'s' if days > 1 else ''}"
-            + (f" at {location.code}" if location else " (all locations)"),
+            + (f" at {location.code}" if location else " (all locations)" if seen is None else " (your locations)"),
             y_label=f"{item.get_unit_display()}s",
             series=[
                 charts.Series("on hand", list(zip(points, frame["on_hand"], strict=True)), step=True),
@@ -299,11 +319,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             height=300,
             empty_message="No movements for this item yet",
         )
-        totals = StockLevel.objects.filter(item=item, **({"location": location} if location else {})).aggregate(
-            on_hand=Sum("on_hand"), reserved=Sum("reserved"), safety=Sum("safety")
-        )
-        context["totals"] = totals
-        quantities = selectors.item_channel_quantities(item=item)
+        levels = StockLevel.objects.filter(item=item, **({"location": location} if location else {}))
+        if seen is not None:
+            levels = levels.filter(location_id__in=seen)
+        context["totals"] = levels.aggregate(on_hand=Sum("on_hand"), reserved=Sum("reserved"), safety=Sum("safety"))
+        quantities = selectors.item_channel_quantities(item=item) if seen is None else []
         context["channel_quantities"] = quantities
         context["channel_chart"] = charts.bar_chart(
             title="What each listing shows now",
@@ -346,5 +366,5 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             colors=["#c62828" if r.get("stale") else "#2e7d32" for r in feeds],
             empty_message="No suppliers yet",
         )
-    context["incident_count"], context["incidents"] = selectors.open_incidents()
+    context["incident_count"], context["incidents"] = selectors.open_incidents(location_ids=seen)
     return render(request, "staff/dashboard.html", context)

@@ -1,4 +1,8 @@
-"""Staff endpoints for the catalog and stock. Writes go through services; reads through selectors."""
+"""Staff endpoints for the catalog and stock. Writes go through services; reads through selectors.
+
+A staff token carries its user's permissions and locations: store staff see and book stock at
+their own locations only (``apps.catalog.access``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.catalog.access import location_ids_for, scope_to_locations
 from apps.catalog.api import filters
 from apps.catalog.api.serializers import (
     ItemSerializer,
@@ -48,6 +53,9 @@ class LocationViewSet(_CatalogViewSet):
     lookup_value_regex = CODE_IN_PATH
     filterset_class = filters.LocationFilter
     label = "Location"
+
+    def get_queryset(self) -> QuerySet[Location]:
+        return scope_to_locations(super().get_queryset(), self.request.user, "pk")
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.instance = catalog_services.location_create(**serializer.validated_data)
@@ -153,10 +161,16 @@ class MovementViewSet(IdempotentMixin, mixins.ListModelMixin, mixins.CreateModel
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return NewMovementSerializer if self.action == "create" else MovementSerializer
 
+    def get_queryset(self) -> QuerySet[Movement]:
+        return scope_to_locations(super().get_queryset(), self.request.user)
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         incoming = NewMovementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
+        seen = location_ids_for(request.user)
+        if seen is not None and data["location"].pk not in seen:
+            raise exceptions.PermissionDenied(f"You do not work at {data['location'].code}.")
         assert self.call_key is not None
         result = stock_movement_record(
             location_code=data["location"].code,
@@ -183,4 +197,4 @@ class StockLevelViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = filters.StockLevelFilter
 
     def get_queryset(self) -> QuerySet[StockLevel]:
-        return levels_with_atp().order_by("item__sku", "location__code")
+        return scope_to_locations(levels_with_atp(), self.request.user).order_by("item__sku", "location__code")

@@ -177,6 +177,9 @@ def test_stock_movements_need_add_movement_and_levels_need_view(clerk, settings)
     assert api.get("/api/v1/stock/levels/").status_code == 403
     assert not Movement.objects.exists()
     grant(clerk, "catalog.add_movement", "catalog.view_stocklevel")
+    # Stock is booked and seen only at the user's locations (or everywhere, with the permission to).
+    assert api.post("/api/v1/stock/movements/", receipt, format="json").status_code == 403
+    grant(clerk, "catalog.view_all_locations")
     assert api.post("/api/v1/stock/movements/", receipt, format="json").status_code == 201
     assert api.get("/api/v1/stock/levels/").json()["results"][0]["on_hand"] == 5
 

@@ -38,7 +38,8 @@ def page(browser, live_server):
 def shop(transactional_db, django_user_model):
     """A planner, two locations, a few items, and two weeks of store sales for HOOD-M."""
     user = django_user_model.objects.create_user(username="planner", password="pw-planner-1", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_safetyoverride"))
+    # A planner for the whole business: sees every location.
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_safetyoverride", "view_all_locations"]))
     store = LocationFactory(code="S1", name="High Street", kind=Location.Kind.STORE)
     warehouse = LocationFactory(code="W1", name="Warehouse", kind=Location.Kind.WAREHOUSE)
     hood = ItemFactory(sku="HOOD-M", name="Hoodie, medium")

@@ -31,7 +31,9 @@ def people(django_user_model):
     clerk = django_user_model.objects.create_user(
         username="clerk", password="pw-clerk-1", email="clerk@shop.test", is_staff=True
     )
-    clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_incident", "view_stocklevel"]))
+    clerk.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_incident", "view_stocklevel", "view_all_locations"])
+    )
     django_user_model.objects.create_user(username="temp", email="temp@shop.test", is_staff=True)  # sees neither
     django_user_model.objects.create_user(username="customer", email="c@shop.test")  # not staff
     return boss, clerk

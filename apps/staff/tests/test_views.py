@@ -22,7 +22,8 @@ LIST = "/staff/safety-stock/"
 @pytest.fixture
 def editor(django_user_model):
     user = django_user_model.objects.create_user(username="planner", password="pw-planner-1", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_safetyoverride"))
+    # A planner for the whole business: sees every location (store staff see their own, test_roles.py).
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_safetyoverride", "view_all_locations"]))
     return user
 
 
@@ -59,6 +60,7 @@ def test_login_page_logs_in_and_goes_to_the_dashboard(client, staff_user):
 
 
 def test_staff_without_the_permission_see_but_cannot_override(client, staff_user, level):
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_all_locations"))
     client.force_login(staff_user)
     page = client.get(LIST)
     assert page.status_code == 200 and b"HOOD-M" in page.content and b"override-form" not in page.content
