@@ -95,7 +95,8 @@ def _record(
     after = level.on_hand + delta
     if after < 0 and not level.allow_negative:
         raise NegativeStockRefused(on_hand=level.on_hand, requested=delta)
-    eats_reserved = delta < 0 and after < level.reserved
+    # Below zero with nothing promised (a store that may go negative) is no one's loss: no incident.
+    eats_reserved = delta < 0 and level.reserved > 0 and after < level.reserved
     priority = ChangePriority.SALE if kind == Movement.Kind.POS_SALE or eats_reserved else ChangePriority.MANUAL
     (movement,) = movements_apply(
         movements=[

@@ -49,7 +49,9 @@ def test_replay_is_the_same_movement_and_other_kind_is_refused(hoodie):
 
 
 def test_stores_can_go_negative_warehouses_cannot(hoodie):
-    assert record(location_code="S1", kind="pos_sale", quantity=2).level.on_hand == -2
+    sold = record(location_code="S1", kind="pos_sale", quantity=2)
+    assert sold.level.on_hand == -2
+    assert sold.incident is None and not Incident.objects.exists()  # nothing was reserved: no one's order is short
     with pytest.raises(NegativeStockRefused):
         record(kind="pos_sale", quantity=1, key="k2")
     assert not Movement.objects.filter(location__code="WH").exists()
