@@ -22,7 +22,7 @@ SHOTS = Path(settings.VAR_DIR) / "screenshots"
 @pytest.fixture
 def editor(django_user_model):
     user = django_user_model.objects.create_user(username="planner", password="pw-planner-1", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_safetyoverride"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_safetyoverride", "view_all_locations"]))
     return user
 
 
