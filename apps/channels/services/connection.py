@@ -90,6 +90,8 @@ def connector_config_clean(
         platform = connector_named(connector)
     except LookupError as err:
         raise ConnectorConfigInvalid(errors={"connector": [str(err)]}) from err
+    except ImportError as err:  # named in the registry, its module not installed
+        raise ConnectorConfigInvalid(errors={"connector": [f"The {connector} connector is not installed."]}) from err
     errors: dict[str, Any] = {}
     settings_in = dict(settings or {})
     settings_check = platform.settings_serializer(data=settings_in)

@@ -9,6 +9,7 @@ from apps.catalog.catalog_io.files import read_csv_text
 from apps.catalog.catalog_io.run import catalog_import
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of
 from apps.channels.catalog_io import ListingKind
+from apps.channels.connectors import CONNECTORS
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.services.connection import channel_credentials, channel_ref
 from apps.channels.tests.factories import ChannelFactory
@@ -110,9 +111,13 @@ def test_a_connector_change_pushes_every_listing_again(platform, staff_api):
     assert channel_ref(Channel.objects.get()).credentials == {"access_token": "t"}
 
 
-def test_an_unknown_connector_is_refused(staff_api):
+def test_an_unknown_connector_is_refused(staff_api, monkeypatch, scripted):
     response = create(staff_api, connector="ebay")
     assert response.status_code == 400 and "connector" in error_fields(response.json())
+    scripted()  # clears the registry's cache now and after the test
+    monkeypatch.setitem(CONNECTORS, "amazon", "apps.channels.connectors.not_there.Connector")
+    response = create(staff_api, connector="amazon")
+    assert response.status_code == 400 and error_fields(response.json()) == {"connector": "invalid"}
 
 
 def test_a_listings_external_id_is_its_platform_id_and_unique_per_channel(staff_api):
