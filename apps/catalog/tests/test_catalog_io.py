@@ -73,8 +73,8 @@ def test_export_writes_the_documented_columns(catalog, tmp_path):
     assert products.splitlines()[0] == "code,name,kind,components,is_active"
     assert "1 x CAP; 1 x HOOD-M" in products
     listings = (tmp_path / "listings.csv").read_text().splitlines()
-    assert listings[0] == "channel,channel_sku,product,coefficient,buffer,max_qty,end_when,is_active"
-    assert "web,W-KIT,KIT,0.5,,,,true" in listings
+    assert listings[0] == "channel,channel_sku,product,coefficient,buffer,max_qty,end_when,is_active,external_id"
+    assert "web,W-KIT,KIT,0.5,,,,true," in listings
 
 
 def test_a_new_catalog_is_created_through_the_services_and_its_listings_queue_a_sync(catalog, tmp_path):
