@@ -1,0 +1,1358 @@
+"""A Shopify store on loopback: the slice of the GraphQL Admin API that Stockroom speaks, and order webhooks.
+
+``POST {url}/admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``, answered by a real
+GraphQL executor over a subset of the Admin schema (so a misspelt field fails here as it would at
+Shopify), under Shopify's cost model: every request's requested cost must fit the leaky bucket
+(``maximumAvailable`` points, refilled at ``restoreRate`` per second) or it is refused with a
+``THROTTLED`` error; a single request may not ask for more than 1000 points; the difference between
+requested and actual cost is refunded; ``extensions.cost`` reports it all. Supported: ``shop``,
+``location``, ``nodes`` / ``inventoryItem`` (levels and quantities at a location), ``orders`` (search
+``updated_at:>=…``, sort, cursor pagination) and the mutation ``inventorySetQuantities`` as of
+2026-04+: ``changeFromQuantity`` must be given for every quantity (null opts out of the compare), the
+``@idempotent(key:)`` directive is required, and one bad quantity refuses the whole mutation with
+``userErrors`` naming its index (``CHANGE_FROM_QUANTITY_STALE``, ``INVALID_INVENTORY_ITEM`` ...).
+A wrong token gets 401. Orders created, updated or cancelled here (as a shopper or the merchant
+would) move the ``available`` quantity like Shopify does and are sent as signed REST-shaped
+webhooks (``X-Shopify-Hmac-Sha256``, ``X-Shopify-Topic``, ``X-Shopify-Webhook-Id``) to
+``webhook_url``. Used in-process (``ShopifyFake(...).start()``) or as ``manage.py fake_shopify``,
+which adds a small control API under ``/_fake/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    build_schema,
+    execute,
+    get_named_type,
+    is_leaf_type,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.type.definition import GraphQLInterfaceType, GraphQLObjectType
+
+# The slice of the Admin API schema (2026-07) that Stockroom uses, with Shopify's names and types.
+SCHEMA_SDL = """
+directive @idempotent(key: String!) on FIELD
+
+scalar DateTime
+scalar UnsignedInt64
+scalar URL
+
+interface Node { id: ID! }
+
+type Shop { id: ID! name: String! myshopifyDomain: String! currencyCode: String! url: URL! }
+
+type Location implements Node { id: ID! legacyResourceId: UnsignedInt64! name: String! isActive: Boolean! }
+
+type InventoryQuantity { id: ID! name: String! quantity: Int! updatedAt: DateTime }
+
+type InventoryLevel implements Node {
+  id: ID!
+  location: Location!
+  item: InventoryItem!
+  quantities(names: [String!]!): [InventoryQuantity!]!
+  updatedAt: DateTime!
+}
+
+type InventoryItem implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  sku: String
+  tracked: Boolean!
+  inventoryLevel(locationId: ID!): InventoryLevel
+  variant: ProductVariant!
+}
+
+type ProductVariant implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  sku: String
+  inventoryItem: InventoryItem!
+}
+
+type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
+
+type LineItem {
+  id: ID!
+  sku: String
+  name: String!
+  quantity: Int!
+  currentQuantity: Int!
+  unfulfilledQuantity: Int!
+  variant: ProductVariant
+}
+type LineItemEdge { cursor: String! node: LineItem! }
+type LineItemConnection { edges: [LineItemEdge!]! nodes: [LineItem!]! pageInfo: PageInfo! }
+
+enum OrderDisplayFulfillmentStatus {
+  FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED
+  REQUEST_DECLINED
+}
+enum OrderDisplayFinancialStatus {
+  AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED
+}
+enum OrderSortKeys { CREATED_AT ID NUMBER PROCESSED_AT UPDATED_AT }
+
+type Order implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  name: String!
+  createdAt: DateTime!
+  updatedAt: DateTime!
+  cancelledAt: DateTime
+  closed: Boolean!
+  displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
+  displayFinancialStatus: OrderDisplayFinancialStatus
+  lineItems(first: Int, after: String, last: Int, before: String): LineItemConnection!
+}
+type OrderEdge { cursor: String! node: Order! }
+type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
+
+type QueryRoot {
+  shop: Shop!
+  location(id: ID): Location
+  node(id: ID!): Node
+  nodes(ids: [ID!]!): [Node]!
+  inventoryItem(id: ID!): InventoryItem
+  order(id: ID!): Order
+  orders(
+    first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys, reverse: Boolean
+  ): OrderConnection!
+}
+
+input InventoryQuantityInput {
+  inventoryItemId: ID!
+  locationId: ID!
+  quantity: Int!
+  changeFromQuantity: Int
+  compareQuantity: Int
+}
+input InventorySetQuantitiesInput {
+  name: String!
+  reason: String!
+  referenceDocumentUri: String
+  quantities: [InventoryQuantityInput!]!
+  ignoreCompareQuantity: Boolean
+}
+enum InventorySetQuantitiesUserErrorCode {
+  CHANGE_FROM_QUANTITY_STALE COMPARE_QUANTITY_REQUIRED COMPARE_QUANTITY_STALE IDEMPOTENCY_CONCURRENT_REQUEST
+  IDEMPOTENCY_KEY_PARAMETER_MISMATCH IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED INVALID_INVENTORY_ITEM INVALID_LOCATION
+  INVALID_NAME INVALID_QUANTITY_NEGATIVE INVALID_QUANTITY_TOO_HIGH INVALID_QUANTITY_TOO_LOW INVALID_REASON
+  INVALID_REFERENCE_DOCUMENT ITEM_NOT_STOCKED_AT_LOCATION NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR
+  NON_MUTABLE_INVENTORY_ITEM
+}
+type InventorySetQuantitiesUserError { code: InventorySetQuantitiesUserErrorCode field: [String!] message: String! }
+type InventoryChange {
+  name: String!
+  delta: Int!
+  quantityAfterChange: Int
+  item: InventoryItem
+  location: Location
+}
+type InventoryAdjustmentGroup {
+  id: ID!
+  createdAt: DateTime!
+  reason: String!
+  referenceDocumentUri: String
+  changes(inventoryItemIds: [ID!], locationIds: [ID!], quantityNames: [String!]): [InventoryChange!]!
+}
+type InventorySetQuantitiesPayload {
+  inventoryAdjustmentGroup: InventoryAdjustmentGroup
+  userErrors: [InventorySetQuantitiesUserError!]!
+}
+
+type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }
+
+schema { query: QueryRoot mutation: Mutation }
+"""
+
+SINGLE_QUERY_MAX_COST = 1000  # Shopify refuses a request that asks for more, whatever the bucket holds
+MUTATION_COST = 10
+MAX_INPUT_ARRAY = 250  # "Input arguments that accept an array have a maximum size of 250"
+INVALID_TOKEN_BODY = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+# InventorySetQuantitiesInput.reason: the documented reasons.
+REASONS = frozenset(
+    {
+        "correction",
+        "cycle_count_available",
+        "damaged",
+        "movement_created",
+        "movement_updated",
+        "movement_received",
+        "movement_canceled",
+        "other",
+        "promotion",
+        "quality_control",
+        "received",
+        "reservation_created",
+        "reservation_deleted",
+        "reservation_updated",
+        "restock",
+        "safety_stock",
+        "shrinkage",
+    }
+)
+_GID = re.compile(r"^gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>\d+)$")
+_SEARCH_TERM = re.compile(r"(?P<field>updated_at|created_at):(?P<op>>=|<=|>|<)?(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
+
+
+def gid(kind: str, number: int) -> str:
+    return f"gid://shopify/{kind}/{number}"
+
+
+def parse_gid(value: str, kind: str) -> int | None:
+    match = _GID.match(value or "")
+    if match is None or match["type"] != kind:
+        return None
+    return int(match["id"])
+
+
+def sign_webhook(body: bytes, secret: str) -> str:
+    """``X-Shopify-Hmac-Sha256``: base64 of the HMAC-SHA256 of the raw body, keyed with the app's secret."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def _utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class FakeItem:
+    id: int
+    sku: str
+    variant_id: int
+    product_id: int
+    available: dict[int, int] = field(default_factory=dict)  # location id -> available (stocked there)
+    committed: dict[int, int] = field(default_factory=dict)
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class FakeLine:
+    id: int
+    item_id: int | None
+    sku: str
+    quantity: int
+    current_quantity: int
+    fulfilled: int = 0
+
+
+@dataclass
+class FakeOrder:
+    id: int
+    number: int
+    lines: list[FakeLine]
+    created_at: datetime
+    updated_at: datetime
+    financial_status: str = "paid"
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    location_id: int = 0
+
+
+@dataclass
+class Delivery:
+    webhook_id: str
+    topic: str
+    body: bytes
+    status: int | None  # HTTP status of the last attempt (None: no answer)
+    attempts: int = 0
+
+
+class _Bucket:
+    """Shopify's leaky bucket of cost points (refilled continuously)."""
+
+    def __init__(self, maximum: float, restore: float) -> None:
+        self.maximum, self.restore = float(maximum), float(restore)
+        self.available, self.stamp = float(maximum), time.monotonic()
+
+    def refill(self) -> float:
+        now = time.monotonic()
+        self.available = min(self.maximum, self.available + (now - self.stamp) * self.restore)
+        self.stamp = now
+        return self.available
+
+    def status(self) -> dict[str, float]:
+        return {
+            "maximumAvailable": self.maximum,
+            "currentlyAvailable": int(self.available),
+            "restoreRate": self.restore,
+        }
+
+
+class ShopifyFake:
+    """A Shopify store on loopback. Thread-safe; ``start()`` returns self; ``url`` is the shop URL."""
+
+    def __init__(
+        self,
+        *,
+        access_token: str = "shpat_fake_token",
+        shop_name: str = "Stockroom Test Shop",
+        domain: str = "stockroom-test.myshopify.com",
+        maximum_available: float = 2000.0,
+        restore_rate: float = 100.0,
+        webhook_url: str = "",
+        webhook_secret: str = "",
+        utc_offset_minutes: int = -300,  # REST webhook timestamps carry the shop's offset
+        search_lag_s: float = 0.0,  # an order changed this recently is not yet in the orders search
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.access_token, self.shop_name, self.domain = access_token, shop_name, domain
+        self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
+        self.shop_tz = timezone(timedelta(minutes=utc_offset_minutes))
+        self.search_lag_s = search_lag_s
+        self.lock = threading.RLock()
+        self.bucket = _Bucket(maximum_available, restore_rate)
+        self.schema: GraphQLSchema = build_schema(SCHEMA_SDL)
+        node = self.schema.type_map["Node"]
+        assert isinstance(node, GraphQLInterfaceType)
+        node.resolve_type = lambda value, _info, _type: value["__typename"]
+        self._ids = itertools.count(1001)
+        self.locations: dict[int, dict[str, Any]] = {}
+        self.main_location = self.add_location("Main warehouse")
+        self.items: dict[int, FakeItem] = {}
+        self.orders: dict[int, FakeOrder] = {}
+        self._order_numbers = itertools.count(1001)
+        self._adjustment_groups = itertools.count(1)
+        self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.deliveries: list[Delivery] = []
+        self.requests: list[dict[str, Any]] = []
+        self.throttled = 0
+        self.unauthorized = 0
+        # Failure modes for tests: answer this HTTP status this many times; drop webhooks (lost deliveries).
+        self.down_status: int | None = None
+        self.down_remaining = 0
+        self.drop_webhooks = False
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{name}:{port}"
+
+    @property
+    def location_id(self) -> str:
+        return gid("Location", self.main_location)
+
+    def start(self) -> ShopifyFake:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="shopify-fake", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- the store, as the merchant and shoppers change it -------------------------------
+
+    def add_location(self, name: str, *, active: bool = True) -> int:
+        with self.lock:
+            number = next(self._ids) * 1000 + 7
+            self.locations[number] = {"name": name, "isActive": active}
+            return number
+
+    def add_item(self, sku: str, available: int = 0, *, location_id: str | None = None, stocked: bool = True) -> str:
+        """A product variant with its inventory item; returns the inventory item GID (Listing.external_id)."""
+        with self.lock:
+            number = next(self._ids) * 1000 + 3
+            item = FakeItem(id=number, sku=sku, variant_id=number + 1, product_id=number + 2)
+            location = parse_gid(location_id, "Location") if location_id else self.main_location
+            if stocked and location is not None:
+                item.available[location] = available
+                item.committed[location] = 0
+            self.items[number] = item
+            return gid("InventoryItem", number)
+
+    def available(self, inventory_item_id: str, location_id: str | None = None) -> int | None:
+        """What Shopify shows as ``available`` (None: no such item, or not stocked at the location)."""
+        with self.lock:
+            item = self.items.get(parse_gid(inventory_item_id, "InventoryItem") or 0)
+            location = parse_gid(location_id, "Location") if location_id else self.main_location
+            return None if item is None else item.available.get(location or 0)
+
+    def set_available(self, inventory_item_id: str, quantity: int, location_id: str | None = None) -> None:
+        """The merchant edits the quantity in Shopify's admin (the next compare-and-set must notice)."""
+        with self.lock:
+            item = self.items[parse_gid(inventory_item_id, "InventoryItem") or 0]
+            location = parse_gid(location_id, "Location") if location_id else self.main_location
+            item.available[location or 0] = quantity
+            item.updated_at = datetime.now(UTC)
+
+    def create_order(
+        self,
+        lines: Iterable[tuple[str, int]],
+        *,
+        financial_status: str = "paid",
+        send_webhook: bool = True,
+    ) -> dict[str, Any]:
+        """A shopper checks out: ``available`` drops by the quantities (committed rises); orders/create."""
+        with self.lock:
+            now = datetime.now(UTC)
+            order_lines = []
+            for sku, quantity in lines:
+                item = next((i for i in self.items.values() if i.sku == sku), None)
+                order_lines.append(
+                    FakeLine(
+                        id=next(self._ids) * 1000 + 5,
+                        item_id=item.id if item else None,
+                        sku=sku,
+                        quantity=quantity,
+                        current_quantity=quantity,
+                    )
+                )
+                if item is not None and self.main_location in item.available:
+                    item.available[self.main_location] -= quantity
+                    item.committed[self.main_location] = item.committed.get(self.main_location, 0) + quantity
+            number = next(self._order_numbers)
+            order = FakeOrder(
+                id=5_000_000_000 + number,
+                number=number,
+                lines=order_lines,
+                created_at=now,
+                updated_at=now,
+                financial_status=financial_status,
+                location_id=self.main_location,
+            )
+            self.orders[order.id] = order
+            payload = self.order_json(order.id)
+        if send_webhook:
+            self._send_webhook("orders/create", payload)
+        return payload
+
+    def update_order(
+        self, order_id: int, *, financial_status: str | None = None, send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """The merchant or a payment changes the order (marked paid ...): orders/updated."""
+        with self.lock:
+            order = self.orders[order_id]
+            if financial_status is not None:
+                order.financial_status = financial_status
+            order.updated_at = datetime.now(UTC)
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+        return payload
+
+    def fulfill_order(
+        self, order_id: int, quantities: dict[str, int] | None = None, *, send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """Ship some units (sku -> units; None: everything left): committed falls, available is unchanged."""
+        with self.lock:
+            order = self.orders[order_id]
+            for line in order.lines:
+                left = line.current_quantity - line.fulfilled
+                units = left if quantities is None else min(left, quantities.get(line.sku, 0))
+                line.fulfilled += units
+                item = self.items.get(line.item_id or 0)
+                if item is not None and order.location_id in item.committed:
+                    item.committed[order.location_id] -= units
+            order.updated_at = datetime.now(UTC)
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+        return payload
+
+    def cancel_order(
+        self, order_id: int, *, restock: bool = True, reason: str = "customer", send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """The merchant cancels: unshipped units go back to ``available`` (restock); orders/cancelled
+        (Shopify also sends orders/updated for the same change)."""
+        with self.lock:
+            order = self.orders[order_id]
+            now = datetime.now(UTC)
+            order.cancelled_at, order.cancel_reason, order.updated_at = now, reason, now
+            for line in order.lines:
+                item = self.items.get(line.item_id or 0)
+                left = line.current_quantity - line.fulfilled
+                if item is not None and order.location_id in item.available:
+                    item.committed[order.location_id] -= left
+                    if restock:
+                        item.available[order.location_id] += left
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+            self._send_webhook("orders/cancelled", payload)
+        return payload
+
+    # --- webhooks --------------------------------------------------------------------------
+
+    def order_json(self, order_id: int) -> dict[str, Any]:
+        """The order as Shopify's REST resource (the webhook body)."""
+        with self.lock:
+            order = self.orders[order_id]
+            lines = []
+            for line in order.lines:
+                item = self.items.get(line.item_id or 0)
+                fulfillable = 0 if order.cancelled_at else line.current_quantity - line.fulfilled
+                lines.append(
+                    {
+                        "id": line.id,
+                        "admin_graphql_api_id": gid("LineItem", line.id),
+                        "variant_id": item.variant_id if item else None,
+                        "product_id": item.product_id if item else None,
+                        "sku": line.sku,
+                        "name": f"Product {line.sku}",
+                        "title": f"Product {line.sku}",
+                        "quantity": line.quantity,
+                        "current_quantity": line.current_quantity,
+                        "fulfillable_quantity": fulfillable,
+                        "fulfillment_status": _line_fulfillment(line),
+                        "fulfillment_service": "manual",
+                        "requires_shipping": True,
+                        "variant_inventory_management": "shopify" if item else None,
+                        "price": "10.00",
+                        "gift_card": False,
+                        "taxable": True,
+                    }
+                )
+            return {
+                "id": order.id,
+                "admin_graphql_api_id": gid("Order", order.id),
+                "name": f"#{order.number}",
+                "order_number": order.number,
+                "number": order.number - 1000,
+                "created_at": self._shop_time(order.created_at),
+                "updated_at": self._shop_time(order.updated_at),
+                "processed_at": self._shop_time(order.created_at),
+                "cancelled_at": self._shop_time(order.cancelled_at) if order.cancelled_at else None,
+                "cancel_reason": order.cancel_reason,
+                "closed_at": None,
+                "confirmed": True,
+                "currency": "EUR",
+                "financial_status": order.financial_status,
+                "fulfillment_status": _order_fulfillment(order),
+                "test": False,
+                "total_price": f"{10 * sum(line.quantity for line in order.lines):.2f}",
+                "line_items": lines,
+            }
+
+    def _shop_time(self, moment: datetime) -> str:
+        return moment.astimezone(self.shop_tz).replace(microsecond=0).isoformat()
+
+    def _send_webhook(self, topic: str, payload: dict[str, Any]) -> Delivery | None:
+        if not self.webhook_url:
+            return None
+        body = json.dumps(payload).encode()
+        delivery = Delivery(webhook_id=str(uuid.uuid4()), topic=topic, body=body, status=None)
+        with self.lock:
+            self.deliveries.append(delivery)
+        if not self.drop_webhooks:
+            self._deliver(delivery)
+        return delivery
+
+    def redeliver(self, webhook_id: str) -> Delivery:
+        """Shopify's retry: the same body and the same X-Shopify-Webhook-Id again."""
+        delivery = next(d for d in self.deliveries if d.webhook_id == webhook_id)
+        self._deliver(delivery)
+        return delivery
+
+    def _deliver(self, delivery: Delivery) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": delivery.topic,
+            "X-Shopify-Hmac-Sha256": sign_webhook(delivery.body, self.webhook_secret),
+            "X-Shopify-Shop-Domain": self.domain,
+            "X-Shopify-API-Version": "2026-07",
+            "X-Shopify-Webhook-Id": delivery.webhook_id,
+            "X-Shopify-Event-Id": str(uuid.uuid5(uuid.NAMESPACE_URL, delivery.webhook_id)),
+            "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
+        }
+        request = urllib.request.Request(self.webhook_url, data=delivery.body, headers=headers, method="POST")
+        delivery.attempts += 1
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                delivery.status = response.status
+        except urllib.error.HTTPError as err:
+            delivery.status = err.code
+        except OSError:
+            delivery.status = None
+
+    # --- reading what happened -----------------------------------------------------------
+
+    def log(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "throttled": self.throttled,
+                "unauthorized": self.unauthorized,
+                "bucket": self.bucket.status(),
+                "requests": list(self.requests),
+                "deliveries": [
+                    {"webhook_id": d.webhook_id, "topic": d.topic, "status": d.status, "attempts": d.attempts}
+                    for d in self.deliveries
+                ],
+            }
+
+    def mutations(self) -> list[dict[str, Any]]:
+        """The inventorySetQuantities requests that were executed (not throttled), in order."""
+        with self.lock:
+            return [r for r in self.requests if r.get("mutation") and r["status"] == 200 and not r.get("throttled")]
+
+    # --- the GraphQL endpoint -------------------------------------------------------------
+
+    def graphql(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one GraphQL request under the cost model; returns the response body."""
+        query = payload.get("query")
+        if not isinstance(query, str):
+            return {"errors": [{"message": "Parameter Missing or Invalid", "extensions": {"code": "BAD_REQUEST"}}]}
+        try:
+            document = parse(query)
+        except GraphQLError as err:
+            return {"errors": [_error(err)]}
+        problems = validate(self.schema, document)
+        if problems:
+            return {"errors": [_error(err) for err in problems]}
+        operation = _operation(document, payload.get("operationName"))
+        if operation is None:
+            return {"errors": [{"message": "No operation given", "extensions": {"code": "BAD_REQUEST"}}]}
+        coerced = get_variable_values(self.schema, operation.variable_definitions or [], payload.get("variables") or {})
+        if isinstance(coerced, list):
+            return {"errors": [_error(err) for err in coerced]}
+        root = self.schema.mutation_type if operation.operation == OperationType.MUTATION else self.schema.query_type
+        assert root is not None
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        costing = _Costing(self.schema, coerced, fragments)
+        requested = costing.cost(operation.selection_set, root, None, mutation=root is self.schema.mutation_type)
+        with self.lock:
+            self.bucket.refill()
+            if requested > SINGLE_QUERY_MAX_COST:
+                return {
+                    "errors": [
+                        {
+                            "message": f"Query cost is {requested}, which exceeds the single query max cost limit "
+                            f"({SINGLE_QUERY_MAX_COST}).",
+                            "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested},
+                        }
+                    ],
+                    "extensions": self._cost_extension(requested, None),
+                }
+            if requested > self.bucket.available:
+                self.throttled += 1
+                return {
+                    "errors": [
+                        {
+                            "message": "Throttled",
+                            "extensions": {
+                                "code": "THROTTLED",
+                                "documentation": "https://shopify.dev/api/usage/limits#rate-limits",
+                            },
+                        }
+                    ],
+                    "extensions": self._cost_extension(requested, None),
+                }
+            self.bucket.available -= requested
+            result = execute(
+                self.schema,
+                document,
+                root_value=_Root(self),
+                variable_values=payload.get("variables") or {},
+                operation_name=payload.get("operationName"),
+            )
+            assert not hasattr(result, "__await__")
+            data = result.data  # type: ignore[union-attr]
+            actual = costing.cost(operation.selection_set, root, data or {}, mutation=root is self.schema.mutation_type)
+            self.bucket.available = min(self.bucket.maximum, self.bucket.available + max(0, requested - actual))
+            body: dict[str, Any] = {"data": data}
+            if result.errors:  # type: ignore[union-attr]
+                body["errors"] = [_error(err) for err in result.errors]  # type: ignore[union-attr]
+            body["extensions"] = self._cost_extension(requested, actual)
+            return body
+
+    def _cost_extension(self, requested: int, actual: int | None) -> dict[str, Any]:
+        return {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": self.bucket.status(),
+            }
+        }
+
+    # --- resolvers ---------------------------------------------------------------------------
+
+    def item_node(self, item: FakeItem) -> dict[str, Any]:
+        fake = self
+
+        def inventory_level(_info: Any, locationId: str) -> dict[str, Any] | None:
+            location = parse_gid(locationId, "Location")
+            if location is None or location not in item.available:
+                return None
+            return fake.level_node(item, location)
+
+        return {
+            "__typename": "InventoryItem",
+            "id": gid("InventoryItem", item.id),
+            "legacyResourceId": str(item.id),
+            "sku": item.sku,
+            "tracked": True,
+            "inventoryLevel": inventory_level,
+            "variant": lambda _info: fake.variant_node(item),
+        }
+
+    def variant_node(self, item: FakeItem) -> dict[str, Any]:
+        return {
+            "__typename": "ProductVariant",
+            "id": gid("ProductVariant", item.variant_id),
+            "legacyResourceId": str(item.variant_id),
+            "sku": item.sku,
+            "inventoryItem": lambda _info: self.item_node(item),
+        }
+
+    def level_node(self, item: FakeItem, location: int) -> dict[str, Any]:
+        def quantities(_info: Any, names: list[str]) -> list[dict[str, Any]]:
+            available = item.available.get(location, 0)
+            committed = item.committed.get(location, 0)
+            values = {"available": available, "committed": committed, "on_hand": available + committed}
+            return [
+                {
+                    "id": f"{gid('InventoryQuantity', item.id)}?location={location}&name={name}",
+                    "name": name,
+                    "quantity": values.get(name, 0),
+                    "updatedAt": _utc_iso(item.updated_at),
+                }
+                for name in names
+            ]
+
+        return {
+            "__typename": "InventoryLevel",
+            "id": f"gid://shopify/InventoryLevel/{item.id}?inventory_item_id={item.id}&location_id={location}",
+            "location": self.location_node(location),
+            "item": lambda _info: self.item_node(item),
+            "quantities": quantities,
+            "updatedAt": _utc_iso(item.updated_at),
+        }
+
+    def location_node(self, location: int) -> dict[str, Any] | None:
+        data = self.locations.get(location)
+        if data is None:
+            return None
+        return {"__typename": "Location", "id": gid("Location", location), "legacyResourceId": str(location), **data}
+
+    def order_node(self, order: FakeOrder) -> dict[str, Any]:
+        fake = self
+
+        def line_items(_info: Any, first: int | None = None, after: str | None = None, **_: Any) -> dict[str, Any]:
+            start = int(_cursor_value(after).get("index", -1)) + 1 if after else 0
+            count = min(first or 50, 250)
+            window = order.lines[start : start + count]
+            edges = [
+                {"cursor": _cursor({"index": start + n}), "node": fake.line_node(order, line)}
+                for n, line in enumerate(window)
+            ]
+            return _connection(edges, has_next=start + count < len(order.lines), has_previous=start > 0)
+
+        fulfillment = _order_fulfillment(order)
+        return {
+            "__typename": "Order",
+            "id": gid("Order", order.id),
+            "legacyResourceId": str(order.id),
+            "name": f"#{order.number}",
+            "createdAt": _utc_iso(order.created_at),
+            "updatedAt": _utc_iso(order.updated_at),
+            "cancelledAt": _utc_iso(order.cancelled_at) if order.cancelled_at else None,
+            "closed": False,
+            "displayFulfillmentStatus": {"fulfilled": "FULFILLED", "partial": "PARTIALLY_FULFILLED"}.get(
+                fulfillment or "", "UNFULFILLED"
+            ),
+            "displayFinancialStatus": order.financial_status.upper(),
+            "lineItems": line_items,
+        }
+
+    def line_node(self, order: FakeOrder, line: FakeLine) -> dict[str, Any]:
+        item = self.items.get(line.item_id or 0)
+        unfulfilled = 0 if order.cancelled_at else line.current_quantity - line.fulfilled
+        return {
+            "id": gid("LineItem", line.id),
+            "sku": line.sku,
+            "name": f"Product {line.sku}",
+            "quantity": line.quantity,
+            "currentQuantity": line.current_quantity,
+            "unfulfilledQuantity": unfulfilled,
+            "variant": self.variant_node(item) if item else None,
+        }
+
+    def node_for(self, value: str) -> dict[str, Any] | None:
+        match = _GID.match(value or "")
+        if match is None:
+            raise GraphQLError(f"Invalid global id '{value}'", extensions={"code": "argumentLiteralsIncompatible"})
+        number = int(match["id"])
+        if match["type"] == "InventoryItem" and number in self.items:
+            return self.item_node(self.items[number])
+        if match["type"] == "Location":
+            return self.location_node(number)
+        if match["type"] == "Order" and number in self.orders:
+            return self.order_node(self.orders[number])
+        if match["type"] == "ProductVariant":
+            item = next((i for i in self.items.values() if i.variant_id == number), None)
+            return self.variant_node(item) if item else None
+        return None
+
+    def search_orders(
+        self, *, first: int | None, after: str | None, query: str | None, sort_key: str | None, reverse: bool
+    ) -> dict[str, Any]:
+        if first is None:
+            raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
+        if first > 250:
+            raise GraphQLError("The first argument must be between 0 and 250", extensions={"code": "BAD_REQUEST"})
+        visible_before = datetime.now(UTC) - timedelta(seconds=self.search_lag_s)
+        orders = [o for o in self.orders.values() if o.updated_at <= visible_before and _matches(o, query or "")]
+
+        def sort_value(order: FakeOrder) -> tuple[str, int]:
+            key = {"CREATED_AT": order.created_at, "UPDATED_AT": order.updated_at}.get(sort_key or "ID")
+            return (_utc_iso(key) if key else f"{order.id:020d}", order.id)
+
+        orders.sort(key=sort_value, reverse=reverse)
+        if after:
+            mark = _cursor_value(after)
+            last = (str(mark.get("last_value", "")), int(mark.get("last_id", 0)))
+            orders = [o for o in orders if (sort_value(o) < last if reverse else sort_value(o) > last)]
+        window = orders[:first]
+        edges = []
+        for order in window:
+            value, number = sort_value(order)
+            edges.append({"cursor": _cursor({"last_id": number, "last_value": value}), "node": self.order_node(order)})
+        return _connection(edges, has_next=len(orders) > first, has_previous=bool(after))
+
+    def set_quantities(self, info: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        key = _idempotency_key(info)
+        if key is None:
+            raise GraphQLError(
+                "The @idempotent directive is required for this mutation but was not provided.",
+                extensions={"code": "BAD_REQUEST"},
+            )
+        quantities = payload.get("quantities") or []
+        if len(quantities) > MAX_INPUT_ARRAY:
+            raise GraphQLError(
+                f"The input array size of {len(quantities)} is greater than the maximum allowed of {MAX_INPUT_ARRAY}.",
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            )
+        for quantity in quantities:
+            if "changeFromQuantity" not in quantity:
+                raise GraphQLError(
+                    "InventoryQuantityInput must include the following argument: changeFromQuantity.",
+                    extensions={"code": "INVALID_FIELD_ARGUMENTS"},
+                )
+        fingerprint = json.dumps(payload, sort_keys=True, default=str)
+        if key in self._idempotency:
+            seen, answer = self._idempotency[key]
+            if seen == fingerprint:
+                return answer  # a retry: the original result, nothing applied twice
+            return {
+                "inventoryAdjustmentGroup": None,
+                "userErrors": [
+                    {
+                        "code": "IDEMPOTENCY_KEY_PARAMETER_MISMATCH",
+                        "field": None,
+                        "message": "The same idempotency key cannot be used with different operation parameters.",
+                    }
+                ],
+            }
+        answer = self._set_quantities(payload)
+        self._idempotency[key] = (fingerprint, answer)
+        return answer
+
+    def _set_quantities(self, payload: dict[str, Any]) -> dict[str, Any]:
+        name, reason = payload["name"], payload["reason"]
+        errors: list[dict[str, Any]] = []
+        if name not in ("available", "on_hand"):
+            errors.append(
+                _user_error(
+                    "INVALID_NAME", ["input", "name"], "The quantity name must be either 'available' or 'on_hand'."
+                )
+            )
+        if reason not in REASONS:
+            errors.append(_user_error("INVALID_REASON", ["input", "reason"], "The specified reason is invalid."))
+        seen: set[tuple[int, int]] = set()
+        plan: list[tuple[FakeItem, int, int]] = []
+        for index, quantity in enumerate(payload["quantities"]):
+            path = ["input", "quantities", str(index)]
+            item = self.items.get(parse_gid(quantity["inventoryItemId"], "InventoryItem") or 0)
+            location = parse_gid(quantity["locationId"], "Location")
+            if item is None:
+                errors.append(
+                    _user_error(
+                        "INVALID_INVENTORY_ITEM",
+                        [*path, "inventoryItemId"],
+                        "The specified inventory item could not be found.",
+                    )
+                )
+                continue
+            if location is None or location not in self.locations:
+                errors.append(
+                    _user_error("INVALID_LOCATION", [*path, "locationId"], "The specified location could not be found.")
+                )
+                continue
+            if location not in item.available:
+                errors.append(
+                    _user_error(
+                        "ITEM_NOT_STOCKED_AT_LOCATION",
+                        [*path, "locationId"],
+                        "The specified inventory item is not stocked at the location.",
+                    )
+                )
+                continue
+            if (item.id, location) in seen:
+                errors.append(
+                    _user_error(
+                        "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
+                        [*path, "inventoryItemId"],
+                        "The combination of inventoryItemId and locationId must be unique.",
+                    )
+                )
+                continue
+            seen.add((item.id, location))
+            target = int(quantity["quantity"])
+            if target > 1_000_000_000:
+                errors.append(
+                    _user_error(
+                        "INVALID_QUANTITY_TOO_HIGH",
+                        [*path, "quantity"],
+                        "The quantity can't be higher than 1,000,000,000.",
+                    )
+                )
+                continue
+            if target < -1_000_000_000 or (name == "on_hand" and target < 0):
+                errors.append(_user_error("INVALID_QUANTITY_TOO_LOW", [*path, "quantity"], "The quantity is too low."))
+                continue
+            current = (
+                item.available[location] if name == "available" else item.available[location] + item.committed[location]
+            )
+            expected = quantity["changeFromQuantity"]
+            if expected is not None and int(expected) != current:
+                errors.append(
+                    _user_error(
+                        "CHANGE_FROM_QUANTITY_STALE",
+                        [*path, "changeFromQuantity"],
+                        "The changeFromQuantity value does not match persisted value.",
+                    )
+                )
+                continue
+            plan.append((item, location, target - current))
+        if errors:  # all or nothing: one bad quantity and none is set
+            return {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        now = datetime.now(UTC)
+        changes = []
+        for item, location, delta in plan:
+            item.available[location] += delta
+            item.updated_at = now
+            changes.append((item, location, delta))
+        group = next(self._adjustment_groups)
+        fake = self
+
+        def change_list(_info: Any, **_: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": name,
+                    "delta": delta,
+                    "quantityAfterChange": None,
+                    "item": fake.item_node(item),
+                    "location": fake.location_node(location),
+                }
+                for item, location, delta in changes
+            ]
+
+        return {
+            "inventoryAdjustmentGroup": {
+                "id": gid("InventoryAdjustmentGroup", group),
+                "createdAt": _utc_iso(now),
+                "reason": reason,
+                "referenceDocumentUri": payload.get("referenceDocumentUri"),
+                "changes": change_list,
+            },
+            "userErrors": [],
+        }
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def _record(self, **entry: Any) -> None:
+        with self.lock:
+            self.requests.append({"at": time.time(), **entry})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+        graphql_path = re.compile(r"^/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json$")
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+            def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                self.send_header("X-Request-Id", str(uuid.uuid4()))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path.rstrip("/")
+                if path == "/_fake/log":
+                    self._reply(200, fake.log())
+                elif path == "/_fake/state":
+                    self._reply(200, fake.control_state())
+                else:
+                    self._reply(404, {"errors": "Not Found"})
+
+            def do_POST(self) -> None:
+                path = urlsplit(self.path).path
+                body = self._body()
+                if path.startswith("/_fake/"):
+                    status, answer = fake.control(path, body)
+                    self._reply(status, answer)
+                    return
+                match = graphql_path.match(path)
+                if match is None:
+                    self._reply(404, {"errors": "Not Found"})
+                    return
+                version = {"X-Shopify-API-Version": match["version"]}
+                if not hmac.compare_digest(self.headers.get("X-Shopify-Access-Token", ""), fake.access_token):
+                    with fake.lock:
+                        fake.unauthorized += 1
+                    fake._record(status=401)
+                    self._reply(401, INVALID_TOKEN_BODY, version)
+                    return
+                with fake.lock:
+                    down = fake.down_status if fake.down_remaining > 0 else None
+                    if down is not None:
+                        fake.down_remaining -= 1
+                if down is not None:
+                    fake._record(status=down)
+                    self._reply(down, {"errors": "Internal Server Error"}, version)
+                    return
+                try:
+                    payload = json.loads(body)
+                    assert isinstance(payload, dict)
+                except (ValueError, AssertionError):
+                    fake._record(status=400)
+                    self._reply(400, {"errors": {"query": "Required parameter missing or invalid"}}, version)
+                    return
+                answer = fake.graphql(payload)
+                codes = [((e.get("extensions") or {}).get("code")) for e in answer.get("errors") or []]
+                cost = (answer.get("extensions") or {}).get("cost") or {}
+                fake._record(
+                    status=200,
+                    mutation="inventorySetQuantities" in str(payload.get("query")),
+                    throttled="THROTTLED" in codes,
+                    requested=cost.get("requestedQueryCost"),
+                    actual=cost.get("actualQueryCost"),
+                    quantities=len(((payload.get("variables") or {}).get("input") or {}).get("quantities") or []),
+                )
+                self._reply(200, answer, version)
+
+        return Handler
+
+    # --- the control API of the standalone fake (loopback only) ---------------------------
+
+    def control_state(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "shop_url": self.url,
+                "location_id": self.location_id,
+                "items": [
+                    {
+                        "inventory_item_id": gid("InventoryItem", item.id),
+                        "sku": item.sku,
+                        "available": item.available.get(self.main_location),
+                    }
+                    for item in self.items.values()
+                ],
+                "orders": [self.order_json(number) for number in self.orders],
+            }
+
+    def control(self, path: str, raw: bytes) -> tuple[int, Any]:
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return 400, {"error": "bad json"}
+        parts = [p for p in path.split("/") if p][1:]
+        try:
+            if parts == ["items"]:
+                return 201, {"inventory_item_id": self.add_item(str(body["sku"]), int(body.get("available", 0)))}
+            if parts == ["quantity"]:
+                self.set_available(str(body["inventory_item_id"]), int(body["available"]))
+                return 200, {"available": self.available(str(body["inventory_item_id"]))}
+            if parts == ["orders"]:
+                lines = [(str(line["sku"]), int(line["quantity"])) for line in body["lines"]]
+                return 201, self.create_order(lines, financial_status=str(body.get("financial_status", "paid")))
+            if len(parts) == 3 and parts[0] == "orders":
+                actions: dict[str, Callable[[int], dict[str, Any]]] = {
+                    "cancel": self.cancel_order,
+                    "fulfill": self.fulfill_order,
+                    "update": self.update_order,
+                }
+                return 200, actions[parts[2]](int(parts[1]))
+        except (KeyError, ValueError, TypeError) as err:
+            return 400, {"error": f"{type(err).__name__}: {err}"}
+        return 404, {"error": "unknown control path"}
+
+
+class _Root:
+    """Root values: QueryRoot and Mutation fields resolve here (graphql-core calls them with the arguments)."""
+
+    def __init__(self, fake: ShopifyFake) -> None:
+        self.fake = fake
+
+    def shop(self, _info: Any) -> dict[str, Any]:
+        return {
+            "id": "gid://shopify/Shop/1",
+            "name": self.fake.shop_name,
+            "myshopifyDomain": self.fake.domain,
+            "currencyCode": "EUR",
+            "url": f"https://{self.fake.domain}",
+        }
+
+    def location(self, _info: Any, id: str | None = None) -> dict[str, Any] | None:
+        number = parse_gid(id, "Location") if id else self.fake.main_location
+        return self.fake.location_node(number) if number else None
+
+    def node(self, _info: Any, id: str) -> dict[str, Any] | None:
+        return self.fake.node_for(id)
+
+    def nodes(self, _info: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+        if len(ids) > MAX_INPUT_ARRAY:
+            raise GraphQLError(
+                f"The input array size of {len(ids)} is greater than the maximum allowed of {MAX_INPUT_ARRAY}.",
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            )
+        return [self.fake.node_for(value) for value in ids]
+
+    def inventoryItem(self, _info: Any, id: str) -> dict[str, Any] | None:
+        number = parse_gid(id, "InventoryItem")
+        item = self.fake.items.get(number or 0)
+        return self.fake.item_node(item) if item else None
+
+    def order(self, _info: Any, id: str) -> dict[str, Any] | None:
+        order = self.fake.orders.get(parse_gid(id, "Order") or 0)
+        return self.fake.order_node(order) if order else None
+
+    def orders(
+        self,
+        _info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        query: str | None = None,
+        sortKey: str | None = None,
+        reverse: bool = False,
+        **_: Any,
+    ) -> dict[str, Any]:
+        return self.fake.search_orders(first=first, after=after, query=query, sort_key=sortKey, reverse=reverse)
+
+    def inventorySetQuantities(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self.fake.set_quantities(info, input)
+
+
+class _Costing:
+    """Shopify's calculated query cost: objects 1, scalars and enums 0, connections 2 + one per requested
+    node (times the node's own cost), a mutation 10; with ``data``, the actual cost of what was returned."""
+
+    def __init__(self, schema: GraphQLSchema, variables: Any, fragments: dict[str, FragmentDefinitionNode]):
+        self.schema, self.variables, self.fragments = schema, variables, fragments
+
+    def cost(self, selection: SelectionSetNode | None, parent: Any, data: Any, *, mutation: bool = False) -> int:
+        if selection is None:
+            return 0
+        total, fragment_costs = 0, [0]
+        for node in selection.selections:
+            if isinstance(node, InlineFragmentNode):
+                typed = self.schema.type_map.get(node.type_condition.name.value) if node.type_condition else parent
+                fragment_costs.append(self.cost(node.selection_set, typed, data))
+            elif isinstance(node, FragmentSpreadNode):
+                fragment = self.fragments[node.name.value]
+                fragment_costs.append(
+                    self.cost(
+                        fragment.selection_set, self.schema.type_map.get(fragment.type_condition.name.value), data
+                    )
+                )
+            elif isinstance(node, FieldNode):
+                total += self._field(node, parent, data, mutation)
+        return total + max(fragment_costs)
+
+    def _field(self, node: FieldNode, parent: Any, data: Any, mutation: bool) -> int:
+        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType) or node.name.value.startswith("__"):
+            return 0
+        definition = parent.fields.get(node.name.value)
+        if definition is None:
+            return 0
+        named = get_named_type(definition.type)
+        if is_leaf_type(named):
+            return 0
+        key = node.alias.value if node.alias else node.name.value
+        value = data.get(key) if isinstance(data, dict) else None
+        static = data is None
+        args = get_argument_values(definition, node, self.variables)
+        if mutation:
+            return MUTATION_COST + self.cost(node.selection_set, named, value if not static else None)
+        if named.name.endswith("Connection"):
+            return 2 + self._connection(node, named, args, value, static)
+        inner = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
+        if isinstance(inner, GraphQLList):
+            if static:
+                count = len(args.get("ids") or args.get("names") or [None])
+                return count * (1 + self.cost(node.selection_set, named, None))
+            return sum(
+                1 + self.cost(node.selection_set, named, element) for element in value or [] if element is not None
+            )
+        if static:
+            return 1 + self.cost(node.selection_set, named, None)
+        return 0 if value is None else 1 + self.cost(node.selection_set, named, value)
+
+    def _connection(self, node: FieldNode, connection: Any, args: dict[str, Any], value: Any, static: bool) -> int:
+        edge_type = connection.fields["edges"].type
+        node_type = get_named_type(get_named_type(edge_type).fields["node"].type)
+        per_item: list[int] = []
+        items: list[Any] = []
+        for child in node.selection_set.selections if node.selection_set else []:
+            if not isinstance(child, FieldNode):
+                continue
+            name = child.name.value
+            key = child.alias.value if child.alias else name
+            if name == "nodes":
+                members = [None] if static else list((value or {}).get(key) or [])
+                per_item.append(max((1 + self.cost(child.selection_set, node_type, m) for m in members), default=0))
+                items = items or members
+            elif name == "edges":
+                edges = [None] if static else list((value or {}).get(key) or [])
+                for sub in child.selection_set.selections if child.selection_set else []:
+                    if isinstance(sub, FieldNode) and sub.name.value == "node":
+                        sub_key = sub.alias.value if sub.alias else "node"
+                        members = [None if static else (e or {}).get(sub_key) for e in edges]
+                        per_item.append(
+                            max((1 + self.cost(sub.selection_set, node_type, m) for m in members), default=0)
+                        )
+                items = items or edges
+        each = max(per_item, default=0)
+        count = int(args.get("first") or args.get("last") or 0) if static else len(items)
+        return count * each
+
+
+def _idempotency_key(info: Any) -> str | None:
+    definition = info.schema.get_directive("idempotent")
+    for directive in info.field_nodes[0].directives or []:
+        if directive.name.value == "idempotent":
+            key = get_argument_values(definition, directive, info.variable_values).get("key")
+            return str(key) if key else None
+    return None
+
+
+def _user_error(code: str, path: list[str], message: str) -> dict[str, Any]:
+    return {"code": code, "field": path, "message": message}
+
+
+def _error(err: GraphQLError) -> dict[str, Any]:
+    formatted = dict(err.formatted)
+    formatted.setdefault("extensions", {"code": "GRAPHQL_VALIDATION_FAILED"} if not err.path else {})
+    return formatted
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name:
+        return next((o for o in operations if o.name and o.name.value == name), None)
+    return operations[0] if len(operations) == 1 else None
+
+
+def _cursor(value: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+
+
+def _cursor_value(cursor: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.b64decode(cursor or ""))
+    except ValueError:
+        raise GraphQLError("Invalid cursor", extensions={"code": "BAD_REQUEST"}) from None
+    if not isinstance(value, dict):
+        raise GraphQLError("Invalid cursor", extensions={"code": "BAD_REQUEST"})
+    return value
+
+
+def _connection(edges: list[dict[str, Any]], *, has_next: bool, has_previous: bool) -> dict[str, Any]:
+    return {
+        "edges": edges,
+        "nodes": [edge["node"] for edge in edges],
+        "pageInfo": {
+            "hasNextPage": has_next,
+            "hasPreviousPage": has_previous,
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
+
+
+def _matches(order: FakeOrder, query: str) -> bool:
+    """Shopify's search syntax, as far as the connector uses it: ``updated_at:>=…`` and friends, ANDed.
+    Timestamps compare at whole seconds, as Shopify's search index stores them."""
+    for term in _SEARCH_TERM.finditer(query):
+        raw = term["value"].strip("'\"")
+        try:
+            bound = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if bound.tzinfo is None:
+            bound = bound.replace(tzinfo=UTC)
+        value = (order.updated_at if term["field"] == "updated_at" else order.created_at).replace(microsecond=0)
+        op = term["op"] or ">="  # a bare date matches from that moment on
+        checks = {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}
+        if not checks[op]:
+            return False
+    return True
+
+
+def _line_fulfillment(line: FakeLine) -> str | None:
+    if line.fulfilled <= 0:
+        return None
+    return "fulfilled" if line.fulfilled >= line.current_quantity else "partial"
+
+
+def _order_fulfillment(order: FakeOrder) -> str | None:
+    shipped = sum(line.fulfilled for line in order.lines)
+    if shipped <= 0:
+        return None
+    return "fulfilled" if all(line.fulfilled >= line.current_quantity for line in order.lines) else "partial"
