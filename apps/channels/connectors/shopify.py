@@ -167,12 +167,39 @@ class ShopifySettings(serializers.Serializer):
 
 
 class ShopifyCredentials(serializers.Serializer):
+    """Either the permanent token of an app created in the Shopify admin (before 2026), or the client id and
+    secret of an app from the Dev Dashboard installed on the shop (tokens fetched and renewed every 24 h)."""
+
     access_token = serializers.CharField(
-        max_length=200, help_text="The Admin API access token of the app installed on the shop (shpat_...)."
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="The Admin API access token (shpat_...) of an app created in the Shopify admin.",
+    )
+    client_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="A Dev Dashboard app's client ID."
+    )
+    client_secret = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="A Dev Dashboard app's client secret."
     )
     webhook_secret = serializers.CharField(
-        max_length=200, help_text="The key Shopify signs webhooks with: the app's client secret."
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="The key Shopify signs webhooks with (the app's client secret, or the key shown under "
+        "Settings > Notifications > Webhooks); empty: client_secret.",
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = {name: value.strip() for name, value in attrs.items() if value and value.strip()}
+        if not attrs.get("access_token") and not (attrs.get("client_id") and attrs.get("client_secret")):
+            raise serializers.ValidationError(
+                "Give access_token (an app created in the Shopify admin) or client_id and client_secret "
+                "(an app from the Dev Dashboard, installed on the shop)."
+            )
+        if not attrs.get("webhook_secret") and not attrs.get("client_secret"):
+            raise serializers.ValidationError({"webhook_secret": "The key Shopify signs order webhooks with."})
+        return attrs
 
 
 class ShopifyThrottled(ConnectorError):
@@ -187,7 +214,8 @@ class _Budget:
     """The shop's cost bucket as last reported, shared by every process through Redis (one per shop and app)."""
 
     def __init__(self, channel: ChannelRef) -> None:
-        fingerprint = f"{channel.settings.get('shop_url', '')}|{channel.credentials.get('access_token', '')}"
+        app = channel.credentials.get("client_id") or channel.credentials.get("access_token") or ""
+        fingerprint = f"{channel.settings.get('shop_url', '')}|{app}"
         self.key = redis_key("shopify", "budget", hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
 
     def wait_for(self, cost: float) -> float:
@@ -580,7 +608,7 @@ class ShopifyConnector(Connector):
         )
 
     def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
-        secret = str(channel.credentials.get("webhook_secret") or "")
+        secret = str(channel.credentials.get("webhook_secret") or channel.credentials.get("client_secret") or "")
         given = _header(headers, "X-Shopify-Hmac-Sha256")
         if not secret or not given:
             return None
@@ -639,12 +667,12 @@ class ShopifyConnector(Connector):
             return answer
         raise ShopifyThrottled(1.0)
 
-    def _post(self, channel: ChannelRef, query: str, variables: dict[str, Any]) -> _Answer:
+    def _post(self, channel: ChannelRef, query: str, variables: dict[str, Any], *, renewed: bool = False) -> _Answer:
         base = str(channel.settings.get("shop_url") or "").rstrip("/")
         version = str(channel.settings.get("api_version") or settings.SHOPIFY_API_VERSION)
-        token = str(channel.credentials.get("access_token") or "")
-        if not base or not token:
-            raise ConnectorError("This Shopify channel has no shop_url or no access_token.")
+        if not base:
+            raise ConnectorError("This Shopify channel has no shop_url.")
+        token = _access_token(channel, base, renew=renewed)
         url = f"{base}/admin/api/{version}/graphql.json"
         try:
             response = _session().post(
@@ -674,14 +702,59 @@ class ShopifyConnector(Connector):
             answer = _Answer({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]})
             answer.retry_after = max(wait, 0.0)
             return answer
+        if status == 401 and not renewed and not channel.credentials.get("access_token"):
+            return self._post(channel, query, variables, renewed=True)  # the 24-hour token ran out early
         raise ConnectorError(_http_problem(status, base, version, response.text))
+
+
+# Tokens of Dev Dashboard apps (client credentials grant), kept in this process's memory only, never stored.
+_tokens: dict[str, tuple[str, float]] = {}
+_tokens_lock = threading.Lock()
+
+
+def _access_token(channel: ChannelRef, base: str, *, renew: bool = False) -> str:
+    """The token to send: the permanent one, or one fetched with the app's client id and secret until it expires."""
+    permanent = str(channel.credentials.get("access_token") or "")
+    if permanent:
+        return permanent
+    client_id = str(channel.credentials.get("client_id") or "")
+    client_secret = str(channel.credentials.get("client_secret") or "")
+    if not client_id or not client_secret:
+        raise ConnectorError("This Shopify channel has neither an access_token nor a client_id and client_secret.")
+    key = hashlib.sha256(f"{base}|{client_id}|{client_secret}".encode()).hexdigest()
+    with _tokens_lock:
+        cached = _tokens.get(key)
+        if cached is not None and not renew and cached[1] > time.time() + 60:
+            return cached[0]
+        try:
+            response = _session().post(
+                f"{base}/admin/oauth/access_token",
+                data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+                headers={"Accept": "application/json"},
+                timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")),
+            )
+        except requests.RequestException as err:
+            raise ConnectorError(f"Shopify could not be reached at {base}: {type(err).__name__}: {err}") from err
+        if response.status_code != 200:
+            raise ConnectorError(
+                f"Shopify refused the app's client_id and client_secret ({response.status_code}: "
+                f"{response.text[:200]}): the app must be installed on this shop and belong to the shop's "
+                "organization."
+            )
+        try:
+            body = response.json()
+            token, lifetime = str(body["access_token"]), float(body.get("expires_in") or 86399)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConnectorError(f"Shopify's token answer is unreadable: {response.text[:200]!r}") from err
+        _tokens[key] = (token, time.time() + lifetime)
+        return token
 
 
 def _http_problem(status: int, base: str, version: str, text: str) -> str:
     if status == 401:
         return (
             "Shopify refused the access token (401): set credentials.access_token to the Admin API access token "
-            "of the app installed on this shop."
+            "of the app installed on this shop (or client_id and client_secret of a Dev Dashboard app)."
         )
     if status == 403:
         return (

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from graphql import (
     DocumentNode,
@@ -318,6 +318,9 @@ class ShopifyFake:
         self,
         *,
         access_token: str = "shpat_fake_token",
+        client_id: str = "",  # a Dev Dashboard app: tokens by the client credentials grant
+        client_secret: str = "",
+        token_ttl_s: float = 86399.0,
         shop_name: str = "Stockroom Test Shop",
         domain: str = "stockroom-test.myshopify.com",
         maximum_available: float = 2000.0,
@@ -330,6 +333,8 @@ class ShopifyFake:
         port: int = 0,
     ) -> None:
         self.access_token, self.shop_name, self.domain = access_token, shop_name, domain
+        self.client_id, self.client_secret, self.token_ttl_s = client_id, client_secret, token_ttl_s
+        self.issued_tokens: dict[str, float] = {}  # token -> expiry (time.time())
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.shop_tz = timezone(timedelta(minutes=utc_offset_minutes))
         self.search_lag_s = search_lag_s
@@ -1048,12 +1053,16 @@ class ShopifyFake:
                     status, answer = fake.control(path, body)
                     self._reply(status, answer)
                     return
+                if path == "/admin/oauth/access_token":
+                    status, answer = fake.grant_token(body, self.headers.get("Content-Type", ""))
+                    self._reply(status, answer)
+                    return
                 match = graphql_path.match(path)
                 if match is None:
                     self._reply(404, {"errors": "Not Found"})
                     return
                 version = {"X-Shopify-API-Version": match["version"]}
-                if not hmac.compare_digest(self.headers.get("X-Shopify-Access-Token", ""), fake.access_token):
+                if not fake.token_valid(self.headers.get("X-Shopify-Access-Token", "")):
                     with fake.lock:
                         fake.unauthorized += 1
                     fake._record(status=401)
@@ -1088,6 +1097,43 @@ class ShopifyFake:
                 self._reply(200, answer, version)
 
         return Handler
+
+    # --- authentication ----------------------------------------------------------------------
+
+    def token_valid(self, token: str) -> bool:
+        if token and self.access_token and hmac.compare_digest(token, self.access_token):
+            return True
+        with self.lock:
+            expiry = self.issued_tokens.get(token)
+        return expiry is not None and expiry > time.time()
+
+    def grant_token(self, raw: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        """The client credentials grant: the app's id and secret for a token that lives ``token_ttl_s``."""
+        if "json" in content_type:
+            try:
+                form = {k: str(v) for k, v in json.loads(raw or b"{}").items()}
+            except (ValueError, AttributeError):
+                form = {}
+        else:
+            form = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": "grant_type must be client_credentials",
+            }
+        if not self.client_id or not (
+            hmac.compare_digest(form.get("client_id", ""), self.client_id)
+            and hmac.compare_digest(form.get("client_secret", ""), self.client_secret)
+        ):
+            return 400, {"error": "invalid_client", "error_description": "Client credentials are invalid"}
+        token = f"shpat_{uuid.uuid4().hex}"
+        with self.lock:
+            self.issued_tokens[token] = time.time() + self.token_ttl_s
+        return 200, {
+            "access_token": token,
+            "scope": "read_inventory,write_inventory,read_orders,read_locations",
+            "expires_in": int(self.token_ttl_s),
+        }
 
     # --- the control API of the standalone fake (loopback only) ---------------------------
 

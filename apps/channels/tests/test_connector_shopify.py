@@ -593,3 +593,43 @@ def test_the_fake_runs_standalone_with_its_control_api():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- Dev Dashboard apps: tokens by the client credentials grant ------------------------------------
+
+
+def dev_dashboard_ref(fake: ShopifyFake, secret: str = "app-secret") -> ChannelRef:
+    return ChannelRef(
+        id=1,
+        code="web",
+        settings={"shop_url": fake.url, "api_version": "2026-07", "location_id": fake.location_id},
+        credentials={"client_id": "app-id", "client_secret": secret},
+    )
+
+
+def test_a_dev_dashboard_app_gets_its_token_with_the_client_credentials_and_renews_it(fakes, receiver):
+    shop = fakes(access_token="", client_id="app-id", client_secret="app-secret", webhook_url=receiver.url)
+    shop.webhook_secret = "app-secret"  # Shopify signs a Dev Dashboard app's webhooks with its client secret
+    a = shop.add_item("A", 3)
+    channel = dev_dashboard_ref(shop)
+    assert connector.push(channel, [update(1, a, 4, 3)]).accepted == [1]
+    assert len(shop.issued_tokens) == 1
+    shop.issued_tokens = dict.fromkeys(shop.issued_tokens, 0.0)  # Shopify expired it before we expected
+    assert connector.push(channel, [update(1, a, 5, 4)]).accepted == [1]
+    assert len(shop.issued_tokens) == 2 and shop.available(a) == 5
+    shop.create_order([("A", 1)])
+    assert connector.webhook(channel, *receiver.deliveries[0]) is not None
+
+
+def test_wrong_client_credentials_are_a_connector_error_that_says_so(fakes):
+    shop = fakes(access_token="", client_id="app-id", client_secret="app-secret")
+    with pytest.raises(ConnectorError, match="client_id and client_secret"):
+        connector.test_connection(dev_dashboard_ref(shop, secret="wrong"))
+
+
+def test_credentials_take_a_token_or_a_dev_dashboard_apps_id_and_secret():
+    assert ShopifyCredentials(data={"client_id": "i", "client_secret": "s"}).is_valid()
+    assert not ShopifyCredentials(data={"client_id": "i"}).is_valid()
+    assert not ShopifyCredentials(data={"access_token": " ", "webhook_secret": "s"}).is_valid()
+    token = ShopifyCredentials(data={"access_token": "shpat_x", "webhook_secret": "s", "client_id": ""})
+    assert token.is_valid() and token.validated_data == {"access_token": "shpat_x", "webhook_secret": "s"}
