@@ -633,3 +633,21 @@ def test_credentials_take_a_token_or_a_dev_dashboard_apps_id_and_secret():
     assert not ShopifyCredentials(data={"access_token": " ", "webhook_secret": "s"}).is_valid()
     token = ShopifyCredentials(data={"access_token": "shpat_x", "webhook_secret": "s", "client_id": ""})
     assert token.is_valid() and token.validated_data == {"access_token": "shpat_x", "webhook_secret": "s"}
+
+
+def test_the_documented_webhook_check_accepts_the_fakes_deliveries_and_refuses_forged_ones(fakes, receiver):
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "connectors" / "shopify.md"
+    snippet = re.search(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert snippet is not None
+    scope: dict[str, Any] = {}
+    exec(snippet.group(1), scope)  # the reader's own code, as printed
+    shop = fakes(webhook_url=receiver.url)
+    shop.add_item("A", 1)
+    shop.create_order([("A", 1)])
+    headers, body = receiver.deliveries[0]
+    assert scope["webhook_is_from_shopify"](body, headers["X-Shopify-Hmac-Sha256"], SECRET)
+    assert not scope["webhook_is_from_shopify"](body + b" ", headers["X-Shopify-Hmac-Sha256"], SECRET)
+    assert "/api/v1/channels/<code>/webhooks/shopify/" in doc.read_text()
