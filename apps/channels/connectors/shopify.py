@@ -452,7 +452,7 @@ class ShopifyConnector(Connector):
                     result.failed[update.listing_id] = f"THROTTLED by Shopify for {wait:.1f} s."
                 break
             if answer.errors:
-                if result.requests == 1 and not result.failed:
+                if result.requests == 1:  # the first request: nothing was set, all of the push fails
                     raise ConnectorError(f"Shopify refused the quantities: {answer.error_text()}")
                 for update in chunk:
                     result.failed[update.listing_id] = answer.error_text()
