@@ -1,22 +1,4 @@
-"""A Shopify store on loopback: the slice of the GraphQL Admin API that Stockroom speaks, and order webhooks.
-
-``POST {url}/admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``, answered by a real
-GraphQL executor over a subset of the Admin schema (so a misspelt field fails here as it would at
-Shopify), under Shopify's cost model: every request's requested cost must fit the leaky bucket
-(``maximumAvailable`` points, refilled at ``restoreRate`` per second) or it is refused with a
-``THROTTLED`` error; a single request may not ask for more than 1000 points; the difference between
-requested and actual cost is refunded; ``extensions.cost`` reports it all. Supported: ``shop``,
-``location``, ``nodes`` / ``inventoryItem`` (levels and quantities at a location), ``orders`` (search
-``updated_at:>=…``, sort, cursor pagination) and the mutation ``inventorySetQuantities`` as of
-2026-04+: ``changeFromQuantity`` must be given for every quantity (null opts out of the compare), the
-``@idempotent(key:)`` directive is required, and one bad quantity refuses the whole mutation with
-``userErrors`` naming its index (``CHANGE_FROM_QUANTITY_STALE``, ``INVALID_INVENTORY_ITEM`` ...).
-A wrong token gets 401. Orders created, updated or cancelled here (as a shopper or the merchant
-would) move the ``available`` quantity like Shopify does and are sent as signed REST-shaped
-webhooks (``X-Shopify-Hmac-Sha256``, ``X-Shopify-Topic``, ``X-Shopify-Webhook-Id``) to
-``webhook_url``. Used in-process (``ShopifyFake(...).start()``) or as ``manage.py fake_shopify``,
-which adds a small control API under ``/_fake/``.
-"""
+"""The fake store: its items, locations, orders and webhooks, the HTTP server and the GraphQL resolvers."""
 
 from __future__ import annotations
 
@@ -39,192 +21,35 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from graphql import (
-    DocumentNode,
-    FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    GraphQLList,
-    GraphQLNonNull,
     GraphQLSchema,
-    InlineFragmentNode,
-    OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
     build_schema,
     execute,
-    get_named_type,
-    is_leaf_type,
     parse,
     validate,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
-from graphql.type.definition import GraphQLInterfaceType, GraphQLObjectType
+from graphql.execution.values import get_variable_values
+from graphql.type.definition import GraphQLInterfaceType
 
-# The slice of the Admin API schema (2026-07) that Stockroom uses, with Shopify's names and types.
-SCHEMA_SDL = """
-directive @idempotent(key: String!) on FIELD
-
-scalar DateTime
-scalar UnsignedInt64
-scalar URL
-
-interface Node { id: ID! }
-
-type Shop { id: ID! name: String! myshopifyDomain: String! currencyCode: String! url: URL! }
-
-type Location implements Node { id: ID! legacyResourceId: UnsignedInt64! name: String! isActive: Boolean! }
-
-type InventoryQuantity { id: ID! name: String! quantity: Int! updatedAt: DateTime }
-
-type InventoryLevel implements Node {
-  id: ID!
-  location: Location!
-  item: InventoryItem!
-  quantities(names: [String!]!): [InventoryQuantity!]!
-  updatedAt: DateTime!
-}
-
-type InventoryItem implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  sku: String
-  tracked: Boolean!
-  inventoryLevel(locationId: ID!): InventoryLevel
-  variant: ProductVariant!
-}
-
-type ProductVariant implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  sku: String
-  inventoryItem: InventoryItem!
-}
-
-type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
-
-type LineItem {
-  id: ID!
-  sku: String
-  name: String!
-  quantity: Int!
-  currentQuantity: Int!
-  unfulfilledQuantity: Int!
-  variant: ProductVariant
-}
-type LineItemEdge { cursor: String! node: LineItem! }
-type LineItemConnection { edges: [LineItemEdge!]! nodes: [LineItem!]! pageInfo: PageInfo! }
-
-enum OrderDisplayFulfillmentStatus {
-  FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED
-  REQUEST_DECLINED
-}
-enum OrderDisplayFinancialStatus {
-  AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED
-}
-enum OrderSortKeys { CREATED_AT ID NUMBER PROCESSED_AT UPDATED_AT }
-
-type Order implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  name: String!
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  cancelledAt: DateTime
-  closed: Boolean!
-  displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
-  displayFinancialStatus: OrderDisplayFinancialStatus
-  lineItems(first: Int, after: String, last: Int, before: String): LineItemConnection!
-}
-type OrderEdge { cursor: String! node: Order! }
-type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
-
-type QueryRoot {
-  shop: Shop!
-  location(id: ID): Location
-  node(id: ID!): Node
-  nodes(ids: [ID!]!): [Node]!
-  inventoryItem(id: ID!): InventoryItem
-  order(id: ID!): Order
-  orders(
-    first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys, reverse: Boolean
-  ): OrderConnection!
-}
-
-input InventoryQuantityInput {
-  inventoryItemId: ID!
-  locationId: ID!
-  quantity: Int!
-  changeFromQuantity: Int
-  compareQuantity: Int
-}
-input InventorySetQuantitiesInput {
-  name: String!
-  reason: String!
-  referenceDocumentUri: String
-  quantities: [InventoryQuantityInput!]!
-  ignoreCompareQuantity: Boolean
-}
-enum InventorySetQuantitiesUserErrorCode {
-  CHANGE_FROM_QUANTITY_STALE COMPARE_QUANTITY_REQUIRED COMPARE_QUANTITY_STALE IDEMPOTENCY_CONCURRENT_REQUEST
-  IDEMPOTENCY_KEY_PARAMETER_MISMATCH IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED INVALID_INVENTORY_ITEM INVALID_LOCATION
-  INVALID_NAME INVALID_QUANTITY_NEGATIVE INVALID_QUANTITY_TOO_HIGH INVALID_QUANTITY_TOO_LOW INVALID_REASON
-  INVALID_REFERENCE_DOCUMENT ITEM_NOT_STOCKED_AT_LOCATION NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR
-  NON_MUTABLE_INVENTORY_ITEM
-}
-type InventorySetQuantitiesUserError { code: InventorySetQuantitiesUserErrorCode field: [String!] message: String! }
-type InventoryChange {
-  name: String!
-  delta: Int!
-  quantityAfterChange: Int
-  item: InventoryItem
-  location: Location
-}
-type InventoryAdjustmentGroup {
-  id: ID!
-  createdAt: DateTime!
-  reason: String!
-  referenceDocumentUri: String
-  changes(inventoryItemIds: [ID!], locationIds: [ID!], quantityNames: [String!]): [InventoryChange!]!
-}
-type InventorySetQuantitiesPayload {
-  inventoryAdjustmentGroup: InventoryAdjustmentGroup
-  userErrors: [InventorySetQuantitiesUserError!]!
-}
-
-type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }
-
-schema { query: QueryRoot mutation: Mutation }
-"""
-
-SINGLE_QUERY_MAX_COST = 1000  # Shopify refuses a request that asks for more, whatever the bucket holds
-MUTATION_COST = 10
-MAX_INPUT_ARRAY = 250  # "Input arguments that accept an array have a maximum size of 250"
-INVALID_TOKEN_BODY = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
-# InventorySetQuantitiesInput.reason: the documented reasons.
-REASONS = frozenset(
-    {
-        "correction",
-        "cycle_count_available",
-        "damaged",
-        "movement_created",
-        "movement_updated",
-        "movement_received",
-        "movement_canceled",
-        "other",
-        "promotion",
-        "quality_control",
-        "received",
-        "reservation_created",
-        "reservation_deleted",
-        "reservation_updated",
-        "restock",
-        "safety_stock",
-        "shrinkage",
-    }
+from apps.channels.fakes.shopify.api import (
+    GID,
+    INVALID_TOKEN_BODY,
+    MAX_INPUT_ARRAY,
+    REASONS,
+    SCHEMA_SDL,
+    SEARCH_TERM,
+    SINGLE_QUERY_MAX_COST,
+    Costing,
+    connection,
+    cursor_value,
+    graphql_error,
+    idempotency_key,
+    make_cursor,
+    operation_of,
+    user_error,
 )
-_GID = re.compile(r"^gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>\d+)$")
-_SEARCH_TERM = re.compile(r"(?P<field>updated_at|created_at):(?P<op>>=|<=|>|<)?(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
 
 
 def gid(kind: str, number: int) -> str:
@@ -232,7 +57,7 @@ def gid(kind: str, number: int) -> str:
 
 
 def parse_gid(value: str, kind: str) -> int | None:
-    match = _GID.match(value or "")
+    match = GID.match(value or "")
     if match is None or match["type"] != kind:
         return None
     return int(match["id"])
@@ -644,20 +469,20 @@ class ShopifyFake:
         try:
             document = parse(query)
         except GraphQLError as err:
-            return {"errors": [_error(err)]}
+            return {"errors": [graphql_error(err)]}
         problems = validate(self.schema, document)
         if problems:
-            return {"errors": [_error(err) for err in problems]}
-        operation = _operation(document, payload.get("operationName"))
+            return {"errors": [graphql_error(err) for err in problems]}
+        operation = operation_of(document, payload.get("operationName"))
         if operation is None:
             return {"errors": [{"message": "No operation given", "extensions": {"code": "BAD_REQUEST"}}]}
         coerced = get_variable_values(self.schema, operation.variable_definitions or [], payload.get("variables") or {})
         if isinstance(coerced, list):
-            return {"errors": [_error(err) for err in coerced]}
+            return {"errors": [graphql_error(err) for err in coerced]}
         root = self.schema.mutation_type if operation.operation == OperationType.MUTATION else self.schema.query_type
         assert root is not None
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        costing = _Costing(self.schema, coerced, fragments)
+        costing = Costing(self.schema, coerced, fragments)
         requested = costing.cost(operation.selection_set, root, None, mutation=root is self.schema.mutation_type)
         with self.lock:
             self.bucket.refill()
@@ -700,7 +525,7 @@ class ShopifyFake:
             self.bucket.available = min(self.bucket.maximum, self.bucket.available + max(0, requested - actual))
             body: dict[str, Any] = {"data": data}
             if result.errors:  # type: ignore[union-attr]
-                body["errors"] = [_error(err) for err in result.errors]  # type: ignore[union-attr]
+                body["errors"] = [graphql_error(err) for err in result.errors]  # type: ignore[union-attr]
             body["extensions"] = self._cost_extension(requested, actual)
             return body
 
@@ -777,14 +602,14 @@ class ShopifyFake:
         fake = self
 
         def line_items(_info: Any, first: int | None = None, after: str | None = None, **_: Any) -> dict[str, Any]:
-            start = int(_cursor_value(after).get("index", -1)) + 1 if after else 0
+            start = int(cursor_value(after).get("index", -1)) + 1 if after else 0
             count = min(first or 50, 250)
             window = order.lines[start : start + count]
             edges = [
-                {"cursor": _cursor({"index": start + n}), "node": fake.line_node(order, line)}
+                {"cursor": make_cursor({"index": start + n}), "node": fake.line_node(order, line)}
                 for n, line in enumerate(window)
             ]
-            return _connection(edges, has_next=start + count < len(order.lines), has_previous=start > 0)
+            return connection(edges, has_next=start + count < len(order.lines), has_previous=start > 0)
 
         fulfillment = _order_fulfillment(order)
         return {
@@ -817,7 +642,7 @@ class ShopifyFake:
         }
 
     def node_for(self, value: str) -> dict[str, Any] | None:
-        match = _GID.match(value or "")
+        match = GID.match(value or "")
         if match is None:
             raise GraphQLError(f"Invalid global id '{value}'", extensions={"code": "argumentLiteralsIncompatible"})
         number = int(match["id"])
@@ -848,18 +673,20 @@ class ShopifyFake:
 
         orders.sort(key=sort_value, reverse=reverse)
         if after:
-            mark = _cursor_value(after)
+            mark = cursor_value(after)
             last = (str(mark.get("last_value", "")), int(mark.get("last_id", 0)))
             orders = [o for o in orders if (sort_value(o) < last if reverse else sort_value(o) > last)]
         window = orders[:first]
         edges = []
         for order in window:
             value, number = sort_value(order)
-            edges.append({"cursor": _cursor({"last_id": number, "last_value": value}), "node": self.order_node(order)})
-        return _connection(edges, has_next=len(orders) > first, has_previous=bool(after))
+            edges.append(
+                {"cursor": make_cursor({"last_id": number, "last_value": value}), "node": self.order_node(order)}
+            )
+        return connection(edges, has_next=len(orders) > first, has_previous=bool(after))
 
     def set_quantities(self, info: Any, payload: dict[str, Any]) -> dict[str, Any]:
-        key = _idempotency_key(info)
+        key = idempotency_key(info)
         if key is None:
             raise GraphQLError(
                 "The @idempotent directive is required for this mutation but was not provided.",
@@ -901,12 +728,12 @@ class ShopifyFake:
         errors: list[dict[str, Any]] = []
         if name not in ("available", "on_hand"):
             errors.append(
-                _user_error(
+                user_error(
                     "INVALID_NAME", ["input", "name"], "The quantity name must be either 'available' or 'on_hand'."
                 )
             )
         if reason not in REASONS:
-            errors.append(_user_error("INVALID_REASON", ["input", "reason"], "The specified reason is invalid."))
+            errors.append(user_error("INVALID_REASON", ["input", "reason"], "The specified reason is invalid."))
         seen: set[tuple[int, int]] = set()
         plan: list[tuple[FakeItem, int, int]] = []
         for index, quantity in enumerate(payload["quantities"]):
@@ -915,7 +742,7 @@ class ShopifyFake:
             location = parse_gid(quantity["locationId"], "Location")
             if item is None:
                 errors.append(
-                    _user_error(
+                    user_error(
                         "INVALID_INVENTORY_ITEM",
                         [*path, "inventoryItemId"],
                         "The specified inventory item could not be found.",
@@ -924,12 +751,12 @@ class ShopifyFake:
                 continue
             if location is None or location not in self.locations:
                 errors.append(
-                    _user_error("INVALID_LOCATION", [*path, "locationId"], "The specified location could not be found.")
+                    user_error("INVALID_LOCATION", [*path, "locationId"], "The specified location could not be found.")
                 )
                 continue
             if location not in item.available:
                 errors.append(
-                    _user_error(
+                    user_error(
                         "ITEM_NOT_STOCKED_AT_LOCATION",
                         [*path, "locationId"],
                         "The specified inventory item is not stocked at the location.",
@@ -938,7 +765,7 @@ class ShopifyFake:
                 continue
             if (item.id, location) in seen:
                 errors.append(
-                    _user_error(
+                    user_error(
                         "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
                         [*path, "inventoryItemId"],
                         "The combination of inventoryItemId and locationId must be unique.",
@@ -949,7 +776,7 @@ class ShopifyFake:
             target = int(quantity["quantity"])
             if target > 1_000_000_000:
                 errors.append(
-                    _user_error(
+                    user_error(
                         "INVALID_QUANTITY_TOO_HIGH",
                         [*path, "quantity"],
                         "The quantity can't be higher than 1,000,000,000.",
@@ -957,7 +784,7 @@ class ShopifyFake:
                 )
                 continue
             if target < -1_000_000_000 or (name == "on_hand" and target < 0):
-                errors.append(_user_error("INVALID_QUANTITY_TOO_LOW", [*path, "quantity"], "The quantity is too low."))
+                errors.append(user_error("INVALID_QUANTITY_TOO_LOW", [*path, "quantity"], "The quantity is too low."))
                 continue
             current = (
                 item.available[location] if name == "available" else item.available[location] + item.committed[location]
@@ -965,7 +792,7 @@ class ShopifyFake:
             expected = quantity["changeFromQuantity"]
             if expected is not None and int(expected) != current:
                 errors.append(
-                    _user_error(
+                    user_error(
                         "CHANGE_FROM_QUANTITY_STALE",
                         [*path, "changeFromQuantity"],
                         "The changeFromQuantity value does not match persisted value.",
@@ -1235,147 +1062,10 @@ class _Root:
         return self.fake.set_quantities(info, input)
 
 
-class _Costing:
-    """Shopify's calculated query cost: objects 1, scalars and enums 0, connections 2 + one per requested
-    node (times the node's own cost), a mutation 10; with ``data``, the actual cost of what was returned."""
-
-    def __init__(self, schema: GraphQLSchema, variables: Any, fragments: dict[str, FragmentDefinitionNode]):
-        self.schema, self.variables, self.fragments = schema, variables, fragments
-
-    def cost(self, selection: SelectionSetNode | None, parent: Any, data: Any, *, mutation: bool = False) -> int:
-        if selection is None:
-            return 0
-        total, fragment_costs = 0, [0]
-        for node in selection.selections:
-            if isinstance(node, InlineFragmentNode):
-                typed = self.schema.type_map.get(node.type_condition.name.value) if node.type_condition else parent
-                fragment_costs.append(self.cost(node.selection_set, typed, data))
-            elif isinstance(node, FragmentSpreadNode):
-                fragment = self.fragments[node.name.value]
-                fragment_costs.append(
-                    self.cost(
-                        fragment.selection_set, self.schema.type_map.get(fragment.type_condition.name.value), data
-                    )
-                )
-            elif isinstance(node, FieldNode):
-                total += self._field(node, parent, data, mutation)
-        return total + max(fragment_costs)
-
-    def _field(self, node: FieldNode, parent: Any, data: Any, mutation: bool) -> int:
-        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType) or node.name.value.startswith("__"):
-            return 0
-        definition = parent.fields.get(node.name.value)
-        if definition is None:
-            return 0
-        named = get_named_type(definition.type)
-        if is_leaf_type(named):
-            return 0
-        key = node.alias.value if node.alias else node.name.value
-        value = data.get(key) if isinstance(data, dict) else None
-        static = data is None
-        args = get_argument_values(definition, node, self.variables)
-        if mutation:
-            return MUTATION_COST + self.cost(node.selection_set, named, value if not static else None)
-        if named.name.endswith("Connection"):
-            return 2 + self._connection(node, named, args, value, static)
-        inner = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
-        if isinstance(inner, GraphQLList):
-            if static:
-                count = len(args.get("ids") or args.get("names") or [None])
-                return count * (1 + self.cost(node.selection_set, named, None))
-            return sum(
-                1 + self.cost(node.selection_set, named, element) for element in value or [] if element is not None
-            )
-        if static:
-            return 1 + self.cost(node.selection_set, named, None)
-        return 0 if value is None else 1 + self.cost(node.selection_set, named, value)
-
-    def _connection(self, node: FieldNode, connection: Any, args: dict[str, Any], value: Any, static: bool) -> int:
-        edge_type = connection.fields["edges"].type
-        node_type = get_named_type(get_named_type(edge_type).fields["node"].type)
-        per_item: list[int] = []
-        items: list[Any] = []
-        for child in node.selection_set.selections if node.selection_set else []:
-            if not isinstance(child, FieldNode):
-                continue
-            name = child.name.value
-            key = child.alias.value if child.alias else name
-            if name == "nodes":
-                members = [None] if static else list((value or {}).get(key) or [])
-                per_item.append(max((1 + self.cost(child.selection_set, node_type, m) for m in members), default=0))
-                items = items or members
-            elif name == "edges":
-                edges = [None] if static else list((value or {}).get(key) or [])
-                for sub in child.selection_set.selections if child.selection_set else []:
-                    if isinstance(sub, FieldNode) and sub.name.value == "node":
-                        sub_key = sub.alias.value if sub.alias else "node"
-                        members = [None if static else (e or {}).get(sub_key) for e in edges]
-                        per_item.append(
-                            max((1 + self.cost(sub.selection_set, node_type, m) for m in members), default=0)
-                        )
-                items = items or edges
-        each = max(per_item, default=0)
-        count = int(args.get("first") or args.get("last") or 0) if static else len(items)
-        return count * each
-
-
-def _idempotency_key(info: Any) -> str | None:
-    definition = info.schema.get_directive("idempotent")
-    for directive in info.field_nodes[0].directives or []:
-        if directive.name.value == "idempotent":
-            key = get_argument_values(definition, directive, info.variable_values).get("key")
-            return str(key) if key else None
-    return None
-
-
-def _user_error(code: str, path: list[str], message: str) -> dict[str, Any]:
-    return {"code": code, "field": path, "message": message}
-
-
-def _error(err: GraphQLError) -> dict[str, Any]:
-    formatted = dict(err.formatted)
-    formatted.setdefault("extensions", {"code": "GRAPHQL_VALIDATION_FAILED"} if not err.path else {})
-    return formatted
-
-
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name:
-        return next((o for o in operations if o.name and o.name.value == name), None)
-    return operations[0] if len(operations) == 1 else None
-
-
-def _cursor(value: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
-
-
-def _cursor_value(cursor: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.b64decode(cursor or ""))
-    except ValueError:
-        raise GraphQLError("Invalid cursor", extensions={"code": "BAD_REQUEST"}) from None
-    if not isinstance(value, dict):
-        raise GraphQLError("Invalid cursor", extensions={"code": "BAD_REQUEST"})
-    return value
-
-
-def _connection(edges: list[dict[str, Any]], *, has_next: bool, has_previous: bool) -> dict[str, Any]:
-    return {
-        "edges": edges,
-        "nodes": [edge["node"] for edge in edges],
-        "pageInfo": {
-            "hasNextPage": has_next,
-            "hasPreviousPage": has_previous,
-            "startCursor": edges[0]["cursor"] if edges else None,
-            "endCursor": edges[-1]["cursor"] if edges else None,
-        },
-    }
-
-
 def _matches(order: FakeOrder, query: str) -> bool:
     """Shopify's search syntax, as far as the connector uses it: ``updated_at:>=…`` and friends, ANDed.
     Timestamps compare at whole seconds, as Shopify's search index stores them."""
-    for term in _SEARCH_TERM.finditer(query):
+    for term in SEARCH_TERM.finditer(query):
         raw = term["value"].strip("'\"")
         try:
             bound = datetime.fromisoformat(raw.replace("Z", "+00:00"))
