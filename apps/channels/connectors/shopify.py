@@ -72,6 +72,7 @@ STALE_CODES = ("CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE")
 # Requested costs, for waiting before a request rather than after a refusal (Shopify charges the
 # requested cost up front and refunds the difference).
 MUTATION_COST = 12
+SHORT_WAIT_S = 0.5  # a wait for the budget this short is slept through rather than handed back to the engine
 ORDERS_PAGE_COST = 2 + ORDERS_PAGE * (1 + 2 + LINE_ITEMS_PAGE * 3)
 
 SET_QUANTITIES = """
@@ -413,10 +414,12 @@ class ShopifyConnector(Connector):
                 pending.append(update)
         if not pending:
             return result
+        refused_here = len(result.failed)
         budget = _Budget(channel)
         wait = budget.wait_for(MUTATION_COST)
-        if wait > 0:  # it would be THROTTLED: nothing is sent, the engine waits and tries the batch again
+        if wait > SHORT_WAIT_S:  # it would be THROTTLED: nothing is sent, the engine waits and tries the batch again
             return PushResult(throttled_for=wait)
+        time.sleep(wait)
         stale: list[QuantityUpdate] = []
         last: _Answer | None = None
         while pending:
@@ -442,7 +445,7 @@ class ShopifyConnector(Connector):
             budget.record(answer.throttle)
             if answer.throttled:
                 wait = answer.wait_for(answer.requested or MUTATION_COST)
-                if not result.accepted and not result.failed and not stale:
+                if not result.accepted and not stale and len(result.failed) == refused_here:  # nothing happened yet
                     return PushResult(throttled_for=wait, requests=result.requests)
                 if wait <= float(sync_setting("SYNC_INLINE_WAIT_S")):
                     time.sleep(wait)

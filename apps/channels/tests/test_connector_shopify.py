@@ -213,6 +213,13 @@ def test_a_throttled_answer_returns_the_wait_computed_from_the_cost(fakes):
     assert not result.accepted and not result.failed
 
 
+def test_an_http_429_throttles_the_push_for_its_retry_after(shop):
+    a = shop.add_item("A", 1)
+    shop.down_status, shop.down_remaining = 429, 1
+    result = connector.push(ref(shop), [update(1, a, 2, 1)])
+    assert result.throttled_for == 1.0 and not result.accepted and shop.available(a) == 1
+
+
 def test_a_bad_token_is_a_connector_error_that_says_what_to_fix(shop):
     a = shop.add_item("A", 1)
     bad = ref(shop, access_token="shpat_wrong")
