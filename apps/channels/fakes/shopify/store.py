@@ -185,6 +185,10 @@ class ShopifyFake:
         self.down_status: int | None = None
         self.down_remaining = 0
         self.drop_webhooks = False
+        # A slow shop: each inventorySetQuantities waits this long before it runs (it runs even if the caller
+        # has gone, as Shopify's would); request_arrived is set when one comes in.
+        self.delay_s = 0.0
+        self.request_arrived = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -910,6 +914,10 @@ class ShopifyFake:
                     fake._record(status=400)
                     self._reply(400, {"errors": {"query": "Required parameter missing or invalid"}}, version)
                     return
+                if "inventorySetQuantities" in str(payload.get("query")):
+                    fake.request_arrived.set()
+                    if fake.delay_s:
+                        time.sleep(fake.delay_s)
                 answer = fake.graphql(payload)
                 codes = [((e.get("extensions") or {}).get("code")) for e in answer.get("errors") or []]
                 cost = (answer.get("extensions") or {}).get("cost") or {}
