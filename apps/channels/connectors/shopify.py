@@ -123,12 +123,16 @@ query StockroomOrderLines($id: ID!, $after: String) {{
 }}
 """
 
-SHOP_AND_LOCATION = """
-query StockroomConnection($locationId: ID!) {
-  shop { name myshopifyDomain }
-  location(id: $locationId) { id name isActive }
-}
+SHOP_AND_SCOPES = """
+query StockroomConnection { shop { name myshopifyDomain } currentAppInstallation { accessScopes { handle } } }
 """
+
+LOCATION = """
+query StockroomLocation($locationId: ID!) { location(id: $locationId) { id name isActive } }
+"""
+
+# What the connector's requests need (write_x grants read_x).
+REQUIRED_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders")
 
 
 class ShopifySettings(serializers.Serializer):
@@ -265,6 +269,7 @@ class _Answer:
         self.requested = float(cost.get("requestedQueryCost") or 0)
         self.throttle: dict[str, Any] = cost.get("throttleStatus") or {}
         self.retry_after: float | None = None  # an HTTP 429's Retry-After, which then decides the wait
+        self.version = ""  # the API version Shopify answered with (X-Shopify-API-Version)
 
     @property
     def throttled(self) -> bool:
@@ -631,11 +636,20 @@ class ShopifyConnector(Connector):
     # --- set-up --------------------------------------------------------------------------
 
     def test_connection(self, channel: ChannelRef) -> str:
-        location = str(channel.settings.get("location_id") or "")
-        answer = self._read(channel, SHOP_AND_LOCATION, {"locationId": location}, cost=2)
+        answer = self._read(channel, SHOP_AND_SCOPES, {}, cost=3)
         shop = answer.data.get("shop") or {}
-        found = answer.data.get("location")
         name = f"{shop.get('name', '?')} ({shop.get('myshopifyDomain', '?')})"
+        installed = (answer.data.get("currentAppInstallation") or {}).get("accessScopes") or []
+        granted = {str(scope.get("handle")) for scope in installed}
+        granted |= {"read_" + g.removeprefix("write_") for g in granted if g.startswith("write_")}
+        missing = [scope for scope in REQUIRED_SCOPES if scope not in granted]
+        if missing:
+            raise ConnectorError(
+                f"Connected to {name}, but the app lacks the access scopes {', '.join(missing)}: add them to the "
+                "app's configuration and install the new version on the shop."
+            )
+        location = str(channel.settings.get("location_id") or "")
+        found = self._read(channel, LOCATION, {"locationId": location}, cost=1).data.get("location")
         if not found:
             raise ConnectorError(
                 f"Connected to {name}, but it has no location {location}: copy the id of the location whose stock "
@@ -643,7 +657,14 @@ class ShopifyConnector(Connector):
             )
         if not found.get("isActive", True):
             raise ConnectorError(f"Connected to {name}, but its location {found.get('name')} is deactivated.")
-        return f"Connected to {name}; Stockroom sets the available quantity at {found.get('name')}."
+        line = f"Connected to {name}; Stockroom sets the available quantity at {found.get('name')}."
+        wanted = str(channel.settings.get("api_version") or settings.SHOPIFY_API_VERSION)
+        if answer.version and answer.version != wanted:
+            line += (
+                f" Shopify no longer serves API version {wanted} and answered with {answer.version}: "
+                "Stockroom needs an update."
+            )
+        return line
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -696,7 +717,9 @@ class ShopifyConnector(Connector):
                 raise ConnectorError(
                     f"Shopify answered something that is not a GraphQL answer: {response.text[:200]!r}"
                 )
-            return _Answer(body)
+            answer = _Answer(body)
+            answer.version = response.headers.get("X-Shopify-API-Version", "")
+            return answer
         if status == 429:  # the shop-wide request limit (not the cost model): Retry-After says how long
             try:
                 wait = float(response.headers.get("Retry-After") or 1.0)

@@ -658,3 +658,19 @@ def test_the_documented_webhook_check_accepts_the_fakes_deliveries_and_refuses_f
     assert scope["webhook_is_from_shopify"](body, headers["X-Shopify-Hmac-Sha256"], SECRET)
     assert not scope["webhook_is_from_shopify"](body + b" ", headers["X-Shopify-Hmac-Sha256"], SECRET)
     assert "/api/v1/channels/<code>/webhooks/shopify/" in doc.read_text()
+
+
+def test_test_connection_names_missing_access_scopes(fakes):
+    shop = fakes(scopes=["read_inventory", "read_locations"])
+    with pytest.raises(ConnectorError, match="lacks the access scopes write_inventory, read_orders"):
+        connector.test_connection(ref(shop))
+    a = shop.add_item("A", 1)
+    with pytest.raises(ConnectorError, match="ACCESS_DENIED"):
+        connector.push(ref(shop), [update(1, a, 2, 1)])
+    assert shop.available(a) == 1
+
+
+def test_test_connection_warns_when_shopify_no_longer_serves_the_pinned_version(fakes):
+    shop = fakes(api_versions=["2027-01", "2027-04"])
+    line = connector.test_connection(ref(shop))
+    assert "no longer serves API version 2026-07" in line and "2027-01" in line

@@ -103,8 +103,12 @@ type Order implements Node {
 type OrderEdge { cursor: String! node: Order! }
 type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
 
+type AccessScope { handle: String! description: String! }
+type AppInstallation { id: ID! accessScopes: [AccessScope!]! }
+
 type QueryRoot {
   shop: Shop!
+  currentAppInstallation: AppInstallation!
   location(id: ID): Location
   node(id: ID!): Node
   nodes(ids: [ID!]!): [Node]!
@@ -161,6 +165,7 @@ type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): Inv
 schema { query: QueryRoot mutation: Mutation }
 """
 
+DEFAULT_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders", "read_products")
 SINGLE_QUERY_MAX_COST = 1000  # Shopify refuses a request that asks for more, whatever the bucket holds
 MUTATION_COST = 10
 MAX_INPUT_ARRAY = 250  # "Input arguments that accept an array have a maximum size of 250"
@@ -326,3 +331,10 @@ def connection(edges: list[dict[str, Any]], *, has_next: bool, has_previous: boo
             "endCursor": edges[-1]["cursor"] if edges else None,
         },
     }
+
+
+def access_denied(field_name: str, scope: str) -> GraphQLError:
+    return GraphQLError(
+        f"Access denied for {field_name} field. Required access: `{scope}` access scope.",
+        extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes"},
+    )

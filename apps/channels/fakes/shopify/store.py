@@ -34,6 +34,7 @@ from graphql.execution.values import get_variable_values
 from graphql.type.definition import GraphQLInterfaceType
 
 from apps.channels.fakes.shopify.api import (
+    DEFAULT_SCOPES,
     GID,
     INVALID_TOKEN_BODY,
     MAX_INPUT_ARRAY,
@@ -42,6 +43,7 @@ from apps.channels.fakes.shopify.api import (
     SEARCH_TERM,
     SINGLE_QUERY_MAX_COST,
     Costing,
+    access_denied,
     connection,
     cursor_value,
     graphql_error,
@@ -146,6 +148,8 @@ class ShopifyFake:
         client_id: str = "",  # a Dev Dashboard app: tokens by the client credentials grant
         client_secret: str = "",
         token_ttl_s: float = 86399.0,
+        scopes: Iterable[str] = DEFAULT_SCOPES,  # the app's granted access scopes
+        api_versions: Iterable[str] = (),  # the supported versions (empty: any); others fall back to the oldest
         shop_name: str = "Stockroom Test Shop",
         domain: str = "stockroom-test.myshopify.com",
         maximum_available: float = 2000.0,
@@ -160,6 +164,8 @@ class ShopifyFake:
         self.access_token, self.shop_name, self.domain = access_token, shop_name, domain
         self.client_id, self.client_secret, self.token_ttl_s = client_id, client_secret, token_ttl_s
         self.issued_tokens: dict[str, float] = {}  # token -> expiry (time.time())
+        self.scopes = set(scopes)
+        self.api_versions = sorted(api_versions)
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.shop_tz = timezone(timedelta(minutes=utc_offset_minutes))
         self.search_lag_s = search_lag_s
@@ -892,7 +898,10 @@ class ShopifyFake:
                 if match is None:
                     self._reply(404, {"errors": "Not Found"})
                     return
-                version = {"X-Shopify-API-Version": match["version"]}
+                served = match["version"]
+                if fake.api_versions and served not in fake.api_versions:
+                    served = fake.api_versions[0]  # Shopify answers an unsupported version with its oldest
+                version = {"X-Shopify-API-Version": served}
                 if not fake.token_valid(self.headers.get("X-Shopify-Access-Token", "")):
                     with fake.lock:
                         fake.unauthorized += 1
@@ -934,6 +943,12 @@ class ShopifyFake:
         return Handler
 
     # --- authentication ----------------------------------------------------------------------
+
+    def require(self, field_name: str, scope: str) -> None:
+        """Shopify's scope check: write_x grants read_x too."""
+        granted = self.scopes | {"read_" + s.removeprefix("write_") for s in self.scopes if s.startswith("write_")}
+        if scope not in granted:
+            raise access_denied(field_name, scope)
 
     def token_valid(self, token: str) -> bool:
         if token and self.access_token and hmac.compare_digest(token, self.access_token):
@@ -1030,7 +1045,14 @@ class _Root:
             "url": f"https://{self.fake.domain}",
         }
 
+    def currentAppInstallation(self, _info: Any) -> dict[str, Any]:
+        return {
+            "id": "gid://shopify/AppInstallation/1",
+            "accessScopes": [{"handle": scope, "description": scope} for scope in sorted(self.fake.scopes)],
+        }
+
     def location(self, _info: Any, id: str | None = None) -> dict[str, Any] | None:
+        self.fake.require("location", "read_locations")
         number = parse_gid(id, "Location") if id else self.fake.main_location
         return self.fake.location_node(number) if number else None
 
@@ -1064,9 +1086,11 @@ class _Root:
         reverse: bool = False,
         **_: Any,
     ) -> dict[str, Any]:
+        self.fake.require("orders", "read_orders")
         return self.fake.search_orders(first=first, after=after, query=query, sort_key=sortKey, reverse=reverse)
 
     def inventorySetQuantities(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        self.fake.require("inventorySetQuantities", "write_inventory")
         return self.fake.set_quantities(info, input)
 
 
