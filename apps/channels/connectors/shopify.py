@@ -41,6 +41,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework import serializers
 
 from apps.channels.conf import redis_key, sync_setting
@@ -55,6 +56,7 @@ from apps.channels.connectors.base import (
     QuantityUpdate,
     Webhook,
 )
+from apps.channels.limits import redis_client
 
 INVENTORY_ITEM_GID = re.compile(r"^gid://shopify/InventoryItem/\d+$")
 LOCATION_GID = re.compile(r"^gid://shopify/Location/\d+$")
@@ -226,34 +228,32 @@ class _Budget:
     def wait_for(self, cost: float) -> float:
         """Seconds until the bucket holds ``cost`` points, by the last report refilled since (0: unknown)."""
         try:
-            from apps.channels.limits import redis_client
-
             raw = redis_client().hgetall(self.key)
-        except Exception:  # no Redis: no estimate, Shopify's own answer decides
+        except RedisError:  # no estimate: Shopify's own answer decides
             return 0.0
-        if not raw:
+        try:
+            status = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+            restore = max(status["restore"], 0.001)
+            available = min(status["maximum"], status["available"] + (time.time() - status["at"]) * restore)
+            return max(0.0, (min(cost, status["maximum"]) - available) / restore)
+        except (KeyError, ValueError):  # nothing recorded yet
             return 0.0
-        status = {k.decode() if isinstance(k, bytes) else k: float(v) for k, v in raw.items()}
-        restore = max(status.get("restore", 0.0), 0.001)
-        available = min(status["maximum"], status["available"] + (time.time() - status["at"]) * restore)
-        return max(0.0, (min(cost, status["maximum"]) - available) / restore)
 
     def record(self, throttle: Mapping[str, Any]) -> None:
         try:
-            from apps.channels.limits import redis_client
-
             mapping = {
                 "available": float(throttle["currentlyAvailable"]),
                 "restore": float(throttle["restoreRate"]),
                 "maximum": float(throttle["maximumAvailable"]),
                 "at": time.time(),
             }
+        except (KeyError, TypeError, ValueError):  # an answer without a cost report (an HTTP 429)
+            return
+        try:
             client = redis_client()
             client.hset(self.key, mapping=mapping)
             client.expire(self.key, 3600)
-        except (KeyError, TypeError, ValueError):
-            return
-        except Exception:  # no Redis: the estimate is only an optimisation
+        except RedisError:  # the estimate is an optimisation; Shopify's answers still decide
             return
 
 
