@@ -359,6 +359,8 @@ def _status(*, cancelled: bool, fulfillment: str, financial: str) -> str:
 
 
 def _line(sku: Any, current: Any, unfulfilled: Any, external_id: str = "") -> OrderLine:
+    """A line as Shopify keeps it now: its current quantity (refunded and removed units are gone from it, so a
+    cancellation that restocked leaves only what had shipped) and, of those, the units no longer to ship."""
     quantity = max(0, int(current or 0))
     shipped = min(quantity, max(0, quantity - int(unfulfilled or 0)))
     return OrderLine(sku=str(sku or ""), quantity=quantity, fulfilled=shipped, external_id=external_id)

@@ -674,3 +674,20 @@ def test_test_connection_warns_when_shopify_no_longer_serves_the_pinned_version(
     shop = fakes(api_versions=["2027-01", "2027-04"])
     line = connector.test_connection(ref(shop))
     assert "no longer serves API version 2026-07" in line and "2027-01" in line
+
+
+def test_a_cancelled_order_counts_only_what_had_shipped(fakes, receiver):
+    hooked = fakes(webhook_url=receiver.url)
+    hooked.add_item("A", 10)
+    placed = hooked.create_order([("A", 3)])
+    hooked.fulfill_order(placed["id"], {"A": 1})
+    hooked.cancel_order(placed["id"])
+    cancelled = connector.webhook(ref(hooked), *receiver.deliveries[-1])
+    assert cancelled is not None
+    [order] = cancelled.orders
+    assert order.status == PlatformOrder.Status.CANCELLED
+    assert [(line.quantity, line.fulfilled) for line in order.lines] == [(1, 1)]
+    [polled] = connector.orders_since(ref(hooked), None).orders
+    assert polled.status == PlatformOrder.Status.CANCELLED and [(ln.quantity, ln.fulfilled) for ln in polled.lines] == [
+        (1, 1)
+    ]

@@ -337,8 +337,8 @@ class ShopifyFake:
     def cancel_order(
         self, order_id: int, *, restock: bool = True, reason: str = "customer", send_webhook: bool = True
     ) -> dict[str, Any]:
-        """The merchant cancels: unshipped units go back to ``available`` (restock); orders/cancelled
-        (Shopify also sends orders/updated for the same change)."""
+        """The merchant cancels, refunding the unshipped units: with ``restock`` (Shopify's default) they go
+        back to ``available`` and leave the line's current quantity; orders/updated and orders/cancelled."""
         with self.lock:
             order = self.orders[order_id]
             now = datetime.now(UTC)
@@ -346,6 +346,8 @@ class ShopifyFake:
             for line in order.lines:
                 item = self.items.get(line.item_id or 0)
                 left = line.current_quantity - line.fulfilled
+                if restock:
+                    line.current_quantity -= left  # refunded and restocked: no longer part of the order
                 if item is not None and order.location_id in item.available:
                     item.committed[order.location_id] -= left
                     if restock:
