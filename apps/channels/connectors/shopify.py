@@ -49,6 +49,7 @@ from apps.channels.connectors.base import (
     ChannelRef,
     Connector,
     ConnectorError,
+    ConnectorThrottled,
     OrderLine,
     OrdersPage,
     PlatformOrder,
@@ -209,12 +210,11 @@ class ShopifyCredentials(serializers.Serializer):
         return attrs
 
 
-class ShopifyThrottled(ConnectorError):
+class ShopifyThrottled(ConnectorThrottled):
     """Shopify's cost budget cannot take this read now; ``wait_s`` until it can."""
 
     def __init__(self, wait_s: float) -> None:
-        super().__init__(f"Shopify's API cost budget is spent: try again in {wait_s:.1f} s.")
-        self.wait_s = wait_s
+        super().__init__(f"Shopify's API cost budget is spent: try again in {wait_s:.1f} s.", wait_s=wait_s)
 
 
 class _Budget:
@@ -732,7 +732,9 @@ class ShopifyConnector(Connector):
             return answer
         if status == 401 and not renewed and not channel.credentials.get("access_token"):
             return self._post(channel, query, variables, renewed=True)  # the 24-hour token ran out early
-        raise ConnectorError(_http_problem(status, base, version, response.text))
+        raise ConnectorError(
+            _http_problem(status, base, version, response.text), retry_after=response.headers.get("Retry-After")
+        )
 
 
 # Tokens of Dev Dashboard apps (client credentials grant), kept in this process's memory only, never stored.
