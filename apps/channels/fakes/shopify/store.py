@@ -185,6 +185,7 @@ class ShopifyFake:
         self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
         self.deliveries: list[Delivery] = []
         self.requests: list[dict[str, Any]] = []
+        self.set_history: list[tuple[str, int]] = []  # (inventory item GID, available) each mutation left
         self.throttled = 0
         self.unauthorized = 0
         # Failure modes for tests: answer this HTTP status this many times; drop webhooks (lost deliveries).
@@ -820,6 +821,7 @@ class ShopifyFake:
             item.available[location] += delta
             item.updated_at = now
             changes.append((item, location, delta))
+            self.set_history.append((gid("InventoryItem", item.id), item.available[location]))
         group = next(self._adjustment_groups)
         fake = self
 
