@@ -156,7 +156,7 @@ def test_an_unknown_inventory_item_fails_only_its_listing(shop):
 def test_a_listing_without_an_inventory_item_id_fails_without_a_request(shop):
     result = connector.push(ref(shop), [update(1, "", 3, None), update(2, "12345", 3, None)])
     assert set(result.failed) == {1, 2} and "gid://shopify/InventoryItem" in result.failed[1]
-    assert result.requests == 0 and shop.requests == []
+    assert result.requests == 0 and not shop.requests
 
 
 def test_a_quantity_not_stocked_at_the_location_fails_only_its_listing(shop):

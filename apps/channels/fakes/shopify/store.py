@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -52,6 +53,8 @@ from apps.channels.fakes.shopify.api import (
     operation_of,
     user_error,
 )
+
+KEEP = 10_000  # requests, deliveries, idempotency keys and set quantities the fake remembers
 
 
 def gid(kind: str, number: int) -> str:
@@ -182,10 +185,11 @@ class ShopifyFake:
         self.orders: dict[int, FakeOrder] = {}
         self._order_numbers = itertools.count(1001)
         self._adjustment_groups = itertools.count(1)
-        self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
-        self.deliveries: list[Delivery] = []
-        self.requests: list[dict[str, Any]] = []
-        self.set_history: list[tuple[str, int]] = []  # (inventory item GID, available) each mutation left
+        # Bounded, so that a fake serving the demo for days keeps its memory (the newest are kept).
+        self._idempotency: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self.deliveries: deque[Delivery] = deque(maxlen=KEEP)
+        self.requests: deque[dict[str, Any]] = deque(maxlen=KEEP)
+        self.set_history: deque[tuple[str, int]] = deque(maxlen=KEEP)  # (item GID, available) each mutation left
         self.throttled = 0
         self.unauthorized = 0
         # Failure modes for tests: answer this HTTP status this many times; drop webhooks (lost deliveries).
@@ -734,6 +738,8 @@ class ShopifyFake:
             }
         answer = self._set_quantities(payload)
         self._idempotency[key] = (fingerprint, answer)
+        while len(self._idempotency) > KEEP:
+            self._idempotency.popitem(last=False)
         return answer
 
     def _set_quantities(self, payload: dict[str, Any]) -> dict[str, Any]:
