@@ -202,8 +202,10 @@ class ShopifyCredentials(serializers.Serializer):
         attrs = {name: value.strip() for name, value in attrs.items() if value and value.strip()}
         if not attrs.get("access_token") and not (attrs.get("client_id") and attrs.get("client_secret")):
             raise serializers.ValidationError(
-                "Give access_token (an app created in the Shopify admin) or client_id and client_secret "
-                "(an app from the Dev Dashboard, installed on the shop)."
+                {
+                    "access_token": "Give access_token (an app created in the Shopify admin) or client_id and "
+                    "client_secret (an app from the Dev Dashboard, installed on the shop)."
+                }
             )
         if not attrs.get("webhook_secret") and not attrs.get("client_secret"):
             raise serializers.ValidationError({"webhook_secret": "The key Shopify signs order webhooks with."})

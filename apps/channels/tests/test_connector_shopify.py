@@ -636,7 +636,8 @@ def test_wrong_client_credentials_are_a_connector_error_that_says_so(fakes):
 
 def test_credentials_take_a_token_or_a_dev_dashboard_apps_id_and_secret():
     assert ShopifyCredentials(data={"client_id": "i", "client_secret": "s"}).is_valid()
-    assert not ShopifyCredentials(data={"client_id": "i"}).is_valid()
+    alone = ShopifyCredentials(data={"client_id": "i"})
+    assert not alone.is_valid() and "client_secret" in str(alone.errors["access_token"])
     assert not ShopifyCredentials(data={"access_token": " ", "webhook_secret": "s"}).is_valid()
     token = ShopifyCredentials(data={"access_token": "shpat_x", "webhook_secret": "s", "client_id": ""})
     assert token.is_valid() and token.validated_data == {"access_token": "shpat_x", "webhook_secret": "s"}
