@@ -692,3 +692,37 @@ def test_a_cancelled_order_counts_only_what_had_shipped(fakes, receiver):
     assert polled.status == PlatformOrder.Status.CANCELLED and [(ln.quantity, ln.fulfilled) for ln in polled.lines] == [
         (1, 1)
     ]
+
+
+# --- the merchant's set-up page, with the real connector -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_sets_up_a_shopify_channel_and_tests_the_connection(shop, admin_client):
+    from django.contrib.messages import get_messages
+
+    from apps.channels.services.config import channel_create
+    from apps.channels.services.connection import channel_credentials
+
+    channel = channel_create(fields={"code": "shop", "name": "Shop", "kind": "webshop"})
+    page = admin_client.get(f"/admin/channels/channel/{channel.pk}/change/").content.decode()
+    for name in ("settings__shopify__shop_url", "settings__shopify__location_id", "credentials__shopify__client_id"):
+        assert f'name="{name}"' in page
+    form = {
+        "code": "shop", "name": "Shop", "kind": "webshop", "connector": "shopify", "push_url": "",
+        "rate_per_s": "20", "burst": "40", "batch_size": "250", "coefficient": "1", "buffer": "0",
+        "is_active": "on", "can_import": "unknown", "import_cap_units": "",
+        "channel_locations-TOTAL_FORMS": "0", "channel_locations-INITIAL_FORMS": "0",
+        "channel_locations-MIN_NUM_FORMS": "0", "channel_locations-MAX_NUM_FORMS": "1000",
+        "settings__shopify__shop_url": shop.url, "settings__shopify__location_id": shop.location_id.rsplit("/", 1)[1],
+        "credentials__shopify__access_token": TOKEN, "credentials__shopify__webhook_secret": SECRET,
+        "_test_connection": "1",
+    }  # fmt: skip
+    response = admin_client.post(f"/admin/channels/channel/{channel.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    [message] = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "Connected to Stockroom Test Shop" in message and "Main warehouse" in message
+    channel.refresh_from_db()
+    assert channel.connector == "shopify" and channel.settings["location_id"] == shop.location_id
+    assert channel.settings["api_version"] == "2026-07"
+    assert channel_credentials(channel) == {"access_token": TOKEN, "webhook_secret": SECRET}
