@@ -1,0 +1,802 @@
+"""Shopify, through the GraphQL Admin API (the version pinned in ``settings.SHOPIFY_API_VERSION``).
+
+Quantities: ``inventorySetQuantities`` sets the ``available`` quantity of each listing's inventory
+item (``Listing.external_id``, ``gid://shopify/InventoryItem/<id>``) at the channel's location, up to
+250 quantities per request (Shopify's input array limit). Each quantity is a compare-and-set:
+``changeFromQuantity`` is what Stockroom last pushed, so a sale or a hand edit on Shopify that we have
+not heard of yet is never overwritten; Shopify refuses it with ``CHANGE_FROM_QUANTITY_STALE``, the
+connector reads what Shopify shows and reports it as a mismatch. The first push of a listing (nothing
+pushed yet) passes ``changeFromQuantity: null``, which opts that one quantity out of the compare. As of
+2026-04 ``changeFromQuantity`` must be present on every quantity and the mutation needs the
+``@idempotent(key:)`` directive (it replaced ``compareQuantity``/``ignoreCompareQuantity``). The
+mutation is all or nothing: one refused quantity and none is set, so the others go again at once in a
+second request.
+
+Rate limit: Shopify's cost model, not a request rate. Every answer carries
+``extensions.cost.throttleStatus`` (``currentlyAvailable``, ``restoreRate``, ``maximumAvailable``);
+the connector keeps the last one per shop and app in Redis, computes how long the next request must
+wait for its requested cost (``pause_for`` after a push, ``throttled_for`` before one that would not
+fit) and so is normally never ``THROTTLED``; when it is, the wait is computed the same way.
+
+Orders: webhooks ``orders/create``, ``orders/updated``, ``orders/cancelled`` (REST-shaped bodies, signed
+with ``X-Shopify-Hmac-Sha256``), and ``orders_since``, a backfill poll of ``orders(query:
+"updated_at:>=…", sortKey: UPDATED_AT)`` page by page, so an order whose webhook was lost comes in
+anyway. An order's id is Shopify's numeric order id in both, so both paths name the same order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from redis.exceptions import RedisError
+from rest_framework import serializers
+
+from apps.channels.conf import redis_key, sync_setting
+from apps.channels.connectors.base import (
+    ChannelRef,
+    Connector,
+    ConnectorError,
+    ConnectorThrottled,
+    OrderLine,
+    OrdersPage,
+    PlatformOrder,
+    PushResult,
+    QuantityUpdate,
+    Webhook,
+)
+from apps.channels.limits import redis_client
+
+INVENTORY_ITEM_GID = re.compile(r"^gid://shopify/InventoryItem/\d+$")
+LOCATION_GID = re.compile(r"^gid://shopify/Location/\d+$")
+API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
+MAX_QUANTITIES = 250  # Shopify: "input arguments that accept an array have a maximum size of 250"
+READ_BATCH = 100  # inventory items per read: about 3 points each, well under the single-query cap of 1000
+ORDERS_PAGE = 10  # orders per poll page, with LINE_ITEMS_PAGE lines each: about 330 points requested
+LINE_ITEMS_PAGE = 10
+MORE_LINE_ITEMS_PAGE = 50
+# Shopify's order search is fed asynchronously: a poll trusts it only up to this long before it started.
+SEARCH_LAG = timedelta(seconds=30)
+REASON = "correction"  # an inventory system setting Shopify to its truth
+ORDER_TOPICS = ("orders/create", "orders/updated", "orders/cancelled")
+STALE_CODES = ("CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE")
+# Requested costs, for waiting before a request rather than after a refusal (Shopify charges the
+# requested cost up front and refunds the difference).
+MUTATION_COST = 12
+SHORT_WAIT_S = 0.5  # a wait for the budget this short is slept through rather than handed back to the engine
+ORDERS_PAGE_COST = 2 + ORDERS_PAGE * (1 + 2 + LINE_ITEMS_PAGE * 3)
+
+SET_QUANTITIES = """
+mutation StockroomSetQuantities($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup { id }
+    userErrors { code field message }
+  }
+}
+"""
+
+READ_LEVELS = """
+query StockroomLevels($ids: [ID!]!, $locationId: ID!) {
+  nodes(ids: $ids) {
+    ... on InventoryItem {
+      id
+      inventoryLevel(locationId: $locationId) { quantities(names: ["available"]) { name quantity } }
+    }
+  }
+}
+"""
+
+_LINE_FIELDS = "sku quantity currentQuantity unfulfilledQuantity variant { inventoryItem { id } }"
+
+ORDERS = f"""
+query StockroomOrders($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    edges {{
+      cursor
+      node {{
+        id legacyResourceId name updatedAt cancelledAt displayFulfillmentStatus displayFinancialStatus
+        lineItems(first: {LINE_ITEMS_PAGE}) {{ nodes {{ {_LINE_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }}
+      }}
+    }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+
+MORE_LINE_ITEMS = f"""
+query StockroomOrderLines($id: ID!, $after: String) {{
+  order(id: $id) {{
+    lineItems(first: {MORE_LINE_ITEMS_PAGE}, after: $after) {{
+      nodes {{ {_LINE_FIELDS} }}
+      pageInfo {{ hasNextPage endCursor }}
+    }}
+  }}
+}}
+"""
+
+SHOP_AND_SCOPES = """
+query StockroomConnection { shop { name myshopifyDomain } currentAppInstallation { accessScopes { handle } } }
+"""
+
+LOCATION = """
+query StockroomLocation($locationId: ID!) { location(id: $locationId) { id name isActive } }
+"""
+
+# What the connector's requests need (write_x grants read_x).
+REQUIRED_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders")
+
+
+class ShopifySettings(serializers.Serializer):
+    shop_url = serializers.URLField(
+        max_length=300, help_text="The shop's address, https://<shop>.myshopify.com (a fake's URL in tests)."
+    )
+    api_version = serializers.CharField(
+        max_length=20, required=False, help_text="Admin API version; empty: the version Stockroom pins."
+    )
+    location_id = serializers.CharField(
+        max_length=100,
+        help_text="The Shopify location whose available quantity Stockroom sets: gid://shopify/Location/<id>.",
+    )
+
+    def validate_shop_url(self, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise serializers.ValidationError("Give the shop's URL with its scheme: https://<shop>.myshopify.com.")
+        return value.rstrip("/")
+
+    def validate_api_version(self, value: str) -> str:
+        if value and not API_VERSION.match(value):
+            raise serializers.ValidationError("An Admin API version looks like 2026-07 (year and quarter month).")
+        return value
+
+    def validate_location_id(self, value: str) -> str:
+        value = value.strip()
+        if value.isdigit():  # the number shown in the admin's URL
+            value = f"gid://shopify/Location/{value}"
+        if not LOCATION_GID.match(value):
+            raise serializers.ValidationError("A location id looks like gid://shopify/Location/123456789.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("api_version"):
+            attrs["api_version"] = settings.SHOPIFY_API_VERSION
+        return attrs
+
+
+class ShopifyCredentials(serializers.Serializer):
+    """Either the permanent token of an app created in the Shopify admin (before 2026), or the client id and
+    secret of an app from the Dev Dashboard installed on the shop (tokens fetched and renewed every 24 h)."""
+
+    access_token = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="The Admin API access token (shpat_...) of an app created in the Shopify admin.",
+    )
+    client_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="A Dev Dashboard app's client ID."
+    )
+    client_secret = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="A Dev Dashboard app's client secret."
+    )
+    webhook_secret = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="The key Shopify signs webhooks with (the app's client secret, or the key shown under "
+        "Settings > Notifications > Webhooks); empty: client_secret.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = {name: value.strip() for name, value in attrs.items() if value and value.strip()}
+        if not attrs.get("access_token") and not (attrs.get("client_id") and attrs.get("client_secret")):
+            raise serializers.ValidationError(
+                {
+                    "access_token": "Give access_token (an app created in the Shopify admin) or client_id and "
+                    "client_secret (an app from the Dev Dashboard, installed on the shop)."
+                }
+            )
+        if not attrs.get("webhook_secret") and not attrs.get("client_secret"):
+            raise serializers.ValidationError({"webhook_secret": "The key Shopify signs order webhooks with."})
+        return attrs
+
+
+class ShopifyThrottled(ConnectorThrottled):
+    """Shopify's cost budget cannot take this read now; ``wait_s`` until it can."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"Shopify's API cost budget is spent: try again in {wait_s:.1f} s.", wait_s=wait_s)
+
+
+class _Budget:
+    """The shop's cost bucket as last reported, shared by every process through Redis (one per shop and app)."""
+
+    def __init__(self, channel: ChannelRef) -> None:
+        app = channel.credentials.get("client_id") or channel.credentials.get("access_token") or ""
+        fingerprint = f"{channel.settings.get('shop_url', '')}|{app}"
+        self.key = redis_key("shopify", "budget", hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
+
+    def wait_for(self, cost: float) -> float:
+        """Seconds until the bucket holds ``cost`` points, by the last report refilled since (0: unknown)."""
+        try:
+            raw = redis_client().hgetall(self.key)
+        except RedisError:  # no estimate: Shopify's own answer decides
+            return 0.0
+        try:
+            status = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+            restore = max(status["restore"], 0.001)
+            available = min(status["maximum"], status["available"] + (time.time() - status["at"]) * restore)
+            return max(0.0, (min(cost, status["maximum"]) - available) / restore)
+        except (KeyError, ValueError):  # nothing recorded yet
+            return 0.0
+
+    def record(self, throttle: Mapping[str, Any]) -> None:
+        try:
+            mapping = {
+                "available": float(throttle["currentlyAvailable"]),
+                "restore": float(throttle["restoreRate"]),
+                "maximum": float(throttle["maximumAvailable"]),
+                "at": time.time(),
+            }
+        except (KeyError, TypeError, ValueError):  # an answer without a cost report (an HTTP 429)
+            return
+        try:
+            client = redis_client()
+            client.hset(self.key, mapping=mapping)
+            client.expire(self.key, 3600)
+        except RedisError:  # the estimate is an optimisation; Shopify's answers still decide
+            return
+
+
+class _Answer:
+    """One GraphQL answer: data, top-level errors and the cost report."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.data: dict[str, Any] = body.get("data") or {}
+        self.errors: list[dict[str, Any]] = (
+            list(body.get("errors") or []) if isinstance(body.get("errors"), list) else []
+        )
+        cost = (body.get("extensions") or {}).get("cost") or {}
+        self.requested = float(cost.get("requestedQueryCost") or 0)
+        self.throttle: dict[str, Any] = cost.get("throttleStatus") or {}
+        self.retry_after: float | None = None  # an HTTP 429's Retry-After, which then decides the wait
+        self.version = ""  # the API version Shopify answered with (X-Shopify-API-Version)
+
+    @property
+    def throttled(self) -> bool:
+        return any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in self.errors)
+
+    def wait_for(self, cost: float, *, reserve: float = 0.0) -> float:
+        """Seconds until the bucket, as this answer left it, holds ``cost`` (+ ``reserve``) points."""
+        if self.retry_after is not None:
+            return self.retry_after
+        try:
+            available = float(self.throttle["currentlyAvailable"])
+            restore = float(self.throttle["restoreRate"])
+            maximum = float(self.throttle["maximumAvailable"])
+        except (KeyError, TypeError, ValueError):
+            return 1.0
+        need = min(cost + reserve, maximum)
+        if available >= need or restore <= 0:
+            return 0.0
+        # currentlyAvailable is rounded down: a few hundredths more never hurt.
+        return math.ceil((need - available) / restore * 100) / 100 + 0.05
+
+    def error_text(self) -> str:
+        return "; ".join(
+            f"{(e.get('extensions') or {}).get('code') or 'ERROR'}: {e.get('message', '')}" for e in self.errors
+        )[:500]
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per thread (the sync worker pushes from a thread pool)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return ""
+
+
+def sign_webhook(body: bytes, secret: str) -> str:
+    """What Shopify puts in X-Shopify-Hmac-Sha256: base64 of HMAC-SHA256 of the raw body."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _search_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _quantity_index(error: Mapping[str, Any]) -> int | None:
+    """The index of the quantity a user error names (field ["input", "quantities", "3", ...])."""
+    path = error.get("field") or []
+    for position, part in enumerate(path[:-1]):
+        if part == "quantities" and str(path[position + 1]).isdigit():
+            return int(path[position + 1])
+    return None
+
+
+def _status(*, cancelled: bool, fulfillment: str, financial: str) -> str:
+    """Shopify's order state in Stockroom's words (REST values lower case, GraphQL enums upper case)."""
+    fulfillment, financial = fulfillment.lower(), financial.lower()
+    if cancelled or fulfillment == "restocked":  # restocked: every unit came back, nothing is left to ship
+        return PlatformOrder.Status.CANCELLED
+    if fulfillment == "fulfilled":
+        return PlatformOrder.Status.FULFILLED
+    if fulfillment in ("partial", "partially_fulfilled"):
+        return PlatformOrder.Status.PARTIALLY_FULFILLED
+    if financial == "pending":  # payment pending (bank deposit, cash on delivery ...): reserve, do not ship yet
+        return PlatformOrder.Status.PENDING
+    return PlatformOrder.Status.OPEN
+
+
+def _line(sku: Any, current: Any, unfulfilled: Any, external_id: str = "") -> OrderLine:
+    """A line as Shopify keeps it now: its current quantity (refunded and removed units are gone from it, so a
+    cancellation that restocked leaves only what had shipped) and, of those, the units no longer to ship."""
+    quantity = max(0, int(current or 0))
+    shipped = min(quantity, max(0, quantity - int(unfulfilled or 0)))
+    return OrderLine(sku=str(sku or ""), quantity=quantity, fulfilled=shipped, external_id=external_id)
+
+
+def order_from_rest(payload: Mapping[str, Any]) -> PlatformOrder:
+    """An order webhook's body (Shopify's REST order resource) as a PlatformOrder."""
+    lines = []
+    for item in payload.get("line_items") or []:
+        current = item.get("current_quantity", item.get("quantity"))
+        lines.append(_line(item.get("sku"), current, item.get("fulfillable_quantity")))
+    return PlatformOrder(
+        external_id=str(payload["id"]),
+        status=_status(
+            cancelled=bool(payload.get("cancelled_at")),
+            fulfillment=str(payload.get("fulfillment_status") or ""),
+            financial=str(payload.get("financial_status") or ""),
+        ),
+        lines=tuple(lines),
+        updated_at=_parse_time(payload.get("updated_at")),
+        number=str(payload.get("name") or ""),
+    )
+
+
+def _line_from_graphql(node: Mapping[str, Any]) -> OrderLine:
+    item = ((node.get("variant") or {}).get("inventoryItem") or {}).get("id") or ""
+    return _line(node.get("sku"), node.get("currentQuantity"), node.get("unfulfilledQuantity"), external_id=item)
+
+
+def _cursor(started: datetime, after: str | None) -> str:
+    return json.dumps({"started": started.isoformat(), "after": after}, separators=(",", ":"))
+
+
+class ShopifyConnector(Connector):
+    name = "shopify"
+    label = "Shopify"
+    settings_serializer = ShopifySettings
+    credentials_serializer = ShopifyCredentials
+    receives_orders = True
+    polls_orders = True
+    max_batch = MAX_QUANTITIES
+
+    # --- quantities ----------------------------------------------------------------------
+
+    def push(self, channel: ChannelRef, updates: Sequence[QuantityUpdate]) -> PushResult:
+        result = PushResult()
+        pending: list[QuantityUpdate] = []
+        items_seen: set[str] = set()
+        for update in updates:
+            if not INVENTORY_ITEM_GID.match(update.external_id or ""):
+                result.failed[update.listing_id] = (
+                    "No Shopify inventory item: the listing's external_id must be gid://shopify/InventoryItem/<id>."
+                )
+            elif update.external_id in items_seen:
+                result.failed[update.listing_id] = f"Another listing of this push sets {update.external_id} too."
+            else:
+                items_seen.add(update.external_id)
+                pending.append(update)
+        if not pending:
+            return result
+        refused_here = len(result.failed)
+        budget = _Budget(channel)
+        wait = budget.wait_for(MUTATION_COST)
+        if wait > SHORT_WAIT_S:  # it would be THROTTLED: nothing is sent, the engine waits and tries the batch again
+            return PushResult(throttled_for=wait)
+        time.sleep(wait)
+        stale: list[QuantityUpdate] = []
+        last: _Answer | None = None
+        while pending:
+            chunk, pending = pending[:MAX_QUANTITIES], pending[MAX_QUANTITIES:]
+            if last is not None:  # a follow-up request: wait inline for the budget when that is short
+                wait = budget.wait_for(MUTATION_COST)
+                if wait > float(sync_setting("SYNC_INLINE_WAIT_S")):
+                    for update in chunk + pending:
+                        result.failed[update.listing_id] = f"Shopify's cost budget is spent for {wait:.1f} s."
+                    result.pause_for = wait
+                    break
+                time.sleep(wait)
+            try:
+                answer = self._post(channel, SET_QUANTITIES, self._set_variables(channel, chunk))
+            except ConnectorError as err:
+                if last is None:
+                    raise
+                for update in chunk + pending:
+                    result.failed[update.listing_id] = str(err)
+                break
+            result.requests += 1
+            last = answer
+            budget.record(answer.throttle)
+            if answer.throttled:
+                wait = answer.wait_for(answer.requested or MUTATION_COST)
+                if not result.accepted and not stale and len(result.failed) == refused_here:  # nothing happened yet
+                    return PushResult(throttled_for=wait, requests=result.requests)
+                if wait <= float(sync_setting("SYNC_INLINE_WAIT_S")):
+                    time.sleep(wait)
+                    pending = chunk + pending
+                    continue
+                for update in chunk + pending:
+                    result.failed[update.listing_id] = f"THROTTLED by Shopify for {wait:.1f} s."
+                break
+            if answer.errors:
+                if result.requests == 1:  # the first request: nothing was set, all of the push fails
+                    raise ConnectorError(f"Shopify refused the quantities: {answer.error_text()}")
+                for update in chunk:
+                    result.failed[update.listing_id] = answer.error_text()
+                continue
+            retry = self._sort_out(answer, chunk, result, stale)
+            pending = retry + pending
+        if stale:
+            self._settle_stale(channel, stale, result)
+        if last is not None and not last.throttled:
+            # Leave room in the bucket for the order poll and the read-back (other processes).
+            reserve = min(0.2 * float(last.throttle.get("maximumAvailable") or 0), float(ORDERS_PAGE_COST))
+            pause = last.wait_for(last.requested or MUTATION_COST, reserve=reserve)
+            result.pause_for = max(result.pause_for or 0.0, pause) or None
+        return result
+
+    def _set_variables(self, channel: ChannelRef, chunk: Sequence[QuantityUpdate]) -> dict[str, Any]:
+        location = str(channel.settings["location_id"])
+        return {
+            "key": str(uuid.uuid4()),
+            "input": {
+                "name": "available",
+                "reason": REASON,
+                "referenceDocumentUri": f"gid://stockroom/Channel/{channel.code}",
+                "quantities": [
+                    {
+                        "inventoryItemId": update.external_id,
+                        "locationId": location,
+                        "quantity": update.available,
+                        # Compare with what we last told Shopify; null (first push) opts this one out.
+                        "changeFromQuantity": update.last_pushed,
+                    }
+                    for update in chunk
+                ],
+            },
+        }
+
+    def _sort_out(
+        self, answer: _Answer, chunk: list[QuantityUpdate], result: PushResult, stale: list[QuantityUpdate]
+    ) -> list[QuantityUpdate]:
+        """File the chunk's quantities by Shopify's answer; returns those to send again (not applied, not at fault)."""
+        payload = answer.data.get("inventorySetQuantities") or {}
+        errors = payload.get("userErrors") or []
+        applied = payload.get("inventoryAdjustmentGroup") is not None
+        if not errors:
+            if applied:
+                result.accepted.extend(u.listing_id for u in chunk)
+                return []
+            for update in chunk:
+                result.failed[update.listing_id] = "Shopify set nothing and gave no reason."
+            return []
+        at_fault: set[int] = set()
+        for error in errors:
+            index = _quantity_index(error)
+            text = f"{error.get('code') or 'ERROR'}: {error.get('message', '')}"
+            if index is None or index >= len(chunk):  # about the request as a whole (reason, idempotency ...)
+                for update in chunk:
+                    if update.listing_id not in result.failed:
+                        result.failed[update.listing_id] = text
+                return []
+            at_fault.add(index)
+            update = chunk[index]
+            if error.get("code") in STALE_CODES:
+                stale.append(update)
+            else:
+                result.failed[update.listing_id] = text
+        innocent = [u for n, u in enumerate(chunk) if n not in at_fault]
+        if applied:  # Shopify took the others (not its documented behaviour, but then they are set)
+            result.accepted.extend(u.listing_id for u in innocent)
+            return []
+        return innocent
+
+    def _settle_stale(self, channel: ChannelRef, stale: list[QuantityUpdate], result: PushResult) -> None:
+        """Shopify's quantity was not what we last pushed: read what it shows (the error does not say)."""
+        try:
+            shown = self.read_back(channel, stale)
+            result.requests += math.ceil(len(stale) / READ_BATCH)
+        except ConnectorError:
+            shown = {}
+        for update in stale:
+            now = shown.get(update.listing_id)
+            if now is not None and now == update.available:
+                result.accepted.append(update.listing_id)  # it already shows what we meant to set
+            else:
+                result.mismatched[update.listing_id] = now
+
+    def read_back(self, channel: ChannelRef, listings: Sequence[QuantityUpdate]) -> dict[int, int | None]:
+        shown: dict[str, int | None] = {}
+        wanted = sorted({u.external_id for u in listings if INVENTORY_ITEM_GID.match(u.external_id or "")})
+        location = str(channel.settings["location_id"])
+        for start in range(0, len(wanted), READ_BATCH):
+            ids = wanted[start : start + READ_BATCH]
+            answer = self._read(channel, READ_LEVELS, {"ids": ids, "locationId": location}, cost=3 * len(ids))
+            for node in answer.data.get("nodes") or []:
+                if not node or not node.get("id"):
+                    continue
+                level = node.get("inventoryLevel") or {}
+                quantity = next((q for q in level.get("quantities") or [] if q.get("name") == "available"), None)
+                shown[node["id"]] = None if quantity is None else int(quantity["quantity"])
+        return {u.listing_id: shown.get(u.external_id) for u in listings}
+
+    # --- orders --------------------------------------------------------------------------
+
+    def orders_since(self, channel: ChannelRef, since: datetime | None, cursor: str | None = None) -> OrdersPage:
+        if cursor:
+            try:
+                state = json.loads(cursor)
+                started = datetime.fromisoformat(state["started"])
+                after = state.get("after")
+            except (ValueError, KeyError, TypeError) as err:
+                raise ConnectorError(f"Not a cursor of this connector: {cursor[:100]!r}") from err
+        else:
+            started, after = datetime.now(UTC), None
+        query = f"updated_at:>='{_search_time(since)}'" if since else ""
+        answer = self._read(
+            channel, ORDERS, {"first": ORDERS_PAGE, "after": after, "query": query}, cost=ORDERS_PAGE_COST
+        )
+        connection = answer.data.get("orders") or {}
+        orders = []
+        for edge in connection.get("edges") or []:
+            orders.append(self._order_from_graphql(channel, edge["node"]))
+        page = connection.get("pageInfo") or {}
+        if page.get("hasNextPage") and page.get("endCursor"):
+            return OrdersPage(orders=orders, complete_until=None, next_cursor=_cursor(started, page["endCursor"]))
+        complete = started - SEARCH_LAG
+        if since is not None and complete < since:
+            complete = since
+        return OrdersPage(orders=orders, complete_until=complete, next_cursor=None)
+
+    def _order_from_graphql(self, channel: ChannelRef, node: Mapping[str, Any]) -> PlatformOrder:
+        items = node.get("lineItems") or {}
+        lines = [_line_from_graphql(line) for line in items.get("nodes") or []]
+        page = items.get("pageInfo") or {}
+        while page.get("hasNextPage"):  # an order with more lines than the first page holds
+            more = self._read(
+                channel,
+                MORE_LINE_ITEMS,
+                {"id": node["id"], "after": page.get("endCursor")},
+                cost=3 * MORE_LINE_ITEMS_PAGE,
+            )
+            items = (more.data.get("order") or {}).get("lineItems") or {}
+            lines.extend(_line_from_graphql(line) for line in items.get("nodes") or [])
+            page = items.get("pageInfo") or {}
+        return PlatformOrder(
+            external_id=str(node.get("legacyResourceId") or str(node["id"]).rsplit("/", 1)[-1]),
+            status=_status(
+                cancelled=bool(node.get("cancelledAt")),
+                fulfillment=str(node.get("displayFulfillmentStatus") or ""),
+                financial=str(node.get("displayFinancialStatus") or ""),
+            ),
+            lines=tuple(lines),
+            updated_at=_parse_time(node.get("updatedAt")),
+            number=str(node.get("name") or ""),
+        )
+
+    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+        secret = str(channel.credentials.get("webhook_secret") or channel.credentials.get("client_secret") or "")
+        given = _header(headers, "X-Shopify-Hmac-Sha256")
+        if not secret or not given:
+            return None
+        if not hmac.compare_digest(sign_webhook(body, secret).encode(), given.strip().encode()):
+            return None
+        topic = _header(headers, "X-Shopify-Topic")
+        delivery = _header(headers, "X-Shopify-Webhook-Id") or hashlib.sha256(body).hexdigest()
+        if topic not in ORDER_TOPICS:
+            return Webhook(delivery_id=delivery, topic=topic, orders=[])
+        try:
+            payload = json.loads(body)
+            order = order_from_rest(payload)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ConnectorError(f"A signed {topic} webhook that is not an order: {body[:200]!r}") from err
+        return Webhook(delivery_id=delivery, topic=topic, orders=[order])
+
+    # --- set-up --------------------------------------------------------------------------
+
+    def test_connection(self, channel: ChannelRef) -> str:
+        answer = self._read(channel, SHOP_AND_SCOPES, {}, cost=3)
+        shop = answer.data.get("shop") or {}
+        name = f"{shop.get('name', '?')} ({shop.get('myshopifyDomain', '?')})"
+        installed = (answer.data.get("currentAppInstallation") or {}).get("accessScopes") or []
+        granted = {str(scope.get("handle")) for scope in installed}
+        granted |= {"read_" + g.removeprefix("write_") for g in granted if g.startswith("write_")}
+        missing = [scope for scope in REQUIRED_SCOPES if scope not in granted]
+        if missing:
+            raise ConnectorError(
+                f"Connected to {name}, but the app lacks the access scopes {', '.join(missing)}: add them to the "
+                "app's configuration and install the new version on the shop."
+            )
+        location = str(channel.settings.get("location_id") or "")
+        found = self._read(channel, LOCATION, {"locationId": location}, cost=1).data.get("location")
+        if not found:
+            raise ConnectorError(
+                f"Connected to {name}, but it has no location {location}: copy the id of the location whose stock "
+                "Stockroom sets (Settings > Locations, the number at the end of its address)."
+            )
+        if not found.get("isActive", True):
+            raise ConnectorError(f"Connected to {name}, but its location {found.get('name')} is deactivated.")
+        line = f"Connected to {name}; Stockroom sets the available quantity at {found.get('name')}."
+        wanted = str(channel.settings.get("api_version") or settings.SHOPIFY_API_VERSION)
+        if answer.version and answer.version != wanted:
+            line += (
+                f" Shopify no longer serves API version {wanted} and answered with {answer.version}: "
+                "Stockroom needs an update."
+            )
+        return line
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def _read(self, channel: ChannelRef, query: str, variables: dict[str, Any], *, cost: float) -> _Answer:
+        """A query, waiting inline for the cost budget when that is short; raises ShopifyThrottled when not."""
+        budget = _Budget(channel)
+        inline = float(sync_setting("SYNC_INLINE_WAIT_S"))
+        for _attempt in range(3):
+            wait = budget.wait_for(cost)
+            if wait > inline:
+                raise ShopifyThrottled(wait)
+            if wait > 0:
+                time.sleep(wait)
+            answer = self._post(channel, query, variables)
+            budget.record(answer.throttle)
+            if answer.throttled:
+                wait = answer.wait_for(answer.requested or cost)
+                if wait > inline:
+                    raise ShopifyThrottled(wait)
+                time.sleep(wait)
+                continue
+            if answer.errors:
+                raise ConnectorError(f"Shopify refused the query: {answer.error_text()}")
+            return answer
+        raise ShopifyThrottled(1.0)
+
+    def _post(self, channel: ChannelRef, query: str, variables: dict[str, Any], *, renewed: bool = False) -> _Answer:
+        base = str(channel.settings.get("shop_url") or "").rstrip("/")
+        version = str(channel.settings.get("api_version") or settings.SHOPIFY_API_VERSION)
+        if not base:
+            raise ConnectorError("This Shopify channel has no shop_url.")
+        token = _access_token(channel, base, renew=renewed)
+        url = f"{base}/admin/api/{version}/graphql.json"
+        try:
+            response = _session().post(
+                url,
+                json={"query": query, "variables": variables},
+                headers={"X-Shopify-Access-Token": token, "Accept": "application/json"},
+                timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")),
+            )
+        except requests.RequestException as err:
+            raise ConnectorError(f"Shopify could not be reached at {base}: {type(err).__name__}: {err}") from err
+        status = response.status_code
+        if status == 200:
+            try:
+                body = response.json()
+            except ValueError as err:
+                raise ConnectorError(f"Shopify answered something that is not JSON: {response.text[:200]!r}") from err
+            if not isinstance(body, dict):
+                raise ConnectorError(
+                    f"Shopify answered something that is not a GraphQL answer: {response.text[:200]!r}"
+                )
+            answer = _Answer(body)
+            answer.version = response.headers.get("X-Shopify-API-Version", "")
+            return answer
+        if status == 429:  # the shop-wide request limit (not the cost model): Retry-After says how long
+            try:
+                wait = float(response.headers.get("Retry-After") or 1.0)
+            except ValueError:
+                wait = 1.0
+            answer = _Answer({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]})
+            answer.retry_after = max(wait, 0.0)
+            return answer
+        if status == 401 and not renewed and not channel.credentials.get("access_token"):
+            return self._post(channel, query, variables, renewed=True)  # the 24-hour token ran out early
+        raise ConnectorError(
+            _http_problem(status, base, version, response.text), retry_after=response.headers.get("Retry-After")
+        )
+
+
+# Tokens of Dev Dashboard apps (client credentials grant), kept in this process's memory only, never stored.
+_tokens: dict[str, tuple[str, float]] = {}
+_tokens_lock = threading.Lock()
+
+
+def _access_token(channel: ChannelRef, base: str, *, renew: bool = False) -> str:
+    """The token to send: the permanent one, or one fetched with the app's client id and secret until it expires."""
+    permanent = str(channel.credentials.get("access_token") or "")
+    if permanent:
+        return permanent
+    client_id = str(channel.credentials.get("client_id") or "")
+    client_secret = str(channel.credentials.get("client_secret") or "")
+    if not client_id or not client_secret:
+        raise ConnectorError("This Shopify channel has neither an access_token nor a client_id and client_secret.")
+    key = hashlib.sha256(f"{base}|{client_id}|{client_secret}".encode()).hexdigest()
+    with _tokens_lock:
+        cached = _tokens.get(key)
+        if cached is not None and not renew and cached[1] > time.time() + 60:
+            return cached[0]
+        try:
+            response = _session().post(
+                f"{base}/admin/oauth/access_token",
+                data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+                headers={"Accept": "application/json"},
+                timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")),
+            )
+        except requests.RequestException as err:
+            raise ConnectorError(f"Shopify could not be reached at {base}: {type(err).__name__}: {err}") from err
+        if response.status_code != 200:
+            raise ConnectorError(
+                f"Shopify refused the app's client_id and client_secret ({response.status_code}: "
+                f"{response.text[:200]}): the app must be installed on this shop and belong to the shop's "
+                "organization."
+            )
+        try:
+            body = response.json()
+            token, lifetime = str(body["access_token"]), float(body.get("expires_in") or 86399)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConnectorError(f"Shopify's token answer is unreadable: {response.text[:200]!r}") from err
+        _tokens[key] = (token, time.time() + lifetime)
+        return token
+
+
+def _http_problem(status: int, base: str, version: str, text: str) -> str:
+    if status == 401:
+        return (
+            "Shopify refused the access token (401): set credentials.access_token to the Admin API access token "
+            "of the app installed on this shop (or client_id and client_secret of a Dev Dashboard app)."
+        )
+    if status == 403:
+        return (
+            "Shopify refused access (403): the app needs the scopes read_inventory, write_inventory, read_orders "
+            "and read_locations."
+        )
+    if status == 404:
+        return f"No Shopify Admin API at {base} for version {version} (404): check shop_url and api_version."
+    if status == 402:
+        return "The shop is frozen (402 Payment Required): its plan must be paid before the API answers."
+    if status == 423:
+        return "The shop is locked (423): Shopify locked it; nothing can be changed until it is unlocked."
+    return f"Shopify answered HTTP {status}: {text[:200]}"

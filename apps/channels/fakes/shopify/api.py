@@ -1,0 +1,340 @@
+"""The fake's GraphQL side: the slice of the Admin API schema, Shopify's query cost, GraphQL helpers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
+    is_leaf_type,
+)
+from graphql.execution.values import get_argument_values
+from graphql.type.definition import GraphQLInterfaceType, GraphQLObjectType
+
+# The slice of the Admin API schema (2026-07) that Stockroom uses, with Shopify's names and types.
+SCHEMA_SDL = """
+directive @idempotent(key: String!) on FIELD
+
+scalar DateTime
+scalar UnsignedInt64
+scalar URL
+
+interface Node { id: ID! }
+
+type Shop { id: ID! name: String! myshopifyDomain: String! currencyCode: String! url: URL! }
+
+type Location implements Node { id: ID! legacyResourceId: UnsignedInt64! name: String! isActive: Boolean! }
+
+type InventoryQuantity { id: ID! name: String! quantity: Int! updatedAt: DateTime }
+
+type InventoryLevel implements Node {
+  id: ID!
+  location: Location!
+  item: InventoryItem!
+  quantities(names: [String!]!): [InventoryQuantity!]!
+  updatedAt: DateTime!
+}
+
+type InventoryItem implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  sku: String
+  tracked: Boolean!
+  inventoryLevel(locationId: ID!): InventoryLevel
+  variant: ProductVariant!
+}
+
+type ProductVariant implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  sku: String
+  inventoryItem: InventoryItem!
+}
+
+type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
+
+type LineItem {
+  id: ID!
+  sku: String
+  name: String!
+  quantity: Int!
+  currentQuantity: Int!
+  unfulfilledQuantity: Int!
+  variant: ProductVariant
+}
+type LineItemEdge { cursor: String! node: LineItem! }
+type LineItemConnection { edges: [LineItemEdge!]! nodes: [LineItem!]! pageInfo: PageInfo! }
+
+enum OrderDisplayFulfillmentStatus {
+  FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED
+  REQUEST_DECLINED
+}
+enum OrderDisplayFinancialStatus {
+  AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED
+}
+enum OrderSortKeys { CREATED_AT ID NUMBER PROCESSED_AT UPDATED_AT }
+
+type Order implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  name: String!
+  createdAt: DateTime!
+  updatedAt: DateTime!
+  cancelledAt: DateTime
+  closed: Boolean!
+  displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
+  displayFinancialStatus: OrderDisplayFinancialStatus
+  lineItems(first: Int, after: String, last: Int, before: String): LineItemConnection!
+}
+type OrderEdge { cursor: String! node: Order! }
+type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
+
+type AccessScope { handle: String! description: String! }
+type AppInstallation { id: ID! accessScopes: [AccessScope!]! }
+
+type QueryRoot {
+  shop: Shop!
+  currentAppInstallation: AppInstallation!
+  location(id: ID): Location
+  node(id: ID!): Node
+  nodes(ids: [ID!]!): [Node]!
+  inventoryItem(id: ID!): InventoryItem
+  order(id: ID!): Order
+  orders(
+    first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys, reverse: Boolean
+  ): OrderConnection!
+}
+
+input InventoryQuantityInput {
+  inventoryItemId: ID!
+  locationId: ID!
+  quantity: Int!
+  changeFromQuantity: Int
+  compareQuantity: Int
+}
+input InventorySetQuantitiesInput {
+  name: String!
+  reason: String!
+  referenceDocumentUri: String
+  quantities: [InventoryQuantityInput!]!
+  ignoreCompareQuantity: Boolean
+}
+enum InventorySetQuantitiesUserErrorCode {
+  CHANGE_FROM_QUANTITY_STALE COMPARE_QUANTITY_REQUIRED COMPARE_QUANTITY_STALE IDEMPOTENCY_CONCURRENT_REQUEST
+  IDEMPOTENCY_KEY_PARAMETER_MISMATCH IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED INVALID_INVENTORY_ITEM INVALID_LOCATION
+  INVALID_NAME INVALID_QUANTITY_NEGATIVE INVALID_QUANTITY_TOO_HIGH INVALID_QUANTITY_TOO_LOW INVALID_REASON
+  INVALID_REFERENCE_DOCUMENT ITEM_NOT_STOCKED_AT_LOCATION NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR
+  NON_MUTABLE_INVENTORY_ITEM
+}
+type InventorySetQuantitiesUserError { code: InventorySetQuantitiesUserErrorCode field: [String!] message: String! }
+type InventoryChange {
+  name: String!
+  delta: Int!
+  quantityAfterChange: Int
+  item: InventoryItem
+  location: Location
+}
+type InventoryAdjustmentGroup {
+  id: ID!
+  createdAt: DateTime!
+  reason: String!
+  referenceDocumentUri: String
+  changes(inventoryItemIds: [ID!], locationIds: [ID!], quantityNames: [String!]): [InventoryChange!]!
+}
+type InventorySetQuantitiesPayload {
+  inventoryAdjustmentGroup: InventoryAdjustmentGroup
+  userErrors: [InventorySetQuantitiesUserError!]!
+}
+
+type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }
+
+schema { query: QueryRoot mutation: Mutation }
+"""
+
+DEFAULT_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders", "read_products")
+SINGLE_QUERY_MAX_COST = 1000  # Shopify refuses a request that asks for more, whatever the bucket holds
+MUTATION_COST = 10
+MAX_INPUT_ARRAY = 250  # "Input arguments that accept an array have a maximum size of 250"
+INVALID_TOKEN_BODY = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+# InventorySetQuantitiesInput.reason: the documented reasons.
+REASONS = frozenset(
+    {
+        "correction",
+        "cycle_count_available",
+        "damaged",
+        "movement_created",
+        "movement_updated",
+        "movement_received",
+        "movement_canceled",
+        "other",
+        "promotion",
+        "quality_control",
+        "received",
+        "reservation_created",
+        "reservation_deleted",
+        "reservation_updated",
+        "restock",
+        "safety_stock",
+        "shrinkage",
+    }
+)
+GID = re.compile(r"^gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>\d+)$")
+SEARCH_TERM = re.compile(r"(?P<field>updated_at|created_at):(?P<op>>=|<=|>|<)?(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
+
+
+class Costing:
+    """Shopify's calculated query cost: objects 1, scalars and enums 0, connections 2 + one per requested
+    node (times the node's own cost), a mutation 10; with ``data``, the actual cost of what was returned."""
+
+    def __init__(self, schema: GraphQLSchema, variables: Any, fragments: dict[str, FragmentDefinitionNode]):
+        self.schema, self.variables, self.fragments = schema, variables, fragments
+
+    def cost(self, selection: SelectionSetNode | None, parent: Any, data: Any, *, mutation: bool = False) -> int:
+        if selection is None:
+            return 0
+        total, fragment_costs = 0, [0]
+        for node in selection.selections:
+            if isinstance(node, InlineFragmentNode):
+                typed = self.schema.type_map.get(node.type_condition.name.value) if node.type_condition else parent
+                fragment_costs.append(self.cost(node.selection_set, typed, data))
+            elif isinstance(node, FragmentSpreadNode):
+                fragment = self.fragments[node.name.value]
+                fragment_costs.append(
+                    self.cost(
+                        fragment.selection_set, self.schema.type_map.get(fragment.type_condition.name.value), data
+                    )
+                )
+            elif isinstance(node, FieldNode):
+                total += self._field(node, parent, data, mutation)
+        return total + max(fragment_costs)
+
+    def _field(self, node: FieldNode, parent: Any, data: Any, mutation: bool) -> int:
+        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType) or node.name.value.startswith("__"):
+            return 0
+        definition = parent.fields.get(node.name.value)
+        if definition is None:
+            return 0
+        named = get_named_type(definition.type)
+        if is_leaf_type(named):
+            return 0
+        key = node.alias.value if node.alias else node.name.value
+        value = data.get(key) if isinstance(data, dict) else None
+        static = data is None
+        args = get_argument_values(definition, node, self.variables)
+        if mutation:
+            return MUTATION_COST + self.cost(node.selection_set, named, value if not static else None)
+        if named.name.endswith("Connection"):
+            return 2 + self._connection(node, named, args, value, static)
+        inner = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
+        if isinstance(inner, GraphQLList):
+            if static:
+                count = len(args.get("ids") or args.get("names") or [None])
+                return count * (1 + self.cost(node.selection_set, named, None))
+            return sum(
+                1 + self.cost(node.selection_set, named, element) for element in value or [] if element is not None
+            )
+        if static:
+            return 1 + self.cost(node.selection_set, named, None)
+        return 0 if value is None else 1 + self.cost(node.selection_set, named, value)
+
+    def _connection(self, node: FieldNode, connection_type: Any, args: dict[str, Any], value: Any, static: bool) -> int:
+        edge_type = connection_type.fields["edges"].type
+        node_type = get_named_type(get_named_type(edge_type).fields["node"].type)
+        per_item: list[int] = []
+        items: list[Any] = []
+        for child in node.selection_set.selections if node.selection_set else []:
+            if not isinstance(child, FieldNode):
+                continue
+            name = child.name.value
+            key = child.alias.value if child.alias else name
+            if name == "nodes":
+                members = [None] if static else list((value or {}).get(key) or [])
+                per_item.append(max((1 + self.cost(child.selection_set, node_type, m) for m in members), default=0))
+                items = items or members
+            elif name == "edges":
+                edges = [None] if static else list((value or {}).get(key) or [])
+                for sub in child.selection_set.selections if child.selection_set else []:
+                    if isinstance(sub, FieldNode) and sub.name.value == "node":
+                        sub_key = sub.alias.value if sub.alias else "node"
+                        members = [None if static else (e or {}).get(sub_key) for e in edges]
+                        per_item.append(
+                            max((1 + self.cost(sub.selection_set, node_type, m) for m in members), default=0)
+                        )
+                items = items or edges
+        each = max(per_item, default=0)
+        count = int(args.get("first") or args.get("last") or 0) if static else len(items)
+        return count * each
+
+
+def idempotency_key(info: Any) -> str | None:
+    definition = info.schema.get_directive("idempotent")
+    for directive in info.field_nodes[0].directives or []:
+        if directive.name.value == "idempotent":
+            key = get_argument_values(definition, directive, info.variable_values).get("key")
+            return str(key) if key else None
+    return None
+
+
+def user_error(code: str, path: list[str], message: str) -> dict[str, Any]:
+    return {"code": code, "field": path, "message": message}
+
+
+def graphql_error(err: GraphQLError) -> dict[str, Any]:
+    formatted = dict(err.formatted)
+    formatted.setdefault("extensions", {"code": "GRAPHQL_VALIDATION_FAILED"} if not err.path else {})
+    return formatted
+
+
+def operation_of(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name:
+        return next((o for o in operations if o.name and o.name.value == name), None)
+    return operations[0] if len(operations) == 1 else None
+
+
+def make_cursor(value: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+
+
+def cursor_value(cursor: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.b64decode(cursor or ""))
+    except ValueError:
+        raise GraphQLError("Invalid cursor", extensions={"code": "BAD_REQUEST"}) from None
+    if not isinstance(value, dict):
+        raise GraphQLError("Invalid cursor", extensions={"code": "BAD_REQUEST"})
+    return value
+
+
+def connection(edges: list[dict[str, Any]], *, has_next: bool, has_previous: bool) -> dict[str, Any]:
+    return {
+        "edges": edges,
+        "nodes": [edge["node"] for edge in edges],
+        "pageInfo": {
+            "hasNextPage": has_next,
+            "hasPreviousPage": has_previous,
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
+
+
+def access_denied(field_name: str, scope: str) -> GraphQLError:
+    return GraphQLError(
+        f"Access denied for {field_name} field. Required access: `{scope}` access scope.",
+        extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes"},
+    )

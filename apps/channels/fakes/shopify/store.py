@@ -1,0 +1,1136 @@
+"""The fake store: its items, locations, orders and webhooks, the HTTP server and the GraphQL resolvers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from graphql import (
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    build_schema,
+    execute,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_variable_values
+from graphql.type.definition import GraphQLInterfaceType
+
+from apps.channels.fakes.shopify.api import (
+    DEFAULT_SCOPES,
+    GID,
+    INVALID_TOKEN_BODY,
+    MAX_INPUT_ARRAY,
+    REASONS,
+    SCHEMA_SDL,
+    SEARCH_TERM,
+    SINGLE_QUERY_MAX_COST,
+    Costing,
+    access_denied,
+    connection,
+    cursor_value,
+    graphql_error,
+    idempotency_key,
+    make_cursor,
+    operation_of,
+    user_error,
+)
+
+KEEP = 10_000  # requests, deliveries, idempotency keys and set quantities the fake remembers
+
+
+def gid(kind: str, number: int) -> str:
+    return f"gid://shopify/{kind}/{number}"
+
+
+def parse_gid(value: str, kind: str) -> int | None:
+    match = GID.match(value or "")
+    if match is None or match["type"] != kind:
+        return None
+    return int(match["id"])
+
+
+def sign_webhook(body: bytes, secret: str) -> str:
+    """``X-Shopify-Hmac-Sha256``: base64 of the HMAC-SHA256 of the raw body, keyed with the app's secret."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def _utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class FakeItem:
+    id: int
+    sku: str
+    variant_id: int
+    product_id: int
+    available: dict[int, int] = field(default_factory=dict)  # location id -> available (stocked there)
+    committed: dict[int, int] = field(default_factory=dict)
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class FakeLine:
+    id: int
+    item_id: int | None
+    sku: str
+    quantity: int
+    current_quantity: int
+    fulfilled: int = 0
+
+
+@dataclass
+class FakeOrder:
+    id: int
+    number: int
+    lines: list[FakeLine]
+    created_at: datetime
+    updated_at: datetime
+    financial_status: str = "paid"
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    location_id: int = 0
+
+
+@dataclass
+class Delivery:
+    webhook_id: str
+    topic: str
+    body: bytes
+    status: int | None  # HTTP status of the last attempt (None: no answer)
+    attempts: int = 0
+
+
+class _Bucket:
+    """Shopify's leaky bucket of cost points (refilled continuously)."""
+
+    def __init__(self, maximum: float, restore: float) -> None:
+        self.maximum, self.restore = float(maximum), float(restore)
+        self.available, self.stamp = float(maximum), time.monotonic()
+
+    def refill(self) -> float:
+        now = time.monotonic()
+        self.available = min(self.maximum, self.available + (now - self.stamp) * self.restore)
+        self.stamp = now
+        return self.available
+
+    def status(self) -> dict[str, float]:
+        return {
+            "maximumAvailable": self.maximum,
+            "currentlyAvailable": int(self.available),
+            "restoreRate": self.restore,
+        }
+
+
+class ShopifyFake:
+    """A Shopify store on loopback. Thread-safe; ``start()`` returns self; ``url`` is the shop URL."""
+
+    def __init__(
+        self,
+        *,
+        access_token: str = "shpat_fake_token",
+        client_id: str = "",  # a Dev Dashboard app: tokens by the client credentials grant
+        client_secret: str = "",
+        token_ttl_s: float = 86399.0,
+        scopes: Iterable[str] = DEFAULT_SCOPES,  # the app's granted access scopes
+        api_versions: Iterable[str] = (),  # the supported versions (empty: any); others fall back to the oldest
+        shop_name: str = "Stockroom Test Shop",
+        domain: str = "stockroom-test.myshopify.com",
+        maximum_available: float = 2000.0,
+        restore_rate: float = 100.0,
+        webhook_url: str = "",
+        webhook_secret: str = "",
+        utc_offset_minutes: int = -300,  # REST webhook timestamps carry the shop's offset
+        search_lag_s: float = 0.0,  # an order changed this recently is not yet in the orders search
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.access_token, self.shop_name, self.domain = access_token, shop_name, domain
+        self.client_id, self.client_secret, self.token_ttl_s = client_id, client_secret, token_ttl_s
+        self.issued_tokens: dict[str, float] = {}  # token -> expiry (time.time())
+        self.scopes = set(scopes)
+        self.api_versions = sorted(api_versions)
+        self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
+        self.shop_tz = timezone(timedelta(minutes=utc_offset_minutes))
+        self.search_lag_s = search_lag_s
+        self.lock = threading.RLock()
+        self.bucket = _Bucket(maximum_available, restore_rate)
+        self.schema: GraphQLSchema = build_schema(SCHEMA_SDL)
+        node = self.schema.type_map["Node"]
+        assert isinstance(node, GraphQLInterfaceType)
+        node.resolve_type = lambda value, _info, _type: value["__typename"]
+        self._ids = itertools.count(1001)
+        self.locations: dict[int, dict[str, Any]] = {}
+        self.main_location = self.add_location("Main warehouse")
+        self.items: dict[int, FakeItem] = {}
+        self.orders: dict[int, FakeOrder] = {}
+        self._order_numbers = itertools.count(1001)
+        self._adjustment_groups = itertools.count(1)
+        # Bounded, so that a fake serving the demo for days keeps its memory (the newest are kept).
+        self._idempotency: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self.deliveries: deque[Delivery] = deque(maxlen=KEEP)
+        self.requests: deque[dict[str, Any]] = deque(maxlen=KEEP)
+        self.set_history: deque[tuple[str, int]] = deque(maxlen=KEEP)  # (item GID, available) each mutation left
+        self.throttled = 0
+        self.unauthorized = 0
+        # Failure modes for tests: answer this HTTP status this many times; drop webhooks (lost deliveries).
+        self.down_status: int | None = None
+        self.down_remaining = 0
+        self.drop_webhooks = False
+        # A slow shop: each inventorySetQuantities waits this long before it runs (it runs even if the caller
+        # has gone, as Shopify's would); request_arrived is set when one comes in.
+        self.delay_s = 0.0
+        self.request_arrived = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{name}:{port}"
+
+    @property
+    def location_id(self) -> str:
+        return gid("Location", self.main_location)
+
+    def start(self) -> ShopifyFake:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="shopify-fake", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- the store, as the merchant and shoppers change it -------------------------------
+
+    def add_location(self, name: str, *, active: bool = True) -> int:
+        with self.lock:
+            number = next(self._ids) * 1000 + 7
+            self.locations[number] = {"name": name, "isActive": active}
+            return number
+
+    def add_item(self, sku: str, available: int = 0, *, location_id: str | None = None, stocked: bool = True) -> str:
+        """A product variant with its inventory item; returns the inventory item GID (Listing.external_id)."""
+        with self.lock:
+            number = next(self._ids) * 1000 + 3
+            item = FakeItem(id=number, sku=sku, variant_id=number + 1, product_id=number + 2)
+            location = parse_gid(location_id, "Location") if location_id else self.main_location
+            if stocked and location is not None:
+                item.available[location] = available
+                item.committed[location] = 0
+            self.items[number] = item
+            return gid("InventoryItem", number)
+
+    def available(self, inventory_item_id: str, location_id: str | None = None) -> int | None:
+        """What Shopify shows as ``available`` (None: no such item, or not stocked at the location)."""
+        with self.lock:
+            item = self.items.get(parse_gid(inventory_item_id, "InventoryItem") or 0)
+            location = parse_gid(location_id, "Location") if location_id else self.main_location
+            return None if item is None else item.available.get(location or 0)
+
+    def set_available(self, inventory_item_id: str, quantity: int, location_id: str | None = None) -> None:
+        """The merchant edits the quantity in Shopify's admin (the next compare-and-set must notice)."""
+        with self.lock:
+            item = self.items[parse_gid(inventory_item_id, "InventoryItem") or 0]
+            location = parse_gid(location_id, "Location") if location_id else self.main_location
+            item.available[location or 0] = quantity
+            item.updated_at = datetime.now(UTC)
+
+    def create_order(
+        self,
+        lines: Iterable[tuple[str, int]],
+        *,
+        financial_status: str = "paid",
+        send_webhook: bool = True,
+    ) -> dict[str, Any]:
+        """A shopper checks out: ``available`` drops by the quantities (committed rises); orders/create."""
+        with self.lock:
+            now = datetime.now(UTC)
+            order_lines = []
+            for sku, quantity in lines:
+                item = next((i for i in self.items.values() if i.sku == sku), None)
+                order_lines.append(
+                    FakeLine(
+                        id=next(self._ids) * 1000 + 5,
+                        item_id=item.id if item else None,
+                        sku=sku,
+                        quantity=quantity,
+                        current_quantity=quantity,
+                    )
+                )
+                if item is not None and self.main_location in item.available:
+                    item.available[self.main_location] -= quantity
+                    item.committed[self.main_location] = item.committed.get(self.main_location, 0) + quantity
+            number = next(self._order_numbers)
+            order = FakeOrder(
+                id=5_000_000_000 + number,
+                number=number,
+                lines=order_lines,
+                created_at=now,
+                updated_at=now,
+                financial_status=financial_status,
+                location_id=self.main_location,
+            )
+            self.orders[order.id] = order
+            payload = self.order_json(order.id)
+        if send_webhook:
+            self._send_webhook("orders/create", payload)
+        return payload
+
+    def update_order(
+        self, order_id: int, *, financial_status: str | None = None, send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """The merchant or a payment changes the order (marked paid ...): orders/updated."""
+        with self.lock:
+            order = self.orders[order_id]
+            if financial_status is not None:
+                order.financial_status = financial_status
+            order.updated_at = datetime.now(UTC)
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+        return payload
+
+    def fulfill_order(
+        self, order_id: int, quantities: dict[str, int] | None = None, *, send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """Ship some units (sku -> units; None: everything left): committed falls, available is unchanged."""
+        with self.lock:
+            order = self.orders[order_id]
+            for line in order.lines:
+                left = line.current_quantity - line.fulfilled
+                units = left if quantities is None else min(left, quantities.get(line.sku, 0))
+                line.fulfilled += units
+                item = self.items.get(line.item_id or 0)
+                if item is not None and order.location_id in item.committed:
+                    item.committed[order.location_id] -= units
+            order.updated_at = datetime.now(UTC)
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+        return payload
+
+    def cancel_order(
+        self, order_id: int, *, restock: bool = True, reason: str = "customer", send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """The merchant cancels, refunding the unshipped units: with ``restock`` (Shopify's default) they go
+        back to ``available`` and leave the line's current quantity; orders/updated and orders/cancelled."""
+        with self.lock:
+            order = self.orders[order_id]
+            now = datetime.now(UTC)
+            order.cancelled_at, order.cancel_reason, order.updated_at = now, reason, now
+            for line in order.lines:
+                item = self.items.get(line.item_id or 0)
+                left = line.current_quantity - line.fulfilled
+                if restock:
+                    line.current_quantity -= left  # refunded and restocked: no longer part of the order
+                if item is not None and order.location_id in item.available:
+                    item.committed[order.location_id] -= left
+                    if restock:
+                        item.available[order.location_id] += left
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+            self._send_webhook("orders/cancelled", payload)
+        return payload
+
+    # --- webhooks --------------------------------------------------------------------------
+
+    def order_json(self, order_id: int) -> dict[str, Any]:
+        """The order as Shopify's REST resource (the webhook body)."""
+        with self.lock:
+            order = self.orders[order_id]
+            lines = []
+            for line in order.lines:
+                item = self.items.get(line.item_id or 0)
+                fulfillable = 0 if order.cancelled_at else line.current_quantity - line.fulfilled
+                lines.append(
+                    {
+                        "id": line.id,
+                        "admin_graphql_api_id": gid("LineItem", line.id),
+                        "variant_id": item.variant_id if item else None,
+                        "product_id": item.product_id if item else None,
+                        "sku": line.sku,
+                        "name": f"Product {line.sku}",
+                        "title": f"Product {line.sku}",
+                        "quantity": line.quantity,
+                        "current_quantity": line.current_quantity,
+                        "fulfillable_quantity": fulfillable,
+                        "fulfillment_status": _line_fulfillment(line),
+                        "fulfillment_service": "manual",
+                        "requires_shipping": True,
+                        "variant_inventory_management": "shopify" if item else None,
+                        "price": "10.00",
+                        "gift_card": False,
+                        "taxable": True,
+                    }
+                )
+            return {
+                "id": order.id,
+                "admin_graphql_api_id": gid("Order", order.id),
+                "name": f"#{order.number}",
+                "order_number": order.number,
+                "number": order.number - 1000,
+                "created_at": self._shop_time(order.created_at),
+                "updated_at": self._shop_time(order.updated_at),
+                "processed_at": self._shop_time(order.created_at),
+                "cancelled_at": self._shop_time(order.cancelled_at) if order.cancelled_at else None,
+                "cancel_reason": order.cancel_reason,
+                "closed_at": None,
+                "confirmed": True,
+                "currency": "EUR",
+                "financial_status": order.financial_status,
+                "fulfillment_status": _order_fulfillment(order),
+                "test": False,
+                "total_price": f"{10 * sum(line.quantity for line in order.lines):.2f}",
+                "line_items": lines,
+            }
+
+    def _shop_time(self, moment: datetime) -> str:
+        return moment.astimezone(self.shop_tz).replace(microsecond=0).isoformat()
+
+    def _send_webhook(self, topic: str, payload: dict[str, Any]) -> Delivery | None:
+        if not self.webhook_url:
+            return None
+        body = json.dumps(payload).encode()
+        delivery = Delivery(webhook_id=str(uuid.uuid4()), topic=topic, body=body, status=None)
+        with self.lock:
+            self.deliveries.append(delivery)
+        if not self.drop_webhooks:
+            self._deliver(delivery)
+        return delivery
+
+    def redeliver(self, webhook_id: str) -> Delivery:
+        """Shopify's retry: the same body and the same X-Shopify-Webhook-Id again."""
+        delivery = next(d for d in self.deliveries if d.webhook_id == webhook_id)
+        self._deliver(delivery)
+        return delivery
+
+    def _deliver(self, delivery: Delivery) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": delivery.topic,
+            "X-Shopify-Hmac-Sha256": sign_webhook(delivery.body, self.webhook_secret),
+            "X-Shopify-Shop-Domain": self.domain,
+            "X-Shopify-API-Version": "2026-07",
+            "X-Shopify-Webhook-Id": delivery.webhook_id,
+            "X-Shopify-Event-Id": str(uuid.uuid5(uuid.NAMESPACE_URL, delivery.webhook_id)),
+            "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
+        }
+        request = urllib.request.Request(self.webhook_url, data=delivery.body, headers=headers, method="POST")
+        delivery.attempts += 1
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                delivery.status = response.status
+        except urllib.error.HTTPError as err:
+            delivery.status = err.code
+        except OSError:
+            delivery.status = None
+
+    # --- reading what happened -----------------------------------------------------------
+
+    def log(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "throttled": self.throttled,
+                "unauthorized": self.unauthorized,
+                "bucket": self.bucket.status(),
+                "requests": list(self.requests),
+                "deliveries": [
+                    {"webhook_id": d.webhook_id, "topic": d.topic, "status": d.status, "attempts": d.attempts}
+                    for d in self.deliveries
+                ],
+            }
+
+    def mutations(self) -> list[dict[str, Any]]:
+        """The inventorySetQuantities requests that were executed (not throttled), in order."""
+        with self.lock:
+            return [r for r in self.requests if r.get("mutation") and r["status"] == 200 and not r.get("throttled")]
+
+    # --- the GraphQL endpoint -------------------------------------------------------------
+
+    def graphql(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one GraphQL request under the cost model; returns the response body."""
+        query = payload.get("query")
+        if not isinstance(query, str):
+            return {"errors": [{"message": "Parameter Missing or Invalid", "extensions": {"code": "BAD_REQUEST"}}]}
+        try:
+            document = parse(query)
+        except GraphQLError as err:
+            return {"errors": [graphql_error(err)]}
+        problems = validate(self.schema, document)
+        if problems:
+            return {"errors": [graphql_error(err) for err in problems]}
+        operation = operation_of(document, payload.get("operationName"))
+        if operation is None:
+            return {"errors": [{"message": "No operation given", "extensions": {"code": "BAD_REQUEST"}}]}
+        coerced = get_variable_values(self.schema, operation.variable_definitions or [], payload.get("variables") or {})
+        if isinstance(coerced, list):
+            return {"errors": [graphql_error(err) for err in coerced]}
+        root = self.schema.mutation_type if operation.operation == OperationType.MUTATION else self.schema.query_type
+        assert root is not None
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        costing = Costing(self.schema, coerced, fragments)
+        requested = costing.cost(operation.selection_set, root, None, mutation=root is self.schema.mutation_type)
+        with self.lock:
+            self.bucket.refill()
+            if requested > SINGLE_QUERY_MAX_COST:
+                return {
+                    "errors": [
+                        {
+                            "message": f"Query cost is {requested}, which exceeds the single query max cost limit "
+                            f"({SINGLE_QUERY_MAX_COST}).",
+                            "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested},
+                        }
+                    ],
+                    "extensions": self._cost_extension(requested, None),
+                }
+            if requested > self.bucket.available:
+                self.throttled += 1
+                return {
+                    "errors": [
+                        {
+                            "message": "Throttled",
+                            "extensions": {
+                                "code": "THROTTLED",
+                                "documentation": "https://shopify.dev/api/usage/limits#rate-limits",
+                            },
+                        }
+                    ],
+                    "extensions": self._cost_extension(requested, None),
+                }
+            self.bucket.available -= requested
+            result = execute(
+                self.schema,
+                document,
+                root_value=_Root(self),
+                variable_values=payload.get("variables") or {},
+                operation_name=payload.get("operationName"),
+            )
+            assert not hasattr(result, "__await__")
+            data = result.data  # type: ignore[union-attr]
+            actual = costing.cost(operation.selection_set, root, data or {}, mutation=root is self.schema.mutation_type)
+            self.bucket.available = min(self.bucket.maximum, self.bucket.available + max(0, requested - actual))
+            body: dict[str, Any] = {"data": data}
+            if result.errors:  # type: ignore[union-attr]
+                body["errors"] = [graphql_error(err) for err in result.errors]  # type: ignore[union-attr]
+            body["extensions"] = self._cost_extension(requested, actual)
+            return body
+
+    def _cost_extension(self, requested: int, actual: int | None) -> dict[str, Any]:
+        return {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": self.bucket.status(),
+            }
+        }
+
+    # --- resolvers ---------------------------------------------------------------------------
+
+    def item_node(self, item: FakeItem) -> dict[str, Any]:
+        fake = self
+
+        def inventory_level(_info: Any, locationId: str) -> dict[str, Any] | None:
+            location = parse_gid(locationId, "Location")
+            if location is None or location not in item.available:
+                return None
+            return fake.level_node(item, location)
+
+        return {
+            "__typename": "InventoryItem",
+            "id": gid("InventoryItem", item.id),
+            "legacyResourceId": str(item.id),
+            "sku": item.sku,
+            "tracked": True,
+            "inventoryLevel": inventory_level,
+            "variant": lambda _info: fake.variant_node(item),
+        }
+
+    def variant_node(self, item: FakeItem) -> dict[str, Any]:
+        return {
+            "__typename": "ProductVariant",
+            "id": gid("ProductVariant", item.variant_id),
+            "legacyResourceId": str(item.variant_id),
+            "sku": item.sku,
+            "inventoryItem": lambda _info: self.item_node(item),
+        }
+
+    def level_node(self, item: FakeItem, location: int) -> dict[str, Any]:
+        def quantities(_info: Any, names: list[str]) -> list[dict[str, Any]]:
+            available = item.available.get(location, 0)
+            committed = item.committed.get(location, 0)
+            values = {"available": available, "committed": committed, "on_hand": available + committed}
+            return [
+                {
+                    "id": f"{gid('InventoryQuantity', item.id)}?location={location}&name={name}",
+                    "name": name,
+                    "quantity": values.get(name, 0),
+                    "updatedAt": _utc_iso(item.updated_at),
+                }
+                for name in names
+            ]
+
+        return {
+            "__typename": "InventoryLevel",
+            "id": f"gid://shopify/InventoryLevel/{item.id}?inventory_item_id={item.id}&location_id={location}",
+            "location": self.location_node(location),
+            "item": lambda _info: self.item_node(item),
+            "quantities": quantities,
+            "updatedAt": _utc_iso(item.updated_at),
+        }
+
+    def location_node(self, location: int) -> dict[str, Any] | None:
+        data = self.locations.get(location)
+        if data is None:
+            return None
+        return {"__typename": "Location", "id": gid("Location", location), "legacyResourceId": str(location), **data}
+
+    def order_node(self, order: FakeOrder) -> dict[str, Any]:
+        fake = self
+
+        def line_items(_info: Any, first: int | None = None, after: str | None = None, **_: Any) -> dict[str, Any]:
+            start = int(cursor_value(after).get("index", -1)) + 1 if after else 0
+            count = min(first or 50, 250)
+            window = order.lines[start : start + count]
+            edges = [
+                {"cursor": make_cursor({"index": start + n}), "node": fake.line_node(order, line)}
+                for n, line in enumerate(window)
+            ]
+            return connection(edges, has_next=start + count < len(order.lines), has_previous=start > 0)
+
+        fulfillment = _order_fulfillment(order)
+        return {
+            "__typename": "Order",
+            "id": gid("Order", order.id),
+            "legacyResourceId": str(order.id),
+            "name": f"#{order.number}",
+            "createdAt": _utc_iso(order.created_at),
+            "updatedAt": _utc_iso(order.updated_at),
+            "cancelledAt": _utc_iso(order.cancelled_at) if order.cancelled_at else None,
+            "closed": False,
+            "displayFulfillmentStatus": {"fulfilled": "FULFILLED", "partial": "PARTIALLY_FULFILLED"}.get(
+                fulfillment or "", "UNFULFILLED"
+            ),
+            "displayFinancialStatus": order.financial_status.upper(),
+            "lineItems": line_items,
+        }
+
+    def line_node(self, order: FakeOrder, line: FakeLine) -> dict[str, Any]:
+        item = self.items.get(line.item_id or 0)
+        unfulfilled = 0 if order.cancelled_at else line.current_quantity - line.fulfilled
+        return {
+            "id": gid("LineItem", line.id),
+            "sku": line.sku,
+            "name": f"Product {line.sku}",
+            "quantity": line.quantity,
+            "currentQuantity": line.current_quantity,
+            "unfulfilledQuantity": unfulfilled,
+            "variant": self.variant_node(item) if item else None,
+        }
+
+    def node_for(self, value: str) -> dict[str, Any] | None:
+        match = GID.match(value or "")
+        if match is None:
+            raise GraphQLError(f"Invalid global id '{value}'", extensions={"code": "argumentLiteralsIncompatible"})
+        number = int(match["id"])
+        if match["type"] == "InventoryItem" and number in self.items:
+            return self.item_node(self.items[number])
+        if match["type"] == "Location":
+            return self.location_node(number)
+        if match["type"] == "Order" and number in self.orders:
+            return self.order_node(self.orders[number])
+        if match["type"] == "ProductVariant":
+            item = next((i for i in self.items.values() if i.variant_id == number), None)
+            return self.variant_node(item) if item else None
+        return None
+
+    def search_orders(
+        self, *, first: int | None, after: str | None, query: str | None, sort_key: str | None, reverse: bool
+    ) -> dict[str, Any]:
+        if first is None:
+            raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
+        if first > 250:
+            raise GraphQLError("The first argument must be between 0 and 250", extensions={"code": "BAD_REQUEST"})
+        visible_before = datetime.now(UTC) - timedelta(seconds=self.search_lag_s)
+        orders = [o for o in self.orders.values() if o.updated_at <= visible_before and _matches(o, query or "")]
+
+        def sort_value(order: FakeOrder) -> tuple[str, int]:
+            key = {"CREATED_AT": order.created_at, "UPDATED_AT": order.updated_at}.get(sort_key or "ID")
+            return (_utc_iso(key) if key else f"{order.id:020d}", order.id)
+
+        orders.sort(key=sort_value, reverse=reverse)
+        if after:
+            mark = cursor_value(after)
+            last = (str(mark.get("last_value", "")), int(mark.get("last_id", 0)))
+            orders = [o for o in orders if (sort_value(o) < last if reverse else sort_value(o) > last)]
+        window = orders[:first]
+        edges = []
+        for order in window:
+            value, number = sort_value(order)
+            edges.append(
+                {"cursor": make_cursor({"last_id": number, "last_value": value}), "node": self.order_node(order)}
+            )
+        return connection(edges, has_next=len(orders) > first, has_previous=bool(after))
+
+    def set_quantities(self, info: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        key = idempotency_key(info)
+        if key is None:
+            raise GraphQLError(
+                "The @idempotent directive is required for this mutation but was not provided.",
+                extensions={"code": "BAD_REQUEST"},
+            )
+        quantities = payload.get("quantities") or []
+        if len(quantities) > MAX_INPUT_ARRAY:
+            raise GraphQLError(
+                f"The input array size of {len(quantities)} is greater than the maximum allowed of {MAX_INPUT_ARRAY}.",
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            )
+        for quantity in quantities:
+            if "changeFromQuantity" not in quantity:
+                raise GraphQLError(
+                    "InventoryQuantityInput must include the following argument: changeFromQuantity.",
+                    extensions={"code": "INVALID_FIELD_ARGUMENTS"},
+                )
+        fingerprint = json.dumps(payload, sort_keys=True, default=str)
+        if key in self._idempotency:
+            seen, answer = self._idempotency[key]
+            if seen == fingerprint:
+                return answer  # a retry: the original result, nothing applied twice
+            return {
+                "inventoryAdjustmentGroup": None,
+                "userErrors": [
+                    {
+                        "code": "IDEMPOTENCY_KEY_PARAMETER_MISMATCH",
+                        "field": None,
+                        "message": "The same idempotency key cannot be used with different operation parameters.",
+                    }
+                ],
+            }
+        answer = self._set_quantities(payload)
+        self._idempotency[key] = (fingerprint, answer)
+        while len(self._idempotency) > KEEP:
+            self._idempotency.popitem(last=False)
+        return answer
+
+    def _set_quantities(self, payload: dict[str, Any]) -> dict[str, Any]:
+        name, reason = payload["name"], payload["reason"]
+        errors: list[dict[str, Any]] = []
+        if name not in ("available", "on_hand"):
+            errors.append(
+                user_error(
+                    "INVALID_NAME", ["input", "name"], "The quantity name must be either 'available' or 'on_hand'."
+                )
+            )
+        if reason not in REASONS:
+            errors.append(user_error("INVALID_REASON", ["input", "reason"], "The specified reason is invalid."))
+        seen: set[tuple[int, int]] = set()
+        plan: list[tuple[FakeItem, int, int]] = []
+        for index, quantity in enumerate(payload["quantities"]):
+            path = ["input", "quantities", str(index)]
+            item = self.items.get(parse_gid(quantity["inventoryItemId"], "InventoryItem") or 0)
+            location = parse_gid(quantity["locationId"], "Location")
+            if item is None:
+                errors.append(
+                    user_error(
+                        "INVALID_INVENTORY_ITEM",
+                        [*path, "inventoryItemId"],
+                        "The specified inventory item could not be found.",
+                    )
+                )
+                continue
+            if location is None or location not in self.locations:
+                errors.append(
+                    user_error("INVALID_LOCATION", [*path, "locationId"], "The specified location could not be found.")
+                )
+                continue
+            if location not in item.available:
+                errors.append(
+                    user_error(
+                        "ITEM_NOT_STOCKED_AT_LOCATION",
+                        [*path, "locationId"],
+                        "The specified inventory item is not stocked at the location.",
+                    )
+                )
+                continue
+            if (item.id, location) in seen:
+                errors.append(
+                    user_error(
+                        "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
+                        [*path, "inventoryItemId"],
+                        "The combination of inventoryItemId and locationId must be unique.",
+                    )
+                )
+                continue
+            seen.add((item.id, location))
+            target = int(quantity["quantity"])
+            if target > 1_000_000_000:
+                errors.append(
+                    user_error(
+                        "INVALID_QUANTITY_TOO_HIGH",
+                        [*path, "quantity"],
+                        "The quantity can't be higher than 1,000,000,000.",
+                    )
+                )
+                continue
+            if target < -1_000_000_000 or (name == "on_hand" and target < 0):
+                errors.append(user_error("INVALID_QUANTITY_TOO_LOW", [*path, "quantity"], "The quantity is too low."))
+                continue
+            current = (
+                item.available[location] if name == "available" else item.available[location] + item.committed[location]
+            )
+            expected = quantity["changeFromQuantity"]
+            if expected is not None and int(expected) != current:
+                errors.append(
+                    user_error(
+                        "CHANGE_FROM_QUANTITY_STALE",
+                        [*path, "changeFromQuantity"],
+                        "The changeFromQuantity value does not match persisted value.",
+                    )
+                )
+                continue
+            plan.append((item, location, target - current))
+        if errors:  # all or nothing: one bad quantity and none is set
+            return {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        now = datetime.now(UTC)
+        changes = []
+        for item, location, delta in plan:
+            item.available[location] += delta
+            item.updated_at = now
+            changes.append((item, location, delta))
+            self.set_history.append((gid("InventoryItem", item.id), item.available[location]))
+        group = next(self._adjustment_groups)
+        fake = self
+
+        def change_list(_info: Any, **_: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": name,
+                    "delta": delta,
+                    "quantityAfterChange": None,
+                    "item": fake.item_node(item),
+                    "location": fake.location_node(location),
+                }
+                for item, location, delta in changes
+            ]
+
+        return {
+            "inventoryAdjustmentGroup": {
+                "id": gid("InventoryAdjustmentGroup", group),
+                "createdAt": _utc_iso(now),
+                "reason": reason,
+                "referenceDocumentUri": payload.get("referenceDocumentUri"),
+                "changes": change_list,
+            },
+            "userErrors": [],
+        }
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def _record(self, **entry: Any) -> None:
+        with self.lock:
+            self.requests.append({"at": time.time(), **entry})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+        graphql_path = re.compile(r"^/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json$")
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+            def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                self.send_header("X-Request-Id", str(uuid.uuid4()))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path.rstrip("/")
+                if path == "/_fake/log":
+                    self._reply(200, fake.log())
+                elif path == "/_fake/state":
+                    self._reply(200, fake.control_state())
+                else:
+                    self._reply(404, {"errors": "Not Found"})
+
+            def do_POST(self) -> None:
+                path = urlsplit(self.path).path
+                body = self._body()
+                if path.startswith("/_fake/"):
+                    status, answer = fake.control(path, body)
+                    self._reply(status, answer)
+                    return
+                if path == "/admin/oauth/access_token":
+                    status, answer = fake.grant_token(body, self.headers.get("Content-Type", ""))
+                    self._reply(status, answer)
+                    return
+                match = graphql_path.match(path)
+                if match is None:
+                    self._reply(404, {"errors": "Not Found"})
+                    return
+                served = match["version"]
+                if fake.api_versions and served not in fake.api_versions:
+                    served = fake.api_versions[0]  # Shopify answers an unsupported version with its oldest
+                version = {"X-Shopify-API-Version": served}
+                if not fake.token_valid(self.headers.get("X-Shopify-Access-Token", "")):
+                    with fake.lock:
+                        fake.unauthorized += 1
+                    fake._record(status=401)
+                    self._reply(401, INVALID_TOKEN_BODY, version)
+                    return
+                with fake.lock:
+                    down = fake.down_status if fake.down_remaining > 0 else None
+                    if down is not None:
+                        fake.down_remaining -= 1
+                if down is not None:
+                    fake._record(status=down)
+                    self._reply(down, {"errors": "Internal Server Error"}, version)
+                    return
+                try:
+                    payload = json.loads(body)
+                    assert isinstance(payload, dict)
+                except (ValueError, AssertionError):
+                    fake._record(status=400)
+                    self._reply(400, {"errors": {"query": "Required parameter missing or invalid"}}, version)
+                    return
+                if "inventorySetQuantities" in str(payload.get("query")):
+                    fake.request_arrived.set()
+                    if fake.delay_s:
+                        time.sleep(fake.delay_s)
+                answer = fake.graphql(payload)
+                codes = [((e.get("extensions") or {}).get("code")) for e in answer.get("errors") or []]
+                cost = (answer.get("extensions") or {}).get("cost") or {}
+                fake._record(
+                    status=200,
+                    mutation="inventorySetQuantities" in str(payload.get("query")),
+                    throttled="THROTTLED" in codes,
+                    requested=cost.get("requestedQueryCost"),
+                    actual=cost.get("actualQueryCost"),
+                    quantities=len(((payload.get("variables") or {}).get("input") or {}).get("quantities") or []),
+                )
+                self._reply(200, answer, version)
+
+        return Handler
+
+    # --- authentication ----------------------------------------------------------------------
+
+    def require(self, field_name: str, scope: str) -> None:
+        """Shopify's scope check: write_x grants read_x too."""
+        granted = self.scopes | {"read_" + s.removeprefix("write_") for s in self.scopes if s.startswith("write_")}
+        if scope not in granted:
+            raise access_denied(field_name, scope)
+
+    def token_valid(self, token: str) -> bool:
+        if token and self.access_token and hmac.compare_digest(token, self.access_token):
+            return True
+        with self.lock:
+            expiry = self.issued_tokens.get(token)
+        return expiry is not None and expiry > time.time()
+
+    def grant_token(self, raw: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        """The client credentials grant: the app's id and secret for a token that lives ``token_ttl_s``."""
+        if "json" in content_type:
+            try:
+                form = {k: str(v) for k, v in json.loads(raw or b"{}").items()}
+            except (ValueError, AttributeError):
+                form = {}
+        else:
+            form = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": "grant_type must be client_credentials",
+            }
+        if not self.client_id or not (
+            hmac.compare_digest(form.get("client_id", ""), self.client_id)
+            and hmac.compare_digest(form.get("client_secret", ""), self.client_secret)
+        ):
+            return 400, {"error": "invalid_client", "error_description": "Client credentials are invalid"}
+        token = f"shpat_{uuid.uuid4().hex}"
+        with self.lock:
+            self.issued_tokens[token] = time.time() + self.token_ttl_s
+        return 200, {
+            "access_token": token,
+            "scope": "read_inventory,write_inventory,read_orders,read_locations",
+            "expires_in": int(self.token_ttl_s),
+        }
+
+    # --- the control API of the standalone fake (loopback only) ---------------------------
+
+    def control_state(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "shop_url": self.url,
+                "location_id": self.location_id,
+                "items": [
+                    {
+                        "inventory_item_id": gid("InventoryItem", item.id),
+                        "sku": item.sku,
+                        "available": item.available.get(self.main_location),
+                    }
+                    for item in self.items.values()
+                ],
+                "orders": [self.order_json(number) for number in self.orders],
+            }
+
+    def control(self, path: str, raw: bytes) -> tuple[int, Any]:
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return 400, {"error": "bad json"}
+        parts = [p for p in path.split("/") if p][1:]
+        try:
+            if parts == ["items"]:
+                return 201, {"inventory_item_id": self.add_item(str(body["sku"]), int(body.get("available", 0)))}
+            if parts == ["quantity"]:
+                self.set_available(str(body["inventory_item_id"]), int(body["available"]))
+                return 200, {"available": self.available(str(body["inventory_item_id"]))}
+            if parts == ["orders"]:
+                lines = [(str(line["sku"]), int(line["quantity"])) for line in body["lines"]]
+                return 201, self.create_order(lines, financial_status=str(body.get("financial_status", "paid")))
+            if len(parts) == 3 and parts[0] == "orders":
+                actions: dict[str, Callable[[int], dict[str, Any]]] = {
+                    "cancel": self.cancel_order,
+                    "fulfill": self.fulfill_order,
+                    "update": self.update_order,
+                }
+                return 200, actions[parts[2]](int(parts[1]))
+        except (KeyError, ValueError, TypeError) as err:
+            return 400, {"error": f"{type(err).__name__}: {err}"}
+        return 404, {"error": "unknown control path"}
+
+
+class _Root:
+    """Root values: QueryRoot and Mutation fields resolve here (graphql-core calls them with the arguments)."""
+
+    def __init__(self, fake: ShopifyFake) -> None:
+        self.fake = fake
+
+    def shop(self, _info: Any) -> dict[str, Any]:
+        return {
+            "id": "gid://shopify/Shop/1",
+            "name": self.fake.shop_name,
+            "myshopifyDomain": self.fake.domain,
+            "currencyCode": "EUR",
+            "url": f"https://{self.fake.domain}",
+        }
+
+    def currentAppInstallation(self, _info: Any) -> dict[str, Any]:
+        return {
+            "id": "gid://shopify/AppInstallation/1",
+            "accessScopes": [{"handle": scope, "description": scope} for scope in sorted(self.fake.scopes)],
+        }
+
+    def location(self, _info: Any, id: str | None = None) -> dict[str, Any] | None:
+        self.fake.require("location", "read_locations")
+        number = parse_gid(id, "Location") if id else self.fake.main_location
+        return self.fake.location_node(number) if number else None
+
+    def node(self, _info: Any, id: str) -> dict[str, Any] | None:
+        return self.fake.node_for(id)
+
+    def nodes(self, _info: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+        if len(ids) > MAX_INPUT_ARRAY:
+            raise GraphQLError(
+                f"The input array size of {len(ids)} is greater than the maximum allowed of {MAX_INPUT_ARRAY}.",
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            )
+        return [self.fake.node_for(value) for value in ids]
+
+    def inventoryItem(self, _info: Any, id: str) -> dict[str, Any] | None:
+        number = parse_gid(id, "InventoryItem")
+        item = self.fake.items.get(number or 0)
+        return self.fake.item_node(item) if item else None
+
+    def order(self, _info: Any, id: str) -> dict[str, Any] | None:
+        order = self.fake.orders.get(parse_gid(id, "Order") or 0)
+        return self.fake.order_node(order) if order else None
+
+    def orders(
+        self,
+        _info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        query: str | None = None,
+        sortKey: str | None = None,
+        reverse: bool = False,
+        **_: Any,
+    ) -> dict[str, Any]:
+        self.fake.require("orders", "read_orders")
+        return self.fake.search_orders(first=first, after=after, query=query, sort_key=sortKey, reverse=reverse)
+
+    def inventorySetQuantities(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        self.fake.require("inventorySetQuantities", "write_inventory")
+        return self.fake.set_quantities(info, input)
+
+
+def _matches(order: FakeOrder, query: str) -> bool:
+    """Shopify's search syntax, as far as the connector uses it: ``updated_at:>=…`` and friends, ANDed.
+    Timestamps compare at whole seconds, as Shopify's search index stores them."""
+    for term in SEARCH_TERM.finditer(query):
+        raw = term["value"].strip("'\"")
+        try:
+            bound = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if bound.tzinfo is None:
+            bound = bound.replace(tzinfo=UTC)
+        value = (order.updated_at if term["field"] == "updated_at" else order.created_at).replace(microsecond=0)
+        op = term["op"] or ">="  # a bare date matches from that moment on
+        checks = {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}
+        if not checks[op]:
+            return False
+    return True
+
+
+def _line_fulfillment(line: FakeLine) -> str | None:
+    if line.fulfilled <= 0:
+        return None
+    return "fulfilled" if line.fulfilled >= line.current_quantity else "partial"
+
+
+def _order_fulfillment(order: FakeOrder) -> str | None:
+    shipped = sum(line.fulfilled for line in order.lines)
+    if shipped <= 0:
+        return None
+    return "fulfilled" if all(line.fulfilled >= line.current_quantity for line in order.lines) else "partial"
