@@ -293,6 +293,7 @@ class WooCommerceConnector(Connector):
     def push(self, channel: ChannelRef, updates: Sequence[QuantityUpdate]) -> PushResult:
         result = PushResult()
         targets: dict[int, Target] = {}
+        taken: dict[Target, int] = {}
         for update in updates:
             target = parse_external_id(update.external_id)
             if target is None:
@@ -300,8 +301,15 @@ class WooCommerceConnector(Connector):
                     f"no WooCommerce product id ({update.external_id!r}): set the listing's external id to the "
                     "product id, or <parent id>/<variation id> for a variation"
                 )
+            elif target in taken:
+                # One product has one stock count: two listings on it would overwrite each other.
+                result.failed[update.listing_id] = (
+                    f"listing {taken[target]} of this channel is linked to the same WooCommerce product "
+                    f"({update.external_id}); link each product to one listing"
+                )
             else:
                 targets[update.listing_id] = target
+                taken[target] = update.listing_id
         to_push = [u for u in updates if u.listing_id in targets]
         tally = _Tally()
         try:

@@ -206,6 +206,20 @@ def test_items_the_store_refuses_fail_alone(fake: WooCommerceFake, connector: Wo
     assert (fake.quantity(good), fake.quantity(tee_small), fake.quantity(vetoed)) == (9, 8, 2)
 
 
+def test_two_listings_on_one_product_do_not_overwrite_each_other(
+    fake: WooCommerceFake, connector: WooCommerceConnector
+) -> None:
+    product = fake.add_product(sku="MUG", stock_quantity=1)
+
+    result = connector.push(ref(fake), [update(1, str(product), 4), update(2, f" {product}", 9)])
+
+    assert result.accepted == [1] and fake.quantity(product) == 4
+    assert result.failed == {
+        2: f"listing 1 of this channel is linked to the same WooCommerce product ( {product}); "
+        "link each product to one listing"
+    }
+
+
 def test_the_fake_refuses_a_quantity_that_is_not_an_integer(fake: WooCommerceFake) -> None:
     good = fake.add_product(sku="GOOD", stock_quantity=1)
     bad = fake.add_product(sku="BAD", stock_quantity=1)
