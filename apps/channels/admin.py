@@ -7,11 +7,20 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
 from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
-from apps.channels.models import Channel, ChannelLocation, DeadLetter, Listing, SyncPriority, SyncWork
+from apps.channels.forms import CREDENTIALS, SETTINGS, ChannelFormBase, channel_form_class
+from apps.channels.models import (
+    STOCKROOM_CONNECTOR,
+    Channel,
+    ChannelLocation,
+    DeadLetter,
+    Listing,
+    SyncPriority,
+    SyncWork,
+)
 from apps.channels.selectors import listings_availability, sync_lag_rows
 from apps.channels.services.config import (
     channel_create,
@@ -22,6 +31,7 @@ from apps.channels.services.config import (
     listing_update,
     listings_sync_now,
 )
+from apps.channels.services.connection import channel_connection_test
 from apps.channels.services.work import dead_letters_retry
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 from apps.core.durations import duration_text
@@ -60,16 +70,60 @@ class ChannelLocationInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(ServiceAdmin):
     list_display = (
-        "code", "name", "kind", "is_active", "imports", "import_cap_units", "rate_per_s", "burst", "batch_size",
-        "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
+        "code", "name", "kind", "connector", "is_active", "imports", "import_cap_units", "rate_per_s", "burst",
+        "batch_size", "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
-    list_filter = ("kind", "is_active", "can_import")
+    list_filter = ("kind", "connector", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
     readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
-    exclude = ("secret",)
-    actions = ["sync_all_listings"]
+    exclude = ("secret", "settings")
+    actions = ["sync_all_listings", "test_connection"]
+    change_form_template = "admin/channels/channel/change_form.html"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        # Built per page: one section per installed connector, from its own serializers.
+        kwargs["form"] = channel_form_class()
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """Who the channel is, how it is spoken to (the chosen connector's part only, by a script), then sync."""
+        form = self.get_form(request, obj, fields=None)
+        sections = getattr(form, "sections", [])
+        main = [
+            name
+            for name in (str(field) for field in self.get_fields(request, obj))
+            if name != "connector" and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+        ]
+        identity = [name for name in ("code", "name", "kind", "is_active") if name in main]
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+            (None, {"fields": identity}),
+            ("Connector", {"fields": ["connector"]}),
+        ]
+        for section in sections:
+            if section.name == STOCKROOM_CONNECTOR:
+                names, title = ["push_url"], f"{section.label}: where quantities are pushed"
+                description = "Stockroom POSTs signed quantities to this URL; the secret that signs them is set "
+                description += "through the API (write-only)."
+            else:
+                names, title = section.settings + section.credentials, f"{section.label}: settings and credentials"
+                description = "Credentials are stored encrypted and never shown again; a blank credential keeps "
+                description += "the stored one."
+            if names:
+                fieldsets.append(
+                    (
+                        title,
+                        {
+                            "fields": names,
+                            "classes": ["connector-section", f"connector-{section.name}"],
+                            "description": description,
+                        },
+                    )
+                )
+        rest = [name for name in main if name not in identity and name != "push_url"]
+        fieldsets.append(("Sync and orders", {"fields": rest}))
+        return fieldsets
 
     def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:
         """Nothing yet: settings and locations are one service call, in ``save_related``."""
@@ -77,16 +131,45 @@ class ChannelAdmin(ServiceAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         (locations,) = [formset for formset in formsets if isinstance(formset, ChannelLocationFormSet)]
         locations.save(commit=False)  # writes nothing; lists what changed for the history message
+        assert isinstance(form, ChannelFormBase)
+        plain = {
+            name: value
+            for name, value in changed_fields(form).items()
+            if name != "connector" and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+        }
+        fields = {**plain, **form.connector_changes()}
         if change:
             channel = Channel.objects.get(pk=form.instance.pk)
             channel_update(
-                channel=channel,
-                fields=changed_fields(form),
-                location_ids=locations.location_ids(),
-                priority=ADMIN_EDIT_PRIORITY,
+                channel=channel, fields=fields, location_ids=locations.location_ids(), priority=ADMIN_EDIT_PRIORITY
             )
             return
-        saved_as(form.instance, channel_create(fields=form.cleaned_data, location_ids=locations.location_ids()))
+        saved_as(
+            form.instance,
+            channel_create(fields={**form.cleaned_data, **fields}, location_ids=locations.location_ids()),
+        )
+
+    def response_change(self, request: HttpRequest, obj: Channel) -> HttpResponse:
+        if "_test_connection" in request.POST:
+            self._test_and_tell(request, Channel.objects.get(pk=obj.pk))
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    def response_add(self, request: HttpRequest, obj: Channel, post_url_continue: str | None = None) -> HttpResponse:
+        if "_test_connection" in request.POST:
+            self._test_and_tell(request, Channel.objects.get(pk=obj.pk))
+            return HttpResponseRedirect(f"../{obj.pk}/change/")
+        return super().response_add(request, obj, post_url_continue)
+
+    def _test_and_tell(self, request: HttpRequest, channel: Channel) -> None:
+        result = channel_connection_test(channel=channel)
+        level = messages.SUCCESS if result.ok else messages.ERROR
+        self.message_user(request, f"Test connection of {channel.code}: {result.message}", level)
+
+    @admin.action(description="Test connection: ask each selected channel's platform whether it answers")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset.order_by("code"):
+            self._test_and_tell(request, channel)
 
     def delete_model(self, request: HttpRequest, obj: Channel) -> None:
         channel_delete(channel=obj)
@@ -141,10 +224,11 @@ class ChannelAdmin(ServiceAdmin):
 class ListingAdmin(CatalogImportExportMixin, ServiceAdmin):
     resource_classes = [catalog_resource("listings")]
     list_display = (
-        "channel_sku", "channel", "product", "available_now", "last_pushed_qty", "last_pushed_at", "is_active",
+        "channel_sku", "channel", "product", "external_id", "available_now", "last_pushed_qty", "last_pushed_at",
+        "is_active",
     )  # fmt: skip
     list_filter = ("channel", "is_active", "product__kind")
-    search_fields = ("channel_sku", "product__code", "product__name")
+    search_fields = ("channel_sku", "external_id", "product__code", "product__name")
     list_select_related = ("channel", "product")
     autocomplete_fields = ["product"]
     readonly_fields = ("last_pushed_qty", "last_pushed_at", "zeroed_by_incident", "created_at")

@@ -1,0 +1,196 @@
+"""The channel form of the back office, with its connector section: settings and write-only credentials of
+each connector, rendered from the connector's own serializers and checked by them (``connector_config_clean``).
+
+A field of connector ``shopify`` is named ``settings__shopify__shop_url`` or
+``credentials__shopify__access_token``; only the section of the chosen connector is read. A credential
+field left blank keeps the stored value, so the form never shows or needs one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from rest_framework import serializers
+
+from apps.channels.connectors import CONNECTOR_CHOICES, CONNECTORS, connector_named
+from apps.channels.connectors.base import Connector
+from apps.channels.models import STOCKROOM_CONNECTOR, Channel
+from apps.channels.services.connection import (
+    ConnectorConfigInvalid,
+    channel_credential_names,
+    channel_credentials,
+    connector_config_clean,
+)
+from apps.core.secrets import SecretsUnreadable
+
+SETTINGS, CREDENTIALS = "settings", "credentials"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One connector's part of the form."""
+
+    name: str
+    label: str
+    settings: list[str]  # form field names
+    credentials: list[str]
+
+
+def available_connectors() -> Iterator[tuple[str, str, Connector]]:
+    """The registry's connectors whose module is installed, with their labels, in the registry's order."""
+    labels = dict(CONNECTOR_CHOICES)
+    for name in CONNECTORS:
+        try:
+            connector = connector_named(name)
+        except (LookupError, ImportError):
+            continue
+        yield name, labels.get(name, connector.label), connector
+
+
+def field_name(part: str, connector: str, key: str) -> str:
+    return f"{part}__{connector}__{key}"
+
+
+def form_field(field: serializers.Field, *, secret: bool = False) -> forms.Field:
+    """A form field standing for a serializer field (the serializer still has the last word in ``clean``)."""
+    common: dict[str, Any] = {
+        "required": False,  # checked by the connector for the chosen connector only
+        "help_text": str(field.help_text or ""),
+        "label": str(field.label or field.field_name or "").replace("_", " "),
+    }
+    if secret:
+        return forms.CharField(widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **common)
+    if isinstance(field, serializers.BooleanField):
+        return forms.BooleanField(**common)
+    if isinstance(field, serializers.ChoiceField):
+        return forms.ChoiceField(choices=[("", "—"), *field.choices.items()], **common)
+    if isinstance(field, serializers.IntegerField):
+        return forms.IntegerField(**common)
+    if isinstance(field, serializers.FloatField | serializers.DecimalField):
+        return forms.DecimalField(**common)
+    if isinstance(field, serializers.URLField):
+        return forms.URLField(assume_scheme="https", **common)
+    return forms.CharField(max_length=getattr(field, "max_length", None), **common)
+
+
+def connector_sections() -> tuple[list[Section], dict[str, forms.Field]]:
+    sections, fields = [], {}
+    for name, label, connector in available_connectors():
+        section = Section(name, label, [], [])
+        for part, serializer_class, names in (
+            (SETTINGS, connector.settings_serializer, section.settings),
+            (CREDENTIALS, connector.credentials_serializer, section.credentials),
+        ):
+            for key, field in serializer_class().fields.items():
+                if field.read_only:
+                    continue
+                names.append(field_name(part, name, key))
+                fields[names[-1]] = form_field(field, secret=part == CREDENTIALS)
+        sections.append(section)
+    return sections, fields
+
+
+class ChannelFormBase(forms.ModelForm):
+    sections: list[Section] = []
+
+    class Meta:
+        model = Channel
+        # The admin picks the fields (its fieldsets); a Meta.fields here would hide every other one from it.
+        exclude = ("secret", "settings")  # noqa: DJ006
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        channel: Channel = self.instance
+        # As stored: validation copies the form's values onto the instance before the save.
+        self.stored_connector = channel.connector if channel.pk else None
+        self.stored_settings = dict(channel.settings or {})
+        connector = self.fields["connector"]
+        assert isinstance(connector, forms.ChoiceField)
+        connector.required = False
+        connector.choices = [(name, label) for name, label, _ in available_connectors()]
+        connector.help_text = (
+            "How Stockroom talks to the channel. The chosen connector's settings and credentials follow (the "
+            "Stockroom push protocol needs only a push URL)."
+        )
+        stored = set(channel_credential_names(channel)) if channel.pk else set()
+        for section in self.sections:
+            current = section.name == channel.connector and channel.pk is not None
+            for name in section.settings:
+                key = name.split("__", 2)[2]
+                if current and key in (channel.settings or {}):
+                    self.initial[name] = channel.settings[key]
+            for name in section.credentials:
+                key = name.split("__", 2)[2]
+                field = self.fields[name]
+                if current and key in stored:
+                    field.help_text = "Stored (not shown). Leave blank to keep it; type a new value to replace it."
+                    field.widget.attrs["placeholder"] = "•••••• stored"
+                elif not field.help_text:
+                    field.help_text = "Write-only: never shown again once saved."
+
+    def chosen_connector(self) -> str:
+        return self.cleaned_data.get("connector") or self.stored_connector or STOCKROOM_CONNECTOR
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        connector = self.chosen_connector()
+        cleaned["connector"] = connector
+        section = next((s for s in self.sections if s.name == connector), None)
+        if section is None:
+            return cleaned
+        settings = {
+            name.split("__", 2)[2]: cleaned[name] for name in section.settings if cleaned.get(name) not in (None, "")
+        }
+        given = {name.split("__", 2)[2]: cleaned[name] for name in section.credentials if cleaned.get(name)}
+        same = connector == self.stored_connector
+        stored: dict[str, Any] = {}
+        if same:
+            try:
+                stored = channel_credentials(self.instance)
+            except SecretsUnreadable:
+                stored = {}
+        try:
+            settings, _ = connector_config_clean(
+                connector=connector, settings=settings, credentials=given if given or not same else None,
+                stored_credentials=stored,
+            )  # fmt: skip
+        except ConnectorConfigInvalid as err:
+            self._errors_from(connector, err.data.get("errors") or {})
+            return cleaned
+        cleaned["settings"] = settings
+        cleaned["credentials"] = given or None  # laid over the stored ones by the service
+        return cleaned
+
+    def _errors_from(self, connector: str, errors: dict[str, Any]) -> None:
+        for part in (SETTINGS, CREDENTIALS):
+            for key, messages in (errors.get(part) or {}).items():
+                name = field_name(part, connector, key)
+                text = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+                if name in self.fields:
+                    self.add_error(name, text)
+                else:
+                    self.add_error(None, f"{part} {key}: {' '.join(text)}")
+        if "connector" in errors:
+            self.add_error("connector", [str(m) for m in errors["connector"]])
+
+    def connector_changes(self) -> dict[str, Any]:
+        """What the service is given for the connector: the connector, its settings, new credentials."""
+        if "settings" not in self.cleaned_data:
+            return {}
+        changes: dict[str, Any] = {}
+        if self.cleaned_data["connector"] != self.stored_connector:
+            changes["connector"] = self.cleaned_data["connector"]
+        if self.cleaned_data["settings"] != self.stored_settings or changes:
+            changes["settings"] = self.cleaned_data["settings"]
+        if self.cleaned_data.get("credentials"):
+            changes["credentials"] = self.cleaned_data["credentials"]
+        return changes
+
+
+def channel_form_class() -> type[ChannelFormBase]:
+    """The form with a section per installed connector (the registry is read when the page is built)."""
+    sections, fields = connector_sections()
+    return type("ChannelForm", (ChannelFormBase,), {**fields, "sections": sections})
