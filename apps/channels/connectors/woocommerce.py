@@ -9,7 +9,7 @@ written through their parent's route, so the parent is part of the id.
   (WooCommerce's ``woocommerce_rest_batch_items_limit``; more gets 413). An item the store refused comes
   back as ``{"id", "error": {"code", "message", "data"}}``: that listing fails, the others are accepted.
   WooCommerce has no compare-and-set, and it lowers stock itself when an order is paid; so before a
-  batch the connector reads what the store shows (``check_before_push``, on by default) and reports a
+  batch the connector reads what the store shows (unless ``blind_overwrite``) and reports a
   listing whose quantity is not what Stockroom last pushed as mismatched instead of overwriting it.
 - Read back: ``GET /products?include=…`` and ``GET /products/<parent>/variations?include=…``.
 - Orders: webhooks ``order.created`` / ``order.updated`` / ``order.deleted`` signed with
@@ -49,12 +49,14 @@ from apps.channels.connectors.base import (
     ChannelRef,
     Connector,
     ConnectorError,
+    ConnectorThrottled,
     OrderLine,
     OrdersPage,
     PlatformOrder,
     PushResult,
     QuantityUpdate,
     Webhook,
+    retry_after_seconds,
 )
 
 BATCH_LIMIT = 100  # WooCommerce's default woocommerce_rest_batch_items_limit
@@ -94,6 +96,23 @@ OPEN_ORDERS = "open"
 # --- settings and credentials ---------------------------------------------------------------
 
 
+STATUS_MEANINGS = (Status.PENDING, Status.OPEN, Status.FULFILLED, Status.CANCELLED)
+
+
+def parse_status_map(text: str) -> dict[str, str]:
+    """``"shipped=fulfilled, wc-ready=open"`` -> ``{"shipped": "fulfilled", "ready": "open"}``; else ValueError."""
+    mapping: dict[str, str] = {}
+    for pair in re.split(r"[,;\n]+", text or ""):
+        if not pair.strip():
+            continue
+        status, equals, meaning = pair.partition("=")
+        status, meaning = status.strip().lower().removeprefix("wc-"), meaning.strip().lower()
+        if not equals or not re.fullmatch(r"[a-z0-9_-]+", status) or meaning not in STATUS_MEANINGS:
+            raise ValueError(f"{pair.strip()!r}: write status=meaning, the meaning one of {', '.join(STATUS_MEANINGS)}")
+        mapping[status] = meaning
+    return mapping
+
+
 def default_api_version() -> str:
     return str(settings.WOOCOMMERCE_API_VERSION)
 
@@ -111,15 +130,17 @@ class WooCommerceSettings(serializers.Serializer):
         help_text="Send the key in the query string instead of the Authorization header (HTTPS only), "
         'for servers that answer "Consumer key is missing".',
     )
-    check_before_push = serializers.BooleanField(
-        default=True,
-        help_text="Read what the store shows before each push and never overwrite a quantity that changed "
-        "there since Stockroom's last push (WooCommerce has no compare-and-set of its own).",
+    blind_overwrite = serializers.BooleanField(
+        default=False,
+        help_text="Push without first reading what the store shows: one request fewer, but a sale on the store "
+        "that Stockroom has not imported yet can be overwritten (WooCommerce has no compare-and-set).",
     )
-    order_statuses = serializers.DictField(
-        child=serializers.ChoiceField(choices=[Status.PENDING, Status.OPEN, Status.FULFILLED, Status.CANCELLED]),
-        default=dict,
-        help_text='Extra order statuses from plugins, e.g. {"shipped": "fulfilled"}; others count as open.',
+    order_statuses = serializers.CharField(
+        default="",
+        allow_blank=True,
+        help_text="Order statuses added by plugins, as status=meaning pairs, e.g. "
+        '"shipped=fulfilled, ready-to-pack=open" (meanings: pending, open, fulfilled, cancelled); '
+        "other unknown statuses count as open.",
     )
 
     def validate_store_url(self, value: str) -> str:
@@ -127,6 +148,13 @@ class WooCommerceSettings(serializers.Serializer):
         if parts.query or parts.fragment:
             raise serializers.ValidationError("The store address has no query string or fragment.")
         return value.rstrip("/")
+
+    def validate_order_statuses(self, value: str) -> str:
+        try:
+            mapping = parse_status_map(value)
+        except ValueError as err:
+            raise serializers.ValidationError(str(err)) from err
+        return ", ".join(f"{status}={meaning}" for status, meaning in mapping.items())
 
     def validate_api_version(self, value: str) -> str:
         if value != default_api_version():
@@ -193,23 +221,6 @@ def oauth_signature(method: str, url: str, params: Iterable[tuple[str, str]], se
     base = "&".join([method.upper(), rfc3986(url), rfc3986("&".join(f"{k}={v}" for k, v in encoded))])
     digest = hashlib.sha256 if algorithm == "HMAC-SHA256" else hashlib.sha1
     return base64.b64encode(hmac.new(f"{secret}&".encode(), base.encode(), digest).digest()).decode()
-
-
-def retry_after_s(value: str | None, default: float) -> float:
-    """Retry-After as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def gmt(value: datetime) -> str:
@@ -412,9 +423,9 @@ class WooCommerceConnector(Connector):
         try:
             shown = self._quantities(channel, known, _Tally())
         except Throttled as throttled:
-            raise ConnectorError(f"WooCommerce is throttling reads: {throttled}") from throttled
+            raise ConnectorThrottled(f"WooCommerce is throttling reads: {throttled}", wait_s=throttled.wait_s) from None
         except HttpFailure as failure:
-            raise ConnectorError(str(failure)) from failure
+            raise ConnectorError(str(failure), retry_after=failure.retry_after) from failure
         return {listing_id: shown.get(listing_id) for listing_id, _ in targets}
 
     def _quantities(
@@ -468,9 +479,11 @@ class WooCommerceConnector(Connector):
         try:
             rows, response = self._call_with_response(channel, "GET", "orders", params=params)
         except Throttled as throttled:
-            raise ConnectorError(f"WooCommerce is throttling order reads: {throttled}") from throttled
+            raise ConnectorThrottled(
+                f"WooCommerce is throttling order reads: {throttled}", wait_s=throttled.wait_s
+            ) from None
         except HttpFailure as failure:
-            raise ConnectorError(str(failure)) from failure
+            raise ConnectorError(str(failure), retry_after=failure.retry_after) from failure
         if not isinstance(rows, list):
             raise ConnectorError("unreadable answer from orders: expected a list")
         if started is None:
@@ -530,8 +543,11 @@ class WooCommerceConnector(Connector):
 
     @staticmethod
     def _status_map(channel: ChannelRef) -> dict[str, str]:
-        extra = channel.settings.get("order_statuses") or {}
-        return {**ORDER_STATUSES, **{str(k).removeprefix("wc-"): str(v) for k, v in dict(extra).items()}}
+        try:
+            extra = parse_status_map(str(channel.settings.get("order_statuses") or ""))
+        except ValueError:
+            extra = {}  # validated when saved; an unreadable one leaves the core statuses
+        return {**ORDER_STATUSES, **extra}
 
     @staticmethod
     def _order(row: Any, statuses: Mapping[str, str]) -> PlatformOrder | None:
@@ -576,7 +592,7 @@ class WooCommerceConnector(Connector):
             # WooCommerce pings a new webhook's delivery URL with an unsigned "webhook_id=<id>" and
             # keeps the webhook only if the answer is 200. It carries nothing, so it is answered.
             if PING_BODY.match(body.strip()):
-                return Webhook(delivery_id=f"ping:{body.strip().decode()}", topic="ping", orders=[])
+                return Webhook(delivery_id="", topic="ping", orders=[])  # nothing to remember either
             return None
         secret = str(channel.credentials.get("webhook_secret") or "")
         if not secret or not hmac.compare_digest(sign_webhook(body, secret), signature.strip()):
@@ -655,7 +671,7 @@ class WooCommerceConnector(Connector):
 
     @staticmethod
     def _check_before_push(channel: ChannelRef) -> bool:
-        return bool(channel.settings.get("check_before_push", True))
+        return not channel.settings.get("blind_overwrite", False)
 
     @staticmethod
     def _timeout() -> float:
@@ -715,7 +731,7 @@ class WooCommerceConnector(Connector):
         status = response.status_code
         retry_after = response.headers.get("Retry-After")
         if status == 429 or (status == 503 and retry_after):
-            raise Throttled(retry_after_s(retry_after, default=5.0), retry_after)
+            raise Throttled(retry_after_seconds(retry_after, default=5.0), retry_after)
         if status in (401, 403):
             raise ConnectorError(
                 f"WooCommerce refused the API key (HTTP {status}: {_error_text(response)}); check the consumer key and "

@@ -31,7 +31,7 @@ What it speaks (REST API ``wc/v3``, shapes and errors as WooCommerce's own code 
 
 Driven from Python (``add_product``, ``add_variation``, ``set_quantity``, ``create_order``,
 ``set_order_status``, ``cancel_order``, ``delete_order``, ``lose_webhooks``, ``fail_next``, ``limit``,
-``requests``) or over HTTP under ``/_fake/`` (``manage.py fake_woocommerce``).
+``delay_s``, ``requests``) or over HTTP under ``/_fake/`` (``manage.py fake_woocommerce``).
 """
 
 from __future__ import annotations
@@ -201,6 +201,9 @@ class WooCommerceFake:
             context.load_cert_chain(*tls)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._threads: list[threading.Thread] = []
+        # A slow store: batch writes wait this long before they are applied (and the event says one arrived).
+        self.delay_s = 0.0
+        self.batch_arrived = threading.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -695,6 +698,10 @@ class WooCommerceFake:
                 401, "woocommerce_rest_authentication_error", "The API key provided does not have read permissions."
             )
         params = dict(query)
+        if method == "POST" and route.endswith("batch"):
+            self.batch_arrived.set()
+            if self.delay_s:
+                time.sleep(self.delay_s)
         with self.lock:
             if method == "GET":
                 if route == "products":

@@ -23,7 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from apps.channels.connectors import connector_named
-from apps.channels.connectors.base import ChannelRef, ConnectorError, OrderLine, PlatformOrder, QuantityUpdate
+from apps.channels.connectors.base import (
+    ChannelRef,
+    ConnectorError,
+    ConnectorThrottled,
+    OrderLine,
+    PlatformOrder,
+    QuantityUpdate,
+)
 from apps.channels.connectors.woocommerce import (
     WooCommerceConnector,
     WooCommerceCredentials,
@@ -258,7 +265,7 @@ def test_a_quantity_changed_on_the_store_is_not_overwritten(
 
     # A merchant who wants blind overwrites can switch the check off.
     fake.set_quantity(untouched, 1)
-    blind = connector.push(ref(fake, check_before_push=False), [update(2, str(untouched), 6, last_pushed=6)])
+    blind = connector.push(ref(fake, blind_overwrite=True), [update(2, str(untouched), 6, last_pushed=6)])
     assert blind.accepted == [2] and fake.quantity(untouched) == 6
     assert blind.requests == 1
 
@@ -289,6 +296,19 @@ def test_a_host_rate_limit_throttles_rather_than_fails(fake: WooCommerceFake, co
     assert first.throttled_for is not None and 1 <= first.throttled_for <= 2
 
 
+def test_throttled_reads_and_polls_say_how_long_to_wait(fake: WooCommerceFake, connector: WooCommerceConnector) -> None:
+    fake.fail_next(429, retry_after="9", count=2)
+    with pytest.raises(ConnectorThrottled) as read:
+        connector.read_back(ref(fake), [update(1, "5", 0)])
+    with pytest.raises(ConnectorThrottled) as polled:
+        connector.orders_since(ref(fake), datetime.now(UTC))
+    assert read.value.wait_s == polled.value.wait_s == 9.0
+    fake.fail_next(502, retry_after="30")
+    with pytest.raises(ConnectorError, match="HTTP 502") as failed:
+        connector.orders_since(ref(fake), datetime.now(UTC))
+    assert failed.value.retry_after == "30" and not isinstance(failed.value, ConnectorThrottled)
+
+
 @pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, None), (502, "12")])
 def test_a_failing_store_fails_the_batch_and_passes_retry_after_on(
     fake: WooCommerceFake, connector: WooCommerceConnector, status: int, retry_after: str | None
@@ -304,7 +324,7 @@ def test_a_failing_store_fails_the_batch_and_passes_retry_after_on(
 
 def test_an_unreachable_store_fails_without_waiting_per_batch(connector: WooCommerceConnector) -> None:
     store = WooCommerceFake()
-    channel = ref(store, check_before_push=False)
+    channel = ref(store, blind_overwrite=True)
     store.stop()  # nothing listens there any more
 
     result = connector.push(channel, [update(1, "11", 1), update(2, "12/13", 1), update(3, "14/15", 1)])
@@ -391,7 +411,7 @@ def test_order_statuses_map_to_stockroom(fake: WooCommerceFake, connector: WooCo
 def test_plugin_statuses_are_open_unless_mapped(fake: WooCommerceFake, connector: WooCommerceConnector) -> None:
     row = {"id": 7, "status": "shipped", "line_items": [], "date_modified_gmt": "2026-01-01T10:00:00"}
     plain = connector._order(row, connector._status_map(ref(fake)))
-    mapped = connector._order(row, connector._status_map(ref(fake, order_statuses={"wc-shipped": "fulfilled"})))
+    mapped = connector._order(row, connector._status_map(ref(fake, order_statuses="wc-shipped=fulfilled")))
     assert plain is not None and plain.status == Status.OPEN
     assert mapped is not None and mapped.status == Status.FULFILLED
 
@@ -783,12 +803,18 @@ def test_settings_and_credentials_are_validated() -> None:
         "store_url": "https://shop.example.com",
         "api_version": "wc/v3",
         "query_string_auth": False,
-        "check_before_push": True,
-        "order_statuses": {},
+        "blind_overwrite": False,
+        "order_statuses": "",
     }
+    mapped = WooCommerceSettings(
+        data={"store_url": "https://s.example", "order_statuses": "WC-Shipped = fulfilled;ready=open"}
+    )
+    assert mapped.is_valid(), mapped.errors
+    assert mapped.validated_data["order_statuses"] == "shipped=fulfilled, ready=open"
     assert not WooCommerceSettings(data={"store_url": "shop.example.com"}).is_valid()
     assert not WooCommerceSettings(data={"store_url": "https://s.example", "api_version": "wc/v2"}).is_valid()
-    assert not WooCommerceSettings(data={"store_url": "https://s.example", "order_statuses": {"x": "gone"}}).is_valid()
+    for bad in ("shipped", "shipped=gone", "=open", "a b=open"):
+        assert not WooCommerceSettings(data={"store_url": "https://s.example", "order_statuses": bad}).is_valid(), bad
 
     assert WooCommerceCredentials(
         data={"consumer_key": "ck_ab12", "consumer_secret": "cs_cd34", "webhook_secret": "s"}
@@ -811,3 +837,59 @@ def test_external_ids_name_a_product_or_a_variation_under_its_parent() -> None:
 def test_webhook_signature_is_base64_hmac_sha256_of_the_raw_body() -> None:
     body = b'{"id":1}'
     assert sign_webhook(body, "k") == base64.b64encode(hmac.new(b"k", body, hashlib.sha256).digest()).decode()
+
+
+# --- the channel page ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_channel_page_connects_a_store_and_saves_it_again_unchanged(fake: WooCommerceFake, admin_client) -> None:
+    from django.contrib.messages import get_messages
+
+    from apps.channels.models import Channel
+    from apps.channels.services.connection import channel_credentials
+    from apps.channels.tests.factories import ChannelFactory
+    from apps.channels.tests.test_connector_admin import form_of
+
+    channel = ChannelFactory(code="web", connector="stockroom")
+    form = form_of(
+        channel,
+        connector="woocommerce",
+        settings__woocommerce__store_url=fake.url,
+        settings__woocommerce__order_statuses="shipped=fulfilled",
+        credentials__woocommerce__consumer_key=fake.consumer_key,
+        credentials__woocommerce__consumer_secret=fake.consumer_secret,
+        credentials__woocommerce__webhook_secret=fake.webhook_secret,
+        _test_connection="1",
+    )
+    response = admin_client.post(f"/admin/channels/channel/{channel.pk}/change/", form)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        f"Test connection of web: Connected to Fake WooCommerce store ({fake.url}), WooCommerce REST wc/v3: "
+        "0 products, the key can read and write."
+    ]
+    channel = Channel.objects.get(pk=channel.pk)
+    saved = {
+        "store_url": fake.url,
+        "api_version": "wc/v3",
+        "query_string_auth": False,
+        "blind_overwrite": False,
+        "order_statuses": "shipped=fulfilled",
+    }
+    assert channel.connector == "woocommerce" and channel.settings == saved
+    assert channel_credentials(channel) == fake.channel_credentials()
+
+    # The page as the merchant sees it, saved again without touching anything: nothing changes.
+    page = admin_client.get(f"/admin/channels/channel/{channel.pk}/change/")
+    again = {k: v for k, v in form.items() if not k.startswith("credentials__") and k != "_test_connection"}
+    for name in page.context["adminform"].form.fields:
+        if name.startswith("settings__woocommerce__"):
+            value = page.context["adminform"].form[name].value()
+            if value not in (None, False):
+                again[name] = "on" if value is True else str(value)
+            else:
+                again.pop(name, None)
+    assert admin_client.post(f"/admin/channels/channel/{channel.pk}/change/", again).status_code == 302
+    channel.refresh_from_db()
+    assert channel.settings == saved and channel_credentials(channel) == fake.channel_credentials()
