@@ -88,10 +88,6 @@ OPEN_STATUSES = ("pending", "processing", "on-hold")
 EXTERNAL_ID = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+)\s*)?$")
 PING_BODY = re.compile(rb"^webhook_id=\d+$")
 
-# A poll's cursor: "<modified_after or 'open'>|<page>|<the poll's start, as the store's clock saw it>".
-CURSOR_SEPARATOR = "|"
-OPEN_ORDERS = "open"
-
 
 # --- settings and credentials ---------------------------------------------------------------
 
@@ -258,6 +254,32 @@ def _session() -> requests.Session:
 @dataclass
 class _Tally:
     requests: int = 0
+
+
+@dataclass(frozen=True)
+class _Poll:
+    """Where a poll of orders stands: ``"<open|all>|<modified_after or ->|<page>|<started>"`` as a cursor."""
+
+    open_only: bool  # the first poll: orders that hold stock, whatever their age
+    after: datetime | None  # modified after (the window's start)
+    page: int
+    started: datetime | None  # the store's clock when the poll began
+
+    def cursor(self) -> str:
+        assert self.started is not None
+        after = gmt(self.after) if self.after else "-"
+        return "|".join(["open" if self.open_only else "all", after, str(self.page), gmt(self.started)])
+
+    @classmethod
+    def parse(cls, cursor: str) -> _Poll:
+        try:
+            mode, after_text, page_text, started_text = cursor.split("|")
+            after, started, page = parse_gmt(after_text), parse_gmt(started_text), int(page_text)
+            if mode not in ("open", "all") or (after is None and after_text != "-") or started is None or page < 1:
+                raise ValueError(cursor)
+        except ValueError as err:
+            raise ConnectorError(f"not a WooCommerce orders cursor: {cursor!r}") from err
+        return cls(mode == "open", after, page, started)
 
 
 class Throttled(Exception):
@@ -463,19 +485,19 @@ class WooCommerceConnector(Connector):
     # --- orders ---
 
     def orders_since(self, channel: ChannelRef, since: datetime | None, cursor: str | None = None) -> OrdersPage:
-        after, page, started = self._parse_cursor(cursor, since)
+        poll = _Poll.parse(cursor) if cursor else _Poll(open_only=since is None, after=since, page=1, started=None)
         params = {
             "per_page": str(PAGE_SIZE),
-            "page": str(page),
+            "page": str(poll.page),
             "orderby": "modified",
             "order": "asc",
             "dates_are_gmt": "true",
         }
-        if after is None:
+        if poll.open_only:
             # The first poll of a channel: every order that holds stock now, whatever its age.
             params["status"] = ",".join(OPEN_STATUSES)
-        else:
-            params["modified_after"] = gmt(after)
+        if poll.after is not None:
+            params["modified_after"] = gmt(poll.after)
         try:
             rows, response = self._call_with_response(channel, "GET", "orders", params=params)
         except Throttled as throttled:
@@ -486,52 +508,28 @@ class WooCommerceConnector(Connector):
             raise ConnectorError(str(failure), retry_after=failure.retry_after) from failure
         if not isinstance(rows, list):
             raise ConnectorError("unreadable answer from orders: expected a list")
-        if started is None:
-            # The store's own clock (Date header), a second early: an order saved while this page was
-            # being read may not be in it, so the next poll starts before it.
-            started = self._server_time(response) - timedelta(seconds=1)
+        # The store's own clock (Date header) at the poll's first page, a second early: an order saved
+        # while that page was read may not be in it, so the next poll starts before it.
+        started = poll.started or self._server_time(response) - timedelta(seconds=1)
         statuses = self._status_map(channel)
         orders = [order for row in rows if (order := self._order(row, statuses)) is not None]
         try:
-            last_page = page >= int(response.headers["X-WP-TotalPages"])
+            last_page = poll.page >= int(response.headers["X-WP-TotalPages"])
         except (KeyError, ValueError):
             last_page = len(rows) < PAGE_SIZE
         if last_page:
-            complete = started if after is None else max(started, after)
+            complete = started if since is None or poll.open_only else max(started, since)
             return OrdersPage(orders=orders, complete_until=complete, next_cursor=None)
         # More to come. Move the window rather than the page when we can: an order changed while we page
-        # jumps to the end of the list, and with plain page numbers the others would shift under us.
+        # jumps to the end of the list (or leaves it), and with plain page numbers others would shift under us.
         last = max((d for row in rows if (d := parse_gmt(row.get("date_modified_gmt"))) is not None), default=None)
-        next_after: datetime | None
-        if after is not None and last is not None and last - timedelta(seconds=1) > after:
-            next_after, next_page = last - timedelta(seconds=1), 1
-        else:
-            next_after, next_page = after, page + 1
-        complete_until = next_after if after is not None else None
-        return OrdersPage(
-            orders=orders,
-            complete_until=complete_until,
-            next_cursor=self._cursor(next_after, next_page, started),
-        )
-
-    @staticmethod
-    def _cursor(after: datetime | None, page: int, started: datetime) -> str:
-        return CURSOR_SEPARATOR.join([gmt(after) if after else OPEN_ORDERS, str(page), gmt(started)])
-
-    @staticmethod
-    def _parse_cursor(cursor: str | None, since: datetime | None) -> tuple[datetime | None, int, datetime | None]:
-        if not cursor:
-            return since, 1, None
-        try:
-            after_text, page_text, started_text = cursor.split(CURSOR_SEPARATOR)
-            after = None if after_text == OPEN_ORDERS else parse_gmt(after_text)
-            started = parse_gmt(started_text)
-            page = int(page_text)
-            if (after is None and after_text != OPEN_ORDERS) or started is None or page < 1:
-                raise ValueError(cursor)
-        except ValueError as err:
-            raise ConnectorError(f"not a WooCommerce orders cursor: {cursor!r}") from err
-        return after, page, started
+        if last is not None and (poll.after is None or last - timedelta(seconds=1) > poll.after):
+            following = _Poll(poll.open_only, last - timedelta(seconds=1), 1, started)
+        else:  # a full page within one second: the next page of the same window
+            following = _Poll(poll.open_only, poll.after, poll.page + 1, started)
+        # Every order changed up to the window's start has been seen (the first poll promises nothing yet).
+        complete_until = None if poll.open_only else following.after
+        return OrdersPage(orders=orders, complete_until=complete_until, next_cursor=following.cursor())
 
     @staticmethod
     def _server_time(response: requests.Response) -> datetime:

@@ -496,6 +496,30 @@ def test_an_order_changed_while_paging_loses_no_other_order(
     assert last.next_cursor is None
 
 
+def test_the_first_poll_loses_no_order_when_one_leaves_the_list_while_paging(
+    fake: WooCommerceFake, connector: WooCommerceConnector
+) -> None:
+    product = fake.add_product(sku="MUG", stock_quantity=1000)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    ids = [fake.create_order([(product, 1)]) for _ in range(150)]
+    with fake.lock:
+        for n, order_id in enumerate(ids):
+            fake.orders[order_id].modified = start + timedelta(seconds=n)
+    channel = ref(fake)
+
+    page = connector.orders_since(channel, None)
+    assert page.complete_until is None and page.next_cursor is not None
+    seen = [o.external_id for o in page.orders]
+    fake.complete_order(ids[0])  # no longer holds stock: it leaves the filtered list
+    while page.next_cursor:
+        page = connector.orders_since(channel, None, page.next_cursor)
+        seen += [o.external_id for o in page.orders]
+
+    assert set(seen) >= {str(i) for i in ids[1:]}
+    assert all(r["query"]["status"] == "pending,processing,on-hold" for r in fake.requests("/orders"))
+    assert page.complete_until is not None and page.complete_until > datetime.now(UTC) - timedelta(minutes=1)
+
+
 def test_a_bad_cursor_is_an_error(fake: WooCommerceFake, connector: WooCommerceConnector) -> None:
     with pytest.raises(ConnectorError, match="cursor"):
         connector.orders_since(ref(fake), None, "page-2")
