@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from apps.catalog.catalog_io.files import read_csv_text
+from apps.catalog.catalog_io.run import catalog_import
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of
 from apps.channels.catalog_io import ListingKind
 from apps.channels.models import Channel, Listing, SyncWork
@@ -143,3 +145,25 @@ def test_the_listings_table_exports_and_imports_external_ids():
     Listing.objects.create(channel=channel, product=product, channel_sku="H-1", external_id="gid://item/1")
     rows = list(ListingKind().export_rows())
     assert rows[0][0:2] == ["shop", "H-1"] and rows[0][-1] == "gid://item/1"
+
+
+def test_the_listings_sheet_sets_external_ids_and_refuses_one_taken_twice():
+    channel = ChannelFactory(code="shop")
+    product = product_of("HOOD", {ItemFactory(sku="HOOD"): 1})
+    Listing.objects.create(channel=channel, product=product, channel_sku="H-1", external_id="gid://item/1")
+    Listing.objects.create(channel=channel, product=product, channel_sku="H-2")
+    sheet = "channel,channel_sku,product,external_id\nshop,H-2,HOOD,gid://item/2\nshop,H-3,HOOD,gid://item/3\n"
+    plan = catalog_import(tables=[read_csv_text(sheet, kind="listings", source="listings.csv")])
+    assert plan.problems == []
+    assert dict(Listing.objects.values_list("channel_sku", "external_id")) == {
+        "H-1": "gid://item/1",
+        "H-2": "gid://item/2",
+        "H-3": "gid://item/3",
+    }
+    taken = "channel,channel_sku,product,external_id\nshop,H-4,HOOD,gid://item/1\nshop,H-5,HOOD,gid://item/5\n"
+    taken += "shop,H-6,HOOD,gid://item/5\n"
+    plan = catalog_import(tables=[read_csv_text(taken, kind="listings", source="listings.csv")])
+    assert len(plan.problems) == 2, plan.problems
+    assert "row 2, external_id: listing “H-1” of channel shop already has this external_id" in plan.problems[0]
+    assert "row 4, external_id: listing “H-5” of this file already has this external_id" in plan.problems[1]
+    assert not Listing.objects.filter(channel_sku__in=["H-4", "H-5", "H-6"]).exists()

@@ -180,7 +180,23 @@ class _KnownOrder:
             _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
         stored.refresh_from_db()
         changed = (stored.status, _fulfilled_units(stored)) != before
-        return PlatformOrderApplied(external_id, Result.UPDATED if changed else Result.UNCHANGED, stored)
+        detail = _lines_edited(self.channel, order, stored)
+        return PlatformOrderApplied(external_id, Result.UPDATED if changed else Result.UNCHANGED, stored, detail)
+
+
+def _lines_edited(channel: Channel, order: PlatformOrder, stored: Order) -> str:
+    """Lines edited on the platform after the import are not applied (they would need a re-allocation): say so."""
+    if order.status == Status.CANCELLED:
+        return ""  # a platform may zero the lines of a cancelled order; the cancel says it all
+    try:
+        quantities = _lines_resolve(channel, order.lines)[0]
+    except _Refused as refused:
+        return f"lines differ from the imported order, not applied: {refused.reason}"
+    imported = dict(StoredLine.objects.filter(order=stored).values_list("channel_sku", "quantity"))
+    if not order.lines or quantities == imported:
+        return ""
+    log.warning("platform_order_lines_edited", channel=channel.code, external_id=order.external_id)
+    return f"lines edited on the platform, not applied: {quantities} (imported: {imported})"
 
 
 def _fulfilled_units(order: Order) -> int:

@@ -419,3 +419,19 @@ def test_staff_see_refused_orders_and_retry_them_from_the_admin(platform, admin_
     assert response.status_code == 302
     assert Order.objects.filter(external_id="1013").exists()
     assert "1013" not in admin_client.get("/admin/orders/platformorderrejection/").content.decode()
+
+
+def test_a_webhook_over_the_body_limit_is_413_before_it_is_read(platform, client, settings):
+    settings.MAX_REQUEST_BODY_BYTES = 200
+    big = {**CREATED, "padding": "x" * 500}
+    response = post_webhook(client, big)
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
+    assert not Order.objects.exists()
+
+
+def test_lines_edited_on_the_platform_after_the_import_are_named_not_applied(platform):
+    _p, channel = platform
+    apply(channel, order())
+    edited = apply(channel, order("1001", S.OPEN, OrderLine("HOOD-M", 5), OrderLine("CAP", 1)))
+    assert edited.result == Result.UNCHANGED and "lines edited on the platform" in edited.detail
+    assert level("HOOD") == (10, 2)
