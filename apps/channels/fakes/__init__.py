@@ -1,0 +1,1 @@
+"""Local fakes of sales platforms, for tests, the demo and the bench."""
