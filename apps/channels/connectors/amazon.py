@@ -495,6 +495,10 @@ class _FactsCache:
         )
         client.expire(self.key, FACTS_TTL_S)
 
+    def forget(self, skus: Sequence[str]) -> None:
+        if skus:
+            redis_client().hdel(self.key, *skus)
+
 
 def _sku(update: QuantityUpdate) -> str:
     return update.external_id or update.sku
@@ -589,6 +593,7 @@ class AmazonConnector(Connector):
         """Patch item by item. Returns _Throttled when Amazon took nothing (the batch is tried again)."""
         answered = False
         rejected_cleared: list[str] = []
+        stale_facts: list[str] = []
         for index, (update, sku, product_type) in enumerate(items):
             body = {
                 "productType": product_type,
@@ -596,7 +601,9 @@ class AmazonConnector(Connector):
                     {
                         "op": "merge",
                         "path": "/attributes/fulfillment_availability",
-                        "value": [{"fulfillment_channel_code": FULFILLMENT_CHANNEL, "quantity": update.available}],
+                        "value": [
+                            {"fulfillment_channel_code": FULFILLMENT_CHANNEL, "quantity": max(0, update.available)}
+                        ],
                     }
                 ],
             }
@@ -633,10 +640,12 @@ class AmazonConnector(Connector):
                 rejected_cleared.append(sku)
             elif status == 200 and isinstance(answer, dict):
                 result.failed[update.listing_id] = f"Amazon rejected {sku!r}: {_issues_text(answer.get('issues'))}"
+                stale_facts.append(sku)  # a product type changed on Amazon is looked up again next time
             else:
                 result.failed[update.listing_id] = f"Amazon refused {sku!r}: HTTP {status} {_amazon_errors(answer)}"
         if rejected_cleared:
             _FeedLedger(api.channel).clear(rejected_cleared)
+        _FactsCache(api).forget(stale_facts)
         return None
 
     @staticmethod
@@ -666,7 +675,9 @@ class AmazonConnector(Connector):
                     {
                         "op": "merge",
                         "path": "/attributes/fulfillment_availability",
-                        "value": [{"fulfillment_channel_code": FULFILLMENT_CHANNEL, "quantity": update.available}],
+                        "value": [
+                            {"fulfillment_channel_code": FULFILLMENT_CHANNEL, "quantity": max(0, update.available)}
+                        ],
                     }
                 ],
             }
@@ -862,7 +873,7 @@ class AmazonConnector(Connector):
             except (ValueError, KeyError, TypeError) as err:
                 raise ConnectorError(f"Unreadable Amazon orders cursor: {cursor[:80]!r}") from err
         else:
-            after = (since or now - INITIAL_LOOKBACK).replace(microsecond=0)
+            after = min(since or now - INITIAL_LOOKBACK, now).replace(microsecond=0)
             params.update(
                 {
                     "LastUpdatedAfter": _iso(after),

@@ -124,6 +124,21 @@ def test_product_type_from_settings_needs_no_lookup(amazon) -> None:
     assert not calls(fake, "searchListingsItems")
 
 
+def test_a_product_type_changed_on_amazon_is_looked_up_again_after_the_rejection(amazon) -> None:
+    fake = amazon()
+    fake.add_listing("A", 0, product_type="SHIRT")
+    channel = channel_for(fake)
+    assert connector.push(channel, [update(1, "A", 1)]).accepted == [1]
+    fake.listings["A"].product_type = "APPAREL"  # recategorised in Seller Central
+
+    refused = connector.push(channel, [update(1, "A", 2)])
+    assert "does not match the listing's product type" in refused.failed[1]
+
+    assert connector.push(channel, [update(1, "A", 2)]).accepted == [1]
+    assert calls(fake, "patchListingsItem")[-1]["body"]["productType"] == "APPAREL"
+    assert fake.quantity("A") == 2
+
+
 def test_rejected_unknown_and_amazon_fulfilled_listings_fail_one_by_one(amazon) -> None:
     fake = amazon()
     fake.add_listing("GOOD", 1)
