@@ -19,6 +19,7 @@ SYSTEM_MODELS = {
     "channels.syncwork",
     "channels.deadletter",
     "suppliers.webhookreceipt",
+    "orders.webhookdelivery",
     "django_celery_beat.periodictask",
     "django_celery_beat.intervalschedule",
     "django_celery_beat.crontabschedule",

@@ -68,7 +68,7 @@ class ChannelAdmin(ServiceAdmin):
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
     readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
-    exclude = ("secret",)
+    exclude = ("secret", "connector", "settings")  # the connector section comes with its own form
     actions = ["sync_all_listings"]
 
     def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:

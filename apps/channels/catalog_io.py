@@ -25,8 +25,10 @@ class ListingKind(Kind):
     order = 40
     model = Listing
     key = ("channel", "channel_sku")
-    columns = ("channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active")
-    field_columns = ("channel_sku", "coefficient", "buffer", "max_qty", "end_when", "is_active")
+    columns = (
+        "channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active", "external_id",
+    )  # fmt: skip
+    field_columns = ("channel_sku", "coefficient", "buffer", "max_qty", "end_when", "is_active", "external_id")
     required = ("channel", "channel_sku", "product")
 
     def existing(self, keys: Sequence[str]) -> dict[str, models.Model]:
@@ -54,6 +56,15 @@ class ListingKind(Kind):
             Product.objects.filter(code__in=sorted(codes)).values_list("code", flat=True)
         ) | plan.new_keys.get("products", set())
         plan.cache["channel_codes"] = set(Channel.objects.values_list("code", flat=True))
+        # Platform ids already taken, per channel: a row may not give another listing's (unique per channel).
+        given = sorted({cells.get("external_id", "") for _, cells in table.rows} - {""})
+        plan.cache["external_ids"] = {
+            (channel, external_id): sku
+            for channel, external_id, sku in Listing.objects.filter(external_id__in=given).values_list(
+                "channel__code", "external_id", "channel_sku"
+            )
+        }
+        plan.cache["external_ids_in_file"] = {}
         return super().plan(table, plan, progress)
 
     def read_extra(self, outcome: RowOutcome, plan: Plan) -> None:
@@ -72,6 +83,16 @@ class ListingKind(Kind):
         coefficient = outcome.values.get("coefficient")
         if coefficient is not None and not 0 <= coefficient <= 1:
             outcome.error("coefficient", "must be between 0 and 1 (the share of the stock this listing offers)")
+        external_id = outcome.values.get("external_id")
+        if external_id:
+            channel = outcome.values.get("channel") or outcome.key.partition("/")[0]
+            sku = outcome.values.get("channel_sku") or outcome.key.partition("/")[2]
+            taken_by = plan.cache["external_ids"].get((channel, external_id))
+            in_file = plan.cache["external_ids_in_file"].setdefault((channel, external_id), sku)
+            if taken_by is not None and taken_by != sku:
+                outcome.error("external_id", f"listing “{taken_by}” of channel {channel} already has this external_id")
+            elif in_file != sku:
+                outcome.error("external_id", f"listing “{in_file}” of this file already has this external_id")
 
     def apply(self, kind_plan: KindPlan, progress: Progress = None) -> None:
         channels = {channel.code: channel for channel in Channel.objects.all()}
@@ -100,7 +121,8 @@ class ListingKind(Kind):
     def export_rows(self, queryset: models.QuerySet[Any] | None = None) -> Iterable[list[str]]:
         rows = Listing.objects.all() if queryset is None else Listing.objects.filter(pk__in=queryset.values("pk"))
         values = rows.order_by("channel__code", "channel_sku").values_list(
-            "channel__code", "channel_sku", "product__code", "coefficient", "buffer", "max_qty", "end_when", "is_active"
-        )
+            "channel__code", "channel_sku", "product__code", "coefficient", "buffer", "max_qty", "end_when",
+            "is_active", "external_id",
+        )  # fmt: skip
         for listing in values.iterator(chunk_size=5000):
             yield [show(value) for value in listing]

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from apps.catalog.models import Location, Product
+from apps.channels.connectors import CONNECTOR_CHOICES
 
 
 class Channel(models.Model):
@@ -22,6 +23,13 @@ class Channel(models.Model):
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.WEBSHOP)
+    # How the channel's platform is spoken to (``apps.channels.connectors``): ``stockroom`` is our own
+    # push protocol (push_url + secret); a platform connector reads ``settings`` and the credentials.
+    connector = models.CharField(max_length=30, choices=CONNECTOR_CHOICES, default="stockroom")
+    # The connector's settings (shop URL, location...), validated by its settings serializer. Nothing secret.
+    settings = models.JSONField(default=dict, blank=True)
+    # The connector's credentials as one Fernet token (``apps.core.secrets``); write-only everywhere.
+    credentials_encrypted = models.TextField(blank=True, default="", editable=False)
     push_url = models.URLField(max_length=500, blank=True, default="")
     # Signs pushes (HMAC-SHA256). Write-only through the API, never shown in full.
     secret = models.CharField(max_length=200, blank=True, default="")
@@ -39,7 +47,7 @@ class Channel(models.Model):
         blank=True,
         default=None,
         help_text="May send orders in import mode. Empty: by kind (marketplace and delivery yes, webshop and "
-        "point of sale no).",
+        "point of sale no); a platform connector's channel (Shopify, WooCommerce, Amazon) imports its orders.",
     )
     import_cap_units = models.PositiveIntegerField(
         null=True,
@@ -70,8 +78,14 @@ class Channel(models.Model):
 
     @property
     def imports_allowed(self) -> bool:
-        """Whether this channel may import orders: its own setting, or its kind's default."""
-        return self.kind in IMPORT_KINDS if self.can_import is None else self.can_import
+        """Whether this channel may import orders: its own setting, or else its kind's or connector's default.
+
+        A platform's orders are sold before Stockroom hears of them (they cannot be refused), so a
+        channel on a platform connector imports by default whatever its kind.
+        """
+        if self.can_import is not None:
+            return self.can_import
+        return self.kind in IMPORT_KINDS or self.connector != STOCKROOM_CONNECTOR
 
     @property
     def has_orders_pending(self) -> bool:
@@ -91,6 +105,7 @@ class Channel(models.Model):
 
 # Kinds that sell on their own display and tell us afterwards: they import by default.
 IMPORT_KINDS = (Channel.Kind.MARKETPLACE, Channel.Kind.DELIVERY)
+STOCKROOM_CONNECTOR = "stockroom"
 
 
 class ChannelLocation(models.Model):
@@ -113,6 +128,15 @@ class Listing(models.Model):
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="listings")
     channel_sku = models.CharField(max_length=100)
+    # The platform's own id of what is sold (a Shopify inventory item GID, a WooCommerce product or
+    # variation id, an Amazon seller SKU); empty where the connector needs none.
+    external_id = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The platform's id of what is sold: Shopify inventory item GID, WooCommerce product or "
+        "variation id, Amazon seller SKU. Empty for the Stockroom push protocol.",
+    )
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="listings")
     coefficient = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True)
     buffer = models.PositiveIntegerField(null=True, blank=True)
@@ -132,6 +156,13 @@ class Listing(models.Model):
         ordering = ["channel", "channel_sku"]
         constraints = [
             models.UniqueConstraint(fields=["channel", "channel_sku"], name="listing_unique_channel_sku"),
+            # One listing per platform item: two would push over each other (and order lines found by it).
+            models.UniqueConstraint(
+                fields=["channel", "external_id"],
+                condition=~Q(external_id=""),
+                name="listing_unique_channel_external_id",
+                violation_error_message="This channel already has a listing with this external_id.",
+            ),
             models.CheckConstraint(
                 condition=Q(coefficient__isnull=True) | (Q(coefficient__gte=0) & Q(coefficient__lte=1)),
                 name="listing_coefficient_0_1",

@@ -30,11 +30,12 @@ def sync_sweep() -> None:
 
 @shared_task(name="channels.reconcile_all", acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
 def channels_reconcile() -> None:
-    """Fan out: one reconciliation per channel, on that channel's shard."""
+    """Fan out: one reconciliation per active channel, on that channel's shard (an unconfigured one does nothing)."""
     from apps.channels.models import Channel
     from apps.channels.services.work import channel_queue
 
-    for channel_id in Channel.objects.filter(is_active=True).exclude(push_url="").values_list("pk", flat=True):
+    channels = Channel.objects.filter(is_active=True).exclude(connector="stockroom", push_url="")
+    for channel_id in channels.values_list("pk", flat=True):
         channel_reconcile.apply_async(args=[channel_id], queue=channel_queue(channel_id))
 
 

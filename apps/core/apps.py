@@ -10,6 +10,7 @@ class CoreConfig(AppConfig):
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save
 
+        from apps.core import checks  # noqa: F401  (registers the system checks)
         from apps.core.authentication import remembered_tokens
         from apps.core.models import ApiToken
         from apps.core.services import token_channel_model

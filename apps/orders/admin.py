@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import ReadOnlyAdmin
+from apps.core.admin import DefaultChoiceFilter, ReadOnlyAdmin
 from apps.core.errors import DomainError
-from apps.orders.models import Order, OrderEvent, OrderLine, Reservation
+from apps.orders.models import Order, OrderEvent, OrderLine, PlatformOrderRejection, Reservation, WebhookDelivery
 from apps.orders.services import order_cancel, order_hold_release
+from apps.orders.services.intake import Result, platform_order_rejections_retry
 
 
 class OrderLineInline(admin.TabularInline):
@@ -161,3 +164,60 @@ class OrderEventAdmin(ReadOnlyAdmin):
         "received_at",
         "applied_at",
     )
+
+
+class RejectionStateFilter(DefaultChoiceFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Still refused"), ("resolved", "Applied since"), ("all", "All")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.current() == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.current() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+@admin.register(PlatformOrderRejection)
+class PlatformOrderRejectionAdmin(ReadOnlyAdmin):
+    """A platform's orders Stockroom could not apply, with the reason; fix the cause (list the SKU...), then retry."""
+
+    list_display = (
+        "external_id",
+        "number",
+        "channel",
+        "platform_status",
+        "reason",
+        "seen",
+        "last_seen_at",
+        "resolved_at",
+    )
+    list_filter = (RejectionStateFilter, "channel", "source")
+    search_fields = ("external_id", "number", "reason")
+    list_select_related = ("channel",)
+    readonly_fields = (
+        "channel", "external_id", "number", "platform_status", "reason", "payload", "source", "order", "seen",
+        "first_seen_at", "last_seen_at", "resolved_at",
+    )  # fmt: skip
+    actions = ["retry"]
+
+    @admin.action(description="Retry: apply the orders again as the platform last showed them")
+    def retry(self, request: HttpRequest, queryset: QuerySet[PlatformOrderRejection]) -> None:
+        results = platform_order_rejections_retry(
+            rejection_ids=list(queryset.values_list("pk", flat=True)), actor=f"staff:{request.user.get_username()}"
+        )
+        refused = [r for r in results if r.result == Result.REJECTED]
+        self.message_user(request, f"Applied {len(results) - len(refused)} order(s).", messages.SUCCESS)
+        for result in refused:
+            self.message_user(request, f"Order {result.external_id} still refused: {result.detail}", messages.WARNING)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "channel", "topic", "delivery_id", "orders")
+    list_filter = ("channel", "topic")
+    search_fields = ("delivery_id",)
+    list_select_related = ("channel",)

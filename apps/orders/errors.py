@@ -67,3 +67,23 @@ class ImplausibleQuantity(DomainError):
     status_code = 422
     incident: dict[str, Any] | None = None  # what the refusal's incident records (kind, item, detail)
     default_detail = "An imported line is beyond what this channel can plausibly have sold; nothing was recorded."
+
+
+class WebhookForged(DomainError):
+    """A webhook whose signature the channel's connector does not accept."""
+
+    code = "invalid_signature"
+    status_code = 401
+    default_detail = "The webhook's signature does not match this channel's webhook secret."
+
+
+class WebhookUnreadable(DomainError):
+    """A correctly signed webhook whose body the connector cannot read."""
+
+    code = "invalid_webhook"
+    status_code = 400
+    default_detail = "The webhook is signed but its body cannot be read."
+
+
+class WebhookNotFound(NotFound):
+    default_detail = "No channel with this code receives webhooks of this connector."

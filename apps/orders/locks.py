@@ -6,10 +6,16 @@ Lock order across the system: an order row first, then its stock levels
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
 from django.db import connection
 
 from apps.orders.errors import OrderNotFound
 from apps.orders.models import Order
+
+log = structlog.get_logger("stockroom.orders")
 
 
 def order_for_update(*, order_id: int, channel_id: int | None = None) -> Order:
@@ -38,3 +44,28 @@ def order_stream_lock(*, channel_id: int, external_id: str) -> None:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", [f"order-events\x1f{channel_id}\x1f{external_id}"]
         )
+
+
+@contextmanager
+def platform_orders_poll_lock(*, channel_id: int) -> Iterator[bool]:
+    """Hold the channel's order-poll lock for the block if nobody else does; yields whether it was taken.
+
+    One poller per channel, wherever the workers run: a PostgreSQL session-level advisory lock on this
+    thread's connection, which the server drops the moment the session ends (a worker killed mid-poll
+    frees its channel at once). Commits and rollbacks inside the block keep it.
+    """
+    key = f"platform-orders-poll\x1f{channel_id}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
+        acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+            except Exception:
+                # An unusable session (a broken connection): end it, and the server drops the lock with it.
+                log.warning("platform_orders_poll_unlock_failed", channel_id=channel_id, exc_info=True)
+                connection.close()

@@ -178,3 +178,60 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.sequence} of {self.external_id}"
+
+
+class WebhookDelivery(models.Model):
+    """A platform's webhook delivery, kept so that a redelivery (the platform retries) is applied once.
+
+    Stored in the transaction that applies its orders: a delivery that failed midway is not
+    recorded, and its retry is applied in full.
+    """
+
+    # Indexed by webhook_delivery_unique, which leads with it.
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="webhook_deliveries", db_index=False)
+    delivery_id = models.CharField(max_length=200)
+    topic = models.CharField(max_length=100, blank=True, default="")
+    orders = models.PositiveIntegerField(default=0, help_text="Orders the delivery carried.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "delivery_id"], name="webhook_delivery_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic or 'delivery'} {self.delivery_id}"
+
+
+class PlatformOrderRejection(models.Model):
+    """A platform's order that could not be applied (a SKU not listed, an implausible quantity, a fulfilment
+    beyond the shelf), kept with the reason and the order as the platform sent it, so that staff see it
+    and nothing is lost: applying it again (staff retry, or the platform's next update) resolves it."""
+
+    # Indexed by platform_order_rejection_unique, which leads with it.
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="platform_order_rejections", db_index=False
+    )
+    external_id = models.CharField(max_length=120)
+    number = models.CharField(max_length=60, blank=True, default="")
+    platform_status = models.CharField(max_length=30, blank=True, default="")
+    reason = models.TextField()
+    payload = models.JSONField(default=dict, help_text="The order as the platform last showed it.")
+    source = models.CharField(max_length=20, blank=True, default="")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="rejections")
+    seen = models.PositiveIntegerField(default=1, help_text="How many times it was refused.")
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        verbose_name = "refused platform order"
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id"], name="platform_order_rejection_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number or self.external_id} of {self.channel.code}"

@@ -11,3 +11,36 @@ from apps.orders.services.holds import hold_release_expired
 def holds_release_expired() -> int:
     """Every minute (beat): give the stock of lapsed holds back."""
     return hold_release_expired()
+
+
+@shared_task(
+    name="orders.platform_orders_poll_all", acks_late=True, soft_time_limit=50, time_limit=55, ignore_result=True
+)
+def platform_orders_poll_all() -> int:
+    """Every minute (beat): one order poll per active channel whose platform connector polls orders."""
+    from apps.orders.services.intake import platform_order_polls_due
+
+    channel_ids = platform_order_polls_due()
+    for channel_id in channel_ids:
+        platform_orders_poll.apply_async(args=[channel_id], expires=120)
+    return len(channel_ids)
+
+
+@shared_task(
+    name="orders.platform_orders_poll", acks_late=True, soft_time_limit=240, time_limit=270, ignore_result=True
+)
+def platform_orders_poll(channel_id: int) -> None:
+    """Import one channel's orders changed since its watermark (one poller per channel; a second one returns)."""
+    from apps.orders.services.intake import platform_orders_poll as poll
+
+    poll(channel_id=channel_id)
+
+
+@shared_task(
+    name="orders.webhook_deliveries_prune", acks_late=True, soft_time_limit=120, time_limit=150, ignore_result=True
+)
+def webhook_deliveries_prune() -> int:
+    """Daily (beat): forget webhook deliveries older than any platform's redelivery window."""
+    from apps.orders.services.intake import webhook_deliveries_prune as prune
+
+    return prune()

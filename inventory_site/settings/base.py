@@ -278,6 +278,8 @@ STOCKROOM = {
     "SYNC_SHARDS": env.int("SYNC_SHARDS", default=2),
     "AVAILABILITY_CACHE_SECONDS": env.int("AVAILABILITY_CACHE_SECONDS", default=30),
     "IDEMPOTENCY_TTL": timedelta(days=env.int("IDEMPOTENCY_TTL_DAYS", default=7)),
+    # A platform's orders are polled from the order watermark minus this much (orders are idempotent).
+    "ORDERS_POLL_OVERLAP_S": env.int("ORDERS_POLL_OVERLAP_S", default=300),
 }
 # --- E-mail: incident and low-stock notifications --------------------------------------
 # EMAIL_URL: smtp://user:password@host:587/?tls=True (or smtp+tls://, smtp+ssl://); by default
@@ -293,6 +295,7 @@ STOCKROOM_BASE_URL = env("STOCKROOM_BASE_URL", default="http://127.0.0.1:8000")
 # (``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``);
 # elsewhere it is derived from SECRET_KEY so that a local run needs nothing.
 STOCKROOM_SECRETS_KEY = env("STOCKROOM_SECRETS_KEY", default="")
+STOCKROOM_SECRETS_KEY_REQUIRED = False  # production: True
 SHOPIFY_API_VERSION = env("SHOPIFY_API_VERSION", default="2026-07")
 WOOCOMMERCE_API_VERSION = env("WOOCOMMERCE_API_VERSION", default="wc/v3")
 AMAZON_LISTINGS_API_VERSION = env("AMAZON_LISTINGS_API_VERSION", default="2021-08-01")

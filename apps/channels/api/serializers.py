@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
 
 from apps.catalog.models import Location, Product
+from apps.channels.connectors import CONNECTOR_CHOICES
 from apps.channels.models import Channel, Listing
 from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_create, channel_update, listing_create, listing_update
+from apps.channels.services.connection import channel_credential_names
 
 
 class ChannelSerializer(serializers.ModelSerializer):
@@ -49,12 +52,34 @@ class ChannelSerializer(serializers.ModelSerializer):
         "null: the larger of 100 and 10x the units available at the time.",
     )
     has_secret = serializers.SerializerMethodField()
+    connector = serializers.ChoiceField(
+        choices=CONNECTOR_CHOICES,
+        required=False,
+        help_text="How Stockroom talks to the channel: `stockroom` (the signed push protocol to `push_url`), "
+        "`shopify`, `woocommerce` or `amazon` (the platform's own API, configured by `settings` and "
+        "`credentials`).",
+    )
+    settings = serializers.DictField(
+        required=False,
+        help_text="The connector's settings (shop URL, location...), checked by the connector: each refused "
+        "key is an error entry `settings.<key>`. Nothing secret goes here.",
+    )
+    credentials = serializers.DictField(
+        write_only=True,
+        required=False,
+        help_text="The connector's credentials (access tokens, keys), stored encrypted and never returned. "
+        "Keys you send replace the stored ones, keys you leave out keep theirs, `null` removes one; "
+        "a new `connector` starts from none.",
+    )
+    has_credentials = serializers.SerializerMethodField()
+    credential_fields = serializers.SerializerMethodField()
     orders_pending = serializers.BooleanField(source="has_orders_pending", read_only=True)
 
     class Meta:
         model = Channel
         fields = [
-            "code", "name", "kind", "push_url", "rate_per_s", "burst", "coefficient", "buffer", "locations",
+            "code", "name", "kind", "connector", "settings", "credentials", "has_credentials", "credential_fields",
+            "push_url", "rate_per_s", "burst", "coefficient", "buffer", "locations",
             "batch_size", "can_import", "import_cap_units", "secret", "has_secret", "is_active", "orders_pending",
             "orders_pending_until",
             "orders_imported_until", "last_push_at", "created_at",
@@ -63,6 +88,18 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     def get_has_secret(self, channel: Channel) -> bool:
         return bool(channel.secret)
+
+    @extend_schema_field(serializers.BooleanField(help_text="Whether credentials are stored (never their values)."))
+    def get_has_credentials(self, channel: Channel) -> bool:
+        return bool(channel.credentials_encrypted)
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.CharField(), help_text="The names of the credentials stored, never their values."
+        )
+    )
+    def get_credential_fields(self, channel: Channel) -> list[str]:
+        return channel_credential_names(channel)
 
     def to_representation(self, channel: Channel) -> dict[str, Any]:
         data = super().to_representation(channel)
@@ -107,6 +144,13 @@ class ListingSerializer(serializers.ModelSerializer):
     buffer = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
     max_qty = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
     end_when = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    external_id = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="The platform's id of what is sold: Shopify inventory item GID, WooCommerce product or variation "
+        "id, Amazon seller SKU. Unique per channel; empty for the Stockroom push protocol.",
+    )
     available = serializers.SerializerMethodField(
         help_text="What the channel may sell now (its ATP with buffer, coefficient, max_qty and end_when applied)."
     )
@@ -114,8 +158,8 @@ class ListingSerializer(serializers.ModelSerializer):
     class Meta:
         model = Listing
         fields = [
-            "id", "channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active",
-            "available", "last_pushed_qty", "last_pushed_at", "created_at", "updated_at",
+            "id", "channel", "channel_sku", "external_id", "product", "coefficient", "buffer", "max_qty", "end_when",
+            "is_active", "available", "last_pushed_qty", "last_pushed_at", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["last_pushed_qty", "last_pushed_at", "created_at", "updated_at"]
         validators = [
@@ -125,6 +169,19 @@ class ListingSerializer(serializers.ModelSerializer):
                 message="This channel already has a listing with this channel_sku.",
             )
         ]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        channel = attrs.get("channel", getattr(self.instance, "channel", None))
+        external_id = attrs.get("external_id", getattr(self.instance, "external_id", ""))
+        if channel is not None and external_id:
+            clash = Listing.objects.filter(channel=channel, external_id=external_id)
+            if self.instance is not None:
+                clash = clash.exclude(pk=self.instance.pk)
+            if clash.exists():
+                raise serializers.ValidationError(
+                    {"external_id": ["This channel already has a listing with this external_id."]}, code="unique"
+                )
+        return attrs
 
     def get_available(self, listing: Listing) -> int | None:
         known = self.context.get("availability", {}).get(listing.pk)

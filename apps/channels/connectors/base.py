@@ -8,16 +8,49 @@ and returns plain values, so a platform's quirks stay in its module.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from rest_framework import serializers
 
 
 class ConnectorError(Exception):
-    """The platform could not be reached or refused the request as a whole (bad credentials, 5xx, garbage)."""
+    """The platform could not be reached or refused the request as a whole (bad credentials, 5xx, garbage).
+
+    ``retry_after``: the platform's Retry-After (seconds or an HTTP date), passed to the engine's backoff.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConnectorThrottled(ConnectorError):
+    """The platform refused for its rate limit (a read back, an order poll): nothing was done; wait ``wait_s``."""
+
+    def __init__(self, message: str = "", *, wait_s: float = 1.0) -> None:
+        super().__init__(message or f"throttled for {wait_s:.1f} s", retry_after=str(wait_s))
+        self.wait_s = wait_s
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """A Retry-After header as seconds (it may be seconds or an HTTP date); ``default`` when absent or unreadable."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -114,13 +147,20 @@ class Connector:
     polls_orders: ClassVar[bool] = False
     max_batch: ClassVar[int] = 100  # most updates in one push request
 
+    def configured(self, channel: ChannelRef) -> bool:
+        """Whether the channel has what pushing needs: by default, settings and credentials that validate."""
+        settings_ok = self.settings_serializer(data=dict(channel.settings)).is_valid()
+        return settings_ok and self.credentials_serializer(data=dict(channel.credentials)).is_valid()
+
     def push(self, channel: ChannelRef, updates: Sequence[QuantityUpdate]) -> PushResult:
+        """Tell the platform these quantities (at most ``max_batch``). Raising ConnectorError fails them all."""
         raise NotImplementedError
 
     def read_back(self, channel: ChannelRef, listings: Sequence[QuantityUpdate]) -> dict[int, int | None]:
         """What the platform shows now for these listings: listing id -> quantity (None: not there).
 
-        ``available``/``last_pushed`` of the given updates are ignored. Raises ConnectorError.
+        ``available``/``last_pushed`` of the given updates are ignored. Raises ConnectorError
+        (ConnectorThrottled when the platform's rate limit refused the read).
         """
         raise NotImplementedError
 

@@ -13,20 +13,27 @@ from django.db.models import F, ProtectedError
 from django.db.models.functions import Least
 from django.utils import timezone
 
+from apps.channels.connectors import connector_named
 from apps.channels.locks import channel_for_update, sync_work_for_update
-from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority, SyncWork
+from apps.channels.models import STOCKROOM_CONNECTOR, Channel, ChannelLocation, Listing, SyncPriority, SyncWork
+from apps.channels.services.connection import channel_credentials, connector_config_clean
 from apps.channels.services.work import sync_dispatch, sync_work_enqueue
 from apps.core.errors import Conflict
+from apps.core.secrets import SecretsUnreadable, encrypt_json
 
 log = structlog.get_logger("stockroom.channels")
 
 CHANNEL_FIELDS = (
     "code", "name", "kind", "push_url", "secret", "rate_per_s", "burst", "batch_size", "coefficient", "buffer",
-    "is_active", "can_import", "import_cap_units",
+    "is_active", "can_import", "import_cap_units", "connector", "settings",
 )  # fmt: skip
-LISTING_FIELDS = ("channel", "channel_sku", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active")
+LISTING_FIELDS = (
+    "channel", "channel_sku", "external_id", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active",
+)  # fmt: skip
 # Changing these can change what the channel is told, or where it is told.
-_CHANNEL_SYNC_FIELDS = {"push_url", "coefficient", "buffer", "is_active"}
+_CHANNEL_SYNC_FIELDS = {"push_url", "coefficient", "buffer", "is_active", "connector", "settings", "credentials"}
+# Changing these sends every quantity again, even one the channel was told already: it may be another place.
+_CHANNEL_REPUSH_FIELDS = {"push_url", "connector", "settings", "credentials"}
 
 
 def _set_locations(channel: Channel, location_ids: Sequence[int]) -> None:
@@ -37,12 +44,59 @@ def _set_locations(channel: Channel, location_ids: Sequence[int]) -> None:
     )
 
 
+def _orders_counted_from_now(channel: Channel) -> None:
+    """A channel just connected to a platform that sends orders: what it sold before now is already out of
+    the counted stock, so its order intake starts here (the order watermark), not at the platform's first order."""
+    if connector_named(channel.connector).receives_orders:
+        locked = channel_watermark_set(channel=channel, orders_imported_until=timezone.now())
+        channel.orders_pending_until, channel.orders_imported_until = (
+            locked.orders_pending_until,
+            locked.orders_imported_until,
+        )
+
+
 @transaction.atomic
 def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = ()) -> Channel:
-    channel = Channel.objects.create(**{k: v for k, v in fields.items() if k in CHANNEL_FIELDS})
+    """A new channel. ``fields`` may carry ``connector``, its ``settings`` and ``credentials`` (validated by
+    the connector, ConnectorConfigInvalid otherwise; credentials are stored encrypted)."""
+    values = {k: v for k, v in fields.items() if k in CHANNEL_FIELDS}
+    values.setdefault("connector", STOCKROOM_CONNECTOR)
+    settings, credentials = connector_config_clean(
+        connector=values["connector"], settings=values.get("settings"), credentials=fields.get("credentials")
+    )
+    values["settings"] = settings
+    channel = Channel.objects.create(**values, credentials_encrypted=encrypt_json(credentials or {}))
     _set_locations(channel, location_ids)
-    log.info("channel_created", channel=channel.code)
+    if channel.connector != STOCKROOM_CONNECTOR:
+        _orders_counted_from_now(channel)
+    log.info("channel_created", channel=channel.code, connector=channel.connector)
     return channel
+
+
+def _connector_changes(channel: Channel, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The connector, settings and credentials the update sets, validated; {} when it touches none of them."""
+    if not {"connector", "settings", "credentials"} & set(fields):
+        return {}
+    connector = fields.get("connector", channel.connector)
+    same_platform = connector == channel.connector
+    stored: dict[str, Any] = {}
+    if same_platform:
+        try:
+            stored = channel_credentials(channel)
+        except SecretsUnreadable:
+            stored = {}  # unreadable with today's key: whatever is given now replaces them
+    settings, credentials = connector_config_clean(
+        connector=connector,
+        settings=fields.get("settings", channel.settings),
+        credentials=fields.get("credentials"),
+        stored_credentials=stored,
+    )
+    if credentials is None and not same_platform:
+        credentials = {}  # another platform's credentials mean nothing here
+    changes: dict[str, Any] = {"connector": connector, "settings": settings}
+    if credentials is not None and (credentials != stored or not same_platform):
+        changes["credentials"] = credentials
+    return changes
 
 
 @transaction.atomic
@@ -58,11 +112,21 @@ def channel_update(
     At tier 3 by default (settings changed through the API); a merchant's hand edit in the
     admin asks for tier 2, as staff's "sync now" does.
     """
+    connector_changes = _connector_changes(channel, fields)
+    fields = {**fields, **connector_changes}
     changed = {k for k, v in fields.items() if k in CHANNEL_FIELDS and getattr(channel, k) != v}
+    connected = "connector" in changed
     for name in changed:
         setattr(channel, name, fields[name])
-    if changed:
-        channel.save(update_fields=sorted(changed))
+    if "credentials" in connector_changes:
+        channel.credentials_encrypted = encrypt_json(connector_changes["credentials"])
+    if changed or "credentials" in connector_changes:
+        names = changed | ({"credentials_encrypted"} if "credentials" in connector_changes else set())
+        channel.save(update_fields=sorted(names))
+    if "credentials" in connector_changes:
+        changed.add("credentials")  # named in the log and the sync reason, never the values
+    if connected and channel.connector != STOCKROOM_CONNECTOR:
+        _orders_counted_from_now(channel)
     if location_ids is not None:
         current = list(channel.channel_locations.order_by("priority").values_list("location_id", flat=True))
         if current != list(location_ids):
@@ -73,7 +137,7 @@ def channel_update(
             channel_ids=[channel.pk],
             priority=priority,
             reason="channel_settings",
-            repush="push_url" in changed,
+            repush=bool(changed & _CHANNEL_REPUSH_FIELDS),
         )
     log.info("channel_updated", channel=channel.code, fields=sorted(changed))
     return channel
@@ -123,7 +187,7 @@ def listing_update(
             listing_ids=[listing.pk],
             priority=priority,
             reason="listing_settings",
-            repush="channel_sku" in changed or "channel" in changed,
+            repush=bool(changed & {"channel_sku", "channel", "external_id"}),
         )
     return listing
 

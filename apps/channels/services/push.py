@@ -3,44 +3,62 @@
 One pusher per channel at a time (a Redis lock). It loops while work is due: reads a
 batch of due rows, computes their quantities in one query, drops those the channel
 already shows, holds back raises while the channel has orders not yet imported, takes a
-token from the channel's bucket, and POSTs the batch. A 2xx deletes exactly the rows it
-pushed (version check); 429 pauses the bucket for Retry-After; anything else counts an
-attempt with exponential backoff and, after the last allowed one, moves the row to the
-dead letter.
+token from the channel's bucket, and hands the batch to the channel's connector
+(``apps.channels.connectors``: our own push protocol, or a platform's API). The engine is
+platform-blind; it acts on the connector's ``PushResult``:
+
+- accepted: exactly those rows are deleted (version check) and the listing remembers the quantity;
+- failed: an attempt is counted with exponential backoff (honouring Retry-After) and, after the
+  last allowed one, the row moves to the dead letter;
+- throttled: nothing was applied; the channel's bucket pauses and the rows wait, no attempt counted;
+- mismatched (the platform's quantity was not what we last told it): never overwritten blindly.
+  The listing remembers what the platform shows, the channel's orders count as pending from now
+  (so raises wait for the order import, lowers still go out), and the row is pushed again with the
+  new compare value.
+
+A worker that dies mid-push loses nothing: rows are deleted only once the platform accepted them.
 """
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import hmac
-import json
 import random
-import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import requests
 import structlog
 from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.channels import limits, metrics
 from apps.channels.conf import sync_setting
+from apps.channels.connectors.base import (
+    ChannelRef,
+    Connector,
+    ConnectorError,
+    PushResult,
+    QuantityUpdate,
+    retry_after_seconds,
+)
+from apps.channels.connectors.stockroom import SIGNATURE_HEADER, push_body, sign
 from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, SyncWork
 from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
+from apps.channels.services.config import channel_watermark_set
+from apps.channels.services.connection import channel_push_configured
 from apps.channels.services.work import channel_kick
 
 log = structlog.get_logger("stockroom.sync")
 
-SIGNATURE_HEADER = "X-Stockroom-Signature"
+# The push protocol's helpers live with its connector; these names stay importable from here.
+__all__ = ["SIGNATURE_HEADER", "channel_push", "push_body", "retry_after_seconds", "sign"]
 
 # Due rows first (most urgent, oldest first); the rest of the batch is filled with pending
 # rows that are not due yet: they ride along in a request that goes out anyway, for free.
 _DUE_ROWS = """
 SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.repush, w.attempts, l.last_pushed_qty,
+       l.external_id,
        (w.priority = 1
         OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
         OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due
@@ -61,6 +79,7 @@ class DueRow:
     repush: bool
     attempts: int
     last_pushed_qty: int | None
+    external_id: str
     due: bool
 
 
@@ -83,53 +102,15 @@ class PushReport:
     skipped: int = 0
     held: int = 0
     dead: int = 0
+    mismatched: int = 0
     follow_up_in: float | None = None
     errors: list[str] = field(default_factory=list)
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The push signature header value: ``sha256=<hex HMAC-SHA256 of the exact body bytes>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def push_body(*, channel_code: str, updates: list[tuple[str, int]], as_of: datetime) -> bytes:
-    stamp = as_of.isoformat()
-    payload = {
-        "channel": channel_code,
-        "updates": [{"sku": sku, "available": available, "as_of": stamp} for sku, available in updates],
-    }
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def retry_after_seconds(value: str | None, default: float) -> float:
-    """Retry-After as seconds or an HTTP date; ``default`` when absent or unreadable."""
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, (when - timezone.now()).total_seconds())
 
 
 def backoff_seconds(attempts: int) -> float:
     base, cap = float(sync_setting("SYNC_BACKOFF_BASE_S")), float(sync_setting("SYNC_BACKOFF_MAX_S"))
     delay = min(cap, base * 2 ** max(0, attempts - 1))
     return delay * random.uniform(0.8, 1.2)
-
-
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-    return session
 
 
 def channel_push(*, channel_id: int, kicked: str | None = None) -> PushReport:
@@ -173,12 +154,15 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
             report.follow_up_in = 0.0  # give the worker slot back; a fresh task carries on
             return
         channel = Channel.objects.filter(pk=channel_id).first()
-        if channel is None or not channel.is_active or not channel.push_url:
+        ready = channel_push_configured(channel) if channel is not None else None
+        if channel is None or ready is None:
             return
-        rows = _due_rows(channel)
+        connector, ref = ready
+        batch_size = max(1, min(channel.batch_size, connector.max_batch))
+        rows = _due_rows(channel, batch_size)
         if not rows:
             return
-        if len(rows) < channel.batch_size:
+        if len(rows) < batch_size:
             age = (timezone.now() - min(row.enqueued_at for row in rows if row.due)).total_seconds()
             gather = float(sync_setting("SYNC_TIER1_GATHER_S"))
             if age < gather:
@@ -208,10 +192,10 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
                     update.available = 0
                 elif update.row.listing_id in fresh:
                     update.available = _held_back(channel, update.row, fresh[update.row.listing_id].available)
-        _send(channel, updates, as_of, report)
+        _send(channel, connector, ref, updates, as_of, report)
 
 
-def _due_rows(channel: Channel) -> list[DueRow]:
+def _due_rows(channel: Channel, batch_size: int) -> list[DueRow]:
     with connection.cursor() as cursor:
         cursor.execute(
             _DUE_ROWS,
@@ -219,7 +203,7 @@ def _due_rows(channel: Channel) -> list[DueRow]:
                 "channel": channel.pk,
                 "tier2": float(sync_setting("SYNC_TIER2_DELAY_S")),
                 "tier3": float(sync_setting("SYNC_TIER3_BATCH_S")),
-                "limit": max(1, channel.batch_size),
+                "limit": batch_size,
             },
         )
         rows = [DueRow(*row) for row in cursor.fetchall()]
@@ -289,31 +273,77 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
     return updates
 
 
-def _send(channel: Channel, updates: list[Update], as_of: datetime, report: PushReport) -> None:
-    body = push_body(channel_code=channel.code, updates=[(u.sku, u.available) for u in updates], as_of=as_of)
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, channel.secret)}
-    report.requests += 1
-    try:
-        response = _session().post(
-            channel.push_url, data=body, headers=headers, timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S"))
+def _send(
+    channel: Channel, connector: Connector, ref: ChannelRef, updates: list[Update], as_of: datetime, report: PushReport
+) -> None:
+    """Hand the batch to the connector and settle every row by what became of it."""
+    by_id = {u.row.listing_id: u for u in updates}
+    batch = [
+        QuantityUpdate(
+            listing_id=u.row.listing_id,
+            sku=u.sku,
+            external_id=u.row.external_id,
+            available=u.available,
+            last_pushed=u.row.last_pushed_qty,
         )
-    except requests.RequestException as err:
-        _failed(channel, updates, f"{type(err).__name__}: {err}", None, report)
-        return
-    if 200 <= response.status_code < 300:
-        _accepted(channel, updates, as_of, report)
-    elif response.status_code == 429:
-        wait = retry_after_seconds(response.headers.get("Retry-After"), default=1.0)
-        limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst).pause(wait)
+        for u in updates
+    ]
+    try:
+        result = connector.push(ref, batch)
+    except ConnectorError as err:
+        result = PushResult(failed=dict.fromkeys(by_id, str(err) or type(err).__name__), retry_after=err.retry_after)
+    except Exception as err:  # a connector's bug fails the batch (counted, dead-lettered in time), never the worker
+        log.exception("channel_connector_failed", channel=channel.code, connector=connector.name)
+        result = PushResult(failed=dict.fromkeys(by_id, f"{type(err).__name__}: {err}"))
+    requests = max(1, result.requests)
+    report.requests += requests
+    bucket = limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst)
+    if result.throttled_for is not None:
+        # Nothing was applied: the rows stay as they are and go out once the pause is over.
+        bucket.pause(result.throttled_for)
         report.throttled += 1
-        metrics.push_record(channel_code=channel.code, requests=1, throttled=1)
-        log.warning("channel_throttled", channel=channel.code, retry_after=wait)
-    else:
-        retry_after = response.headers.get("Retry-After")
-        _failed(channel, updates, f"HTTP {response.status_code}: {response.text[:200]}", retry_after, report)
+        metrics.push_record(channel_code=channel.code, requests=requests, throttled=1)
+        log.warning("channel_throttled", channel=channel.code, retry_after=result.throttled_for)
+        return
+    # Each update lands in one outcome: accepted before mismatched before failed.
+    accepted_ids = [i for i in dict.fromkeys(result.accepted) if i in by_id]
+    accepted = [by_id[i] for i in accepted_ids]
+    settled = set(accepted_ids)
+    mismatched: dict[int, int] = {}
+    failed: dict[int, str] = {}
+    for i, shown in result.mismatched.items():
+        if i in by_id and i not in settled:
+            if shown is None:
+                failed[i] = "mismatch: the platform's quantity could not be read"
+            else:
+                mismatched[i] = shown
+    settled |= set(mismatched) | set(failed)
+    failed.update({i: error for i, error in result.failed.items() if i in by_id and i not in settled})
+    # An update the connector says nothing about is not known to be applied: it is tried again.
+    failed.update(dict.fromkeys([i for i in by_id if i not in settled and i not in failed], "no answer for it"))
+    accepted_at = _accepted(channel, accepted, as_of, report) if accepted else None
+    if mismatched:
+        _mismatched(channel, connector, [by_id[i] for i in mismatched], mismatched, report)
+    dead = 0
+    if failed:
+        whole_batch = not accepted and not mismatched
+        dead = _failed(channel, [by_id[i] for i in failed], failed, result.retry_after, report, pause=whole_batch)
+    if result.pause_for:
+        bucket.pause(result.pause_for)  # the platform's budget asks for a rest before the next request
+    metrics.push_record(
+        channel_code=channel.code,
+        requests=requests,
+        updates=len(accepted),
+        failures=1 if failed else 0,
+        dead=dead,
+        latencies=[(u.row.priority, (accepted_at - u.row.enqueued_at).total_seconds()) for u in accepted]
+        if accepted_at
+        else [],
+    )
 
 
-def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: PushReport) -> None:
+def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: PushReport) -> datetime:
+    """The platform shows these quantities now: remember them and delete exactly the work that was pushed."""
     accepted_at = timezone.now()
     ids = [u.row.listing_id for u in updates]
     with transaction.atomic(), connection.cursor() as cursor:
@@ -345,37 +375,106 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
         )
         Channel.objects.filter(pk=channel.pk).update(last_push_at=accepted_at)
     report.updates += len(updates)
-    metrics.push_record(
-        channel_code=channel.code,
-        requests=1,
-        updates=len(updates),
-        latencies=[(u.row.priority, (accepted_at - u.row.enqueued_at).total_seconds()) for u in updates],
-    )
+    return accepted_at
 
 
-def _failed(channel: Channel, updates: list[Update], error: str, retry_after: str | None, report: PushReport) -> None:
-    """Count an attempt on every row of the batch; back off; dead-letter those out of attempts."""
-    max_attempts = int(sync_setting("SYNC_MAX_ATTEMPTS"))
-    attempts = max(u.row.attempts for u in updates) + 1
-    delay = max(backoff_seconds(attempts), retry_after_seconds(retry_after, default=0.0))
+def _mismatched(
+    channel: Channel, connector: Connector, updates: list[Update], shown: dict[int, int], report: PushReport
+) -> None:
+    """The platform's quantity was not what we last told it: a sale there not imported yet, or a hand edit.
+
+    Never overwritten blindly: the listing takes what the platform shows as its last pushed
+    quantity (the next compare value), and the row stays pending with ``repush``. Where the
+    connector brings orders in by polling, the channel's orders count as pending from now: the
+    watermark rule then holds any raise until the poll has imported past this instant, while
+    lowers still go out. Otherwise the row waits one hold period for the order's webhook.
+    """
+    ids = [u.row.listing_id for u in updates]
+    recheck = float(sync_setting("SYNC_HOLD_RECHECK_S"))
+    if connector.polls_orders:
+        # First, in its own transaction (the channel row before sync work, never the other way round):
+        # a pusher that dies right after leaves the row as it was, and the next push meets the mismatch again.
+        channel_watermark_set(channel=channel, orders_pending_until=timezone.now())
     with transaction.atomic(), connection.cursor() as cursor:
-        sync_work_for_update(u.row.listing_id for u in updates)
+        sync_work_for_update(ids)
+        cursor.execute(
+            """
+            UPDATE channels_listing AS l SET last_pushed_qty = p.qty
+              FROM unnest(%s::bigint[], %s::int[]) AS p(listing_id, qty)
+             WHERE l.id = p.listing_id
+            """,
+            [ids, [shown[i] for i in ids]],
+        )
         cursor.execute(
             """
             UPDATE channels_syncwork
-               SET attempts = attempts + 1, last_error = %s,
-                   next_attempt_at = clock_timestamp() + make_interval(secs => %s),
-                   state = CASE WHEN attempts + 1 >= %s THEN 'dead' ELSE state END
+               SET repush = true, last_error = %s,
+                   next_attempt_at = clock_timestamp() + make_interval(secs => %s)
              WHERE listing_id = ANY(%s::bigint[]) AND state = 'pending'
-            RETURNING state
             """,
-            [error[:500], delay, max_attempts, [u.row.listing_id for u in updates]],
+            [
+                "mismatch: the platform showed another quantity; pushed again with it as the compare value",
+                0.0 if connector.polls_orders else recheck,
+                ids,
+            ],
+        )
+    report.mismatched += len(updates)
+    log.warning(
+        "channel_push_mismatch",
+        channel=channel.code,
+        listings=ids[:20],
+        shown=[shown[i] for i in ids[:20]],
+        told=[u.row.last_pushed_qty for u in updates[:20]],
+    )
+
+
+def _failed(
+    channel: Channel,
+    updates: Sequence[Update],
+    errors: dict[int, str],
+    retry_after: str | None,
+    report: PushReport,
+    *,
+    pause: bool = True,
+) -> int:
+    """Count an attempt on each row; back off; dead-letter those out of attempts. Returns how many died.
+
+    When the whole batch failed (the platform is down or refuses us), the channel's bucket pauses for
+    the backoff: a failing channel gets one request per backoff period, not one per batch. Rows the
+    platform refused one by one (a bad SKU among good ones) back off alone.
+    """
+    max_attempts = int(sync_setting("SYNC_MAX_ATTEMPTS"))
+    attempts = max(u.row.attempts for u in updates) + 1
+    delay = max(backoff_seconds(attempts), retry_after_seconds(retry_after, default=0.0))
+    ids = [u.row.listing_id for u in updates]
+    with transaction.atomic(), connection.cursor() as cursor:
+        sync_work_for_update(ids)
+        cursor.execute(
+            """
+            UPDATE channels_syncwork AS w
+               SET attempts = w.attempts + 1, last_error = p.error,
+                   next_attempt_at = clock_timestamp() + make_interval(secs => %s),
+                   state = CASE WHEN w.attempts + 1 >= %s THEN 'dead' ELSE w.state END
+              FROM unnest(%s::bigint[], %s::text[]) AS p(listing_id, error)
+             WHERE w.listing_id = p.listing_id AND w.state = 'pending'
+            RETURNING w.state
+            """,
+            [delay, max_attempts, ids, [errors[i][:500] for i in ids]],
         )
         dead = sum(1 for (state,) in cursor.fetchall() if state == SyncWork.State.DEAD)
-    # A failing channel gets one request per backoff period, not one per batch.
-    limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst).pause(delay)
+    if pause:
+        limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst).pause(delay)
+    error = errors[ids[0]]
     report.failures += 1
     report.dead += dead
-    report.errors.append(error)
-    metrics.push_record(channel_code=channel.code, requests=1, failures=1, dead=dead)
-    log.warning("channel_push_failed", channel=channel.code, error=error, attempts=attempts, retry_in=delay, dead=dead)
+    report.errors.append(error if len(ids) == 1 else f"{error} (and {len(ids) - 1} more)")
+    log.warning(
+        "channel_push_failed",
+        channel=channel.code,
+        error=error,
+        failed=len(ids),
+        attempts=attempts,
+        retry_in=delay,
+        dead=dead,
+    )
+    return dead

@@ -1,8 +1,9 @@
 """Reconciliation: read back what a channel shows and repair drift by queueing a push.
 
-The read-back is ``GET {push_url}?sku=A&sku=B...`` answering ``{"results": [{"sku",
-"available"}]}`` (the channel simulator speaks it; real channels get an adapter). Reads
-take tokens from the same bucket as pushes, so the channel's rate limit holds.
+The read-back goes through the channel's connector (``Connector.read_back``: for our own
+protocol ``GET {push_url}?sku=A&sku=B...``, for a platform its API). Reads take tokens from
+the same bucket as pushes, so the channel's rate limit holds; a platform that throttles a read
+pauses that bucket too.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import requests
 import structlog
 from django.db import transaction
 from django.utils import timezone
 
 from apps.channels import limits
 from apps.channels.conf import sync_setting
+from apps.channels.connectors.base import ChannelRef, Connector, ConnectorError, ConnectorThrottled, QuantityUpdate
 from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
-from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
-from apps.channels.services.push import SIGNATURE_HEADER, retry_after_seconds, sign
+from apps.channels.selectors import ListingAvailability, listings_availability, listings_zeroed_by_incident
+from apps.channels.services.connection import channel_push_configured
 from apps.channels.services.work import sync_work_enqueue
 
 log = structlog.get_logger("stockroom.sync")
@@ -37,9 +38,11 @@ class ReconcileReport:
 def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> ReconcileReport:
     """Compare every active listing without pending work against the channel; queue pushes for drift."""
     report = ReconcileReport(channel_id)
-    channel = Channel.objects.filter(pk=channel_id, is_active=True).exclude(push_url="").first()
-    if channel is None:
+    channel = Channel.objects.filter(pk=channel_id, is_active=True).first()
+    ready = channel_push_configured(channel) if channel is not None else None
+    if channel is None or ready is None:
         return report
+    connector, ref = ready
     started = started or timezone.now()
     page = int(sync_setting("SYNC_RECONCILE_PAGE"))
     listing_ids = list(
@@ -54,13 +57,13 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
         while (wait := bucket.take()) > 0:
             time.sleep(min(wait, 30.0))
         truth, zeroed = listings_availability(chunk), listings_zeroed_by_incident(chunk)
-        shown = _read_back(channel, [a.channel_sku for a in truth.values()])
+        shown = _read_back(channel, connector, ref, list(truth.values()), bucket)
         if shown is None:
             report.unreadable_pages += 1
             continue
         drifted = []
         for availability in truth.values():
-            seen = shown.get(availability.channel_sku)
+            seen = shown.get(availability.listing_id)
             expected = 0 if availability.listing_id in zeroed else availability.available
             if channel.has_orders_pending and seen is not None and seen < expected:
                 continue  # a raise would wait for the order import anyway
@@ -75,26 +78,36 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
     return report
 
 
-def _read_back(channel: Channel, skus: list[str]) -> dict[str, int | None] | None:
-    if not skus:
+def _read_back(
+    channel: Channel,
+    connector: Connector,
+    ref: ChannelRef,
+    listings: list[ListingAvailability],
+    bucket: limits.TokenBucket,
+) -> dict[int, int | None] | None:
+    """What the platform shows for these listings (listing id -> quantity), or None when unreadable now."""
+    if not listings:
         return {}
-    request = requests.Request("GET", channel.push_url, params=[("sku", sku) for sku in skus]).prepare()
-    query = (request.url or "").partition("?")[2].encode()
-    request.headers[SIGNATURE_HEADER] = sign(query, channel.secret)
-    try:
-        response = requests.Session().send(request, timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")))
-    except requests.RequestException as err:
-        log.warning("channel_read_back_failed", channel=channel.code, error=str(err))
-        return None
-    if response.status_code == 429:
-        limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst).pause(
-            retry_after_seconds(response.headers.get("Retry-After"), default=1.0)
+    external_ids = dict(
+        Listing.objects.filter(pk__in=[a.listing_id for a in listings]).values_list("pk", "external_id")
+    )
+    asked = [
+        QuantityUpdate(
+            listing_id=a.listing_id,
+            sku=a.channel_sku,
+            external_id=external_ids.get(a.listing_id, ""),
+            available=0,
+            last_pushed=None,
         )
-        return None
-    if response.status_code != 200:
-        return None
+        for a in listings
+    ]
     try:
-        results = response.json()["results"]
-        return {str(r["sku"]): (None if r.get("available") is None else int(r["available"])) for r in results}
-    except (ValueError, KeyError, TypeError):
-        return None
+        return connector.read_back(ref, asked)
+    except ConnectorThrottled as err:
+        bucket.pause(err.wait_s)
+        log.warning("channel_read_back_throttled", channel=channel.code, retry_after=err.wait_s)
+    except ConnectorError as err:
+        log.warning("channel_read_back_failed", channel=channel.code, error=str(err))
+    except Exception:  # a connector's bug makes the page unreadable, not the job
+        log.exception("channel_read_back_failed", channel=channel.code)
+    return None

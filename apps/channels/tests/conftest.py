@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.channels.simulator import ChannelSimulator
+from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.core.testing import database_url
 
 ROOT = Path(__file__).resolve().parents[3]

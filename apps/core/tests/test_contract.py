@@ -22,8 +22,9 @@ from apps.orders.models import Order
 
 pytestmark = pytest.mark.django_db
 
-# Authenticated by its signature and timestamp, which refuse a replay themselves (401).
-NOT_KEYED = {("POST", "/api/v1/suppliers/{code}/webhook/")}
+# Authenticated by its signature and timestamp, which refuse a replay themselves (401); a platform's order
+# webhook is signed by the platform and deduplicated by its own delivery id.
+NOT_KEYED = {("POST", "/api/v1/suppliers/{code}/webhook/"), ("POST", "/api/v1/channels/{code}/webhooks/{connector}/")}
 
 _keys = itertools.count()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from axes.models import AccessAttempt
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
@@ -245,6 +246,7 @@ def production_env() -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE="inventory_site.settings.production",
         SECRET_KEY=secrets.token_urlsafe(50),
+        STOCKROOM_SECRETS_KEY=Fernet.generate_key().decode(),
         ALLOWED_HOSTS="stock.example.com",
         DATABASE_URL=settings.DATABASE_URL,
         REDIS_URL=settings.REDIS_URL,

@@ -2,6 +2,7 @@ from django.urls import path
 
 from apps.orders.api.serializers import ExchangeSerializer, LinesSerializer
 from apps.orders.api.views import AvailabilityView, EventCreateView, OrderCreateView, OrderDetailView, action_view
+from apps.orders.api.webhooks import PlatformWebhookView
 
 urlpatterns = [
     path("availability/", AvailabilityView.as_view(), name="availability"),
@@ -13,4 +14,7 @@ urlpatterns = [
     path("orders/<int:pk>/return/", action_view("return", LinesSerializer), name="order-return"),
     path("orders/<int:pk>/exchange/", action_view("exchange", ExchangeSerializer), name="order-exchange"),
     path("events/", EventCreateView.as_view(), name="order-event"),
+    path(
+        "channels/<str:code>/webhooks/<str:connector>/", PlatformWebhookView.as_view(), name="channel-platform-webhook"
+    ),
 ]

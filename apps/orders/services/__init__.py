@@ -3,6 +3,12 @@
 from apps.orders.services.allocation import LineRequest
 from apps.orders.services.events import EventReceived, event_apply
 from apps.orders.services.holds import hold_release_expired
+from apps.orders.services.intake import (
+    PlatformOrderApplied,
+    platform_order_apply,
+    platform_orders_poll,
+    platform_webhook_receive,
+)
 from apps.orders.services.lifecycle import (
     OrderState,
     order_cancel,
@@ -20,6 +26,7 @@ __all__ = [
     "LineRequest",
     "OrderPlaced",
     "OrderState",
+    "PlatformOrderApplied",
     "event_apply",
     "hold_release_expired",
     "order_cancel",
@@ -31,4 +38,7 @@ __all__ = [
     "order_reserve",
     "order_return",
     "order_supplier_refused",
+    "platform_order_apply",
+    "platform_orders_poll",
+    "platform_webhook_receive",
 ]

@@ -7,6 +7,7 @@ import pytest
 from apps.catalog.models import Item, Location, Product
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels.models import Channel
+from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.orders.tests.factories import channel_of, listing_of
 
 

@@ -1,0 +1,152 @@
+"""A channel's connector: the one place that builds what a connector sees, validates its configuration,
+and tests the connection for the merchant.
+
+Credentials are decrypted only here (``channel_ref``) and encrypted only in the configuration
+services (``services.config``), through ``connector_config_clean``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from apps.channels.connectors import connector_named
+from apps.channels.connectors.base import ChannelRef, Connector, ConnectorError
+from apps.channels.models import Channel
+from apps.core.errors import InvalidValue
+from apps.core.secrets import SecretsUnreadable, decrypt_json
+
+log = structlog.get_logger("stockroom.channels")
+
+
+class ConnectorConfigInvalid(InvalidValue):
+    """Settings or credentials the channel's connector refuses; ``errors`` has one entry per field."""
+
+    default_detail = "The connector's settings or credentials are not valid."
+
+
+def channel_connector(channel: Channel) -> Connector:
+    return connector_named(channel.connector)
+
+
+def channel_credentials(channel: Channel) -> dict[str, Any]:
+    """The channel's decrypted credentials (raises SecretsUnreadable when no configured key opens them)."""
+    return decrypt_json(channel.credentials_encrypted)
+
+
+def channel_credential_names(channel: Channel) -> list[str]:
+    """Which credentials are stored (never their values); [] when they cannot be read."""
+    try:
+        return sorted(channel_credentials(channel))
+    except SecretsUnreadable:
+        return []
+
+
+def channel_ref(channel: Channel) -> ChannelRef:
+    """The channel as its connector sees it: plain values, credentials decrypted."""
+    return ChannelRef(
+        id=channel.pk,
+        code=channel.code,
+        settings=dict(channel.settings or {}),
+        credentials=channel_credentials(channel),
+        push_url=channel.push_url,
+        secret=channel.secret,
+    )
+
+
+def channel_push_configured(channel: Channel) -> tuple[Connector, ChannelRef] | None:
+    """The connector and its view of the channel when pushing can happen (active, connector configured)."""
+    if not channel.is_active:
+        return None
+    try:
+        connector = channel_connector(channel)
+        ref = channel_ref(channel)
+    except (LookupError, ImportError, SecretsUnreadable) as err:
+        log.error("channel_connector_unusable", channel=channel.code, connector=channel.connector, error=str(err))
+        return None
+    return (connector, ref) if connector.configured(ref) else None
+
+
+def _unknown_keys(given: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, list[str]]:
+    return {key: ["Not a setting of this connector."] for key in given if key not in fields}
+
+
+def connector_config_clean(
+    *,
+    connector: str,
+    settings: Mapping[str, Any] | None,
+    credentials: Mapping[str, Any] | None,
+    stored_credentials: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Settings and credentials as the connector validates them; raises ConnectorConfigInvalid.
+
+    ``credentials`` given are laid over the stored ones (a key left out keeps its value, ``null`` or
+    "" removes it) and the result must validate whole; None keeps the stored credentials (returned None).
+    """
+    try:
+        platform = connector_named(connector)
+    except LookupError as err:
+        raise ConnectorConfigInvalid(errors={"connector": [str(err)]}) from err
+    errors: dict[str, Any] = {}
+    settings_in = dict(settings or {})
+    settings_check = platform.settings_serializer(data=settings_in)
+    cleaned_settings: dict[str, Any] = {}
+    unknown = _unknown_keys(settings_in, settings_check.fields)
+    if not settings_check.is_valid() or unknown:
+        errors["settings"] = {**settings_check.errors, **unknown}
+    else:
+        cleaned_settings = _plain(settings_check.validated_data)
+    cleaned_credentials: dict[str, Any] | None = None
+    if credentials is not None:
+        merged = {**(stored_credentials or {}), **credentials}
+        merged = {key: value for key, value in merged.items() if value not in (None, "")}
+        credentials_check = platform.credentials_serializer(data=merged)
+        unknown = _unknown_keys(credentials, credentials_check.fields)
+        if not credentials_check.is_valid() or unknown:
+            # Field names and messages only: a credential's value never goes into an answer or a log.
+            errors["credentials"] = {**credentials_check.errors, **unknown}
+        else:
+            cleaned_credentials = _plain(credentials_check.validated_data)
+    if errors:
+        raise ConnectorConfigInvalid(errors=errors)
+    return cleaned_settings, cleaned_credentials
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated data as JSON values (a serializer may give Decimals, URLs as str...)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out[key] = value if isinstance(value, str | int | float | bool | list | dict) or value is None else str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    ok: bool
+    message: str
+
+
+def channel_connection_test(*, channel: Channel) -> ConnectionTest:
+    """Ask the platform whether the stored settings and credentials work; the answer is for the merchant."""
+    try:
+        connector = channel_connector(channel)
+        ref = channel_ref(channel)
+    except SecretsUnreadable as err:
+        return ConnectionTest(False, f"{err} Enter the credentials again.")
+    except LookupError as err:
+        return ConnectionTest(False, str(err))
+    if not connector.configured(ref):
+        return ConnectionTest(False, f"{connector.label}: settings or credentials are missing.")
+    try:
+        message = connector.test_connection(ref)
+    except ConnectorError as err:
+        log.info("channel_connection_tested", channel=channel.code, ok=False, error=str(err))
+        return ConnectionTest(False, f"{connector.label}: {err}")
+    except Exception as err:  # a connector's bug is the merchant's answer too, not a 500
+        log.exception("channel_connection_test_failed", channel=channel.code)
+        return ConnectionTest(False, f"{connector.label}: {type(err).__name__}: {err}")
+    log.info("channel_connection_tested", channel=channel.code, ok=True)
+    return ConnectionTest(True, message)

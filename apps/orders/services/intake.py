@@ -1,0 +1,496 @@
+"""Orders from a channel's platform (Shopify, WooCommerce, Amazon): webhooks and polls, applied idempotently.
+
+A platform's order is already sold when Stockroom hears of it, so it takes the import path of
+the API (``order_import``: reserve what stock allows, the shortfall becomes an oversell
+incident), then follows the platform's status: shipped units are fulfilled (only those shipped
+since Stockroom last heard), a cancel releases what the order holds. Each platform order is
+applied under the order stream lock of its (channel, platform order id), the same lock as
+the API's order events, and applying the same state again changes nothing.
+
+An order that cannot be applied (a SKU the channel does not list, an implausible quantity, a
+fulfilment the shelf cannot cover) is never a 500 and never lost: it is kept with its reason as
+a ``PlatformOrderRejection`` (admin: "refused platform orders", with a retry), and the rest of
+a webhook or poll goes on. Connectors (``apps.channels.connectors``) give plain values and
+never touch the database; this module is where their orders meet the stock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.channels.connectors import connector_named
+from apps.channels.connectors.base import Connector, ConnectorError, OrderLine, PlatformOrder
+from apps.channels.models import Channel, Listing
+from apps.channels.services.config import channel_watermark_set
+from apps.channels.services.connection import channel_ref
+from apps.core.errors import DomainError
+from apps.core.secrets import SecretsUnreadable
+from apps.orders.errors import (
+    ImplausibleQuantity,
+    WebhookForged,
+    WebhookNotFound,
+    WebhookUnreadable,
+)
+from apps.orders.locks import order_stream_lock, platform_orders_poll_lock
+from apps.orders.models import Order, PlatformOrderRejection, WebhookDelivery
+from apps.orders.models import OrderLine as StoredLine
+from apps.orders.services.allocation import LineRequest
+from apps.orders.services.lifecycle import order_cancel, order_confirm, order_fulfil
+from apps.orders.services.reserve import implausible_import_record, order_import
+
+log = structlog.get_logger("stockroom.orders")
+
+Status = PlatformOrder.Status
+# A line beyond this is no real order whatever the channel's import cap (and beyond a database integer).
+MAX_LINE_QUANTITY = 1_000_000
+
+
+class Result:
+    CREATED = "created"  # a new order, imported (and fulfilled as far as the platform shipped it)
+    UPDATED = "updated"  # a known order moved on: confirmed, fulfilled further, cancelled
+    UNCHANGED = "unchanged"  # the platform showed nothing Stockroom did not know
+    SKIPPED = "skipped"  # nothing to store: cancelled before Stockroom ever saw it
+    REJECTED = "rejected"  # kept as a PlatformOrderRejection with its reason
+
+
+@dataclass(frozen=True)
+class PlatformOrderApplied:
+    external_id: str
+    result: str
+    order: Order | None = None
+    detail: str = ""
+
+
+# --- one order ----------------------------------------------------------------------------------
+
+
+def platform_order_apply(
+    *, channel: Channel, order: PlatformOrder, actor: str, source: str = ""
+) -> PlatformOrderApplied:
+    """Bring Stockroom's copy of one platform order to what the platform shows; idempotent.
+
+    New and not cancelled: imported (reserving what stock allows), then fulfilled as far as the
+    platform shipped it. Known: confirmed, fulfilled by the units shipped since, or cancelled.
+    New and already cancelled: nothing is stored. Refusals are recorded, not raised.
+    """
+    with transaction.atomic():
+        order_stream_lock(channel_id=channel.pk, external_id=order.external_id)
+        existing = Order.objects.filter(channel=channel, external_id=order.external_id).first()
+        steps = _NewOrder(channel, order, actor) if existing is None else _KnownOrder(channel, order, actor, existing)
+        try:
+            applied = steps.run()
+        except _Refused as refused:
+            applied = _refusal_record(channel, order, refused, source)
+        else:
+            _refusal_resolve(channel, order.external_id)
+    log.info(
+        "platform_order_applied",
+        channel=channel.code,
+        external_id=order.external_id,
+        status=order.status,
+        result=applied.result,
+        source=source,
+        detail=applied.detail or None,
+    )
+    return applied
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, order: Order | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.order = order
+
+
+def _step(what: str, run: Any, *, order: Order | None = None) -> Any:
+    """One write of the intake in its own savepoint: a refusal undoes that write only and says why."""
+    try:
+        with transaction.atomic():
+            return run()
+    except DomainError as err:
+        if isinstance(err, ImplausibleQuantity):  # its incident went with the savepoint
+            implausible_import_record(err)
+        raise _Refused(f"{what}: {err.detail}", order) from err
+
+
+@dataclass
+class _NewOrder:
+    channel: Channel
+    order: PlatformOrder
+    actor: str
+
+    def run(self) -> PlatformOrderApplied:
+        order, external_id = self.order, self.order.external_id
+        if order.status == Status.CANCELLED:
+            return PlatformOrderApplied(external_id, Result.SKIPPED, detail="cancelled before it reached Stockroom")
+        quantities, shipped = _lines_resolve(self.channel, order.lines)
+        if not quantities:
+            return PlatformOrderApplied(external_id, Result.SKIPPED, detail="no line with a quantity")
+        requests = [LineRequest(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
+        placed = _step(
+            "Import refused",
+            lambda: order_import(channel=self.channel, external_id=external_id, lines=requests, actor=self.actor),
+        )
+        stored = placed.order
+        if order.status in (Status.OPEN, Status.FULFILLED, Status.PARTIALLY_FULFILLED):
+            _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
+        _fulfil_shipped(stored, order, shipped, self.actor)
+        return PlatformOrderApplied(external_id, Result.CREATED, stored)
+
+
+@dataclass
+class _KnownOrder:
+    channel: Channel
+    order: PlatformOrder
+    actor: str
+    stored: Order
+
+    def run(self) -> PlatformOrderApplied:
+        order, stored, external_id = self.order, self.stored, self.order.external_id
+        before = (stored.status, _fulfilled_units(stored))
+        if order.status == Status.CANCELLED:
+            if stored.is_open:
+                shipped = _shipped_by_sku(self.channel, order.lines)
+                if shipped:  # what left before the cancel stays shipped
+                    _fulfil_shipped(stored, order, shipped, self.actor)
+                    stored.refresh_from_db()
+                if stored.is_open:
+                    _step("Cancel refused", lambda: order_cancel(order_id=stored.pk, actor=self.actor), order=stored)
+        elif order.status in (Status.FULFILLED, Status.PARTIALLY_FULFILLED):
+            if stored.status in (Order.Status.CANCELLED, Order.Status.EXPIRED):
+                raise _Refused(
+                    f"The platform shows this order {order.status.replace('_', ' ')}, but Stockroom has it "
+                    f"{stored.status}: nothing was shipped from Stockroom's stock. Check the order on the platform.",
+                    stored,
+                )
+            if stored.status == Order.Status.RESERVED:
+                _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
+            if stored.is_open:
+                _fulfil_shipped(stored, order, _shipped_by_sku(self.channel, order.lines), self.actor)
+        elif order.status == Status.OPEN and stored.status == Order.Status.RESERVED:
+            _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
+        stored.refresh_from_db()
+        changed = (stored.status, _fulfilled_units(stored)) != before
+        return PlatformOrderApplied(external_id, Result.UPDATED if changed else Result.UNCHANGED, stored)
+
+
+def _fulfilled_units(order: Order) -> int:
+    return sum(StoredLine.objects.filter(order=order).values_list("fulfilled_quantity", flat=True))
+
+
+def _lines_resolve(channel: Channel, lines: Sequence[OrderLine]) -> tuple[dict[str, int], dict[str, int]]:
+    """Units ordered and shipped per channel SKU. A line names its listing by channel SKU, or else by the
+    platform's id (``Listing.external_id``); lines of the same listing add up. Refuses unknown ones."""
+    skus = sorted({line.sku for line in lines if line.sku})
+    external_ids = sorted({line.external_id for line in lines if line.external_id})
+    listed = set(Listing.objects.filter(channel=channel, channel_sku__in=skus).values_list("channel_sku", flat=True))
+    by_external = dict(
+        Listing.objects.filter(channel=channel, external_id__in=external_ids).values_list("external_id", "channel_sku")
+    )
+    quantities: dict[str, int] = defaultdict(int)
+    shipped: dict[str, int] = defaultdict(int)
+    unknown, implausible = [], []
+    for line in lines:
+        named = line.sku or line.external_id or "(no SKU)"
+        if not (0 <= line.quantity <= MAX_LINE_QUANTITY) or not (0 <= line.fulfilled <= MAX_LINE_QUANTITY):
+            implausible.append(f"{named} x{line.quantity} ({line.fulfilled} shipped)")
+            continue
+        if line.quantity == 0:
+            continue  # a line taken off the order
+        sku = line.sku if line.sku in listed else by_external.get(line.external_id)
+        if sku is None:
+            unknown.append(named)
+            continue
+        quantities[sku] += line.quantity
+        shipped[sku] += min(line.fulfilled, line.quantity)
+    if implausible:
+        raise _Refused(f"Implausible quantity on the line(s) {', '.join(implausible)}; nothing was recorded.")
+    if unknown:
+        raise _Refused(
+            f"Not listed on channel {channel.code}: {', '.join(unknown)}. Add a listing with this channel_sku "
+            "(or external_id), then retry the order; nothing was recorded."
+        )
+    return dict(quantities), dict(shipped)
+
+
+def _shipped_by_sku(channel: Channel, lines: Sequence[OrderLine]) -> dict[str, int]:
+    try:
+        return _lines_resolve(channel, lines)[1]
+    except _Refused:
+        return {}  # a line Stockroom never had: what it shipped is nothing Stockroom holds
+
+
+def _fulfil_shipped(stored: Order, order: PlatformOrder, shipped: Mapping[str, int], actor: str) -> None:
+    """Fulfil the units the platform shipped since Stockroom last heard (everything, once it says fulfilled)."""
+    if order.status not in (Status.FULFILLED, Status.PARTIALLY_FULFILLED, Status.CANCELLED):
+        return
+    requests = []
+    for line in StoredLine.objects.filter(order=stored).order_by("id"):
+        target = line.quantity if order.status == Status.FULFILLED else shipped.get(line.channel_sku, 0)
+        more = min(target, line.allocated_quantity) - line.fulfilled_quantity
+        if more > 0:
+            requests.append(LineRequest(sku=line.channel_sku, quantity=more))
+    if requests:
+        _step(
+            "Fulfilment refused",
+            lambda: order_fulfil(order_id=stored.pk, lines=requests, actor=actor),
+            order=stored,
+        )
+
+
+# --- refusals, kept ------------------------------------------------------------------------------
+
+
+def platform_order_payload(order: PlatformOrder) -> dict[str, Any]:
+    """A platform order as JSON (kept with a refusal, to apply it again later)."""
+    data = asdict(order)
+    data["updated_at"] = order.updated_at.isoformat() if order.updated_at else None
+    return data
+
+
+def platform_order_from_payload(data: Mapping[str, Any]) -> PlatformOrder:
+    updated_at = data.get("updated_at")
+    return PlatformOrder(
+        external_id=str(data["external_id"]),
+        status=str(data["status"]),
+        lines=tuple(OrderLine(**line) for line in data.get("lines") or ()),
+        updated_at=datetime.fromisoformat(updated_at) if updated_at else None,
+        number=str(data.get("number") or ""),
+    )
+
+
+def _refusal_record(channel: Channel, order: PlatformOrder, refused: _Refused, source: str) -> PlatformOrderApplied:
+    now = timezone.now()
+    rejection, created = PlatformOrderRejection.objects.get_or_create(
+        channel=channel,
+        external_id=order.external_id,
+        defaults={"reason": refused.reason, "last_seen_at": now, "payload": {}},
+    )
+    rejection.reason = refused.reason
+    rejection.number = order.number[:60]
+    rejection.platform_status = order.status[:30]
+    rejection.payload = platform_order_payload(order)
+    rejection.source = source[:20]
+    rejection.order = refused.order or rejection.order
+    rejection.last_seen_at = now
+    rejection.resolved_at = None
+    if not created:
+        rejection.seen += 1
+    rejection.save()
+    log.warning(
+        "platform_order_refused",
+        channel=channel.code,
+        external_id=order.external_id,
+        reason=refused.reason,
+        seen=rejection.seen,
+    )
+    return PlatformOrderApplied(order.external_id, Result.REJECTED, refused.order, refused.reason)
+
+
+def _refusal_resolve(channel: Channel, external_id: str) -> None:
+    PlatformOrderRejection.objects.filter(channel=channel, external_id=external_id, resolved_at__isnull=True).update(
+        resolved_at=timezone.now()
+    )
+
+
+def platform_order_rejections_retry(*, rejection_ids: Iterable[int], actor: str) -> list[PlatformOrderApplied]:
+    """Staff asked: apply refused orders again as the platform last showed them (a listing may exist now)."""
+    results = []
+    open_ones = PlatformOrderRejection.objects.filter(pk__in=sorted(set(rejection_ids)), resolved_at__isnull=True)
+    for rejection in open_ones.select_related("channel").order_by("pk"):
+        results.append(
+            platform_order_apply(
+                channel=rejection.channel,
+                order=platform_order_from_payload(rejection.payload),
+                actor=actor,
+                source="retry",
+            )
+        )
+    return results
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookReceived:
+    delivery_id: str
+    topic: str
+    duplicate: bool
+    applied: list[PlatformOrderApplied] = field(default_factory=list)
+
+
+def platform_webhook_receive(
+    *, channel_code: str, connector_name: str, headers: Mapping[str, str], body: bytes
+) -> WebhookReceived:
+    """Verify a platform's webhook with the channel's connector, then apply its orders once per delivery.
+
+    Unknown channel, or a channel on another connector: WebhookNotFound. A signature the connector
+    refuses: WebhookForged (logged). A redelivery (same delivery id) is answered without applying.
+    The delivery is recorded in the transaction that applies its orders, so one that fails midway
+    is applied in full when the platform retries it.
+    """
+    channel = Channel.objects.filter(code=channel_code).first()
+    if channel is None or channel.connector != connector_name:
+        raise WebhookNotFound()
+    try:
+        connector = connector_named(connector_name)
+        ref = channel_ref(channel)
+    except (LookupError, ImportError, SecretsUnreadable) as err:
+        log.error("platform_webhook_unusable", channel=channel.code, connector=connector_name, error=str(err))
+        raise WebhookNotFound() from err
+    if not connector.receives_orders:
+        raise WebhookNotFound()
+    try:
+        hook = connector.webhook(ref, headers, body)
+    except ConnectorError as err:
+        log.warning("platform_webhook_unreadable", channel=channel.code, error=str(err))
+        raise WebhookUnreadable(str(err) or None) from err
+    if hook is None:
+        log.warning("platform_webhook_forged", channel=channel.code, connector=connector_name, size=len(body))
+        raise WebhookForged()
+    actor = f"webhook:{connector.name}"
+    with transaction.atomic():
+        if hook.delivery_id:
+            try:
+                with transaction.atomic():
+                    WebhookDelivery.objects.create(
+                        channel=channel,
+                        delivery_id=hook.delivery_id[:200],
+                        topic=hook.topic[:100],
+                        orders=len(hook.orders),
+                    )
+            except IntegrityError:
+                log.info("platform_webhook_repeated", channel=channel.code, delivery_id=hook.delivery_id)
+                return WebhookReceived(hook.delivery_id, hook.topic, duplicate=True)
+        applied = [
+            platform_order_apply(channel=channel, order=order, actor=actor, source="webhook") for order in hook.orders
+        ]
+    log.info(
+        "platform_webhook_received",
+        channel=channel.code,
+        topic=hook.topic,
+        delivery_id=hook.delivery_id,
+        orders=len(applied),
+    )
+    return WebhookReceived(hook.delivery_id, hook.topic, duplicate=False, applied=applied)
+
+
+def webhook_deliveries_prune(*, older_than: timedelta = timedelta(days=14)) -> int:
+    """Forget deliveries older than any platform's redelivery window (Shopify retries for 48 hours)."""
+    deleted, _ = WebhookDelivery.objects.filter(received_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+# --- polling -------------------------------------------------------------------------------------
+
+# A poll stops after this many pages (and leaves the watermark where it was): the next one carries on.
+MAX_PAGES_PER_POLL = 200
+
+
+@dataclass
+class PollReport:
+    channel_id: int
+    busy: bool = False
+    pages: int = 0
+    orders: int = 0
+    results: dict[str, int] = field(default_factory=dict)
+    imported_until: datetime | None = None
+    error: str = ""
+
+
+def _polling_connector(channel: Channel) -> Connector | None:
+    try:
+        connector = connector_named(channel.connector)
+    except (LookupError, ImportError):
+        return None
+    return connector if connector.polls_orders else None
+
+
+def platform_order_polls_due() -> list[int]:
+    """Active channels whose connector polls orders (the beat fans out one poll per channel)."""
+    channels = Channel.objects.filter(is_active=True).exclude(connector="stockroom").order_by("pk")
+    return [channel.pk for channel in channels.only("pk", "connector") if _polling_connector(channel) is not None]
+
+
+def platform_orders_poll(*, channel_id: int) -> PollReport:
+    """Fetch the channel's orders changed since its order watermark (minus an overlap) and apply each.
+
+    One poller per channel (``platform_orders_poll_lock``). Pages are followed to the end; then the
+    watermark moves to what the connector says is complete (``OrdersPage.complete_until``), which also
+    releases raises held while orders were pending. A failed page leaves the watermark where it was:
+    the next poll fetches the same orders again, and applying them again changes nothing.
+    """
+    report = PollReport(channel_id)
+    channel = Channel.objects.filter(pk=channel_id, is_active=True).first()
+    connector = _polling_connector(channel) if channel is not None else None
+    if channel is None or connector is None:
+        return report
+    try:
+        ref = channel_ref(channel)
+    except SecretsUnreadable as err:
+        report.error = str(err)
+        log.error("platform_orders_poll_unusable", channel=channel.code, error=str(err))
+        return report
+    if not connector.configured(ref):
+        return report
+    with platform_orders_poll_lock(channel_id=channel.pk) as acquired:
+        if not acquired:
+            report.busy = True
+            return report
+        channel.refresh_from_db(fields=["orders_imported_until"])
+        overlap = timedelta(seconds=int(settings.STOCKROOM["ORDERS_POLL_OVERLAP_S"]))
+        since = channel.orders_imported_until - overlap if channel.orders_imported_until else None
+        actor = f"poll:{connector.name}"
+        cursor: str | None = None
+        complete_until: datetime | None = None
+        while True:
+            try:
+                page = connector.orders_since(ref, since, cursor)
+            except ConnectorError as err:
+                report.error = str(err) or type(err).__name__
+                log.warning(
+                    "platform_orders_poll_failed", channel=channel.code, page=report.pages + 1, error=report.error
+                )
+                return report
+            report.pages += 1
+            for order in page.orders:
+                applied = platform_order_apply(channel=channel, order=order, actor=actor, source="poll")
+                report.orders += 1
+                report.results[applied.result] = report.results.get(applied.result, 0) + 1
+            complete_until = page.complete_until
+            log.info(
+                "platform_orders_page",
+                channel=channel.code,
+                page=report.pages,
+                orders=len(page.orders),
+                more=bool(page.next_cursor),
+            )
+            if not page.next_cursor:
+                break
+            if report.pages >= MAX_PAGES_PER_POLL:
+                log.warning("platform_orders_poll_paused", channel=channel.code, pages=report.pages)
+                return report
+            cursor = page.next_cursor
+        if complete_until is not None:
+            channel_watermark_set(channel=channel, orders_imported_until=complete_until)
+            report.imported_until = complete_until
+    log.info(
+        "platform_orders_polled",
+        channel=channel.code,
+        pages=report.pages,
+        orders=report.orders,
+        since=since.isoformat() if since else None,
+        imported_until=complete_until.isoformat() if complete_until else None,
+        **report.results,
+    )
+    return report
