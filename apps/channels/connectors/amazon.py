@@ -46,6 +46,7 @@ from apps.channels.connectors.base import (
     ChannelRef,
     Connector,
     ConnectorError,
+    ConnectorThrottled,
     OrderLine,
     OrdersPage,
     PlatformOrder,
@@ -805,7 +806,7 @@ class AmazonConnector(Connector):
         try:
             facts = self._facts(api, list(set(skus.values())), max_wait=READ_WAIT_S, use_cache=False)
         except _Throttled as throttled:
-            raise ConnectorError(str(throttled)) from throttled
+            raise ConnectorThrottled(str(throttled), wait_s=throttled.wait) from throttled
         return {listing_id: (facts[sku].quantity if sku in facts else None) for listing_id, sku in skus.items()}
 
     def _facts(self, api: _Api, skus: Sequence[str], *, max_wait: float, use_cache: bool) -> dict[str, ListingFacts]:
@@ -888,8 +889,7 @@ class AmazonConnector(Connector):
             )
         except _Throttled as throttled:
             # Nothing is lost: the watermark stays where it is and the next poll asks again.
-            log.info("amazon_orders_poll_later", channel=channel.code, wait=round(throttled.wait, 1))
-            return OrdersPage(orders=[], complete_until=None)
+            raise ConnectorThrottled(str(throttled), wait_s=throttled.wait) from throttled
         payload = answer.get("payload") if isinstance(answer, dict) else None
         if status != 200 or not isinstance(payload, dict):
             raise ConnectorError(f"Amazon refused getOrders: HTTP {status} {_amazon_errors(answer)}")
@@ -951,7 +951,8 @@ class AmazonConnector(Connector):
                         max_wait=READ_WAIT_S,
                     )
                 except _Throttled as throttled:
-                    raise ConnectorError(f"{throttled}; the poll carries on next time") from throttled
+                    # The lines read so far stay cached: the next poll carries on from here.
+                    raise ConnectorThrottled(str(throttled), wait_s=throttled.wait) from throttled
                 payload = answer.get("payload") if isinstance(answer, dict) else None
                 if status != 200 or not isinstance(payload, dict):
                     raise ConnectorError(
@@ -990,7 +991,9 @@ class AmazonConnector(Connector):
                 max_wait=float(sync_setting("SYNC_INLINE_WAIT_S")),
             )
         except _Throttled as throttled:
-            raise ConnectorError(f"Amazon is rate limiting this seller right now: {throttled}.") from throttled
+            raise ConnectorThrottled(
+                f"Amazon is rate limiting this seller right now: {throttled}.", wait_s=throttled.wait
+            ) from throttled
         payload = answer.get("payload") if isinstance(answer, dict) else None
         if status != 200 or not isinstance(payload, list):
             raise ConnectorError(f"Amazon refused getMarketplaceParticipations: HTTP {status} {_amazon_errors(answer)}")

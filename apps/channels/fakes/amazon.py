@@ -193,6 +193,9 @@ class AmazonFake:
         # NextToken -> (order ids left, LastUpdatedBefore, page size): a token carries its query along.
         self._pages: dict[str, tuple[list[str], str | None, int]] = {}
         self._injected: dict[str, _Injected] = {}
+        # A slow Amazon for tests: calls of these operations wait this long before they are answered.
+        self.delays: dict[str, float] = {}
+        self.request_arrived = threading.Event()  # set when a delayed call arrives
         self._timers: list[threading.Timer] = []
         self.log: list[dict[str, Any]] = []
         self.tokens_issued = 0
@@ -677,6 +680,10 @@ class AmazonFake:
                 reply, operation = _errors(404, "NotFound", "Resource not found."), "unknown"
             else:
                 operation, args = routed
+                delay = self.delays.get(operation, 0.0)
+                if delay:
+                    self.request_arrived.set()
+                    time.sleep(delay)
                 reply = self._authorize(headers) or self._admit(operation) or self._call(operation, args, query, body)
                 if reply.status != 403 and reply.status < 500:  # as Amazon's models list the header
                     reply.headers.setdefault("x-amzn-RateLimit-Limit", _rate_header(self.rates[operation][0]))

@@ -23,7 +23,13 @@ from apps.channels.connectors.amazon import (
     AmazonSettingsSerializer,
     OperationBucket,
 )
-from apps.channels.connectors.base import ChannelRef, ConnectorError, PlatformOrder, QuantityUpdate
+from apps.channels.connectors.base import (
+    ChannelRef,
+    ConnectorError,
+    ConnectorThrottled,
+    PlatformOrder,
+    QuantityUpdate,
+)
 from apps.channels.fakes.amazon import AmazonFake
 from apps.channels.tests.conftest import wait_for
 
@@ -493,14 +499,29 @@ def test_the_watermark_never_moves_back_before_since(amazon) -> None:
     assert page.complete_until == since
 
 
-def test_a_throttled_poll_returns_nothing_and_keeps_the_watermark(amazon) -> None:
+def test_a_throttled_poll_says_how_long_to_wait(amazon) -> None:
     fake = amazon(rates={"getOrders": (0.0167, 1)})
     channel = channel_for(fake)
     since = datetime.now(UTC) - timedelta(minutes=5)
     assert connector.orders_since(channel, since).complete_until is not None
-    page = connector.orders_since(channel, since)
-    assert page.orders == [] and page.complete_until is None and page.next_cursor is None
+    with pytest.raises(ConnectorThrottled) as throttled:
+        connector.orders_since(channel, since)
+    assert throttled.value.wait_s > 30  # Amazon's one getOrders a minute, learned from its rate header
     assert fake.throttled("getOrders") == 1
+    # Our bucket knows now: the next poll is refused here, without asking Amazon again.
+    with pytest.raises(ConnectorThrottled):
+        connector.orders_since(channel, since)
+    assert len(calls(fake, "getOrders")) == 2
+
+
+def test_a_throttled_read_back_says_how_long_to_wait(amazon) -> None:
+    fake = amazon(rates={"searchListingsItems": (0.05, 1)})
+    fake.add_listing("A", 1)
+    channel = channel_for(fake)
+    assert connector.read_back(channel, [update(1, "A", 0)]) == {1: 1}
+    with pytest.raises(ConnectorThrottled) as throttled:
+        connector.read_back(channel, [update(1, "A", 0)])
+    assert throttled.value.wait_s > 10
 
 
 def test_the_fake_refuses_order_queries_amazon_refuses(amazon) -> None:
