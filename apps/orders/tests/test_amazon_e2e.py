@@ -9,15 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from apps.catalog.models import Movement, StockLevel
 from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.tests.factories import product_of
 from apps.channels.fakes.amazon import AmazonFake
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import channel_create, listings_sync_now
+from apps.channels.services.push import channel_push
+from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import sync_sweep
 from apps.channels.tests.conftest import celery_worker, clean_sync_redis, fast_sync, wait_for  # noqa: F401
 from apps.channels.tests.factories import Shop, listing, shop
@@ -210,3 +215,42 @@ def test_a_worker_killed_mid_push_loses_nothing(celery_worker, amazon_shop):  # 
     wait_for(lambda: not SyncWork.objects.exists(), timeout=10)
     assert world.fake.quantity("AMZ-HOOD-M") == 27
     assert Listing.objects.get(pk=world.hoodie.pk).last_pushed_qty == 27
+
+
+# --- through the engine, without a worker ------------------------------------------------------------
+
+
+def test_reconciliation_reads_amazon_back_and_repairs_a_hand_edit(amazon_shop):
+    world = amazon_shop
+    listings_sync_now(listing_ids=[world.hoodie.pk, world.kit.pk])
+    SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    channel_push(channel_id=world.channel.pk)
+    assert shows_the_truth(world) and not SyncWork.objects.exists()
+    world.fake.set_quantity("AMZ-HOOD-M", 99)  # someone typed a number into Seller Central
+
+    report = channel_reconcile(channel_id=world.channel.pk)
+
+    assert (report.checked, report.drifted) == (2, 1)
+    assert len(world.fake.requests("searchListingsItems")) >= 1
+    SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    channel_push(channel_id=world.channel.pk)
+    assert world.fake.quantity("AMZ-HOOD-M") == 30
+
+
+def test_a_bulk_change_goes_to_amazon_as_one_listings_feed(amazon_shop):
+    world = amazon_shop
+    hoodie = world.stock.hoodie
+    many = [listing(world.channel, product_of(f"HOOD-V{n}", {hoodie: 1}), f"amz-v{n}") for n in range(30)]
+    for n, variant in enumerate(many):
+        world.fake.add_listing(f"amz-v{n}", 0, product_type="SWEATSHIRT")  # no external_id: the channel SKU
+        assert variant.external_id == ""
+    listings_sync_now(listing_ids=[lst.pk for lst in many])
+    SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+
+    report = channel_push(channel_id=world.channel.pk)
+
+    assert report.updates == 30 and report.failures == 0
+    assert not world.fake.requests("patchListingsItem")
+    assert len(world.fake.requests("createFeed")) == 1
+    assert not SyncWork.objects.exists()
+    wait_for(lambda: all(world.fake.quantity(f"amz-v{n}") == 30 for n in range(30)), timeout=5)
