@@ -393,7 +393,8 @@ class _Api:
                 bucket.learn(rate, drain=True)
                 _, allowed = bucket.look()
                 raise _Throttled(operation, 1.0 / max(allowed, 0.001))
-            bucket.learn(rate)
+            if rate is not None:
+                bucket.learn(rate)
             if status == 403 and not refreshed and _about_token(answer):
                 self.forget_token()
                 refreshed = True

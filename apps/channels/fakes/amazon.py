@@ -16,12 +16,12 @@ What it speaks (shapes from Amazon's published API models; versions as pinned in
 - Orders v0: ``getOrders`` (``LastUpdatedAfter`` or ``CreatedAfter``, ``NextToken`` pages,
   ``LastUpdatedBefore`` in the answer) and ``getOrderItems``; Sellers v1 ``getMarketplaceParticipations``.
 - Per-operation token buckets with Amazon's default rate and burst; every answer carries
-  ``x-amzn-RequestId`` and (also on a 429) ``x-amzn-RateLimit-Limit``; errors are
-  ``{"errors": [{"code", "message", "details"}]}``.
+  ``x-amzn-RequestId``, all but 403s and 5xx also ``x-amzn-RateLimit-Limit`` (a 429 too); errors
+  are ``{"errors": [{"code", "message", "details"}]}``.
 
 Issue codes of rejected listings are descriptive, not Amazon's numeric ones. Driven from Python
 (``add_listing``, ``create_order``, ``ship_order``, ``cancel_order``, ``reject``, ``expire_tokens``,
-``fail_next``, ``requests``) or over HTTP under ``/_control/`` (``manage.py fake_amazon``).
+``fail_next``, ``delays``, ``requests``) or over HTTP under ``/_control/`` (``manage.py fake_amazon``).
 """
 
 from __future__ import annotations
