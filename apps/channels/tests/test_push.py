@@ -211,3 +211,24 @@ def test_reconciliation_repairs_drift(setup):
     SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=1))
     channel_push(channel_id=web.pk)
     assert sim.shown("W-PACK") == 10
+
+
+def test_the_import_catching_up_releases_held_raises_even_when_their_recheck_has_passed(
+    setup, django_capture_on_commit_callbacks
+):
+    _s, sim, web, listings = setup
+    enqueue([listings[0]])
+    channel_push(channel_id=web.pk)
+    now = timezone.now()
+    channel_watermark_set(channel=web, orders_pending_until=now)
+    stock_movement_record(location_code="WH", item_sku="HOOD-M", kind=Movement.Kind.RECEIPT, quantity=5,
+                          idempotency_key="r1", actor="t")  # fmt: skip
+    SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    assert channel_push(channel_id=web.pk).held >= 1
+    SyncWork.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=30))  # its recheck time is over
+    with django_capture_on_commit_callbacks() as dispatched:
+        channel_watermark_set(channel=web, orders_imported_until=now + timedelta(seconds=1))
+    assert all(row.last_error == "" and row.priority <= SyncPriority.MANUAL for row in SyncWork.objects.all())
+    assert dispatched, "released work goes to the pusher at once, not at the next sweep"
+    channel_push(channel_id=web.pk)
+    assert sim.shown("W-SINGLE") == 35
