@@ -125,6 +125,7 @@ class ItemAdmin(CatalogImportExportMixin, ServiceAdmin):
                 on_hand_sum=Sum("levels__on_hand", filter=seen),
                 atp_sum=Sum(atp_expression("levels__"), filter=seen),
             )
+            .order_by("sku")  # an aggregate drops Meta.ordering; the autocomplete pages this queryset
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Item | None = None) -> tuple[str, ...]:
