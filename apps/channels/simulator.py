@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from apps.channels.fakes.bucket import RequestBucket
+
 SIGNATURE_HEADER = "X-Stockroom-Signature"
 
 
@@ -40,22 +42,6 @@ class SimulatorState:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Bucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> float:
-        """0 when a request may pass, else seconds until it could."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
 class ChannelSimulator:
     """A threaded HTTP server standing in for a marketplace. Thread-safe; start() returns self."""
 
@@ -63,7 +49,7 @@ class ChannelSimulator:
         self.rate, self.burst, self.secret = rate, burst, secret
         self.lock = threading.Lock()
         self.state = SimulatorState()
-        self.bucket = _Bucket(rate, burst)
+        self.bucket = RequestBucket(rate, burst)
         # Failure modes for tests: answer this status (with Retry-After when given), or be slow.
         self.down_status: int | None = None
         self.down_retry_after: str | None = None

@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from apps.channels.fakes.bucket import RequestBucket
+
 LISTINGS_VERSION = "2021-08-01"
 FEEDS_VERSION = "2021-06-30"
 ORDERS_VERSION = "v0"
@@ -69,21 +71,6 @@ def iso(moment: datetime) -> str:
 def parse_iso(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-class _Bucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 @dataclass
@@ -183,7 +170,7 @@ class AmazonFake:
         self.feed_processing_s = feed_processing_s
         self.lock = threading.RLock()
         self.rates = {**DEFAULT_RATES, **(rates or {})}
-        self._buckets = {op: _Bucket(rate, burst) for op, (rate, burst) in self.rates.items()}
+        self._buckets = {op: RequestBucket(rate, burst) for op, (rate, burst) in self.rates.items()}
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self.listings: dict[str, FakeListing] = {}
         self.rejections: dict[str, tuple[str, str]] = {}  # sku -> (issue code, message)
@@ -312,7 +299,7 @@ class AmazonFake:
     def set_rate(self, operation: str, rate: float, burst: int) -> None:
         with self.lock:
             self.rates[operation] = (rate, burst)
-            self._buckets[operation] = _Bucket(rate, burst)
+            self._buckets[operation] = RequestBucket(rate, burst)
 
     def fail_next(self, operation: str, status: int = 503, count: int = 1, *, after: int = 0) -> None:
         """After ``after`` more calls pass, the next ``count`` calls of the operation get this status."""
@@ -623,7 +610,7 @@ class AmazonFake:
                     "InternalFailure" if injected.status < 503 else "ServiceUnavailable",
                     "We encountered an internal error. Please try again.",
                 )
-            if not self._buckets[operation].take():
+            if self._buckets[operation].take() > 0:
                 return _errors(429, "QuotaExceeded", "You exceeded your quota for the requested resource.")
         return None
 

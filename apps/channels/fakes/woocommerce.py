@@ -58,6 +58,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from apps.channels.fakes.bucket import RequestBucket
+
 API_PREFIX = "/wp-json/wc/v3/"
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "checkout-draft")
 STOCK_HELD = {"processing", "on-hold", "completed"}  # statuses after which WooCommerce has lowered stock
@@ -136,21 +138,6 @@ class _Injected:
     path_contains: str | None
 
 
-class _Bucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> float:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
 class WooCommerceFake:
     """A threaded HTTP server standing in for a WooCommerce store. Thread-safe; ``start()`` returns self."""
 
@@ -187,7 +174,7 @@ class WooCommerceFake:
         self._log: list[dict[str, Any]] = []
         self._deliveries: list[dict[str, Any]] = []
         self._injected: list[_Injected] = []
-        self._bucket: _Bucket | None = None
+        self._bucket: RequestBucket | None = None
         self._lose = 0
         self._failures: dict[str, int] = {}
         self.disabled_topics: set[str] = set()
@@ -517,7 +504,7 @@ class WooCommerceFake:
     def limit(self, rate: float, burst: int) -> None:
         """A host's firewall: more than ``rate`` requests a second (after ``burst``) get 429 + Retry-After."""
         with self.lock:
-            self._bucket = _Bucket(rate, burst)
+            self._bucket = RequestBucket(rate, burst)
 
     def requests(self, path_contains: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
