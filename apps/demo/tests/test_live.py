@@ -34,7 +34,16 @@ def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_
     try:
         assert set(Supplier.objects.values_list("code", flat=True)) == {REST_SUPPLIER, CSV_SUPPLIER}
         assert SupplierProduct.objects.filter(supplier__code=REST_SUPPLIER).count() == 4
-        assert Channel.objects.get(code="shop1").push_url == demo.simulators["shop1"].url
+        # The webshop is on the Shopify fake, the marketplace on the Amazon fake, the delivery app on the push protocol.
+        webshop, marketplace = Channel.objects.get(code="shop1"), Channel.objects.get(code="market1")
+        assert demo.platforms is not None
+        assert (webshop.connector, webshop.settings["shop_url"]) == ("shopify", demo.platforms.shopify.url)
+        assert (marketplace.connector, marketplace.settings["endpoint"]) == ("amazon", demo.platforms.amazon.url)
+        assert Channel.objects.get(code="deliver1").push_url == demo.simulators["deliver1"].url
+        # Each listing names what it sells on its platform.
+        for listing in webshop.listings.all():
+            assert demo.platforms.shopify.available(listing.external_id) is not None, listing.channel_sku
+        assert sorted(marketplace.listings.values_list("external_id", flat=True)) == sorted(demo.platforms.amazon_skus)
         assert list(Channel.objects.get(code="market1").channel_locations.values_list("location__code", flat=True)) == [
             "WH",
             REST_SUPPLIER,
@@ -51,6 +60,4 @@ def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_
         assert Order.objects.exists(), "shoppers ordered online"
         assert Movement.objects.filter(kind=Movement.Kind.POS_SALE).exists(), "tills sold in the stores"
     finally:
-        for simulator in demo.simulators.values():
-            simulator.stop()
-        demo.acme.httpd.shutdown()
+        demo.stop()
