@@ -144,7 +144,7 @@ def test_the_demo_sells_through_shopify_and_amazon(demo, celery_worker, admin_cl
     assert rows["deliver1"]["connector"] == "stockroom"
     page = admin_client.get("/staff/").content.decode()
     sync = page[page.index('id="sync-lag"') : page.index('id="feed-freshness"')]
-    assert "shopify" in sync and "amazon" in sync
+    assert '<td class="small connector">shopify</td>' in sync and '<td class="small connector">amazon</td>' in sync
     assert f'<td class="num pushes">{rows[WEBSHOP]["pushes"]}</td>' in sync
 
     assert list(Incident.objects.values_list("kind", "detail")) == [] and demo.incidents == 0
