@@ -32,7 +32,7 @@ import requests
 import structlog
 
 from apps.channels.simulator import ChannelSimulator
-from apps.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms
+from apps.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms, shopify_orders_after
 
 log = structlog.get_logger("stockroom.demo")
 
@@ -193,7 +193,9 @@ class LiveDemo:
                     },
                 )
         self.api.call("patch", f"channels/{MARKETPLACE}/", {"locations": ["WH", REST_SUPPLIER]})
-        self.platforms = DemoPlatforms.start(base_url=self.api.base)
+        self.platforms = DemoPlatforms.start(
+            base_url=self.api.base, shopify_orders_after=shopify_orders_after(self.api, self.channel_tokens[WEBSHOP])
+        )
         self.platforms.connect(self.api)
         # What the stores hold at the start is what a full shelf holds; the restock tops them up to it.
         for store in STORES:
@@ -231,6 +233,8 @@ class LiveDemo:
         if self.api.call("get", f"{collection}/{code}/").status_code == 404:
             response = self.api.call("post", f"{collection}/", body)
             log.info("demo_created", what=collection, code=code, status=response.status_code)
+        else:  # made by an earlier start: its servers listen elsewhere now
+            self.api.call("patch", f"{collection}/{code}/", {"settings": body["settings"]})
 
     # --- traffic -------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import requests
 import structlog
 
 from apps.channels.fakes.amazon import AmazonFake
-from apps.channels.fakes.shopify import ShopifyFake
+from apps.channels.fakes.shopify import ORDER_ID_BASE, ShopifyFake
 
 log = structlog.get_logger("stockroom.demo")
 
@@ -51,10 +51,14 @@ class DemoPlatforms:
     amazon_skus: list[str] = field(default_factory=list)  # seller SKUs (the channel SKUs)
 
     @classmethod
-    def start(cls, *, base_url: str) -> DemoPlatforms:
-        """Both fakes on free loopback ports; Shopify's order webhooks go to the web server at ``base_url``."""
+    def start(cls, *, base_url: str, shopify_orders_after: int = 1000) -> DemoPlatforms:
+        """Both fakes on free loopback ports; Shopify's order webhooks go to the web server at ``base_url``.
+
+        Shopify numbers its orders on from ``shopify_orders_after``: order ids are unique per channel, and
+        the webshop's orders of an earlier start are still in Stockroom."""
         webhook_url = f"{base_url.rstrip('/')}/api/v1/channels/{WEBSHOP}/webhooks/shopify/"
         shopify = ShopifyFake(
+            first_order_number=shopify_orders_after + 1,
             access_token="shpat_demo_" + secrets.token_hex(8),
             webhook_url=webhook_url,
             webhook_secret="demo-shopify-" + secrets.token_hex(8),
@@ -150,6 +154,17 @@ class DemoPlatforms:
         else:
             self.amazon.ship_order(order_id)
         log.info("demo_order_settled", channel=channel, order=order_id, action=action, on="platform")
+
+
+def shopify_orders_after(api: StaffApi, token: str) -> int:
+    """The highest Shopify order number of the webshop's orders in Stockroom (1000: none yet)."""
+    response = api.call("get", "orders/", token=token)  # the channel's own orders, newest first
+    numbers = [
+        int(row["external_id"]) - ORDER_ID_BASE
+        for row in (response.json().get("results", []) if response.status_code == 200 else [])
+        if str(row.get("external_id", "")).isdigit() and int(row["external_id"]) > ORDER_ID_BASE
+    ]
+    return max(numbers, default=1000)
 
 
 def _listings(api: StaffApi, channel: str) -> list[dict[str, Any]]:
