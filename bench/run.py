@@ -2,7 +2,7 @@
 
 Each benchmark script writes var/bench/<name>.json as {"rows": [{"name", "figure", "unit",
 "raw", "ratio", ...}]}. Run through `make bench` so DATABASE_URL/REDIS_URL are resolved.
-Pass benchmark names to run a subset: `make bench BENCH_ARGS="reserve"`.
+Pass benchmark names to run a subset: `make bench BENCH_ARGS="reserve sync_mixed"`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "var" / "bench"
-BENCHMARKS = ["reserve", "ingest", "sync", "availability", "catalog_import"]
+# name -> the script and its arguments; each writes var/bench/<name>.json.
+BENCHMARKS = {
+    "reserve": ["reserve.py"],
+    "ingest": ["ingest.py"],
+    "sync": ["sync.py"],
+    # The same stream to the push protocol, Shopify, WooCommerce and Amazon (their fakes), kept short.
+    "sync_mixed": ["sync.py", "--connectors", "mixed", "--duration", "30"],
+    "availability": ["availability.py"],
+    "catalog_import": ["catalog_import.py"],
+}
 
 
 def machine() -> str:
@@ -34,14 +43,20 @@ def fmt(value: object) -> str:
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or [name for name in BENCHMARKS if (HERE / f"{name}.py").exists()]
+    unknown = [name for name in argv if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    wanted = argv or [name for name, (script, *_) in BENCHMARKS.items() if (HERE / script).exists()]
     OUT.mkdir(parents=True, exist_ok=True)
     failed = []
     for name in wanted:
-        print(f"\n=== bench/{name}.py", flush=True)
+        script, *args = BENCHMARKS[name]
+        shown = " ".join([f"bench/{script}", *args])
+        print(f"\n=== {shown}", flush=True)
         started = time.monotonic()
-        result = subprocess.run([sys.executable, str(HERE / f"{name}.py")], cwd=HERE.parent)
-        print(f"=== bench/{name}.py finished in {time.monotonic() - started:.0f} s (exit {result.returncode})")
+        result = subprocess.run([sys.executable, str(HERE / script), *args], cwd=HERE.parent)
+        print(f"=== {shown} finished in {time.monotonic() - started:.0f} s (exit {result.returncode})")
         if result.returncode:
             failed.append(name)
     print("\n| benchmark | figure | unit | raw limit (same run) | ratio |\n|---|---|---|---|---|")

@@ -12,6 +12,10 @@ commit to the first update of that listing that arrived at the simulator with ``
 (the moment the pusher read the quantity) at or after the commit. Writes var/bench/sync.json.
 
     python bench/sync.py --rate 1000 --duration 60
+    python bench/sync.py --connectors mixed --duration 30   # push protocol, Shopify, WooCommerce, Amazon
+
+The mixed run (``--connectors mixed``, bench/sync_platforms.py) sends one stream to four channels,
+one per connector, and writes var/bench/sync_mixed.json.
 """
 
 from __future__ import annotations
@@ -86,12 +90,11 @@ def setup_django(env: dict[str, str]) -> None:
 # --- the catalog ----------------------------------------------------------------------------
 
 
-def build_catalog(n_listings: int, channel_ports: dict[str, int]) -> dict[str, Any]:
-    """Items, products (standard, multipack, bundle), stock, channels and listings, in bulk."""
+def build_products(per_channel: int) -> tuple[Any, list[Any], list[Any]]:
+    """The warehouse, items with stock, and ``per_channel`` products over them: 80% standard, 10% 3-packs,
+    10% bundles of two items. Returns (warehouse, items, products)."""
     from apps.catalog.models import Item, Location, Product, ProductComponent, StockLevel
-    from apps.channels.models import Channel, ChannelLocation, Listing
 
-    per_channel = n_listings // len(CHANNELS)
     n_multi, n_bundle = per_channel // 10, per_channel // 10
     n_standard = per_channel - n_multi - n_bundle
     warehouse = Location.objects.create(code="WH", name="Warehouse", kind=Location.Kind.WAREHOUSE)
@@ -116,6 +119,14 @@ def build_catalog(n_listings: int, channel_ports: dict[str, int]) -> dict[str, A
     StockLevel.objects.bulk_create(
         [StockLevel(item=item, location=warehouse, on_hand=rng.randint(2_000, 5_000)) for item in items]
     )
+    return warehouse, items, products
+
+
+def build_catalog(n_listings: int, channel_ports: dict[str, int]) -> dict[str, Any]:
+    """Items, products (standard, multipack, bundle), stock, channels and listings, in bulk."""
+    from apps.channels.models import Channel, ChannelLocation, Listing
+
+    warehouse, items, products = build_products(n_listings // len(CHANNELS))
     listings = []
     for code, rate, burst, batch in CHANNELS:
         channel = Channel.objects.create(
@@ -178,7 +189,7 @@ def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float,
                 actor="bench", priority=ChangePriority(tier), reason=kinds[tier],
             )  # fmt: skip
             begun = time.time()
-        records.append((begun, tier, chosen))
+        records.append((begun, tier, chosen, delta))
         made += len(chosen)
     Path(out).write_text(json.dumps(records))
 
@@ -219,16 +230,37 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
+# Defaults per run: the push protocol's run at full tilt; the mixed run at a pace Amazon's default
+# limits can carry (5 patches a second per seller, a listings feed every two minutes after 15).
+DEFAULTS = {
+    "stockroom": {"rate": 1000.0, "duration": 60.0, "listings": 10_000, "basket": 5, "tier3_batch": 60.0},
+    "mixed": {"rate": 3.0, "duration": 60.0, "listings": 200, "basket": 1, "tier3_batch": 10.0},
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_SYNC_RATE", 1000)))
-    parser.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_SYNC_DURATION", 60)))
-    parser.add_argument("--listings", type=int, default=10_000)
+    parser.add_argument(
+        "--connectors",
+        choices=sorted(DEFAULTS),
+        default="stockroom",
+        help="stockroom: five channels on the push protocol (simulators); mixed: one channel each on the push "
+        "protocol, Shopify, WooCommerce and Amazon (their fakes), the same stream to all (bench/sync_platforms.py)",
+    )
+    parser.add_argument("--rate", type=float, help="changes per second (default 1000; mixed: 3)")
+    parser.add_argument("--duration", type=float, help="seconds of stream (default 60)")
+    parser.add_argument("--listings", type=int, help="listings in all (default 10,000); mixed: per channel (200)")
     parser.add_argument("--generators", type=int, default=4)
-    parser.add_argument("--basket", type=int, default=5, help="changes per transaction (a basket, a feed chunk)")
-    parser.add_argument("--tier3-batch", type=float, default=60.0)
+    parser.add_argument("--basket", type=int, help="changes per transaction (a basket, a feed chunk; default 5)")
+    parser.add_argument("--tier3-batch", type=float, help="SYNC_TIER3_BATCH_S (default 60; mixed: 10)")
     parser.add_argument("--workers-concurrency", type=int, default=6)
     args = parser.parse_args()
+    defaults = dict(DEFAULTS[args.connectors])
+    defaults["rate"] = float(os.environ.get("BENCH_SYNC_RATE", defaults["rate"]))
+    defaults["duration"] = float(os.environ.get("BENCH_SYNC_DURATION", defaults["duration"]))
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
         sys.path.insert(0, str(ROOT))
         from inventory_site import stack
@@ -239,6 +271,10 @@ def main() -> int:
             return 2
         os.environ.setdefault("DATABASE_URL", database.url)
         os.environ.setdefault("REDIS_URL", redis.url)
+    if args.connectors == "mixed":
+        import sync_platforms
+
+        return sync_platforms.run(args)
     OUT.mkdir(parents=True, exist_ok=True)
     logs = OUT / "sync-logs"
     logs.mkdir(exist_ok=True)
@@ -341,13 +377,17 @@ def main() -> int:
         changes = [rec for path in outs for rec in json.loads(path.read_text())]
         return report(args, changes, by_item, logs_after, initial_requests, stream_seconds, drained_in)
     finally:
-        global _stop_sweeping
-        _stop_sweeping = True
+        stop_sweeping()
         for process in reversed(processes):
             stop(process)
 
 
 _stop_sweeping = False
+
+
+def stop_sweeping() -> None:
+    global _stop_sweeping
+    _stop_sweeping = True
 
 
 def sweep_every(seconds: float) -> None:
@@ -391,7 +431,7 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
     channel_of = {sku: code for code, log in logs.items() for sku in {u["sku"] for u in log["updates"]}}
     listing_changes = 0
     unpushed = 0
-    for committed_at, tier, items in changes:
+    for committed_at, tier, items, _delta in changes:
         skus = {sku for item in items for sku in by_item.get(item, [])}
         listing_changes += len(skus)
         for sku in skus:
@@ -403,7 +443,7 @@ def report(args: argparse.Namespace, changes: list, by_item: dict[int, list[str]
                 by_channel[(tier, channel_of.get(sku, "?"))].append(latency)
             else:
                 unpushed += 1  # its quantity was already shown (no push needed) or a later check fails
-    n_changes = sum(len(items) for _, _, items in changes)
+    n_changes = sum(len(items) for _, _, items, _ in changes)
     stream_requests = sum(len(log["requests"]) - initial_requests[code] for code, log in logs.items())
     updates_sent = sum(
         r.get("updates", 0) for code, log in logs.items() for r in log["requests"][initial_requests[code] :]

@@ -59,6 +59,27 @@ def push_record(
         log.warning("sync_metrics_failed", error=str(err))
 
 
+def push_totals(channel_codes: Iterable[str]) -> dict[str, dict[str, int]] | None:
+    """Per channel code: push requests, updates, throttled answers, failures and dead letters counted so far
+    (every worker's, from Redis). None when Redis cannot be read."""
+    from apps.channels.limits import redis_client
+
+    codes = list(channel_codes)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for code in codes:
+            pipe.hgetall(redis_key("m", "push", code))
+        answers = pipe.execute()
+    except Exception as err:
+        log.warning("sync_metrics_unavailable", error=str(err))
+        return None
+    totals = {}
+    for code, raw in zip(codes, answers, strict=True):
+        counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        totals[code] = {name: counts.get(name, 0) for name in COUNTERS}
+    return totals
+
+
 def _cumulative(raw: dict[str, str]) -> list[tuple[str, float]]:
     buckets, running = [], 0.0
     for bound in LATENCY_BUCKETS:

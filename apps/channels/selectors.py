@@ -18,6 +18,7 @@ from django.db import connection
 
 from apps.catalog.models import Incident
 from apps.catalog.stock.atp import atp_sql
+from apps.channels.metrics import push_totals
 
 LISTING_ATP_SQL = f"""
 WITH wanted AS (
@@ -128,7 +129,7 @@ def listings_affected(pairs: Iterable[tuple[int, int]]) -> list[int]:
 
 
 _SYNC_LAG = """
-SELECT c.id, c.code, c.name,
+SELECT c.id, c.code, c.name, c.connector,
        COUNT(w.id) FILTER (WHERE w.state = 'pending') AS pending,
        EXTRACT(EPOCH FROM (now() - MIN(w.enqueued_at) FILTER (WHERE w.state = 'pending')))::float AS oldest,
        c.last_push_at,
@@ -136,13 +137,13 @@ SELECT c.id, c.code, c.name,
   FROM channels_channel c
   LEFT JOIN channels_syncwork w ON w.channel_id = c.id
  WHERE c.is_active OR %(include_inactive)s
- GROUP BY c.id, c.code, c.name, c.last_push_at
+ GROUP BY c.id, c.code, c.name, c.connector, c.last_push_at
  ORDER BY c.code
 """
 
 
 def sync_lag_rows(*, include_inactive: bool = False) -> dict[int, dict[str, Any]]:
-    """Per channel id: pending, oldest pending age in seconds, last push, dead letters. One query."""
+    """Per channel id: connector, pending, oldest pending age in seconds, last push, dead letters. One query."""
     with connection.cursor() as cursor:
         cursor.execute(_SYNC_LAG, {"include_inactive": include_inactive})
         rows = cursor.fetchall()
@@ -150,22 +151,31 @@ def sync_lag_rows(*, include_inactive: bool = False) -> dict[int, dict[str, Any]
         channel_id: {
             "channel": code,
             "name": name,
+            "connector": connector,
             "pending": int(pending),
             "oldest_pending_seconds": None if oldest is None else max(0.0, float(oldest)),
             "last_push_at": last_push_at,
             "dead": int(dead),
         }
-        for channel_id, code, name, pending, oldest, last_push_at, dead in rows
+        for channel_id, code, name, connector, pending, oldest, last_push_at, dead in rows
     }
 
 
 def sync_lag_by_channel() -> list[dict[str, Any]]:
     """For the staff dashboard: one dict per active channel, by code.
 
-    Keys: channel (code), name, pending (int), oldest_pending_seconds (float | None: age of the
-    oldest change not pushed yet), last_push_at (datetime | None), dead (int: dead letters).
+    Keys: channel (code), name, connector, pending (int), oldest_pending_seconds (float | None: age
+    of the oldest change not pushed yet), last_push_at (datetime | None), dead (int: dead letters),
+    and from the sync metrics every worker counts: pushes (requests sent), updates (quantities
+    accepted) and throttled (the platform's rate limit refused), each None when they cannot be read.
     """
-    return list(sync_lag_rows().values())
+    rows = list(sync_lag_rows().values())
+    totals = push_totals(row["channel"] for row in rows)
+    for row in rows:
+        counted = totals.get(row["channel"]) if totals is not None else None
+        for name, key in (("pushes", "requests"), ("updates", "updates"), ("throttled", "throttled")):
+            row[name] = counted[key] if counted is not None else None
+    return rows
 
 
 # Incidents that put every listing of their item to 0 at once (design section 3).

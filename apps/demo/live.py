@@ -2,10 +2,13 @@
 
 Everything goes through the running web server's real API, as integrators would: the staff
 API wires two suppliers (a REST feed that inflates its numbers threefold and a CSV drop
-folder) and points the demo channels at local channel simulators; then, at a gentle pace,
-shoppers order online (reserve on the webshop, imports from the marketplace), tills sell in
-two stores, the warehouse receives deliveries, the stores are restocked, and the CSV supplier
-drops a file now and then.
+folder), connects the webshop to a local Shopify store and the marketplace to a local Amazon
+seller account (the platforms' fakes, see ``platforms.py``: real connector traffic), and points
+the delivery app at a channel simulator speaking Stockroom's push protocol. Then, at a gentle
+pace, shoppers buy on Shopify (its order webhook reserves in Stockroom) and on Amazon (imported
+by the order poll), the delivery app sends its orders through the orders API, tills sell in two
+stores, the warehouse receives deliveries, the stores are restocked, and the CSV supplier drops
+a file now and then.
 
 It opens no incident by itself: a till sells only what is on the shelf and not promised to an
 online order (a shopper cannot buy what is not there), and the stores are restocked before
@@ -29,10 +32,14 @@ import requests
 import structlog
 
 from apps.channels.simulator import ChannelSimulator
+from apps.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms, shopify_orders_after
 
 log = structlog.get_logger("stockroom.demo")
 
-CHANNEL_RATES = {"shop1": (5.0, 10), "market1": (2.0, 4), "deliver1": (1.0, 2)}
+# Requests per second and burst the demo's channels take (the platforms' own limits come on top).
+CHANNEL_RATES = {WEBSHOP: (5.0, 10), MARKETPLACE: (2.0, 4), "deliver1": (1.0, 2)}
+# The channels on Stockroom's push protocol, each with a channel simulator; the others are on a platform.
+SIMULATED_CHANNELS = ("deliver1",)
 REST_SUPPLIER = "ACME"
 CSV_SUPPLIER = "BULKCO"
 ACME_ITEMS = {"HOOD-S": 40, "HOOD-M": 25, "HOOD-L": 30, "CAP": 60}
@@ -42,6 +49,7 @@ TILL_ITEMS = (("HOOD-M", 1), ("HOOD-S", 1), ("CAP", 1), ("SOCK", 2), ("COFFEE", 
 # In shoppers (loop turns): the warehouse's delivery and the stores' restock, and the CSV supplier's drop.
 DELIVERY_EVERY = 60
 CSV_EVERY = 45
+ARRIVALS_EVERY = 5  # look for platform orders Stockroom has taken in (Amazon's come with the next order poll)
 
 
 class SupplierFeedServer:
@@ -119,11 +127,14 @@ class LiveDemo:
         # Below the drop root (STOCKROOM_DROP_ROOT, by default <var>/drop): folder suppliers read nowhere else.
         self.drop = var_dir / "drop" / "bulkco"
         self.simulators: dict[str, ChannelSimulator] = {}
-        self.open_orders: list[tuple[int, str, int]] = []  # (turn it ships or is cancelled, channel, order id)
+        self.platforms: DemoPlatforms | None = None
+        self.acme: SupplierFeedServer | None = None
+        self.open_orders: list[tuple[int, str, str]] = []  # (turn it ships or is cancelled, channel, order id)
         self.turn = 0
         self.counter = 0
         self.shelf_targets: dict[tuple[str, str], int] = {}  # (store, sku) -> units a full shelf holds
         self.incidents = 0  # opened by the demo's own requests (none expected)
+        self.awaited: dict[tuple[str, str], float] = {}  # (channel, platform order id) -> placed at (monotonic)
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -131,13 +142,12 @@ class LiveDemo:
         self.drop.mkdir(parents=True, exist_ok=True)
         self.acme = SupplierFeedServer().start()
         for code, (rate, burst) in CHANNEL_RATES.items():
-            secret = f"demo-{code}-secret"
-            self.simulators[code] = ChannelSimulator(rate=rate, burst=burst, secret=secret).start()
-            self.api.call(
-                "patch",
-                f"channels/{code}/",
-                {"push_url": self.simulators[code].url, "secret": secret, "rate_per_s": rate, "burst": burst},
-            )
+            body: dict[str, Any] = {"rate_per_s": rate, "burst": burst}
+            if code in SIMULATED_CHANNELS:
+                secret = f"demo-{code}-secret"
+                self.simulators[code] = ChannelSimulator(rate=rate, burst=burst, secret=secret).start()
+                body.update(push_url=self.simulators[code].url, secret=secret)
+            self.api.call("patch", f"channels/{code}/", body)
         self._ensure(
             "suppliers",
             REST_SUPPLIER,
@@ -182,13 +192,34 @@ class LiveDemo:
                         "unit_factor": factor,
                     },
                 )
-        self.api.call("patch", "channels/market1/", {"locations": ["WH", REST_SUPPLIER]})
+        self.api.call("patch", f"channels/{MARKETPLACE}/", {"locations": ["WH", REST_SUPPLIER]})
+        self.platforms = DemoPlatforms.start(
+            base_url=self.api.base, shopify_orders_after=shopify_orders_after(self.api, self.channel_tokens[WEBSHOP])
+        )
+        self.platforms.connect(self.api)
         # What the stores hold at the start is what a full shelf holds; the restock tops them up to it.
         for store in STORES:
             for level in self._levels(store):
                 self.shelf_targets[(store, level["item"])] = max(int(level["on_hand"]), 2)
         self.drop_csv()
-        log.info("demo_wired", channels={c: s.url for c, s in self.simulators.items()}, supplier_feed=self.acme.url)
+        log.info("demo_wired", channels=self.channel_urls(), supplier_feed=self.acme.url)
+
+    def channel_urls(self) -> dict[str, str]:
+        """Where each demo channel's quantities go: the platform fakes and the channel simulators."""
+        urls = {code: f"channel simulator {sim.url}" for code, sim in self.simulators.items()}
+        if self.platforms is not None:
+            urls[WEBSHOP] = f"Shopify fake {self.platforms.shopify.url}"
+            urls[MARKETPLACE] = f"Amazon SP-API fake {self.platforms.amazon.url}"
+        return dict(sorted(urls.items()))
+
+    def stop(self) -> None:
+        """Stop the servers the demo started (tests; `make run` ends the process)."""
+        for simulator in self.simulators.values():
+            simulator.stop()
+        if self.platforms is not None:
+            self.platforms.stop()
+        if self.acme is not None:
+            self.acme.httpd.shutdown()
 
     def _all(self, path: str) -> list[dict[str, Any]]:
         rows, url = [], path
@@ -202,6 +233,8 @@ class LiveDemo:
         if self.api.call("get", f"{collection}/{code}/").status_code == 404:
             response = self.api.call("post", f"{collection}/", body)
             log.info("demo_created", what=collection, code=code, status=response.status_code)
+        else:  # made by an earlier start: its servers listen elsewhere now
+            self.api.call("patch", f"{collection}/{code}/", {"settings": body["settings"]})
 
     # --- traffic -------------------------------------------------------------------------------
 
@@ -217,6 +250,7 @@ class LiveDemo:
         return f"demo-{what}-{int(time.time())}-{self.counter}"
 
     def online_order(self, channel: str, mode: str) -> None:
+        """An order through the orders API, as a channel on Stockroom's push protocol sends it."""
         listings = [row for row in self._available(channel) if row["available"] > 0]
         if not listings:
             return
@@ -227,12 +261,47 @@ class LiveDemo:
         log.info("demo_order", channel=channel, sku=row["sku"], mode=mode, status=response.status_code)
         if response.status_code == 201:
             order = response.json()
-            short = sum(int(line.get("unallocated_quantity") or 0) for line in order.get("lines", []))
-            if short:
-                self._incident(
-                    f"{channel} import", {"kind": "oversell", "detail": f"order {order['id']} short by {short}"}
-                )
-            self.open_orders.append((self.turn + self.rng.randint(8, 45), channel, order["id"]))
+            self._short(channel, order)
+            self.open_orders.append((self.turn + self.rng.randint(8, 45), channel, str(order["id"])))
+
+    def platform_order(self, channel: str) -> None:
+        """A shopper buys on the channel's platform, from what the platform shows (Stockroom's last push)."""
+        assert self.platforms is not None, "wire() first"
+        if channel == WEBSHOP:
+            placed = self.platforms.shopify_order(self.rng)
+            order_id = str(placed["id"]) if placed else None
+        else:
+            order_id = self.platforms.amazon_order(self.rng)
+        if order_id is None:
+            return
+        self.awaited[(channel, order_id)] = time.monotonic()
+        self.open_orders.append((self.turn + self.rng.randint(8, 45), channel, order_id))
+        if channel == WEBSHOP:  # Shopify's webhook came with the checkout
+            self.platform_orders_arrived()
+
+    def platform_orders_arrived(self) -> None:
+        """Log each order placed on a platform once Stockroom has it (webhook or poll), with how long it took."""
+        for (channel, external_id), placed_at in list(self.awaited.items()):
+            response = self.api.call("get", f"orders/?external_id={external_id}", token=self.channel_tokens[channel])
+            found = response.json().get("results", []) if response.status_code == 200 else []
+            if not found:
+                continue
+            del self.awaited[(channel, external_id)]
+            order = found[0]
+            log.info(
+                "demo_platform_order_in",
+                channel=channel,
+                platform_order=external_id,
+                order=order["id"],
+                status=order.get("status"),
+                after_s=round(time.monotonic() - placed_at, 1),
+            )
+            self._short(channel, order)
+
+    def _short(self, channel: str, order: dict[str, Any]) -> None:
+        short = sum(int(line.get("unallocated_quantity") or 0) for line in order.get("lines", []))
+        if short:
+            self._incident(f"{channel} import", {"kind": "oversell", "detail": f"order {order['id']} short by {short}"})
 
     def _available(self, channel: str) -> list[dict[str, Any]]:
         skus = [
@@ -247,6 +316,11 @@ class LiveDemo:
         self.open_orders = [o for o in self.open_orders if o[0] > self.turn]
         for _, channel, order_id in due:
             action = "cancel" if self.rng.random() < 0.1 else "fulfil"
+            if self.platforms is not None and channel in (WEBSHOP, MARKETPLACE):
+                self.platforms.settle(channel, order_id, action)  # Stockroom hears of it as of the order
+                if action == "cancel":  # cancelled before Stockroom saw it: it never will (nothing was held)
+                    self.awaited.pop((channel, order_id), None)
+                continue
             response = self.api.call(
                 "post", f"orders/{order_id}/{action}/", {}, token=self.channel_tokens[channel], key=self._key(action)
             )
@@ -336,15 +410,18 @@ class LiveDemo:
             roll = self.rng.random()
             try:
                 if roll < 0.35:
-                    self.online_order("shop1", "reserve")
+                    self.platform_order(WEBSHOP)
                 elif roll < 0.55:
-                    self.online_order("market1", "import")
+                    self.platform_order(MARKETPLACE)
                 elif roll < 0.65:
                     self.online_order("deliver1", "import")
                 else:
                     self.till_sale()
                 self.settle_orders()
-                self.acme.sell_elsewhere(self.rng)
+                if self.turn % ARRIVALS_EVERY == 0:
+                    self.platform_orders_arrived()
+                if self.acme is not None:
+                    self.acme.sell_elsewhere(self.rng)
                 if self.turn % DELIVERY_EVERY == 0:
                     self.delivery()
                     self.restock_stores()

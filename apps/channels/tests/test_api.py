@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
 
+from apps.channels import metrics, selectors
 from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
 from apps.channels.selectors import sync_lag_by_channel
 from apps.channels.tests.factories import channel_selling, listing, shop
@@ -201,11 +202,25 @@ def test_sync_lag_by_channel_for_the_dashboard(s):
         listing=a, channel=web, priority=1, enqueued_at=timezone.now() - timedelta(seconds=30),
         changed_at=timezone.now(), next_attempt_at=timezone.now(),
     )  # fmt: skip
+    metrics.push_record(channel_code="web", requests=3, updates=7, throttled=1)
     rows = {row["channel"]: row for row in sync_lag_by_channel()}
-    assert set(rows["web"]) == {"channel", "name", "pending", "oldest_pending_seconds", "last_push_at", "dead"}
+    assert set(rows["web"]) == {
+        "channel", "name", "connector", "pending", "oldest_pending_seconds", "last_push_at", "dead", "pushes",
+        "updates", "throttled",
+    }  # fmt: skip
     assert rows["web"]["pending"] == 1 and rows["web"]["oldest_pending_seconds"] >= 29
-    assert rows["quiet"] == {"channel": "quiet", "name": "Channel quiet", "pending": 0,
-                             "oldest_pending_seconds": None, "last_push_at": None, "dead": 0}  # fmt: skip
+    # Pushes as every worker counted them (the sync metrics in Redis).
+    assert (rows["web"]["pushes"], rows["web"]["updates"], rows["web"]["throttled"]) == (3, 7, 1)
+    assert rows["quiet"] == {"channel": "quiet", "name": "Channel quiet", "connector": "stockroom", "pending": 0,
+                             "oldest_pending_seconds": None, "last_push_at": None, "dead": 0, "pushes": 0,
+                             "updates": 0, "throttled": 0}  # fmt: skip
+
+
+def test_sync_lag_by_channel_without_metrics_still_lists_the_channels(s, monkeypatch):
+    channel_selling("web", [s.warehouse])
+    monkeypatch.setattr(selectors, "push_totals", lambda codes: None)  # Redis unreadable
+    (row,) = sync_lag_by_channel()
+    assert row["channel"] == "web" and row["pushes"] is None and row["throttled"] is None
 
 
 def test_admin_pages_batch_their_columns(admin_client, s, django_assert_max_num_queries):

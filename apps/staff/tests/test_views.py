@@ -202,11 +202,27 @@ def test_dashboard_charts_sync_lag_and_feed_freshness(editor_client, monkeypatch
             {
                 "channel": "mk",
                 "name": "Marketplace",
+                "connector": "amazon",
                 "pending": 4,
                 "oldest_pending_seconds": 42.0,
                 "last_push_at": None,
                 "dead": 1,
-            }
+                "pushes": 1234,
+                "updates": 2000,
+                "throttled": 0,
+            },
+            {
+                "channel": "web",
+                "name": "Webshop",
+                "connector": "shopify",
+                "pending": 0,
+                "oldest_pending_seconds": None,
+                "last_push_at": timezone.now(),
+                "dead": 0,
+                "pushes": 56,
+                "updates": 80,
+                "throttled": 2,
+            },
         ],
     )
     monkeypatch.setattr(
@@ -227,6 +243,10 @@ def test_dashboard_charts_sync_lag_and_feed_freshness(editor_client, monkeypatch
     )
     body = editor_client.get("/staff/").content.decode()
     assert "Marketplace" in body and "Oldest change still waiting" in body
+    # Each channel's connector and the pushes the workers counted for it.
+    sync = body[body.index('id="sync-lag"') : body.index('id="feed-freshness"')]
+    assert '<td class="small connector">amazon</td>' in sync and '<td class="num pushes">1234</td>' in sync
+    assert '<td class="num pushes">56</td><td class="num throttled">2</td>' in sync
     assert "stale: selling 0" in body and "breaker open" in body
     # Feed ages read as durations in the table and on the chart's bars, not as raw minutes.
     feeds = body[body.index('id="feed-freshness"') : body.index('id="incidents"')]

@@ -55,6 +55,7 @@ from apps.channels.fakes.shopify.api import (
 )
 
 KEEP = 10_000  # requests, deliveries, idempotency keys and set quantities the fake remembers
+ORDER_ID_BASE = 5_000_000_000  # an order's id is this plus its number (#1001 is 5000001001)
 
 
 def gid(kind: str, number: int) -> str:
@@ -161,6 +162,7 @@ class ShopifyFake:
         webhook_secret: str = "",
         utc_offset_minutes: int = -300,  # REST webhook timestamps carry the shop's offset
         search_lag_s: float = 0.0,  # an order changed this recently is not yet in the orders search
+        first_order_number: int = 1001,  # a fake started again for the same channel goes on from its last order
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -183,7 +185,7 @@ class ShopifyFake:
         self.main_location = self.add_location("Main warehouse")
         self.items: dict[int, FakeItem] = {}
         self.orders: dict[int, FakeOrder] = {}
-        self._order_numbers = itertools.count(1001)
+        self._order_numbers = itertools.count(first_order_number)
         self._adjustment_groups = itertools.count(1)
         # Bounded, so that a fake serving the demo for days keeps its memory (the newest are kept).
         self._idempotency: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
@@ -292,7 +294,7 @@ class ShopifyFake:
                     item.committed[self.main_location] = item.committed.get(self.main_location, 0) + quantity
             number = next(self._order_numbers)
             order = FakeOrder(
-                id=5_000_000_000 + number,
+                id=ORDER_ID_BASE + number,
                 number=number,
                 lines=order_lines,
                 created_at=now,

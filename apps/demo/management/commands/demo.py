@@ -57,11 +57,20 @@ class Command(BaseCommand):
         )
         demo.wire()
         self.stdout.write(
-            "demo running: channel simulators "
-            + ", ".join(f"{code} {sim.url}" for code, sim in demo.simulators.items())
-            + f"; supplier feed {demo.acme.url}"
+            "demo running: "
+            + ", ".join(f"{code} on {where}" for code, where in demo.channel_urls().items())
+            + (f"; supplier feed {demo.acme.url}" if demo.acme else "")
         )
-        demo.run(stop, pace_s=options["pace"])
+        if demo.platforms is not None:
+            self.stdout.write(
+                f"  Shopify order webhooks go to {demo.platforms.shopify.webhook_url}; "
+                "Amazon's orders come in with the order poll (every minute)"
+            )
+        self.stdout.flush()
+        try:
+            demo.run(stop, pace_s=options["pace"])
+        finally:
+            demo.stop()
 
     def _forecast_start(self) -> None:
         """Before the shop opens: weeks of past trade (demo mode, once), then the forecast, so pages show numbers."""
