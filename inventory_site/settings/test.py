@@ -17,6 +17,10 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=f"test
 # inherit it through the environment.
 os.environ.setdefault("CACHE_KEY_PREFIX", f"stockroom-test-{secrets.token_hex(4)}")
 CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
+# Celery's queues too: a `make run` on the same Redis must not take the tests' tasks (nor they its),
+# and the workers the tests start inherit the prefix with the environment.
+os.environ.setdefault("CELERY_KEY_PREFIX", f"{os.environ['CACHE_KEY_PREFIX']}-")
+CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = os.environ["CELERY_KEY_PREFIX"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"token": env("API_THROTTLE_RATE", default="100000/min")}
 STOCKROOM_DEMO_MODE = False
 # Static files from the app folders, as locally (no collectstatic before a test run).
