@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, ProtectedError
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -244,3 +244,23 @@ def channel_watermark_set(
             transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: [locked.pk]}))
         log.info("channel_orders_imported", channel=locked.code, released=released)
     return locked
+
+
+def listings_platform_sold(*, units: Mapping[int, int]) -> None:
+    """Platform orders just imported sold these units ({listing id: units}) on the platform itself.
+
+    The platform lowered its own stock for them; the next push meets that as a compare mismatch
+    which these units explain, so it needs no wait for the order poll (``push._mismatched``).
+    """
+    sold = {listing: qty for listing, qty in units.items() if qty > 0}
+    if not sold:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE channels_listing AS l SET platform_sold_units = l.platform_sold_units + p.units
+              FROM unnest(%s::bigint[], %s::int[]) AS p(listing_id, units)
+             WHERE l.id = p.listing_id
+            """,
+            [list(sold), list(sold.values())],
+        )

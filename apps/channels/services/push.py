@@ -43,7 +43,7 @@ from apps.channels.connectors.base import (
 )
 from apps.channels.connectors.stockroom import SIGNATURE_HEADER, push_body, sign
 from apps.channels.locks import sync_work_for_update
-from apps.channels.models import Channel, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
 from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.connection import channel_push_configured
@@ -351,7 +351,8 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
         cursor.execute(
             """
             UPDATE channels_listing AS l
-               SET last_pushed_qty = p.qty, last_pushed_at = %s, zeroed_by_incident = p.zeroed
+               SET last_pushed_qty = p.qty, last_pushed_at = %s, zeroed_by_incident = p.zeroed,
+                   platform_sold_units = LEAST(l.platform_sold_units, 0)
               FROM unnest(%s::bigint[], %s::int[], %s::bool[]) AS p(listing_id, qty, zeroed)
              WHERE l.id = p.listing_id
             """,
@@ -381,17 +382,26 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
 def _mismatched(
     channel: Channel, connector: Connector, updates: list[Update], shown: dict[int, int], report: PushReport
 ) -> None:
-    """The platform's quantity was not what we last told it: a sale there not imported yet, or a hand edit.
+    """The platform's quantity was not what we last told it: a sale there, or a hand edit.
 
     Never overwritten blindly: the listing takes what the platform shows as its last pushed
-    quantity (the next compare value), and the row stays pending with ``repush``. Where the
-    connector brings orders in by polling, the channel's orders count as pending from now: the
-    watermark rule then holds any raise until the poll has imported past this instant, while
-    lowers still go out. Otherwise the row waits one hold period for the order's webhook.
+    quantity (the next compare value), and the row stays pending with ``repush``. A drop that
+    platform orders already imported account for (``Listing.platform_sold_units``: the platform
+    lowers its own stock when it sells) is in our books: the push goes again at once. Any other
+    difference may be a sale not imported yet: where the connector brings orders in by polling,
+    the channel's orders count as pending from now, so the watermark rule holds any raise until
+    the poll has imported past this instant (lowers still go out); otherwise the row waits one
+    hold period for the order's webhook.
     """
     ids = [u.row.listing_id for u in updates]
+    told = {u.row.listing_id: u.row.last_pushed_qty for u in updates}
     recheck = float(sync_setting("SYNC_HOLD_RECHECK_S"))
-    if connector.polls_orders:
+    # Only this channel's one pusher lowers the counters; an import raising one meanwhile only makes
+    # this reading cautious.
+    sold = dict(Listing.objects.filter(pk__in=ids).values_list("pk", "platform_sold_units"))
+    drops = {i: before - shown[i] for i in ids if (before := told[i]) is not None and shown[i] < before}
+    explained = {i for i, drop in drops.items() if drop <= sold.get(i, 0)}
+    if connector.polls_orders and len(explained) < len(ids):
         # First, in its own transaction (the channel row before sync work, never the other way round):
         # a pusher that dies right after leaves the row as it was, and the next push meets the mismatch again.
         channel_watermark_set(channel=channel, orders_pending_until=timezone.now())
@@ -399,23 +409,26 @@ def _mismatched(
         sync_work_for_update(ids)
         cursor.execute(
             """
-            UPDATE channels_listing AS l SET last_pushed_qty = p.qty
-              FROM unnest(%s::bigint[], %s::int[]) AS p(listing_id, qty)
+            UPDATE channels_listing AS l
+               SET last_pushed_qty = p.qty, platform_sold_units = l.platform_sold_units - p.drop
+              FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS p(listing_id, qty, drop)
              WHERE l.id = p.listing_id
             """,
-            [ids, [shown[i] for i in ids]],
+            [ids, [shown[i] for i in ids], [drops.get(i, 0) for i in ids]],
         )
+        waits = {i: 0.0 if i in explained or connector.polls_orders else recheck for i in ids}
         cursor.execute(
             """
-            UPDATE channels_syncwork
+            UPDATE channels_syncwork AS w
                SET repush = true, last_error = %s,
-                   next_attempt_at = clock_timestamp() + make_interval(secs => %s)
-             WHERE listing_id = ANY(%s::bigint[]) AND state = 'pending'
+                   next_attempt_at = clock_timestamp() + make_interval(secs => p.wait)
+              FROM unnest(%s::bigint[], %s::float8[]) AS p(listing_id, wait)
+             WHERE w.listing_id = p.listing_id AND w.state = 'pending'
             """,
             [
                 "mismatch: the platform showed another quantity; pushed again with it as the compare value",
-                0.0 if connector.polls_orders else recheck,
                 ids,
+                [waits[i] for i in ids],
             ],
         )
     report.mismatched += len(updates)
@@ -424,7 +437,8 @@ def _mismatched(
         channel=channel.code,
         listings=ids[:20],
         shown=[shown[i] for i in ids[:20]],
-        told=[u.row.last_pushed_qty for u in updates[:20]],
+        told=[told[i] for i in ids[:20]],
+        explained_by_imported_orders=len(explained),
     )
 
 

@@ -261,3 +261,45 @@ def test_the_connector_sees_decrypted_credentials_and_the_database_does_not(worl
     assert "shpat_test" not in stored and stored
     ref = channel_ref(Channel.objects.get(pk=channel.pk))
     assert ref.credentials == CREDENTIALS and ref.settings["shop_url"] == SETTINGS["shop_url"]
+
+
+def test_a_drop_that_imported_platform_orders_explain_is_pushed_at_once_without_a_hold(world):
+    from apps.channels.connectors.base import OrderLine, PlatformOrder
+    from apps.orders.services.intake import platform_order_apply
+
+    platform, channel, listings = world
+    single = listings[0]
+    enqueue([single])
+    channel_push(channel_id=channel.pk)
+    assert platform.shown["gid://item/1"] == 30
+    # Two sold on the platform, which lowers its own stock; the order's webhook is imported at once.
+    platform.shown["gid://item/1"] = 28
+    sold = PlatformOrder(external_id="1001", status=PlatformOrder.Status.OPEN, lines=(OrderLine("P-SINGLE", 2),))
+    platform_order_apply(channel=channel, order=sold, actor="webhook")
+    single.refresh_from_db()
+    assert single.platform_sold_units == 2
+    stock_movement_record(location_code="WH", item_sku="HOOD-M", kind=Movement.Kind.RECEIPT, quantity=5,
+                          idempotency_key="r1", actor="t")  # fmt: skip
+    due_now()
+    report = channel_push(channel_id=channel.pk)
+    # The platform's 28 is the 30 told less the 2 imported: no order can be missing, so the raise goes out.
+    assert report.mismatched == 1 and report.held == 0
+    assert platform.shown["gid://item/1"] == 33  # 35 on hand, 2 reserved by the platform's order
+    assert platform.pushes[-1][0].last_pushed == 28
+    channel.refresh_from_db()
+    single.refresh_from_db()
+    assert not channel.has_orders_pending and single.platform_sold_units == 0
+    # A drop no imported order explains still holds raises until the order import catches up.
+    platform.shown["gid://item/1"] = 31
+    stock_movement_record(location_code="WH", item_sku="HOOD-M", kind=Movement.Kind.RECEIPT, quantity=1,
+                          idempotency_key="r2", actor="t")  # fmt: skip
+    due_now()
+    channel_push(channel_id=channel.pk)
+    assert platform.shown["gid://item/1"] == 31
+    channel.refresh_from_db()
+    single.refresh_from_db()
+    assert channel.has_orders_pending and single.platform_sold_units == -2  # its order's import fills the hole
+    late = PlatformOrder(external_id="1002", status=PlatformOrder.Status.OPEN, lines=(OrderLine("P-SINGLE", 2),))
+    platform_order_apply(channel=channel, order=late, actor="poll")
+    single.refresh_from_db()
+    assert single.platform_sold_units == 0

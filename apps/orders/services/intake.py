@@ -30,7 +30,7 @@ from django.utils import timezone
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import Connector, ConnectorError, OrderLine, PlatformOrder
 from apps.channels.models import Channel, Listing
-from apps.channels.services.config import channel_watermark_set
+from apps.channels.services.config import channel_watermark_set, listings_platform_sold
 from apps.channels.services.connection import channel_ref
 from apps.core.errors import DomainError
 from apps.core.secrets import SecretsUnreadable
@@ -141,6 +141,11 @@ class _NewOrder:
             lambda: order_import(channel=self.channel, external_id=external_id, lines=requests, actor=self.actor),
         )
         stored = placed.order
+        sold: dict[int, int] = defaultdict(int)
+        for line in placed.lines:
+            if line.listing_id is not None:
+                sold[line.listing_id] += line.quantity
+        listings_platform_sold(units=sold)
         if order.status in (Status.OPEN, Status.FULFILLED, Status.PARTIALLY_FULFILLED):
             _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
         _fulfil_shipped(stored, order, shipped, self.actor)
