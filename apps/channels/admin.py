@@ -231,7 +231,7 @@ class ListingAdmin(CatalogImportExportMixin, ServiceAdmin):
     search_fields = ("channel_sku", "external_id", "product__code", "product__name")
     list_select_related = ("channel", "product")
     autocomplete_fields = ["product"]
-    readonly_fields = ("last_pushed_qty", "last_pushed_at", "zeroed_by_incident", "created_at")
+    readonly_fields = ("last_pushed_qty", "last_pushed_at", "platform_sold_units", "zeroed_by_incident", "created_at")
     actions = ["sync_now"]
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:

@@ -151,7 +151,9 @@ class Listing(models.Model):
     # Units of platform orders imported that the platform's own stock drops have not yet met: a platform
     # lowers its stock when it sells, so a compare mismatch of up to this many units is already in our
     # books. Negative: drops met before their orders were imported (those imports fill the hole first).
-    platform_sold_units = models.IntegerField(default=0)
+    platform_sold_units = models.IntegerField(
+        default=0, help_text="Units of imported platform orders the platform's own stock drops have not met yet."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # When the listing's own settings last changed (not its quantity): `updated_since` of the channel's list.
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
