@@ -152,6 +152,46 @@ def affected_skus() -> dict[int, list[str]]:
 # --- the change stream ----------------------------------------------------------------------
 
 
+def stream_run(env: dict[str, str], catalog: dict[str, Any], args: Any, name: str) -> tuple[list[Path], float, float]:
+    """Run the change generators (``args.generators`` processes sharing ``args.rate``) to the end.
+
+    Each writes what it changed to ``var/bench/<name>-<i>.json``; returns those files and how long
+    the stream started (Unix time, once every generator had set Django up) and how long it ran.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    outs = [OUT / f"{name}-{i}.json" for i in range(args.generators)]
+    for out in outs:
+        out.unlink(missing_ok=True)
+    barrier = ctx.Barrier(args.generators + 1, timeout=120)
+    share = args.rate / args.generators
+    gens = [
+        ctx.Process(
+            target=generate,
+            args=(
+                env,
+                catalog["items"],
+                catalog["warehouse"],
+                share,
+                args.duration,
+                i,
+                str(outs[i]),
+                args.basket,
+                barrier,
+            ),
+        )
+        for i in range(args.generators)
+    ]
+    for gen in gens:
+        gen.start()
+    barrier.wait()  # every generator has set up Django: the stream starts now
+    started = time.time()
+    for gen in gens:
+        gen.join()
+    if any(gen.exitcode for gen in gens):
+        raise RuntimeError("a change generator failed; see above")
+    return outs, started, time.time() - started
+
+
 def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float, duration: float, seed: int,
              out: str, basket: int, barrier: Any) -> None:  # fmt: skip
     """One generator process: bursty changes at ``rate`` per second through the ledger writer."""
@@ -333,38 +373,7 @@ def main() -> int:
         print(
             f"stream: {args.rate:.0f} changes/s for {args.duration:.0f} s from {args.generators} processes", flush=True
         )
-        ctx = multiprocessing.get_context("spawn")
-        outs = [OUT / f"sync-gen-{i}.json" for i in range(args.generators)]
-        for out in outs:
-            out.unlink(missing_ok=True)
-        barrier = ctx.Barrier(args.generators + 1, timeout=120)
-        share = args.rate / args.generators
-        gens = [
-            ctx.Process(
-                target=generate,
-                args=(
-                    env,
-                    catalog["items"],
-                    catalog["warehouse"],
-                    share,
-                    args.duration,
-                    i,
-                    str(outs[i]),
-                    args.basket,
-                    barrier,
-                ),
-            )
-            for i in range(args.generators)
-        ]
-        for gen in gens:
-            gen.start()
-        barrier.wait()  # every generator has set up Django: the stream starts now
-        stream_started = time.time()
-        for gen in gens:
-            gen.join()
-        if any(gen.exitcode for gen in gens):
-            raise RuntimeError("a change generator failed; see above")
-        stream_seconds = time.time() - stream_started
+        outs, _started, stream_seconds = stream_run(env, catalog, args, "sync-gen")
         print("stream done; waiting for every pending push ...", flush=True)
         drain_started = time.time()
         while SyncWork.objects.filter(state=SyncWork.State.PENDING).exists() and time.time() - drain_started < 900:

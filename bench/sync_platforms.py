@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -365,38 +364,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"stream: {args.rate:.0f} changes/s for {args.duration:.0f} s from {args.generators} processes, "
               f"the same to {', '.join(f'{lane.code} ({lane.connector})' for lane in LANES)}", flush=True)  # fmt: skip
-        ctx = multiprocessing.get_context("spawn")
-        outs = [OUT / f"sync-mixed-gen-{i}.json" for i in range(args.generators)]
-        for out in outs:
-            out.unlink(missing_ok=True)
-        barrier = ctx.Barrier(args.generators + 1, timeout=120)
-        share = args.rate / args.generators
-        gens = [
-            ctx.Process(
-                target=sync.generate,
-                args=(
-                    env,
-                    catalog["items"],
-                    catalog["warehouse"],
-                    share,
-                    args.duration,
-                    i,
-                    str(outs[i]),
-                    args.basket,
-                    barrier,
-                ),
-            )
-            for i in range(args.generators)
-        ]
-        for gen in gens:
-            gen.start()
-        barrier.wait()
-        stream_started = time.time()
-        for gen in gens:
-            gen.join()
-        if any(gen.exitcode for gen in gens):
-            raise RuntimeError("a change generator failed; see above")
-        stream_seconds = time.time() - stream_started
+        outs, stream_started, stream_seconds = sync.stream_run(env, catalog, args, "sync-mixed-gen")
         print("stream done; waiting for every pending push and every platform ...", flush=True)
         drain_started = time.time()
         while time.time() - drain_started < 600 and (
