@@ -76,3 +76,15 @@ def browser_page(browser):
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A tab on the live server, 1360 px wide (the admin's lists must fit), downloads allowed."""
+    context = browser.new_context(
+        viewport={"width": 1360, "height": 900}, base_url=live_server.url, accept_downloads=True
+    )
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    yield tab
+    context.close()

@@ -20,17 +20,6 @@ SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
 @pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(
-        viewport={"width": 1360, "height": 900}, base_url=live_server.url, accept_downloads=True
-    )
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-@pytest.fixture
 def merchant(transactional_db, django_user_model):
     django_user_model.objects.create_superuser(username="boss", password="pw-boss-123", email="b@example.com")
     world = shop()

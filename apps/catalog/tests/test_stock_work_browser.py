@@ -28,15 +28,6 @@ SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
 @pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-@pytest.fixture
 def shop(transactional_db, django_user_model, simulator, monkeypatch):
     """A merchant, a store and a warehouse, two items, and a webshop selling hoodies from both places."""
     monkeypatch.setenv("SYNC_TIER2_DELAY_S", "0")  # push manual changes as soon as the test asks

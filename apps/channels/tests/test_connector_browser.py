@@ -17,15 +17,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
 def test_a_merchant_connects_a_channel_to_a_platform_and_tests_the_connection(
     page, transactional_db, django_user_model, scripted
 ):

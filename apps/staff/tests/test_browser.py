@@ -26,15 +26,6 @@ SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
 @pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-@pytest.fixture
 def shop(transactional_db, django_user_model):
     """A planner, two locations, a few items, and two weeks of store sales for HOOD-M."""
     user = django_user_model.objects.create_user(username="planner", password="pw-planner-1", is_staff=True)

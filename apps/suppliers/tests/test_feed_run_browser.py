@@ -25,15 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
 def test_feed_runs_show_their_durations_in_words(page, transactional_db, django_user_model):
     django_user_model.objects.create_superuser(username="merchant", password="pw-merchant-1")
     supplier = make_supplier("acme")
