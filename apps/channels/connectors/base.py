@@ -9,7 +9,7 @@ and returns plain values, so a platform's quirks stay in its module.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -135,6 +135,50 @@ class Webhook:
     orders: list[PlatformOrder]
 
 
+@dataclass(frozen=True)
+class PlatformLocation:
+    """A place the platform keeps a quantity for (a Shopify location; one for WooCommerce; Amazon's marketplace)."""
+
+    id: str  # what ``settings.location_id`` (later ``location_map``) holds: a Shopify GID, "default", a marketplace id
+    name: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One sellable variant as the platform lists it, for linking by SKU and for opening stock."""
+
+    sku: str  # the platform's SKU ("" when the variant has none: problem ``no_sku``)
+    external_id: str  # exactly what ``Listing.external_id`` must hold to push it
+    title: str
+    tracked: bool = True  # the platform counts its quantity (Shopify tracked, WooCommerce manage_stock)
+    platform_managed: bool = False  # the platform keeps the stock itself (Amazon FBA): never pushed
+    # platform location id -> available there now; a location missing here does not stock the variant
+    quantities: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Catalog:
+    """What ``Connector.catalog`` read, and what it cost (for the bench and the progress line)."""
+
+    entries: list[CatalogEntry] = field(default_factory=list)
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """One order webhook the platform will call: its platform id, topic and address."""
+
+    id: str
+    topic: str
+    address: str
+    active: bool = True
+
+
+# progress(done, total or None): a long read reports how far it is (variants read so far)
+Progress = Callable[[int, int | None], None]
+
+
 class Connector:
     """A platform. Subclasses set ``name``, the two serializers, and implement the methods they support."""
 
@@ -146,6 +190,11 @@ class Connector:
     receives_orders: ClassVar[bool] = False  # webhooks and/or polling bring orders in
     polls_orders: ClassVar[bool] = False
     max_batch: ClassVar[int] = 100  # most updates in one push request
+    # The platform's own request budget, used when the channel sets none (``Channel.rate_per_s``/``burst``).
+    default_rate_per_s: ClassVar[float] = 5.0
+    default_burst: ClassVar[int] = 10
+    # Order webhook topics ``webhooks_subscribe`` makes sure of (empty: the platform's orders come by poll only).
+    webhook_topics: ClassVar[tuple[str, ...]] = ()
 
     def configured(self, channel: ChannelRef) -> bool:
         """Whether the channel has what pushing needs: by default, settings and credentials that validate."""
@@ -176,3 +225,27 @@ class Connector:
     def test_connection(self, channel: ChannelRef) -> str:
         """A line for the merchant ("Connected to shop X, location Y"); raises ConnectorError with the reason."""
         raise NotImplementedError
+
+    # Going live on an existing shop (discover, link, opening stock, subscribe). Each reads only, except
+    # ``webhooks_subscribe``; each raises ConnectorError (ConnectorThrottled) like the methods above.
+
+    def locations(self, channel: ChannelRef) -> list[PlatformLocation]:
+        """The platform's stock locations, as ``PlatformLocation`` (id, name, active)."""
+        raise NotImplementedError
+
+    def catalog(self, channel: ChannelRef, progress: Progress | None = None) -> Catalog:
+        """Every variant the platform sells for this channel, with its quantity at each platform location.
+
+        Large catalogs go through the platform's bulk path (Shopify bulk operations, Amazon reports)
+        within its limits; ``progress`` is called as pages or lines arrive.
+        """
+        raise NotImplementedError
+
+    def webhook_subscriptions(self, channel: ChannelRef) -> list[WebhookSubscription]:
+        """The order webhooks the platform has for this app or key now (all topics in ``webhook_topics``)."""
+        return []
+
+    def webhooks_subscribe(self, channel: ChannelRef, address: str) -> list[WebhookSubscription]:
+        """Make sure each of ``webhook_topics`` calls ``address``: existing subscriptions to it are reused,
+        missing ones created. Returns the subscriptions for ``address`` after the call."""
+        return []
