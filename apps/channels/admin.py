@@ -17,6 +17,7 @@ from apps.channels.models import (
     Channel,
     ChannelLocation,
     DeadLetter,
+    DeadLetterRecord,
     Listing,
     SyncPriority,
     SyncWork,
@@ -288,3 +289,14 @@ class SyncWorkAdmin(_SyncWorkAdminBase):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(_SyncWorkAdminBase):
     list_filter = ("channel", "priority", "reason")
+
+
+@admin.register(DeadLetterRecord)
+class DeadLetterRecordAdmin(ReadOnlyAdmin):
+    """Every push that died, and whether and when its listing was pushed again (dead letters heal on their own)."""
+
+    list_display = ("listing", "channel", "died_at", "attempts", "error", "channel_failure", "healed_at")
+    list_filter = ("channel", "channel_failure", ("healed_at", admin.EmptyFieldListFilter))
+    search_fields = ("listing__channel_sku", "error")
+    list_select_related = ("listing__channel", "channel")
+    date_hierarchy = "died_at"

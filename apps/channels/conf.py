@@ -29,6 +29,10 @@ DEFAULTS: dict[str, float] = {
     # Waits for a token or a Retry-After up to this long happen inline; longer ones are rescheduled.
     "SYNC_INLINE_WAIT_S": 3.0,
     "SYNC_HTTP_TIMEOUT_S": 10.0,
+    # While a channel's platform fails as a whole, it is tried again at least this often (its rows'
+    # backoff is capped here, and a channel whose work all died gets one probe push this often), so
+    # every listing is right within about this long of the platform answering again.
+    "SYNC_PROBE_S": 15.0,
     # Pushes run at this share of the channel's rate and burst, so jitter never trips its limit.
     "SYNC_RATE_MARGIN": 0.9,
     # Held raises (orders not imported yet) are looked at again this often.

@@ -218,6 +218,9 @@ class SyncWork(models.Model):
     # Push even when the channel was already told this quantity (sync now, reconciliation, retry).
     repush = models.BooleanField(default=False)
     last_error = models.CharField(max_length=500, blank=True, default="")
+    # The last failure was the platform's as a whole (the whole batch failed: down, refusing us), not
+    # this listing's: such work is retried as soon as the channel's pushes succeed again.
+    channel_failure = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["priority", "enqueued_at"]
@@ -242,7 +245,12 @@ class DeadLetterManager(models.Manager["DeadLetter"]):
 
 
 class DeadLetter(SyncWork):
-    """Sync work that failed its last allowed attempt; staff retry it from the admin."""
+    """Sync work that failed its last allowed attempt; staff retry it from the admin.
+
+    It does not stay dead for good: a new change to the listing pushes it again, and work that died
+    with its whole channel (the platform was down) is retried once the channel's pushes succeed again.
+    ``DeadLetterRecord`` keeps what died and why after that.
+    """
 
     objects: ClassVar[DeadLetterManager] = DeadLetterManager()
 
@@ -254,3 +262,31 @@ class DeadLetter(SyncWork):
 
 # Sync tiers (design section 5): a stock change's ``ChangePriority`` is the tier of the sync it causes.
 SyncPriority = SyncWork.Priority
+
+
+class DeadLetterRecord(models.Model):
+    """What died and why, kept after the work heals (a new change, the channel recovered, staff retried)."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="dead_letter_records")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="dead_letter_records")
+    died_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField()
+    error = models.CharField(max_length=500, blank=True, default="")
+    channel_failure = models.BooleanField(
+        default=False, help_text="The whole channel was failing, not only this listing."
+    )
+    healed_at = models.DateTimeField(null=True, blank=True, help_text="When the listing was pushed again successfully.")
+
+    class Meta:
+        ordering = ["-died_at"]
+        verbose_name = "dead letter record"
+        constraints = [
+            # One open record per listing: dying again before a successful push adds nothing new.
+            models.UniqueConstraint(
+                fields=["listing"], condition=Q(healed_at__isnull=True), name="deadletterrecord_one_open"
+            ),
+        ]
+        indexes = [models.Index(fields=["channel", "-died_at"], name="deadletterrecord_channel")]
+
+    def __str__(self) -> str:
+        return f"{self.listing} died {self.died_at:%Y-%m-%d %H:%M}"

@@ -47,7 +47,7 @@ from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
 from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.connection import channel_push_configured
-from apps.channels.services.work import channel_kick
+from apps.channels.services.work import channel_kick, channel_recovered
 
 log = structlog.get_logger("stockroom.sync")
 
@@ -375,6 +375,7 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
             [as_of, ids],
         )
         Channel.objects.filter(pk=channel.pk).update(last_push_at=accepted_at)
+    channel_recovered(channel_id=channel.pk, pushed_listing_ids=ids)
     report.updates += len(updates)
     return accepted_at
 
@@ -459,23 +460,35 @@ def _failed(
     """
     max_attempts = int(sync_setting("SYNC_MAX_ATTEMPTS"))
     attempts = max(u.row.attempts for u in updates) + 1
-    delay = max(backoff_seconds(attempts), retry_after_seconds(retry_after, default=0.0))
+    delay = backoff_seconds(attempts)
+    if pause:  # the platform as a whole: try again often enough to notice it is back (``SYNC_PROBE_S``)
+        delay = min(delay, float(sync_setting("SYNC_PROBE_S")))
+    delay = max(delay, retry_after_seconds(retry_after, default=0.0))
     ids = [u.row.listing_id for u in updates]
     with transaction.atomic(), connection.cursor() as cursor:
         sync_work_for_update(ids)
         cursor.execute(
             """
-            UPDATE channels_syncwork AS w
-               SET attempts = w.attempts + 1, last_error = p.error,
-                   next_attempt_at = clock_timestamp() + make_interval(secs => %s),
-                   state = CASE WHEN w.attempts + 1 >= %s THEN 'dead' ELSE w.state END
-              FROM unnest(%s::bigint[], %s::text[]) AS p(listing_id, error)
-             WHERE w.listing_id = p.listing_id AND w.state = 'pending'
-            RETURNING w.state
+            WITH failed AS (
+                UPDATE channels_syncwork AS w
+                   SET attempts = w.attempts + 1, last_error = p.error, channel_failure = %s,
+                       next_attempt_at = clock_timestamp() + make_interval(secs => %s),
+                       state = CASE WHEN w.attempts + 1 >= %s THEN 'dead' ELSE w.state END
+                  FROM unnest(%s::bigint[], %s::text[]) AS p(listing_id, error)
+                 WHERE w.listing_id = p.listing_id AND w.state = 'pending'
+                RETURNING w.listing_id, w.channel_id, w.state, w.attempts, w.last_error, w.channel_failure
+            ), recorded AS (
+                INSERT INTO channels_deadletterrecord
+                       (listing_id, channel_id, died_at, attempts, error, channel_failure)
+                SELECT listing_id, channel_id, now(), attempts, last_error, channel_failure
+                  FROM failed WHERE state = 'dead'
+                    ON CONFLICT (listing_id) WHERE healed_at IS NULL DO NOTHING
+            )
+            SELECT count(*) FILTER (WHERE state = 'dead') FROM failed
             """,
-            [delay, max_attempts, ids, [errors[i][:500] for i in ids]],
+            [pause, delay, max_attempts, ids, [errors[i][:500] for i in ids]],
         )
-        dead = sum(1 for (state,) in cursor.fetchall() if state == SyncWork.State.DEAD)
+        dead = int(cursor.fetchone()[0])
     if pause:
         limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst).pause(delay)
     error = errors[ids[0]]

@@ -72,9 +72,9 @@ _AFFECTED_BY_CHANNELS = """
 SYNC_WORK_UPSERT = """
 INSERT INTO channels_syncwork AS w
        (listing_id, channel_id, priority, reason, enqueued_at, changed_at, version, attempts,
-        next_attempt_at, state, repush, last_error)
+        next_attempt_at, state, repush, last_error, channel_failure)
 SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
-       now(), 'pending', {repush}, ''
+       now(), 'pending', {repush}, '', false
   FROM ({source}) AS a
  ORDER BY a.listing_id
     ON CONFLICT (listing_id) DO UPDATE
@@ -83,7 +83,12 @@ SELECT a.listing_id, a.channel_id, %(priority)s, %(reason)s, now(), now(), 1, 0,
        enqueued_at = LEAST(w.enqueued_at, EXCLUDED.enqueued_at),
        changed_at = GREATEST(w.changed_at, EXCLUDED.changed_at),
        version = w.version + 1,
-       repush = w.repush OR EXCLUDED.repush
+       repush = w.repush OR EXCLUDED.repush,
+       -- a new change to a dead letter is pushed with fresh attempts (DeadLetterRecord keeps the death)
+       attempts = CASE WHEN w.state = 'dead' THEN 0 ELSE w.attempts END,
+       next_attempt_at = CASE WHEN w.state = 'dead' THEN now() ELSE w.next_attempt_at END,
+       channel_failure = w.channel_failure AND w.state <> 'dead',
+       state = 'pending'
 RETURNING w.listing_id, w.channel_id, w.priority
 """
 
@@ -256,11 +261,83 @@ def sync_sweep() -> dict[int, int]:
             {"tier2": float(sync_setting("SYNC_TIER2_DELAY_S")), "tier3": float(sync_setting("SYNC_TIER3_BATCH_S"))},
         )
         due = dict(cursor.fetchall())
-    for channel_id in sorted(due):
+    probed = _probe_failed_channels(exclude=sorted(due))
+    for channel_id in sorted(set(due) | set(probed)):
         channel_kick(channel_id=channel_id)
-    if due:
-        log.info("sync_sweep", channels=len(due), listings=sum(due.values()))
+    if due or probed:
+        log.info("sync_sweep", channels=len(due), listings=sum(due.values()), probes=len(probed))
     return due
+
+
+# A channel whose whole platform failed until all its work died has nothing left to push, so nothing
+# would notice the platform answering again: one dead row per such channel is revived as a probe, on
+# its last attempt (a failing probe dies again at once and adds no new dead letter record).
+_PROBE_CANDIDATES = """
+SELECT DISTINCT ON (w.channel_id) w.listing_id
+  FROM channels_syncwork w
+ WHERE w.state = 'dead' AND w.channel_failure AND w.next_attempt_at <= clock_timestamp()
+   AND NOT (w.channel_id = ANY(%(exclude)s::bigint[]))
+   AND NOT EXISTS (SELECT 1 FROM channels_syncwork p WHERE p.channel_id = w.channel_id AND p.state = 'pending')
+ ORDER BY w.channel_id, w.next_attempt_at
+"""
+
+
+def _probe_failed_channels(*, exclude: Sequence[int]) -> list[int]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_PROBE_CANDIDATES, {"exclude": list(exclude)})
+        probes = sync_work_for_update([listing for (listing,) in cursor.fetchall()])
+        if not probes:
+            return []
+        cursor.execute(
+            """
+            UPDATE channels_syncwork
+               SET state = 'pending', attempts = %s, next_attempt_at = clock_timestamp(), repush = true
+             WHERE listing_id = ANY(%s::bigint[]) AND state = 'dead'
+            RETURNING channel_id
+            """,
+            [max(0, int(sync_setting("SYNC_MAX_ATTEMPTS")) - 1), probes],
+        )
+        return sorted({channel for (channel,) in cursor.fetchall()})
+
+
+def channel_recovered(*, channel_id: int, pushed_listing_ids: Sequence[int]) -> int:
+    """The channel's platform accepted a push: what failed with the whole channel is due again now.
+
+    Called by the pusher after an accepted push. Work that backs off because the whole platform
+    failed is due at once, and dead letters that died that way get fresh attempts (half-open: the
+    push that just succeeded was the probe; closed: the rest follows in the same pusher run). Work
+    that failed on its own (a listing the platform refuses) keeps its backoff. Open dead letter
+    records of the pushed listings are marked healed. Returns how many rows became due.
+    """
+    failing = """
+        channel_id = %s AND channel_failure AND (state = 'dead' OR next_attempt_at > clock_timestamp())
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT listing_id FROM channels_syncwork WHERE {failing}", [channel_id])
+        candidates = [listing for (listing,) in cursor.fetchall()]
+        revived = 0
+        if candidates:
+            sync_work_for_update(candidates)  # listing order, like every writer of sync work
+            cursor.execute(
+                f"""
+                UPDATE channels_syncwork
+                   SET state = 'pending', next_attempt_at = clock_timestamp(), channel_failure = false,
+                       attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
+                       priority = CASE WHEN state = 'dead' THEN LEAST(priority, 2) ELSE priority END,
+                       repush = repush OR state = 'dead'
+                 WHERE listing_id = ANY(%s::bigint[]) AND {failing}
+                """,
+                [candidates, channel_id],
+            )
+            revived = cursor.rowcount
+        cursor.execute(
+            "UPDATE channels_deadletterrecord SET healed_at = now()"
+            " WHERE listing_id = ANY(%s::bigint[]) AND healed_at IS NULL",
+            [list(pushed_listing_ids)],
+        )
+    if revived:
+        log.info("channel_recovered", channel=channel_id, listings_due_again=revived)
+    return revived
 
 
 @transaction.atomic
@@ -273,6 +350,7 @@ def dead_letters_retry(*, work_ids: Iterable[int]) -> int:
     sync_work_for_update(SyncWork.objects.filter(pk__in=ids).values_list("listing_id", flat=True))
     SyncWork.objects.filter(pk__in=[pk for pk, _ in rows], state=SyncWork.State.DEAD).update(
         state=SyncWork.State.PENDING,
+        channel_failure=False,
         attempts=0,
         priority=SyncPriority.MANUAL,
         repush=True,
