@@ -27,6 +27,7 @@ from apps.channels.services.config import (
     channel_create,
     channel_delete,
     channel_update,
+    channel_watermark_set_back,
     listing_create,
     listing_delete,
     listing_update,
@@ -80,7 +81,7 @@ class ChannelAdmin(ServiceAdmin):
     # The order watermark is the channel's to move (through the API); it never moves back.
     readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
     exclude = ("secret", "settings")
-    actions = ["sync_all_listings", "test_connection"]
+    actions = ["sync_all_listings", "test_connection", "watermark_set_back"]
     change_form_template = "admin/channels/channel/change_form.html"
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
@@ -166,6 +167,25 @@ class ChannelAdmin(ServiceAdmin):
         result = channel_connection_test(channel=channel)
         level = messages.SUCCESS if result.ok else messages.ERROR
         self.message_user(request, f"Test connection of {channel.code}: {result.message}", level)
+
+    @admin.action(description="Set the order watermark back to now (a channel moved it into the future)")
+    def watermark_set_back(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        now = timezone.now()
+        for channel in queryset:
+            before = (channel.orders_pending_until, channel.orders_imported_until)
+            channel_watermark_set_back(channel=channel, to=now, actor=request.user.get_username())
+            self.log_change(
+                request,
+                channel,
+                f"Order watermark set back to {now:%Y-%m-%d %H:%M:%S} UTC (pending was {before[0]}, imported was "
+                f"{before[1]}).",
+            )
+        self.message_user(
+            request,
+            f"Order watermark of {queryset.count()} channel(s) set back to now: raises wait until the order import "
+            "has read past this moment.",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Test connection: ask each selected channel's platform whether it answers")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:

@@ -12,7 +12,14 @@ from apps.catalog.models import Location, Product
 from apps.channels.connectors import CONNECTOR_CHOICES
 from apps.channels.models import Channel, Listing
 from apps.channels.selectors import listings_availability_cached
-from apps.channels.services.config import channel_create, channel_update, listing_create, listing_update
+from apps.channels.services.config import (
+    WATERMARK_MAX_AHEAD,
+    channel_create,
+    channel_update,
+    listing_create,
+    listing_update,
+    watermark_limit,
+)
 from apps.channels.services.connection import channel_credential_names
 
 
@@ -203,4 +210,13 @@ class WatermarkSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("orders_pending_until") and not attrs.get("orders_imported_until"):
             raise serializers.ValidationError("Give orders_pending_until, orders_imported_until, or both.")
+        limit = watermark_limit()
+        ahead = {
+            name: f"May be at most {WATERMARK_MAX_AHEAD.seconds // 60} minutes ahead of Stockroom's clock "
+            f"({limit - WATERMARK_MAX_AHEAD:%Y-%m-%dT%H:%M:%SZ})."
+            for name in ("orders_pending_until", "orders_imported_until")
+            if attrs.get(name) and attrs[name] > limit
+        }
+        if ahead:
+            raise serializers.ValidationError(ahead)
         return attrs

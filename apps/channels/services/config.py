@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -208,42 +208,86 @@ def listings_sync_now(*, listing_ids: Sequence[int]) -> int:
     ).listings
 
 
+# A channel says it accepted orders up to now, not up to next year: a watermark further ahead than
+# this would hold every raise for good (pending) or switch the hold off (imported).
+WATERMARK_MAX_AHEAD = timedelta(minutes=5)
+
+
+def watermark_limit() -> datetime:
+    """The furthest instant a watermark may be moved to now."""
+    return timezone.now() + WATERMARK_MAX_AHEAD
+
+
 @transaction.atomic
 def channel_watermark_set(
     *, channel: Channel, orders_pending_until: datetime | None = None, orders_imported_until: datetime | None = None
 ) -> Channel:
-    """Move the order watermark forward; it never moves back.
+    """Move the order watermark forward; it never moves back (staff use ``channel_watermark_set_back``).
 
     ``orders_pending_until``: the channel accepted orders up to then (it says so, or an
     order notice arrived). ``orders_imported_until``: orders up to then are imported here.
     While pending is ahead of imported, pushes never raise a listing (section 5). When the
-    import catches up, the raises that were held back go out at tier 2.
+    import catches up, the raises that were held back go out at tier 2. Neither moves beyond
+    ``WATERMARK_MAX_AHEAD`` from now (the API refuses such a value; a clock ahead here is capped).
     """
+    limit = watermark_limit()
     locked = channel_for_update(channel.pk)
     was_pending = locked.has_orders_pending
-    if orders_pending_until and (
-        locked.orders_pending_until is None or orders_pending_until > locked.orders_pending_until
-    ):
-        locked.orders_pending_until = orders_pending_until
-    if orders_imported_until and (
-        locked.orders_imported_until is None or orders_imported_until > locked.orders_imported_until
-    ):
-        locked.orders_imported_until = orders_imported_until
+    if orders_pending_until:
+        orders_pending_until = min(orders_pending_until, limit)
+        if locked.orders_pending_until is None or orders_pending_until > locked.orders_pending_until:
+            locked.orders_pending_until = orders_pending_until
+    if orders_imported_until:
+        orders_imported_until = min(orders_imported_until, limit)
+        if locked.orders_imported_until is None or orders_imported_until > locked.orders_imported_until:
+            locked.orders_imported_until = orders_imported_until
     locked.save(update_fields=["orders_pending_until", "orders_imported_until"])
     if was_pending and not locked.has_orders_pending:
-        held = SyncWork.objects.filter(
-            channel=locked,
-            state=SyncWork.State.PENDING,
-            last_error__startswith="held",  # due or not: the import caught up, so they go now, not at the sweep
-        )
-        sync_work_for_update(held.values_list("listing_id", flat=True))
-        released = held.update(
-            next_attempt_at=timezone.now(), last_error="", priority=Least(F("priority"), SyncPriority.MANUAL)
-        )
-        if released:
-            transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: [locked.pk]}))
-        log.info("channel_orders_imported", channel=locked.code, released=released)
+        _held_raises_release(locked)
     return locked
+
+
+@transaction.atomic
+def channel_watermark_set_back(*, channel: Channel, to: datetime, actor: str) -> Channel:
+    """Staff: move both watermark marks back to ``to`` at the latest (a channel moved one into the future).
+
+    With pending at ``to`` and imported at or before it, raises are held until the order import has
+    read past ``to`` again: the safe side. Logged with who did it and what the marks were.
+    """
+    locked = channel_for_update(channel.pk)
+    before = (locked.orders_pending_until, locked.orders_imported_until)
+    was_pending = locked.has_orders_pending
+    if locked.orders_pending_until is not None and locked.orders_pending_until > to:
+        locked.orders_pending_until = to
+    if locked.orders_imported_until is not None and locked.orders_imported_until > to:
+        locked.orders_imported_until = to
+    locked.save(update_fields=["orders_pending_until", "orders_imported_until"])
+    if was_pending and not locked.has_orders_pending:
+        _held_raises_release(locked)
+    log.warning(
+        "channel_watermark_set_back",
+        channel=locked.code,
+        actor=actor,
+        pending_before=before[0].isoformat() if before[0] else None,
+        imported_before=before[1].isoformat() if before[1] else None,
+        to=to.isoformat(),
+    )
+    return locked
+
+
+def _held_raises_release(locked: Channel) -> None:
+    held = SyncWork.objects.filter(
+        channel=locked,
+        state=SyncWork.State.PENDING,
+        last_error__startswith="held",  # due or not: the import caught up, so they go now, not at the sweep
+    )
+    sync_work_for_update(held.values_list("listing_id", flat=True))
+    released = held.update(
+        next_attempt_at=timezone.now(), last_error="", priority=Least(F("priority"), SyncPriority.MANUAL)
+    )
+    if released:
+        transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: [locked.pk]}))
+    log.info("channel_orders_imported", channel=locked.code, released=released)
 
 
 def listings_platform_sold(*, units: Mapping[int, int]) -> None:

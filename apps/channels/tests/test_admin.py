@@ -152,3 +152,22 @@ def test_an_admin_edit_of_a_coefficient_reaches_the_channel_within_tier_two(
     post(client, f"/admin/channels/listing/{single.pk}/change/", {"coefficient": "0.5"})
     # Tier 2 goes out after its short gathering window (0.5 s here), without waiting for the sweep.
     assert wait_for(lambda: sim.shown(single.channel_sku) == 20, timeout=10) < 5
+
+
+def test_staff_set_a_watermark_from_the_future_back_with_an_audit_line(merchant, s):
+    from datetime import timedelta
+
+    from django.contrib.admin.models import LogEntry
+    from django.utils import timezone
+
+    web = channel_selling("web", [s.warehouse])
+    far = timezone.now() + timedelta(days=3650)
+    Channel.objects.filter(pk=web.pk).update(orders_pending_until=far, orders_imported_until=far)
+    response = merchant.post(
+        "/admin/channels/channel/", {"action": "watermark_set_back", "_selected_action": [web.pk]}, follow=True
+    )
+    assert response.status_code == 200 and "set back to now" in response.content.decode()
+    web.refresh_from_db()
+    assert web.orders_pending_until <= timezone.now() and web.orders_imported_until <= timezone.now()
+    entry = LogEntry.objects.get(object_id=str(web.pk))
+    assert "Order watermark set back" in entry.get_change_message() and entry.user.username == "boss"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -266,3 +267,18 @@ def test_metrics_expose_queue_depth_and_dead_letters(client, s):
     assert 'stockroom_sync_dead_letters{channel="web"} 0.0' in text
     assert 'stockroom_sync_latency_seconds_bucket{channel="web",le="0.5",tier="1"} 1.0' in text
     assert 'stockroom_sync_pushes_total{channel="web"} 1.0' in text
+
+
+def test_a_channel_cannot_move_its_watermark_into_the_future(channel_api, s):
+    """A token that moved the watermark to 2099 would hold every raise for good, or switch the hold off."""
+    channel_selling("market", [s.warehouse])
+    client = channel_api("market")
+    for field in ("orders_pending_until", "orders_imported_until"):
+        response = client.post("/api/v1/channels/market/watermark/", {field: "2099-01-01T00:00:00Z"}, format="json")
+        assert response.status_code == 400 and field in json.dumps(response.json())
+        assert "ahead" in json.dumps(response.json())
+    channel = Channel.objects.get(code="market")
+    assert channel.orders_pending_until is None and channel.orders_imported_until is None
+    soon = (timezone.now() + timedelta(minutes=2)).isoformat()  # a clock a little ahead is fine
+    assert client.post("/api/v1/channels/market/watermark/", {"orders_pending_until": soon},
+                       format="json").status_code == 200  # fmt: skip
