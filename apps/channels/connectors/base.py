@@ -190,6 +190,7 @@ class Connector:
     receives_orders: ClassVar[bool] = False  # webhooks and/or polling bring orders in
     polls_orders: ClassVar[bool] = False
     max_batch: ClassVar[int] = 100  # most updates in one push request
+    orders_get_batch: ClassVar[int] = 50  # most order ids in one ``orders_get`` call
     # The platform's own request budget, used when the channel sets none (``Channel.rate_per_s``/``burst``).
     default_rate_per_s: ClassVar[float] = 5.0
     default_burst: ClassVar[int] = 10
@@ -215,6 +216,14 @@ class Connector:
 
     def orders_since(self, channel: ChannelRef, since: datetime | None, cursor: str | None = None) -> OrdersPage:
         """Orders created or changed since ``since`` (a backfill or the only intake). Raises ConnectorError."""
+        raise NotImplementedError
+
+    def orders_get(self, channel: ChannelRef, external_ids: Sequence[str]) -> list[PlatformOrder]:
+        """These orders as the platform shows them now (the order truth sweep re-reads open orders).
+
+        An order the platform no longer has (deleted) comes back CANCELLED with no lines; one it
+        cannot tell about is left out. At most ``orders_get_batch`` ids per call. Raises ConnectorError.
+        """
         raise NotImplementedError
 
     def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
