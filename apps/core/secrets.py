@@ -196,6 +196,11 @@ class SealedColumn:
     def name(self) -> str:
         return f"{self.model._meta.label_lower}.{self.field.name}"
 
+    def quoted(self) -> tuple[str, str, str]:
+        """(table, primary key column, this column), quoted for SQL."""
+        meta, quote = self.model._meta, connection.ops.quote_name
+        return quote(meta.db_table), quote(str(getattr(meta.pk, "column", "id"))), quote(str(self.field.column))
+
 
 def sealed_columns() -> list[SealedColumn]:
     """Every column of every installed model that holds Fernet tokens."""
@@ -217,15 +222,12 @@ class SealedRow:
 
 def sealed_rows(column: SealedColumn) -> list[SealedRow]:
     """The stored tokens of a column (not ""), read as stored: no decryption on the way."""
-    model, meta = column.model, column.model._meta
+    meta = column.model._meta
+    table, pk, value = column.quoted()
     names = {field.name for field in meta.concrete_fields}
-    label_column = meta.get_field("code").column if "code" in names else meta.pk.column  # type: ignore[union-attr]
-    quote = connection.ops.quote_name
+    label = connection.ops.quote_name(str(getattr(meta.get_field("code"), "column", "code"))) if "code" in names else pk
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {quote(meta.pk.column)}, {quote(label_column)}, {quote(column.field.column)} "  # type: ignore[union-attr]
-            f"FROM {quote(meta.db_table)} WHERE {quote(column.field.column)} <> '' ORDER BY 1"
-        )
+        cursor.execute(f"SELECT {pk}, {label}, {value} FROM {table} WHERE {value} <> '' ORDER BY 1")
         rows = cursor.fetchall()
     return [SealedRow(column, pk, f"{meta.verbose_name} {label}", token) for pk, label, token in rows]
 
@@ -261,9 +263,9 @@ def secrets_rotate() -> RotationReport:
     is written only if it still holds the token that was read (a concurrent save wins).
     """
     report = RotationReport()
-    multi, quote = fernet(), connection.ops.quote_name
+    multi = fernet()
     for column in sealed_columns():
-        meta, done = column.model._meta, 0
+        (table, pk, value), done = column.quoted(), 0
         for row in sealed_rows(column):
             try:
                 fresh = multi.rotate(row.token.encode()).decode()
@@ -272,9 +274,7 @@ def secrets_rotate() -> RotationReport:
                 continue
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"UPDATE {quote(meta.db_table)} SET {quote(column.field.column)} = %s "
-                    f"WHERE {quote(meta.pk.column)} = %s AND {quote(column.field.column)} = %s",  # type: ignore[union-attr]
-                    [fresh, row.pk, row.token],
+                    f"UPDATE {table} SET {value} = %s WHERE {pk} = %s AND {value} = %s", [fresh, row.pk, row.token]
                 )
                 done += cursor.rowcount
         report.rotated[column.name] = done

@@ -13,11 +13,11 @@ from typing import Any
 
 import structlog
 
+from apps.catalog.services.incidents import incident_secret_unreadable
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, Connector, ConnectorError
 from apps.channels.models import Channel
 from apps.core.errors import InvalidValue
-from apps.catalog.services.incidents import incident_secret_unreadable
 from apps.core.secrets import SecretsUnreadable, decrypt_json, secret_value
 
 log = structlog.get_logger("stockroom.channels")

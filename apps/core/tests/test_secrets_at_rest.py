@@ -54,9 +54,7 @@ def stored(settings):
         code="shopify", connector="shopify", settings={"shop_url": "https://x.myshopify.com"}, push_url="", secret=""
     )
     Channel.objects.filter(pk=shopify.pk).update(credentials_encrypted=encrypt_json(CREDENTIALS))
-    acme = make_supplier(
-        "acme", connector="rest", settings={"url": "http://127.0.0.1:9/feed"}, secret=SUPPLIER_SECRET
-    )
+    acme = make_supplier("acme", connector="rest", settings={"url": "http://127.0.0.1:9/feed"}, secret=SUPPLIER_SECRET)
     hook = make_supplier("hook", connector="webhook", settings={}, secret=SUPPLIER_SECRET)
     return {"web": web, "shopify": shopify, "acme": acme, "hook": hook}
 
@@ -174,7 +172,8 @@ def test_a_changed_key_degrades_healthz_naming_what_cannot_be_read(stored, setti
     response = client.get("/healthz")
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
-    assert body["checks"]["secrets"]["unreadable"] == ["channel shopify", "channel web", "supplier acme", "supplier hook"]
+    named = body["checks"]["secrets"]["unreadable"]
+    assert named == ["channel shopify", "channel web", "supplier acme", "supplier hook"]
     assert body["checks"]["database"]["ok"]
 
 

@@ -88,7 +88,8 @@ def test_a_merchant_makes_tokens_for_themself_and_poorer_users_in_the_admin(peop
 def test_a_superuser_may_make_a_token_for_anyone_in_the_admin(people, django_user_model):
     other_root = _user(django_user_model, "root2", superuser=True)
     client = logged_in(people["root"])
-    offered = {user.username for user in client.get("/admin/core/apitoken/add/").context["form"].fields["user"].queryset}
+    form = client.get("/admin/core/apitoken/add/").context["form"]
+    offered = {user.username for user in form.fields["user"].queryset}
     assert offered == {"root", "root2", "mona", "max", "vera", "sam", "rich"}
     response = client.post("/admin/core/apitoken/add/", {"user": other_root.pk})
     assert works(response.context["key"])
