@@ -235,3 +235,15 @@ def test_saving_a_record_whose_secret_is_unreadable_keeps_the_stored_token(store
     assert raw("suppliers_supplier", "secret", stored["acme"].pk) == token
     settings.STOCKROOM_SECRETS_KEY = f"{NEW},{OLD}"  # the old key back: nothing was lost
     assert Supplier.objects.get(code="acme").secret == SUPPLIER_SECRET
+
+
+def test_entering_the_secrets_again_under_the_new_key_makes_healthz_ok(stored, settings, staff_api):
+    settings.STOCKROOM_SECRETS_KEY = NEW
+    assert staff_api.patch("/api/v1/channels/web/", {"secret": "new-push-0123456789"}, format="json").status_code == 200
+    for code in ("acme", "hook"):
+        answer = staff_api.patch(f"/api/v1/suppliers/{code}/", {"secret": "new-supplier-0123456789"}, format="json")
+        assert answer.status_code == 200, answer.json()
+    Channel.objects.filter(code="shopify").delete()  # a channel can also go rather than be entered again
+    body = staff_api.get("/healthz").json()
+    assert body["status"] == "ok" and body["checks"]["secrets"]["ok"]
+    assert channel_ref(Channel.objects.get(code="web")).secret == "new-push-0123456789"
