@@ -218,6 +218,7 @@ class Incident(models.Model):
         FEED_REFUSED = "feed_refused", "Supplier feed refused"
         MAPPING_SUSPECT = "mapping_suspect", "Supplier mapping suspect"
         IMPLAUSIBLE_IMPORT = "implausible_import", "Implausible import refused"
+        UNREADABLE_SECRET = "unreadable_secret", "Stored secret unreadable (key changed)"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

@@ -37,6 +37,7 @@ from apps.channels.services.connection import channel_connection_test
 from apps.channels.services.work import dead_letters_retry
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 from apps.core.durations import duration_text
+from apps.core.secrets import secret_state
 
 # A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
 ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
@@ -79,7 +80,9 @@ class ChannelAdmin(ServiceAdmin):
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
-    readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
+    readonly_fields = (
+        "orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard", "push_secret",
+    )  # fmt: skip
     exclude = ("secret", "settings")
     actions = ["sync_all_listings", "test_connection", "watermark_set_back"]
     change_form_template = "admin/channels/channel/change_form.html"
@@ -105,7 +108,7 @@ class ChannelAdmin(ServiceAdmin):
         ]
         for section in sections:
             if section.name == STOCKROOM_CONNECTOR:
-                names, title = ["push_url"], f"{section.label}: where quantities are pushed"
+                names, title = ["push_url", "push_secret"], f"{section.label}: where quantities are pushed"
                 description = "Stockroom POSTs signed quantities to this URL; the secret that signs them is set "
                 description += "through the API (write-only)."
             else:
@@ -123,7 +126,7 @@ class ChannelAdmin(ServiceAdmin):
                         },
                     )
                 )
-        rest = [name for name in main if name not in identity and name != "push_url"]
+        rest = [name for name in main if name not in identity and name not in ("push_url", "push_secret")]
         fieldsets.append(("Sync and orders", {"fields": rest}))
         return fieldsets
 
@@ -194,6 +197,11 @@ class ChannelAdmin(ServiceAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Channel) -> None:
         channel_delete(channel=obj)
+
+    @admin.display(description="push secret")
+    def push_secret(self, channel: Channel) -> str:
+        """Whether one is stored, never its value; "unreadable: enter again" when no configured key opens it."""
+        return secret_state(channel.secret) or "—"
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "can_import":

@@ -24,7 +24,7 @@ from apps.channels.services.connection import (
     channel_credentials,
     connector_config_clean,
 )
-from apps.core.secrets import SecretsUnreadable
+from apps.core.secrets import UNREADABLE_TEXT, SecretsUnreadable, readable
 
 SETTINGS, CREDENTIALS = "settings", "credentials"
 
@@ -116,6 +116,7 @@ class ChannelFormBase(forms.ModelForm):
             "Stockroom push protocol needs only a push URL)."
         )
         stored = set(channel_credential_names(channel)) if channel.pk else set()
+        unreadable = bool(channel.pk and channel.credentials_encrypted and not readable(channel.credentials_encrypted))
         for section in self.sections:
             current = section.name == channel.connector and channel.pk is not None
             for name in section.settings:
@@ -125,7 +126,10 @@ class ChannelFormBase(forms.ModelForm):
             for name in section.credentials:
                 key = name.split("__", 2)[2]
                 field = self.fields[name]
-                if current and key in stored:
+                if current and unreadable:
+                    field.help_text = f"{UNREADABLE_TEXT.capitalize()}: no configured key opens the stored value."
+                    field.widget.attrs["placeholder"] = UNREADABLE_TEXT
+                elif current and key in stored:
                     field.help_text = "Stored (not shown). Leave blank to keep it; type a new value to replace it."
                     field.widget.attrs["placeholder"] = "•••••• stored"
                 elif not field.help_text:

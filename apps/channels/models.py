@@ -11,6 +11,7 @@ from django.db.models.functions import Now
 
 from apps.catalog.models import Location, Product
 from apps.channels.connectors import CONNECTOR_CHOICES
+from apps.core.secrets import EncryptedTextField, FernetTokenField
 
 
 class Channel(models.Model):
@@ -29,10 +30,11 @@ class Channel(models.Model):
     # The connector's settings (shop URL, location...), validated by its settings serializer. Nothing secret.
     settings = models.JSONField(default=dict, blank=True)
     # The connector's credentials as one Fernet token (``apps.core.secrets``); write-only everywhere.
-    credentials_encrypted = models.TextField(blank=True, default="", editable=False)
+    credentials_encrypted = FernetTokenField(blank=True, default="", editable=False)
     push_url = models.URLField(max_length=500, blank=True, default="")
-    # Signs pushes (HMAC-SHA256). Write-only through the API, never shown in full.
-    secret = models.CharField(max_length=200, blank=True, default="")
+    # Signs pushes (HMAC-SHA256). Encrypted at rest; write-only through the API, never shown.
+    # Used through ``apps.core.secrets.secret_value`` (an unreadable one is refused there).
+    secret = EncryptedTextField(blank=True, default="")
     rate_per_s = models.FloatField(default=5.0)
     burst = models.PositiveIntegerField(default=10)
     batch_size = models.PositiveIntegerField(default=100)

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 
 from apps.core.errors import DomainError
 from apps.core.models import ApiToken, IdempotencyRecord, hash_token
-from apps.core.services import token_channel_model, token_create, token_revoke
+from apps.core.services import token_channel_model, token_create, token_owners_allowed, token_revoke
 
 
 def changed_fields(form: Any) -> dict[str, Any]:
@@ -151,6 +151,14 @@ class ApiTokenCreateForm(forms.Form):
     )
     name = forms.CharField(max_length=120, required=False, help_text="A label, e.g. where the key is kept.")
 
+    def __init__(self, *args: Any, by: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only users whose rights are all the asker's own (a token carries its user's rights).
+        user = self.fields["user"]
+        assert isinstance(user, forms.ModelChoiceField)
+        allowed = [owner.pk for owner in token_owners_allowed(by=by)]
+        user.queryset = get_user_model().objects.filter(pk__in=allowed).order_by("username")
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if bool(cleaned.get("user")) == bool(cleaned.get("channel")):
@@ -178,7 +186,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ApiTokenCreateForm(request.POST if request.method == "POST" else None)
+        form = ApiTokenCreateForm(request.POST if request.method == "POST" else None, by=request.user)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -192,6 +200,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
                     staff_username=user.get_username() if user else None,
                     channel_code=channel.code if channel else None,
                     name=form.cleaned_data["name"],
+                    by=request.user,
                 )
             except DomainError as err:
                 form.add_error(None, err.detail)
@@ -209,10 +218,21 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        tokens = list(queryset.filter(revoked_at__isnull=True))
-        for token in tokens:
-            token_revoke(token=token)
-        self.message_user(request, f"Revoked {len(tokens)} token(s).", messages.SUCCESS)
+        revoked, refused = 0, []
+        for token in queryset.filter(revoked_at__isnull=True).select_related("user"):
+            try:
+                token_revoke(token=token, by=request.user)
+            except DomainError:
+                refused.append(f"{token.prefix}…")
+            else:
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                f"Not revoked (their users hold rights you do not): {', '.join(refused)}.",
+                messages.ERROR,
+            )
 
 
 @admin.register(IdempotencyRecord)

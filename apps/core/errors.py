@@ -63,6 +63,13 @@ class InvalidIdempotencyKey(DomainError):
     code = "invalid_idempotency_key"
 
 
+class Forbidden(DomainError):
+    """The caller may not do this (for example a token for a user with more rights than their own)."""
+
+    code = "permission_denied"
+    status_code = status.HTTP_403_FORBIDDEN
+
+
 class AlreadyExists(Conflict):
     code = "already_exists"
     default_detail = "A record with this code already exists."

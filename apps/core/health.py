@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from apps.core.secrets import secrets_unreadable
+
 
 def _timed(check: Any) -> dict[str, Any]:
     started = time.perf_counter()
@@ -36,17 +38,35 @@ def _broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=1)
 
 
+def _secrets() -> dict[str, Any]:
+    """Stored secrets no configured key opens (STOCKROOM_SECRETS_KEY changed without a rotation)."""
+    started = time.perf_counter()
+    try:
+        unreadable = secrets_unreadable()
+    except Exception as err:  # the database went away meanwhile: that check says so
+        return {"ok": False, "error": f"{type(err).__name__}"}
+    if unreadable:
+        return {
+            "ok": False,
+            "error": f"Secrets no key of STOCKROOM_SECRETS_KEY opens: {', '.join(unreadable)}"[:300],
+            "unreadable": unreadable,
+        }
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
 def dependency_states() -> dict[str, dict[str, Any]]:
     states = {"database": _timed(_database), "redis": _timed(_redis), "broker": _timed(_broker)}
     if not states["database"]["ok"]:
         connection.close_if_unusable_or_obsolete()
+    else:
+        states["secrets"] = _secrets()
     return states
 
 
 def overall_status(states: dict[str, dict[str, Any]]) -> tuple[str, int]:
     if not states["database"]["ok"]:
         return "down", 503
-    if not (states["redis"]["ok"] and states["broker"]["ok"]):
+    if not all(states[name]["ok"] for name in ("redis", "broker")) or not states.get("secrets", {"ok": True})["ok"]:
         return "degraded", 200
     return "ok", 200
 

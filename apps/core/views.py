@@ -12,7 +12,8 @@ from apps.core.health import dependency_states, overall_status, sources
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 ok, 200 degraded (Redis or broker down, reservations still work), 503 (no database)."""
+    """200 ok, 200 degraded (Redis or broker down, reservations still work; or stored secrets no key opens,
+    named), 503 (no database)."""
     states = dependency_states()
     status, code = overall_status(states)
     return JsonResponse({"status": status, "checks": states, "sources": sources()}, status=code)

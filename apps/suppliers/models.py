@@ -10,6 +10,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.catalog.models import Item, Location
+from apps.core.secrets import UNREADABLE_TEXT, EncryptedTextField, UnreadableSecret
 
 
 class Supplier(models.Model):
@@ -30,8 +31,9 @@ class Supplier(models.Model):
     name = models.CharField(max_length=200)
     connector = models.CharField(max_length=10, choices=Connector.choices)
     settings = models.JSONField(default=dict, blank=True, help_text="URL, path, format, paging, auth header name...")
-    # Signs webhooks / authenticates polls. Never shown in full: admin and API mask it.
-    secret = models.CharField(max_length=500, blank=True, default="")
+    # Signs webhooks / authenticates polls. Encrypted at rest; never shown in full: admin and API
+    # mask it. Used through ``apps.core.secrets.secret_value`` (an unreadable one is refused there).
+    secret = EncryptedTextField(blank=True, default="")
     trust_factor = models.DecimalField(
         max_digits=4,
         decimal_places=3,
@@ -73,6 +75,8 @@ class Supplier(models.Model):
     def secret_masked(self) -> str:
         if not self.secret:
             return ""
+        if isinstance(self.secret, UnreadableSecret):
+            return UNREADABLE_TEXT
         return "•" * 8 + (self.secret[-2:] if len(self.secret) >= 12 else "")
 
 

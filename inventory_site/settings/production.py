@@ -28,6 +28,6 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 
-# Channel credentials are encrypted with STOCKROOM_SECRETS_KEY; production never derives the key from
+# Stored secrets are encrypted with STOCKROOM_SECRETS_KEY; production never derives the key from
 # SECRET_KEY (system check core.E010 stops `migrate`, `check --deploy` and the other commands without it).
 STOCKROOM_SECRETS_KEY_REQUIRED = True

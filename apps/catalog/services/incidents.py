@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import structlog
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.catalog import metrics
@@ -33,6 +33,31 @@ def incident_open(
     transaction.on_commit(partial(metrics.incident_committed, kind))
     transaction.on_commit(partial(incident_opened.send, sender=Incident, incident_id=incident.pk))
     return incident
+
+
+def incident_open_once(*, kind: str, reference: str, detail: str = "") -> Incident | None:
+    """Open an incident unless one of this kind and reference is still open (then None).
+
+    For causes met on every attempt (each push of a channel whose secret is unreadable): one
+    incident until staff resolve it, not one per attempt.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:  # concurrent attempts open one incident between them
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"incident:{kind}:{reference}"])
+        if Incident.objects.filter(kind=kind, reference=reference, status=Incident.Status.OPEN).exists():
+            return None
+        return incident_open(kind=kind, reference=reference, detail=detail)
+
+
+def incident_secret_unreadable(*, owner: str) -> Incident | None:
+    """A channel's or supplier's stored secret no configured key opens (``owner``: "channel web")."""
+    return incident_open_once(
+        kind=Incident.Kind.UNREADABLE_SECRET,
+        reference=f"secret:{owner}"[:120],
+        detail=f"The stored secret of {owner} cannot be decrypted with STOCKROOM_SECRETS_KEY (the key changed "
+        "without `manage.py rotate_secrets`). Its pushes, polls and webhooks fail until the secret is entered "
+        "again or the old key is added back to STOCKROOM_SECRETS_KEY.",
+    )
 
 
 @transaction.atomic

@@ -13,11 +13,12 @@ from typing import Any
 
 import structlog
 
+from apps.catalog.services.incidents import incident_secret_unreadable
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, Connector, ConnectorError
 from apps.channels.models import Channel
 from apps.core.errors import InvalidValue
-from apps.core.secrets import SecretsUnreadable, decrypt_json
+from apps.core.secrets import SecretsUnreadable, decrypt_json, secret_value
 
 log = structlog.get_logger("stockroom.channels")
 
@@ -46,14 +47,24 @@ def channel_credential_names(channel: Channel) -> list[str]:
 
 
 def channel_ref(channel: Channel) -> ChannelRef:
-    """The channel as its connector sees it: plain values, credentials decrypted."""
+    """The channel as its connector sees it: plain values, credentials and push secret decrypted.
+
+    Secrets no configured key opens raise SecretsUnreadable (a message naming no secret), after
+    opening the channel's one incident about it and logging why.
+    """
+    try:
+        credentials, secret = channel_credentials(channel), secret_value(channel.secret)
+    except SecretsUnreadable as err:
+        log.error("channel_secrets_unreadable", channel=channel.code, reason=str(err))
+        incident_secret_unreadable(owner=f"channel {channel.code}")
+        raise
     return ChannelRef(
         id=channel.pk,
         code=channel.code,
         settings=dict(channel.settings or {}),
-        credentials=channel_credentials(channel),
+        credentials=credentials,
         push_url=channel.push_url,
-        secret=channel.secret,
+        secret=secret,
     )
 
 

@@ -51,7 +51,7 @@ def test_all_dependencies_answer(client):
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    assert {name for name, check in body["checks"].items() if check["ok"]} == {"database", "redis", "broker"}
+    assert {name for name, check in body["checks"].items() if check["ok"]} == {"database", "redis", "broker", "secrets"}
 
 
 @pytest.mark.django_db

@@ -16,7 +16,9 @@ from django.db.models import Sum
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.incidents import incident_open
+from apps.core.secrets import SecretsUnreadable
 from apps.suppliers.models import Supplier, SupplierProduct
+from apps.suppliers.services.suppliers import supplier_secret
 
 log = structlog.get_logger("stockroom.suppliers.order_check")
 
@@ -66,10 +68,14 @@ def order_check_request(*, order_id: int, location_id: int) -> str:
         return "skipped"
     timeout = float((supplier.settings or {}).get("order_check_timeout_s", 5))
     headers = {"Content-Type": "application/json"}
-    if supplier.secret:
+    try:
+        secret = supplier_secret(supplier)
+    except SecretsUnreadable as err:
+        raise OrderCheckUnavailable(str(err)) from err
+    if secret:
         scheme = (supplier.settings or {}).get("auth_scheme", "Bearer")
         name = (supplier.settings or {}).get("auth_header", "Authorization")
-        headers[name] = f"{scheme} {supplier.secret}" if scheme else supplier.secret
+        headers[name] = f"{scheme} {secret}" if scheme else secret
     payload = {"order_id": order_id, "supplier": supplier.code, "lines": lines}
     try:
         response = requests.post(url, json=payload, headers=headers, timeout=(3, timeout), allow_redirects=False)

@@ -9,6 +9,7 @@ from datetime import timedelta
 import structlog
 from django.utils import timezone
 
+from apps.core.secrets import SecretsUnreadable
 from apps.suppliers import metrics
 from apps.suppliers.connectors import FeedFetchError, FileSource, FolderSource, SftpSource, rest_fetch
 from apps.suppliers.connectors.base import format_of
@@ -17,6 +18,7 @@ from apps.suppliers.locks import supplier_poll_lock
 from apps.suppliers.models import FeedRun, Supplier
 from apps.suppliers.services.health import supplier_breaker_allows, supplier_health_record
 from apps.suppliers.services.ingest import feed_ingest, feed_run_refuse
+from apps.suppliers.services.suppliers import supplier_secret
 
 log = structlog.get_logger("stockroom.suppliers.poll")
 
@@ -48,9 +50,9 @@ def _failed_run(supplier: Supplier, *, source: str, error: str, started: float) 
     return _run_failed(supplier, _run_start(supplier, source=source), error=error, started=started)
 
 
-def _file_source(supplier: Supplier) -> FileSource:
+def _file_source(supplier: Supplier, secret: str) -> FileSource:
     if supplier.connector == Supplier.Connector.SFTP:
-        return SftpSource(supplier.settings or {}, secret=supplier.secret)
+        return SftpSource(supplier.settings or {}, secret=secret)
     return FolderSource(supplier.settings or {})
 
 
@@ -77,10 +79,14 @@ def supplier_poll(*, supplier_id: int) -> list[FeedRun]:
 def _poll(supplier: Supplier, *, trial: bool) -> list[FeedRun]:
     started = time.perf_counter()
     settings = supplier.settings or {}
+    try:
+        secret = supplier_secret(supplier)
+    except SecretsUnreadable as err:
+        return [_failed_run(supplier, source=supplier.connector, error=str(err), started=started)]
     if supplier.connector == Supplier.Connector.REST:
         run = _run_start(supplier, source="rest")
         try:
-            feed = rest_fetch(settings=settings, secret=supplier.secret, trial=trial)
+            feed = rest_fetch(settings=settings, secret=secret, trial=trial)
         except FeedTooLarge as err:
             return [_run_refused(supplier, run, reason=str(err), started=started)]
         except FeedFetchError as err:
@@ -92,7 +98,7 @@ def _poll(supplier: Supplier, *, trial: bool) -> list[FeedRun]:
         FeedRun.objects.filter(pk=run.pk).update(source=run.source)
         return [feed_ingest(supplier=supplier, records=feed.records, run=run)]
     try:
-        source = _file_source(supplier)
+        source = _file_source(supplier, secret)
     except FeedFetchError as err:
         return [_failed_run(supplier, source=supplier.connector, error=str(err), started=started)]
     runs: list[FeedRun] = []

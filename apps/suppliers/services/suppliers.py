@@ -11,7 +11,9 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.catalog.models import Location
+from apps.catalog.services.incidents import incident_secret_unreadable
 from apps.core.errors import Conflict
+from apps.core.secrets import SecretsUnreadable, secret_value
 from apps.suppliers.locks import poll_interval_lock
 from apps.suppliers.models import Supplier
 from apps.suppliers.services.mappings import supplier_stock_apply
@@ -24,6 +26,20 @@ POLL_TASK = "suppliers.supplier_poll"
 _DISTRUST_FIELDS = ("trust_factor", "cap")
 # A supplier location sells nothing until its first good feed sets a real validity.
 NEVER_VALID = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def supplier_secret(supplier: Supplier) -> str:
+    """The supplier's secret in plain text ("" when none), for signing checks and authenticating polls.
+
+    One no configured key opens raises SecretsUnreadable (a message naming no secret), after
+    opening the supplier's one incident about it and logging why.
+    """
+    try:
+        return secret_value(supplier.secret)
+    except SecretsUnreadable as err:
+        log.error("supplier_secret_unreadable", supplier=supplier.code, reason=str(err))
+        incident_secret_unreadable(owner=f"supplier {supplier.code}")
+        raise
 
 
 class SupplierCodeTaken(Conflict):
