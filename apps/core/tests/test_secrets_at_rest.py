@@ -111,7 +111,7 @@ def test_a_secret_written_any_way_is_stored_encrypted(stored):
 @pytest.mark.parametrize(
     ("module", "function", "table"),
     [
-        ("apps.channels.migrations.0008_encrypt_push_secret", "encrypt_push_secrets", "channels_channel"),
+        ("apps.channels.migrations.0009_encrypt_push_secret", "encrypt_push_secrets", "channels_channel"),
         ("apps.suppliers.migrations.0004_encrypt_supplier_secret", "encrypt_supplier_secrets", "suppliers_supplier"),
     ],
 )

@@ -21,7 +21,7 @@ def decrypt_push_secrets(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0007_listing_platform_sold_units'),
+        ('channels', '0008_dead_letters_heal'),
     ]
 
     operations = [
