@@ -104,9 +104,7 @@ def test_a_client_key_shaped_like_a_receipt_key_does_not_swallow_the_receiving(s
     assert on_hand(hood, warehouse) == 10 + 1 + 5
 
 
-def test_another_user_repeating_a_key_and_body_gets_their_own_movement_never_the_first(
-    shelves, staff_api, second_api
-):
+def test_another_user_repeating_a_key_and_body_gets_their_own_movement_never_the_first(shelves, staff_api, second_api):
     first = post_movement(staff_api, "pos-0001", quantity=3)
     assert first.status_code == 201
     again = post_movement(second_api, "pos-0001", quantity=3)
@@ -129,13 +127,15 @@ def test_the_migration_moves_existing_client_keys_to_their_sender(shelves, djang
     migration = importlib.import_module("apps.catalog.migrations.0010_movement_key_namespace")
     user = django_user_model.objects.create_user(username="ann", password="pw-ann-123")
     warehouse, hood = shelves["warehouse"], shelves["hood"]
-    common = {"item": hood, "location": warehouse, "on_hand_delta": 1}
-    api_row = Movement.objects.create(kind="receipt", reference="receipt:k1", actor="staff:ann", idempotency_key="k1", **common)
-    admin_row = Movement.objects.create(kind="adjustment", reference="adjustment:k2", actor="ann", idempotency_key="k2", **common)
-    gone_row = Movement.objects.create(kind="pos_sale", reference="pos_sale:k3", actor="staff:left", idempotency_key="k3", **common)
-    document_row = Movement.objects.create(
-        kind="count", reference="stock_count:9", actor="ann", idempotency_key="stock_count:9:1", **common
-    )
+
+    def row(kind: str, reference: str, actor: str, key: str) -> Movement:
+        fields = {"kind": kind, "reference": reference, "actor": actor, "idempotency_key": key}
+        return Movement.objects.create(item=hood, location=warehouse, on_hand_delta=1, **fields)
+
+    api_row = row("receipt", "receipt:k1", "staff:ann", "k1")  # the API's actor
+    admin_row = row("adjustment", "adjustment:k2", "ann", "k2")  # the admin's adjustment form
+    gone_row = row("pos_sale", "pos_sale:k3", "staff:left", "k3")  # a user since deleted
+    document_row = row("count", "stock_count:9", "ann", "stock_count:9:1")  # a count's own reference
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # a migration runs with no rows inserted before it
         cursor.execute(migration.CLIENT_KEYS_TO_SCOPE)
