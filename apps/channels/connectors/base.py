@@ -142,9 +142,9 @@ class PlatformOrder:
     number: str = ""  # what the merchant calls it (Shopify "#1001")
 
 
-NUMBER = (int,)  # JSON integers (booleans refused below)
-TEXT_OR_NULL = (str, type(None))
-ID = (int, str)
+NUMBER: tuple[type, ...] = (int,)  # JSON integers (booleans refused below)
+TEXT_OR_NULL: tuple[type, ...] = (str, type(None))
+ID: tuple[type, ...] = (int, str)
 
 
 def fields_typed(

@@ -377,7 +377,7 @@ def _line(sku: Any, current: Any, unfulfilled: Any, external_id: str = "") -> Or
 
 
 # What order_from_rest reads, with the types Shopify's REST order resource gives them.
-REST_ORDER_FIELDS = {
+REST_ORDER_FIELDS: dict[str, tuple[type, ...]] = {
     "id": ID,
     "name": TEXT_OR_NULL,
     "cancelled_at": TEXT_OR_NULL,
@@ -385,7 +385,7 @@ REST_ORDER_FIELDS = {
     "financial_status": TEXT_OR_NULL,
     "updated_at": TEXT_OR_NULL,
 }
-REST_LINE_FIELDS = {
+REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
     "sku": TEXT_OR_NULL,
     "quantity": NUMBER,
     "current_quantity": NUMBER,

@@ -75,13 +75,18 @@ DELIVERY_HEADER = "X-WC-Webhook-Delivery-ID"
 WEBHOOK_ID_HEADER = "X-WC-Webhook-ID"
 ORDER_TOPICS = {"order.created", "order.updated", "order.deleted", "order.restored"}
 # What _order reads from a webhook's order, with the types WooCommerce's REST order schema gives them.
-REST_ORDER_FIELDS = {
+REST_ORDER_FIELDS: dict[str, tuple[type, ...]] = {
     "id": ID,
     "status": TEXT_OR_NULL,
     "number": (str, int, type(None)),
     "date_modified_gmt": TEXT_OR_NULL,
 }
-REST_LINE_FIELDS = {"sku": TEXT_OR_NULL, "quantity": NUMBER, "product_id": NUMBER, "variation_id": NUMBER}
+REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
+    "sku": TEXT_OR_NULL,
+    "quantity": NUMBER,
+    "product_id": NUMBER,
+    "variation_id": NUMBER,
+}
 
 Status = PlatformOrder.Status
 # WooCommerce's core order statuses. Statuses added by plugins ("shipped", "ready-to-pack", ...)
