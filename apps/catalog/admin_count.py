@@ -6,7 +6,6 @@ owner; an applied count links to its ledger rows by their reference (``stock_cou
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
@@ -42,6 +41,7 @@ from apps.catalog.services.counts import (
 from apps.catalog.services.stock import MAX_QUANTITY
 from apps.core.admin import ServiceAdmin, saved_as
 from apps.core.errors import DomainError
+from apps.core.spreadsheets import csv_writer
 
 SHEET_PAGE = 100  # lines per page of the sheet: a page is one form, well under the request's field limit
 
@@ -280,7 +280,7 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
         """The sheet as a CSV file to count into (a scanner, a spreadsheet), then upload."""
         count = self._count(request, count_id, write=False)
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv_writer(out)
         show_expected = not count.hides_expected
         writer.writerow(["sku", "name", *(["expected"] if show_expected else []), "reserved", "counted"])
         for line in count.lines.select_related("item").order_by("id").iterator(chunk_size=2000):

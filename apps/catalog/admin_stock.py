@@ -43,6 +43,7 @@ from apps.catalog.services.transfers import (
     transfer_update,
 )
 from apps.core.admin import DefaultChoiceFilter, ServiceAdmin, changed_fields, kept_rows, saved_as
+from apps.core.authentication import principal_key_scope
 from apps.core.errors import DomainError
 
 
@@ -447,6 +448,7 @@ class AdjustmentAdmin(StockWorkPlaces, ServiceAdmin):
             note=data.get("note", ""),
             actor=request.user.get_username(),
             idempotency_key=data["key"],
+            key_scope=principal_key_scope(request.user),
         )
         saved_as(obj, saved)
 

@@ -156,6 +156,11 @@ class StockLevel(models.Model):
 # in its feed is its sales elsewhere; staff changes of mappings or trust carry another).
 FEED_RUN_REFERENCE = "feed_run:"
 
+# The key scope of the references Stockroom writes for its own documents (counts, transfers,
+# receipts, opening stock). A client's key is stored under its principal's scope ("staff:<user
+# id>", "channel:<id>"), so no client can take a document's reference, nor another client's key.
+DOCUMENT_KEY_SCOPE = ""
+
 
 class Movement(models.Model):
     """One append-only ledger row. Summing them reproduces every StockLevel."""
@@ -186,6 +191,8 @@ class Movement(models.Model):
     actor = models.CharField(max_length=120, blank=True, default="")
     note = models.CharField(max_length=500, blank=True, default="")
     idempotency_key = models.CharField(max_length=120, null=True, blank=True)
+    # Whose key it is (DOCUMENT_KEY_SCOPE for Stockroom's own references); unique together with it.
+    key_scope = models.CharField(max_length=60, blank=True, default=DOCUMENT_KEY_SCOPE, db_default=DOCUMENT_KEY_SCOPE)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -195,7 +202,7 @@ class Movement(models.Model):
             models.Index(fields=["reference"], name="movement_reference"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["idempotency_key"], name="movement_unique_idempotency_key"),
+            models.UniqueConstraint(fields=["key_scope", "idempotency_key"], name="movement_unique_scoped_key"),
             models.CheckConstraint(
                 condition=~Q(on_hand_delta=0) | ~Q(reserved_delta=0) | Q(kind="count"),
                 name="movement_moves_something",

@@ -8,6 +8,7 @@ errors. Export writes the same columns the import reads.
 
 from __future__ import annotations
 
+import io
 from typing import Any, ClassVar
 
 import structlog
@@ -25,6 +26,7 @@ from import_export.results import Error, Result, RowResult
 from apps.catalog.catalog_io.files import read_csv_text, table_from_rows
 from apps.catalog.catalog_io.run import catalog_import
 from apps.catalog.catalog_io.tables import ERROR, KINDS, NEW, UNCHANGED, UPDATE, Kind, Table, cell_text, kinds_in_order
+from apps.core.spreadsheets import csv_writer, xlsx_workbook
 
 log = structlog.get_logger("stockroom.catalog")
 
@@ -49,6 +51,33 @@ class CatalogCSV(CSV):
             dataset.append([cells.get(header, "") for header in table.headers])
         dataset.catalog_table = table  # type: ignore[attr-defined]
         return dataset
+
+    # Read as bytes and decoded here: a text-mode read turns a carriage return inside a quoted
+    # cell into a line feed, and the cell would no longer read back as it was written.
+    def is_binary(self) -> bool:
+        return True
+
+    def get_read_mode(self) -> str:
+        return "rb"
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> str:
+        """Formula-like text gets its leading ' (apps.core.spreadsheets); the import takes it off."""
+        out = io.StringIO()
+        writer = csv_writer(out)
+        if dataset.headers:
+            writer.writerow(dataset.headers)
+        writer.writerows(dataset)
+        return out.getvalue()
+
+
+class CatalogXLSX(XLSX):
+    """XLSX whose text cells are string cells, never formulas; one sheet named after the kind."""
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
+        workbook = xlsx_workbook([(dataset.title or "Sheet", [dataset.headers or [], *dataset])])
+        out = io.BytesIO()
+        workbook.save(out)
+        return out.getvalue()
 
 
 class CatalogResource(resources.Resource):
@@ -116,7 +145,7 @@ class CatalogResource(resources.Resource):
         columns = list(self.catalog_kind.columns)
         wanted = [c for c in columns if c in (kwargs.get("export_fields") or columns)]
         positions = [columns.index(c) for c in wanted]
-        dataset = tablib.Dataset(headers=wanted)
+        dataset = tablib.Dataset(headers=wanted, title=self.kind_name)
         for row in self.catalog_kind.export_rows(queryset):
             dataset.append([row[i] for i in positions])
         return dataset
@@ -136,7 +165,7 @@ class CatalogImportExportMixin(ImportExportMixin):
     """Import with a preview then confirm, and export, for a catalog admin; both need the model's permissions."""
 
     import_formats = [CatalogCSV, XLSX]
-    export_formats = [CSV, XLSX]
+    export_formats = [CatalogCSV, CatalogXLSX]
     skip_admin_log = False
 
     def has_import_permission(self, request: HttpRequest) -> bool:

@@ -46,6 +46,13 @@ class ChannelPrincipal:
         return f"channel {self.channel.code}"
 
 
+def principal_key_scope(user: Any) -> str:
+    """Whose idempotency keys a caller's are: ``channel:<id>`` or ``staff:<user id>`` (keys belong to their owner)."""
+    if isinstance(user, ChannelPrincipal):
+        return f"channel:{user.channel.pk}"
+    return f"staff:{getattr(user, 'pk', '')}"
+
+
 class _RememberedTokens:
     """Tokens by key hash, each with the moment it was read; cleared whenever an owner changes."""
 

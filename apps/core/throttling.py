@@ -9,6 +9,7 @@ answer, requests are let through (the cache is down, not the service) and that i
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from typing import Any
 
@@ -131,3 +132,65 @@ class InvalidTokenThrottle:
 
     def record_failure(self) -> None:
         self._run(read=False)
+
+
+# --- Logs of repeated refusals -------------------------------------------------------------------
+
+# One line per endpoint and window: the first refusal of a window is logged with the number of
+# refusals since the previous line (this one included); the others only count. Counted in Redis,
+# so every web process shares one count per endpoint; the count key lives a day at most.
+_REPEATS = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 86400)
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return n
+end
+return 0
+"""
+_repeats_script: Any = None
+# Redis down: the same counting per process (a line per process and window, still never one each).
+_local_repeats: dict[str, tuple[float, int]] = {}
+_local_lock = threading.Lock()
+
+
+def repeated_refusal_count(endpoint: str, *, window_s: int = 60) -> int:
+    """Count one refusal at ``endpoint``: the number to log now (refusals since the last line), or 0 for none."""
+    global _repeats_script
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    key = f"{prefix}:refused:{endpoint}"
+    try:
+        client = get_redis_connection("default")
+        if _repeats_script is None:
+            _repeats_script = client.register_script(_REPEATS)
+        return int(_repeats_script(keys=[f"{key}:n", f"{key}:logged"], args=[window_s], client=client))
+    except Exception:
+        return _local_repeated_refusal_count(key, window_s)
+
+
+def _local_repeated_refusal_count(key: str, window_s: int) -> int:
+    now = time.monotonic()
+    with _local_lock:
+        logged_at, count = _local_repeats.get(key, (float("-inf"), 0))
+        count += 1
+        if now - logged_at >= window_s:
+            if len(_local_repeats) > 10_000:  # made-up endpoints must not grow this without bound
+                _local_repeats.clear()
+            _local_repeats[key] = (now, 0)
+            return count
+        _local_repeats[key] = (logged_at, count)
+        return 0
+
+
+def log_refusal_once_a_window(
+    logger: Any, event: str, *, endpoint: str, window_s: int | None = None, **fields: Any
+) -> None:
+    """Log a refused request (a forged webhook...) at most once per endpoint and window, with how many there were.
+
+    ``repeats`` on the line is the number of refusals at that endpoint since its previous line,
+    this one included; ``window_s`` defaults to ``REFUSAL_LOG_WINDOW_S`` (60 seconds).
+    """
+    window = window_s or int(getattr(settings, "REFUSAL_LOG_WINDOW_S", 60))
+    count = repeated_refusal_count(endpoint, window_s=window)
+    if count:
+        logger.warning(event, endpoint=endpoint, repeats=count, window_s=window, **fields)

@@ -3,7 +3,6 @@ its CSV; forecasts, overrides and the audit are read-only here."""
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from django import forms
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from apps.catalog.models import Item, Location
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, saved_as
+from apps.core.spreadsheets import csv_writer
 from apps.forecasting.models import (
     ForecastSettings,
     ReorderRule,
@@ -238,7 +238,7 @@ class ToReorderAdmin(ReadOnlyAdmin):
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="to-reorder-{stamp}.csv"'
-        writer = csv.writer(response)
+        writer = csv_writer(response)
         for row in reorder_csv_rows(rules.select_related("item", "location")):
             writer.writerow(row)
         return response

@@ -83,7 +83,3 @@ class WebhookUnreadable(DomainError):
     code = "invalid_webhook"
     status_code = 400
     default_detail = "The webhook is signed but its body cannot be read."
-
-
-class WebhookNotFound(NotFound):
-    default_detail = "No channel with this code receives webhooks of this connector."

@@ -149,8 +149,8 @@ class ProductViewSet(_CatalogViewSet):
 class MovementViewSet(IdempotentMixin, mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     """The append-only ledger. A count sets on_hand to the quantity; the other kinds add or remove it."""
 
-    # The key is the ledger's own (unique across the ledger, in its 120-character column), so it is
-    # scoped to stock movements rather than to the caller; the body field is its deprecated alias.
+    # The key belongs to the caller, as everywhere: it is stored on the movement under the caller's
+    # scope (120 characters, the ledger's column); the body field is its deprecated alias.
     idempotency_required = True
     idempotency_body_field = "idempotency_key"
     idempotency_key_max_length = 120
@@ -178,15 +178,13 @@ class MovementViewSet(IdempotentMixin, mixins.ListModelMixin, mixins.CreateModel
             kind=data["kind"],
             quantity=data["quantity"],
             idempotency_key=self.call_key.key,
+            key_scope=self.call_key.scope,
             actor=f"staff:{request.user.get_username()}",
             note=data["note"],
         )
         level = levels_with_atp().get(pk=result.level.pk)
         answer = MovementRecordedSerializer({"movement": result.movement, "level": level, "incident": result.incident})
         return Response(answer.data, status=status.HTTP_201_CREATED)
-
-    def idempotency_scope(self, request: Request) -> str:
-        return "stock-movements"
 
 
 @extend_schema_view(list=extend_schema(summary="Stock levels with their available-to-promise quantity"))

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from apps.catalog.catalog_io.tables import Kind, Table, cell_text, kinds_in_order
+from apps.core.spreadsheets import csv_text_read, csv_writer, xlsx_row
 
 CSV, XLSX = ".csv", ".xlsx"
 
@@ -68,7 +69,8 @@ def read_csv_text(text: str, *, kind: str, source: str) -> Table:
     records: list[list[str]] = []
     try:
         for record in reader:
-            records.append([cell.strip() for cell in record])
+            # The ' an export put before a formula-like value comes off: a round trip keeps it exactly.
+            records.append([csv_text_read(cell.strip()) for cell in record])
     except csv.Error as err:
         table = table_from_rows(kind, source, records)
         table.problems.append(f"line {reader.line_num}: {err} (is the file cut off?)")
@@ -130,7 +132,8 @@ def read_catalog(path: Path, *, kind: str | None = None) -> list[Table]:
 
 
 def write_csv(kind: Kind, rows: Iterable[list[str]], target: io.TextIOBase) -> int:
-    writer = csv.writer(target, lineterminator="\n")
+    # CRLF line ends (RFC 4180): csv quotes a field holding "\r" only when "\r" ends lines.
+    writer = csv_writer(target)
     writer.writerow(kind.columns)
     count = 0
     for row in rows:
@@ -151,7 +154,8 @@ def write_catalog(path: Path, kinds: list[Kind]) -> dict[str, int]:
             sheet.append(list(kind.columns))
             counts[kind.name] = 0
             for row in kind.export_rows():
-                sheet.append(row)  # text cells: codes such as 00123 stay as written
+                # String cells: codes such as 00123 stay as written, "=..." is text, never a formula.
+                sheet.append(xlsx_row(sheet, row))
                 counts[kind.name] += 1
         path.parent.mkdir(parents=True, exist_ok=True)
         workbook.save(path)

@@ -6,7 +6,7 @@ from django.db import transaction
 
 from apps.catalog.errors import InvalidMovement, StockWorkRefused
 from apps.catalog.models import Adjustment, Item, Location, Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.stock import SYSTEM_KEY_SCOPE, stock_movement_record
 
 # Which way each reason moves stock: damaged and lost goods leave, found goods come back.
 REASON_SIGN = {
@@ -18,12 +18,21 @@ REASON_SIGN = {
 
 
 def adjustment_record(
-    *, location: Location, item: Item, quantity: int, reason: str, actor: str, idempotency_key: str, note: str = ""
+    *,
+    location: Location,
+    item: Item,
+    quantity: int,
+    reason: str,
+    actor: str,
+    idempotency_key: str,
+    key_scope: str = SYSTEM_KEY_SCOPE,
+    note: str = "",
 ) -> Adjustment:
     """Add (+) or remove (-) units for a reason, through the ledger (``stock_movement_record``).
 
     An adjustment that takes on_hand under what is reserved opens an incident and syncs the
-    channels at once, as any movement does. Sending the same key again returns the first one.
+    channels at once, as any movement does. Sending the same key again returns the first one;
+    the key is the sender's (``key_scope``, e.g. ``staff:<user id>``).
     """
     if reason not in REASON_SIGN:
         raise InvalidMovement(f"reason must be one of {', '.join(REASON_SIGN)}.")
@@ -40,6 +49,7 @@ def adjustment_record(
             kind=Movement.Kind.ADJUSTMENT,
             quantity=quantity,
             idempotency_key=idempotency_key,
+            key_scope=key_scope,
             actor=actor,
             note=f"{reason}: {note}" if note else reason,
         )

@@ -39,6 +39,7 @@ from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.stock import MAX_QUANTITY
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
+from apps.core.spreadsheets import csv_text_read
 
 log = structlog.get_logger("stockroom.counts")
 
@@ -216,7 +217,9 @@ def count_file_read(data: bytes) -> tuple[list[tuple[int, str, int]], list[FileP
                     FileProblem(line, f"{columns} where the header has {len(header)}: is the file cut short?")
                 )
                 continue
-            sku, raw = cells[header.index("sku")].strip(), cells[header.index("counted")].strip()
+            # The sheet's download marked formula-like SKUs with a leading ' (apps.core.spreadsheets).
+            sku = csv_text_read(cells[header.index("sku")].strip())
+            raw = cells[header.index("counted")].strip()
             if not sku:
                 problems.append(FileProblem(line, "No SKU."))
                 continue

@@ -12,7 +12,7 @@ from django.db.models import F
 
 from apps.catalog.errors import InvalidMovement, OverDeliveryUnconfirmed, StockWorkRefused
 from apps.catalog.locks import levels_for_update, receipt_for_update
-from apps.catalog.models import Item, Location, Movement, Receipt, ReceiptLine
+from apps.catalog.models import DOCUMENT_KEY_SCOPE, Item, Location, Movement, Receipt, ReceiptLine
 from apps.catalog.services.stock import MAX_QUANTITY
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
@@ -126,7 +126,7 @@ def receipt_receive(
     with transaction.atomic():
         receipt = receipt_for_update(receipt_id)
         keys = {line_id: f"receipt:{receipt.pk}:{submission}:{line_id}" for line_id in wanted}
-        if Movement.objects.filter(idempotency_key__in=list(keys.values())).exists():
+        if Movement.objects.filter(key_scope=DOCUMENT_KEY_SCOPE, idempotency_key__in=list(keys.values())).exists():
             return ReceiveResult(receipt=receipt, units=0, replayed=True)
         if receipt.status not in OPEN:
             raise StockWorkRefused(f"{receipt} is {receipt.get_status_display().lower()}; nothing more can arrive.")

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from apps.catalog.errors import InvalidMovement, NegativeStockRefused, UnknownStockReference
 from apps.catalog.locks import levels_for_update
-from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
+from apps.catalog.models import DOCUMENT_KEY_SCOPE, Incident, Item, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
@@ -20,6 +20,9 @@ RECORDABLE_KINDS = (
     Movement.Kind.POS_SALE,
 )
 MAX_QUANTITY = 10**12
+# The key scope of movements recorded by Stockroom's own code with no principal behind them
+# (scripts, management commands): still apart from the document references.
+SYSTEM_KEY_SCOPE = "system"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ def stock_movement_record(
     kind: str,
     quantity: int,
     idempotency_key: str,
+    key_scope: str = SYSTEM_KEY_SCOPE,
     actor: str,
     note: str = "",
 ) -> MovementResult:
@@ -54,7 +58,9 @@ def stock_movement_record(
         raise InvalidMovement(f"quantity must not be negative for {kind}; use an adjustment to remove stock.")
     if kind in (Movement.Kind.RECEIPT, Movement.Kind.POS_SALE, Movement.Kind.ADJUSTMENT) and quantity == 0:
         raise InvalidMovement("quantity must not be zero.")
-    existing = Movement.objects.filter(idempotency_key=idempotency_key).first()
+    if key_scope == DOCUMENT_KEY_SCOPE:
+        raise ValueError("a recorded movement's key belongs to a principal, not to Stockroom's documents")
+    existing = Movement.objects.filter(key_scope=key_scope, idempotency_key=idempotency_key).first()
     if existing is not None:
         return _replay(existing, location_code, item_sku, kind)
     location = Location.objects.filter(code=location_code).first()
@@ -64,10 +70,10 @@ def stock_movement_record(
         raise UnknownStockReference(f"Unknown {missing}.", field=missing)
     try:
         with transaction.atomic():
-            return _record(location, item, kind, quantity, idempotency_key, actor, note)
+            return _record(location, item, kind, quantity, idempotency_key, key_scope, actor, note)
     except IntegrityError as err:
         # The same key raced us; the winner's movement is the answer.
-        existing = Movement.objects.filter(idempotency_key=idempotency_key).first()
+        existing = Movement.objects.filter(key_scope=key_scope, idempotency_key=idempotency_key).first()
         if existing is None:
             raise NegativeStockRefused() from err
         return _replay(existing, location_code, item_sku, kind)
@@ -83,7 +89,7 @@ def _replay(existing: Movement, location_code: str, item_sku: str, kind: str) ->
 
 
 def _record(
-    location: Location, item: Item, kind: str, quantity: int, key: str, actor: str, note: str
+    location: Location, item: Item, kind: str, quantity: int, key: str, key_scope: str, actor: str, note: str
 ) -> MovementResult:
     (level,) = levels_for_update([(item.id, location.id)])
     delta = {
@@ -108,6 +114,7 @@ def _record(
                 reference=f"{kind}:{key}",
                 note=note,
                 idempotency_key=key,
+                key_scope=key_scope,
             )
         ],
         actor=actor,

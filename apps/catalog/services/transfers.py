@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.catalog.errors import InvalidMovement, StockWorkRefused
 from apps.catalog.locks import levels_for_update, transfer_for_update
-from apps.catalog.models import Adjustment, Item, Location, Movement, Transfer, TransferLine
+from apps.catalog.models import DOCUMENT_KEY_SCOPE, Adjustment, Item, Location, Movement, Transfer, TransferLine
 from apps.catalog.services.stock import MAX_QUANTITY
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
@@ -148,7 +148,7 @@ def transfer_receive(
         if not submission:
             raise InvalidMovement("A part receiving needs its submission key.")
         keys = [f"{transfer.ledger_reference}:{Movement.Kind.TRANSFER_IN}:{submission}:{pk}" for pk in quantities]
-        if Movement.objects.filter(idempotency_key__in=keys).exists():
+        if Movement.objects.filter(key_scope=DOCUMENT_KEY_SCOPE, idempotency_key__in=keys).exists():
             return transfer
     if transfer.status != Transfer.Status.IN_TRANSIT:
         raise StockWorkRefused(f"{transfer} is {transfer.get_status_display().lower()}; only goods in transit arrive.")

@@ -10,7 +10,7 @@ from functools import partial
 from django.db import connection, transaction
 
 from apps.catalog import metrics
-from apps.catalog.models import Movement
+from apps.catalog.models import DOCUMENT_KEY_SCOPE, Movement
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.changes import stock_changed_announce
 
@@ -25,6 +25,8 @@ class MovementSpec:
     reference: str = ""
     note: str = ""
     idempotency_key: str | None = None
+    # Whose key: Stockroom's own documents by default, else the client principal that sent it.
+    key_scope: str = DOCUMENT_KEY_SCOPE
 
 
 def movements_apply(
@@ -75,6 +77,7 @@ def movements_apply(
                 note=spec.note,
                 actor=actor,
                 idempotency_key=spec.idempotency_key,
+                key_scope=spec.key_scope,
             )
             for spec in movements
             if spec.on_hand_delta or spec.reserved_delta or spec.kind == Movement.Kind.COUNT

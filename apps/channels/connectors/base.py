@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 
 from rest_framework import serializers
 
+from apps.core.errors import InvalidJson, InvalidText
+from apps.core.parsers import json_loads_strict
+
 
 class ConnectorError(Exception):
     """The platform could not be reached or refused the request as a whole (bad credentials, 5xx, garbage).
@@ -26,6 +29,27 @@ class ConnectorError(Exception):
     def __init__(self, message: str = "", *, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MalformedOrder(ConnectorError):
+    """A platform's order (a signed webhook's body) that is not the platform's shape: not JSON, nested too
+    deep, a field of the wrong type or out of range. A webhook answers it 400, never a server error."""
+
+
+# What reading an order of the wrong shape raises (``for item in 5``, ``int([])``, ``10**400``...).
+ORDER_SHAPE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
+# The most units one line can hold (the order tables' integer columns).
+MAX_LINE_QUANTITY = 2**31 - 1
+
+
+def order_body_read(body: bytes, what: str) -> Any:
+    """A signed webhook's body through the API's strict JSON parser (depth, duplicate keys, NUL).
+
+    MalformedOrder when it is not such JSON."""
+    try:
+        return json_loads_strict(body)
+    except (InvalidJson, InvalidText) as err:
+        raise MalformedOrder(f"{what}: {err.detail}") from None
 
 
 class ConnectorThrottled(ConnectorError):
@@ -116,6 +140,56 @@ class PlatformOrder:
     lines: tuple[OrderLine, ...]
     updated_at: datetime | None = None
     number: str = ""  # what the merchant calls it (Shopify "#1001")
+
+
+NUMBER: tuple[type, ...] = (int,)  # JSON integers (booleans refused below)
+TEXT_OR_NULL: tuple[type, ...] = (str, type(None))
+ID: tuple[type, ...] = (int, str)
+
+
+def fields_typed(
+    payload: Any, fields: Mapping[str, tuple[type, ...]], lines: Mapping[str, tuple[type, ...]], what: str
+) -> None:
+    """The fields a connector reads from an order body, each of the type the platform sends (when present).
+
+    ``fields`` for the order, ``lines`` for each entry of its ``line_items`` list. MalformedOrder names the first
+    field of another type, so ``"line_items": 5`` or ``"quantity": "many"`` is a 400, not a crash or a guess.
+    """
+
+    def check(node: Any, expected: Mapping[str, tuple[type, ...]], where: str) -> None:
+        if not isinstance(node, dict):
+            raise MalformedOrder(f"{what}: {where} is not an object")
+        for name, types in expected.items():
+            if name in node and (not isinstance(node[name], types) or isinstance(node[name], bool)):
+                raise MalformedOrder(f"{what}: {where}{name} is a {type(node[name]).__name__}")
+
+    check(payload, {**fields, "line_items": (list, type(None))}, "")
+    for n, line in enumerate(payload.get("line_items") or []):
+        check(line, lines, f"line_items[{n}].")
+
+
+def order_checked(order: PlatformOrder, what: str) -> PlatformOrder:
+    """The order a connector read, refused (MalformedOrder) where a field is not of its type or out of range."""
+    problems = []
+    if not isinstance(order.external_id, str) or not order.external_id:
+        problems.append("no order id")
+    if not isinstance(order.lines, tuple):
+        problems.append("lines are not a list")
+    else:
+        for n, line in enumerate(order.lines):
+            if (
+                not isinstance(line, OrderLine)
+                or not isinstance(line.sku, str)
+                or not isinstance(line.external_id, str)
+            ):
+                problems.append(f"line {n} is not a line")
+            elif not all(isinstance(q, int) and not isinstance(q, bool) for q in (line.quantity, line.fulfilled)):
+                problems.append(f"line {n}: a quantity is not a whole number")
+            elif not 0 <= line.fulfilled <= line.quantity <= MAX_LINE_QUANTITY:
+                problems.append(f"line {n}: quantity {line.quantity} (fulfilled {line.fulfilled}) is out of range")
+    if problems:
+        raise MalformedOrder(f"{what}: {'; '.join(problems[:5])}")
+    return order
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,24 @@ from rest_framework import serializers
 
 from apps.channels.conf import redis_key, sync_setting
 from apps.channels.connectors.base import (
+    ID,
+    NUMBER,
+    ORDER_SHAPE_ERRORS,
+    TEXT_OR_NULL,
     ChannelRef,
     Connector,
     ConnectorError,
     ConnectorThrottled,
+    MalformedOrder,
     OrderLine,
     OrdersPage,
     PlatformOrder,
     PushResult,
     QuantityUpdate,
     Webhook,
+    fields_typed,
+    order_body_read,
+    order_checked,
 )
 from apps.channels.limits import redis_client
 
@@ -368,6 +376,23 @@ def _line(sku: Any, current: Any, unfulfilled: Any, external_id: str = "") -> Or
     return OrderLine(sku=str(sku or ""), quantity=quantity, fulfilled=shipped, external_id=external_id)
 
 
+# What order_from_rest reads, with the types Shopify's REST order resource gives them.
+REST_ORDER_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": ID,
+    "name": TEXT_OR_NULL,
+    "cancelled_at": TEXT_OR_NULL,
+    "fulfillment_status": TEXT_OR_NULL,
+    "financial_status": TEXT_OR_NULL,
+    "updated_at": TEXT_OR_NULL,
+}
+REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
+    "sku": TEXT_OR_NULL,
+    "quantity": NUMBER,
+    "current_quantity": NUMBER,
+    "fulfillable_quantity": NUMBER,
+}
+
+
 def order_from_rest(payload: Mapping[str, Any]) -> PlatformOrder:
     """An order webhook's body (Shopify's REST order resource) as a PlatformOrder."""
     lines = []
@@ -630,12 +655,14 @@ class ShopifyConnector(Connector):
         delivery = _header(headers, "X-Shopify-Webhook-Id") or hashlib.sha256(body).hexdigest()
         if topic not in ORDER_TOPICS:
             return Webhook(delivery_id=delivery, topic=topic, orders=[])
+        what = f"a signed {topic} webhook"
+        payload = order_body_read(body, what)
+        fields_typed(payload, REST_ORDER_FIELDS, REST_LINE_FIELDS, what)
         try:
-            payload = json.loads(body)
             order = order_from_rest(payload)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ConnectorError(f"A signed {topic} webhook that is not an order: {body[:200]!r}") from err
-        return Webhook(delivery_id=delivery, topic=topic, orders=[order])
+        except ORDER_SHAPE_ERRORS as err:
+            raise MalformedOrder(f"{what} that is not an order ({type(err).__name__})") from err
+        return Webhook(delivery_id=delivery, topic=topic, orders=[order_checked(order, what)])
 
     # --- set-up --------------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -46,16 +45,24 @@ from rest_framework import serializers
 
 from apps.channels.conf import sync_setting
 from apps.channels.connectors.base import (
+    ID,
+    NUMBER,
+    ORDER_SHAPE_ERRORS,
+    TEXT_OR_NULL,
     ChannelRef,
     Connector,
     ConnectorError,
     ConnectorThrottled,
+    MalformedOrder,
     OrderLine,
     OrdersPage,
     PlatformOrder,
     PushResult,
     QuantityUpdate,
     Webhook,
+    fields_typed,
+    order_body_read,
+    order_checked,
     retry_after_seconds,
 )
 
@@ -67,6 +74,19 @@ TOPIC_HEADER = "X-WC-Webhook-Topic"
 DELIVERY_HEADER = "X-WC-Webhook-Delivery-ID"
 WEBHOOK_ID_HEADER = "X-WC-Webhook-ID"
 ORDER_TOPICS = {"order.created", "order.updated", "order.deleted", "order.restored"}
+# What _order reads from a webhook's order, with the types WooCommerce's REST order schema gives them.
+REST_ORDER_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": ID,
+    "status": TEXT_OR_NULL,
+    "number": (str, int, type(None)),
+    "date_modified_gmt": TEXT_OR_NULL,
+}
+REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
+    "sku": TEXT_OR_NULL,
+    "quantity": NUMBER,
+    "product_id": NUMBER,
+    "variation_id": NUMBER,
+}
 
 Status = PlatformOrder.Status
 # WooCommerce's core order statuses. Statuses added by plugins ("shipped", "ready-to-pack", ...)
@@ -602,19 +622,21 @@ class WooCommerceConnector(Connector):
         delivery_id = f"{delivery}:{hashlib.sha256(body).hexdigest()[:16]}"
         if topic not in ORDER_TOPICS:
             return Webhook(delivery_id=delivery_id, topic=topic, orders=[])
+        what = f"a signed {topic} webhook"
+        payload = order_body_read(body, what)
+        fields_typed(payload, REST_ORDER_FIELDS, REST_LINE_FIELDS, what)
+        if payload.get("id") in (None, ""):
+            raise MalformedOrder(f"{what} without an order id")
         try:
-            payload = json.loads(body)
-        except ValueError as err:
-            raise ConnectorError(f"a signed {topic} webhook whose body is not JSON") from err
-        if not isinstance(payload, dict) or "id" not in payload:
-            raise ConnectorError(f"a signed {topic} webhook without an order id")
-        if topic == "order.deleted":
-            # Only the id is sent: a deleted (or binned) order no longer holds stock.
-            orders = [PlatformOrder(external_id=str(payload["id"]), status=Status.CANCELLED, lines=())]
-        else:
-            order = self._order(payload, self._status_map(channel))
-            orders = [] if order is None else [order]
-        return Webhook(delivery_id=delivery_id, topic=topic, orders=orders)
+            if topic == "order.deleted":
+                # Only the id is sent: a deleted (or binned) order no longer holds stock.
+                orders = [PlatformOrder(external_id=str(payload["id"]), status=Status.CANCELLED, lines=())]
+            else:
+                order = self._order(payload, self._status_map(channel))
+                orders = [] if order is None else [order]
+        except ORDER_SHAPE_ERRORS as err:
+            raise MalformedOrder(f"{what} that is not an order ({type(err).__name__})") from err
+        return Webhook(delivery_id=delivery_id, topic=topic, orders=[order_checked(o, what) for o in orders])
 
     # --- connection ---
 

@@ -20,7 +20,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.authentication import ChannelPrincipal
+from apps.core.authentication import principal_key_scope
 from apps.core.errors import InvalidIdempotencyKey
 from apps.core.idempotency import MAX_KEY_LENGTH, idempotent_call, idempotent_service_call, request_fingerprint
 from apps.core.parsers import text_is_storable
@@ -63,10 +63,7 @@ class IdempotentMixin:
     call_key: CallKey | None = None
 
     def idempotency_scope(self, request: Request) -> str:
-        user = request.user
-        if isinstance(user, ChannelPrincipal):
-            return f"channel:{user.channel.pk}"
-        return f"staff:{getattr(user, 'pk', '')}"
+        return principal_key_scope(request.user)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]

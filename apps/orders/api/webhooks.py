@@ -1,8 +1,10 @@
 """Order webhooks of a channel's platform: ``POST /api/v1/channels/<code>/webhooks/<connector>/``.
 
 No token: the platform signs each delivery, and the channel's connector verifies the signature
-over the exact body bytes. No Idempotency-Key either: a delivery carries its own id, and a
-redelivery is answered 200 without applying it again.
+over the exact body bytes. An unknown channel, another connector and a bad signature answer alike
+(401 ``invalid_signature``); a signed body that is not the platform's order is a 400. No
+Idempotency-Key either: a delivery carries its own id, and a redelivery is answered 200 without
+applying it again.
 """
 
 from __future__ import annotations
@@ -68,15 +70,20 @@ class PlatformWebhookView(APIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.PATH,
                 enum=_PLATFORMS,
-                description="The channel's connector; another one is a 404.",
+                description="The channel's connector; another one answers as a bad signature does.",
             ),
         ],
         request={"application/json": OpenApiTypes.OBJECT},
         responses={
             200: WEBHOOK_ANSWER,
-            400: error_response("Signed, but the body is not the platform's order JSON (`invalid_webhook`)."),
-            401: error_response("The signature does not match the channel's webhook secret (`invalid_signature`)."),
-            404: error_response("No channel with this code, or the channel is on another connector (`not_found`)."),
+            400: error_response(
+                "Signed, but the body is not the platform's order JSON (`invalid_webhook`): not JSON, nested "
+                "deeper than 32 levels, a key twice, a field of the wrong type."
+            ),
+            401: error_response(
+                "The signature does not match the channel's webhook secret (`invalid_signature`). An unknown "
+                "channel code, or a channel on another connector, answers exactly the same."
+            ),
             429: error_response("Too many requests from this address (`throttled`); retry after `retry_after`."),
         },
         examples=[

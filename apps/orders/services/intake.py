@@ -34,10 +34,10 @@ from apps.channels.services.config import channel_watermark_set, listings_platfo
 from apps.channels.services.connection import channel_ref
 from apps.core.errors import DomainError
 from apps.core.secrets import SecretsUnreadable
+from apps.core.throttling import log_refusal_once_a_window
 from apps.orders.errors import (
     ImplausibleQuantity,
     WebhookForged,
-    WebhookNotFound,
     WebhookUnreadable,
 )
 from apps.orders.locks import order_stream_lock, platform_orders_poll_lock
@@ -355,30 +355,32 @@ def platform_webhook_receive(
 ) -> WebhookReceived:
     """Verify a platform's webhook with the channel's connector, then apply its orders once per delivery.
 
-    Unknown channel, or a channel on another connector: WebhookNotFound. A signature the connector
-    refuses: WebhookForged (logged). A redelivery (same delivery id) is answered without applying.
-    The delivery is recorded in the transaction that applies its orders, so one that fails midway
-    is applied in full when the platform retries it.
+    An unknown channel, a channel on another connector and a signature the connector refuses all
+    raise WebhookForged alike (the answer tells no one which channel codes exist); they are logged
+    once a minute per endpoint with their count, not once each. A signed body that is not the
+    platform's order (malformed JSON, too deep, fields of the wrong type): WebhookUnreadable (400).
+    A redelivery (same delivery id) is answered without applying. The delivery is recorded in the
+    transaction that applies its orders, so one that fails midway is applied in full when the
+    platform retries it.
     """
     channel = Channel.objects.filter(code=channel_code).first()
     if channel is None or channel.connector != connector_name:
-        raise WebhookNotFound()
+        raise _forged(channel, channel_code, connector_name, len(body), "no such channel on this connector")
     try:
         connector = connector_named(connector_name)
         ref = channel_ref(channel)
     except (LookupError, ImportError, SecretsUnreadable) as err:
         log.error("platform_webhook_unusable", channel=channel.code, connector=connector_name, error=str(err))
-        raise WebhookNotFound() from err
+        raise WebhookForged() from err
     if not connector.receives_orders:
-        raise WebhookNotFound()
+        raise _forged(channel, channel_code, connector_name, len(body), "the connector takes no webhooks")
     try:
         hook = connector.webhook(ref, headers, body)
     except ConnectorError as err:
         log.warning("platform_webhook_unreadable", channel=channel.code, error=str(err))
         raise WebhookUnreadable(str(err) or None) from err
     if hook is None:
-        log.warning("platform_webhook_forged", channel=channel.code, connector=connector_name, size=len(body))
-        raise WebhookForged()
+        raise _forged(channel, channel_code, connector_name, len(body), "signature refused")
     actor = f"webhook:{connector.name}"
     with transaction.atomic():
         if hook.delivery_id:
@@ -404,6 +406,16 @@ def platform_webhook_receive(
         orders=len(applied),
     )
     return WebhookReceived(hook.delivery_id, hook.topic, duplicate=False, applied=applied)
+
+
+def _forged(channel: Channel | None, code: str, connector: str, size: int, reason: str) -> WebhookForged:
+    # Made-up channel codes share one endpoint, so inventing codes cannot flood the log either.
+    endpoint = f"webhooks:{channel.code}:{connector}" if channel is not None else "webhooks:unknown-channel"
+    log_refusal_once_a_window(
+        log, "platform_webhook_forged", endpoint=endpoint, channel=code[:100], connector=connector[:40],
+        reason=reason, size=size,
+    )  # fmt: skip
+    return WebhookForged()
 
 
 def webhook_deliveries_prune(*, older_than: timedelta = timedelta(days=14)) -> int:

@@ -293,12 +293,17 @@ def test_a_redelivery_answers_200_without_applying_it_again(platform, client):
     assert level("HOOD") == (10, 0)
 
 
-def test_unknown_channel_or_another_connector_is_404(platform, client):
-    assert post_webhook(client, CREATED, code="nope").status_code == 404
-    assert post_webhook(client, CREATED, connector="shopify").status_code == 404
+def test_unknown_channel_or_another_connector_answers_as_a_bad_signature(platform, client):
+    forged = post_webhook(client, CREATED, secret="not-the-secret")
+    assert forged.status_code == 401
+    for answer in (
+        post_webhook(client, CREATED, code="nope"),
+        post_webhook(client, CREATED, connector="shopify"),
+    ):
+        assert (answer.status_code, answer.json()) == (401, forged.json())
     Channel.objects.create(code="classic", name="Classic")  # the push protocol takes no webhooks
     response = post_webhook(client, CREATED, code="classic", connector="stockroom")
-    assert response.status_code == 404 and response.json()["code"] == "not_found"
+    assert (response.status_code, response.json()) == (401, forged.json())
 
 
 def test_a_signed_but_unreadable_webhook_is_400(platform, client):

@@ -13,6 +13,7 @@ from rest_framework import status
 
 from apps.core.errors import DomainError
 from apps.core.secrets import SecretsUnreadable
+from apps.core.throttling import log_refusal_once_a_window
 from apps.suppliers.models import Supplier, WebhookReceipt
 from apps.suppliers.services.suppliers import supplier_secret
 
@@ -49,21 +50,21 @@ def webhook_verify(
 ) -> Supplier:
     """Return the supplier when the request is authentic, fresh and new; raise WebhookRefused otherwise.
 
-    Every refusal is logged with its reason (never with the secret or the full signature).
+    What does not depend on the supplier (the headers, the timestamp) is checked first, and an
+    unknown supplier answers as a bad signature does, so no answer tells which suppliers exist.
+    Refusals are logged once a minute per supplier (made-up codes share one line) with their
+    count, never with the secret or the full signature.
     """
     supplier = Supplier.objects.select_related("location").filter(code=supplier_code, is_active=True).first()
+    usable = supplier is not None and bool(supplier.secret) and supplier.connector == Supplier.Connector.WEBHOOK
 
     def refuse(error: WebhookRefused) -> WebhookRefused:
-        log.warning("webhook_refused", supplier=supplier_code, reason=error.code, remote=remote)
+        endpoint = f"supplier-webhook:{supplier_code}" if usable else "supplier-webhook:unknown-supplier"
+        log_refusal_once_a_window(
+            log, "webhook_refused", endpoint=endpoint, supplier=supplier_code[:100], reason=error.code, remote=remote
+        )
         return error
 
-    if supplier is None or not supplier.secret or supplier.connector != Supplier.Connector.WEBHOOK:
-        # Same answer as a bad signature: callers learn nothing about which suppliers exist.
-        raise refuse(BadSignature())
-    try:
-        secret = supplier_secret(supplier)
-    except SecretsUnreadable:  # staff hear of it (incident, /healthz); the sender learns nothing more
-        raise refuse(BadSignature()) from None
     if not timestamp or not signature:
         raise refuse(BadSignature("X-Timestamp and X-Signature headers are required."))
     try:
@@ -72,6 +73,13 @@ def webhook_verify(
         raise refuse(StaleTimestamp("X-Timestamp must be Unix seconds.")) from None
     if abs(time.time() - sent_at) > REPLAY_WINDOW.total_seconds():
         raise refuse(StaleTimestamp(f"X-Timestamp is more than {int(REPLAY_WINDOW.total_seconds())} s away."))
+    if not usable:
+        raise refuse(BadSignature())
+    assert supplier is not None
+    try:
+        secret = supplier_secret(supplier)
+    except SecretsUnreadable:  # staff hear of it (incident, /healthz); the sender learns nothing more
+        raise refuse(BadSignature()) from None
     expected = webhook_signature(secret=secret, timestamp=timestamp, body=body)
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise refuse(BadSignature())
