@@ -368,8 +368,8 @@ class WooCommerceFake:
     ) -> list[SeededVariant]:
         """``variants`` sellable variants: every ``simple_every``-th a simple product, the others variations of
         variable products with ``per_parent`` variations each. The first ``no_sku`` have no SKU, the next
-        ``duplicate_sku`` repeat an earlier variant's SKU, the next ``untracked`` do not manage stock, and the
-        next ``parent_stock`` variations count stock on their parent (``manage_stock: "parent"``).
+        ``duplicate_sku`` take the SKU of one of the last variants, the next ``untracked`` do not manage stock,
+        and the next ``parent_stock`` variations count stock on their parent (``manage_stock: "parent"``).
         SKUs are ``<prefix>-00001``...; quantities ``index * 7 % 50``. Returns what was made, in order."""
         made: list[SeededVariant] = []
         with self.lock:
