@@ -345,7 +345,7 @@ def _entry(row: Mapping[str, Any], external_id: str, title: str) -> CatalogEntry
         external_id=external_id,
         title=title,
         tracked=tracked,
-        quantities={LOCATION_ID: int(quantity)} if counted else {},
+        quantities={LOCATION_ID: quantity} if counted and isinstance(quantity, int) else {},
     )
 
 
