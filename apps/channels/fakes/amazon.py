@@ -581,7 +581,7 @@ class AmazonFake:
                     "productType": listing.product_type,
                     "conditionType": "new_new",
                     "status": ["BUYABLE", "DISCOVERABLE"],
-                    "itemName": f"Item {listing.sku}",
+                    "itemName": listing.title,
                     "createdDate": iso(listing.created),
                     "lastUpdatedDate": iso(listing.updated),
                 }
@@ -1304,6 +1304,17 @@ class AmazonFake:
                 else:
                     self.set_order_status(order_id, data["status"])
                 return _Reply(200, self.order(order_id))
+            if method == "POST" and path == "seed":
+                seeded = self.seed_listings(
+                    int(data["count"]),
+                    fba=int(data.get("fba", 0)),
+                    inactive=int(data.get("inactive", 0)),
+                    prefix=str(data.get("prefix", "SKU")),
+                )
+                return _Reply(201, {"listings": [vars(s) for s in seeded]})
+            if method == "POST" and path == "fail-reports":
+                self.fail_reports(str(data.get("outcome", "FATAL")), int(data.get("count", 1)))
+                return _Reply(200, {"ok": True})
             if method == "POST" and path == "expire-tokens":
                 self.expire_tokens()
                 return _Reply(200, {"ok": True})

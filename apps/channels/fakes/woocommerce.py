@@ -40,7 +40,8 @@ What it speaks (REST API ``wc/v3``, shapes and errors as WooCommerce's own code 
 
 Driven from Python (``add_product``, ``add_variation``, ``set_quantity``, ``create_order``,
 ``set_order_status``, ``cancel_order``, ``delete_order``, ``lose_webhooks``, ``fail_next``, ``limit``,
-``delay_s``, ``requests``) or over HTTP under ``/_fake/`` (``manage.py fake_woocommerce``).
+``delay_s``, ``requests``, ``seed_catalog``, ``subscriptions``) or over HTTP under ``/_fake/``
+(``manage.py fake_woocommerce``).
 """
 
 from __future__ import annotations
@@ -1360,6 +1361,21 @@ class WooCommerceFake:
             if method == "POST" and path == "/_fake/webhook":
                 self.set_webhook(str(payload["url"]), payload.get("secret"))
                 return _Reply(200, {"url": self.webhook_url})
+            if method == "POST" and path == "/_fake/seed":
+                prefix = str(payload.pop("prefix", "SKU"))
+                counts = {k: int(v) for k, v in payload.items() if k != "variants"}
+                seeded = self.seed_catalog(int(payload["variants"]), prefix=prefix, **counts)
+                return _Reply(201, {"variants": [vars(v) for v in seeded]})
+            if method == "GET" and path == "/_fake/webhooks":
+                return _Reply(
+                    200,
+                    {
+                        "webhooks": [
+                            {**vars(h), "created": str(h.created), "modified": str(h.modified)}
+                            for h in self.subscriptions()
+                        ]
+                    },
+                )
             if method == "POST" and path == "/_fake/fail":
                 self.fail_next(
                     int(payload.get("status", 503)),

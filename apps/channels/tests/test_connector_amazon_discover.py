@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from apps.channels.connectors.amazon import AmazonConnector
 from apps.channels.connectors.base import ChannelRef, ConnectorError
@@ -118,3 +119,19 @@ def test_the_default_budget_is_amazons_for_a_push(amazon: Callable[..., AmazonFa
     assert (connector.default_rate_per_s, connector.default_burst) == (5.0, 5)
     assert connector.webhook_topics == ()
     assert connector.webhooks_subscribe(channel_for(amazon()), "https://example.com/hook") == []
+
+
+def test_a_standalone_fake_is_seeded_and_failed_over_http(amazon: Callable[..., AmazonFake]) -> None:
+    fake = amazon()
+    seeded = requests.post(f"{fake.url}/_control/seed", json={"count": 6, "fba": 2}, timeout=10)
+    failed = requests.post(f"{fake.url}/_control/fail-reports", json={"outcome": "FATAL"}, timeout=10)
+
+    assert seeded.status_code == 201 and failed.status_code == 200
+    with pytest.raises(ConnectorError, match="FATAL"):
+        connector.catalog(channel_for(fake))
+    catalog = connector.catalog(channel_for(fake))  # the next report is made
+    assert sorted((e.sku, e.platform_managed) for e in catalog.entries) == [
+        ("SKU-00001", True),
+        ("SKU-00002", True),
+        *((f"SKU-{n:05d}", False) for n in range(3, 7)),
+    ]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, ConnectorError
@@ -190,3 +191,13 @@ def test_subscribing_without_a_webhook_secret_is_refused(
 def test_the_default_budget_is_gentle_on_the_host(connector: WooCommerceConnector) -> None:
     assert connector.default_rate_per_s <= 2.0 and connector.default_burst <= 5
     assert connector.webhook_topics == ("order.created", "order.updated", "order.deleted")
+
+
+def test_a_standalone_store_is_seeded_over_http(fake: WooCommerceFake, connector: WooCommerceConnector) -> None:
+    answer = requests.post(f"{fake.url}/_fake/seed", json={"variants": 12, "no_sku": 1, "prefix": "HAT"}, timeout=10)
+
+    assert answer.status_code == 201 and len(answer.json()["variants"]) == 12
+    skus = sorted(e.sku for e in connector.catalog(ref(fake)).entries)
+    assert skus == ["", *(f"HAT-{n:05d}" for n in range(2, 13))]
+    hooks = requests.get(f"{fake.url}/_fake/webhooks", timeout=10).json()["webhooks"]
+    assert hooks == []
