@@ -80,6 +80,13 @@ MAX_DELIVERY_FAILURES = 5
 WEBHOOK_RESOURCES = ("coupon", "customer", "order", "product")
 WEBHOOK_EVENTS = ("created", "updated", "deleted", "restored")
 WEBHOOK_STATUSES = ("active", "paused", "disabled")
+# The WordPress actions behind each order topic (WC_Webhook::get_topic_hooks).
+ORDER_TOPIC_HOOKS = {
+    "order.created": ["woocommerce_new_order"],
+    "order.updated": ["woocommerce_update_order", "woocommerce_order_refunded"],
+    "order.deleted": ["wp_trash_post"],
+    "order.restored": ["untrashed_post"],
+}
 
 
 def rfc3986(value: str) -> str:
@@ -1214,7 +1221,7 @@ class WooCommerceFake:
             "topic": hook.topic,
             "resource": resource,
             "event": event,
-            "hooks": [f"woocommerce_{hook.topic.replace('.', '_')}"],
+            "hooks": ORDER_TOPIC_HOOKS.get(hook.topic, [f"woocommerce_{hook.topic.replace('.', '_')}"]),
             "delivery_url": hook.delivery_url,
             **self._dates("date_created", hook.created),
             **self._dates("date_modified", hook.modified),
