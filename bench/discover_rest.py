@@ -6,7 +6,7 @@ seeded with ``n`` variants and the problem classes of a real catalog, then:
 
 - WooCommerce: ``catalog()`` reads products 100 a page and each variable product's variations (OAuth 1.0a
   signed requests, as over plain HTTP). Raw limit: the same pages fetched by plain signed GETs in a loop
-  on one keep-alive session, nothing parsed beyond JSON.
+  on one keep-alive session, nothing parsed beyond JSON (the better of two passes).
 - Amazon: ``catalog()`` creates the merchant listings report, polls it (the fake makes it in
   ``REPORT_S``; Amazon takes minutes, which no client can shorten), fetches the document and parses it.
   Raw limit: the fake's report time plus one plain GET of the same document, gunzipped and split in lines.
@@ -111,21 +111,24 @@ def discover_woocommerce(n: int = 10_000) -> dict[str, Any]:
             (r["path"], {k: v for k, v in r["query"].items() if not k.startswith("oauth_")}) for r in fake.requests()
         ]
         session = requests.Session()
-        raw_started = time.perf_counter()
-        for path, query in pages:
-            url = fake.url + path
-            oauth = [
-                ("oauth_consumer_key", fake.consumer_key),
-                ("oauth_nonce", uuid.uuid4().hex),
-                ("oauth_signature_method", "HMAC-SHA256"),
-                ("oauth_timestamp", str(int(time.time()))),
-            ]
-            params = [*query.items(), *oauth]
-            params.append(("oauth_signature", oauth_signature("GET", url, params, fake.consumer_secret, "HMAC-SHA256")))
-            response = session.get(url, params=params, timeout=30)
-            assert response.status_code == 200, response.text[:200]
-            response.json()
-        raw_s = time.perf_counter() - raw_started
+        passes = []
+        for _ in range(2):  # the better of two passes: the machine is shared, the limit is the best it does
+            raw_started = time.perf_counter()
+            for path, query in pages:
+                url = fake.url + path
+                oauth = [
+                    ("oauth_consumer_key", fake.consumer_key),
+                    ("oauth_nonce", uuid.uuid4().hex),
+                    ("oauth_signature_method", "HMAC-SHA256"),
+                    ("oauth_timestamp", str(int(time.time()))),
+                ]
+                params = [*query.items(), *oauth]
+                signature = oauth_signature("GET", url, params, fake.consumer_secret, "HMAC-SHA256")
+                response = session.get(url, params=[*params, ("oauth_signature", signature)], timeout=30)
+                assert response.status_code == 200, response.text[:200]
+                response.json()
+            passes.append(time.perf_counter() - raw_started)
+        raw_s = min(passes)
     finally:
         fake.stop()
     return {
