@@ -19,12 +19,21 @@ feed's processing report is read on a later call: the SKUs it rejected are logge
 their next push goes as an individual patch, so a rejection Amazon repeats comes back as a failed
 push with Amazon's words (retried, then dead-lettered); reconciliation's read-back finds the quantity
 Amazon still shows and queues that push. See docs/connectors/amazon.md.
+
+Discover: the marketplace is the one location (the seller's own, merchant-fulfilled quantity). The
+catalog is the Reports API 2021-06-30 merchant listings report (``createReport``
+``GET_MERCHANT_LISTINGS_ALL_DATA``, ``getReport`` polled with growing pauses until DONE, FATAL or
+CANCELLED, ``getReportDocument``, then the tab-separated document from its presigned URL, gzip or
+not): one report instead of thousands of searches. Listings Amazon fulfils (fulfillment-channel
+``AMAZON_*``) are platform-managed. No webhooks: Amazon notifies through SQS/EventBridge, so orders
+come by poll and ``webhook_topics`` is empty.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import math
 import threading
@@ -43,13 +52,17 @@ from rest_framework import serializers
 
 from apps.channels.conf import redis_key, sync_setting
 from apps.channels.connectors.base import (
+    Catalog,
+    CatalogEntry,
     ChannelRef,
     Connector,
     ConnectorError,
     ConnectorThrottled,
     OrderLine,
     OrdersPage,
+    PlatformLocation,
     PlatformOrder,
+    Progress,
     PushResult,
     QuantityUpdate,
     Webhook,
@@ -61,6 +74,8 @@ log = structlog.get_logger("stockroom.sync")
 DEFAULT_ENDPOINT = "https://sellingpartnerapi-na.amazon.com"
 DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
 FEEDS_API_VERSION = "2021-06-30"
+REPORTS_API_VERSION = "2021-06-30"
+LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
 SELLERS_API_VERSION = "v1"
 FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
 # The seller's own (merchant-fulfilled) stock; AMAZON_* codes are Amazon's warehouses.
@@ -78,6 +93,9 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "getOrders": (0.0167, 20),
     "getOrderItems": (0.5, 30),
     "getMarketplaceParticipations": (0.016, 15),
+    "createReport": (0.0167, 15),
+    "getReport": (2.0, 15),
+    "getReportDocument": (0.0167, 15),
 }
 
 PATCH_MAX = 20  # more updates than this in one push go as a feed
@@ -91,6 +109,32 @@ FEED_GIVE_UP_S = 24 * 3600.0
 FACTS_TTL_S = 7 * 24 * 3600  # product type and fulfilment channels of a SKU
 ORDER_LINES_TTL_S = 3 * 24 * 3600
 READ_WAIT_S = 10.0  # read-back and order polling may wait this long for a token, per request
+# The listings report: a catalog read may wait this long for a token (createReport refills one a minute)
+# and this many times in a row; Amazon takes minutes to make the report, so it is asked about with
+# growing pauses, and given up on after an hour.
+REPORT_WAIT_S = 90.0
+REPORT_ATTEMPTS = 6
+REPORT_POLL_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+REPORT_GIVE_UP_S = 3600.0
+# Names of the marketplaces sellers use most, for the location list (others show their id).
+MARKETPLACE_NAMES = {
+    "ATVPDKIKX0DER": "Amazon.com",
+    "A2EUQ1WTGCTBG2": "Amazon.ca",
+    "A1AM78C64UM0Y8": "Amazon.com.mx",
+    "A2Q3Y263D00KWC": "Amazon.com.br",
+    "A1F83G8C2ARO7P": "Amazon.co.uk",
+    "A1PA6795UKMFR9": "Amazon.de",
+    "A13V1IB3VIYZZH": "Amazon.fr",
+    "APJ6JRA9NG5V4": "Amazon.it",
+    "A1RKKUPIHCS9HS": "Amazon.es",
+    "A1805IZSGTT6HS": "Amazon.nl",
+    "A2NODRKZP88ZB9": "Amazon.se",
+    "A1C3SOZRARQ6R3": "Amazon.pl",
+    "AMEN7PMS3EDWL": "Amazon.com.be",
+    "A1VC38T7YXB528": "Amazon.co.jp",
+    "A39IBJ37TRP1C6": "Amazon.com.au",
+    "A21TJRUUN4KGV": "Amazon.in",
+}
 
 ORDER_STATUSES = {
     "PendingAvailability": PlatformOrder.Status.PENDING,
@@ -425,6 +469,30 @@ class _Api:
                 f"The feed document upload was refused: HTTP {response.status_code} {response.text[:200]}"
             )
 
+    def download_text(self, url: str, compression: str | None, what: str) -> str:
+        """A report document from its presigned URL, as text (its Content-Type's charset; Amazon's flat files
+        are often Cp1252)."""
+        try:
+            response = _session().get(url, timeout=_timeout())
+        except requests.RequestException as err:
+            raise ConnectorError(f"The {what} could not be downloaded: {err}") from err
+        self.requests += 1
+        if response.status_code != 200:
+            raise ConnectorError(f"The {what} download was refused: HTTP {response.status_code}")
+        try:
+            raw = gzip.decompress(response.content) if compression == "GZIP" else response.content
+        except (OSError, EOFError) as err:
+            raise ConnectorError(f"The {what} is not the gzip Amazon said it is: {err}") from err
+        charset = requests.utils.get_encoding_from_headers(response.headers)
+        for encoding in (charset, "utf-8", "cp1252"):
+            if not encoding or encoding.lower() == "iso-8859-1":  # requests' guess for any text/*
+                continue
+            try:
+                return raw.decode(encoding)
+            except (LookupError, UnicodeDecodeError):
+                continue
+        return raw.decode("cp1252", errors="replace")
+
     def download(self, url: str, compression: str | None) -> Any:
         try:
             response = _session().get(url, timeout=_timeout())
@@ -518,6 +586,12 @@ class AmazonConnector(Connector):
     polls_orders = True
     # A JSON listings feed carries up to 25,000 messages; 1,000 keeps a document and its report small.
     max_batch = 1000
+    # Amazon limits each operation on its own (USAGE_PLANS, one Redis bucket each, learned from the
+    # x-amzn-RateLimit-Limit header); the channel's budget is that of a push's own operation,
+    # patchListingsItem (5 a second, burst 5), so it never holds pushes back below what Amazon allows.
+    default_rate_per_s, default_burst = USAGE_PLANS["patchListingsItem"]
+    # Empty: Amazon has no HTTP order webhooks (notifications go through SQS/EventBridge); orders are polled.
+    webhook_topics = ()
 
     # Quantities ---------------------------------------------------------------------------------
 
@@ -977,6 +1051,88 @@ class AmazonConnector(Connector):
             if ordered > 0
         )
 
+    # Going live: discover -----------------------------------------------------------------------
+
+    def locations(self, channel: ChannelRef) -> list[PlatformLocation]:
+        marketplace = str(channel.settings.get("marketplace_id") or "")
+        if not marketplace:
+            raise ConnectorError("The Amazon channel needs marketplace_id in its settings.")
+        name = MARKETPLACE_NAMES.get(marketplace, f"Amazon marketplace {marketplace}")
+        return [PlatformLocation(id=marketplace, name=f"{name} (merchant-fulfilled stock)")]
+
+    def catalog(self, channel: ChannelRef, progress: Progress | None = None) -> Catalog:
+        api = _Api(channel)
+        reports = f"/reports/{REPORTS_API_VERSION}"
+        body = {"reportType": LISTINGS_REPORT, "marketplaceIds": [api.marketplace_id]}
+        status, answer = self._report_call(api, "createReport", "POST", f"{reports}/reports", body=body)
+        report_id = answer.get("reportId") if isinstance(answer, dict) else None
+        if status != 202 or not report_id:
+            raise ConnectorError(f"Amazon refused createReport: HTTP {status} {_amazon_errors(answer)}")
+        if progress is not None:
+            progress(0, None)
+        started = time.monotonic()
+        for attempt in itertools.count():
+            time.sleep(REPORT_POLL_S[min(attempt, len(REPORT_POLL_S) - 1)])
+            path = f"{reports}/reports/{quote(str(report_id), safe='')}"
+            status, report = self._report_call(api, "getReport", "GET", path)
+            if status != 200 or not isinstance(report, dict):
+                raise ConnectorError(f"Amazon refused getReport {report_id}: HTTP {status} {_amazon_errors(report)}")
+            state = str(report.get("processingStatus") or "")
+            if state == "DONE":
+                break
+            if state in ("FATAL", "CANCELLED"):
+                raise ConnectorError(self._report_failure(api, str(report_id), state, report))
+            if time.monotonic() - started > REPORT_GIVE_UP_S:
+                raise ConnectorError(
+                    f"Amazon's listings report {report_id} is still {state or 'unknown'} after "
+                    f"{REPORT_GIVE_UP_S / 60:.0f} minutes; try again later."
+                )
+        text = self._report_text(api, str(report.get("reportDocumentId") or ""), "listings report")
+        entries = _listing_entries(text, api.marketplace_id)
+        if progress is not None:
+            progress(len(entries), len(entries))
+        return Catalog(entries=entries, requests=api.requests)
+
+    def _report_call(self, api: _Api, operation: str, method: str, path: str, *, body: Any = None) -> tuple[int, Any]:
+        """A Reports API call within its usage plan: waits for the operation's token (and after a 429, for
+        the pause Amazon's rate implies), at most REPORT_WAIT_S at a time; beyond, ConnectorThrottled."""
+        for attempt in range(REPORT_ATTEMPTS):
+            try:
+                return api.call(operation, method, path, body=body, max_wait=REPORT_WAIT_S)
+            except _Throttled as throttled:
+                if throttled.wait > REPORT_WAIT_S or attempt == REPORT_ATTEMPTS - 1:
+                    raise ConnectorThrottled(str(throttled), wait_s=throttled.wait) from throttled
+                time.sleep(throttled.wait)
+        raise AssertionError("unreachable")
+
+    def _report_text(self, api: _Api, document_id: str, what: str) -> str:
+        if not document_id:
+            raise ConnectorError(f"Amazon's {what} is done but names no document.")
+        path = f"/reports/{REPORTS_API_VERSION}/documents/{quote(document_id, safe='')}"
+        status, document = self._report_call(api, "getReportDocument", "GET", path)
+        if status != 200 or not isinstance(document, dict) or not document.get("url"):
+            raise ConnectorError(f"Amazon refused getReportDocument: HTTP {status} {_amazon_errors(document)}")
+        return api.download_text(str(document["url"]), document.get("compressionAlgorithm"), what)
+
+    def _report_failure(self, api: _Api, report_id: str, state: str, report: Mapping[str, Any]) -> str:
+        if state == "CANCELLED":
+            return (
+                f"Amazon cancelled the listings report {report_id}: it does so when the seller has no listings in "
+                f"marketplace {api.marketplace_id} (or when someone cancelled it). Nothing to link yet."
+            )
+        detail = ""
+        if report.get("reportDocumentId"):
+            try:  # the error document says why, when Amazon wrote one
+                text = self._report_text(api, str(report["reportDocumentId"]), "report's error document")
+                found = json.loads(text).get("errorDetails") if text.lstrip().startswith("{") else text
+                detail = f": {str(found).strip()[:300]}" if found else ""
+            except (ConnectorError, ValueError, AttributeError):
+                detail = ""
+        return (
+            f"Amazon could not make the listings report {report_id} (FATAL{detail}); try again in a few minutes, "
+            "and if it keeps failing, check the seller's listings in Seller Central."
+        )
+
     def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         """Amazon sends notifications through Amazon SQS / EventBridge, not HTTP webhooks: orders are polled."""
         return None
@@ -1081,6 +1237,37 @@ def _issues_text(issues: Any) -> str:
         i for i in issues if isinstance(i, dict)
     ]
     return "; ".join(f"{i.get('message', '')} [{i.get('code', '?')}]" for i in errors[:3])
+
+
+def _listing_entries(text: str, marketplace_id: str) -> list[CatalogEntry]:
+    """The merchant listings report (a header row, then tab-separated rows) as catalog entries; the
+    columns are found by name. A listing fulfilled by Amazon is platform-managed and has no quantity here."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    header = [name.strip().lower() for name in lines[0].split("\t")]
+    if "seller-sku" not in header:
+        raise ConnectorError(f"Amazon's listings report has no seller-sku column (columns: {', '.join(header)[:200]}).")
+    entries = []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        row = dict(zip(header, line.split("\t"), strict=False))
+        sku = (row.get("seller-sku") or "").strip()
+        channel = (row.get("fulfillment-channel") or FULFILLMENT_CHANNEL).strip().upper() or FULFILLMENT_CHANNEL
+        quantity = (row.get("quantity") or "").strip()
+        managed = channel != FULFILLMENT_CHANNEL
+        entries.append(
+            CatalogEntry(
+                sku=sku,
+                external_id=sku,  # a listing is addressed by its seller SKU
+                title=(row.get("item-name") or "").strip(),
+                tracked=True,
+                platform_managed=managed,
+                quantities={marketplace_id: int(quantity)} if quantity.isdigit() and not managed else {},
+            )
+        )
+    return entries
 
 
 def _listings_version() -> str:

@@ -20,7 +20,14 @@ written through their parent's route, so the parent is part of the id.
   string: ``query_string_auth``); over plain HTTP, OAuth 1.0a "one-legged" (HMAC-SHA256 of the method,
   URL and query parameters with ``<consumer secret>&``, nonce and timestamp), never the bare secret.
 - Limits: self-hosted WooCommerce has no documented rate limit, but hosts and firewalls answer 429 or
-  503 with ``Retry-After``: that becomes ``throttled_for``.
+  503 with ``Retry-After``: that becomes ``throttled_for``. A channel that sets no budget gets a gentle
+  one (``default_rate_per_s``): each push request is a batch of up to 100 writes that PHP handles one by one.
+- Discover: one location (WooCommerce core keeps one stock count per product: ``default``, named after
+  the store); the catalog from ``GET /products`` and, for each variable product, ``GET
+  /products/<id>/variations``, 100 per page (``X-WP-TotalPages``), one request at a time, waiting out
+  a 429/503's ``Retry-After``. Webhooks: ``GET /webhooks`` and ``POST /webhooks`` (``PUT
+  /webhooks/<id>`` to re-activate or re-key one already pointing at Stockroom), with the channel's
+  ``webhook_secret``, so the signatures it sends are the ones ``webhook`` checks.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ from apps.channels.connectors.base import (
     NUMBER,
     ORDER_SHAPE_ERRORS,
     TEXT_OR_NULL,
+    Catalog,
+    CatalogEntry,
     ChannelRef,
     Connector,
     ConnectorError,
@@ -56,10 +65,13 @@ from apps.channels.connectors.base import (
     MalformedOrder,
     OrderLine,
     OrdersPage,
+    PlatformLocation,
     PlatformOrder,
+    Progress,
     PushResult,
     QuantityUpdate,
     Webhook,
+    WebhookSubscription,
     fields_typed,
     order_body_read,
     order_checked,
@@ -107,6 +119,12 @@ OPEN_STATUSES = ("pending", "processing", "on-hold")
 
 EXTERNAL_ID = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+)\s*)?$")
 PING_BODY = re.compile(rb"^webhook_id=\d+$")
+
+LOCATION_ID = "default"  # WooCommerce core keeps one stock count per product
+PRODUCT_FIELDS = "id,name,type,sku,manage_stock,stock_quantity,variations"
+VARIATION_FIELDS = "id,name,sku,manage_stock,stock_quantity,attributes"
+READ_ATTEMPTS = 8  # a discovery read waits out this many 429/503s in a row before giving up
+READ_WAIT_MAX_S = 120.0  # and never waits longer than this for one
 
 
 # --- settings and credentials ---------------------------------------------------------------
@@ -329,6 +347,35 @@ def _error_text(response: requests.Response) -> str:
     return (response.text or response.reason or "").strip()[:200]
 
 
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _entry(row: Mapping[str, Any], external_id: str, title: str) -> CatalogEntry:
+    """A product or variation row as a catalog entry. ``manage_stock: "parent"``: the variation shows (and
+    sells from) its parent's count."""
+    tracked = row.get("manage_stock") in (True, "parent")
+    quantity = row.get("stock_quantity")
+    counted = tracked and isinstance(quantity, int) and not isinstance(quantity, bool)
+    return CatalogEntry(
+        sku=str(row.get("sku") or "").strip(),
+        external_id=external_id,
+        title=title,
+        tracked=tracked,
+        quantities={LOCATION_ID: quantity} if counted and isinstance(quantity, int) else {},
+    )
+
+
+def _variation_title(row: Mapping[str, Any], parent_name: str) -> str:
+    options = [str(a.get("option")) for a in row.get("attributes") or [] if isinstance(a, dict) and a.get("option")]
+    if options:
+        return f"{parent_name} - {', '.join(options)}"
+    return str(row.get("name") or parent_name)
+
+
 # --- the connector ----------------------------------------------------------------------------
 
 
@@ -340,6 +387,11 @@ class WooCommerceConnector(Connector):
     receives_orders = True
     polls_orders = True  # the backfill poll catches an order whose webhook was lost
     max_batch = BATCH_LIMIT
+    # No platform limit to follow; a shared or managed WordPress host is the bottleneck: two batch
+    # requests a second (each up to 100 items), a few at once.
+    default_rate_per_s = 2.0
+    default_burst = 4
+    webhook_topics = ("order.created", "order.updated", "order.deleted")
 
     # --- quantities ---
 
@@ -637,6 +689,149 @@ class WooCommerceConnector(Connector):
         except ORDER_SHAPE_ERRORS as err:
             raise MalformedOrder(f"{what} that is not an order ({type(err).__name__})") from err
         return Webhook(delivery_id=delivery_id, topic=topic, orders=[order_checked(o, what) for o in orders])
+
+    # --- going live: discover and subscribe ---
+
+    def locations(self, channel: ChannelRef) -> list[PlatformLocation]:
+        base = self._store_url(channel)
+        try:
+            index = _session().get(f"{base}/wp-json/", timeout=self._timeout())
+            described = index.json() if index.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            described = None
+        name = described.get("name") if isinstance(described, dict) else None
+        return [PlatformLocation(id=LOCATION_ID, name=str(name or base))]
+
+    def catalog(self, channel: ChannelRef, progress: Progress | None = None) -> Catalog:
+        tally = _Tally()
+        entries: list[CatalogEntry] = []
+        variable: list[tuple[int, str]] = []
+        total: int | None = None
+        # Oldest first by id: a product added while we page lands on the last page instead of shifting the others.
+        params = {"per_page": str(PAGE_SIZE), "orderby": "id", "order": "asc", "_fields": PRODUCT_FIELDS}
+        for rows, pages_total in self._pages(channel, "products", params, tally):
+            if total is None and pages_total is not None:
+                total = pages_total
+            for row in rows:
+                product_id = _int(row.get("id"))
+                kind = str(row.get("type") or "simple")
+                if product_id is None or kind == "grouped":  # a grouped product sells its children, not itself
+                    continue
+                if kind == "variable":
+                    if row.get("variations") != []:
+                        variable.append((product_id, str(row.get("name") or "")))
+                    continue
+                entries.append(_entry(row, external_id_for(product_id), str(row.get("name") or "")))
+            if progress is not None:
+                progress(len(entries), None)
+        variation_params = {"per_page": str(PAGE_SIZE), "orderby": "id", "order": "asc", "_fields": VARIATION_FIELDS}
+        for parent_id, parent_name in variable:
+            for rows, _ in self._pages(channel, f"products/{parent_id}/variations", variation_params, tally):
+                for row in rows:
+                    variation_id = _int(row.get("id"))
+                    if variation_id is not None:
+                        title = _variation_title(row, parent_name)
+                        entries.append(_entry(row, external_id_for(parent_id, variation_id), title))
+            if progress is not None:
+                progress(len(entries), None)
+        return Catalog(entries=entries, requests=tally.requests)
+
+    def _pages(
+        self, channel: ChannelRef, path: str, params: Mapping[str, str], tally: _Tally
+    ) -> Iterator[tuple[list[dict[str, Any]], int | None]]:
+        """Every page of a collection: (rows, X-WP-Total or None), following ``X-WP-TotalPages``."""
+        page = 1
+        while True:
+            rows, response = self._read(channel, "GET", path, {**params, "page": str(page)}, tally)
+            if not isinstance(rows, list):
+                raise ConnectorError(f"unreadable answer from {path}: expected a list")
+            total = _int(response.headers.get("X-WP-Total"))
+            yield [row for row in rows if isinstance(row, dict)], total
+            pages = _int(response.headers.get("X-WP-TotalPages"))
+            if (pages is not None and page >= pages) or (pages is None and len(rows) < PAGE_SIZE) or not rows:
+                return
+            page += 1
+
+    def _read(
+        self,
+        channel: ChannelRef,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        tally: _Tally,
+        json_body: Any = None,
+    ) -> tuple[Any, requests.Response]:
+        """One request of a discovery or subscription: waits out the host's 429/503 (its Retry-After), then
+        raises ConnectorThrottled; any other failure is a ConnectorError."""
+        wait = 0.0
+        for _ in range(READ_ATTEMPTS):
+            tally.requests += 1
+            try:
+                return self._call_with_response(channel, method, path, params=params, json_body=json_body)
+            except Throttled as throttled:
+                if throttled.wait_s > READ_WAIT_MAX_S:
+                    raise ConnectorThrottled(
+                        f"WooCommerce is throttling: {throttled}", wait_s=throttled.wait_s
+                    ) from None
+                time.sleep(throttled.wait_s)
+                wait = throttled.wait_s
+            except HttpFailure as failure:
+                raise ConnectorError(str(failure), retry_after=failure.retry_after) from failure
+        raise ConnectorThrottled(f"WooCommerce kept throttling {path}", wait_s=wait)
+
+    def webhook_subscriptions(self, channel: ChannelRef) -> list[WebhookSubscription]:
+        return [sub for sub, _ in self._subscriptions(channel, _Tally())]
+
+    def _subscriptions(self, channel: ChannelRef, tally: _Tally) -> list[tuple[WebhookSubscription, str]]:
+        """The store's order webhooks of ``webhook_topics``, with their status (active, paused, disabled)."""
+        found = []
+        params = {"per_page": str(PAGE_SIZE), "status": "all", "order": "asc"}
+        for rows, _ in self._pages(channel, "webhooks", params, tally):
+            for row in rows:
+                topic, hook_id = str(row.get("topic") or ""), _int(row.get("id"))
+                if topic in self.webhook_topics and hook_id is not None:
+                    status = str(row.get("status") or "")
+                    address = str(row.get("delivery_url") or "")
+                    found.append((WebhookSubscription(str(hook_id), topic, address, status == "active"), status))
+        return found
+
+    def webhooks_subscribe(self, channel: ChannelRef, address: str) -> list[WebhookSubscription]:
+        secret = str(channel.credentials.get("webhook_secret") or "")
+        if not secret:
+            raise ConnectorError("No webhook secret: set the channel's webhook_secret before subscribing the webhooks.")
+        tally = _Tally()
+        existing = self._subscriptions(channel, tally)
+        result: list[WebhookSubscription] = []
+        for topic in self.webhook_topics:
+            mine = [(sub, status) for sub, status in existing if sub.topic == topic and sub.address == address]
+            # Reuse one already pointing here (an active one first), never add a second: WooCommerce would
+            # deliver every order twice. Its secret is set again: WooCommerce never shows it, and a webhook
+            # made by hand with another secret would have every delivery refused.
+            mine.sort(key=lambda pair: pair[1] != "active")
+            if mine:
+                sub, _ = mine[0]
+                body = {"secret": secret, "status": "active"}
+                row, _ = self._read(channel, "PUT", f"webhooks/{sub.id}", None, tally, json_body=body)
+            else:
+                body = {
+                    "name": f"Stockroom {topic}",
+                    "topic": topic,
+                    "delivery_url": address,
+                    "secret": secret,
+                    "status": "active",
+                }
+                row, _ = self._read(channel, "POST", "webhooks", None, tally, json_body=body)
+            if not isinstance(row, dict) or _int(row.get("id")) is None:
+                raise ConnectorError(f"unreadable answer when subscribing {topic}: {str(row)[:200]}")
+            result.append(
+                WebhookSubscription(
+                    str(row["id"]),
+                    str(row.get("topic") or topic),
+                    str(row.get("delivery_url") or address),
+                    row.get("status") == "active",
+                )
+            )
+        return result
 
     # --- connection ---
 

@@ -13,6 +13,12 @@ What it speaks (shapes from Amazon's published API models; versions as pinned in
 - Feeds 2021-06-30: ``createFeedDocument`` -> a presigned upload URL (``PUT``), ``createFeed``
   (``JSON_LISTINGS_FEED``), ``getFeed``, ``getFeedDocument`` -> the processing report (gzip), processed
   ``feed_processing_s`` after submission.
+- Reports 2021-06-30: ``createReport`` (``GET_MERCHANT_LISTINGS_ALL_DATA`` for the seller's
+  marketplace), ``getReport`` (IN_QUEUE, IN_PROGRESS, then DONE ``report_processing_s`` later; CANCELLED
+  when there is no data, as Amazon does for a seller with no listings; FATAL when ``fail_reports`` says
+  so, with an error document) and ``getReportDocument`` -> a presigned URL to the tab-separated report
+  (header row, Cp1252, gzip when ``report_compression`` is ``"GZIP"``). ``seed_listings(n)`` lists n
+  SKUs, some fulfilled by Amazon and some inactive (Amazon has no SKU-less or duplicate listings).
 - Orders v0: ``getOrders`` (``LastUpdatedAfter`` or ``CreatedAfter``, ``NextToken`` pages,
   ``LastUpdatedBefore`` in the answer) and ``getOrderItems``; Sellers v1 ``getMarketplaceParticipations``.
 - Per-operation token buckets with Amazon's default rate and burst; every answer carries
@@ -45,6 +51,40 @@ from apps.channels.fakes.bucket import RequestBucket
 
 LISTINGS_VERSION = "2021-08-01"
 FEEDS_VERSION = "2021-06-30"
+REPORTS_VERSION = "2021-06-30"
+MERCHANT_LISTINGS = "GET_MERCHANT_LISTINGS_ALL_DATA"
+# The columns of the merchant listings report, in Amazon's order.
+LISTING_COLUMNS = (
+    "item-name",
+    "item-description",
+    "listing-id",
+    "seller-sku",
+    "price",
+    "quantity",
+    "open-date",
+    "image-url",
+    "item-is-marketplace",
+    "product-id-type",
+    "zshop-shipping-fee",
+    "item-note",
+    "item-condition",
+    "zshop-category1",
+    "zshop-browse-path",
+    "zshop-storefront-feature",
+    "asin1",
+    "asin2",
+    "asin3",
+    "will-ship-internationally",
+    "expedited-shipping",
+    "zshop-boldface",
+    "product-id",
+    "bid-for-featured-placement",
+    "add-delete",
+    "pending-quantity",
+    "fulfillment-channel",
+    "merchant-shipping-group",
+    "status",
+)
 ORDERS_VERSION = "v0"
 
 # Amazon's documented default usage plans: operation -> (requests per second, burst).
@@ -59,6 +99,9 @@ DEFAULT_RATES: dict[str, tuple[float, int]] = {
     "getOrders": (0.0167, 20),
     "getOrderItems": (0.5, 30),
     "getMarketplaceParticipations": (0.016, 15),
+    "createReport": (0.0167, 15),
+    "getReport": (2.0, 15),
+    "getReportDocument": (0.0167, 15),
 }
 
 ORDER_STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "Unfulfillable")
@@ -82,6 +125,31 @@ class FakeListing:
     availability: list[dict[str, Any]]
     created: datetime
     updated: datetime
+    title: str = ""
+    status: str = "Active"  # as the merchant listings report shows it: Active, Inactive, Incomplete
+
+
+@dataclass(frozen=True)
+class SeededListing:
+    """One listing ``seed_listings`` made: what a catalog read should find."""
+
+    sku: str
+    quantity: int | None  # None: fulfilled by Amazon, Amazon counts it
+    fulfillment_channel: str  # DEFAULT (the seller's own stock) or AMAZON_NA
+    status: str
+
+
+@dataclass
+class FakeReport:
+    report_id: str
+    report_type: str
+    marketplace_ids: list[str]
+    created: datetime
+    outcome: str  # what it will end as: DONE, FATAL or CANCELLED
+    status: str = "IN_QUEUE"
+    started: datetime | None = None
+    ended: datetime | None = None
+    document_id: str | None = None
 
 
 @dataclass
@@ -159,6 +227,8 @@ class AmazonFake:
         rates: Mapping[str, tuple[float, int]] | None = None,
         settle_s: float = 2.0,
         feed_processing_s: float = 0.5,
+        report_processing_s: float = 0.5,
+        report_compression: str | None = "GZIP",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -168,6 +238,10 @@ class AmazonFake:
         # getOrders vouches for completeness up to this long before the request (its LastUpdatedBefore).
         self.settle_s = settle_s
         self.feed_processing_s = feed_processing_s
+        self.report_processing_s = report_processing_s
+        self.report_compression = report_compression
+        self.reports: dict[str, FakeReport] = {}
+        self._report_failures: list[str] = []  # outcomes forced on the next reports (FATAL, CANCELLED)
         self.lock = threading.RLock()
         self.rates = {**DEFAULT_RATES, **(rates or {})}
         self._buckets = {op: RequestBucket(rate, burst) for op, (rate, burst) in self.rates.items()}
@@ -244,6 +318,8 @@ class AmazonFake:
         product_type: str = "PRODUCT",
         fulfillment_channel: str = "DEFAULT",
         lead_time_days: int | None = None,
+        title: str = "",
+        status: str = "Active",
     ) -> None:
         entry: dict[str, Any] = {"fulfillment_channel_code": fulfillment_channel}
         if quantity is not None:
@@ -253,7 +329,35 @@ class AmazonFake:
         now = datetime.now(UTC)
         with self.lock:
             asin = "B0" + uuid.uuid5(uuid.NAMESPACE_OID, sku).hex[:8].upper()
-            self.listings[sku] = FakeListing(sku, product_type, asin, [entry], now, now)
+            self.listings[sku] = FakeListing(sku, product_type, asin, [entry], now, now, title or f"Item {sku}", status)
+
+    def seed_listings(self, count: int, *, fba: int = 0, inactive: int = 0, prefix: str = "SKU") -> list[SeededListing]:
+        """``count`` listings ``<prefix>-00001``...: the first ``fba`` fulfilled by Amazon (AMAZON_NA, no
+        quantity of the seller's), the next ``inactive`` Inactive with quantity 0, the others Active with
+        ``index * 7 % 50``. Returns what was made, in order."""
+        made = []
+        for index in range(count):
+            sku = f"{prefix}-{index + 1:05d}"
+            if index < fba:
+                seeded = SeededListing(sku, None, "AMAZON_NA", "Active")
+            elif index < fba + inactive:
+                seeded = SeededListing(sku, 0, "DEFAULT", "Inactive")
+            else:
+                seeded = SeededListing(sku, index * 7 % 50, "DEFAULT", "Active")
+            self.add_listing(
+                sku,
+                seeded.quantity,
+                fulfillment_channel=seeded.fulfillment_channel,
+                title=f"Item {sku} \u2013 blue",
+                status=seeded.status,
+            )
+            made.append(seeded)
+        return made
+
+    def fail_reports(self, outcome: str = "FATAL", count: int = 1) -> None:
+        """The next ``count`` reports end ``FATAL`` (or ``CANCELLED``) instead of DONE."""
+        with self.lock:
+            self._report_failures.extend([outcome] * count)
 
     def quantity(self, sku: str, channel: str = "DEFAULT") -> int | None:
         """What the listing offers in this fulfilment channel (None: no such listing or channel)."""
@@ -477,7 +581,7 @@ class AmazonFake:
                     "productType": listing.product_type,
                     "conditionType": "new_new",
                     "status": ["BUYABLE", "DISCOVERABLE"],
-                    "itemName": f"Item {listing.sku}",
+                    "itemName": listing.title,
                     "createdDate": iso(listing.created),
                     "lastUpdatedDate": iso(listing.updated),
                 }
@@ -638,6 +742,9 @@ class AmazonFake:
             ("GET", rf"/feeds/{FEEDS_VERSION}/documents/(?P<document>[^/]+)", "getFeedDocument"),
             ("POST", rf"/feeds/{FEEDS_VERSION}/feeds", "createFeed"),
             ("GET", rf"/feeds/{FEEDS_VERSION}/feeds/(?P<feed>[^/]+)", "getFeed"),
+            ("POST", rf"/reports/{REPORTS_VERSION}/reports", "createReport"),
+            ("GET", rf"/reports/{REPORTS_VERSION}/reports/(?P<report>[^/]+)", "getReport"),
+            ("GET", rf"/reports/{REPORTS_VERSION}/documents/(?P<document>[^/]+)", "getReportDocument"),
             ("GET", rf"/orders/{ORDERS_VERSION}/orders", "getOrders"),
             ("GET", rf"/orders/{ORDERS_VERSION}/orders/(?P<order>[^/]+)/orderItems", "getOrderItems"),
             ("GET", r"/sellers/v1/marketplaceParticipations", "getMarketplaceParticipations"),
@@ -867,8 +974,138 @@ class AmazonFake:
                 document.body = body
                 return _Reply(200, raw=b"")
             if method == "GET" and document.body is not None:
-                return _Reply(200, raw=document.body, content_type="application/octet-stream")
+                return _Reply(200, raw=document.body, content_type=document.content_type)
         return _Reply(404, raw=b"<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+
+    # Reports -------------------------------------------------------------------------------
+
+    def _op_createReport(self, args: dict[str, str], query: dict[str, list[str]], payload: Any) -> _Reply:
+        if not isinstance(payload, dict) or not payload.get("reportType"):
+            return _errors(400, "InvalidInput", "Missing required 'reportType'.")
+        marketplaces = payload.get("marketplaceIds")
+        if not isinstance(marketplaces, list) or not marketplaces:
+            return _errors(400, "InvalidInput", "Missing required 'marketplaceIds'.")
+        if marketplaces != [self.marketplace_id]:
+            return _errors(
+                400, "InvalidInput", f"Invalid 'marketplaceIds': the seller does not sell in {marketplaces}."
+            )
+        if payload["reportType"] != MERCHANT_LISTINGS:
+            return _errors(400, "InvalidInput", f"This fake makes {MERCHANT_LISTINGS} reports only.")
+        with self.lock:
+            report_id = str(60000000000 + len(self.reports) + 1)
+            outcome = self._report_failures.pop(0) if self._report_failures else "DONE"
+            self.reports[report_id] = FakeReport(
+                report_id, str(payload["reportType"]), list(marketplaces), datetime.now(UTC), outcome
+            )
+            timers = [
+                threading.Timer(self.report_processing_s / 2, self._start_report, args=(report_id,)),
+                threading.Timer(self.report_processing_s, self._finish_report, args=(report_id,)),
+            ]
+            for timer in timers:
+                timer.daemon = True
+                self._timers.append(timer)
+        for timer in timers:
+            timer.start()
+        return _Reply(202, {"reportId": report_id})
+
+    def _start_report(self, report_id: str) -> None:
+        with self.lock:
+            report = self.reports[report_id]
+            if report.status == "IN_QUEUE":
+                report.status, report.started = "IN_PROGRESS", datetime.now(UTC)
+
+    def _finish_report(self, report_id: str) -> None:
+        with self.lock:
+            report = self.reports[report_id]
+            if report.status not in ("IN_QUEUE", "IN_PROGRESS"):
+                return
+            report.started = report.started or datetime.now(UTC)
+            report.ended = datetime.now(UTC)
+            outcome = report.outcome
+            if outcome == "DONE" and not self.listings:
+                outcome = "CANCELLED"  # Amazon cancels a report that has no data
+            document_id = "amzn1.spdoc.1.4.na." + uuid.uuid4().hex
+            if outcome == "FATAL":
+                error = {"errorDetails": "The report could not be generated: an internal error occurred."}
+                self._documents[document_id] = _Document(
+                    "application/json", secrets.token_hex(8), json.dumps(error).encode()
+                )
+                report.document_id = document_id
+            elif outcome == "DONE":
+                text = self._listings_report()
+                body = text.encode("cp1252", errors="replace")
+                compression = self.report_compression
+                if compression == "GZIP":
+                    body = gzip.compress(body)
+                self._documents[document_id] = _Document(
+                    "text/plain;charset=Cp1252", secrets.token_hex(8), body, compression
+                )
+                report.document_id = document_id
+            report.status = outcome
+
+    def _listings_report(self) -> str:
+        """GET_MERCHANT_LISTINGS_ALL_DATA: a header row, then one tab-separated row per listing."""
+        lines = ["\t".join(LISTING_COLUMNS)]
+        for listing in self.listings.values():
+            entry = listing.availability[0] if listing.availability else {}
+            channel = str(entry.get("fulfillment_channel_code") or "DEFAULT")
+            quantity = entry.get("quantity")
+            row = dict.fromkeys(LISTING_COLUMNS, "")
+            row.update(
+                {
+                    "item-name": listing.title.replace("\t", " "),
+                    "listing-id": uuid.uuid5(uuid.NAMESPACE_URL, listing.sku).hex[:10].upper(),
+                    "seller-sku": listing.sku,
+                    "price": "19.99",
+                    # Amazon leaves the seller's quantity empty for listings it fulfils itself.
+                    "quantity": "" if channel != "DEFAULT" or quantity is None else str(quantity),
+                    "open-date": listing.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    "item-is-marketplace": "y",
+                    "product-id-type": "1",
+                    "item-condition": "11",
+                    "asin1": listing.asin,
+                    "product-id": listing.asin,
+                    "pending-quantity": "0",
+                    "fulfillment-channel": channel,
+                    "merchant-shipping-group": "Migrated Template" if channel == "DEFAULT" else "",
+                    "status": listing.status,
+                }
+            )
+            lines.append("\t".join(row[column] for column in LISTING_COLUMNS))
+        return "\n".join(lines) + "\n"
+
+    def _op_getReport(self, args: dict[str, str], query: dict[str, list[str]], _: Any) -> _Reply:
+        with self.lock:
+            report = self.reports.get(args["report"])
+            if report is None:
+                return _errors(404, "NotFound", f"Report {args['report']} not found.")
+            result: dict[str, Any] = {
+                "reportId": report.report_id,
+                "reportType": report.report_type,
+                "marketplaceIds": report.marketplace_ids,
+                "createdTime": iso(report.created),
+                "processingStatus": report.status,
+            }
+            if report.started:
+                result["processingStartTime"] = iso(report.started)
+            if report.ended:
+                result["processingEndTime"] = iso(report.ended)
+            if report.document_id:
+                result["reportDocumentId"] = report.document_id
+        return _Reply(200, result)
+
+    def _op_getReportDocument(self, args: dict[str, str], query: dict[str, list[str]], _: Any) -> _Reply:
+        with self.lock:
+            document = self._documents.get(args["document"])
+            if document is None or document.body is None or not args["document"].startswith("amzn1.spdoc."):
+                return _errors(404, "NotFound", f"Report document {args['document']} not found.")
+            result = {
+                "reportDocumentId": args["document"],
+                "url": f"{self.url}/_documents/{args['document']}?X-Amz-Signature={document.signature}",
+            }
+            if document.compression:
+                result["compressionAlgorithm"] = document.compression
+        return _Reply(200, result)
 
     # Orders and sellers --------------------------------------------------------------------
 
@@ -1067,6 +1304,17 @@ class AmazonFake:
                 else:
                     self.set_order_status(order_id, data["status"])
                 return _Reply(200, self.order(order_id))
+            if method == "POST" and path == "seed":
+                seeded = self.seed_listings(
+                    int(data["count"]),
+                    fba=int(data.get("fba", 0)),
+                    inactive=int(data.get("inactive", 0)),
+                    prefix=str(data.get("prefix", "SKU")),
+                )
+                return _Reply(201, {"listings": [vars(s) for s in seeded]})
+            if method == "POST" and path == "fail-reports":
+                self.fail_reports(str(data.get("outcome", "FATAL")), int(data.get("count", 1)))
+                return _Reply(200, {"ok": True})
             if method == "POST" and path == "expire-tokens":
                 self.expire_tokens()
                 return _Reply(200, {"ok": True})
@@ -1079,6 +1327,9 @@ class AmazonFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without this, Nagle's algorithm and the client's delayed
+            # ACK hold every answer on a keep-alive connection back by 40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return

@@ -28,10 +28,20 @@ What it speaks (REST API ``wc/v3``, shapes and errors as WooCommerce's own code 
   retried; the seventh failure in a row disables the webhook. As in WooCommerce, the delivery id
   is a hash of the webhook id and the current second.
 - ``GET /system_status`` (a small part of it).
+- Webhooks as ``WC_REST_Webhooks_Controller``: ``GET /webhooks`` (``status`` all/active/paused/disabled,
+  paging), ``GET /webhooks/<id>``, ``POST /webhooks`` (``topic`` and ``delivery_url`` required and
+  checked; ``name``, ``secret``: a secret not given is generated; a new webhook is always ``active``;
+  201 with ``Location``; then the ping ``webhook_id=<id>`` is sent to the address) and ``PUT``/``POST
+  /webhooks/<id>`` (topic, delivery_url, secret, status). The secret is never shown in an answer. Every
+  active webhook of a topic gets each delivery; ``webhook_url`` given to the constructor (or
+  ``set_webhook``) stands for hooks the merchant made by hand (ids 1-3), listed like the others.
+- ``seed_catalog(n)``: n sellable variants (simple products and variations) with the problem
+  classes a real catalog has (no SKU, a SKU used twice, stock not managed, stock kept on the parent).
 
 Driven from Python (``add_product``, ``add_variation``, ``set_quantity``, ``create_order``,
 ``set_order_status``, ``cancel_order``, ``delete_order``, ``lose_webhooks``, ``fail_next``, ``limit``,
-``delay_s``, ``requests``) or over HTTP under ``/_fake/`` (``manage.py fake_woocommerce``).
+``delay_s``, ``requests``, ``seed_catalog``, ``subscriptions``) or over HTTP under ``/_fake/``
+(``manage.py fake_woocommerce``).
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +77,16 @@ STOCK_RESTORED = {"cancelled", "pending"}  # statuses whose hooks put reduced st
 OAUTH_WINDOW_S = 15 * 60
 WEBHOOK_IDS = {"order.created": 1, "order.updated": 2, "order.deleted": 3, "order.restored": 4}
 MAX_DELIVERY_FAILURES = 5
+WEBHOOK_RESOURCES = ("coupon", "customer", "order", "product")
+WEBHOOK_EVENTS = ("created", "updated", "deleted", "restored")
+WEBHOOK_STATUSES = ("active", "paused", "disabled")
+# The WordPress actions behind each order topic (WC_Webhook::get_topic_hooks).
+ORDER_TOPIC_HOOKS = {
+    "order.created": ["woocommerce_new_order"],
+    "order.updated": ["woocommerce_update_order", "woocommerce_order_refunded"],
+    "order.deleted": ["wp_trash_post"],
+    "order.restored": ["untrashed_post"],
+}
 
 
 def rfc3986(value: str) -> str:
@@ -95,6 +115,29 @@ class FakeProduct:
     created: datetime = field(default_factory=now_s)
     modified: datetime = field(default_factory=now_s)
     refusal: tuple[str, str] | None = None  # (code, message) answered when stock management is asked for
+
+
+@dataclass
+class FakeWebhook:
+    id: int
+    name: str
+    topic: str
+    delivery_url: str
+    secret: str
+    status: str = "active"  # active, paused, disabled (WooCommerce disables after repeated failures)
+    created: datetime = field(default_factory=now_s)
+    modified: datetime = field(default_factory=now_s)
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class SeededVariant:
+    """One sellable variant ``seed_catalog`` made: what a catalog read should find."""
+
+    sku: str
+    external_id: str  # "123" or "parent/variation", as a listing holds it
+    quantity: int | None  # None: stock not managed
+    problem: str = ""  # "", no_sku, duplicate_sku, untracked
 
 
 @dataclass
@@ -173,11 +216,12 @@ class WooCommerceFake:
         self._nonces: dict[str, float] = {}
         self._log: list[dict[str, Any]] = []
         self._deliveries: list[dict[str, Any]] = []
+        self._pings: list[dict[str, Any]] = []
         self._injected: list[_Injected] = []
         self._bucket: RequestBucket | None = None
         self._lose = 0
-        self._failures: dict[str, int] = {}
-        self.disabled_topics: set[str] = set()
+        self.webhooks: dict[int, FakeWebhook] = {}
+        self._children: dict[int, list[int]] = {}  # variable product id -> its variation ids
         self._outbox: queue.Queue[tuple[str, int, bytes] | None] = queue.Queue()
         self.delivered = threading.Condition(self.lock)
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -191,6 +235,8 @@ class WooCommerceFake:
         # A slow store: batch writes wait this long before they are applied (and the event says one arrived).
         self.delay_s = 0.0
         self.batch_arrived = threading.Event()
+        if webhook_url:
+            self.set_webhook(webhook_url, webhook_secret)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -283,6 +329,7 @@ class WooCommerceFake:
                 stock_quantity=stock_quantity if managed is True else None,
                 parent_id=parent_id,
             )
+            self._children.setdefault(parent_id, []).append(variation_id)
             return variation_id
 
     def quantity(self, product_id: int) -> int | None:
@@ -314,6 +361,79 @@ class WooCommerceFake:
             parent = self.products.get(product.parent_id)
             return parent if parent is not None and parent.manage_stock is True else None
         return product if product.manage_stock is True else None
+
+    def seed_catalog(
+        self,
+        variants: int,
+        *,
+        per_parent: int = 5,
+        simple_every: int = 4,
+        no_sku: int = 0,
+        duplicate_sku: int = 0,
+        untracked: int = 0,
+        parent_stock: int = 0,
+        prefix: str = "SKU",
+    ) -> list[SeededVariant]:
+        """``variants`` sellable variants: every ``simple_every``-th a simple product, the others variations of
+        variable products with ``per_parent`` variations each. The first ``no_sku`` have no SKU, the next
+        ``duplicate_sku`` take the SKU of one of the last variants, the next ``untracked`` do not manage stock,
+        and the next ``parent_stock`` variations count stock on their parent (``manage_stock: "parent"``).
+        SKUs are ``<prefix>-00001``...; quantities ``index * 7 % 50``. Returns what was made, in order."""
+        made: list[SeededVariant] = []
+        with self.lock:
+            parent: FakeProduct | None = None
+            taken = 0
+            for index in range(variants):
+                sku = f"{prefix}-{index + 1:05d}"
+                problem = ""
+                if index < no_sku:
+                    sku, problem = "", "no_sku"
+                elif index < no_sku + duplicate_sku:
+                    # the SKU of one of the last variants, made later: two variants then share it
+                    sku, problem = f"{prefix}-{variants - (index - no_sku):05d}", "duplicate_sku"
+                elif index < no_sku + duplicate_sku + untracked:
+                    problem = "untracked"
+                on_parent = not problem and index < no_sku + duplicate_sku + untracked + parent_stock
+                quantity = None if problem == "untracked" else index * 7 % 50
+                if simple_every and index % simple_every == 0 and not on_parent:
+                    product_id = self._new_id()
+                    self.products[product_id] = FakeProduct(
+                        id=product_id,
+                        type="simple",
+                        sku=sku,
+                        name=f"Product {sku or product_id}",
+                        manage_stock=quantity is not None,
+                        stock_quantity=quantity,
+                    )
+                    made.append(SeededVariant(sku, str(product_id), quantity, problem))
+                    continue
+                if parent is None or taken >= per_parent or (on_parent and parent.manage_stock is not True):
+                    parent_id = self._new_id()
+                    parent = self.products[parent_id] = FakeProduct(
+                        id=parent_id,
+                        type="variable",
+                        sku="",
+                        name=f"Variable {parent_id}",
+                        manage_stock=on_parent,
+                        stock_quantity=quantity if on_parent else None,
+                    )
+                    taken = 0
+                variation_id = self._new_id()
+                if on_parent:
+                    quantity = parent.stock_quantity
+                self.products[variation_id] = FakeProduct(
+                    id=variation_id,
+                    type="variation",
+                    sku=sku,
+                    name=f"{parent.name} - {sku or variation_id}",
+                    manage_stock="parent" if on_parent else quantity is not None,
+                    stock_quantity=None if on_parent else quantity,
+                    parent_id=parent.id,
+                )
+                self._children.setdefault(parent.id, []).append(variation_id)
+                taken += 1
+                made.append(SeededVariant(sku, f"{parent.id}/{variation_id}", quantity, problem))
+        return made
 
     # --- orders --------------------------------------------------------------------------------
 
@@ -388,12 +508,35 @@ class WooCommerceFake:
     # --- webhooks ------------------------------------------------------------------------------
 
     def set_webhook(self, url: str, secret: str | None = None) -> None:
+        """The merchant's hand-made order webhooks (ids 1-3) now call ``url``, active again."""
         with self.lock:
             self.webhook_url = url
             if secret is not None:
                 self.webhook_secret = secret
-            self.disabled_topics.clear()
-            self._failures.clear()
+            for topic in ("order.created", "order.updated", "order.deleted"):
+                hook_id = WEBHOOK_IDS[topic]
+                hook = self.webhooks.get(hook_id)
+                if hook is None:
+                    hook = self.webhooks[hook_id] = FakeWebhook(
+                        id=hook_id, name=f"Order {topic.split('.')[1]}", topic=topic, delivery_url=url, secret=""
+                    )
+                hook.delivery_url, hook.secret = url, self.webhook_secret
+                hook.status, hook.failures, hook.modified = "active", 0, now_s()
+
+    @property
+    def disabled_topics(self) -> set[str]:
+        """Topics of webhooks WooCommerce disabled after failed deliveries."""
+        with self.lock:
+            return {hook.topic for hook in self.webhooks.values() if hook.status == "disabled"}
+
+    def subscriptions(self, topic: str | None = None) -> list[FakeWebhook]:
+        """The webhooks as stored (secrets included), oldest first."""
+        with self.lock:
+            return [
+                FakeWebhook(**vars(hook))
+                for hook in sorted(self.webhooks.values(), key=lambda h: h.id)
+                if topic is None or hook.topic == topic
+            ]
 
     def lose_webhooks(self, count: int = 1) -> None:
         """The next ``count`` deliveries never arrive (a host that dropped them)."""
@@ -439,58 +582,96 @@ class WooCommerceFake:
             item = self._outbox.get()
             if item is None:
                 return
-            topic, order_id, body = item
-            with self.lock:
-                url, secret = self.webhook_url, self.webhook_secret
-                lost = self._lose > 0
-                if lost:
-                    self._lose -= 1
-            if not url or topic in self.disabled_topics:
+            topic, resource_id, body = item
+            if topic == "ping":  # a webhook just created: resource_id is the webhook's id
+                self._deliver_ping(resource_id)
                 continue
-            webhook_id = WEBHOOK_IDS[topic]
-            # WooCommerce: wp_hash( webhook id . strtotime('now') ), so one webhook's deliveries within a
-            # second share their id.
-            delivery_id = hashlib.md5(f"{webhook_id}{int(time.time())}".encode()).hexdigest()
-            record: dict[str, Any] = {
-                "topic": topic,
-                "order_id": order_id,
-                "delivery_id": delivery_id,
-                "at": time.time(),
-            }
+            with self.lock:
+                hooks = [
+                    (hook.id, hook.delivery_url, hook.secret)
+                    for hook in sorted(self.webhooks.values(), key=lambda h: h.id)
+                    if hook.topic == topic and hook.status == "active" and hook.delivery_url
+                ]
+            for hook_id, url, secret in hooks:
+                self._deliver(hook_id, url, secret, topic, resource_id, body)
+
+    def _deliver_ping(self, hook_id: int) -> None:
+        with self.lock:
+            hook = self.webhooks.get(hook_id)
+            url = hook.delivery_url if hook is not None else ""
+        if not url:
+            return
+        record: dict[str, Any] = {"topic": "ping", "webhook_id": hook_id, "at": time.time()}
+        try:
+            response = requests.post(
+                url,
+                data=f"webhook_id={hook_id}",
+                headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": self._user_agent()},
+                timeout=10,
+                allow_redirects=False,
+            )
+            record["status"] = response.status_code
+        except requests.RequestException as err:
+            record["status"] = type(err).__name__
+        with self.delivered:
+            self._pings.append(record)
+            self.delivered.notify_all()
+
+    def pings(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(p) for p in self._pings]
+
+    def _deliver(self, hook_id: int, url: str, secret: str, topic: str, order_id: int, body: bytes) -> None:
+        with self.lock:
+            lost = self._lose > 0
             if lost:
-                record["status"] = "lost"
-            else:
-                resource, event = topic.split(".")
-                headers = {
-                    "Content-Type": "application/json",
-                    "User-Agent": self._user_agent(),
-                    "X-WC-Webhook-Source": self.url + "/",
-                    "X-WC-Webhook-Topic": topic,
-                    "X-WC-Webhook-Resource": resource,
-                    "X-WC-Webhook-Event": event,
-                    "X-WC-Webhook-Signature": base64.b64encode(
-                        hmac.new(secret.encode(), body, hashlib.sha256).digest()
-                    ).decode(),
-                    "X-WC-Webhook-ID": str(webhook_id),
-                    "X-WC-Webhook-Delivery-ID": delivery_id,
-                }
-                try:
-                    response = requests.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
-                    record["status"] = response.status_code
-                    ok = 200 <= response.status_code < 303
-                except requests.RequestException as err:
-                    record["status"] = f"{type(err).__name__}"
-                    ok = False
-                with self.lock:
+                self._lose -= 1
+        # WooCommerce: wp_hash( webhook id . strtotime('now') ), so one webhook's deliveries within a
+        # second share their id.
+        delivery_id = hashlib.md5(f"{hook_id}{int(time.time())}".encode()).hexdigest()
+        record: dict[str, Any] = {
+            "topic": topic,
+            "order_id": order_id,
+            "delivery_id": delivery_id,
+            "webhook_id": hook_id,
+            "at": time.time(),
+        }
+        if lost:
+            record["status"] = "lost"
+        else:
+            resource, event = topic.split(".")
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": self._user_agent(),
+                "X-WC-Webhook-Source": self.url + "/",
+                "X-WC-Webhook-Topic": topic,
+                "X-WC-Webhook-Resource": resource,
+                "X-WC-Webhook-Event": event,
+                "X-WC-Webhook-Signature": base64.b64encode(
+                    hmac.new(secret.encode(), body, hashlib.sha256).digest()
+                ).decode(),
+                "X-WC-Webhook-ID": str(hook_id),
+                "X-WC-Webhook-Delivery-ID": delivery_id,
+            }
+            try:
+                response = requests.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
+                record["status"] = response.status_code
+                ok = 200 <= response.status_code < 303
+            except requests.RequestException as err:
+                record["status"] = f"{type(err).__name__}"
+                ok = False
+            with self.lock:
+                hook = self.webhooks.get(hook_id)
+                if hook is not None:
                     if ok:
-                        self._failures[topic] = 0
-                    elif self._failures.get(topic, 0) > MAX_DELIVERY_FAILURES:
-                        self.disabled_topics.add(topic)
+                        hook.failures = 0
+                    elif hook.failures > MAX_DELIVERY_FAILURES:
+                        hook.status = "disabled"
                     else:
-                        self._failures[topic] = self._failures.get(topic, 0) + 1
-            with self.delivered:
-                self._deliveries.append(record)
-                self.delivered.notify_all()
+                        hook.failures += 1
+        with self.delivered:
+            self._deliveries.append(record)
+            self.delivered.notify_all()
 
     # --- faults and the log --------------------------------------------------------------------
 
@@ -546,7 +727,7 @@ class WooCommerceFake:
             data.pop("type")
             data.pop("slug")
         if product.type == "variable":
-            data["variations"] = sorted(p.id for p in self.products.values() if p.parent_id == product.id)
+            data["variations"] = sorted(self._children.get(product.id, []))
         return data
 
     def _order_json(self, order: FakeOrder) -> dict[str, Any]:
@@ -676,7 +857,7 @@ class WooCommerceFake:
                     "Sorry, you are not allowed to batch manipulate this resource.",
                 )
             return _error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
-        if method == "POST" and self.permissions not in ("write", "read_write"):
+        if method in ("POST", "PUT", "PATCH", "DELETE") and self.permissions not in ("write", "read_write"):
             return _error(
                 401, "woocommerce_rest_authentication_error", "The API key provided does not have write permissions."
             )
@@ -709,6 +890,17 @@ class WooCommerceFake:
                     return _Reply(200, self._fields(self._order_json(order), params))
                 if route == "system_status":
                     return _Reply(200, self._system_status())
+                if route == "webhooks":
+                    return self._list_webhooks(params)
+                if match := re.fullmatch(r"webhooks/(\d+)", route):
+                    hook = self.webhooks.get(int(match.group(1)))
+                    if hook is None:
+                        return _error(404, "woocommerce_rest_shop_webhook_invalid_id", "Invalid ID.")
+                    return _Reply(200, self._fields(self._webhook_json(hook), params))
+            if method in ("POST", "PUT", "PATCH") and (match := re.fullmatch(r"webhooks/(\d+)", route)):
+                return self._update_webhook(int(match.group(1)), body)
+            if method == "POST" and route == "webhooks":
+                return self._create_webhook(body)
             if method == "POST":
                 if route == "products/batch":
                     return self._batch(body, parent_id=None)
@@ -799,7 +991,13 @@ class WooCommerceFake:
             return data
         return {k: v for k, v in data.items() if k in wanted or k == "id"}
 
-    def _page(self, rows: list[dict[str, Any]], params: Mapping[str, str], path: str) -> _Reply:
+    def _page(
+        self,
+        rows: Sequence[Any],
+        params: Mapping[str, str],
+        path: str,
+        as_json: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> _Reply:
         try:
             per_page = int(params.get("per_page", "10"))
             page = int(params.get("page", "1"))
@@ -821,7 +1019,8 @@ class WooCommerceFake:
             )
         total = len(rows)
         pages = math.ceil(total / per_page) if total else 0
-        chunk = [self._fields(r, params) for r in rows[(page - 1) * per_page : page * per_page]]
+        shown = rows[(page - 1) * per_page : page * per_page]
+        chunk = [self._fields(as_json(r) if as_json else r, params) for r in shown]
         headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
         links = []
         base = {
@@ -848,7 +1047,7 @@ class WooCommerceFake:
         if parent_id is None:
             rows = [p for p in self.products.values() if p.type != "variation"]
         else:
-            rows = [p for p in self.products.values() if p.type == "variation" and p.parent_id == parent_id]
+            rows = [self.products[i] for i in self._children.get(parent_id, []) if i in self.products]
         if "include" in params:
             include = self._id_list(params["include"])
             if include is None:
@@ -859,9 +1058,17 @@ class WooCommerceFake:
             rows = [p for p in rows if p.sku in skus]
         if params.get("type"):
             rows = [p for p in rows if p.type == params["type"]]
-        rows.sort(key=lambda p: (p.created, p.id), reverse=True)
+        orderby, descending = params.get("orderby", "date"), params.get("order", "desc") != "asc"
+        if orderby not in ("date", "id", "include", "title", "slug", "modified", "menu_order", "price", "popularity"):
+            return _error(400, "rest_invalid_param", "Invalid parameter(s): orderby")
+        if orderby == "id":
+            rows.sort(key=lambda p: p.id, reverse=descending)
+        elif orderby == "modified":
+            rows.sort(key=lambda p: (p.modified, p.id), reverse=descending)
+        else:
+            rows.sort(key=lambda p: (p.created, p.id), reverse=descending)
         path = API_PREFIX + ("products" if parent_id is None else f"products/{parent_id}/variations")
-        return self._page([self._product_json(p) for p in rows], params, path)
+        return self._page(rows, params, path, self._product_json)
 
     def _batch(self, body: bytes, parent_id: int | None) -> _Reply:
         try:
@@ -1002,6 +1209,116 @@ class WooCommerceFake:
         rows.sort(key=keys.get(orderby, keys["date"]), reverse=params.get("order", "desc") != "asc")
         return self._page([self._order_json(o) for o in rows], params, API_PREFIX + "orders")
 
+    # --- webhooks ---
+
+    def _webhook_json(self, hook: FakeWebhook) -> dict[str, Any]:
+        """As ``WC_REST_Webhooks_V2_Controller`` answers: never the secret."""
+        resource, _, event = hook.topic.partition(".")
+        return {
+            "id": hook.id,
+            "name": hook.name,
+            "status": hook.status,
+            "topic": hook.topic,
+            "resource": resource,
+            "event": event,
+            "hooks": ORDER_TOPIC_HOOKS.get(hook.topic, [f"woocommerce_{hook.topic.replace('.', '_')}"]),
+            "delivery_url": hook.delivery_url,
+            **self._dates("date_created", hook.created),
+            **self._dates("date_modified", hook.modified),
+        }
+
+    def _list_webhooks(self, params: Mapping[str, str]) -> _Reply:
+        status = params.get("status", "all")
+        if status not in ("all", *WEBHOOK_STATUSES):
+            return _error(
+                400,
+                "rest_invalid_param",
+                "Invalid parameter(s): status",
+                params={"status": f"status is not one of all, {', '.join(WEBHOOK_STATUSES)}."},
+            )
+        rows = [h for h in self.webhooks.values() if status == "all" or h.status == status]
+        rows.sort(key=lambda h: (h.created, h.id), reverse=params.get("order", "desc") != "asc")
+        return self._page(rows, params, API_PREFIX + "webhooks", self._webhook_json)
+
+    @staticmethod
+    def _valid_topic(topic: str) -> bool:
+        resource, _, event = topic.lower().partition(".")
+        return (resource in WEBHOOK_RESOURCES and event in WEBHOOK_EVENTS) or (resource == "action" and bool(event))
+
+    @staticmethod
+    def _valid_url(url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+    def _create_webhook(self, body: bytes) -> _Reply:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "rest_invalid_json", "Invalid JSON body passed.")
+        if not isinstance(payload, dict):
+            payload = {}
+        for name in ("topic", "delivery_url"):
+            if not payload.get(name):
+                return _error(400, "rest_missing_callback_param", f"Missing parameter(s): {name}", params=[name])
+        topic, url = str(payload["topic"]), str(payload["delivery_url"])
+        if not self._valid_topic(topic):
+            return _error(
+                400, "woocommerce_rest_shop_webhook_invalid_topic", "Webhook topic is required and must be valid."
+            )
+        if not self._valid_url(url):
+            return _error(
+                400,
+                "woocommerce_rest_shop_webhook_invalid_delivery_url",
+                "Webhook delivery URL must be a valid URL starting with http:// or https://.",
+            )
+        hook_id = self._new_id()
+        # A new webhook is saved published, hence active, whatever ``status`` the request carried.
+        hook = FakeWebhook(
+            id=hook_id,
+            name=str(payload.get("name") or f"Webhook created on {now_s():%b %d, %Y @ %I:%M %p}"),
+            topic=topic,
+            delivery_url=url,
+            secret=str(payload.get("secret") or secrets.token_urlsafe(37)),
+        )
+        self.webhooks[hook_id] = hook
+        self._outbox.put(("ping", hook_id, b""))
+        return _Reply(201, self._webhook_json(hook), {"Location": f"{self.url}{API_PREFIX}webhooks/{hook_id}"})
+
+    def _update_webhook(self, hook_id: int, body: bytes) -> _Reply:
+        hook = self.webhooks.get(hook_id)
+        if hook is None:
+            return _error(400, "woocommerce_rest_shop_webhook_invalid_id", "ID is invalid.")
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "rest_invalid_json", "Invalid JSON body passed.")
+        if not isinstance(payload, dict):
+            payload = {}
+        if payload.get("topic"):
+            if not self._valid_topic(str(payload["topic"])):
+                return _error(400, "woocommerce_rest_shop_webhook_invalid_topic", "Webhook topic must be valid.")
+            hook.topic = str(payload["topic"])
+        if payload.get("delivery_url"):
+            if not self._valid_url(str(payload["delivery_url"])):
+                return _error(
+                    400,
+                    "woocommerce_rest_shop_webhook_invalid_delivery_url",
+                    "Webhook delivery URL must be a valid URL starting with http:// or https://.",
+                )
+            hook.delivery_url = str(payload["delivery_url"])
+        if payload.get("secret"):
+            hook.secret = str(payload["secret"])
+        if payload.get("status"):
+            if str(payload["status"]).lower() not in WEBHOOK_STATUSES:
+                return _error(400, "woocommerce_rest_shop_webhook_invalid_status", "Webhook status must be valid.")
+            hook.status = str(payload["status"]).lower()
+            if hook.status == "active":
+                hook.failures = 0
+        if payload.get("name"):
+            hook.name = str(payload["name"])
+        hook.modified = now_s()
+        return _Reply(200, self._webhook_json(hook))
+
     def _system_status(self) -> dict[str, Any]:
         return {
             "environment": {
@@ -1051,6 +1368,21 @@ class WooCommerceFake:
             if method == "POST" and path == "/_fake/webhook":
                 self.set_webhook(str(payload["url"]), payload.get("secret"))
                 return _Reply(200, {"url": self.webhook_url})
+            if method == "POST" and path == "/_fake/seed":
+                prefix = str(payload.pop("prefix", "SKU"))
+                counts = {k: int(v) for k, v in payload.items() if k != "variants"}
+                seeded = self.seed_catalog(int(payload["variants"]), prefix=prefix, **counts)
+                return _Reply(201, {"variants": [vars(v) for v in seeded]})
+            if method == "GET" and path == "/_fake/webhooks":
+                return _Reply(
+                    200,
+                    {
+                        "webhooks": [
+                            {**vars(h), "created": str(h.created), "modified": str(h.modified)}
+                            for h in self.subscriptions()
+                        ]
+                    },
+                )
             if method == "POST" and path == "/_fake/fail":
                 self.fail_next(
                     int(payload.get("status", 503)),
@@ -1068,6 +1400,9 @@ class WooCommerceFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without this, Nagle's algorithm and the client's delayed
+            # ACK hold every answer on a keep-alive connection back by 40 ms.
+            disable_nagle_algorithm = True
 
             def version_string(self) -> str:
                 return "Apache"

@@ -13,7 +13,7 @@ from apps.channels.fakes.woocommerce import WooCommerceFake
 class Command(BaseCommand):
     help = (
         "Serve a WooCommerce store on loopback (REST API wc/v3, signed order webhooks) for tests, the demo and "
-        "benchmarks; drive it under /_fake/ (products, orders, webhook, fail, log)."
+        "benchmarks; drive it under /_fake/ (products, orders, webhook, fail, log, seed, webhooks)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
