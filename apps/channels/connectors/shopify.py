@@ -840,21 +840,23 @@ class ShopifyConnector(Connector):
         counted = self._discover(channel, VARIANTS_COUNT, {}, cost=1, counter=result)
         total = int(((counted.data.get("productVariantsCount") or {}).get("count")) or 0)
         levels = max(1, len(active))
+        bucket = float(counted.throttle.get("maximumAvailable") or CATALOG_PAGE_COST)
         if bulk is None:
-            bucket = float(counted.throttle.get("maximumAvailable") or 0)
             bulk = total * _variant_cost(levels) > bucket
         if progress:
             progress(0, total)
         if bulk:
             self._catalog_bulk(channel, result, total, progress)
         else:
-            self._catalog_paged(channel, result, total, levels, progress)
+            # A page asks for at most half the bucket, so that it fits while other requests draw on it too.
+            page_cost = min(CATALOG_PAGE_COST, bucket / 2)
+            self._catalog_paged(channel, result, total, levels, page_cost, progress)
         return result
 
     def _catalog_paged(
-        self, channel: ChannelRef, result: Catalog, total: int, levels: int, progress: Progress | None
+        self, channel: ChannelRef, result: Catalog, total: int, levels: int, page_cost: float, progress: Progress | None
     ) -> None:
-        first = max(1, min(MAX_QUANTITIES, (CATALOG_PAGE_COST - 2) // _variant_cost(levels)))
+        first = max(1, min(MAX_QUANTITIES, int(page_cost - 2) // _variant_cost(levels)))
         after: str | None = None
         while True:
             answer = self._discover(
