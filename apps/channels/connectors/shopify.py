@@ -869,7 +869,7 @@ class ShopifyConnector(Connector):
             page = answer.data.get("productVariants") or {}
             for node in page.get("nodes") or []:
                 item = node.get("inventoryItem") or {}
-                quantities = {}
+                quantities: dict[str, int] = {}
                 for level in (item.get("inventoryLevels") or {}).get("nodes") or []:
                     _level_quantity(quantities, level)
                 result.entries.append(_entry(node, quantities))
