@@ -349,3 +349,19 @@ def test_the_fakes_paged_catalog_costs_what_shopify_charges(fakes):
     assert answer["data"]["productVariants"]["pageInfo"]["hasNextPage"] is True
     refused = graphql(shop, "{ productVariants { nodes { id } } }")
     assert "first or last" in refused["errors"][0]["message"]
+
+
+def test_the_onboarding_shop_of_2000_variants_is_read_whole_through_the_bulk_path(fakes):
+    shop = fakes()
+    catalog = seed_catalog(shop)  # the browser test's shop: 1,800 clean and 50 of each problem class
+    assert (len(catalog.clean), len(catalog.untracked), len(catalog.no_sku), len(catalog.not_stocked)) == (
+        1800,
+        50,
+        50,
+        50,
+    )
+    assert len(catalog.duplicates) == 25 and len(catalog.locations) == 2
+    result = connector.catalog(ref(shop))
+    assert len(shop.bulk_operations) == 1  # 2,000 variants x 10 points would not fit the bucket
+    assert_catalog_is_the_shops(result.entries, catalog)
+    assert result.requests < 20
