@@ -103,7 +103,7 @@ class Flattener:
         if callable(found):
             arguments = self._arguments.get(id(node))
             if arguments is None:
-                arguments = self._arguments[id(node)] = get_argument_values(definition, node, {})
+                arguments = self._arguments[id(node)] = get_argument_values(definition, node, None)
             found = found(self._info, **arguments)
         return found
 
