@@ -810,7 +810,9 @@ class ShopifyConnector(Connector):
     # --- going live: locations, catalog, webhook subscriptions -----------------------------
 
     def locations(self, channel: ChannelRef) -> list[PlatformLocation]:
-        counter = Catalog()
+        return self._locations(channel, Catalog())
+
+    def _locations(self, channel: ChannelRef, counter: Catalog) -> list[PlatformLocation]:
         found: list[PlatformLocation] = []
         after: str | None = None
         while True:
@@ -835,8 +837,7 @@ class ShopifyConnector(Connector):
         page; a larger one through a bulk operation (one JSONL file, no cost per variant). ``bulk`` forces
         one way."""
         result = Catalog()
-        active = [place for place in self.locations(channel) if place.active]
-        result.requests += math.ceil(max(len(active), 1) / LOCATIONS_PAGE)
+        active = [place for place in self._locations(channel, result) if place.active]
         counted = self._discover(channel, VARIANTS_COUNT, {}, cost=1, counter=result)
         total = int(((counted.data.get("productVariantsCount") or {}).get("count")) or 0)
         levels = max(1, len(active))

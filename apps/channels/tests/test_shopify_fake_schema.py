@@ -36,13 +36,6 @@ from apps.channels.fakes.shopify.api import SCHEMA_SDL
 
 PACKAGE = os.environ.get("SHOPIFY_SCHEMA_PACKAGE", "@shopify/dev-mcp@1.16.0")
 CACHE = Path(settings.VAR_DIR) / "cache" / "shopify-admin-schema"
-# Differences the fake keeps on purpose, each with its reason (the rest must match exactly).
-KNOWN = {
-    # Removed from 2026-04 on; the fake still declares them so that a client sending them gets the answer of
-    # an older version (the connector sends neither). Issue 26 point 9 removes them.
-    "InventoryQuantityInput.compareQuantity",
-    "InventorySetQuantitiesInput.ignoreCompareQuantity",
-}
 
 
 def published_schema(version: str) -> GraphQLSchema:
@@ -101,7 +94,7 @@ def differences(fake: GraphQLSchema, real: GraphQLSchema) -> list[str]:
                 found.append(f"type {name}: implements {sorted(missing)}, Shopify's does not")
         if isinstance(kind, GraphQLObjectType | GraphQLInterfaceType | GraphQLInputObjectType):
             found.extend(_fields(name, kind, published))
-    return [line for line in found if line.split(":")[0].split(" ")[-1] not in KNOWN]
+    return found
 
 
 def _fields(name: str, kind: Any, published: Any) -> list[str]:
@@ -137,9 +130,12 @@ def test_the_fakes_schema_slice_is_shopifys_published_admin_schema_of_the_pinned
 
 
 def test_the_check_catches_a_field_shopify_removed():
-    """The check itself: the removed compareQuantity is found (when not excused), a renamed argument too."""
+    """The check itself: compareQuantity (removed in 2026-04) is found, a renamed argument too."""
     real = published_schema(settings.SHOPIFY_API_VERSION)
-    sdl = SCHEMA_SDL.replace("inventorySetQuantities(input:", "inventorySetQuantities(inputs:")
+    sdl = SCHEMA_SDL.replace("inventorySetQuantities(input:", "inventorySetQuantities(inputs:").replace(
+        "  changeFromQuantity: Int\n", "  changeFromQuantity: Int\n  compareQuantity: Int\n"
+    )
     found = differences(build_schema(sdl), real)
+    assert "field InventoryQuantityInput.compareQuantity: not in the published schema" in found
     assert any("Mutation.inventorySetQuantities(inputs)" in line for line in found)
     assert any("Mutation.inventorySetQuantities(input): required by Shopify" in line for line in found)

@@ -235,14 +235,12 @@ input InventoryQuantityInput {
   locationId: ID!
   quantity: Int!
   changeFromQuantity: Int
-  compareQuantity: Int
 }
 input InventorySetQuantitiesInput {
   name: String!
   reason: String!
   referenceDocumentUri: String
   quantities: [InventoryQuantityInput!]!
-  ignoreCompareQuantity: Boolean
 }
 enum InventorySetQuantitiesUserErrorCode {
   CHANGE_FROM_QUANTITY_STALE COMPARE_QUANTITY_REQUIRED COMPARE_QUANTITY_STALE IDEMPOTENCY_CONCURRENT_REQUEST
