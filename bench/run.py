@@ -25,6 +25,8 @@ BENCHMARKS = {
     "sync_mixed": ["sync.py", "--connectors", "mixed", "--duration", "30"],
     "availability": ["availability.py"],
     "catalog_import": ["catalog_import.py"],
+    # Going live: discovering and matching a platform's catalog (50,000 Shopify variants).
+    "discover": ["discover.py", "--platform", "shopify"],
 }
 
 

@@ -50,6 +50,8 @@ from apps.channels.connectors.base import (
     NUMBER,
     ORDER_SHAPE_ERRORS,
     TEXT_OR_NULL,
+    Catalog,
+    CatalogEntry,
     ChannelRef,
     Connector,
     ConnectorError,
@@ -57,10 +59,13 @@ from apps.channels.connectors.base import (
     MalformedOrder,
     OrderLine,
     OrdersPage,
+    PlatformLocation,
     PlatformOrder,
+    Progress,
     PushResult,
     QuantityUpdate,
     Webhook,
+    WebhookSubscription,
     fields_typed,
     order_body_read,
     order_checked,
@@ -142,8 +147,100 @@ LOCATION = """
 query StockroomLocation($locationId: ID!) { location(id: $locationId) { id name isActive } }
 """
 
-# What the connector's requests need (write_x grants read_x).
-REQUIRED_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders")
+# --- going live: discovery and webhook subscriptions (every field as in the 2026-07 Admin schema) ---
+
+LOCATIONS_PAGE = 250
+LOCATIONS = """
+query StockroomLocations($first: Int!, $after: String) {
+  locations(first: $first, after: $after, includeInactive: true) {
+    nodes { id name isActive }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+VARIANTS_COUNT = "query StockroomVariantsCount { productVariantsCount(limit: null) { count precision } }"
+
+_LEVEL_FIELDS = 'location { id } quantities(names: ["available"]) { name quantity }'
+
+# Paged: productVariants with each one's levels, as many per page as fit CATALOG_PAGE_COST.
+CATALOG_PAGE = f"""
+query StockroomCatalog($first: Int!, $after: String, $levels: Int!) {{
+  productVariants(first: $first, after: $after) {{
+    nodes {{
+      id sku displayName
+      inventoryItem {{ id tracked inventoryLevels(first: $levels) {{ nodes {{ {_LEVEL_FIELDS} }} }} }}
+    }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+
+# Bulk: the same fields without pagination (Shopify reads everything; each level becomes a JSONL line of its
+# own with __parentId, its variant's id).
+CATALOG_BULK = f"""
+{{
+  productVariants {{
+    edges {{
+      node {{
+        id sku displayName
+        inventoryItem {{ id tracked inventoryLevels {{ edges {{ node {{ {_LEVEL_FIELDS} }} }} }} }}
+      }}
+    }}
+  }}
+}}
+"""
+
+RUN_BULK = """
+mutation StockroomCatalogBulk($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: false) {
+    bulkOperation { id status }
+    userErrors { code field message }
+  }
+}
+"""
+
+BULK_STATUS = """
+query StockroomBulkStatus($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount rootObjectCount url partialDataUrl }
+}
+"""
+
+SUBSCRIPTIONS_PAGE = 100
+SUBSCRIPTIONS = """
+query StockroomWebhooks($first: Int!, $after: String, $topics: [WebhookSubscriptionTopic!]) {
+  webhookSubscriptions(first: $first, after: $after, topics: $topics) {
+    nodes { id topic uri }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+SUBSCRIBE = """
+mutation StockroomSubscribe($topic: WebhookSubscriptionTopic!, $subscription: WebhookSubscriptionInput!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $subscription) {
+    webhookSubscription { id topic uri }
+    userErrors { field message }
+  }
+}
+"""
+
+# Shopify's cost of the paged catalog, as its calculated query cost counts it: a connection 2 + its
+# nodes; per variant 1, its inventory item 1, the levels connection 2, per level 1 + location 1 +
+# quantities 1.
+CATALOG_PAGE_COST = 900  # under the single-query cap of 1000, leaving room for the order poll
+BULK_POLL_S = (0.2, 2.0)  # the first and the longest wait between two looks at a running bulk operation
+BULK_TIMEOUT_S = 3600.0
+DISCOVERY_ATTEMPTS = 30  # throttled answers a discovery read waits out before giving up
+PROGRESS_EVERY = 1000  # variants between two progress calls while reading a bulk result
+
+
+def _variant_cost(levels: int) -> int:
+    return 1 + 1 + 2 + levels * 3
+
+
+# What the connector's requests need (write_x grants read_x); read_products for discovering the catalog.
+REQUIRED_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders", "read_products")
 
 
 class ShopifySettings(serializers.Serializer):
@@ -417,6 +514,37 @@ def _line_from_graphql(node: Mapping[str, Any]) -> OrderLine:
     return _line(node.get("sku"), node.get("currentQuantity"), node.get("unfulfilledQuantity"), external_id=item)
 
 
+def _topic_enum(topic: str) -> str:
+    """orders/create -> ORDERS_CREATE (the GraphQL enum of a webhook topic)."""
+    return topic.upper().replace("/", "_")
+
+
+def _subscription(node: Mapping[str, Any]) -> WebhookSubscription:
+    return WebhookSubscription(
+        id=str(node.get("id") or ""),
+        topic=str(node.get("topic") or "").lower().replace("_", "/", 1),
+        address=str(node.get("uri") or ""),
+    )
+
+
+def _level_quantity(quantities: dict[str, int], level: Mapping[str, Any]) -> None:
+    location = str((level.get("location") or {}).get("id") or "")
+    available = next((q for q in level.get("quantities") or [] if q.get("name") == "available"), None)
+    if location and available is not None:
+        quantities[location] = int(available.get("quantity") or 0)
+
+
+def _entry(node: Mapping[str, Any], quantities: dict[str, int]) -> CatalogEntry:
+    item = node.get("inventoryItem") or {}
+    return CatalogEntry(
+        sku=str(node.get("sku") or "").strip(),
+        external_id=str(item.get("id") or ""),
+        title=str(node.get("displayName") or node.get("title") or ""),
+        tracked=bool(item.get("tracked", True)),
+        quantities=quantities,
+    )
+
+
 def _cursor(started: datetime, after: str | None) -> str:
     return json.dumps({"started": started.isoformat(), "after": after}, separators=(",", ":"))
 
@@ -429,6 +557,15 @@ class ShopifyConnector(Connector):
     receives_orders = True
     polls_orders = True
     max_batch = MAX_QUANTITIES
+    # Shopify limits GraphQL by cost, not by requests: a bucket of points (2,000 on standard plans, refilled
+    # at 100 per second; more on Advanced and Plus) from which each request's requested cost is taken. A
+    # push costs about 10 points however many of its 250 quantities change, so 4 pushes a second (1,000
+    # quantities) use 40 of the 100 points restored each second, leaving the rest to the order poll (about
+    # 330 points a page) and read-backs; the connector also waits for the bucket itself (``pause_for``), so
+    # this request rate is only the ceiling the engine keeps when the channel sets none.
+    default_rate_per_s = 4.0
+    default_burst = 8
+    webhook_topics = ORDER_TOPICS
 
     # --- quantities ----------------------------------------------------------------------
 
@@ -697,6 +834,225 @@ class ShopifyConnector(Connector):
             )
         return line
 
+    # --- going live: locations, catalog, webhook subscriptions -----------------------------
+
+    def locations(self, channel: ChannelRef) -> list[PlatformLocation]:
+        return self._locations(channel, Catalog())
+
+    def _locations(self, channel: ChannelRef, counter: Catalog) -> list[PlatformLocation]:
+        found: list[PlatformLocation] = []
+        after: str | None = None
+        while True:
+            answer = self._discover(
+                channel, LOCATIONS, {"first": LOCATIONS_PAGE, "after": after}, cost=2 + LOCATIONS_PAGE, counter=counter
+            )
+            page = answer.data.get("locations") or {}
+            for node in page.get("nodes") or []:
+                found.append(
+                    PlatformLocation(
+                        id=str(node["id"]), name=str(node.get("name") or ""), active=bool(node.get("isActive"))
+                    )
+                )
+            info = page.get("pageInfo") or {}
+            if not (info.get("hasNextPage") and info.get("endCursor")):
+                return found
+            after = info["endCursor"]
+
+    def catalog(self, channel: ChannelRef, progress: Progress | None = None, *, bulk: bool | None = None) -> Catalog:
+        """Every variant with its inventory item, whether Shopify tracks it and its available quantity at each
+        active location. A catalog whose paged read fits the shop's cost bucket as it stands is read page by
+        page; a larger one through a bulk operation (one JSONL file, no cost per variant). ``bulk`` forces
+        one way."""
+        result = Catalog()
+        active = [place for place in self._locations(channel, result) if place.active]
+        counted = self._discover(channel, VARIANTS_COUNT, {}, cost=1, counter=result)
+        total = int(((counted.data.get("productVariantsCount") or {}).get("count")) or 0)
+        levels = max(1, len(active))
+        bucket = float(counted.throttle.get("maximumAvailable") or CATALOG_PAGE_COST)
+        if bulk is None:
+            bulk = total * _variant_cost(levels) > bucket
+        if progress:
+            progress(0, total)
+        if bulk:
+            self._catalog_bulk(channel, result, total, progress)
+        else:
+            # A page asks for at most half the bucket, so that it fits while other requests draw on it too.
+            page_cost = min(CATALOG_PAGE_COST, bucket / 2)
+            self._catalog_paged(channel, result, total, levels, page_cost, progress)
+        return result
+
+    def _catalog_paged(
+        self, channel: ChannelRef, result: Catalog, total: int, levels: int, page_cost: float, progress: Progress | None
+    ) -> None:
+        first = max(1, min(MAX_QUANTITIES, int(page_cost - 2) // _variant_cost(levels)))
+        after: str | None = None
+        while True:
+            answer = self._discover(
+                channel,
+                CATALOG_PAGE,
+                {"first": first, "after": after, "levels": levels},
+                cost=2 + first * _variant_cost(levels),
+                counter=result,
+            )
+            page = answer.data.get("productVariants") or {}
+            for node in page.get("nodes") or []:
+                item = node.get("inventoryItem") or {}
+                quantities: dict[str, int] = {}
+                for level in (item.get("inventoryLevels") or {}).get("nodes") or []:
+                    _level_quantity(quantities, level)
+                result.entries.append(_entry(node, quantities))
+            if progress:
+                progress(len(result.entries), total)
+            info = page.get("pageInfo") or {}
+            if not (info.get("hasNextPage") and info.get("endCursor")):
+                return
+            after = info["endCursor"]
+
+    def _catalog_bulk(self, channel: ChannelRef, result: Catalog, total: int, progress: Progress | None) -> None:
+        started = self._discover(channel, RUN_BULK, {"query": CATALOG_BULK}, cost=MUTATION_COST, counter=result)
+        payload = started.data.get("bulkOperationRunQuery") or {}
+        errors = payload.get("userErrors") or []
+        operation = payload.get("bulkOperation") or {}
+        if errors or not operation.get("id"):
+            text = "; ".join(f"{e.get('code') or 'ERROR'}: {e.get('message', '')}" for e in errors) or "no operation"
+            if any(e.get("code") == "OPERATION_IN_PROGRESS" for e in errors):
+                raise ConnectorError(
+                    f"Another bulk query is running on this shop ({text}): Shopify runs one at a time for an app; "
+                    "try again when it has finished."
+                )
+            raise ConnectorError(f"Shopify refused the catalog's bulk query: {text}")
+        deadline = time.monotonic() + BULK_TIMEOUT_S
+        pause = BULK_POLL_S[0]
+        while True:
+            time.sleep(pause)
+            pause = min(BULK_POLL_S[1], pause * 1.5)
+            answer = self._discover(channel, BULK_STATUS, {"id": operation["id"]}, cost=1, counter=result)
+            status = answer.data.get("bulkOperation") or {}
+            state = str(status.get("status") or "")
+            if state == "COMPLETED":
+                break
+            if state in ("FAILED", "CANCELED", "CANCELING", "EXPIRED"):
+                raise ConnectorError(
+                    f"Shopify's bulk query of the catalog ended {state}"
+                    + (f" ({status.get('errorCode')})" if status.get("errorCode") else "")
+                    + f" after {status.get('rootObjectCount') or 0} variants: nothing was read; try again."
+                )
+            if progress:
+                progress(min(int(status.get("rootObjectCount") or 0), total), total)
+            if time.monotonic() > deadline:
+                raise ConnectorError(
+                    f"Shopify's bulk query of the catalog was still {state} after {BULK_TIMEOUT_S / 60:.0f} minutes."
+                )
+        url = status.get("url")
+        if not url:  # Shopify gives no file when the query found nothing
+            return
+        result.requests += 1
+        self._read_jsonl(str(url), result, total, progress)
+
+    def _read_jsonl(self, url: str, result: Catalog, total: int, progress: Progress | None) -> None:
+        """The bulk result, read as it streams: variant lines, then (anywhere after) level lines naming their
+        variant in __parentId."""
+        variants: dict[str, tuple[dict[str, Any], dict[str, int]]] = {}
+        orphans: list[dict[str, Any]] = []
+        try:
+            with _session().get(url, stream=True, timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S"))) as response:
+                if response.status_code != 200:
+                    raise ConnectorError(
+                        f"Shopify's bulk result could not be downloaded (HTTP {response.status_code}): try again."
+                    )
+                for raw in response.iter_lines(chunk_size=1 << 16):
+                    if not raw:
+                        continue
+                    line = json.loads(raw)
+                    parent = line.get("__parentId")
+                    if parent is None:
+                        variants[str(line.get("id"))] = (line, {})
+                        if progress and len(variants) % PROGRESS_EVERY == 0:
+                            progress(len(variants), total)
+                    elif parent in variants:
+                        _level_quantity(variants[parent][1], line)
+                    else:
+                        orphans.append(line)
+        except requests.RequestException as err:
+            raise ConnectorError(f"Shopify's bulk result could not be downloaded: {type(err).__name__}: {err}") from err
+        except ValueError as err:
+            raise ConnectorError(f"Shopify's bulk result has a line that is not JSON: {err}") from err
+        for line in orphans:  # a level whose variant came later (Shopify does not promise the order)
+            if line["__parentId"] in variants:
+                _level_quantity(variants[line["__parentId"]][1], line)
+        result.entries.extend(_entry(node, quantities) for node, quantities in variants.values())
+        if progress:
+            progress(len(result.entries), total)
+
+    def webhook_subscriptions(self, channel: ChannelRef) -> list[WebhookSubscription]:
+        counter = Catalog()
+        found: list[WebhookSubscription] = []
+        after: str | None = None
+        topics = [_topic_enum(topic) for topic in ORDER_TOPICS]
+        while True:
+            answer = self._discover(
+                channel,
+                SUBSCRIPTIONS,
+                {"first": SUBSCRIPTIONS_PAGE, "after": after, "topics": topics},
+                cost=2 + SUBSCRIPTIONS_PAGE,
+                counter=counter,
+            )
+            page = answer.data.get("webhookSubscriptions") or {}
+            found.extend(_subscription(node) for node in page.get("nodes") or [])
+            info = page.get("pageInfo") or {}
+            if not (info.get("hasNextPage") and info.get("endCursor")):
+                return found
+            after = info["endCursor"]
+
+    def webhooks_subscribe(self, channel: ChannelRef, address: str) -> list[WebhookSubscription]:
+        existing = [s for s in self.webhook_subscriptions(channel) if s.address == address]
+        have = {s.topic for s in existing}
+        counter = Catalog()
+        for topic in ORDER_TOPICS:
+            if topic in have:
+                continue
+            answer = self._discover(
+                channel,
+                SUBSCRIBE,
+                {"topic": _topic_enum(topic), "subscription": {"uri": address, "format": "JSON"}},
+                cost=MUTATION_COST,
+                counter=counter,
+            )
+            payload = answer.data.get("webhookSubscriptionCreate") or {}
+            created = payload.get("webhookSubscription")
+            errors = payload.get("userErrors") or []
+            if created:
+                existing.append(_subscription(created))
+            elif any("already been taken" in str(e.get("message")) for e in errors):
+                continue  # made meanwhile by another request: read back below
+            else:
+                text = "; ".join(str(e.get("message")) for e in errors) or "no subscription and no reason"
+                raise ConnectorError(f"Shopify refused the {topic} webhook to {address}: {text}")
+        if len(existing) < len(ORDER_TOPICS):
+            existing = [s for s in self.webhook_subscriptions(channel) if s.address == address]
+        return sorted(existing, key=lambda s: ORDER_TOPICS.index(s.topic) if s.topic in ORDER_TOPICS else 99)
+
+    def _discover(
+        self, channel: ChannelRef, query: str, variables: dict[str, Any], *, cost: float, counter: Catalog
+    ) -> _Answer:
+        """A set-up read or write: it waits for the cost budget as long as Shopify's report says (a discovery
+        is not a sync push that must give its slot back), counting each request in ``counter``."""
+        budget = _Budget(channel)
+        for _attempt in range(DISCOVERY_ATTEMPTS):
+            wait = budget.wait_for(cost)
+            if wait > 0:
+                time.sleep(wait)
+            answer = self._post(channel, query, variables)
+            counter.requests += 1
+            budget.record(answer.throttle)
+            if answer.throttled:
+                time.sleep(answer.wait_for(answer.requested or cost))
+                continue
+            if answer.errors:
+                raise ConnectorError(f"Shopify refused the query: {answer.error_text()}")
+            return answer
+        raise ShopifyThrottled(answer.wait_for(cost))
+
     # --- HTTP ----------------------------------------------------------------------------
 
     def _read(self, channel: ChannelRef, query: str, variables: dict[str, Any], *, cost: float) -> _Answer:
@@ -817,8 +1173,8 @@ def _http_problem(status: int, base: str, version: str, text: str) -> str:
         )
     if status == 403:
         return (
-            "Shopify refused access (403): the app needs the scopes read_inventory, write_inventory, read_orders "
-            "and read_locations."
+            "Shopify refused access (403): the app needs the scopes read_inventory, write_inventory, read_orders, "
+            "read_locations and read_products."
         )
     if status == 404:
         return f"No Shopify Admin API at {base} for version {version} (404): check shop_url and api_version."

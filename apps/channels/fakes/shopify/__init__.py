@@ -7,7 +7,12 @@ Shopify), under Shopify's cost model: every request's requested cost must fit th
 ``THROTTLED`` error; a single request may not ask for more than 1000 points; the difference between
 requested and actual cost is refunded; ``extensions.cost`` reports it all. Supported: ``shop``,
 ``location``, ``nodes`` / ``inventoryItem`` (levels and quantities at a location), ``orders`` (search
-``updated_at:>=…``, sort, cursor pagination) and the mutation ``inventorySetQuantities`` as of
+``updated_at:>=…``, sort, cursor pagination), for going live ``locations``, ``products``,
+``productVariants`` (with their inventory item, whether tracked, and its ``inventoryLevels`` at every
+location), their counts, bulk query operations (``bulkOperationRunQuery`` with Shopify's limits, run in the
+background, ``bulkOperation``/``currentBulkOperation``, the JSONL result served over HTTP at its ``url``;
+``bulk_fail`` makes the next one fail) and ``webhookSubscriptions``/``webhookSubscriptionCreate`` (order
+webhooks then go to every subscribed address too), and the mutation ``inventorySetQuantities`` as of
 2026-04+: ``changeFromQuantity`` must be given for every quantity (null opts out of the compare), the
 ``@idempotent(key:)`` directive is required, and one bad quantity refuses the whole mutation with
 ``userErrors`` naming its index (``CHANGE_FROM_QUANTITY_STALE``, ``INVALID_INVENTORY_ITEM`` ...).

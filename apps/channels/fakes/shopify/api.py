@@ -35,14 +35,28 @@ scalar URL
 
 interface Node { id: ID! }
 
-type Shop { id: ID! name: String! myshopifyDomain: String! currencyCode: String! url: URL! }
+enum CurrencyCode { EUR GBP USD }
+type Shop { id: ID! name: String! myshopifyDomain: String! currencyCode: CurrencyCode! url: URL! }
 
-type Location implements Node { id: ID! legacyResourceId: UnsignedInt64! name: String! isActive: Boolean! }
+type Location implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  name: String!
+  isActive: Boolean!
+  fulfillsOnlineOrders: Boolean!
+}
+type LocationEdge { cursor: String! node: Location! }
+type LocationConnection { edges: [LocationEdge!]! nodes: [Location!]! pageInfo: PageInfo! }
+enum LocationSortKeys { ID NAME RELEVANCE }
+
+type Count { count: Int! precision: CountPrecision! }
+enum CountPrecision { AT_LEAST EXACT }
 
 type InventoryQuantity { id: ID! name: String! quantity: Int! updatedAt: DateTime }
 
 type InventoryLevel implements Node {
   id: ID!
+  isActive: Boolean!
   location: Location!
   item: InventoryItem!
   quantities(names: [String!]!): [InventoryQuantity!]!
@@ -54,16 +68,93 @@ type InventoryItem implements Node {
   legacyResourceId: UnsignedInt64!
   sku: String
   tracked: Boolean!
-  inventoryLevel(locationId: ID!): InventoryLevel
+  inventoryLevel(locationId: ID!, includeInactive: Boolean): InventoryLevel
+  inventoryLevels(
+    first: Int, after: String, last: Int, before: String, reverse: Boolean, query: String, includeInactive: Boolean
+  ): InventoryLevelConnection!
   variant: ProductVariant!
 }
+type InventoryLevelEdge { cursor: String! node: InventoryLevel! }
+type InventoryLevelConnection { edges: [InventoryLevelEdge!]! nodes: [InventoryLevel!]! pageInfo: PageInfo! }
 
 type ProductVariant implements Node {
   id: ID!
   legacyResourceId: UnsignedInt64!
   sku: String
+  title: String!
+  displayName: String!
+  product: Product!
   inventoryItem: InventoryItem!
 }
+type ProductVariantEdge { cursor: String! node: ProductVariant! }
+type ProductVariantConnection { edges: [ProductVariantEdge!]! nodes: [ProductVariant!]! pageInfo: PageInfo! }
+enum ProductVariantSortKeys { ID SKU TITLE POSITION RELEVANCE }
+
+enum ProductStatus { ACTIVE ARCHIVED DRAFT UNLISTED }
+type Product implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  title: String!
+  status: ProductStatus!
+  variants(
+    first: Int, after: String, last: Int, before: String, reverse: Boolean, sortKey: ProductVariantSortKeys
+  ): ProductVariantConnection!
+}
+type ProductEdge { cursor: String! node: Product! }
+type ProductConnection { edges: [ProductEdge!]! nodes: [Product!]! pageInfo: PageInfo! }
+enum ProductSortKeys { ID TITLE CREATED_AT UPDATED_AT RELEVANCE }
+
+enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }
+enum BulkOperationErrorCode { ACCESS_DENIED INTERNAL_SERVER_ERROR TIMEOUT }
+enum BulkOperationType { MUTATION QUERY }
+type BulkOperation implements Node {
+  id: ID!
+  status: BulkOperationStatus!
+  errorCode: BulkOperationErrorCode
+  type: BulkOperationType!
+  query: String!
+  createdAt: DateTime!
+  completedAt: DateTime
+  objectCount: UnsignedInt64!
+  rootObjectCount: UnsignedInt64!
+  fileSize: UnsignedInt64
+  url: URL
+  partialDataUrl: URL
+}
+enum BulkOperationUserErrorCode { INVALID LIMIT_REACHED OPERATION_IN_PROGRESS }
+type BulkOperationUserError { code: BulkOperationUserErrorCode field: [String!] message: String! }
+type BulkOperationRunQueryPayload { bulkOperation: BulkOperation userErrors: [BulkOperationUserError!]! }
+
+enum WebhookSubscriptionTopic { ORDERS_CANCELLED ORDERS_CREATE ORDERS_UPDATED }
+enum WebhookSubscriptionFormat { JSON XML }
+enum WebhookSubscriptionSortKeys { CREATED_AT ID }
+type WebhookSubscription implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  topic: WebhookSubscriptionTopic!
+  uri: String!
+  format: WebhookSubscriptionFormat!
+  includeFields: [String!]!
+  filter: String
+  name: String
+  createdAt: DateTime!
+  updatedAt: DateTime!
+}
+type WebhookSubscriptionEdge { cursor: String! node: WebhookSubscription! }
+type WebhookSubscriptionConnection {
+  edges: [WebhookSubscriptionEdge!]!
+  nodes: [WebhookSubscription!]!
+  pageInfo: PageInfo!
+}
+input WebhookSubscriptionInput {
+  uri: String
+  format: WebhookSubscriptionFormat
+  includeFields: [String!]
+  filter: String
+  name: String
+}
+type UserError { field: [String!] message: String! }
+type WebhookSubscriptionCreatePayload { webhookSubscription: WebhookSubscription userErrors: [UserError!]! }
 
 type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
 
@@ -86,7 +177,7 @@ enum OrderDisplayFulfillmentStatus {
 enum OrderDisplayFinancialStatus {
   AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED
 }
-enum OrderSortKeys { CREATED_AT ID NUMBER PROCESSED_AT UPDATED_AT }
+enum OrderSortKeys { CREATED_AT ID ORDER_NUMBER PROCESSED_AT UPDATED_AT }
 
 type Order implements Node {
   id: ID!
@@ -117,6 +208,26 @@ type QueryRoot {
   orders(
     first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys, reverse: Boolean
   ): OrderConnection!
+  locations(
+    first: Int, after: String, last: Int, before: String, query: String, sortKey: LocationSortKeys, reverse: Boolean,
+    includeInactive: Boolean, includeLegacy: Boolean
+  ): LocationConnection!
+  locationsCount(query: String, limit: Int = 10000): Count
+  products(
+    first: Int, after: String, last: Int, before: String, query: String, sortKey: ProductSortKeys, reverse: Boolean,
+    savedSearchId: ID
+  ): ProductConnection!
+  productVariants(
+    first: Int, after: String, last: Int, before: String, query: String, sortKey: ProductVariantSortKeys,
+    reverse: Boolean, savedSearchId: ID
+  ): ProductVariantConnection!
+  productVariantsCount(query: String, limit: Int = 10000): Count
+  bulkOperation(id: ID!): BulkOperation
+  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
+  webhookSubscriptions(
+    first: Int, after: String, last: Int, before: String, query: String, sortKey: WebhookSubscriptionSortKeys,
+    reverse: Boolean, topics: [WebhookSubscriptionTopic!], format: WebhookSubscriptionFormat, uri: String
+  ): WebhookSubscriptionConnection!
 }
 
 input InventoryQuantityInput {
@@ -124,14 +235,12 @@ input InventoryQuantityInput {
   locationId: ID!
   quantity: Int!
   changeFromQuantity: Int
-  compareQuantity: Int
 }
 input InventorySetQuantitiesInput {
   name: String!
   reason: String!
   referenceDocumentUri: String
   quantities: [InventoryQuantityInput!]!
-  ignoreCompareQuantity: Boolean
 }
 enum InventorySetQuantitiesUserErrorCode {
   CHANGE_FROM_QUANTITY_STALE COMPARE_QUANTITY_REQUIRED COMPARE_QUANTITY_STALE IDEMPOTENCY_CONCURRENT_REQUEST
@@ -160,7 +269,13 @@ type InventorySetQuantitiesPayload {
   userErrors: [InventorySetQuantitiesUserError!]!
 }
 
-type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }
+type Mutation {
+  inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload
+  bulkOperationRunQuery(query: String!, groupObjects: Boolean!): BulkOperationRunQueryPayload
+  webhookSubscriptionCreate(
+    topic: WebhookSubscriptionTopic!, webhookSubscription: WebhookSubscriptionInput!
+  ): WebhookSubscriptionCreatePayload
+}
 
 schema { query: QueryRoot mutation: Mutation }
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import itertools
@@ -25,6 +26,7 @@ from graphql import (
     FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     build_schema,
     execute,
@@ -53,7 +55,10 @@ from apps.channels.fakes.shopify.api import (
     operation_of,
     user_error,
 )
+from apps.channels.fakes.shopify.bulk import Flattener
 
+MAX_PAGE = 250  # Shopify: first/last take at most 250
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KEEP = 10_000  # requests, deliveries, idempotency keys and set quantities the fake remembers
 ORDER_ID_BASE = 5_000_000_000  # an order's id is this plus its number (#1001 is 5000001001)
 
@@ -85,6 +90,8 @@ class FakeItem:
     variant_id: int
     product_id: int
     available: dict[int, int] = field(default_factory=dict)  # location id -> available (stocked there)
+    tracked: bool = True  # Shopify counts its quantity (untracked: sold without limit, no quantity kept)
+    title: str = ""  # the variant's own title ("M", "Default Title")
     committed: dict[int, int] = field(default_factory=dict)
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -119,6 +126,21 @@ class Delivery:
     body: bytes
     status: int | None  # HTTP status of the last attempt (None: no answer)
     attempts: int = 0
+    url: str = ""  # where it goes (empty: the fake's webhook_url)
+
+
+@dataclass
+class FakeBulkOperation:
+    id: int
+    query: str
+    created_at: datetime
+    status: str = "CREATED"
+    error_code: str | None = None
+    completed_at: datetime | None = None
+    object_count: int = 0
+    root_object_count: int = 0
+    body: bytes | None = None  # the JSONL result
+    partial: bool = False
 
 
 class _Bucket:
@@ -184,7 +206,17 @@ class ShopifyFake:
         self.locations: dict[int, dict[str, Any]] = {}
         self.main_location = self.add_location("Main warehouse")
         self.items: dict[int, FakeItem] = {}
+        self.products: dict[int, dict[str, Any]] = {}  # product id -> {"title", "status"}
         self.orders: dict[int, FakeOrder] = {}
+        self.bulk_operations: dict[int, FakeBulkOperation] = {}
+        self._bulk_ids = itertools.count(4_100_000_001)
+        # Failure modes of bulk operations for tests: the next one ends FAILED with this error code (a
+        # partial file kept when ``bulk_fail_partial``); each runs at most this many root objects per second.
+        self.bulk_fail: str | None = None
+        self.bulk_fail_partial = False
+        self.bulk_objects_per_s: float | None = None
+        self.subscriptions: dict[int, dict[str, Any]] = {}  # webhook subscriptions made through the API
+        self._subscription_ids = itertools.count(1_300_000_001)
         self._order_numbers = itertools.count(first_order_number)
         self._adjustment_groups = itertools.count(1)
         # Bounded, so that a fake serving the demo for days keeps its memory (the newest are kept).
@@ -240,15 +272,49 @@ class ShopifyFake:
             self.locations[number] = {"name": name, "isActive": active}
             return number
 
-    def add_item(self, sku: str, available: int = 0, *, location_id: str | None = None, stocked: bool = True) -> str:
-        """A product variant with its inventory item; returns the inventory item GID (Listing.external_id)."""
+    def add_product(self, title: str, *, status: str = "ACTIVE") -> int:
+        with self.lock:
+            number = next(self._ids) * 1000 + 2
+            self.products[number] = {"title": title, "status": status}
+            return number
+
+    def add_item(
+        self,
+        sku: str,
+        available: int = 0,
+        *,
+        location_id: str | None = None,
+        stocked: bool = True,
+        quantities: dict[str, int] | None = None,
+        tracked: bool = True,
+        title: str = "",
+        product_id: int | None = None,
+    ) -> str:
+        """A product variant with its inventory item; returns the inventory item GID (Listing.external_id).
+
+        Stocked at ``location_id`` (default: the main location) with ``available``, or, with ``quantities``
+        (location GID -> available), at exactly those locations. A new product of its own unless
+        ``product_id`` (``add_product``) is given."""
         with self.lock:
             number = next(self._ids) * 1000 + 3
-            item = FakeItem(id=number, sku=sku, variant_id=number + 1, product_id=number + 2)
-            location = parse_gid(location_id, "Location") if location_id else self.main_location
-            if stocked and location is not None:
-                item.available[location] = available
-                item.committed[location] = 0
+            if product_id is None:
+                product_id = number + 2
+                self.products[product_id] = {"title": f"Product {sku or number}", "status": "ACTIVE"}
+            item = FakeItem(
+                id=number, sku=sku, variant_id=number + 1, product_id=product_id, tracked=tracked, title=title
+            )
+            if quantities is not None:
+                for location_gid, quantity in quantities.items():
+                    place = parse_gid(location_gid, "Location")
+                    if place is None or place not in self.locations:
+                        raise ValueError(f"no location {location_gid}")
+                    item.available[place] = quantity
+                    item.committed[place] = 0
+            else:
+                location = parse_gid(location_id, "Location") if location_id else self.main_location
+                if stocked and location is not None:
+                    item.available[location] = available
+                    item.committed[location] = 0
             self.items[number] = item
             return gid("InventoryItem", number)
 
@@ -421,15 +487,25 @@ class ShopifyFake:
         return moment.astimezone(self.shop_tz).replace(microsecond=0).isoformat()
 
     def _send_webhook(self, topic: str, payload: dict[str, Any]) -> Delivery | None:
-        if not self.webhook_url:
-            return None
-        body = json.dumps(payload).encode()
-        delivery = Delivery(webhook_id=str(uuid.uuid4()), topic=topic, body=body, status=None)
+        """Send to ``webhook_url`` and to every subscription of the topic made through the API (each address
+        once); returns the first delivery."""
+        enum = topic.upper().replace("/", "_")
         with self.lock:
-            self.deliveries.append(delivery)
-        if not self.drop_webhooks:
-            self._deliver(delivery)
-        return delivery
+            targets = [self.webhook_url] if self.webhook_url else []
+            for subscription in self.subscriptions.values():
+                uri = subscription["uri"]
+                if subscription["topic"] == enum and uri.startswith(("http://", "https://")) and uri not in targets:
+                    targets.append(uri)
+        body = json.dumps(payload).encode()
+        first: Delivery | None = None
+        for url in targets:
+            delivery = Delivery(webhook_id=str(uuid.uuid4()), topic=topic, body=body, status=None, url=url)
+            with self.lock:
+                self.deliveries.append(delivery)
+            if not self.drop_webhooks:
+                self._deliver(delivery)
+            first = first or delivery
+        return first
 
     def redeliver(self, webhook_id: str) -> Delivery:
         """Shopify's retry: the same body and the same X-Shopify-Webhook-Id again."""
@@ -448,7 +524,8 @@ class ShopifyFake:
             "X-Shopify-Event-Id": str(uuid.uuid5(uuid.NAMESPACE_URL, delivery.webhook_id)),
             "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
         }
-        request = urllib.request.Request(self.webhook_url, data=delivery.body, headers=headers, method="POST")
+        target = delivery.url or self.webhook_url
+        request = urllib.request.Request(target, data=delivery.body, headers=headers, method="POST")
         delivery.attempts += 1
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
@@ -568,36 +645,101 @@ class ShopifyFake:
                 return None
             return fake.level_node(item, location)
 
+        def inventory_levels(info: Any, includeInactive: bool | None = False, **page: Any) -> dict[str, Any]:
+            places = sorted(
+                p for p in item.available if includeInactive or (fake.locations.get(p) or {}).get("isActive")
+            )
+            return paged(info, places, lambda place: fake.level_node(item, place), **page)
+
         return {
             "__typename": "InventoryItem",
             "id": gid("InventoryItem", item.id),
             "legacyResourceId": str(item.id),
             "sku": item.sku,
-            "tracked": True,
+            "tracked": item.tracked,
             "inventoryLevel": inventory_level,
+            "inventoryLevels": inventory_levels,
             "variant": lambda _info: fake.variant_node(item),
         }
 
     def variant_node(self, item: FakeItem) -> dict[str, Any]:
+        title = item.title or "Default Title"
+        product = self.products.get(item.product_id) or {"title": f"Product {item.product_id}"}
         return {
             "__typename": "ProductVariant",
             "id": gid("ProductVariant", item.variant_id),
             "legacyResourceId": str(item.variant_id),
             "sku": item.sku,
+            "title": title,
+            "displayName": product["title"] if title == "Default Title" else f"{product['title']} - {title}",
+            "product": lambda _info: self.product_node(item.product_id),
             "inventoryItem": lambda _info: self.item_node(item),
         }
 
+    def product_node(self, product_id: int) -> dict[str, Any] | None:
+        product = self.products.get(product_id)
+        if product is None:
+            return None
+        fake = self
+
+        def variants(info: Any, sortKey: str | None = None, **page: Any) -> dict[str, Any]:
+            mine = sorted(i.id for i in list(fake.items.values()) if i.product_id == product_id)
+            return paged(info, mine, lambda number: fake.variant_node(fake.items[number]), **page)
+
+        return {
+            "__typename": "Product",
+            "id": gid("Product", product_id),
+            "legacyResourceId": str(product_id),
+            "title": product["title"],
+            "status": product.get("status", "ACTIVE"),
+            "variants": variants,
+        }
+
+    def bulk_node(self, operation: FakeBulkOperation) -> dict[str, Any]:
+        done = operation.body is not None
+        url = f"{self.url}/_bulk/{operation.id}.jsonl"
+        return {
+            "__typename": "BulkOperation",
+            "id": gid("BulkOperation", operation.id),
+            "status": operation.status,
+            "errorCode": operation.error_code,
+            "type": "QUERY",
+            "query": operation.query,
+            "createdAt": _utc_iso(operation.created_at),
+            "completedAt": _utc_iso(operation.completed_at) if operation.completed_at else None,
+            "objectCount": str(operation.object_count),
+            "rootObjectCount": str(operation.root_object_count),
+            "fileSize": str(len(operation.body)) if done and operation.body else None,
+            # Shopify gives no url when the result is empty, and a partial file's address when a query failed.
+            "url": url if done and operation.body and not operation.partial else None,
+            "partialDataUrl": url if done and operation.body and operation.partial else None,
+        }
+
+    def subscription_node(self, number: int) -> dict[str, Any] | None:
+        subscription = self.subscriptions.get(number)
+        if subscription is None:
+            return None
+        return {
+            "__typename": "WebhookSubscription",
+            "id": gid("WebhookSubscription", number),
+            "legacyResourceId": str(number),
+            **subscription,
+            "createdAt": _utc_iso(subscription["createdAt"]),
+            "updatedAt": _utc_iso(subscription["updatedAt"]),
+        }
+
     def level_node(self, item: FakeItem, location: int) -> dict[str, Any]:
+        # An untracked item keeps its levels, but Shopify counts nothing there: the quantities read 0.
         def quantities(_info: Any, names: list[str]) -> list[dict[str, Any]]:
-            available = item.available.get(location, 0)
-            committed = item.committed.get(location, 0)
+            available = item.available.get(location, 0) if item.tracked else 0
+            committed = item.committed.get(location, 0) if item.tracked else 0
             values = {"available": available, "committed": committed, "on_hand": available + committed}
             return [
                 {
                     "id": f"{gid('InventoryQuantity', item.id)}?location={location}&name={name}",
                     "name": name,
                     "quantity": values.get(name, 0),
-                    "updatedAt": _utc_iso(item.updated_at),
+                    "updatedAt": lambda _info: _utc_iso(item.updated_at),
                 }
                 for name in names
             ]
@@ -605,17 +747,24 @@ class ShopifyFake:
         return {
             "__typename": "InventoryLevel",
             "id": f"gid://shopify/InventoryLevel/{item.id}?inventory_item_id={item.id}&location_id={location}",
+            "isActive": True,
             "location": self.location_node(location),
             "item": lambda _info: self.item_node(item),
             "quantities": quantities,
-            "updatedAt": _utc_iso(item.updated_at),
+            "updatedAt": lambda _info: _utc_iso(item.updated_at),
         }
 
     def location_node(self, location: int) -> dict[str, Any] | None:
         data = self.locations.get(location)
         if data is None:
             return None
-        return {"__typename": "Location", "id": gid("Location", location), "legacyResourceId": str(location), **data}
+        return {
+            "__typename": "Location",
+            "id": gid("Location", location),
+            "legacyResourceId": str(location),
+            "fulfillsOnlineOrders": True,
+            **data,
+        }
 
     def order_node(self, order: FakeOrder) -> dict[str, Any]:
         fake = self
@@ -674,6 +823,12 @@ class ShopifyFake:
         if match["type"] == "ProductVariant":
             item = next((i for i in self.items.values() if i.variant_id == number), None)
             return self.variant_node(item) if item else None
+        if match["type"] == "Product":
+            return self.product_node(number)
+        if match["type"] == "BulkOperation" and number in self.bulk_operations:
+            return self.bulk_node(self.bulk_operations[number])
+        if match["type"] == "WebhookSubscription":
+            return self.subscription_node(number)
         return None
 
     def search_orders(
@@ -856,6 +1011,119 @@ class ShopifyFake:
             "userErrors": [],
         }
 
+    # --- bulk operations and webhook subscriptions ----------------------------------------
+
+    def bulk_run(self, query: str) -> dict[str, Any]:
+        """``bulkOperationRunQuery``: one bulk query at a time per shop and app; the query runs in the background."""
+        self.require("bulkOperationRunQuery", "read_products")
+        running = [o for o in self.bulk_operations.values() if o.status in ("CREATED", "RUNNING")]
+        if running:
+            return {
+                "bulkOperation": None,
+                "userErrors": [
+                    {
+                        "code": "OPERATION_IN_PROGRESS",
+                        "field": None,
+                        "message": f"A bulk query operation for this app and shop is already in progress: "
+                        f"{gid('BulkOperation', running[0].id)}.",
+                    }
+                ],
+            }
+        try:
+            document = parse(query)
+        except GraphQLError as err:
+            return _bulk_invalid(f"Invalid bulk query: {err.message}")
+        problems = [err.message for err in validate(self.schema, document)]
+        if any(
+            isinstance(d, OperationDefinitionNode) and d.operation != OperationType.QUERY for d in document.definitions
+        ):
+            problems.append("Bulk operations run queries only (bulkOperationRunMutation runs mutations).")
+        if not problems:
+            problems = Flattener(self.schema, document).problems()
+        if problems:
+            return _bulk_invalid(f"Invalid bulk query: {'; '.join(problems)}")
+        operation = FakeBulkOperation(id=next(self._bulk_ids), query=query, created_at=datetime.now(UTC))
+        self.bulk_operations[operation.id] = operation
+        threading.Thread(target=self._run_bulk, args=(operation, document), name="shopify-bulk", daemon=True).start()
+        return {"bulkOperation": self.bulk_node(operation), "userErrors": []}
+
+    def _run_bulk(self, operation: FakeBulkOperation, document: Any) -> None:
+        operation.status = "RUNNING"
+
+        def counted(done: int) -> None:
+            operation.root_object_count = done
+
+        error: str | None = None
+        try:
+            lines = Flattener(self.schema, document).lines(_Root(self), counted)
+        except GraphQLError as err:  # a resolver refused (a missing scope): Shopify ends the operation FAILED
+            lines, error = [], "ACCESS_DENIED" if "Access denied" in err.message else "INTERNAL_SERVER_ERROR"
+        roots = sum(1 for line in lines if "__parentId" not in line)
+        pace = self.bulk_objects_per_s
+        if pace:  # Shopify's own pace: roots appear in the running counts as it goes
+            step = max(1, int(pace / 10))
+            for done in range(0, roots, step):
+                operation.root_object_count = done
+                operation.object_count = int(done * len(lines) / max(roots, 1))
+                time.sleep(step / pace)
+        failure = self.bulk_fail or error
+        partial = bool(failure) and self.bulk_fail_partial and bool(lines)
+        if failure and partial:
+            lines = lines[: len(lines) // 2]
+        body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+        with self.lock:
+            operation.object_count = len(lines)
+            operation.root_object_count = sum(1 for line in lines if "__parentId" not in line)
+            operation.body = body if (not failure or partial) else None
+            operation.partial = partial
+            operation.completed_at = datetime.now(UTC)
+            operation.error_code = failure
+            operation.status = "FAILED" if failure else "COMPLETED"
+            self.bulk_fail = None
+
+    def bulk_file(self, name: str) -> bytes | None:
+        """The JSONL of a finished bulk operation (``<id>.jsonl``), as its ``url`` serves it."""
+        match = re.fullmatch(r"(\d+)\.jsonl", name)
+        operation = self.bulk_operations.get(int(match[1])) if match else None
+        return operation.body if operation else None
+
+    def subscribe(self, topic: str, given: dict[str, Any]) -> dict[str, Any]:
+        """``webhookSubscriptionCreate``: HTTPS addresses (and, in this fake, plain HTTP on loopback for tests),
+        Pub/Sub and EventBridge addresses; one subscription per topic and address."""
+        if topic.startswith("ORDERS_"):
+            self.require("webhookSubscriptionCreate", "read_orders")
+        uri = str(given.get("uri") or "").strip()
+        problem = _address_problem(uri)
+        if problem:
+            return {
+                "webhookSubscription": None,
+                "userErrors": [{"field": ["webhookSubscription", "uri"], "message": problem}],
+            }
+        with self.lock:
+            if any(s["topic"] == topic and s["uri"] == uri for s in self.subscriptions.values()):
+                return {
+                    "webhookSubscription": None,
+                    "userErrors": [
+                        {
+                            "field": ["webhookSubscription", "uri"],
+                            "message": "Address for this topic has already been taken",
+                        }
+                    ],
+                }
+            number = next(self._subscription_ids)
+            now = datetime.now(UTC)
+            self.subscriptions[number] = {
+                "topic": topic,
+                "uri": uri,
+                "format": given.get("format") or "JSON",
+                "includeFields": list(given.get("includeFields") or []),
+                "filter": given.get("filter"),
+                "name": given.get("name"),
+                "createdAt": now,
+                "updatedAt": now,
+            }
+        return {"webhookSubscription": self.subscription_node(number), "userErrors": []}
+
     # --- HTTP ---------------------------------------------------------------------------------
 
     def _record(self, **entry: Any) -> None:
@@ -892,6 +1160,13 @@ class ShopifyFake:
                     self._reply(200, fake.log())
                 elif path == "/_fake/state":
                     self._reply(200, fake.control_state())
+                elif path.startswith("/_bulk/") and fake.bulk_file(path.removeprefix("/_bulk/")) is not None:
+                    raw = fake.bulk_file(path.removeprefix("/_bulk/")) or b""
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/jsonl")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
                 else:
                     self._reply(404, {"errors": "Not Found"})
 
@@ -1104,6 +1379,130 @@ class _Root:
     def inventorySetQuantities(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
         self.fake.require("inventorySetQuantities", "write_inventory")
         return self.fake.set_quantities(info, input)
+
+    def locations(self, info: Any, includeInactive: bool | None = False, **page: Any) -> dict[str, Any]:
+        self.fake.require("locations", "read_locations")
+        fake = self.fake
+        keys = sorted(n for n, data in list(fake.locations.items()) if includeInactive or data["isActive"])
+        page = {k: v for k, v in page.items() if k in ("first", "after", "last", "before", "reverse")}
+        return paged(info, keys, fake.location_node, **page)
+
+    def locationsCount(self, _info: Any, query: str | None = None, limit: int | None = 10000) -> dict[str, Any]:
+        self.fake.require("locationsCount", "read_locations")
+        return _count(sum(1 for data in self.fake.locations.values() if data["isActive"]), limit)
+
+    def products(self, info: Any, **page: Any) -> dict[str, Any]:
+        self.fake.require("products", "read_products")
+        page = {k: v for k, v in page.items() if k in ("first", "after", "last", "before", "reverse")}
+        return paged(info, sorted(self.fake.products), self.fake.product_node, **page)
+
+    def productVariants(self, info: Any, **page: Any) -> dict[str, Any]:
+        self.fake.require("productVariants", "read_products")
+        fake = self.fake
+        page = {k: v for k, v in page.items() if k in ("first", "after", "last", "before", "reverse")}
+        return paged(info, sorted(fake.items), lambda number: fake.variant_node(fake.items[number]), **page)
+
+    def productVariantsCount(self, _info: Any, query: str | None = None, limit: int | None = 10000) -> dict[str, Any]:
+        self.fake.require("productVariantsCount", "read_products")
+        return _count(len(self.fake.items), limit)
+
+    def bulkOperation(self, _info: Any, id: str) -> dict[str, Any] | None:
+        operation = self.fake.bulk_operations.get(parse_gid(id, "BulkOperation") or 0)
+        return self.fake.bulk_node(operation) if operation else None
+
+    def currentBulkOperation(self, _info: Any, type: str = "QUERY") -> dict[str, Any] | None:
+        if type != "QUERY" or not self.fake.bulk_operations:
+            return None
+        return self.fake.bulk_node(self.fake.bulk_operations[max(self.fake.bulk_operations)])
+
+    def bulkOperationRunQuery(self, _info: Any, query: str, groupObjects: bool) -> dict[str, Any]:
+        return self.fake.bulk_run(query)
+
+    def webhookSubscriptions(
+        self,
+        info: Any,
+        topics: list[str] | None = None,
+        format: str | None = None,
+        uri: str | None = None,
+        **page: Any,
+    ) -> dict[str, Any]:
+        fake = self.fake
+        keys = sorted(
+            number
+            for number, sub in list(fake.subscriptions.items())
+            if (not topics or sub["topic"] in topics)
+            and (format is None or sub["format"] == format)
+            and (uri is None or sub["uri"] == uri)
+        )
+        page = {k: v for k, v in page.items() if k in ("first", "after", "last", "before", "reverse")}
+        return paged(info, keys, fake.subscription_node, **page)
+
+    def webhookSubscriptionCreate(self, _info: Any, topic: str, webhookSubscription: dict[str, Any]) -> dict[str, Any]:
+        return self.fake.subscribe(topic, webhookSubscription)
+
+
+def _bulk_invalid(message: str) -> dict[str, Any]:
+    return {"bulkOperation": None, "userErrors": [{"code": "INVALID", "field": ["query"], "message": message}]}
+
+
+def _address_problem(uri: str) -> str | None:
+    if not uri:
+        return "Address can't be blank"
+    parts = urlsplit(uri)
+    if parts.scheme in ("pubsub", "arn") or uri.startswith("arn:aws:events:"):
+        return None
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in LOOPBACK:
+        return None  # the fake only: Shopify calls HTTPS addresses alone
+    if parts.scheme == "http":
+        return "Address protocol http:// is not supported"
+    return "Address is invalid"
+
+
+def _count(count: int, limit: int | None) -> dict[str, Any]:
+    if limit is not None and count > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": count, "precision": "EXACT"}
+
+
+def paged(
+    info: Any,
+    keys: list[int],
+    to_node: Callable[[int], Any],
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool | None = False,
+    **_: Any,
+) -> dict[str, Any]:
+    """A connection over ``keys`` (ascending ids), paged forward by ``first``/``after`` as Shopify does; in a
+    bulk operation everything (Shopify ignores pagination there)."""
+    bulk = bool(info.context and info.context.get("bulk"))
+    if not bulk:
+        if last is not None or before is not None:
+            raise GraphQLError("The fake pages forward only: use first and after.", extensions={"code": "BAD_REQUEST"})
+        if first is None:
+            raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
+        if not 0 <= first <= MAX_PAGE:
+            raise GraphQLError(
+                f"The first argument must be between 0 and {MAX_PAGE}", extensions={"code": "BAD_REQUEST"}
+            )
+    ordered = keys[::-1] if reverse else keys
+    start = 0
+    if after and not bulk:
+        mark = int(cursor_value(after).get("last_id", 0))
+        start = len(keys) - bisect.bisect_left(keys, mark) if reverse else bisect.bisect_right(keys, mark)
+    end = len(ordered) if bulk or first is None else start + first
+    # Cursors are made only when asked for (a bulk operation's edges never are).
+    edges = [{"cursor": _lazy_cursor(key), "node": to_node(key)} for key in ordered[start:end]]
+    return connection(edges, has_next=end < len(ordered), has_previous=start > 0)
+
+
+def _lazy_cursor(key: int) -> Callable[..., str]:
+    return lambda *_args, **_kwargs: make_cursor({"last_id": key})
 
 
 def _matches(order: FakeOrder, query: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.channels.fakes.shopify import ShopifyFake
+from apps.channels.fakes.shopify.seed import seed_catalog
 
 
 class Command(BaseCommand):
@@ -27,6 +28,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--item", action="append", default=[], metavar="SKU=QTY", help="an item stocked at the location"
         )
+        parser.add_argument(
+            "--catalog",
+            type=int,
+            default=0,
+            metavar="N",
+            help="an existing shop of N variants (90%% clean, the rest untracked, without SKU, sharing a SKU, "
+            "not stocked everywhere) with live quantities at --locations locations",
+        )
+        parser.add_argument("--locations", type=int, default=2, help="locations of the --catalog shop")
 
     def handle(self, *args: Any, **options: Any) -> None:
         fake = ShopifyFake(
@@ -43,6 +53,23 @@ class Command(BaseCommand):
             if not sku or not quantity.lstrip("-").isdigit():
                 raise CommandError(f"--item takes SKU=QTY, not {spec!r}")
             self.stdout.write(f"  {sku}: {fake.add_item(sku, int(quantity))} available {quantity}")
+        if options["catalog"]:
+            each = options["catalog"] // 40  # 2.5 % of the variants in each problem class
+            seeded = seed_catalog(
+                fake,
+                options["catalog"],
+                locations=options["locations"],
+                untracked=each,
+                no_sku=each,
+                duplicates=each - each % 2,
+                not_stocked=each,
+            )
+            self.stdout.write(
+                f"  {seeded.total} variants at {len(seeded.locations)} locations: {len(seeded.clean)} clean, "
+                f"{len(seeded.untracked)} untracked, {len(seeded.no_sku)} without SKU, "
+                f"{sum(len(v) for v in seeded.duplicates.values())} sharing a SKU, "
+                f"{len(seeded.not_stocked)} stocked at the first location only"
+            )
         self.stdout.write(
             f"Shopify fake on {fake.url} (location {fake.location_id}; bucket {options['bucket']:g} points, "
             f"restore {options['restore']:g}/s)"
