@@ -39,6 +39,18 @@ from apps.core.durations import duration_text
 # A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
 ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
 
+# A listing's own settings, in plain words (empty: the channel's).
+LISTING_WORDS = {
+    "coefficient": (
+        "Share of stock shown",
+        "The share of what is available that this listing shows: 1 all of it, 0.5 half (rounded down). "
+        "Empty: the channel's.",
+    ),
+    "buffer": ("Units held back", "Units never shown on this listing. Empty: the channel's."),
+    "max_qty": ("Show at most", "Never show more than this many, whatever is in stock. Empty: no limit."),
+    "end_when": ("Show 0 at or below", "Show 0 once what is available falls to this many. Empty: never."),
+}
+
 
 class ImportSettingSelect(forms.NullBooleanSelect):
     """Empty reads as what it means: the channel kind's default."""
@@ -70,14 +82,14 @@ class ChannelLocationInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(ServiceAdmin):
     list_display = (
-        "code", "name", "kind", "connector", "is_active", "imports", "import_cap_units", "rate_per_s", "burst",
+        "code", "name", "kind", "connector", "is_active", "imports", "import_cap_units", "pace",
         "batch_size", "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
     list_filter = ("kind", "connector", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
-    readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
+    readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "sync_queue")
     exclude = ("secret", "settings")
     actions = ["sync_all_listings", "test_connection"]
     change_form_template = "admin/channels/channel/change_form.html"
@@ -205,13 +217,28 @@ class ChannelAdmin(ServiceAdmin):
     def dead_letters(self, channel: Channel) -> int:
         return self._lag_of(channel).get("dead", 0)
 
-    @admin.display(description="may import", boolean=True)
-    def imports(self, channel: Channel) -> bool:
-        return channel.imports_allowed
+    # A red cross in a list reads as "something is wrong": these columns answer in words, and say
+    # nothing at all when all is well.
+    @admin.display(description="may import")
+    def imports(self, channel: Channel) -> str:
+        return "yes" if channel.imports_allowed else "no"
 
-    @admin.display(description="orders not imported", boolean=True)
-    def orders_pending(self, channel: Channel) -> bool:
-        return channel.has_orders_pending
+    @admin.display(description="orders not imported")
+    def orders_pending(self, channel: Channel) -> str:
+        if not channel.has_orders_pending or channel.orders_pending_until is None:
+            return ""
+        return f"since {timezone.localtime(channel.orders_pending_until):%Y-%m-%d %H:%M} (raises held back)"
+
+    @admin.display(description="pace")
+    def pace(self, channel: Channel) -> str:
+        return f"{channel.rate_per_s:g}/s, {channel.burst} at once"
+
+    @admin.display(description="Sync queue")
+    def sync_queue(self, channel: Channel) -> str:
+        return (
+            f"sync.{channel.shard}: the workers of this queue push this channel's quantities, one update after "
+            "another, so they arrive in order (set by the channel's code)."
+        )
 
     @admin.action(description="Sync now: push every listing of the selected channels")
     def sync_all_listings(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
@@ -244,6 +271,12 @@ class ListingAdmin(CatalogImportExportMixin, ServiceAdmin):
     def available_now(self, listing: Listing) -> int | None:
         found = getattr(self, "_available", {}).get(listing.pk)
         return None if found is None else found.available
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in LISTING_WORDS:
+            field.label, field.help_text = LISTING_WORDS[db_field.name]
+        return field
 
     def save_model(self, request: HttpRequest, obj: Listing, form: Any, change: bool) -> None:
         if change:
