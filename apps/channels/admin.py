@@ -70,14 +70,15 @@ class ChannelLocationInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(ServiceAdmin):
     list_display = (
-        "code", "name", "kind", "connector", "is_active", "imports", "import_cap_units", "rate_per_s", "burst",
+        "code", "name", "kind", "connector", "state", "is_active", "imports", "import_cap_units", "rate_per_s", "burst",
         "batch_size", "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
-    list_filter = ("kind", "connector", "is_active", "can_import")
+    list_filter = ("kind", "connector", "state", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
-    readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
+    # The state changes only by going live, pausing and resuming (``services.golive``), never by a form.
+    readonly_fields = ("state", "orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard")
     exclude = ("secret", "settings")
     actions = ["sync_all_listings", "test_connection"]
     change_form_template = "admin/channels/channel/change_form.html"
