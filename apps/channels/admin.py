@@ -82,14 +82,17 @@ class ChannelLocationInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(ServiceAdmin):
     list_display = (
-        "code", "name", "kind", "connector", "is_active", "imports", "import_cap_units", "pace",
+        "code", "name", "kind", "connector", "state", "is_active", "imports", "import_cap_units", "pace",
         "batch_size", "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
-    list_filter = ("kind", "connector", "is_active", "can_import")
+    list_filter = ("kind", "connector", "state", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
-    readonly_fields = ("orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "sync_queue")
+    # The state changes only by going live, pausing and resuming (``services.golive``), never by a form.
+    readonly_fields = (
+        "state", "orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "sync_queue",
+    )  # fmt: skip
     exclude = ("secret", "settings")
     actions = ["sync_all_listings", "test_connection"]
     change_form_template = "admin/channels/channel/change_form.html"
@@ -231,7 +234,9 @@ class ChannelAdmin(ServiceAdmin):
 
     @admin.display(description="pace")
     def pace(self, channel: Channel) -> str:
-        return f"{channel.rate_per_s:g}/s, {channel.burst} at once"
+        rate, burst = channel.rate_limit
+        own = channel.rate_per_s is not None and channel.burst is not None
+        return f"{rate:g}/s, {burst} at once" + ("" if own else " (the platform's)")
 
     @admin.display(description="Sync queue")
     def sync_queue(self, channel: Channel) -> str:

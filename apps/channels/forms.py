@@ -60,12 +60,13 @@ def field_name(part: str, connector: str, key: str) -> str:
 PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "rate_per_s": (
         "Pushes per second",
-        "At most this many quantity updates a second go to the platform, so it never turns them away for "
-        "sending too fast.",
+        "At most this many requests a second go to the platform, so it never turns them away for sending too "
+        "fast. Empty: the limit the connector knows for its platform.",
     ),
     "burst": (
         "Pushes at once",
-        "How many updates may leave back to back (a burst, after a quiet while) before the per-second pace applies.",
+        "How many requests may leave back to back (a burst, after a quiet while) before the per-second pace "
+        "applies. Empty: the connector's default.",
     ),
     "batch_size": ("Listings per request", "Most listings sent to the platform in one request."),
     "coefficient": (
