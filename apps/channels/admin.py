@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
 from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
+from apps.channels.admin_onboarding import ChannelOnboarding
 from apps.channels.forms import CREDENTIALS, SETTINGS, ChannelFormBase, channel_form_class
 from apps.channels.models import (
     STOCKROOM_CONNECTOR,
@@ -80,9 +81,9 @@ class ChannelLocationInline(admin.TabularInline):
 
 
 @admin.register(Channel)
-class ChannelAdmin(ServiceAdmin):
+class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
     list_display = (
-        "code", "name", "kind", "connector", "state", "is_active", "imports", "import_cap_units", "pace",
+        "code", "name", "kind", "connector", "state_and_setup", "is_active", "imports", "import_cap_units", "pace",
         "batch_size", "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
     list_filter = ("kind", "connector", "state", "is_active", "can_import")
@@ -231,6 +232,18 @@ class ChannelAdmin(ServiceAdmin):
         if not channel.has_orders_pending or channel.orders_pending_until is None:
             return ""
         return f"since {timezone.localtime(channel.orders_pending_until):%Y-%m-%d %H:%M} (raises held back)"
+
+    @admin.display(description="state", ordering="state")
+    def state_and_setup(self, channel: Channel) -> str:
+        """A channel being set up links to its onboarding page; the others to the same page for pause/resume."""
+        return self.onboarding_link(channel)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        channel = Channel.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        extra = {"onboarding_link": self.onboarding_link(channel) if channel else "", "channel_state": channel}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="pace")
     def pace(self, channel: Channel) -> str:
