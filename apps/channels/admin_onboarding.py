@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from apps.catalog.models import Location, Movement
 from apps.channels.models import Channel, SyncPriority
 from apps.channels.services.config import channel_update
-from apps.channels.services.connection import channel_connection_test, channel_credential_names, channel_connector
+from apps.channels.services.connection import channel_connection_test, channel_connector, channel_credential_names
 from apps.channels.services.golive import (
     GoLiveNeedsConfirmation,
     GoLiveRefused,
@@ -165,7 +165,9 @@ class ChannelOnboarding:
                 platform_locations = channel_platform_locations(channel=channel)
             except DomainError as err:
                 locations_error = err.detail
-        choices = [(loc.id, f"{loc.name} ({loc.id})" + ("" if loc.active else ", inactive")) for loc in platform_locations]
+        choices = [
+            (loc.id, f"{loc.name} ({loc.id})" + ("" if loc.active else ", inactive")) for loc in platform_locations
+        ]
         chosen = str((channel.settings or {}).get(setting, "")) if setting else ""
         locations_form = LocationsForm(
             initial={

@@ -190,9 +190,7 @@ def test_a_mapping_sheet_and_created_products_link_what_skus_alone_do_not(admin_
     warehouse = Location.objects.get(code="W1")
     step(admin_client, channel, "locations", platform_location=WAREHOUSE, locations=[warehouse.pk])
     sheet = SimpleUploadedFile("mapping.csv", b"platform_sku,product\nBEANIE,CAP\n", content_type="text/csv")
-    page = admin_client.post(
-        url_of(channel), {"step": "link_preview", "mapping": sheet}, follow=True
-    ).content.decode()
+    page = admin_client.post(url_of(channel), {"step": "link_preview", "mapping": sheet}, follow=True).content.decode()
     assert "with a mapping sheet of 1 rows" in page and "applying creates 3 listings" in page
     step(admin_client, channel, "link_apply")
     assert Listing.objects.get(channel=channel, channel_sku="BEANIE").product.code == "CAP"
