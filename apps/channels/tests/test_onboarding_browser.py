@@ -79,6 +79,11 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"onboarding_{name}.png"), full_page=True)
 
 
+def _shot_of(page, selector: str, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(selector).screenshot(path=str(SHOTS / f"onboarding_{name}.png"))
+
+
 def _message(page) -> str:
     page.wait_for_selector(".messagelist li")
     return page.locator(".messagelist").inner_text()
@@ -142,6 +147,7 @@ def test_a_merchant_links_2000_variants_and_goes_live_without_the_shop_moving_be
     assert page.locator("#link-rows tbody tr").count() == 50
     assert page.locator('#link-rows tbody tr:not([data-code="untracked"])').count() == 0
     _shot(page, "3_link_preview")
+    _shot_of(page, "#link", "3_link_preview_section")
     assert not Listing.objects.filter(channel=channel).exists()
     page.check("#link-form input[name=create_missing]")
     page.click("#link-preview")
@@ -174,6 +180,7 @@ def test_a_merchant_links_2000_variants_and_goes_live_without_the_shop_moving_be
     assert "Going live sends 1800 listings: 3 change on the platform, 0 of them to 0." in summary, summary
     assert sorted(page.locator("#first-push tbody tr").evaluate_all("rows => rows.map(r => r.dataset.sku)")) == raised
     _shot(page, "5_go_live_preview")
+    _shot_of(page, "#golive", "5_go_live_preview_section")
     assert {place: _shop_quantities(shop, place) for place in (main, store)} == before
     page.click("#golive-confirm")
     assert "Shopify is live: 1800 listings queued for the first push" in _message(page)
