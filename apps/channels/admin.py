@@ -110,7 +110,10 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
         main = [
             name
             for name in (str(field) for field in self.get_fields(request, obj))
-            if name != "connector" and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+            if name != "connector"
+            and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+            # A channel not saved yet has no state: a platform channel will start in setup, not "Live".
+            and (obj is not None or name not in ("state", "sync_queue"))
         ]
         identity = [name for name in ("code", "name", "kind", "is_active") if name in main]
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [

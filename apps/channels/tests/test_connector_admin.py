@@ -150,3 +150,8 @@ def test_a_healthy_channel_shows_no_red_cross_in_the_list(admin_client):
     change = admin_client.get(f"/admin/channels/channel/{Channel.objects.get().pk}/change/").content.decode()
     assert "Sync queue" in change and "so they arrive in order" in change
     assert "shard" not in change.lower()
+
+
+def test_the_add_page_does_not_call_a_new_channel_live(admin_client):
+    page = admin_client.get("/admin/channels/channel/add/").content.decode()
+    assert "field-state" not in page and "Sync queue" not in page
