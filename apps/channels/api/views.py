@@ -141,9 +141,10 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         `platform_managed`, `already_linked`) and never linked. Idempotent: run it again to link new variants.
         """
         channel = self.get_object()
-        body = LinkRequestSerializer(data=request.data)
+        upload = request.FILES.get("mapping")
+        data = request.data if upload is None else {k: v for k, v in request.data.items() if k != "mapping"}
+        body = LinkRequestSerializer(data=data)
         body.is_valid(raise_exception=True)
-        upload = request.FILES.get("mapping") if hasattr(request, "FILES") else None
         sheet = upload.read() if upload is not None else body.validated_data.get("mapping") or ""
         mapping = mapping_sheet_read(sheet) if sheet else {}
         result = channel_link(

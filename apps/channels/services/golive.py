@@ -32,6 +32,7 @@ from apps.catalog.services.opening import opening_counts_book, opening_counts_bo
 from apps.channels.connectors.base import Catalog, ConnectorError, WebhookSubscription
 from apps.channels.locks import channel_for_update
 from apps.channels.models import Channel, ChannelWebhook, Listing, SyncPriority
+from apps.channels.services.connection import channel_connector, channel_credentials
 from apps.channels.services.link import (
     PlatformUnavailable,
     channel_catalog_read,
@@ -43,6 +44,7 @@ from apps.channels.services.link import (
 from apps.channels.services.push import listings_push_plan
 from apps.channels.services.work import sync_work_enqueue
 from apps.core.errors import Conflict, DomainError, InvalidValue
+from apps.core.secrets import SecretsUnreadable
 
 log = structlog.get_logger("stockroom.channels")
 
@@ -245,15 +247,27 @@ def channel_go_live_blockers(channel: Channel) -> list[dict[str, str]]:
             {"code": "no_locations", "detail": "The channel sells from no location: every listing would show 0."}
         )
     try:
-        connector, _ref = channel_platform(channel)
-    except DomainError as err:
-        reasons.append({"code": "not_configured", "detail": err.detail})
+        connector = channel_connector(channel)
+    except (LookupError, ImportError) as err:
+        reasons.append({"code": "not_configured", "detail": short_reason(err)})
         connector = None
     if connector is not None:
-        fields = connector.settings_serializer().fields
-        if "location_id" in fields and not channel_platform_location_id(channel):
+        no_location = "location_id" in connector.settings_serializer().fields and not channel_platform_location_id(
+            channel
+        )
+        if no_location:
             reasons.append(
                 {"code": "no_platform_location", "detail": "Choose the platform location Stockroom sets quantities at."}
+            )
+        settings_check = connector.settings_serializer(data=dict(channel.settings or {}))
+        settings_bad = not settings_check.is_valid() and set(settings_check.errors) - {"location_id"}
+        try:
+            credentials_ok = connector.credentials_serializer(data=channel_credentials(channel)).is_valid()
+        except SecretsUnreadable:
+            credentials_ok = False
+        if settings_bad or not credentials_ok:
+            reasons.append(
+                {"code": "not_configured", "detail": f"{connector.label}: settings or credentials are missing."}
             )
         if connector.webhook_topics and not webhook_address(channel):
             reasons.append(
