@@ -43,7 +43,7 @@ def opening_counts_booked(*, key_prefix: str, item_ids: list[int]) -> set[int]:
     """Which of these items have their opening count booked under ``key_prefix`` already. One query."""
     keys = {opening_count_key(key_prefix, item): item for item in item_ids}
     found = Movement.objects.filter(idempotency_key__in=list(keys)).values_list("idempotency_key", flat=True)
-    return {keys[key] for key in found}
+    return {keys[key] for key in found if key is not None}
 
 
 def opening_counts_book(

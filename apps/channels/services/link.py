@@ -288,10 +288,10 @@ def _plan(
                 _problem(entry, "already_linked", f"A listing of this channel already has it, with {other}.")
             )
             continue
-        product = mapped_codes.get(mapping[sku]) if sku in mapping else by_code.get(sku) or by_item.get(sku)
-        if product is not None:
-            new_links.append((entry, product[0]))
-            product_codes[product[0]] = product[1]
+        found = mapped_codes.get(mapping[sku]) if sku in mapping else by_code.get(sku) or by_item.get(sku)
+        if found is not None:
+            new_links.append((entry, found[0]))
+            product_codes[found[0]] = found[1]
         elif create_missing:
             to_create.append(entry)
         else:
