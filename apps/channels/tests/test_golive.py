@@ -508,3 +508,18 @@ def test_a_sale_on_the_platform_between_preview_and_push_is_not_overwritten(worl
     channel_push(channel_id=channel.pk)
     assert Listing.objects.get(external_id="v1").last_pushed_qty == 6  # compared, not overwritten blindly
     assert SyncWork.objects.filter(listing__external_id="v1", repush=True).exists()
+
+
+def test_the_admin_accepts_a_blank_rate_and_shows_the_state_read_only(admin_client):
+    from apps.channels.tests.test_connector_admin import form_of
+
+    channel = ChannelFactory(code="web", connector="stockroom")
+    response = admin_client.post(
+        f"/admin/channels/channel/{channel.pk}/change/", form_of(channel, rate_per_s="", burst="", state="paused")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    channel.refresh_from_db()
+    assert channel.rate_per_s is None and channel.burst is None and channel.rate_limit == (5.0, 10)
+    assert channel.state == "live"  # not a form field: only go-live, pause and resume change it
+    page = admin_client.get(f"/admin/channels/channel/{channel.pk}/change/").content.decode()
+    assert "Live" in page and 'name="state"' not in page
