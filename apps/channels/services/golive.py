@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status
 
-from apps.catalog.models import Location, Product, ProductComponent, StockLevel
+from apps.catalog.models import Location, Product, ProductComponent
 from apps.catalog.services.opening import opening_counts_book, opening_counts_booked
 from apps.channels.connectors.base import Catalog, ConnectorError, WebhookSubscription
 from apps.channels.locks import channel_for_update
@@ -183,12 +183,18 @@ def channel_opening_stock(
         if quantity is not None:
             quantities[components[product_id]] += max(0, quantity)
     prefix = opening_reference(channel)
-    levels = dict(
-        StockLevel.objects.filter(location=location, item_id__in=list(quantities)).values_list("item_id", "on_hand")
-    )
-    skus = dict(
-        ProductComponent.objects.filter(item_id__in=list(quantities)).values_list("item_id", "item__sku").distinct()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.id, i.sku, s.on_hand FROM catalog_item i
+              LEFT JOIN catalog_stocklevel s ON s.item_id = i.id AND s.location_id = %s
+             WHERE i.id = ANY(%s::bigint[])
+            """,
+            [location.pk, list(quantities)],
+        )
+        rows_now = cursor.fetchall()
+    skus = {item: sku for item, sku, _ in rows_now}
+    levels = {item: on_hand for item, _, on_hand in rows_now if on_hand is not None}
     booked_before = opening_counts_booked(key_prefix=prefix, item_ids=list(quantities))
     result = OpeningStock(location=location.code, platform_location=platform_location)
     for item_id in sorted(quantities, key=lambda item: skus.get(item, "")):
