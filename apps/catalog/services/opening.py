@@ -13,17 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from django.db import transaction
+from django.db import connection, transaction
 
 from apps.catalog.errors import InvalidMovement
 from apps.catalog.locks import levels_for_update
-from apps.catalog.models import Incident, Location, Movement
+from apps.catalog.models import Incident, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.stock import MAX_QUANTITY
 from apps.catalog.signals import ChangePriority
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 log = structlog.get_logger("stockroom.catalog")
+# Levels locked per statement: a whole platform's catalog (tens of thousands of items) stays within the
+# database's limit of parameters per statement.
+LOCK_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,13 @@ def opening_count_key(prefix: str, item_id: int) -> str:
 def opening_counts_booked(*, key_prefix: str, item_ids: list[int]) -> set[int]:
     """Which of these items have their opening count booked under ``key_prefix`` already. One query."""
     keys = {opening_count_key(key_prefix, item): item for item in item_ids}
-    found = Movement.objects.filter(idempotency_key__in=list(keys)).values_list("idempotency_key", flat=True)
-    return {keys[key] for key in found}
+    if not keys:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT idempotency_key FROM catalog_movement WHERE idempotency_key = ANY(%s::text[])", [list(keys)]
+        )
+        return {keys[key] for (key,) in cursor.fetchall()}
 
 
 def opening_counts_book(
@@ -61,7 +69,10 @@ def opening_counts_book(
         raise InvalidMovement(f"Opening quantities must be within 0..{MAX_QUANTITY}: items {sorted(bad)[:10]}.")
     with transaction.atomic():
         items = sorted(quantities)
-        locked = {level.item_id: level for level in levels_for_update([(item, location.pk) for item in items])}
+        locked: dict[int, StockLevel] = {}
+        for start in range(0, len(items), LOCK_CHUNK):  # in item order, as every writer locks
+            chunk = items[start : start + LOCK_CHUNK]
+            locked.update({level.item_id: level for level in levels_for_update([(i, location.pk) for i in chunk])})
         already = opening_counts_booked(key_prefix=key_prefix, item_ids=items)
         todo = [item for item in items if item not in already]
         specs = [

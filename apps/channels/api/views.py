@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -41,9 +41,12 @@ from apps.channels.services.golive import (
 )
 from apps.channels.services.link import channel_link, channel_platform_locations, mapping_sheet_read
 from apps.core.api.idempotency import IdempotentMixin
+from apps.core.api.schema import error_response
 from apps.core.authentication import ChannelPrincipal
 from apps.core.parsers import StrictJSONParser
 from apps.core.permissions import IsStaffToken
+
+_PLATFORM_502 = error_response("`platform_unavailable`: the platform could not be read; `detail` says why, briefly.")
 
 
 class IsStaffOrThisChannel(BasePermission):
@@ -120,7 +123,7 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         channel = channel_resume(channel=self.get_object(), actor=_staff_actor(request))
         return Response(ChannelSerializer(channel).data)
 
-    @extend_schema(request=None, responses=PlatformLocationsSerializer)
+    @extend_schema(request=None, responses={200: PlatformLocationsSerializer, 502: _PLATFORM_502})
     @action(detail=True, methods=["get"], url_path="platform-locations")
     def platform_locations(self, request: Request, code: str | None = None) -> Response:
         """The platform's stock locations (id, name, active), read now: the ids `settings.location_id` takes.
@@ -130,7 +133,7 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         found = channel_platform_locations(channel=self.get_object())
         return Response({"results": [{"id": loc.id, "name": loc.name, "active": loc.active} for loc in found]})
 
-    @extend_schema(request=LinkRequestSerializer, responses=LinkResultSerializer)
+    @extend_schema(request=LinkRequestSerializer, responses={200: LinkResultSerializer, 502: _PLATFORM_502})
     @action(detail=True, methods=["post"], parser_classes=[StrictJSONParser, MultiPartParser])
     def link(self, request: Request, code: str | None = None) -> Response:
         """Link the platform's variants to products by SKU: a preview (`apply` false, the default) or done.
@@ -141,9 +144,11 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         `platform_managed`, `already_linked`) and never linked. Idempotent: run it again to link new variants.
         """
         channel = self.get_object()
-        body = LinkRequestSerializer(data=request.data)
+        upload = request.FILES.get("mapping")
+        given: Any = request.data
+        data = given if upload is None else {k: v for k, v in given.items() if k != "mapping"}
+        body = LinkRequestSerializer(data=data)
         body.is_valid(raise_exception=True)
-        upload = request.FILES.get("mapping") if hasattr(request, "FILES") else None
         sheet = upload.read() if upload is not None else body.validated_data.get("mapping") or ""
         mapping = mapping_sheet_read(sheet) if sheet else {}
         result = channel_link(
@@ -155,7 +160,7 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         )
         return Response(result.as_dict())
 
-    @extend_schema(request=OpeningStockRequestSerializer, responses=OpeningStockSerializer)
+    @extend_schema(request=OpeningStockRequestSerializer, responses={200: OpeningStockSerializer, 502: _PLATFORM_502})
     @action(detail=True, methods=["post"], url_path="opening-stock")
     def opening_stock(self, request: Request, code: str | None = None) -> Response:
         """The platform's quantities of the linked items as opening stock at a Stockroom location.
@@ -183,9 +188,11 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         request=GoLiveRequestSerializer,
         responses={
             200: GoLiveSerializer,
-            409: OpenApiResponse(
-                description="`go_live_refused` with `reasons`, or `go_live_needs_confirmation` with `first_push`."
+            409: error_response(
+                "`go_live_refused` with `reasons` [{code, detail}], or `go_live_needs_confirmation` with `first_push` "
+                "(listings, changes, to_zero, items [{listing, sku, external_id, from, to, held}]): nothing was done."
             ),
+            502: _PLATFORM_502,
         },
     )
     @action(detail=True, methods=["post"], url_path="go-live")

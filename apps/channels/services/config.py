@@ -138,11 +138,6 @@ def channel_update(
         changed.add("credentials")  # named in the log and the sync reason, never the values
     if connected and channel.connector != STOCKROOM_CONNECTOR:
         _orders_counted_from_now(channel)
-        if channel.state == Channel.State.LIVE:
-            # Another shop: nothing is pushed to it until the merchant goes live (``channel_go_live``).
-            channel.state = Channel.State.SETUP
-            channel.save(update_fields=["state"])
-            log.info("channel_state_changed", channel=channel.code, state=channel.state, reason="connector_changed")
     if location_ids is not None:
         current = list(channel.channel_locations.order_by("priority").values_list("location_id", flat=True))
         if current != list(location_ids):

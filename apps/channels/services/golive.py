@@ -27,11 +27,12 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status
 
-from apps.catalog.models import Location, Product, ProductComponent, StockLevel
+from apps.catalog.models import Location, Product, ProductComponent
 from apps.catalog.services.opening import opening_counts_book, opening_counts_booked
 from apps.channels.connectors.base import Catalog, ConnectorError, WebhookSubscription
 from apps.channels.locks import channel_for_update
 from apps.channels.models import Channel, ChannelWebhook, Listing, SyncPriority
+from apps.channels.services.connection import channel_connector, channel_credentials
 from apps.channels.services.link import (
     PlatformUnavailable,
     channel_catalog_read,
@@ -43,6 +44,7 @@ from apps.channels.services.link import (
 from apps.channels.services.push import listings_push_plan
 from apps.channels.services.work import sync_work_enqueue
 from apps.core.errors import Conflict, DomainError, InvalidValue
+from apps.core.secrets import SecretsUnreadable
 
 log = structlog.get_logger("stockroom.channels")
 
@@ -181,12 +183,18 @@ def channel_opening_stock(
         if quantity is not None:
             quantities[components[product_id]] += max(0, quantity)
     prefix = opening_reference(channel)
-    levels = dict(
-        StockLevel.objects.filter(location=location, item_id__in=list(quantities)).values_list("item_id", "on_hand")
-    )
-    skus = dict(
-        ProductComponent.objects.filter(item_id__in=list(quantities)).values_list("item_id", "item__sku").distinct()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.id, i.sku, s.on_hand FROM catalog_item i
+              LEFT JOIN catalog_stocklevel s ON s.item_id = i.id AND s.location_id = %s
+             WHERE i.id = ANY(%s::bigint[])
+            """,
+            [location.pk, list(quantities)],
+        )
+        rows_now = cursor.fetchall()
+    skus = {item: sku for item, sku, _ in rows_now}
+    levels = {item: on_hand for item, _, on_hand in rows_now if on_hand is not None}
     booked_before = opening_counts_booked(key_prefix=prefix, item_ids=list(quantities))
     result = OpeningStock(location=location.code, platform_location=platform_location)
     for item_id in sorted(quantities, key=lambda item: skus.get(item, "")):
@@ -245,15 +253,27 @@ def channel_go_live_blockers(channel: Channel) -> list[dict[str, str]]:
             {"code": "no_locations", "detail": "The channel sells from no location: every listing would show 0."}
         )
     try:
-        connector, _ref = channel_platform(channel)
-    except DomainError as err:
-        reasons.append({"code": "not_configured", "detail": err.detail})
+        connector = channel_connector(channel)
+    except (LookupError, ImportError) as err:
+        reasons.append({"code": "not_configured", "detail": short_reason(err)})
         connector = None
     if connector is not None:
-        fields = connector.settings_serializer().fields
-        if "location_id" in fields and not channel_platform_location_id(channel):
+        no_location = "location_id" in connector.settings_serializer().fields and not channel_platform_location_id(
+            channel
+        )
+        if no_location:
             reasons.append(
                 {"code": "no_platform_location", "detail": "Choose the platform location Stockroom sets quantities at."}
+            )
+        settings_check = connector.settings_serializer(data=dict(channel.settings or {}))
+        settings_bad = not settings_check.is_valid() and set(settings_check.errors) - {"location_id"}
+        try:
+            credentials_ok = connector.credentials_serializer(data=channel_credentials(channel)).is_valid()
+        except SecretsUnreadable:
+            credentials_ok = False
+        if settings_bad or not credentials_ok:
+            reasons.append(
+                {"code": "not_configured", "detail": f"{connector.label}: settings or credentials are missing."}
             )
         if connector.webhook_topics and not webhook_address(channel):
             reasons.append(

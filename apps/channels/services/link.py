@@ -214,6 +214,19 @@ def _items_sole_standard(skus: Sequence[str]) -> dict[str, tuple[int, str]]:
         return {sku: (pk, code) for sku, pk, code in cursor.fetchall()}
 
 
+def _items_with_standard(item_ids: Sequence[int]) -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT pc.item_id FROM catalog_productcomponent pc
+              JOIN catalog_product p ON p.id = pc.product_id AND p.kind = 'standard'
+             WHERE pc.item_id = ANY(%s::bigint[])
+            """,
+            [sorted(set(item_ids))],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def _items_by_sku(skus: Sequence[str]) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT sku, id FROM catalog_item WHERE sku = ANY(%s::text[])", [sorted(set(skus))])
@@ -249,11 +262,13 @@ def _plan(
     by_code = _products_by_code(skus)
     by_item = _items_sole_standard([sku for sku in skus if sku not in by_code and sku not in mapping])
     listings = list(
-        Listing.objects.filter(channel=channel).values_list("pk", "channel_sku", "external_id", "product_id")
+        Listing.objects.filter(channel=channel).values_list(
+            "pk", "channel_sku", "external_id", "product_id", "product__code"
+        )
     )
-    by_listing_sku = {sku: (pk, ext, product) for pk, sku, ext, product in listings}
-    by_listing_ext = {ext: (pk, sku, product) for pk, sku, ext, product in listings if ext}
-    product_codes = dict(Product.objects.filter(pk__in={p for *_, p in listings}).values_list("pk", "code"))
+    by_listing_sku = {sku: (pk, ext, product) for pk, sku, ext, product, _code in listings}
+    by_listing_ext = {ext: (pk, sku, product) for pk, sku, ext, product, _code in listings if ext}
+    product_codes = {product: code for *_, product, code in listings}
     new_links: list[tuple[CatalogEntry, int]] = []
     linked: list[tuple[CatalogEntry, int, int]] = []  # (variant, product id, listing id)
     to_create: list[CatalogEntry] = []
@@ -288,10 +303,10 @@ def _plan(
                 _problem(entry, "already_linked", f"A listing of this channel already has it, with {other}.")
             )
             continue
-        product = mapped_codes.get(mapping[sku]) if sku in mapping else by_code.get(sku) or by_item.get(sku)
-        if product is not None:
-            new_links.append((entry, product[0]))
-            product_codes[product[0]] = product[1]
+        found = mapped_codes.get(mapping[sku]) if sku in mapping else by_code.get(sku) or by_item.get(sku)
+        if found is not None:
+            new_links.append((entry, found[0]))
+            product_codes[found[0]] = found[1]
         elif create_missing:
             to_create.append(entry)
         else:
@@ -299,15 +314,7 @@ def _plan(
     existing_items = _items_by_sku([entry.sku.strip() for entry in to_create]) if to_create else {}
     # An item with that SKU exists with several standard products: which one is sold is not ours to guess.
     # One with none gets its standard product made.
-    with_standard = (
-        set(
-            Product.objects.filter(kind=Product.Kind.STANDARD, components__item_id__in=list(existing_items.values()))
-            .values_list("components__item_id", flat=True)
-            .distinct()
-        )
-        if existing_items
-        else set()
-    )
+    with_standard = _items_with_standard(list(existing_items.values())) if existing_items else set()
     ambiguous = [e for e in to_create if existing_items.get(e.sku.strip()) in with_standard]
     for entry in ambiguous:
         result.platform_only.append({"sku": entry.sku.strip(), "external_id": entry.external_id, "title": entry.title})
@@ -373,14 +380,14 @@ def channel_link(
         links = [(entry, product) for entry, product in plan.new_links]
         if plan.to_create:
             links += _create_missing(plan.to_create, plan.existing_items)
-        products = Product.objects.in_bulk([product for _, product in links])
+        # The product by its id alone: the listing row needs only product_id, so nothing is read.
         listings_create(
             rows=[
                 {
                     "channel": channel,
                     "channel_sku": entry.sku.strip(),
                     "external_id": entry.external_id,
-                    "product": products[product],
+                    "product": Product(pk=product),
                 }
                 for entry, product in links
             ]
@@ -409,13 +416,11 @@ def _create_missing(entries: list[CatalogEntry], existing_items: dict[str, int])
         ]
     )
     item_ids = {**existing_items, **{item.sku: item.pk for item in new_items}}
-    items = {item.pk: item for item in new_items}
-    items.update({item.pk: item for item in Item.objects.filter(pk__in=list(existing_items.values()))})
     products = products_create(
         rows=[
             (
                 {"code": e.sku.strip(), "name": (e.title or e.sku)[:200], "kind": Product.Kind.STANDARD},
-                [ComponentSpec(item=items[item_ids[e.sku.strip()]], quantity=1)],
+                [ComponentSpec(item=Item(pk=item_ids[e.sku.strip()]), quantity=1)],  # by id: nothing read
             )
             for e in entries
         ]
