@@ -208,7 +208,7 @@ class ChannelOnboarding:
             "locations_error": locations_error,
             "locations_form": locations_form,
             "selling_from": list(channel.channel_locations.select_related("location").order_by("priority")),
-            "link_form": LinkForm(),
+            "link_form": LinkForm(initial={"create_missing": bool(link and link["create_missing"])}),
             "link": self._link_context(request, link),
             "linked": linked,
             "opening_form": opening_form,
@@ -320,8 +320,6 @@ class ChannelOnboarding:
                 mapping = mapping_sheet_read(upload.read())
             else:
                 mapping = previous.get("mapping", {}) if apply else {}
-            if apply and "create_missing" not in request.POST:
-                create_missing = previous.get("create_missing", False)
             result = channel_link(
                 channel=channel,
                 apply=apply,

@@ -194,6 +194,8 @@ def test_a_mapping_sheet_and_created_products_link_what_skus_alone_do_not(admin_
     assert "with a mapping sheet of 1 rows" in page and "applying creates 3 listings" in page
     step(admin_client, channel, "link_apply")
     assert Listing.objects.get(channel=channel, channel_sku="BEANIE").product.code == "CAP"
+    page = step(admin_client, channel, "link_preview", create_missing="on")
+    assert 'name="create_missing" id="id_create_missing" checked' in page  # apply links what was previewed
     bad = SimpleUploadedFile("mapping.csv", b"platform_sku,product\nGIFT,NOPE\n", content_type="text/csv")
     page = admin_client.post(url_of(channel), {"step": "link_preview", "mapping": bad}, follow=True).content.decode()
     assert "The mapping sheet names products that do not exist: NOPE." in page
