@@ -201,6 +201,7 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         # One query for every row's lag, whatever the number of channels.
         self._lag = sync_lag_rows(include_inactive=True)
+        self._may_set_up = self.has_change_permission(request)  # the onboarding page needs it
         return super().get_changelist_instance(request)
 
     def _lag_of(self, channel: Channel) -> dict[str, Any]:
@@ -239,13 +240,16 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
     @admin.display(description="state", ordering="state")
     def state_and_setup(self, channel: Channel) -> str:
         """A channel being set up links to its onboarding page; the others to the same page for pause/resume."""
+        if not getattr(self, "_may_set_up", False):
+            return channel.get_state_display()
         return self.onboarding_link(channel)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         channel = Channel.objects.filter(pk=object_id).first() if object_id.isdigit() else None
-        extra = {"onboarding_link": self.onboarding_link(channel) if channel else "", "channel_state": channel}
+        may_set_up = channel is not None and self.has_change_permission(request, channel)
+        extra = {"onboarding_link": self.onboarding_link(channel) if may_set_up else "", "channel_state": channel}
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="pace")

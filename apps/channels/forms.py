@@ -160,6 +160,8 @@ class ChannelFormBase(forms.ModelForm):
         # As stored: validation copies the form's values onto the instance before the save.
         self.stored_connector = channel.connector if channel.pk else None
         self.stored_settings = dict(channel.settings or {})
+        if "connector" not in self.fields:
+            return  # someone who may only look: the admin shows the fields read-only, none of them is edited
         connector = self.fields["connector"]
         assert isinstance(connector, forms.ChoiceField)
         connector.required = False

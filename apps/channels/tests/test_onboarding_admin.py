@@ -226,6 +226,9 @@ def test_only_staff_who_may_change_the_channel_see_the_page(client, django_user_
     viewer.user_permissions.add(Permission.objects.get(codename="view_channel"))
     client.force_login(viewer)
     assert client.get(url_of(channel)).status_code == 403
+    listed = client.get("/admin/channels/channel/").content.decode()
+    assert "Setting up (nothing pushed)" in listed and url_of(channel) not in listed  # no link to a 403
+    assert url_of(channel) not in client.get(f"/admin/channels/channel/{channel.pk}/change/").content.decode()
     channel.refresh_from_db()
     assert channel.state == Channel.State.SETUP
 
