@@ -249,7 +249,8 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
     ) -> HttpResponse:
         channel = Channel.objects.filter(pk=object_id).first() if object_id.isdigit() else None
         may_set_up = channel is not None and self.has_change_permission(request, channel)
-        extra = {"onboarding_link": self.onboarding_link(channel) if may_set_up else "", "channel_state": channel}
+        link = self.onboarding_link(channel) if channel is not None and may_set_up else ""
+        extra = {"onboarding_link": link, "channel_state": channel}
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="pace")
