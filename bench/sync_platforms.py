@@ -194,6 +194,7 @@ def build(per_channel: int, platforms: dict[str, Platform]) -> dict[str, Any]:
                 **settings[lane.code],
             },
             location_ids=[warehouse.pk],
+            state=Channel.State.LIVE,  # the bench links its listings itself: pushed from the start
         )  # fmt: skip
         keys = platforms[lane.code].keys
         listings += [

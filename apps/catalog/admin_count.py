@@ -29,6 +29,7 @@ from apps.catalog.services.counts import (
     EDITABLE,
     MAX_FILE_BYTES,
     CountOutcome,
+    stock_count_add_items,
     stock_count_apply,
     stock_count_cancel,
     stock_count_create,
@@ -57,7 +58,10 @@ class StockCountForm(forms.ModelForm):
         queryset=Item.objects.all(),
         required=False,
         widget=AutocompleteSelectMultiple(StockCountLine._meta.get_field("item"), admin.site),
-        help_text="Or the items to count. Empty: every active item stocked at the location.",
+        help_text=(
+            "Or the items to count, stocked at the location or not yet (type part of a SKU or name). "
+            "Empty: every active item stocked at the location."
+        ),
     )
 
     class Meta:
@@ -81,6 +85,22 @@ CountLineFormSet = forms.formset_factory(CountLineForm, extra=0)
 class CountFileForm(forms.Form):
     file = forms.FileField(
         label="Counts file (CSV)", help_text="Columns sku,counted (UTF-8); other columns are ignored."
+    )
+    add_missing = forms.BooleanField(
+        label="Add items of the catalog the file names that are not on this sheet", required=False
+    )
+
+
+class AddItemsForm(forms.Form):
+    """Items found on the shelf that the sheet does not list, stocked at the location or not yet."""
+
+    add_items = forms.ModelMultipleChoiceField(
+        label="Items to add",
+        queryset=Item.objects.all(),
+        widget=AutocompleteSelectMultiple(
+            StockCountLine._meta.get_field("item"), admin.site, attrs={"style": "width: 32em"}
+        ),
+        help_text="Type part of a SKU or name. An item with no stock here yet gets a line expecting 0.",
     )
 
 
@@ -184,6 +204,7 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
         return [
             view("sheet", self.sheet_view),
             view("upload", self.upload_view),
+            view("add", self.add_items_view),
             view("download", self.download_view),
             view("preview", self.preview_view),
             view("cancel", self.cancel_view),
@@ -233,6 +254,7 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
         formset: Any,
         upload: CountFileForm | None = None,
         problems: list[dict[str, Any]] | None = None,
+        add_items: AddItemsForm | None = None,
     ) -> HttpResponse:
         editable = count.status in EDITABLE and self.has_change_permission(request, count)
         lines = list(page)
@@ -248,6 +270,8 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
             "editable": editable,
             "show_expected": not count.hides_expected,
             "upload": upload or CountFileForm(),
+            "add_items": add_items or AddItemsForm(),
+            "media": self.media + (add_items or AddItemsForm()).media,
             "problems": problems or [],
             "max_kib": MAX_FILE_BYTES // 1024,
         }
@@ -265,7 +289,10 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
         file = upload.cleaned_data["file"]
         try:
             recorded = stock_count_upload(
-                count_id=count.pk, data=file.read(MAX_FILE_BYTES + 1), actor=request.user.get_username()
+                count_id=count.pk,
+                data=file.read(MAX_FILE_BYTES + 1),
+                actor=request.user.get_username(),
+                add_missing=upload.cleaned_data.get("add_missing", False),
             )
         except CountFileRejected as err:
             self.message_user(request, f"{err.detail} ({file.name})", messages.ERROR)
@@ -275,6 +302,31 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
             return HttpResponseRedirect(_url("sheet", count))
         self.message_user(request, f"Recorded {recorded} counted quantities from {file.name}.", messages.SUCCESS)
         return HttpResponseRedirect(_url("sheet", count))
+
+    def add_items_view(self, request: HttpRequest, count_id: int) -> HttpResponse:
+        count = self._count(request, count_id, write=True)
+        if request.method != "POST":
+            return HttpResponseRedirect(_url("sheet", count))
+        form = AddItemsForm(request.POST)
+        if not form.is_valid():
+            page = Paginator(count.lines.select_related("item").order_by("id"), SHEET_PAGE).get_page(1)
+            initial = [{"line": ln.pk, "counted": ln.counted} for ln in page]
+            formset = CountLineFormSet(prefix="lines", initial=initial)
+            return self._sheet(request, count, page, formset, add_items=form)
+        items = list(form.cleaned_data["add_items"])
+        try:
+            added = stock_count_add_items(count_id=count.pk, items=items, actor=request.user.get_username())
+        except DomainError as err:
+            self.message_user(request, err.detail, messages.ERROR)
+            return HttpResponseRedirect(_url("sheet", count))
+        skus = ", ".join(sorted(item.sku for item in items))
+        if added:
+            self.message_user(request, f"Added {added} line(s) to count: {skus}.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Already on this sheet: {skus}.", messages.INFO)
+        # The new lines are the last ones: open the page that shows them.
+        last = Paginator(count.lines.order_by("id"), SHEET_PAGE).num_pages
+        return HttpResponseRedirect(f"{_url('sheet', count)}?page={last}")
 
     def download_view(self, request: HttpRequest, count_id: int) -> HttpResponse:
         """The sheet as a CSV file to count into (a scanner, a spreadsheet), then upload."""

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
 from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
+from apps.channels.admin_onboarding import ChannelOnboarding
 from apps.channels.forms import CREDENTIALS, SETTINGS, ChannelFormBase, channel_form_class
 from apps.channels.models import (
     STOCKROOM_CONNECTOR,
@@ -42,6 +43,18 @@ from apps.core.secrets import secret_state
 # A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
 ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
 
+# A listing's own settings, in plain words (empty: the channel's).
+LISTING_WORDS = {
+    "coefficient": (
+        "Share of stock shown",
+        "The share of what is available that this listing shows: 1 all of it, 0.5 half (rounded down). "
+        "Empty: the channel's.",
+    ),
+    "buffer": ("Units held back", "Units never shown on this listing. Empty: the channel's."),
+    "max_qty": ("Show at most", "Never show more than this many, whatever is in stock. Empty: no limit."),
+    "end_when": ("Show 0 at or below", "Show 0 once what is available falls to this many. Empty: never."),
+}
+
 
 class ImportSettingSelect(forms.NullBooleanSelect):
     """Empty reads as what it means: the channel kind's default."""
@@ -71,17 +84,19 @@ class ChannelLocationInline(admin.TabularInline):
 
 
 @admin.register(Channel)
-class ChannelAdmin(ServiceAdmin):
+class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
     list_display = (
-        "code", "name", "kind", "connector", "is_active", "imports", "import_cap_units", "rate_per_s", "burst",
+        "code", "name", "kind", "connector", "state_and_setup", "is_active", "imports", "import_cap_units", "pace",
         "batch_size", "pending_work", "sync_lag", "dead_letters", "last_push_at", "orders_pending",
     )  # fmt: skip
-    list_filter = ("kind", "connector", "is_active", "can_import")
+    list_filter = ("kind", "connector", "state", "is_active", "can_import")
     search_fields = ("code", "name")
     inlines = [ChannelLocationInline]
     # The order watermark is the channel's to move (through the API); it never moves back.
+    # The state changes only by going live, pausing and resuming (``services.golive``), never by a form.
     readonly_fields = (
-        "orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "shard", "push_secret",
+        "state", "orders_pending_until", "orders_imported_until", "last_push_at", "created_at", "sync_queue",
+        "push_secret",
     )  # fmt: skip
     exclude = ("secret", "settings")
     actions = ["sync_all_listings", "test_connection", "watermark_set_back"]
@@ -99,7 +114,10 @@ class ChannelAdmin(ServiceAdmin):
         main = [
             name
             for name in (str(field) for field in self.get_fields(request, obj))
-            if name != "connector" and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+            if name != "connector"
+            and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+            # A channel not saved yet has no state: a platform channel will start in setup, not "Live".
+            and (obj is not None or name not in ("state", "sync_queue"))
         ]
         identity = [name for name in ("code", "name", "kind", "is_active") if name in main]
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [
@@ -211,6 +229,7 @@ class ChannelAdmin(ServiceAdmin):
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         # One query for every row's lag, whatever the number of channels.
         self._lag = sync_lag_rows(include_inactive=True)
+        self._may_set_up = self.has_change_permission(request)  # the onboarding page needs it
         return super().get_changelist_instance(request)
 
     def _lag_of(self, channel: Channel) -> dict[str, Any]:
@@ -234,13 +253,46 @@ class ChannelAdmin(ServiceAdmin):
     def dead_letters(self, channel: Channel) -> int:
         return self._lag_of(channel).get("dead", 0)
 
-    @admin.display(description="may import", boolean=True)
-    def imports(self, channel: Channel) -> bool:
-        return channel.imports_allowed
+    # A red cross in a list reads as "something is wrong": these columns answer in words, and say
+    # nothing at all when all is well.
+    @admin.display(description="may import")
+    def imports(self, channel: Channel) -> str:
+        return "yes" if channel.imports_allowed else "no"
 
-    @admin.display(description="orders not imported", boolean=True)
-    def orders_pending(self, channel: Channel) -> bool:
-        return channel.has_orders_pending
+    @admin.display(description="orders not imported")
+    def orders_pending(self, channel: Channel) -> str:
+        if not channel.has_orders_pending or channel.orders_pending_until is None:
+            return ""
+        return f"since {timezone.localtime(channel.orders_pending_until):%Y-%m-%d %H:%M} (raises held back)"
+
+    @admin.display(description="state", ordering="state")
+    def state_and_setup(self, channel: Channel) -> str:
+        """A channel being set up links to its onboarding page; the others to the same page for pause/resume."""
+        if not getattr(self, "_may_set_up", False):
+            return channel.get_state_display()
+        return self.onboarding_link(channel)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        channel = Channel.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        may_set_up = channel is not None and self.has_change_permission(request, channel)
+        link = self.onboarding_link(channel) if channel is not None and may_set_up else ""
+        extra = {"onboarding_link": link, "channel_state": channel}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    @admin.display(description="pace")
+    def pace(self, channel: Channel) -> str:
+        rate, burst = channel.rate_limit
+        own = channel.rate_per_s is not None and channel.burst is not None
+        return f"{rate:g}/s, {burst} at once" + ("" if own else " (the platform's)")
+
+    @admin.display(description="Sync queue")
+    def sync_queue(self, channel: Channel) -> str:
+        return (
+            f"sync.{channel.shard}: the workers of this queue push this channel's quantities, one update after "
+            "another, so they arrive in order (set by the channel's code)."
+        )
 
     @admin.action(description="Sync now: push every listing of the selected channels")
     def sync_all_listings(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
@@ -273,6 +325,12 @@ class ListingAdmin(CatalogImportExportMixin, ServiceAdmin):
     def available_now(self, listing: Listing) -> int | None:
         found = getattr(self, "_available", {}).get(listing.pk)
         return None if found is None else found.available
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in LISTING_WORDS:
+            field.label, field.help_text = LISTING_WORDS[db_field.name]
+        return field
 
     def save_model(self, request: HttpRequest, obj: Listing, form: Any, change: bool) -> None:
         if change:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.utils.html import escape
 from rest_framework import serializers
 
 from apps.channels.connectors import CONNECTOR_CHOICES, CONNECTORS, connector_named
@@ -54,15 +55,66 @@ def field_name(part: str, connector: str, key: str) -> str:
     return f"{part}__{connector}__{key}"
 
 
+# What the merchant reads next to the channel's own fields: what each number does, in plain words
+# (the model's names stay as the API spells them).
+PLAIN_WORDS: dict[str, tuple[str, str]] = {
+    "rate_per_s": (
+        "Pushes per second",
+        "At most this many requests a second go to the platform, so it never turns them away for sending too "
+        "fast. Empty: the limit the connector knows for its platform.",
+    ),
+    "burst": (
+        "Pushes at once",
+        "How many requests may leave back to back (a burst, after a quiet while) before the per-second pace "
+        "applies. Empty: the connector's default.",
+    ),
+    "batch_size": ("Listings per request", "Most listings sent to the platform in one request."),
+    "coefficient": (
+        "Share of stock shown",
+        "The share of what is available that this channel shows: 1 shows all of it, 0.8 shows 80 % (rounded "
+        "down), 0 shows nothing. A listing may set its own.",
+    ),
+    "buffer": (
+        "Units held back",
+        "Units never shown on this channel: it shows what is available minus these (never below 0), to cover "
+        "a sale in the seconds before an update lands. A listing may set its own.",
+    ),
+    "push_url": ("Push URL", "Where Stockroom sends each listing's quantity (the Stockroom push protocol)."),
+}
+
+
+def plain_words(fields: dict[str, forms.Field]) -> None:
+    for name, (label, help_text) in PLAIN_WORDS.items():
+        if name in fields:
+            fields[name].label, fields[name].help_text = label, help_text
+
+
+ACRONYMS = {"url": "URL", "api": "API", "id": "ID", "sku": "SKU", "lwa": "LWA", "gid": "GID"}
+
+
+def field_label(field: serializers.Field) -> str:
+    """``shop_url`` reads "Shop URL", ``location_id`` "Location ID"."""
+    name = str(field.field_name or "")
+    if field.label and str(field.label) != name.replace("_", " ").capitalize():
+        return str(field.label)  # the connector's own label, not DRF's one made from the name
+    words = name.split("_")
+    text = " ".join(ACRONYMS.get(word.lower(), word) for word in words)
+    return text[:1].upper() + text[1:]
+
+
 def form_field(field: serializers.Field, *, secret: bool = False) -> forms.Field:
     """A form field standing for a serializer field (the serializer still has the last word in ``clean``)."""
     common: dict[str, Any] = {
         "required": False,  # checked by the connector for the chosen connector only
-        "help_text": str(field.help_text or ""),
-        "label": str(field.label or field.field_name or "").replace("_", " "),
+        # The admin shows help texts as HTML: a placeholder such as https://<shop>.myshopify.com must show.
+        "help_text": escape(str(field.help_text or "")),
+        "label": field_label(field),
     }
+    # Wide enough for what is typed in: a full Shopify location GID, a shop URL, a token.
+    wide = {"class": "vTextField"}
     if secret:
-        return forms.CharField(widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **common)
+        attrs = {"autocomplete": "off", **wide}
+        return forms.CharField(widget=forms.PasswordInput(render_value=False, attrs=attrs), **common)
     if isinstance(field, serializers.BooleanField):
         return forms.BooleanField(**common)
     if isinstance(field, serializers.ChoiceField):
@@ -72,8 +124,8 @@ def form_field(field: serializers.Field, *, secret: bool = False) -> forms.Field
     if isinstance(field, serializers.FloatField | serializers.DecimalField):
         return forms.DecimalField(**common)
     if isinstance(field, serializers.URLField):
-        return forms.URLField(assume_scheme="https", **common)
-    return forms.CharField(max_length=getattr(field, "max_length", None), **common)
+        return forms.URLField(assume_scheme="https", widget=forms.URLInput(attrs={"class": "vURLField"}), **common)
+    return forms.CharField(max_length=getattr(field, "max_length", None), widget=forms.TextInput(attrs=wide), **common)
 
 
 def connector_sections() -> tuple[list[Section], dict[str, forms.Field]]:
@@ -103,10 +155,13 @@ class ChannelFormBase(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        plain_words(self.fields)
         channel: Channel = self.instance
         # As stored: validation copies the form's values onto the instance before the save.
         self.stored_connector = channel.connector if channel.pk else None
         self.stored_settings = dict(channel.settings or {})
+        if "connector" not in self.fields:
+            return  # someone who may only look: the admin shows the fields read-only, none of them is edited
         connector = self.fields["connector"]
         assert isinstance(connector, forms.ChoiceField)
         connector.required = False

@@ -95,6 +95,12 @@ class TokenBucket:
         return float(self._redis.eval(PAUSE_SCRIPT, 1, self.key, repr(max(0.0, seconds))))
 
 
+def channel_bucket(channel: Any) -> TokenBucket:
+    """The channel's bucket at its effective budget (``Channel.rate_limit``: its own, else its connector's)."""
+    rate, burst = channel.rate_limit
+    return TokenBucket(channel.pk, rate_per_s=rate, burst=burst)
+
+
 class PusherLock:
     """One pusher per channel at a time, wherever the workers run. Expires if its holder dies."""
 

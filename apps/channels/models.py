@@ -21,6 +21,11 @@ class Channel(models.Model):
         DELIVERY = "delivery", "Delivery app"
         POS = "pos", "Point of sale"
 
+    class State(models.TextChoices):
+        SETUP = "setup", "Setting up (nothing pushed)"
+        LIVE = "live", "Live"
+        PAUSED = "paused", "Paused (nothing pushed)"
+
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.WEBSHOP)
@@ -35,13 +40,28 @@ class Channel(models.Model):
     # Signs pushes (HMAC-SHA256). Encrypted at rest; write-only through the API, never shown.
     # Used through ``apps.core.secrets.secret_value`` (an unreadable one is refused there).
     secret = EncryptedTextField(blank=True, default="")
-    rate_per_s = models.FloatField(default=5.0)
-    burst = models.PositiveIntegerField(default=10)
+    # The channel's request budget; empty: the connector's own (``Connector.default_rate_per_s``/``default_burst``,
+    # read through ``rate_limit``).
+    rate_per_s = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Most requests per second to the platform. Empty: the connector's own default for its platform.",
+    )
+    burst = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests that may go out at once before the per-second rate applies. Empty: the connector's "
+        "default.",
+    )
     batch_size = models.PositiveIntegerField(default=100)
     coefficient = models.DecimalField(max_digits=4, decimal_places=3, default=1)
     buffer = models.PositiveIntegerField(default=0)
     locations = models.ManyToManyField(Location, through="ChannelLocation", related_name="channels")
     is_active = models.BooleanField(default=True)
+    # Whether quantities are sent to the platform (``channel_state_set``, ``channel_go_live``): a channel on a
+    # platform connector starts in ``setup`` and nothing is pushed until the merchant goes live; ``paused``
+    # stops pushing during a platform incident. Orders come in whatever the state.
+    state = models.CharField(max_length=10, choices=State.choices, default=State.LIVE)
     # Import mode (an order the channel already sold, never refused) can oversell and so zero every
     # channel of the item: only channels that cannot refuse a sale may use it (design section 11).
     can_import = models.BooleanField(
@@ -72,7 +92,10 @@ class Channel(models.Model):
             models.CheckConstraint(
                 condition=Q(coefficient__gte=0) & Q(coefficient__lte=1), name="channel_coefficient_0_1"
             ),
-            models.CheckConstraint(condition=Q(rate_per_s__gt=0), name="channel_rate_positive"),
+            models.CheckConstraint(
+                condition=Q(rate_per_s__isnull=True) | Q(rate_per_s__gt=0), name="channel_rate_positive"
+            ),
+            models.CheckConstraint(condition=Q(state__in=["setup", "live", "paused"]), name="channel_state_valid"),
         ]
 
     def __str__(self) -> str:
@@ -88,6 +111,28 @@ class Channel(models.Model):
         if self.can_import is not None:
             return self.can_import
         return self.kind in IMPORT_KINDS or self.connector != STOCKROOM_CONNECTOR
+
+    @property
+    def pushes(self) -> bool:
+        """Whether quantities go to the platform now: an active channel in state ``live``."""
+        return self.is_active and self.state == Channel.State.LIVE
+
+    @property
+    def rate_limit(self) -> tuple[float, int]:
+        """The effective request budget (rate per second, burst): the channel's own where set, else its
+        connector's defaults (``Connector.default_rate_per_s``/``default_burst``)."""
+        rate, burst = self.rate_per_s, self.burst
+        if rate is None or burst is None:
+            from apps.channels.connectors import connector_named
+
+            try:
+                platform = connector_named(self.connector)
+                default_rate, default_burst = platform.default_rate_per_s, platform.default_burst
+            except (LookupError, ImportError):
+                default_rate, default_burst = 5.0, 10
+            rate = default_rate if rate is None else rate
+            burst = default_burst if burst is None else burst
+        return float(rate), int(burst)
 
     @property
     def has_orders_pending(self) -> bool:
@@ -123,6 +168,31 @@ class ChannelLocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel.code} sells from {self.location.code} (priority {self.priority})"
+
+
+class ChannelWebhook(models.Model):
+    """An order webhook the platform calls for this channel, as go-live subscribed it (``channel_go_live``).
+
+    Kept so the admin can show what the platform will call and whether it is active; the platform's
+    own list (``Connector.webhook_subscriptions``) is the truth, this is the last look at it.
+    """
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="webhooks")
+    platform_id = models.CharField(max_length=200, help_text="The platform's id of the subscription.")
+    topic = models.CharField(max_length=100)
+    address = models.URLField(max_length=500)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["channel", "topic", "platform_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "platform_id"], name="channelwebhook_unique_platform_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} -> {self.address} ({self.channel.code})"
 
 
 class Listing(models.Model):

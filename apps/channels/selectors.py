@@ -227,3 +227,42 @@ def listings_zeroed_by_incident(listing_ids: Iterable[int]) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(_ZEROED_BY_INCIDENT, params)
         return {row[0] for row in cursor.fetchall()}
+
+
+PRODUCTS_CHANNEL_ATP_SQL = f"""
+WITH per_location AS (
+    SELECT pc.product_id, cl.location_id, MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
+      FROM catalog_productcomponent pc
+      JOIN channels_channellocation cl ON cl.channel_id = %(channel)s
+      JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active
+      LEFT JOIN catalog_stocklevel s ON s.item_id = pc.item_id AND s.location_id = cl.location_id
+     WHERE pc.product_id = ANY(%(products)s::bigint[])
+     GROUP BY pc.product_id, cl.location_id
+)
+SELECT product_id, COALESCE(SUM(atp), 0)::bigint FROM per_location GROUP BY product_id
+"""
+
+
+def products_channel_quantity(channel: Any, product_ids: Sequence[int]) -> dict[int, int]:
+    """What the channel would be told for these products if each had a listing with no overrides of its own:
+    the listing formula (``listing_quantity``) over the channel's locations, with the channel's buffer and
+    coefficient. One query whatever the number; a product the channel has no stock of is 0."""
+    ids = sorted(set(product_ids))
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(PRODUCTS_CHANNEL_ATP_SQL, {"channel": channel.pk, "products": ids})
+        atp_by_product = dict(cursor.fetchall())
+    active = channel.is_active
+    return {
+        product: listing_quantity(
+            atp=int(atp_by_product.get(product, 0)),
+            buffer=channel.buffer,
+            coefficient=channel.coefficient,
+            max_qty=None,
+            end_when=None,
+        )
+        if active
+        else 0
+        for product in ids
+    }

@@ -289,6 +289,10 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Stockroom <stockroom@loc
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Links in mails start with this (where staff open Stockroom).
 STOCKROOM_BASE_URL = env("STOCKROOM_BASE_URL", default="http://127.0.0.1:8000")
+# Where platforms reach Stockroom from the internet (https://stock.example.com): going live subscribes the
+# platform's order webhooks to {STOCKROOM_PUBLIC_URL}/api/v1/channels/<code>/webhooks/<connector>/. Empty:
+# go-live refuses to subscribe (local settings default to the dev server).
+STOCKROOM_PUBLIC_URL = env("STOCKROOM_PUBLIC_URL", default="")
 
 # --- Channel connectors: platform API versions (pinned) and the key of stored credentials ---
 # Credentials of platform channels are stored encrypted (Fernet). Production must set the key

@@ -7,6 +7,8 @@ DEBUG = env.bool("DEBUG", default=True)
 LOG_FORMAT = env("LOG_FORMAT", default="console")
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
 STOCKROOM_LOCAL_BOOTSTRAP = True
+# Platform webhooks of a local go-live point at the dev server (a tunnel's URL when a real platform must reach it).
+STOCKROOM_PUBLIC_URL = env("STOCKROOM_PUBLIC_URL", default="http://127.0.0.1:8000")
 STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=True)
 # Static files (admin and staff CSS) straight from the app folders under gunicorn: no collectstatic.
 WHITENOISE_USE_FINDERS = True

@@ -96,18 +96,26 @@ def stock_count_create(
     chosen = list(candidates.order_by("sku").values_list("pk", flat=True)[: MAX_LINES + 1])
     scope = _scope(items, sku_prefix, search)
     if not chosen:
-        raise InvalidMovement(f"No item to count at {location.code}: {scope}.")
+        hint = "" if items else " To count items not stocked here yet, choose them under Items."
+        raise InvalidMovement(f"No item to count at {location.code}: {scope}.{hint}")
     if len(chosen) > MAX_LINES:
         raise InvalidMovement(f"More than {MAX_LINES} items to count; narrow the sheet with a SKU prefix.")
+    count = StockCount.objects.create(location=location, blind=blind, scope=scope, note=note, created_by=actor)
+    _lines_add(count, chosen)
+    log.info("stock_count_created", count=count.pk, location=location.code, lines=len(chosen), by=actor)
+    return count
+
+
+def _lines_add(count: StockCount, item_ids: Sequence[int]) -> list[StockCountLine]:
+    """Lines for these items, each with its on hand and reserved of now (0 where it has no level yet)."""
     # One statement: every line's snapshot is of the same moment.
     levels = {
         item_id: (on_hand, reserved)
-        for item_id, on_hand, reserved in StockLevel.objects.filter(location=location, item_id__in=chosen).values_list(
-            "item_id", "on_hand", "reserved"
-        )
+        for item_id, on_hand, reserved in StockLevel.objects.filter(
+            location_id=count.location_id, item_id__in=list(item_ids)
+        ).values_list("item_id", "on_hand", "reserved")
     }
-    count = StockCount.objects.create(location=location, blind=blind, scope=scope, note=note, created_by=actor)
-    StockCountLine.objects.bulk_create(
+    return StockCountLine.objects.bulk_create(
         [
             StockCountLine(
                 count=count,
@@ -115,12 +123,33 @@ def stock_count_create(
                 expected=levels.get(item_id, (0, 0))[0],
                 reserved=levels.get(item_id, (0, 0))[1],
             )
-            for item_id in chosen
+            for item_id in item_ids
         ],
         batch_size=2000,
     )
-    log.info("stock_count_created", count=count.pk, location=location.code, lines=len(chosen), by=actor)
-    return count
+
+
+@transaction.atomic
+def stock_count_add_items(*, count_id: int, items: Sequence[Item], actor: str) -> int:
+    """Add items to a sheet that is still being counted; returns how many lines were added.
+
+    Any item of the catalog can be added, stocked at the location or not yet (a shelf holds
+    something the books do not, the opening count of a new location): its line expects what is
+    on hand now, 0 where it has no level, and applying the count makes the level. Items already
+    on the sheet are left as they are.
+    """
+    count = stock_count_for_update(count_id)
+    _check_editable(count)
+    on_sheet = set(count.lines.values_list("item_id", flat=True))
+    new = sorted({item.pk for item in items} - on_sheet)
+    if len(on_sheet) + len(new) > MAX_LINES:
+        raise InvalidMovement(f"A sheet holds at most {MAX_LINES} lines; count the rest on another sheet.")
+    _lines_add(count, new)
+    if new:
+        count.scope = f"{count.scope}, {len(new)} added"[:200]
+        count.save(update_fields=["scope"])
+    log.info("stock_count_items_added", count=count.pk, added=len(new), by=actor)
+    return len(new)
 
 
 @transaction.atomic
@@ -244,12 +273,14 @@ def count_file_read(data: bytes) -> tuple[list[tuple[int, str, int]], list[FileP
     return rows, problems
 
 
-def stock_count_upload(*, count_id: int, data: bytes, actor: str) -> int:
+def stock_count_upload(*, count_id: int, data: bytes, actor: str, add_missing: bool = False) -> int:
     """Record the counted quantities of a CSV file (``sku,counted``); returns how many SKUs it set.
 
     All or nothing: one bad row (unknown SKU, not on this sheet, not a whole number, negative,
     a SKU twice) and nothing is recorded; ``CountFileRejected.data["rows"]`` lists every problem.
-    Lines the file does not name keep what they had.
+    Lines the file does not name keep what they had. ``add_missing``: items of the catalog the
+    file names that are not on the sheet are added to it (``stock_count_add_items``) instead of
+    refused, so a file can count a location's items that have no level there yet.
     """
     rows, problems = count_file_read(data)
     with transaction.atomic():
@@ -257,12 +288,21 @@ def stock_count_upload(*, count_id: int, data: bytes, actor: str) -> int:
         _check_editable(count)
         on_sheet = dict(count.lines.values_list("item__sku", "pk"))
         missing = sorted({sku for _, sku, _ in rows if sku not in on_sheet})
-        in_catalog = set(Item.objects.filter(sku__in=missing).values_list("sku", flat=True))
+        in_catalog = dict(Item.objects.filter(sku__in=missing).values_list("sku", "pk"))
         for row, sku, _ in rows:
-            if sku in in_catalog:
+            if sku in in_catalog and not add_missing:
                 problems.append(FileProblem(row, f"{sku} is not on this count sheet.", sku))
-            elif sku not in on_sheet:
+            elif sku not in on_sheet and sku not in in_catalog:
                 problems.append(FileProblem(row, f"Unknown SKU {sku}.", sku))
+        if not problems and in_catalog:
+            if len(on_sheet) + len(in_catalog) > MAX_LINES:
+                problems.append(FileProblem(0, f"A sheet holds at most {MAX_LINES} lines; split the file."))
+            else:
+                sku_of = {pk: sku for sku, pk in in_catalog.items()}
+                added = _lines_add(count, sorted(sku_of))
+                on_sheet.update({sku_of[line.item_id]: line.pk for line in added})
+                count.scope = f"{count.scope}, {len(added)} added"[:200]
+                count.save(update_fields=["scope"])
         if problems:
             problems.sort(key=lambda problem: problem.row)
             raise CountFileRejected(

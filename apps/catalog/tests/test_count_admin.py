@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.catalog.models import Location, Movement, StockCount
 from apps.catalog.services.counts import stock_count_create, stock_count_record, stock_count_submit
+from apps.catalog.tests.factories import ItemFactory
 from apps.catalog.tests.test_counts import make_world
 from apps.orders.services import LineRequest, order_reserve
 
@@ -127,3 +128,49 @@ def test_the_items_to_count_are_chosen_by_typing_part_of_their_name(admin_client
     )
     count = StockCount.objects.get()
     assert list(count.lines.values_list("item__sku", "expected")) == [("HOOD-M", 3), ("SCARF", 0)]
+
+
+def test_items_with_no_stock_at_the_location_are_added_on_the_sheet(admin_client, world):
+    beanie = ItemFactory(sku="BEANIE", name="Beanie, grey")
+    empty = admin_client.post(
+        "/admin/catalog/stockcount/add/", {"location": world["store"].pk, "search": "BEANIE"}, follow=True
+    )
+    assert "To count items not stocked here yet, choose them under Items." in empty.content.decode()
+    count = stock_count_create(location=world["store"], actor="lead")
+    sheet = admin_client.get(f"/admin/catalog/stockcount/{count.pk}/sheet/").content.decode()
+    assert 'id="add-items-form"' in sheet and "admin/js/autocomplete.js" in sheet
+    found = admin_client.get(
+        "/admin/autocomplete/",
+        {"app_label": "catalog", "model_name": "stockcountline", "field_name": "item", "term": "beanie"},
+    ).json()
+    assert [row["id"] for row in found["results"]] == [str(beanie.pk)]
+
+    response = admin_client.post(f"/admin/catalog/stockcount/{count.pk}/add/", {"add_items": [beanie.pk]})
+    assert response.status_code == 302
+    sheet = admin_client.get(response["Location"]).content.decode()
+    assert 'data-sku="BEANIE"' in sheet and "Added 1 line(s) to count: BEANIE." in sheet
+    beanie_line = count.lines.get(item=beanie)
+    assert beanie_line.expected == 0
+    # A file may also add them: the scarf has no level at the store either.
+    file = SimpleUploadedFile("count.csv", b"sku,counted\nSCARF,2\nBEANIE,9\n", content_type="text/csv")
+    refused = admin_client.post(f"/admin/catalog/stockcount/{count.pk}/upload/", {"file": file}).content.decode()
+    assert "SCARF is not on this count sheet." in refused
+    file.seek(0)
+    admin_client.post(f"/admin/catalog/stockcount/{count.pk}/upload/", {"file": file, "add_missing": "on"})
+    assert dict(count.lines.values_list("item__sku", "counted")) == {"BEANIE": 9, "HOOD-M": None, "SCARF": 2}
+    stock_count_submit(count_id=count.pk, actor="lead")
+    admin_client.post(f"/admin/catalog/stockcount/{count.pk}/preview/", {"apply": "1"})
+    assert sorted(
+        Movement.objects.filter(reference=f"stock_count:{count.pk}").values_list("item__sku", "on_hand_delta")
+    ) == [("BEANIE", 9), ("SCARF", 2)]
+
+
+def test_a_viewer_cannot_add_items_to_a_sheet(client, django_user_model, world):
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_stockcount", "view_all_locations"]))
+    client.force_login(viewer)
+    count = stock_count_create(location=world["store"], actor="lead")
+    assert 'id="add-items-form"' not in client.get(f"/admin/catalog/stockcount/{count.pk}/sheet/").content.decode()
+    added = client.post(f"/admin/catalog/stockcount/{count.pk}/add/", {"add_items": [world["scarf"].pk]})
+    assert added.status_code == 403
+    assert list(count.lines.values_list("item__sku", flat=True)) == ["HOOD-M"]

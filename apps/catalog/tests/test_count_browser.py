@@ -152,3 +152,32 @@ def test_a_count_uploaded_as_a_file(page, shop):
     ) == [3]
     assert _pushed(shop, "WEB-HOOD") == 13
     assert ledger_reconcile().ok
+
+
+def test_an_item_never_stocked_at_the_location_is_added_to_the_sheet_and_counted_in(page, shop):
+    """Beanies found on the warehouse shelf that the books never had there: added, counted, sold."""
+    beanie = ItemFactory(sku="BEANIE", name="Beanie, grey")
+    listings_sync_now(listing_ids=[listing(shop["web"], product_of("BEANIE-P", {beanie: 1}), "WEB-BEANIE").pk])
+    assert _pushed(shop, "WEB-BEANIE") == 0
+    _log_in(page)
+    count = _new_count(page, shop, prefix="HOOD")
+    assert page.locator("#count-lines tbody tr").count() == 1
+    page.click("#id_add_items + .select2 .select2-selection")
+    page.keyboard.type("bean")
+    page.click(".select2-results__option:has-text('BEANIE')")
+    _shot(page, "count_add_item")
+    page.click("#add-items")
+    page.wait_for_selector(".messagelist .success")
+    assert "Added 1 line(s) to count: BEANIE." in page.locator(".messagelist").inner_text()
+    row = page.locator('tr[data-sku="BEANIE"]')
+    assert row.locator("td.expected").inner_text() == "0"
+    row.locator("input.counted").fill("9")
+    page.click("input[name=_submit]")
+    page.wait_for_url(f"**/stockcount/{count.pk}/preview/")
+    assert page.locator('#count-preview tr[data-sku="BEANIE"] td.difference').inner_text() == "+9"
+    _shot(page, "count_add_item_preview")
+    page.click("#apply")
+    page.wait_for_selector(".messagelist .success")
+    assert _on_hand(beanie, shop["warehouse"]) == 9  # the level is made by applying the count
+    assert _pushed(shop, "WEB-BEANIE") == 9
+    assert ledger_reconcile().ok

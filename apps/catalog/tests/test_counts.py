@@ -17,6 +17,7 @@ from apps.catalog.errors import (
 )
 from apps.catalog.models import Incident, Location, Movement, StockCount, StockCountLine, StockLevel
 from apps.catalog.services.counts import (
+    stock_count_add_items,
     stock_count_apply,
     stock_count_cancel,
     stock_count_create,
@@ -349,6 +350,58 @@ def test_one_bad_row_sinks_the_whole_file(sheet):
         upload(sheet, "sku,counted\nHOOD-M,8\nSCARF,-1\nCAP-RED,9\n")
     assert rejected.value.detail == "Nothing was recorded: the file has 1 problem."
     assert lines_of(sheet)["HOOD-M"].counted is None and lines_of(sheet)["CAP-RED"].counted == 5
+
+
+def test_a_count_file_can_add_catalog_items_not_on_the_sheet(sheet, world):
+    """The opening count of items with no level here: the file names them, the sheet takes them in."""
+    with pytest.raises(CountFileRejected):
+        upload(sheet, "sku,counted\nHOOD-L,4\nNOPE,1\n")  # an unknown SKU still sinks the file
+    assert "HOOD-L" not in lines_of(sheet)
+    recorded = stock_count_upload(
+        count_id=sheet.pk, data=b"sku,counted\nHOOD-L,4\nHOOD-M,9\n", actor="counter", add_missing=True
+    )
+    assert recorded == 2
+    lines = lines_of(sheet)
+    assert (lines["HOOD-L"].expected, lines["HOOD-L"].counted, lines["HOOD-M"].counted) == (0, 4, 9)
+    stock_count_submit(count_id=sheet.pk, actor="counter")
+    stock_count_apply(count_id=sheet.pk, actor="counter")
+    assert level(lines["HOOD-L"].item, world["warehouse"]).on_hand == 4
+
+
+# --- Items added to a sheet -------------------------------------------------------------------------
+
+
+def test_items_not_stocked_at_the_location_are_added_to_a_sheet_and_get_their_level_when_applied(world):
+    store, scarf = world["store"], world["scarf"]
+    beanie = ItemFactory(sku="BEANIE")  # in the catalog, never stocked anywhere
+    count = stock_count_create(location=store, actor="lead")
+    assert list(lines_of(count)) == ["HOOD-M"]  # the store only stocks hoodies
+    assert not StockLevel.objects.filter(item__in=[beanie, scarf], location=store).exists()
+
+    assert stock_count_add_items(count_id=count.pk, items=[beanie, scarf, world["hood"]], actor="lead") == 2
+    assert stock_count_add_items(count_id=count.pk, items=[beanie], actor="lead") == 0  # already on it
+    lines = lines_of(count)
+    assert {sku: (line.expected, line.reserved) for sku, line in lines.items()} == {
+        "BEANIE": (0, 0),
+        "HOOD-M": (3, 0),
+        "SCARF": (0, 0),
+    }
+    count.refresh_from_db()
+    assert count.scope == "all items stocked here, 2 added"
+    counted(count, BEANIE=9, SCARF=2)
+    stock_count_submit(count_id=count.pk, actor="counter")
+    after = {o.line.item.sku: o.on_hand_after for o in stock_count_preview(count=count) if o.counted is not None}
+    assert after == {"BEANIE": 9, "SCARF": 2}
+    applied = stock_count_apply(count_id=count.pk, actor="lead")
+
+    assert sorted((m.item.sku, m.on_hand_delta) for m in applied.movements) == [("BEANIE", 9), ("SCARF", 2)]
+    assert (level(beanie, store).on_hand, level(scarf, store).on_hand) == (9, 2)
+    assert level(world["hood"], store).on_hand == 3  # not counted: left as it is
+    # The web channel sells from the store: the scarves counted there are sellable at once.
+    assert shown(world["scarf_listing"]) == 6
+    assert ledger_reconcile().ok
+    with pytest.raises(StockWorkRefused):
+        stock_count_add_items(count_id=count.pk, items=[world["cap"]], actor="lead")  # applied: final
 
 
 # --- Real threads -----------------------------------------------------------------------------------

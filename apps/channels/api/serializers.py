@@ -39,8 +39,28 @@ class ChannelSerializer(serializers.ModelSerializer):
         style={"input_type": "password"},
         help_text="Signs pushes (HMAC-SHA256); never returned.",
     )
-    rate_per_s = serializers.FloatField(min_value=0.01, max_value=10_000)
-    burst = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    rate_per_s = serializers.FloatField(
+        min_value=0.01,
+        max_value=10_000,
+        required=False,
+        allow_null=True,
+        help_text="Most requests per second to the platform; null or absent: the connector's default for its "
+        "platform (`rate_limit` shows the budget in force).",
+    )
+    burst = serializers.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        allow_null=True,
+        help_text="Requests that may go out at once; null or absent: the connector's default.",
+    )
+    state = serializers.ChoiceField(
+        choices=Channel.State.choices,
+        read_only=True,
+        help_text="`setup` (a new platform channel: nothing is pushed until go-live), `live`, or `paused` (nothing "
+        "pushed; orders still come in). Changed only by the go-live, pause and resume actions.",
+    )
+    rate_limit = serializers.SerializerMethodField()
     batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
     coefficient = serializers.DecimalField(max_digits=4, decimal_places=3, min_value=0, max_value=1, required=False)
     buffer = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
@@ -86,12 +106,23 @@ class ChannelSerializer(serializers.ModelSerializer):
         model = Channel
         fields = [
             "code", "name", "kind", "connector", "settings", "credentials", "has_credentials", "credential_fields",
-            "push_url", "rate_per_s", "burst", "coefficient", "buffer", "locations",
+            "state", "push_url", "rate_per_s", "burst", "rate_limit", "coefficient", "buffer", "locations",
             "batch_size", "can_import", "import_cap_units", "secret", "has_secret", "is_active", "orders_pending",
             "orders_pending_until",
             "orders_imported_until", "last_push_at", "created_at",
         ]  # fmt: skip
         read_only_fields = ["orders_pending_until", "orders_imported_until", "last_push_at", "created_at"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {"rate_per_s": {"type": "number"}, "burst": {"type": "integer"}},
+            "description": "The request budget in force: the channel's own, else its connector's defaults.",
+        }
+    )
+    def get_rate_limit(self, channel: Channel) -> dict[str, Any]:
+        rate, burst = channel.rate_limit
+        return {"rate_per_s": rate, "burst": burst}
 
     def get_has_secret(self, channel: Channel) -> bool:
         return bool(channel.secret)
@@ -220,3 +251,138 @@ class WatermarkSerializer(serializers.Serializer):
         if ahead:
             raise serializers.ValidationError(ahead)
         return attrs
+
+
+class PlatformLocationSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="What the channel's `settings.location_id` holds.")
+    name = serializers.CharField()
+    active = serializers.BooleanField()
+
+
+class PlatformLocationsSerializer(serializers.Serializer):
+    results = PlatformLocationSerializer(many=True)
+
+
+class LinkRequestSerializer(serializers.Serializer):
+    apply = serializers.BooleanField(default=False, help_text="false (default): the preview only.")
+    create_missing = serializers.BooleanField(
+        default=False,
+        help_text="Make an item (unit piece) and a standard product (code = SKU) for each variant nothing matches.",
+    )
+    mapping = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="A mapping sheet, CSV `platform_sku,product` (header optional), overriding the SKU match; "
+        "or upload it as the multipart file `mapping`.",
+    )
+
+
+class LinkMatchSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    external_id = serializers.CharField()
+    product = serializers.CharField(help_text="The product's code.")
+    platform_quantity = serializers.IntegerField(
+        allow_null=True, help_text="The platform's quantity at the channel's platform location."
+    )
+    stockroom_quantity = serializers.IntegerField(help_text="What Stockroom would push (the listing formula).")
+
+
+class LinkPlatformOnlySerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    external_id = serializers.CharField()
+    title = serializers.CharField()
+
+
+class LinkStockroomOnlySerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    product = serializers.CharField()
+
+
+class LinkProblemSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    external_id = serializers.CharField()
+    code = serializers.ChoiceField(
+        choices=[
+            "duplicate_sku",
+            "no_sku",
+            "untracked",
+            "not_stocked_at_location",
+            "platform_managed",
+            "already_linked",
+        ]
+    )
+    detail = serializers.CharField()
+
+
+class LinkResultSerializer(serializers.Serializer):
+    matched = LinkMatchSerializer(many=True)
+    platform_only = LinkPlatformOnlySerializer(many=True)
+    stockroom_only = LinkStockroomOnlySerializer(many=True, help_text="Active products no variant matched.")
+    problems = LinkProblemSerializer(many=True)
+    created = serializers.IntegerField(help_text="Listings this call created (apply) or would create (preview).")
+
+
+class OpeningStockRequestSerializer(serializers.Serializer):
+    platform_location = serializers.CharField(
+        max_length=200, allow_blank=True, help_text="A platform location id (from `platform-locations`)."
+    )
+    location = serializers.SlugField(max_length=40, help_text="The Stockroom location code the stock is booked at.")
+    apply = serializers.BooleanField(default=False)
+
+
+class OpeningStockLineSerializer(serializers.Serializer):
+    sku = serializers.CharField(help_text="The item's SKU.")
+    item = serializers.IntegerField()
+    platform_quantity = serializers.IntegerField()
+    on_hand = serializers.IntegerField(help_text="Stockroom's on hand at the location now.")
+    difference = serializers.IntegerField()
+    booked = serializers.BooleanField(help_text="Its opening stock was booked before this call.")
+
+
+class OpeningStockSerializer(serializers.Serializer):
+    location = serializers.CharField()
+    platform_location = serializers.CharField()
+    applied = serializers.BooleanField()
+    booked = serializers.IntegerField(help_text="Count movements this call booked.")
+    already_booked = serializers.IntegerField(help_text="Items booked before: nothing is booked for them again.")
+    results = OpeningStockLineSerializer(many=True)
+
+
+class GoLiveRequestSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField(default=False, help_text="false: answer 409 with the first push's preview.")
+
+
+class FirstPushChangeSerializer(serializers.Serializer):
+    listing = serializers.IntegerField()
+    sku = serializers.CharField()
+    external_id = serializers.CharField()
+    # "from"/"to" are Python keywords: declared below
+    held = serializers.BooleanField(help_text="A raise held back until the channel's orders are imported.")
+
+
+FirstPushChangeSerializer._declared_fields["from"] = serializers.IntegerField(
+    allow_null=True, help_text="The platform's quantity now (null: unknown)."
+)
+FirstPushChangeSerializer._declared_fields["to"] = serializers.IntegerField(help_text="What the first push sends.")
+
+
+class FirstPushSerializer(serializers.Serializer):
+    listings = serializers.IntegerField(help_text="Listings the full push sends.")
+    changes = serializers.IntegerField(help_text="Of them, how many change the platform's quantity.")
+    to_zero = serializers.IntegerField(help_text="Of the changes, how many go to 0.")
+    items = FirstPushChangeSerializer(many=True)
+
+
+class ChannelWebhookSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The platform's id of the subscription.")
+    topic = serializers.CharField()
+    address = serializers.CharField()
+    active = serializers.BooleanField()
+
+
+class GoLiveSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    first_push = FirstPushSerializer()
+    queued = serializers.IntegerField(help_text="Listings queued for the first push (tier 2).")
+    webhooks = ChannelWebhookSerializer(many=True)

@@ -8,19 +8,45 @@ from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.channels.api.filters import ListingFilter
 from apps.channels.api.push_schema import PUSH_CALLBACKS
-from apps.channels.api.serializers import ChannelSerializer, ListingSerializer, WatermarkSerializer
+from apps.channels.api.serializers import (
+    ChannelSerializer,
+    GoLiveRequestSerializer,
+    GoLiveSerializer,
+    LinkRequestSerializer,
+    LinkResultSerializer,
+    ListingSerializer,
+    OpeningStockRequestSerializer,
+    OpeningStockSerializer,
+    PlatformLocationsSerializer,
+    WatermarkSerializer,
+)
 from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
+from apps.channels.services.golive import (
+    GoLiveNeedsConfirmation,
+    GoLiveRefused,
+    channel_go_live,
+    channel_opening_stock,
+    channel_pause,
+    channel_resume,
+)
+from apps.channels.services.link import channel_link, channel_platform_locations, mapping_sheet_read
 from apps.core.api.idempotency import IdempotentMixin
+from apps.core.api.schema import error_response
 from apps.core.authentication import ChannelPrincipal
+from apps.core.parsers import StrictJSONParser
 from apps.core.permissions import IsStaffToken
+
+_PLATFORM_502 = error_response("`platform_unavailable`: the platform could not be read; `detail` says why, briefly.")
 
 
 class IsStaffOrThisChannel(BasePermission):
@@ -83,8 +109,118 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         queued = listings_sync_now(listing_ids=list(channel.listings.values_list("pk", flat=True)))
         return Response({"queued": queued}, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses=ChannelSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, code: str | None = None) -> Response:
+        """Stop sending quantities to the platform (a platform incident); work stays queued, orders still come in."""
+        channel = channel_pause(channel=self.get_object(), actor=_staff_actor(request))
+        return Response(ChannelSerializer(channel).data)
+
+    @extend_schema(request=None, responses=ChannelSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, code: str | None = None) -> Response:
+        """Send quantities again (back to `live`): every listing is queued at tier 2."""
+        channel = channel_resume(channel=self.get_object(), actor=_staff_actor(request))
+        return Response(ChannelSerializer(channel).data)
+
+    @extend_schema(request=None, responses={200: PlatformLocationsSerializer, 502: _PLATFORM_502})
+    @action(detail=True, methods=["get"], url_path="platform-locations")
+    def platform_locations(self, request: Request, code: str | None = None) -> Response:
+        """The platform's stock locations (id, name, active), read now: the ids `settings.location_id` takes.
+
+        502 `platform_unavailable` with a short reason when the platform cannot be read.
+        """
+        found = channel_platform_locations(channel=self.get_object())
+        return Response({"results": [{"id": loc.id, "name": loc.name, "active": loc.active} for loc in found]})
+
+    @extend_schema(request=LinkRequestSerializer, responses={200: LinkResultSerializer, 502: _PLATFORM_502})
+    @action(detail=True, methods=["post"], parser_classes=[StrictJSONParser, MultiPartParser])
+    def link(self, request: Request, code: str | None = None) -> Response:
+        """Link the platform's variants to products by SKU: a preview (`apply` false, the default) or done.
+
+        A variant matches the product whose code is its SKU, or the item whose SKU it is when exactly one
+        standard product contains it; a mapping sheet (`platform_sku,product`) overrides. Variants that
+        cannot be pushed are `problems` (`duplicate_sku`, `no_sku`, `untracked`, `not_stocked_at_location`,
+        `platform_managed`, `already_linked`) and never linked. Idempotent: run it again to link new variants.
+        """
+        channel = self.get_object()
+        upload = request.FILES.get("mapping")
+        given: Any = request.data
+        data = given if upload is None else {k: v for k, v in given.items() if k != "mapping"}
+        body = LinkRequestSerializer(data=data)
+        body.is_valid(raise_exception=True)
+        sheet = upload.read() if upload is not None else body.validated_data.get("mapping") or ""
+        mapping = mapping_sheet_read(sheet) if sheet else {}
+        result = channel_link(
+            channel=channel,
+            apply=body.validated_data["apply"],
+            create_missing=body.validated_data["create_missing"],
+            mapping=mapping,
+            actor=_staff_actor(request),
+        )
+        return Response(result.as_dict())
+
+    @extend_schema(request=OpeningStockRequestSerializer, responses={200: OpeningStockSerializer, 502: _PLATFORM_502})
+    @action(detail=True, methods=["post"], url_path="opening-stock")
+    def opening_stock(self, request: Request, code: str | None = None) -> Response:
+        """The platform's quantities of the linked items as opening stock at a Stockroom location.
+
+        A preview per item (platform quantity, on hand, difference); `apply` books each as a `count` movement
+        (reference `opening:<channel>`), once: a second apply books nothing (`already_booked`). Applying also
+        needs the permission to record stock movements.
+        """
+        channel = self.get_object()
+        body = OpeningStockRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if data["apply"] and not request.user.has_perm("catalog.add_movement"):
+            raise PermissionDenied("Booking opening stock needs the permission to record stock movements.")
+        result = channel_opening_stock(
+            channel=channel,
+            platform_location=data["platform_location"],
+            location_code=data["location"],
+            apply=data["apply"],
+            actor=_staff_actor(request),
+        )
+        return Response(result.as_dict())
+
+    @extend_schema(
+        request=GoLiveRequestSerializer,
+        responses={
+            200: GoLiveSerializer,
+            409: error_response(
+                "`go_live_refused` with `reasons` [{code, detail}], or `go_live_needs_confirmation` with `first_push` "
+                "(listings, changes, to_zero, items [{listing, sku, external_id, from, to, held}]): nothing was done."
+            ),
+            502: _PLATFORM_502,
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="go-live")
+    def go_live(self, request: Request, code: str | None = None) -> Response:
+        """Go live: start sending quantities to the platform.
+
+        409 `go_live_refused` with `reasons` (no locations, no platform location, no linked listing...);
+        409 `go_live_needs_confirmation` with `first_push` (each listing whose platform quantity changes:
+        sku, from, to; and how many go to 0) unless `{"confirm": true}`. Confirmed: the platform's order
+        webhooks are subscribed (existing ones reused), the channel is `live`, and every listing is queued
+        for the first push at tier 2, which sends exactly the preview's quantities.
+        """
+        channel = self.get_object()
+        body = GoLiveRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = channel_go_live(channel=channel, confirm=body.validated_data["confirm"], actor=_staff_actor(request))
+        return Response(result.as_dict())
+
     def perform_destroy(self, instance: Channel) -> None:
         channel_delete(channel=instance)
+
+
+def _staff_actor(request: Request) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+# Named for the schema and for callers catching them (the onboarding page).
+__all__ = ["ChannelViewSet", "GoLiveNeedsConfirmation", "GoLiveRefused", "ListingViewSet"]
 
 
 class IsStaffOrChannelReading(BasePermission):

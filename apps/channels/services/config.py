@@ -55,12 +55,23 @@ def _orders_counted_from_now(channel: Channel) -> None:
         )
 
 
+def channel_initial_state(connector: str) -> str:
+    """A channel on a platform connector starts in ``setup`` (nothing pushed until it goes live); one on the
+    push protocol starts ``live``, as it always did."""
+    return Channel.State.LIVE if connector == STOCKROOM_CONNECTOR else Channel.State.SETUP
+
+
 @transaction.atomic
-def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = ()) -> Channel:
+def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = (), state: str | None = None) -> Channel:
     """A new channel. ``fields`` may carry ``connector``, its ``settings`` and ``credentials`` (validated by
-    the connector, ConnectorConfigInvalid otherwise; credentials are stored encrypted)."""
+    the connector, ConnectorConfigInvalid otherwise; credentials are stored encrypted).
+
+    ``state``: by default ``channel_initial_state`` (``setup`` on a platform connector); code that sets up a
+    channel it knows to be ready (a test, a demo) may give ``live``.
+    """
     values = {k: v for k, v in fields.items() if k in CHANNEL_FIELDS}
     values.setdefault("connector", STOCKROOM_CONNECTOR)
+    values["state"] = state or channel_initial_state(values["connector"])
     settings, credentials = connector_config_clean(
         connector=values["connector"], settings=values.get("settings"), credentials=fields.get("credentials")
     )
@@ -69,7 +80,7 @@ def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = (
     _set_locations(channel, location_ids)
     if channel.connector != STOCKROOM_CONNECTOR:
         _orders_counted_from_now(channel)
-    log.info("channel_created", channel=channel.code, connector=channel.connector)
+    log.info("channel_created", channel=channel.code, connector=channel.connector, state=channel.state)
     return channel
 
 

@@ -69,8 +69,10 @@ def channel_ref(channel: Channel) -> ChannelRef:
 
 
 def channel_push_configured(channel: Channel) -> tuple[Connector, ChannelRef] | None:
-    """The connector and its view of the channel when pushing can happen (active, connector configured)."""
-    if not channel.is_active:
+    """The connector and its view of the channel when pushing can happen: active, ``live`` (a channel in
+    ``setup`` or ``paused`` is told nothing: no push, no read-back repair; its work stays queued), and its
+    connector configured. Every path that sends a quantity or reads one back to repair it goes through here."""
+    if not channel.pushes:
         return None
     try:
         connector = channel_connector(channel)

@@ -52,7 +52,15 @@ from apps.channels.services.work import channel_kick, channel_recovered
 log = structlog.get_logger("stockroom.sync")
 
 # The push protocol's helpers live with its connector; these names stay importable from here.
-__all__ = ["SIGNATURE_HEADER", "channel_push", "push_body", "retry_after_seconds", "sign"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "PlannedQuantity",
+    "channel_push",
+    "listings_push_plan",
+    "push_body",
+    "retry_after_seconds",
+    "sign",
+]
 
 # Due rows first (most urgent, oldest first); the rest of the batch is filled with pending
 # rows that are not due yet: they ride along in a request that goes out anyway, for free.
@@ -172,7 +180,7 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
         updates = _plan(channel, rows, report)
         if not updates:
             continue
-        bucket = limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst)
+        bucket = limits.channel_bucket(channel)
         waited = False
         while (wait := bucket.take()) > 0:
             if wait > inline_wait:
@@ -217,30 +225,57 @@ def _held_back(channel: Channel, row: DueRow, available: int) -> int:
     return available
 
 
+@dataclass(frozen=True)
+class PlannedQuantity:
+    """What the pusher sends for one listing now (``listings_push_plan``)."""
+
+    listing_id: int
+    sku: str
+    available: int  # the quantity it is told (0 while an incident's cause holds)
+    zeroed: bool  # 0 because of an open incident, whatever the stock
+    held: bool  # a raise over what the channel was last told while its orders are not imported: not sent yet
+
+
+def listings_push_plan(channel: Channel, last_pushed: dict[int, int | None]) -> dict[int, PlannedQuantity]:
+    """The quantities the pusher would send now for these listings ({listing id: what the channel was last
+    told}), by the same rules it pushes with: the listing formula, 0 while an incident holds, raises held
+    while orders are not imported. Listings that no longer exist are left out. Two queries whatever the
+    number; the go-live preview (``services.golive``) is this same computation."""
+    ids = list(last_pushed)
+    availability, zeroed = listings_availability(ids), listings_zeroed_by_incident(ids)
+    pending_orders = channel.has_orders_pending
+    planned = {}
+    for listing_id, told in last_pushed.items():
+        current = availability.get(listing_id)
+        if current is None:
+            continue
+        is_zeroed = listing_id in zeroed
+        available = 0 if is_zeroed else current.available
+        held = pending_orders and available > 0 and (told is None or available > told)
+        planned[listing_id] = PlannedQuantity(listing_id, current.channel_sku, available, is_zeroed, held)
+    return planned
+
+
 def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Update]:
     """Quantities for the batch; settles rows that need no push now (already shown, or held back).
 
     A listing shows 0 while an open incident's cause holds for one of its items (decided now,
     not when the work was queued, so a cancel that removed the cause is never pushed as 0).
     """
-    ids = [row.listing_id for row in rows]
-    availability, zeroed = listings_availability(ids), listings_zeroed_by_incident(ids)
-    pending_orders = channel.has_orders_pending
+    planned = listings_push_plan(channel, {row.listing_id: row.last_pushed_qty for row in rows})
     skip_unchanged = bool(int(sync_setting("SYNC_SKIP_UNCHANGED")))
     updates, done, held = [], [], []
     for row in rows:
-        current = availability.get(row.listing_id)
-        if current is None:
+        plan = planned.get(row.listing_id)
+        if plan is None:
             done.append(row)
-            continue
-        is_zeroed = row.listing_id in zeroed
-        available = 0 if is_zeroed else current.available
-        if pending_orders and available > 0 and (row.last_pushed_qty is None or available > row.last_pushed_qty):
+        elif plan.held:
             held.append(row)
-        elif skip_unchanged and available == row.last_pushed_qty and not row.repush:
+        elif skip_unchanged and plan.available == row.last_pushed_qty and not row.repush:
             done.append(row)
         else:
-            updates.append(Update(row, current.channel_sku, available, is_zeroed))
+            updates.append(Update(row, plan.sku, plan.available, plan.zeroed))
+    zeroed = {listing for listing, plan in planned.items() if plan.zeroed}
     if done:
         with transaction.atomic(), connection.cursor() as cursor:
             sync_work_for_update(r.listing_id for r in done)
@@ -297,7 +332,7 @@ def _send(
         result = PushResult(failed=dict.fromkeys(by_id, f"{type(err).__name__}: {err}"))
     requests = max(1, result.requests)
     report.requests += requests
-    bucket = limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst)
+    bucket = limits.channel_bucket(channel)
     if result.throttled_for is not None:
         # Nothing was applied: the rows stay as they are and go out once the pause is over.
         bucket.pause(result.throttled_for)
@@ -490,7 +525,7 @@ def _failed(
         )
         dead = int(cursor.fetchone()[0])
     if pause:
-        limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst).pause(delay)
+        limits.channel_bucket(channel).pause(delay)
     error = errors[ids[0]]
     report.failures += 1
     report.dead += dead

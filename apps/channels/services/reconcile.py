@@ -38,7 +38,7 @@ class ReconcileReport:
 def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> ReconcileReport:
     """Compare every active listing without pending work against the channel; queue pushes for drift."""
     report = ReconcileReport(channel_id)
-    channel = Channel.objects.filter(pk=channel_id, is_active=True).first()
+    channel = Channel.objects.filter(pk=channel_id, is_active=True, state=Channel.State.LIVE).first()
     ready = channel_push_configured(channel) if channel is not None else None
     if channel is None or ready is None:
         return report
@@ -51,7 +51,7 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    bucket = limits.TokenBucket(channel.pk, rate_per_s=channel.rate_per_s, burst=channel.burst)
+    bucket = limits.channel_bucket(channel)
     for start in range(0, len(listing_ids), page):
         chunk = listing_ids[start : start + page]
         while (wait := bucket.take()) > 0:

@@ -245,6 +245,7 @@ def channel_kick(*, channel_id: int, countdown: float = 0.0) -> bool:
 _DUE = """
 SELECT w.channel_id, COUNT(*)
   FROM channels_syncwork w
+  JOIN channels_channel c ON c.id = w.channel_id AND c.state = 'live'
  WHERE w.state = 'pending' AND w.next_attempt_at <= clock_timestamp()
    AND (w.priority = 1
         OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
@@ -254,7 +255,10 @@ SELECT w.channel_id, COUNT(*)
 
 
 def sync_sweep() -> dict[int, int]:
-    """Beat: queue a push for every channel with due work (tier 3 batches, retries, anything missed)."""
+    """Beat: queue a push for every live channel with due work (tier 3 batches, retries, anything missed).
+
+    Channels in ``setup`` or ``paused`` keep their work queued and are not kicked; going live pushes it all.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             _DUE,

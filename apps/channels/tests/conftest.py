@@ -22,6 +22,7 @@ from django.db import connection
 
 from apps.channels.simulator import ChannelSimulator
 from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
+from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
 from apps.core.testing import database_url
 
 ROOT = Path(__file__).resolve().parents[3]

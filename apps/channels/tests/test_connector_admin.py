@@ -128,3 +128,30 @@ def test_a_listing_shows_and_edits_its_external_id(admin_client):
     assert admin_client.post(f"/admin/channels/listing/{listing.pk}/change/", form).status_code == 302
     listing.refresh_from_db()
     assert listing.external_id == "gid://item/2"
+
+
+def test_the_channel_form_speaks_plainly_and_shows_its_placeholders(admin_client):
+    """The real Shopify connector's section: placeholders in help texts survive the admin's HTML."""
+    page = admin_client.get("/admin/channels/channel/add/").content.decode()
+    assert "https://&lt;shop&gt;.myshopify.com" in page  # shown as https://<shop>.myshopify.com
+    assert "gid://shopify/Location/&lt;id&gt;" in page
+    for label in ("Share of stock shown", "Units held back", "Pushes per second", "Pushes at once"):
+        assert f">{label}:<" in page, label
+    assert "0.8 shows 80 %" in page and "a burst, after a quiet while" in page
+    assert 'name="settings__shopify__location_id"' in page
+    assert 'name="settings__shopify__location_id" class="vTextField"' in page  # wide: a full GID fits
+
+
+def test_a_healthy_channel_shows_no_red_cross_in_the_list(admin_client):
+    ChannelFactory(code="web", connector="stockroom", kind=Channel.Kind.WEBSHOP)  # may not import: not a fault
+    page = admin_client.get("/admin/channels/channel/").content.decode()
+    assert "icon-no.svg" not in page
+    assert "50/s, 20 at once" in page
+    change = admin_client.get(f"/admin/channels/channel/{Channel.objects.get().pk}/change/").content.decode()
+    assert "Sync queue" in change and "so they arrive in order" in change
+    assert "shard" not in change.lower()
+
+
+def test_the_add_page_does_not_call_a_new_channel_live(admin_client):
+    page = admin_client.get("/admin/channels/channel/add/").content.decode()
+    assert "field-state" not in page and "Sync queue" not in page

@@ -64,3 +64,35 @@ def test_a_merchant_connects_a_channel_to_a_platform_and_tests_the_connection(
     error = page.locator(".messagelist .error")
     error.wait_for()
     assert "401 Unauthorized: the access token was refused" in error.inner_text()
+
+
+def test_the_channel_form_reads_plainly_in_a_browser(page, transactional_db, django_user_model):
+    """The real Shopify section: its placeholders show, a full location GID fits its box, the numbers
+    say what they do; the list shows no red cross for a healthy channel."""
+    django_user_model.objects.create_superuser(username="merchant", password="pw-merchant-1")
+    ChannelFactory(code="web", name="Webshop", connector="stockroom", kind=Channel.Kind.WEBSHOP)
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("input[name=username]", "merchant")
+    page.fill("input[name=password]", "pw-merchant-1")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+
+    page.goto("/admin/channels/channel/add/")
+    page.select_option("#id_connector", "shopify")
+    shop_help = page.locator("#id_settings__shopify__shop_url_helptext").inner_text()
+    assert "https://<shop>.myshopify.com" in shop_help
+    assert "gid://shopify/Location/<id>" in page.locator("#id_settings__shopify__location_id_helptext").inner_text()
+    box = page.locator("#id_settings__shopify__location_id")
+    box.fill("gid://shopify/Location/987654321098")
+    assert box.evaluate("el => el.scrollWidth <= el.clientWidth")  # the whole id shows
+    assert page.locator("label[for=id_settings__shopify__shop_url]").inner_text() == "Shop URL:"
+    assert page.locator("label[for=id_coefficient]").inner_text() == "Share of stock shown:"
+    assert "0.8 shows 80 %" in page.locator("#id_coefficient_helptext").inner_text()
+    assert "a burst" in page.locator("#id_burst_helptext").inner_text()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "channel_form_plain.png"), full_page=True)
+
+    page.goto("/admin/channels/channel/")
+    assert page.locator('#result_list img[alt="False"]').count() == 0  # no red cross
+    assert page.locator("#result_list td.field-pace").inner_text() == "50/s, 20 at once"
+    page.screenshot(path=str(SHOTS / "channel_list.png"), full_page=True)

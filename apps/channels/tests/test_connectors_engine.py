@@ -45,6 +45,7 @@ def world(scripted):
             "burst": 20,
         },
         location_ids=[s.warehouse.pk],
+        state="live",  # linked by hand here: pushed from the start, no go-live
     )
     listings = [
         listing(channel, s.single, "P-SINGLE", external_id="gid://item/1"),

@@ -60,6 +60,7 @@ def amazon_shop(transactional_db: None) -> Iterator[AmazonShop]:
             "burst": 10,
         },
         location_ids=[s.warehouse.pk],
+        state="live",  # linked by hand here: pushed from the start, no go-live
     )
     # The merchant's channel SKUs differ from Amazon's seller SKUs: external_id carries the seller SKU.
     hoodie = listing(channel, s.single, "amz-hoodie", external_id="AMZ-HOOD-M")

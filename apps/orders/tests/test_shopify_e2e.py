@@ -70,6 +70,7 @@ def store(live_server) -> Iterator[Store]:
                 "burst": 20,
             },
             location_ids=[s.warehouse.pk],
+            state="live",  # linked by hand here: pushed from the start, no go-live
         )
         single = listing(channel, s.single, "web-HOOD-M", external_id=hoodie)
         kit_listing = listing(channel, s.kit, "web-KIT", external_id=kit)

@@ -69,6 +69,7 @@ def woo(live_server) -> Iterator[WooShop]:
             "burst": 10,
         },
         location_ids=[s.warehouse.pk],
+        state="live",  # linked by hand here: pushed from the start, no go-live
     )
     kit_ref = external_id_for(bundle, kit_id)
     hoodie = listing(channel, s.single, "WOO-HOOD", external_id=str(hoodie_id))
