@@ -129,6 +129,7 @@ def test_a_listing_the_platform_refuses_alone_keeps_its_backoff_when_others_succ
             "burst": 20,
         },
         location_ids=[s.warehouse.pk],
+        state="live",  # linked by hand here: pushed from the start, no go-live
     )
     good = listing(channel, s.single, "P-SINGLE", external_id="gid://item/1")
     refused = listing(channel, s.pack, "P-PACK", external_id="gid://item/2")
