@@ -519,6 +519,7 @@ def order_lines_change(
     sold: dict[int, int] = defaultdict(int)
     short: dict[str, int] = {}
     new_reservations: list[Reservation] = []
+    grown: list[Reservation] = []
     if resolution is not None:
         plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=atp)
         if order.mode == Order.Mode.RESERVE and not plan.complete:
@@ -549,19 +550,29 @@ def order_lines_change(
                 short[resolved.sku] = plan.shortfall[index]
             if resolved.listing_id is not None:
                 sold[resolved.listing_id] += resolved.quantity
+            # One reservation per (line, item, location): units added where the line already holds stock
+            # grow that row, so that a location's reservations of the line stay one per component.
+            held = {(r.item_id, r.location_id): r for r in reservations.get(line.pk, ())}
             for allocation in (a for a in plan.allocations if a.line_index == index):
-                new_reservations += [
-                    Reservation(
-                        line=line,
-                        item_id=item,
-                        location_id=allocation.location_id,
-                        per_unit=per_unit,
-                        quantity=allocation.units * per_unit,
-                    )
-                    for item, per_unit in resolved.components
-                ]
+                for item, per_unit in resolved.components:
+                    existing = held.get((item, allocation.location_id))
+                    if existing is not None and existing.per_unit == per_unit:
+                        existing.quantity += allocation.units * per_unit
+                        grown.append(existing)
+                    else:
+                        new_reservations.append(
+                            Reservation(
+                                line=line,
+                                item_id=item,
+                                location_id=allocation.location_id,
+                                per_unit=per_unit,
+                                quantity=allocation.units * per_unit,
+                            )
+                        )
         if rows:
             OrderLine.objects.bulk_update(rows, ["quantity", "unallocated_quantity"])
+        if grown:
+            Reservation.objects.bulk_update(grown, ["quantity"])
         if new_reservations:
             Reservation.objects.bulk_create(new_reservations)
         kind = Movement.Kind.RESERVE if order.mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
@@ -597,8 +608,8 @@ def order_lines_change(
             incident_cause_changed.send(sender=Order, item_ids=sorted(settled_items), reason="oversold order edited")
         if order.status in (Order.Status.CANCELLED, Order.Status.FULFILLED):
             _shortfall_settled(order, "oversold order edited")
-    if new_reservations:
-        location_ids = sorted({r.location_id for r in new_reservations})
+    if new_reservations or grown:
+        location_ids = sorted({r.location_id for r in [*new_reservations, *grown]})
         transaction.on_commit(partial(order_reserved.send, sender=Order, order_id=order.pk, location_ids=location_ids))
     return LinesChanged(order=order, lines=order_lines, changed=changed, refused=refused, sold=dict(sold), short=short)
 
