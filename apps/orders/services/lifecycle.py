@@ -531,8 +531,8 @@ def order_lines_change(
                 ]
             )
         rows: list[OrderLine] = []
-        for index, ((line, _request), resolved) in enumerate(zip(grows, resolution.lines, strict=True)):
-            if line is None:
+        for index, ((known, _request), resolved) in enumerate(zip(grows, resolution.lines, strict=True)):
+            if known is None:
                 line = OrderLine.objects.create(
                     order=order,
                     listing_id=resolved.listing_id,
@@ -543,6 +543,7 @@ def order_lines_change(
                 )
                 order_lines.append(line)
             else:
+                line = known
                 line.quantity += resolved.quantity
                 line.unallocated_quantity += plan.shortfall[index]
                 rows.append(line)

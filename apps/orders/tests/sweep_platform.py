@@ -45,7 +45,7 @@ class OrdersServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            def do_GET(self) -> None:
                 ids = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("ids", [""])[0].split(",")
                 server.asked.append(ids)
                 body = json.dumps({"orders": [server.orders[i] for i in ids if i in server.orders]}).encode()

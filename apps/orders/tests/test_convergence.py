@@ -26,7 +26,7 @@ from apps.orders.services.intake import (
 )
 from apps.orders.services.sweep import platform_order_sweeps_due, platform_orders_sweep
 from apps.orders.tests.factories import stock_invariants
-from apps.orders.tests.test_intake import apply, level, order, platform, post_webhook  # noqa: F401 (fixture)
+from apps.orders.tests.test_intake import apply, level, order, post_webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,6 @@ def test_a_cancel_webhook_before_its_create_keeps_a_tombstone_and_the_late_creat
 
 
 def test_a_delete_before_the_create_is_kept_too_and_a_newer_create_is_imported(platform, client):
-    _p, channel = platform
     deleted = wire("5002", "cancelled", [], T_CANCEL)  # WooCommerce order.deleted: no lines
     assert post_webhook(client, hook("order.deleted", deleted), delivery="w-1").json()["orders"][0]["result"] == (
         "tombstoned"
@@ -166,7 +165,8 @@ def test_shipped_units_are_never_unshipped_by_an_edit_the_line_is_kept_for_staff
     assert applied.result == Result.UPDATED and "HOOD-M x1" in applied.detail
     assert level("CAP") == (10, 2) and level("HOOD") == (8, 1)
     stored = Order.objects.get()
-    assert lines_of(stored) == {"HOOD-M": 3, "CAP": 2} and stored.lines.get(channel_sku="HOOD-M").fulfilled_quantity == 2
+    assert lines_of(stored) == {"HOOD-M": 3, "CAP": 2}
+    assert stored.lines.get(channel_sku="HOOD-M").fulfilled_quantity == 2
     rejection = PlatformOrderRejection.objects.get()
     assert rejection.order == stored and rejection.resolved_at is None
     assert rejection.lines[0]["sku"] == "HOOD-M" and "2 already shipped" in rejection.lines[0]["reason"]
@@ -233,7 +233,8 @@ def test_a_partly_linked_order_line_is_applied_by_the_staff_retry(platform, admi
     rejection = PlatformOrderRejection.objects.get()
     page = admin_client.get("/admin/orders/platformorderrejection/").content.decode()
     assert "2002" in page and "Taken in part" in page and "BEANIE-RED x2" in page
-    Listing.objects.bulk_create([Listing(channel=channel, channel_sku="BEANIE-RED", product=product_of("B", {item: 1}))])
+    listing = Listing(channel=channel, channel_sku="BEANIE-RED", product=product_of("B", {item: 1}))
+    Listing.objects.bulk_create([listing])  # no signal: the retry applies it
     response = admin_client.post(
         "/admin/orders/platformorderrejection/", {"action": "retry", "_selected_action": [rejection.pk]}
     )

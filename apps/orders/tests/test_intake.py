@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement, StockLevel
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
+from apps.catalog.tests.factories import ItemFactory, product_of, stock
 from apps.channels.connectors.base import OrderLine, OrdersPage, PlatformOrder
-from apps.channels.models import Channel, ChannelLocation, Listing
+from apps.channels.models import Channel, Listing
 from apps.channels.tests.scripted import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from apps.orders import tasks
 from apps.orders.models import Order, PlatformOrderRejection, PlatformOrderTombstone, WebhookDelivery
@@ -25,40 +25,12 @@ from apps.orders.services.intake import (
     platform_order_rejections_retry,
     platform_orders_poll,
 )
-from apps.orders.tests.factories import stock_invariants
+from apps.orders.tests.factories import PLATFORM_WEBHOOK_SECRET, stock_invariants
 
 pytestmark = pytest.mark.django_db
 
 S = PlatformOrder.Status
-WEBHOOK_SECRET = "whsec-scripted"
-
-
-@pytest.fixture
-def platform(scripted):
-    """A shop on the scripted platform: 10 hoodies and 10 caps in the warehouse."""
-    connector = scripted()
-    warehouse = LocationFactory(code="wh")
-    hood, cap = ItemFactory(sku="HOOD"), ItemFactory(sku="CAP")
-    channel = Channel.objects.create(
-        code="plat",
-        name="Platform shop",
-        kind=Channel.Kind.WEBSHOP,  # a webshop: imports because it is on a platform connector
-        connector="scripted",
-        settings={"shop_url": "https://shop.example.com", "location_id": "1"},
-        orders_imported_until=timezone.now() - timedelta(hours=1),
-    )
-    from apps.core.secrets import encrypt_json
-
-    channel.credentials_encrypted = encrypt_json({"access_token": "t", "webhook_secret": WEBHOOK_SECRET})
-    channel.save(update_fields=["credentials_encrypted"])
-    ChannelLocation.objects.create(channel=channel, location=warehouse, priority=0)
-    Listing.objects.create(channel=channel, channel_sku="HOOD-M", product=product_of("HOOD-P", {hood: 1}),
-                           external_id="gid://item/hood")  # fmt: skip
-    Listing.objects.create(channel=channel, channel_sku="CAP", product=product_of("CAP-P", {cap: 1}),
-                           external_id="gid://item/cap")  # fmt: skip
-    stock(hood, warehouse, 10)
-    stock(cap, warehouse, 10)
-    return connector.platform, channel
+WEBHOOK_SECRET = PLATFORM_WEBHOOK_SECRET
 
 
 def order(external_id: str = "1001", status: str = S.OPEN, *lines: OrderLine) -> PlatformOrder:
@@ -382,6 +354,10 @@ def test_one_poller_per_channel(platform):
             )
             taken.set()
             release.wait(10)
+            # Let go before closing: a closed session's locks go with its server process, a moment later.
+            cursor.execute(
+                "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [f"platform-orders-poll\x1f{channel.pk}"]
+            )
         other.close()
 
     thread = threading.Thread(target=other_poller)

@@ -45,7 +45,8 @@ def server() -> Iterator[sweep_platform.OrdersServer]:
 
 
 def test_a_worker_sweep_releases_a_lost_cancel_fulfils_a_lost_shipment_and_applies_a_lost_edit(
-    celery_worker, server
+    celery_worker,  # noqa: F811 (the imported fixture)
+    server,
 ):
     warehouse = LocationFactory(code="wh")
     hood = ItemFactory(sku="HOOD")
@@ -67,8 +68,11 @@ def test_a_worker_sweep_releases_a_lost_cancel_fulfils_a_lost_shipment_and_appli
     assert StockLevel.objects.get(item=hood).reserved == 4
     server.orders = {
         "lost-cancel": {"id": "lost-cancel", "status": "cancelled", "lines": []},
-        "lost-shipment": {"id": "lost-shipment", "status": "fulfilled",
-                          "lines": [{"sku": "HOOD-M", "quantity": 1, "fulfilled": 1}]},  # fmt: skip
+        "lost-shipment": {
+            "id": "lost-shipment",
+            "status": "fulfilled",
+            "lines": [{"sku": "HOOD-M", "quantity": 1, "fulfilled": 1}],
+        },
         "lost-edit": {"id": "lost-edit", "status": "open", "lines": [{"sku": "HOOD-M", "quantity": 3}]},
     }
     celery_worker(include="apps.orders.tests.sweep_platform")
