@@ -42,6 +42,9 @@ class Order(models.Model):
     # When the platform last showed this order (webhook, poll or the order truth sweep); null for
     # orders that did not come from a platform connector. The sweep re-reads open orders not shown for a while.
     platform_seen_at = models.DateTimeField(null=True, blank=True)
+    # The platform's own time of the newest state applied: an older one arriving later (a reordered
+    # webhook, a sweep's read overtaken by a webhook) is not applied over it.
+    platform_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

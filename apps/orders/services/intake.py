@@ -102,6 +102,14 @@ def platform_order_apply(
                     "platform or connector."
                 )
             existing = Order.objects.filter(channel=channel, external_id=order.external_id).first()
+            if existing is not None and _newer(existing.platform_updated_at, order.updated_at):
+                Order.objects.filter(pk=existing.pk).update(platform_seen_at=now)
+                return PlatformOrderApplied(
+                    order.external_id,
+                    Result.UNCHANGED,
+                    existing,
+                    "older than the state already applied (the platform changed the order since): not applied",
+                )
             steps = (
                 _NewOrder(channel, order, actor, source)
                 if existing is None
@@ -116,7 +124,10 @@ def platform_order_apply(
             else:
                 _refusal_resolve(channel, order.external_id)
         if applied.order is not None:
-            Order.objects.filter(pk=applied.order.pk).update(platform_seen_at=now)
+            seen: dict[str, Any] = {"platform_seen_at": now}
+            if order.updated_at is not None:
+                seen["platform_updated_at"] = order.updated_at  # not older than what it had (checked above)
+            Order.objects.filter(pk=applied.order.pk).update(**seen)
     log.info(
         "platform_order_applied",
         channel=channel.code,

@@ -178,6 +178,22 @@ def test_shipped_units_are_never_unshipped_by_an_edit_the_line_is_kept_for_staff
     assert stock_invariants()["oversold"] == 0
 
 
+def test_an_older_state_arriving_after_a_newer_one_is_not_applied_over_it(platform):
+    _p, channel = platform
+    t = T_CANCEL
+
+    def at(minutes: int, *lines: OrderLine, status: str = S.OPEN) -> PlatformOrder:
+        return PlatformOrder("1005", status, lines, updated_at=t + timedelta(minutes=minutes))
+
+    apply(channel, at(0, OrderLine("HOOD-M", 2)))
+    assert apply(channel, at(2, OrderLine("HOOD-M", 5))).result == Result.UPDATED
+    stale = apply(channel, at(1, OrderLine("HOOD-M", 3)))  # a reordered webhook, or a sweep's read overtaken
+    assert stale.result == Result.UNCHANGED and "older than the state already applied" in stale.detail
+    assert level("HOOD") == (10, 5) and Order.objects.get().platform_updated_at == t + timedelta(minutes=2)
+    assert apply(channel, at(3, OrderLine("HOOD-M", 3), status=S.CANCELLED)).result == Result.UPDATED
+    assert level("HOOD") == (10, 0)
+
+
 def test_cutting_what_is_left_to_ship_completes_the_order(platform):
     _p, channel = platform
     apply(channel, order("1004", S.OPEN, OrderLine("HOOD-M", 3)))
