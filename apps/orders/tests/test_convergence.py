@@ -404,3 +404,127 @@ def test_one_sweeper_per_channel_and_the_beat_sweeps_channels_with_open_orders(p
     p.orders = {"h-1": order("h-1", S.CANCELLED)}
     tasks.platform_orders_sweep(channel.pk)  # the thin task runs the service
     assert Order.objects.get().status == Order.Status.CANCELLED
+
+
+# --- a soak: lost, repeated and reordered webhooks, then the poll and the sweep ----------------------
+
+SHIPPED_STATUS = {S.OPEN: "confirmed", S.PARTIALLY_FULFILLED: "partially_fulfilled", S.FULFILLED: "fulfilled"}
+
+
+class Shop:
+    """The platform's truth: orders created, edited, shipped and cancelled, each change a webhook."""
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self.rng = random.Random(seed)
+        self.clock = T_CANCEL
+        self.truth: dict[str, PlatformOrder] = {}
+        self.deliveries: list[PlatformOrder] = []
+
+    def _tick(self) -> datetime:
+        self.clock += timedelta(seconds=1)
+        return self.clock
+
+    def _publish(self, state: PlatformOrder) -> None:
+        self.truth[state.external_id] = state
+        self.deliveries.append(state)
+
+    def step(self, n: int) -> None:
+        rng = self.rng
+        open_ids = [i for i, o in self.truth.items() if o.status in (S.OPEN, S.PARTIALLY_FULFILLED)]
+        action = rng.choice(["create", "create", "edit", "ship", "cancel"]) if open_ids else "create"
+        if action == "create":
+            skus = rng.sample(["HOOD-M", "CAP"], rng.randint(1, 2))
+            lines = tuple(OrderLine(sku, rng.randint(1, 3)) for sku in skus)
+            self._publish(PlatformOrder(f"o-{n}", S.OPEN, lines, updated_at=self._tick()))
+            return
+        current = self.truth[rng.choice(open_ids)]
+        if action == "cancel":
+            self._publish(PlatformOrder(current.external_id, S.CANCELLED, current.lines, updated_at=self._tick()))
+        elif action == "edit":
+            lines = {line.sku: line for line in current.lines}
+            for sku in ("HOOD-M", "CAP"):
+                line = lines.get(sku)
+                shipped = line.fulfilled if line else 0
+                quantity = max(shipped, rng.randint(0, 4))  # never below what shipped
+                if quantity:
+                    lines[sku] = OrderLine(sku, quantity, shipped)
+                else:
+                    lines.pop(sku, None)
+            if lines:
+                self._publish(self._shipped(current.external_id, tuple(lines.values())))
+        else:  # ship one more unit of a line
+            lines = list(current.lines)
+            index = rng.randrange(len(lines))
+            line = lines[index]
+            if line.fulfilled < line.quantity:
+                lines[index] = OrderLine(line.sku, line.quantity, line.fulfilled + 1)
+                self._publish(self._shipped(current.external_id, tuple(lines)))
+
+    def _shipped(self, external_id: str, lines: tuple[OrderLine, ...]) -> PlatformOrder:
+        if all(line.fulfilled == line.quantity for line in lines):
+            status = S.FULFILLED
+        elif any(line.fulfilled for line in lines):
+            status = S.PARTIALLY_FULFILLED
+        else:
+            status = S.OPEN
+        return PlatformOrder(external_id, status, lines, updated_at=self._tick())
+
+    def network(self) -> list[PlatformOrder]:
+        """What reaches Stockroom: 30 % lost, 20 % twice, and delivered out of order within a window of 6."""
+        out: list[PlatformOrder] = []
+        for delivery in self.deliveries:
+            if self.rng.random() < 0.3:
+                continue
+            out += [delivery] * (2 if self.rng.random() < 0.2 else 1)
+        for start in range(0, len(out), 6):
+            window = out[start : start + 6]
+            self.rng.shuffle(window)
+            out[start : start + 6] = window
+        return out
+
+
+def out_of_step(truth: dict[str, PlatformOrder]) -> list[str]:
+    """Orders Stockroom holds otherwise than the platform shows (status, lines, shipped units)."""
+    wrong = []
+    stored = {o.external_id: o for o in Order.objects.prefetch_related("lines")}
+    for external_id, shown in truth.items():
+        mine = stored.get(external_id)
+        if shown.status == S.CANCELLED:
+            if mine is not None and mine.status != Order.Status.CANCELLED:
+                wrong.append(external_id)
+            continue
+        if mine is None:
+            continue  # every webhook of it lost and older than the poll's reach: the platform never told
+        want = {line.sku: (line.quantity, line.fulfilled) for line in shown.lines}
+        have = {line.channel_sku: (line.quantity, line.fulfilled_quantity) for line in mine.lines.all()}
+        if mine.status != SHIPPED_STATUS[shown.status] or have != want:
+            wrong.append(external_id)
+    return wrong
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_after_lost_repeated_and_reordered_webhooks_the_poll_and_the_sweep_leave_every_order_right(
+    platform, seed, settings
+):
+    p, channel = platform
+    for item in Item.objects.all():
+        stock(item, channel.locations.get(), 1000)
+    settings.STOCKROOM = {**settings.STOCKROOM, "ORDERS_SWEEP_AGE_S": 0}
+    shop = Shop(seed)
+    for n in range(120):
+        shop.step(n)
+    for delivery in shop.network():
+        apply(channel, delivery)
+    assert len(out_of_step(shop.truth)) >= 5  # what the lost and reordered webhooks left behind
+    # The poll sees orders changed lately (here: the last 30 changes); the sweep reads back every open one.
+    recent = {d.external_id: shop.truth[d.external_id] for d in shop.deliveries[-30:]}
+    p.pages = [OrdersPage(orders=list(recent.values()), complete_until=timezone.now())]
+    platform_orders_poll(channel_id=channel.pk)
+    p.orders = dict(shop.truth)
+    platform_orders_sweep(channel_id=channel.pk)
+    assert out_of_step(shop.truth) == []
+    assert Order.objects.exclude(status=Order.Status.CANCELLED).count() >= 10
+    assert stock_invariants()["oversold"] == 0
+    assert not PlatformOrderRejection.objects.filter(resolved_at__isnull=True).exists()
