@@ -275,6 +275,7 @@ class PlatformOrderTombstone(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "cancelled platform order not seen"
+        verbose_name_plural = "cancelled platform orders not seen"
         constraints = [
             models.UniqueConstraint(fields=["channel", "external_id"], name="platform_order_tombstone_unique"),
         ]

@@ -98,10 +98,12 @@ def test_a_cancel_seen_by_a_poll_before_the_create_is_kept_across_polls(platform
     assert not Order.objects.exists() and level("HOOD") == (10, 0)
 
 
-def test_tombstones_are_pruned_after_a_long_window(platform):
+def test_tombstones_are_pruned_after_a_long_window(platform, admin_client):
     _p, channel = platform
     apply(channel, order("old", S.CANCELLED))
     apply(channel, order("recent", S.CANCELLED))
+    page = admin_client.get("/admin/orders/platformordertombstone/").content.decode()
+    assert "Cancelled platform orders not seen" in page and "recent" in page
     PlatformOrderTombstone.objects.filter(external_id="old").update(created_at=timezone.now() - timedelta(days=31))
     assert tasks.platform_order_tombstones_prune() == 1
     assert list(PlatformOrderTombstone.objects.values_list("external_id", flat=True)) == ["recent"]
