@@ -16,9 +16,16 @@ from apps.orders.models import PlatformOrderRejection
 log = structlog.get_logger("stockroom.orders")
 
 
+# A save that may link a listing to lines waiting for it (other saves, such as sync bookkeeping, cannot).
+LINKING_FIELDS = frozenset({"channel_sku", "external_id", "product", "product_id", "is_active"})
+
+
 def _listing_saved(sender: type[Listing], instance: Listing, created: bool, **kwargs: Any) -> None:
     if kwargs.get("raw"):
         return  # a fixture load
+    update_fields = kwargs.get("update_fields")
+    if not created and update_fields is not None and not LINKING_FIELDS & set(update_fields):
+        return
     if not PlatformOrderRejection.objects.filter(channel_id=instance.channel_id, resolved_at__isnull=True).exists():
         return
     transaction.on_commit(partial(_orders_waiting_apply, instance.pk), robust=True)

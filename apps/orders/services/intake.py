@@ -259,7 +259,10 @@ class _KnownOrder:
 
     def _lines_follow(self) -> None:
         """The platform's lines now (an edit: more, fewer, removed or new lines) become the order's."""
-        quantities, _shipped, unlinked = _lines_resolve(self.channel, self.order.lines, order=self.stored)
+        try:
+            quantities, _shipped, unlinked = _lines_resolve(self.channel, self.order.lines, order=self.stored)
+        except _Refused as refused:
+            raise _Refused(refused.reason, self.stored) from refused
         requests = [LineRequest(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
         if unlinked or _lines_now(self.stored) != tuple(sorted(quantities.items())):
             # A line not listed (yet) is left as Stockroom has it, so its units are not released meanwhile.
@@ -481,7 +484,7 @@ def _refusal_resolve(channel: Channel, external_id: str) -> None:
 
 def platform_order_rejections_for_listing(*, listing_id: int) -> list[PlatformOrderApplied]:
     """A listing was created or linked: apply again the refused or partly taken orders of its channel
-    that have a line it names (by channel SKU or platform id)."""
+    with a line left out for want of a listing that it names (by channel SKU or platform id)."""
     listing = Listing.objects.filter(pk=listing_id).only("channel_id", "channel_sku", "external_id").first()
     if listing is None:
         return []
@@ -489,10 +492,10 @@ def platform_order_rejections_for_listing(*, listing_id: int) -> list[PlatformOr
     waiting = PlatformOrderRejection.objects.filter(channel_id=listing.channel_id, resolved_at__isnull=True)
     ids = [
         rejection.pk
-        for rejection in waiting.only("pk", "payload", "lines").order_by("pk")[:500]
+        for rejection in waiting.only("pk", "lines").order_by("pk")[:500]
         if any(
             line.get("sku") in names or line.get("external_id") in names
-            for line in [*(rejection.payload.get("lines") or ()), *(rejection.lines or ())]
+            for line in rejection.lines or ()
             if isinstance(line, dict)
         )
     ]

@@ -15,7 +15,7 @@ from apps.catalog.models import Incident, Item
 from apps.catalog.tests.factories import ItemFactory, product_of, stock
 from apps.channels.connectors.base import OrderLine, OrdersPage, PlatformOrder
 from apps.channels.models import Listing
-from apps.channels.services.config import listing_create
+from apps.channels.services.config import listing_create, listing_update
 from apps.orders import tasks
 from apps.orders.models import Order, PlatformOrderRejection, PlatformOrderTombstone, Reservation
 from apps.orders.services.intake import (
@@ -261,6 +261,23 @@ def test_a_partly_linked_order_line_is_applied_by_the_staff_retry(platform, admi
     assert Reservation.objects.filter(item=item).get().open_quantity == 2 and not oversell_incidents()
     rejection.refresh_from_db()
     assert rejection.resolved_at is not None
+
+
+def test_giving_an_existing_listing_the_platforms_id_applies_the_waiting_line(
+    platform, django_capture_on_commit_callbacks
+):
+    _p, channel = platform
+    item = beanie(channel, 4)
+    listing = Listing.objects.create(channel=channel, channel_sku="BEANIE", product=product_of("B", {item: 1}))
+    apply(channel, order("2004", S.OPEN, OrderLine("HOOD-M", 1), OrderLine("", 2, external_id="gid://item/beanie")))
+    assert lines_of(Order.objects.get()) == {"HOOD-M": 1}
+    with django_capture_on_commit_callbacks(execute=True):
+        listing_update(listing=listing, fields={"is_active": True, "buffer": 1})  # not a link: nothing retried
+    assert PlatformOrderRejection.objects.get().seen == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        listing_update(listing=listing, fields={"external_id": "gid://item/beanie"})
+    assert lines_of(Order.objects.get()) == {"HOOD-M": 1, "BEANIE": 2}
+    assert PlatformOrderRejection.objects.get().resolved_at is not None and not oversell_incidents()
 
 
 def test_an_import_short_on_one_line_opens_an_incident_for_that_line_only(platform):
