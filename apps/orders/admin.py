@@ -11,7 +11,15 @@ from django.utils.html import format_html, format_html_join
 
 from apps.core.admin import DefaultChoiceFilter, ReadOnlyAdmin
 from apps.core.errors import DomainError
-from apps.orders.models import Order, OrderEvent, OrderLine, PlatformOrderRejection, Reservation, WebhookDelivery
+from apps.orders.models import (
+    Order,
+    OrderEvent,
+    OrderLine,
+    PlatformOrderRejection,
+    PlatformOrderTombstone,
+    Reservation,
+    WebhookDelivery,
+)
 from apps.orders.services import order_cancel, order_hold_release
 from apps.orders.services.intake import Result, platform_order_rejections_retry
 
@@ -199,10 +207,21 @@ class PlatformOrderRejectionAdmin(ReadOnlyAdmin):
     search_fields = ("external_id", "number", "reason")
     list_select_related = ("channel",)
     readonly_fields = (
-        "channel", "external_id", "number", "platform_status", "reason", "payload", "source", "order", "seen",
+        "channel", "external_id", "number", "platform_status", "reason", "lines_left_out", "payload", "source", "order",
+        "seen",
         "first_seen_at", "last_seen_at", "resolved_at",
     )  # fmt: skip
     actions = ["retry"]
+
+    @admin.display(description="Lines left out")
+    def lines_left_out(self, obj: PlatformOrderRejection) -> str:
+        """Each line kept for staff (not listed yet, cut below what shipped), with its reason."""
+        shown = []
+        for line in obj.lines or ():
+            if isinstance(line, dict):
+                named = line.get("sku") or line.get("external_id") or "(no SKU)"
+                shown.append(f"{named} x{line.get('quantity')}: {line.get('reason')}")
+        return "\n".join(shown) or "-"
 
     @admin.action(description="Retry: apply the orders again as the platform last showed them")
     def retry(self, request: HttpRequest, queryset: QuerySet[PlatformOrderRejection]) -> None:
@@ -213,6 +232,17 @@ class PlatformOrderRejectionAdmin(ReadOnlyAdmin):
         self.message_user(request, f"Applied {len(results) - len(refused)} order(s).", messages.SUCCESS)
         for result in refused:
             self.message_user(request, f"Order {result.external_id} still refused: {result.detail}", messages.WARNING)
+
+
+@admin.register(PlatformOrderTombstone)
+class PlatformOrderTombstoneAdmin(ReadOnlyAdmin):
+    """Cancels (or deletes) of platform orders Stockroom had not seen: a create arriving later is not imported."""
+
+    list_display = ("created_at", "channel", "external_id", "platform_updated_at", "source")
+    list_filter = ("channel", "source")
+    search_fields = ("external_id",)
+    list_select_related = ("channel",)
+    readonly_fields = ("channel", "external_id", "platform_updated_at", "source", "created_at")
 
 
 @admin.register(WebhookDelivery)

@@ -54,7 +54,20 @@ def platform_orders_poll_lock(*, channel_id: int) -> Iterator[bool]:
     thread's connection, which the server drops the moment the session ends (a worker killed mid-poll
     frees its channel at once). Commits and rollbacks inside the block keep it.
     """
-    key = f"platform-orders-poll\x1f{channel_id}"
+    with _session_lock(f"platform-orders-poll\x1f{channel_id}", channel_id=channel_id) as acquired:
+        yield acquired
+
+
+@contextmanager
+def platform_orders_sweep_lock(*, channel_id: int) -> Iterator[bool]:
+    """One order truth sweep per channel at a time, like ``platform_orders_poll_lock`` (a key of its own,
+    so that a sweep and a poll of the same channel may run together: each order has its stream lock)."""
+    with _session_lock(f"platform-orders-sweep\x1f{channel_id}", channel_id=channel_id) as acquired:
+        yield acquired
+
+
+@contextmanager
+def _session_lock(key: str, *, channel_id: int) -> Iterator[bool]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
         acquired = bool(cursor.fetchone()[0])
@@ -67,5 +80,5 @@ def platform_orders_poll_lock(*, channel_id: int) -> Iterator[bool]:
                     cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
             except Exception:
                 # An unusable session (a broken connection): end it, and the server drops the lock with it.
-                log.warning("platform_orders_poll_unlock_failed", channel_id=channel_id, exc_info=True)
+                log.warning("platform_orders_unlock_failed", channel_id=channel_id, key=key, exc_info=True)
                 connection.close()

@@ -39,6 +39,12 @@ class Order(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False, help_text="Needs a person: oversold, refused by a supplier...")
     flag_reason = models.TextField(blank=True, default="")
+    # When the platform last showed this order (webhook, poll or the order truth sweep); null for
+    # orders that did not come from a platform connector. The sweep re-reads open orders not shown for a while.
+    platform_seen_at = models.DateTimeField(null=True, blank=True)
+    # The platform's own time of the newest state applied: an older one arriving later (a reordered
+    # webhook, a sweep's read overtaken by a webhook) is not applied over it.
+    platform_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -51,6 +57,12 @@ class Order(models.Model):
             # The hold-expiry job scans only live holds.
             models.Index(fields=["expires_at"], name="order_hold_expiry", condition=Q(status="reserved")),
             models.Index(fields=["external_id"], name="order_external_id"),
+            # The order truth sweep scans the open imported orders of a channel, least recently shown first.
+            models.Index(
+                fields=["channel", "platform_seen_at"],
+                name="order_platform_sweep",
+                condition=Q(mode="import", status__in=["reserved", "confirmed", "partially_fulfilled"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -207,17 +219,26 @@ class WebhookDelivery(models.Model):
 
 class PlatformOrderRejection(models.Model):
     """A platform's order that could not be applied (a SKU not listed, an implausible quantity, a fulfilment
-    beyond the shelf), kept with the reason and the order as the platform sent it, so that staff see it
-    and nothing is lost: applying it again (staff retry, or the platform's next update) resolves it."""
+    beyond the shelf, an id too long to store), kept with the reason and the order as the platform sent it,
+    so that staff see it and nothing is lost: applying it again (staff retry, the platform's next update,
+    or linking the missing listing) resolves it.
+
+    An order taken in part (some lines not listed yet, a line cut below what already shipped) is
+    imported with its other lines and kept here too, with ``order`` set and each line left out in
+    ``lines`` (``{"sku", "external_id", "quantity", "reason"}``).
+    """
 
     # Indexed by platform_order_rejection_unique, which leads with it.
     channel = models.ForeignKey(
         Channel, on_delete=models.CASCADE, related_name="platform_order_rejections", db_index=False
     )
+    # The platform's id; one too long for an order (over 120 characters) is shortened with a hash
+    # (``stored_external_id``) and kept whole in the payload.
     external_id = models.CharField(max_length=120)
     number = models.CharField(max_length=60, blank=True, default="")
     platform_status = models.CharField(max_length=30, blank=True, default="")
     reason = models.TextField()
+    lines = models.JSONField(default=list, blank=True, help_text="Lines left out of an order taken in part.")
     payload = models.JSONField(default=dict, help_text="The order as the platform last showed it.")
     source = models.CharField(max_length=20, blank=True, default="")
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="rejections")
@@ -235,3 +256,29 @@ class PlatformOrderRejection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number or self.external_id} of {self.channel.code}"
+
+
+class PlatformOrderTombstone(models.Model):
+    """A cancel (or delete) of a platform order Stockroom had not seen, kept so that a create or update
+    arriving later (a retry after an outage, a reordered webhook) is not imported unless the platform
+    changed the order after the cancel. Pruned after a long window, like webhook deliveries."""
+
+    # Indexed by platform_order_tombstone_unique, which leads with it.
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="platform_order_tombstones", db_index=False
+    )
+    external_id = models.CharField(max_length=120)  # as ``PlatformOrderRejection.external_id``
+    platform_updated_at = models.DateTimeField(null=True, blank=True, help_text="The platform's time of the cancel.")
+    source = models.CharField(max_length=20, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "cancelled platform order not seen"
+        verbose_name_plural = "cancelled platform orders not seen"
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id"], name="platform_order_tombstone_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} of {self.channel_id} (cancelled unseen)"

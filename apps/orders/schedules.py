@@ -14,6 +14,18 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Open platform orders the platform has not shown for a while are re-read (the interval is the
+    # setting ORDERS_SWEEP_EVERY_S, applied by the settings module).
+    "orders-platform-orders-sweep": {
+        "task": "orders.platform_orders_sweep_all",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
+    "orders-platform-order-tombstones-prune": {
+        "task": "orders.platform_order_tombstones_prune",
+        "schedule": crontab(hour=3, minute=50),
+        "options": {"expires": 3600},
+    },
     "orders-webhook-deliveries-prune": {
         "task": "orders.webhook_deliveries_prune",
         "schedule": crontab(hour=3, minute=40),

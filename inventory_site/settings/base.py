@@ -280,7 +280,13 @@ STOCKROOM = {
     "IDEMPOTENCY_TTL": timedelta(days=env.int("IDEMPOTENCY_TTL_DAYS", default=7)),
     # A platform's orders are polled from the order watermark minus this much (orders are idempotent).
     "ORDERS_POLL_OVERLAP_S": env.int("ORDERS_POLL_OVERLAP_S", default=300),
+    # The order truth sweep re-reads from its platform every open imported order the platform has not
+    # shown for ORDERS_SWEEP_AGE_S (at most ORDERS_SWEEP_MAX per channel and run), every ORDERS_SWEEP_EVERY_S.
+    "ORDERS_SWEEP_AGE_S": env.int("ORDERS_SWEEP_AGE_S", default=600),
+    "ORDERS_SWEEP_EVERY_S": env.int("ORDERS_SWEEP_EVERY_S", default=300),
+    "ORDERS_SWEEP_MAX": env.int("ORDERS_SWEEP_MAX", default=2000),
 }
+CELERY_BEAT_SCHEDULE["orders-platform-orders-sweep"]["schedule"] = float(STOCKROOM["ORDERS_SWEEP_EVERY_S"])
 # --- E-mail: incident and low-stock notifications --------------------------------------
 # EMAIL_URL: smtp://user:password@host:587/?tls=True (or smtp+tls://, smtp+ssl://); by default
 # mails are printed on the console (the worker's log).

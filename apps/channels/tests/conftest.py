@@ -100,13 +100,19 @@ class Worker:
     """A real `celery worker` process on the sync shards and the default queue."""
 
     def __init__(
-        self, queues: str = "sync.0,sync.1,default", concurrency: int = 4, env: dict[str, str] | None = None
+        self,
+        queues: str = "sync.0,sync.1,default",
+        concurrency: int = 4,
+        env: dict[str, str] | None = None,
+        include: str = "",
     ) -> None:
         command = [
             str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "worker", "-Q", queues,
             "--pool", "threads", "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-l", "INFO", "--hostname", f"sync-test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]  # fmt: skip
+        if include:  # test modules the worker imports at start (a test connector registering itself)
+            command += ["--include", include]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env={**worker_env(), **(env or {})}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,

@@ -60,6 +60,10 @@ class Platform:
     forget: set[str] = field(default_factory=set)  # updates the platform answers nothing about
     pages: list[OrdersPage] = field(default_factory=list)
     polls: list[tuple[datetime | None, str | None]] = field(default_factory=list)
+    orders: dict[str, PlatformOrder] = field(default_factory=dict)  # what ``orders_get`` answers, by order id
+    deleted: set[str] = field(default_factory=set)  # orders the platform no longer has
+    gets: list[list[str]] = field(default_factory=list)  # the ids of each ``orders_get`` call
+    gets_unsupported: bool = False  # the connector has no ``orders_get`` (NotImplementedError)
     on_push: Callable[[], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,6 +76,7 @@ class ScriptedConnector(Connector):
     receives_orders = True
     polls_orders = True
     max_batch = 3
+    orders_get_batch = 2
 
     platform = Platform()  # shared by every instance (the connector may be registered under several names)
 
@@ -115,6 +120,25 @@ class ScriptedConnector(Connector):
             return OrdersPage(orders=[], complete_until=None)
         return p.pages[index]
 
+    def orders_get(self, channel: ChannelRef, external_ids: Sequence[str]) -> list[PlatformOrder]:
+        p = self.platform
+        if p.gets_unsupported:
+            raise NotImplementedError
+        assert len(external_ids) <= self.orders_get_batch, "more ids than orders_get_batch in one call"
+        with p.lock:
+            p.gets.append(list(external_ids))
+            if p.down:
+                raise ConnectorError(p.down)
+            found = []
+            for external_id in external_ids:
+                if external_id in p.deleted:
+                    found.append(
+                        PlatformOrder(external_id=external_id, status=PlatformOrder.Status.CANCELLED, lines=())
+                    )
+                elif external_id in p.orders:
+                    found.append(p.orders[external_id])
+            return found
+
     def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         secret = str(channel.credentials.get("webhook_secret", ""))
         given = headers.get(SIGNATURE_HEADER, "")
@@ -151,6 +175,7 @@ def order_of(data: Mapping[str, Any]) -> PlatformOrder:
             for line in data["lines"]
         ),
         number=str(data.get("number", "")),
+        updated_at=datetime.fromisoformat(data["updated_at"]) if data.get("updated_at") else None,
     )
 
 

@@ -34,8 +34,10 @@ WEBHOOK_ANSWER = inline_serializer(
             {
                 "external_id": serializers.CharField(help_text="The platform's order id."),
                 "result": serializers.ChoiceField(
-                    choices=["created", "updated", "unchanged", "skipped", "rejected"],
-                    help_text="`rejected`: kept with its reason for staff (a SKU not listed...), not lost.",
+                    choices=["created", "updated", "unchanged", "partial", "tombstoned", "skipped", "rejected"],
+                    help_text="`rejected`: kept with its reason for staff (a SKU not listed...), not lost. "
+                    "`partial`: applied but for lines kept for staff. `tombstoned`: a cancel of an order not "
+                    "seen yet, kept so that its late create is not imported (`skipped`, with the reason).",
                 ),
                 "order": serializers.IntegerField(allow_null=True, help_text="Stockroom's order id, if stored."),
                 "detail": serializers.CharField(),

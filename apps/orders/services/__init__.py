@@ -16,10 +16,12 @@ from apps.orders.services.lifecycle import (
     order_fulfil,
     order_hold_release,
     order_line_exchange,
+    order_lines_change,
     order_return,
     order_supplier_refused,
 )
 from apps.orders.services.reserve import OrderPlaced, order_import, order_reserve
+from apps.orders.services.sweep import platform_orders_sweep
 
 __all__ = [
     "EventReceived",
@@ -35,10 +37,12 @@ __all__ = [
     "order_hold_release",
     "order_import",
     "order_line_exchange",
+    "order_lines_change",
     "order_reserve",
     "order_return",
     "order_supplier_refused",
     "platform_order_apply",
     "platform_orders_poll",
+    "platform_orders_sweep",
     "platform_webhook_receive",
 ]

@@ -16,6 +16,7 @@ never touch the database; this module is where their orders meet the stock.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,10 +42,10 @@ from apps.orders.errors import (
     WebhookUnreadable,
 )
 from apps.orders.locks import order_stream_lock, platform_orders_poll_lock
-from apps.orders.models import Order, PlatformOrderRejection, WebhookDelivery
+from apps.orders.models import Order, PlatformOrderRejection, PlatformOrderTombstone, WebhookDelivery
 from apps.orders.models import OrderLine as StoredLine
 from apps.orders.services.allocation import LineRequest
-from apps.orders.services.lifecycle import order_cancel, order_confirm, order_fulfil
+from apps.orders.services.lifecycle import order_cancel, order_confirm, order_fulfil, order_lines_change
 from apps.orders.services.reserve import implausible_import_record, order_import
 
 log = structlog.get_logger("stockroom.orders")
@@ -52,13 +53,17 @@ log = structlog.get_logger("stockroom.orders")
 Status = PlatformOrder.Status
 # A line beyond this is no real order whatever the channel's import cap (and beyond a database integer).
 MAX_LINE_QUANTITY = 1_000_000
+# The longest platform order id an order can carry (``Order.external_id``).
+MAX_EXTERNAL_ID = 120
 
 
 class Result:
     CREATED = "created"  # a new order, imported (and fulfilled as far as the platform shipped it)
     UPDATED = "updated"  # a known order moved on: confirmed, fulfilled further, cancelled
     UNCHANGED = "unchanged"  # the platform showed nothing Stockroom did not know
-    SKIPPED = "skipped"  # nothing to store: cancelled before Stockroom ever saw it
+    PARTIAL = "partial"  # applied but for lines kept for staff (not listed, cut below what shipped)
+    TOMBSTONED = "tombstoned"  # cancelled or deleted before Stockroom saw it: kept, so a late create is not imported
+    SKIPPED = "skipped"  # nothing to import: no line with a quantity, or cancelled on the platform earlier
     REJECTED = "rejected"  # kept as a PlatformOrderRejection with its reason
 
 
@@ -78,20 +83,51 @@ def platform_order_apply(
 ) -> PlatformOrderApplied:
     """Bring Stockroom's copy of one platform order to what the platform shows; idempotent.
 
-    New and not cancelled: imported (reserving what stock allows), then fulfilled as far as the
-    platform shipped it. Known: confirmed, fulfilled by the units shipped since, or cancelled.
-    New and already cancelled: nothing is stored. Refusals are recorded, not raised.
+    New and not cancelled: imported (reserving what stock allows; lines not listed yet are left out
+    and kept for staff), then fulfilled as far as the platform shipped it. Known: its lines follow
+    the platform's (``order_lines_change``), then confirmed, fulfilled by the units shipped since, or
+    cancelled. New and already cancelled: a tombstone is kept, so that a create arriving later is
+    not imported unless the platform changed the order after the cancel. Refusals are recorded,
+    not raised; every order the platform showed is marked seen (the sweep re-reads the others).
     """
+    now = timezone.now()
     with transaction.atomic():
         order_stream_lock(channel_id=channel.pk, external_id=order.external_id)
-        existing = Order.objects.filter(channel=channel, external_id=order.external_id).first()
-        steps = _NewOrder(channel, order, actor) if existing is None else _KnownOrder(channel, order, actor, existing)
+        steps: _NewOrder | _KnownOrder | None = None
         try:
+            if len(order.external_id) > MAX_EXTERNAL_ID:
+                raise _Refused(
+                    f"The platform's order id is {len(order.external_id)} characters long; Stockroom keeps order "
+                    f"ids of up to {MAX_EXTERNAL_ID} characters. Nothing was recorded: check the channel's "
+                    "platform or connector."
+                )
+            existing = Order.objects.filter(channel=channel, external_id=order.external_id).first()
+            if existing is not None and _newer(existing.platform_updated_at, order.updated_at):
+                Order.objects.filter(pk=existing.pk).update(platform_seen_at=now)
+                return PlatformOrderApplied(
+                    order.external_id,
+                    Result.UNCHANGED,
+                    existing,
+                    "older than the state already applied (the platform changed the order since): not applied",
+                )
+            steps = (
+                _NewOrder(channel, order, actor, source)
+                if existing is None
+                else _KnownOrder(channel, order, actor, existing)
+            )
             applied = steps.run()
         except _Refused as refused:
             applied = _refusal_record(channel, order, refused, source)
         else:
-            _refusal_resolve(channel, order.external_id)
+            if steps.left_out:
+                _left_out_record(channel, order, applied.order, steps.left_out, source)
+            else:
+                _refusal_resolve(channel, order.external_id)
+        if applied.order is not None:
+            seen: dict[str, Any] = {"platform_seen_at": now}
+            if order.updated_at is not None:
+                seen["platform_updated_at"] = order.updated_at  # not older than what it had (checked above)
+            Order.objects.filter(pk=applied.order.pk).update(**seen)
     log.info(
         "platform_order_applied",
         channel=channel.code,
@@ -105,10 +141,20 @@ def platform_order_apply(
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str, order: Order | None = None) -> None:
+    def __init__(self, reason: str, order: Order | None = None, lines: Sequence[dict[str, Any]] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
         self.order = order
+        self.lines = list(lines)
+
+
+def stored_external_id(external_id: str) -> str:
+    """A platform order id as refusals and tombstones store it: whole up to 120 characters, else
+    shortened with a hash of the whole (still one row per id; the payload keeps it whole)."""
+    if len(external_id) <= MAX_EXTERNAL_ID:
+        return external_id
+    digest = hashlib.sha256(external_id.encode()).hexdigest()[:16]
+    return f"{external_id[:100]}~{digest}"
 
 
 def _step(what: str, run: Any, *, order: Order | None = None) -> Any:
@@ -127,13 +173,29 @@ class _NewOrder:
     channel: Channel
     order: PlatformOrder
     actor: str
+    source: str
+    left_out: list[dict[str, Any]] = field(default_factory=list)
 
     def run(self) -> PlatformOrderApplied:
         order, external_id = self.order, self.order.external_id
         if order.status == Status.CANCELLED:
-            return PlatformOrderApplied(external_id, Result.SKIPPED, detail="cancelled before it reached Stockroom")
-        quantities, shipped = _lines_resolve(self.channel, order.lines)
+            return _tombstone_keep(self.channel, order, self.source)
+        tombstone = PlatformOrderTombstone.objects.filter(
+            channel=self.channel, external_id=stored_external_id(external_id)
+        ).first()
+        if tombstone is not None:
+            if not _newer(order.updated_at, tombstone.platform_updated_at):
+                return PlatformOrderApplied(
+                    external_id,
+                    Result.SKIPPED,
+                    detail=f"Cancelled on the platform before Stockroom saw it (cancel heard "
+                    f"{tombstone.created_at:%Y-%m-%d %H:%M:%S} UTC): not imported, nothing reserved.",
+                )
+            tombstone.delete()  # the platform changed the order after its cancel: it counts again
+        quantities, shipped, unlinked = _lines_resolve(self.channel, order.lines)
         if not quantities:
+            if unlinked:
+                raise _Refused(_not_listed(self.channel, unlinked), lines=unlinked)
             return PlatformOrderApplied(external_id, Result.SKIPPED, detail="no line with a quantity")
         requests = [LineRequest(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
         placed = _step(
@@ -149,7 +211,9 @@ class _NewOrder:
         if order.status in (Status.OPEN, Status.FULFILLED, Status.PARTIALLY_FULFILLED):
             _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
         _fulfil_shipped(stored, order, shipped, self.actor)
-        return PlatformOrderApplied(external_id, Result.CREATED, stored)
+        self.left_out = unlinked
+        detail = f"imported without {_named(unlinked)}: kept for staff" if unlinked else ""
+        return PlatformOrderApplied(external_id, Result.CREATED, stored, detail)
 
 
 @dataclass
@@ -158,10 +222,14 @@ class _KnownOrder:
     order: PlatformOrder
     actor: str
     stored: Order
+    left_out: list[dict[str, Any]] = field(default_factory=list)
 
     def run(self) -> PlatformOrderApplied:
         order, stored, external_id = self.order, self.stored, self.order.external_id
-        before = (stored.status, _fulfilled_units(stored))
+        before = (stored.status, _fulfilled_units(stored), _lines_now(stored))
+        if order.status != Status.CANCELLED and stored.is_open and order.lines:
+            self._lines_follow()
+            stored.refresh_from_db()
         if order.status == Status.CANCELLED:
             if stored.is_open:
                 shipped = _shipped_by_sku(self.channel, order.lines)
@@ -184,63 +252,133 @@ class _KnownOrder:
         elif order.status == Status.OPEN and stored.status == Order.Status.RESERVED:
             _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
         stored.refresh_from_db()
-        changed = (stored.status, _fulfilled_units(stored)) != before
-        detail = _lines_edited(self.channel, order, stored)
-        return PlatformOrderApplied(external_id, Result.UPDATED if changed else Result.UNCHANGED, stored, detail)
+        changed = (stored.status, _fulfilled_units(stored), _lines_now(stored)) != before
+        result = Result.UPDATED if changed else Result.PARTIAL if self.left_out else Result.UNCHANGED
+        detail = f"not applied: {_named(self.left_out)}, kept for staff" if self.left_out else ""
+        return PlatformOrderApplied(external_id, result, stored, detail)
+
+    def _lines_follow(self) -> None:
+        """The platform's lines now (an edit: more, fewer, removed or new lines) become the order's."""
+        try:
+            quantities, _shipped, unlinked = _lines_resolve(self.channel, self.order.lines, order=self.stored)
+        except _Refused as refused:
+            raise _Refused(refused.reason, self.stored) from refused
+        requests = [LineRequest(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
+        if unlinked or _lines_now(self.stored) != tuple(sorted(quantities.items())):
+            # A line not listed (yet) is left as Stockroom has it, so its units are not released meanwhile.
+            changed = _step(
+                "Edit refused",
+                lambda: order_lines_change(
+                    order_id=self.stored.pk, lines=requests, remove_missing=not unlinked, actor=self.actor
+                ),
+                order=self.stored,
+            )
+            listings_platform_sold(units=changed.sold)
+            if changed.changed:
+                log.info("platform_order_lines_changed", channel=self.channel.code, external_id=self.order.external_id)
+            self.left_out = unlinked + [
+                {"sku": r.sku, "external_id": "", "quantity": r.quantity, "reason": r.reason} for r in changed.refused
+            ]
+        else:
+            self.left_out = []
 
 
-def _lines_edited(channel: Channel, order: PlatformOrder, stored: Order) -> str:
-    """Lines edited on the platform after the import are not applied (they would need a re-allocation): say so."""
-    if order.status == Status.CANCELLED:
-        return ""  # a platform may zero the lines of a cancelled order; the cancel says it all
-    try:
-        quantities = _lines_resolve(channel, order.lines)[0]
-    except _Refused as refused:
-        return f"lines differ from the imported order, not applied: {refused.reason}"
-    imported = dict(StoredLine.objects.filter(order=stored).values_list("channel_sku", "quantity"))
-    if not order.lines or quantities == imported:
-        return ""
-    log.warning("platform_order_lines_edited", channel=channel.code, external_id=order.external_id)
-    return f"lines edited on the platform, not applied: {quantities} (imported: {imported})"
+def _newer(updated_at: datetime | None, than: datetime | None) -> bool:
+    """Whether the platform changed the order after ``than`` (unknown times: not newer, the cancel stands)."""
+    return updated_at is not None and than is not None and updated_at > than
+
+
+def _tombstone_keep(channel: Channel, order: PlatformOrder, source: str) -> PlatformOrderApplied:
+    tombstone, created = PlatformOrderTombstone.objects.get_or_create(
+        channel=channel,
+        external_id=stored_external_id(order.external_id),
+        defaults={"platform_updated_at": order.updated_at, "source": source[:20]},
+    )
+    if not created and _newer(order.updated_at, tombstone.platform_updated_at):
+        tombstone.platform_updated_at = order.updated_at
+        tombstone.save(update_fields=["platform_updated_at"])
+    return PlatformOrderApplied(
+        order.external_id,
+        Result.TOMBSTONED,
+        detail="Cancelled on the platform before Stockroom saw it: kept, so that a later create of this order "
+        "is not imported.",
+    )
+
+
+def platform_order_tombstones_prune(*, older_than: timedelta = timedelta(days=30)) -> int:
+    """Forget cancels of unseen orders after a window far beyond any platform's retries and the poll's reach."""
+    deleted, _ = PlatformOrderTombstone.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+def _lines_now(order: Order) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(StoredLine.objects.filter(order=order).values_list("channel_sku", "quantity")))
+
+
+def _named(lines: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{line['sku'] or line['external_id'] or '(no SKU)'} x{line['quantity']}" for line in lines)
+
+
+def _not_listed(channel: Channel, unlinked: Sequence[Mapping[str, Any]]) -> str:
+    return (
+        f"Not listed on channel {channel.code}: {_named(unlinked)}. Add a listing with this channel_sku "
+        "(or external_id), then retry the order; nothing was recorded."
+    )
 
 
 def _fulfilled_units(order: Order) -> int:
     return sum(StoredLine.objects.filter(order=order).values_list("fulfilled_quantity", flat=True))
 
 
-def _lines_resolve(channel: Channel, lines: Sequence[OrderLine]) -> tuple[dict[str, int], dict[str, int]]:
-    """Units ordered and shipped per channel SKU. A line names its listing by channel SKU, or else by the
-    platform's id (``Listing.external_id``); lines of the same listing add up. Refuses unknown ones."""
+def _lines_resolve(
+    channel: Channel, lines: Sequence[OrderLine], *, order: Order | None = None
+) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
+    """Units ordered and shipped per channel SKU, and the lines no listing of the channel names.
+
+    A line names its listing by channel SKU, or else by the platform's id (``Listing.external_id``);
+    lines of the same listing add up. A line of a known order whose SKU the order already has
+    keeps it (its listing may have been renamed). Refuses implausible quantities (the whole order)."""
     skus = sorted({line.sku for line in lines if line.sku})
     external_ids = sorted({line.external_id for line in lines if line.external_id})
     listed = set(Listing.objects.filter(channel=channel, channel_sku__in=skus).values_list("channel_sku", flat=True))
     by_external = dict(
         Listing.objects.filter(channel=channel, external_id__in=external_ids).values_list("external_id", "channel_sku")
     )
+    if order is not None:
+        listed |= set(
+            StoredLine.objects.filter(order=order, channel_sku__in=skus).values_list("channel_sku", flat=True)
+        )
     quantities: dict[str, int] = defaultdict(int)
     shipped: dict[str, int] = defaultdict(int)
-    unknown, implausible = [], []
+    unlinked: dict[tuple[str, str], dict[str, Any]] = {}
+    implausible = []
     for line in lines:
         named = line.sku or line.external_id or "(no SKU)"
         if not (0 <= line.quantity <= MAX_LINE_QUANTITY) or not (0 <= line.fulfilled <= MAX_LINE_QUANTITY):
-            implausible.append(f"{named} x{line.quantity} ({line.fulfilled} shipped)")
+            implausible.append(f"{named[:100]} x{line.quantity} ({line.fulfilled} shipped)")
             continue
         if line.quantity == 0:
             continue  # a line taken off the order
         sku = line.sku if line.sku in listed else by_external.get(line.external_id)
         if sku is None:
-            unknown.append(named)
+            key = (line.sku[:100], line.external_id[:200])
+            entry = unlinked.setdefault(
+                key,
+                {
+                    "sku": key[0],
+                    "external_id": key[1],
+                    "quantity": 0,
+                    "reason": f"Not listed on channel {channel.code}: add a listing with this channel_sku (or "
+                    "external_id); the line is applied to the order then.",
+                },
+            )
+            entry["quantity"] += line.quantity
             continue
         quantities[sku] += line.quantity
         shipped[sku] += min(line.fulfilled, line.quantity)
     if implausible:
         raise _Refused(f"Implausible quantity on the line(s) {', '.join(implausible)}; nothing was recorded.")
-    if unknown:
-        raise _Refused(
-            f"Not listed on channel {channel.code}: {', '.join(unknown)}. Add a listing with this channel_sku "
-            "(or external_id), then retry the order; nothing was recorded."
-        )
-    return dict(quantities), dict(shipped)
+    return dict(quantities), dict(shipped), list(unlinked.values())
 
 
 def _shipped_by_sku(channel: Channel, lines: Sequence[OrderLine]) -> dict[str, int]:
@@ -290,18 +428,40 @@ def platform_order_from_payload(data: Mapping[str, Any]) -> PlatformOrder:
 
 
 def _refusal_record(channel: Channel, order: PlatformOrder, refused: _Refused, source: str) -> PlatformOrderApplied:
+    _rejection_keep(channel, order, refused.reason, refused.order, refused.lines, source)
+    return PlatformOrderApplied(order.external_id, Result.REJECTED, refused.order, refused.reason)
+
+
+def _left_out_record(
+    channel: Channel, order: PlatformOrder, stored: Order | None, lines: Sequence[dict[str, Any]], source: str
+) -> None:
+    reason = "Taken in part; left out: " + "; ".join(
+        f"{line['sku'] or line['external_id'] or '(no SKU)'} x{line['quantity']}: {line['reason']}" for line in lines
+    )
+    _rejection_keep(channel, order, reason, stored, lines, source)
+
+
+def _rejection_keep(
+    channel: Channel,
+    order: PlatformOrder,
+    reason: str,
+    stored: Order | None,
+    lines: Sequence[dict[str, Any]],
+    source: str,
+) -> None:
     now = timezone.now()
     rejection, created = PlatformOrderRejection.objects.get_or_create(
         channel=channel,
-        external_id=order.external_id,
-        defaults={"reason": refused.reason, "last_seen_at": now, "payload": {}},
+        external_id=stored_external_id(order.external_id),
+        defaults={"reason": reason, "last_seen_at": now, "payload": {}},
     )
-    rejection.reason = refused.reason
+    rejection.reason = reason
+    rejection.lines = list(lines)
     rejection.number = order.number[:60]
     rejection.platform_status = order.status[:30]
     rejection.payload = platform_order_payload(order)
     rejection.source = source[:20]
-    rejection.order = refused.order or rejection.order
+    rejection.order = stored or rejection.order
     rejection.last_seen_at = now
     rejection.resolved_at = None
     if not created:
@@ -310,17 +470,40 @@ def _refusal_record(channel: Channel, order: PlatformOrder, refused: _Refused, s
     log.warning(
         "platform_order_refused",
         channel=channel.code,
-        external_id=order.external_id,
-        reason=refused.reason,
+        external_id=rejection.external_id,
+        reason=reason,
         seen=rejection.seen,
     )
-    return PlatformOrderApplied(order.external_id, Result.REJECTED, refused.order, refused.reason)
 
 
 def _refusal_resolve(channel: Channel, external_id: str) -> None:
-    PlatformOrderRejection.objects.filter(channel=channel, external_id=external_id, resolved_at__isnull=True).update(
-        resolved_at=timezone.now()
-    )
+    PlatformOrderRejection.objects.filter(
+        channel=channel, external_id=stored_external_id(external_id), resolved_at__isnull=True
+    ).update(resolved_at=timezone.now())
+
+
+def platform_order_rejections_for_listing(*, listing_id: int) -> list[PlatformOrderApplied]:
+    """A listing was created or linked: apply again the refused or partly taken orders of its channel
+    with a line left out for want of a listing that it names (by channel SKU or platform id)."""
+    listing = Listing.objects.filter(pk=listing_id).only("channel_id", "channel_sku", "external_id").first()
+    if listing is None:
+        return []
+    names = {name for name in (listing.channel_sku, listing.external_id) if name}
+    waiting = PlatformOrderRejection.objects.filter(channel_id=listing.channel_id, resolved_at__isnull=True)
+    ids = [
+        rejection.pk
+        for rejection in waiting.only("pk", "lines").order_by("pk")[:500]
+        if any(
+            line.get("sku") in names or line.get("external_id") in names
+            for line in rejection.lines or ()
+            if isinstance(line, dict)
+        )
+    ]
+    if not ids:
+        return []
+    results = platform_order_rejections_retry(rejection_ids=ids, actor="listing linked")
+    log.info("platform_orders_applied_for_listing", listing=listing_id, orders=len(results))
+    return results
 
 
 def platform_order_rejections_retry(*, rejection_ids: Iterable[int], actor: str) -> list[PlatformOrderApplied]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import transaction
 
@@ -21,8 +22,9 @@ from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.orders.errors import InsufficientStock, InvalidOrderState, InvalidQuantity, UnknownSku
 from apps.orders.locks import order_for_update
 from apps.orders.models import Order, OrderLine, Reservation
-from apps.orders.services.allocation import LineRequest, lines_resolve, pair_totals, units_allocate
+from apps.orders.services.allocation import LineRequest, Plan, Resolution, lines_resolve, pair_totals, units_allocate
 from apps.orders.services.reserve import locked_atp
+from apps.orders.signals import order_reserved
 
 
 @dataclass(frozen=True)
@@ -392,3 +394,245 @@ def order_supplier_refused(*, order_id: int, location_id: int, reason: str, acto
         detail=f"Order {order.external_id}: {reason}",
     )
     return order
+
+
+@dataclass(frozen=True)
+class LineRefused:
+    """A line the change could not apply, left as it was for staff, and why."""
+
+    sku: str
+    quantity: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class LinesChanged:
+    order: Order
+    lines: list[OrderLine]
+    changed: bool
+    refused: list[LineRefused]
+    sold: dict[int, int]  # listing id -> units added to the order (the platform sold them)
+    short: dict[str, int]  # channel SKU -> units added that no stock covered
+
+
+@transaction.atomic
+def order_lines_change(
+    *,
+    order_id: int,
+    lines: Sequence[LineRequest],
+    remove_missing: bool = True,
+    channel_id: int | None = None,
+    actor: str = "",
+) -> LinesChanged:
+    """Bring an open order's lines to these quantities (the platform edited the order).
+
+    More units reserve more, as an import does (what stock allows; the shortfall stays on the line
+    as unallocated, the order is flagged and an oversell incident opens for each item short); a
+    reserve-mode order is refused instead (InsufficientStock). Fewer units give up unallocated
+    units first, then release stock (the last allocated location first). A line missing from
+    ``lines`` (when ``remove_missing``) or at 0 is taken off the order. Units already shipped are
+    never un-shipped: a line cut below its fulfilled units is left as it was and named in ``refused``.
+    """
+    order = order_for_update(order_id=order_id, channel_id=channel_id)
+    if not order.is_open:
+        raise InvalidOrderState(f"A {order.status} order's lines cannot be changed.", status=order.status)
+    wanted: dict[str, int] = defaultdict(int)
+    for request in lines:
+        if request.quantity < 0:
+            raise InvalidQuantity("A line's quantity cannot be negative.", lines=[{"sku": request.sku}])
+        wanted[request.sku] += request.quantity
+    order_lines = list(order.lines.all())
+    by_sku = {line.channel_sku: line for line in order_lines}
+    reservations = _reservations_by_line(order)
+    refused: list[LineRefused] = []
+    cuts: list[tuple[OrderLine, int]] = []
+    grows: list[tuple[OrderLine | None, LineRequest]] = []
+    for line in order_lines:
+        target = wanted.get(line.channel_sku, 0 if remove_missing else line.quantity)
+        if target == line.quantity:
+            continue
+        if target < line.fulfilled_quantity:
+            refused.append(
+                LineRefused(
+                    line.channel_sku,
+                    target,
+                    f"The platform shows {target} x {line.channel_sku}, but {line.fulfilled_quantity} already "
+                    f"shipped: the line stays at {line.quantity}. Check the order on the platform.",
+                )
+            )
+        elif target < line.quantity:
+            cuts.append((line, line.quantity - target))
+        else:
+            grows.append((line, LineRequest(line.channel_sku, target - line.quantity)))
+    grows += [(None, LineRequest(sku, units)) for sku, units in sorted(wanted.items()) if sku not in by_sku and units]
+    resolution = lines_resolve(channel_id=order.channel_id, requests=[r for _, r in grows]) if grows else None
+    cut_reservations = [r for line, _ in cuts for r in reservations[line.pk] if r.open_quantity]
+    levels = levels_for_update(
+        (resolution.pairs if resolution else []) + [(r.item_id, r.location_id) for r in cut_reservations]
+    )
+    atp = locked_atp(levels)
+    reference = f"order:{order.pk}"
+    specs: list[MovementSpec] = []
+    settled_items: set[int] = set()
+
+    # Fewer units: the oversold part shrinks first, then stock is released, last allocated location first.
+    touched: list[Reservation] = []
+    for line, units in cuts:
+        from_shortfall = min(units, line.unallocated_quantity)
+        if from_shortfall:
+            line.unallocated_quantity -= from_shortfall
+            settled_items.update(
+                ProductComponent.objects.filter(product_id=line.product_id).values_list("item_id", flat=True)
+            )
+        left = units - from_shortfall
+        for group in reversed(list(_groups(r for r in reservations[line.pk] if r.open_quantity).values())):
+            if left == 0:
+                break
+            take = min(left, min(r.open_quantity // r.per_unit for r in group))
+            for r in group:
+                r.released += take * r.per_unit
+                atp[(r.item_id, r.location_id)] = atp.get((r.item_id, r.location_id), 0) + take * r.per_unit
+                touched.append(r)
+                specs.append(
+                    MovementSpec(
+                        r.item_id,
+                        r.location_id,
+                        Movement.Kind.RELEASE,
+                        reserved_delta=-take * r.per_unit,
+                        reference=reference,
+                    )
+                )
+            left -= take
+        if left:
+            raise InvalidOrderState(f"The line {line.channel_sku} holds fewer units than it should; count it first.")
+        line.quantity -= units
+    if touched:
+        Reservation.objects.bulk_update(touched, ["released"])
+    removed = [line for line, _ in cuts if line.quantity == 0]
+    kept_cuts = [line for line, _ in cuts if line.quantity > 0]
+    if kept_cuts:
+        OrderLine.objects.bulk_update(kept_cuts, ["quantity", "unallocated_quantity"])
+    if removed:  # every unit released: the line goes (its reservations, all released, with it)
+        OrderLine.objects.filter(pk__in=[line.pk for line in removed]).delete()
+
+    # More units: allocated like an import, from the channel's locations in priority order.
+    sold: dict[int, int] = defaultdict(int)
+    short: dict[str, int] = {}
+    new_reservations: list[Reservation] = []
+    grown: list[Reservation] = []
+    if resolution is not None:
+        plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=atp)
+        if order.mode == Order.Mode.RESERVE and not plan.complete:
+            raise InsufficientStock(
+                lines=[
+                    {"sku": line.sku, "requested": line.quantity, "available": line.quantity - plan.shortfall[index]}
+                    for index, line in enumerate(resolution.lines)
+                    if plan.shortfall[index]
+                ]
+            )
+        rows: list[OrderLine] = []
+        for index, ((known, _request), resolved) in enumerate(zip(grows, resolution.lines, strict=True)):
+            if known is None:
+                line = OrderLine.objects.create(
+                    order=order,
+                    listing_id=resolved.listing_id,
+                    channel_sku=resolved.sku,
+                    product_id=resolved.product_id,
+                    quantity=resolved.quantity,
+                    unallocated_quantity=plan.shortfall[index],
+                )
+                order_lines.append(line)
+            else:
+                line = known
+                line.quantity += resolved.quantity
+                line.unallocated_quantity += plan.shortfall[index]
+                rows.append(line)
+            if plan.shortfall[index]:
+                short[resolved.sku] = plan.shortfall[index]
+            if resolved.listing_id is not None:
+                sold[resolved.listing_id] += resolved.quantity
+            # One reservation per (line, item, location): units added where the line already holds stock
+            # grow that row, so that a location's reservations of the line stay one per component.
+            held = {(r.item_id, r.location_id): r for r in reservations.get(line.pk, ())}
+            for allocation in (a for a in plan.allocations if a.line_index == index):
+                for item, per_unit in resolved.components:
+                    existing = held.get((item, allocation.location_id))
+                    if existing is not None and existing.per_unit == per_unit:
+                        existing.quantity += allocation.units * per_unit
+                        grown.append(existing)
+                    else:
+                        new_reservations.append(
+                            Reservation(
+                                line=line,
+                                item_id=item,
+                                location_id=allocation.location_id,
+                                per_unit=per_unit,
+                                quantity=allocation.units * per_unit,
+                            )
+                        )
+        if rows:
+            OrderLine.objects.bulk_update(rows, ["quantity", "unallocated_quantity"])
+        if grown:
+            Reservation.objects.bulk_update(grown, ["quantity"])
+        if new_reservations:
+            Reservation.objects.bulk_create(new_reservations)
+        kind = Movement.Kind.RESERVE if order.mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
+        specs += [
+            MovementSpec(item, loc, kind, reserved_delta=quantity, reference=reference)
+            for (item, loc), quantity in pair_totals(lines=resolution.lines, allocations=plan.allocations).items()
+        ]
+        if short:
+            _edit_oversell_incidents(order, resolution, plan)
+    _apply(specs, actor=actor, reason="order lines changed")
+
+    order_lines = [line for line in order_lines if line not in removed]
+    changed = bool(cuts or grows)
+    fields = ["updated_at"]
+    if short and not order.flagged:
+        order.flagged = True
+        order.flag_reason = f"{order.flag_reason}\nOversold: an edit added units no stock covered.".strip()
+        fields += ["flagged", "flag_reason"]
+    if changed and not order_lines:
+        order.status = Order.Status.CANCELLED  # every line was taken off: nothing is left to ship
+        order.expires_at = None
+        fields += ["status", "expires_at"]
+    elif (
+        changed
+        and all(line.fulfilled_quantity >= line.allocated_quantity for line in order_lines)
+        and any(line.fulfilled_quantity for line in order_lines)
+    ):
+        order.status = Order.Status.FULFILLED  # what is left to ship was cut: the order is complete
+        fields += ["status"]
+    if changed:
+        order.save(update_fields=fields)
+        if settled_items:
+            incident_cause_changed.send(sender=Order, item_ids=sorted(settled_items), reason="oversold order edited")
+        if order.status in (Order.Status.CANCELLED, Order.Status.FULFILLED):
+            _shortfall_settled(order, "oversold order edited")
+    if new_reservations or grown:
+        location_ids = sorted({r.location_id for r in [*new_reservations, *grown]})
+        transaction.on_commit(partial(order_reserved.send, sender=Order, order_id=order.pk, location_ids=location_ids))
+    return LinesChanged(order=order, lines=order_lines, changed=changed, refused=refused, sold=dict(sold), short=short)
+
+
+def _edit_oversell_incidents(order: Order, resolution: Resolution, plan: Plan) -> None:
+    """One oversell incident per item the added units fell short of, naming the line that is short."""
+    for index, units in sorted(plan.shortfall.items()):
+        if not units:
+            continue
+        line = resolution.lines[index]
+        detail = (
+            f"Order {order.external_id} of channel {order.channel.code} was changed on the platform: "
+            f"{line.sku} x{units} more than stock covers."
+        )
+        if not line.components or not line.sellable:
+            incident_open(kind=Incident.Kind.OVERSELL, reference=f"order:{order.pk}", detail=detail)
+        for item, per_unit in line.components:
+            incident_open(
+                kind=Incident.Kind.OVERSELL,
+                item_id=item,
+                location_id=resolution.location_ids[0] if resolution.location_ids else None,
+                shortfall=units * per_unit,
+                reference=f"order:{order.pk}",
+                detail=detail,
+            )

@@ -398,10 +398,17 @@ def _write_locked(p: _Placement) -> OrderPlaced:
 def _oversell_incidents(order: Order, lines: Sequence[ResolvedLine], plan: Plan, location_ids: Sequence[int]) -> None:
     short_by_item: dict[int, int] = {}
     for index, units in plan.shortfall.items():
+        if not units:
+            continue  # a line stock covered: no incident names its items (an order short on another line)
         for item, per_unit in lines[index].components:
             short_by_item[item] = short_by_item.get(item, 0) + units * per_unit
-    skus = ", ".join(f"{lines[i].sku} x{units}" for i, units in plan.shortfall.items() if units)
     for item, shortfall in sorted(short_by_item.items()):
+        # The detail names the line(s) short of this item only, not every short line of the order.
+        skus = ", ".join(
+            f"{lines[i].sku} x{units}"
+            for i, units in plan.shortfall.items()
+            if units and any(component == item for component, _ in lines[i].components)
+        )
         incident_open(
             kind=Incident.Kind.OVERSELL,
             item_id=item,
@@ -412,6 +419,7 @@ def _oversell_incidents(order: Order, lines: Sequence[ResolvedLine], plan: Plan,
         )
     if not short_by_item:
         # A line whose product has no components or is not for sale: nothing to count, still an oversell.
+        skus = ", ".join(f"{lines[i].sku} x{units}" for i, units in plan.shortfall.items() if units)
         incident_open(
             kind=Incident.Kind.OVERSELL,
             reference=f"order:{order.pk}",

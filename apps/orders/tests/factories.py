@@ -8,6 +8,9 @@ from apps.catalog.models import Location, Movement, Product, StockLevel
 from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.orders.models import Reservation
 
+# The webhook secret of the scripted platform channel (fixture ``platform``).
+PLATFORM_WEBHOOK_SECRET = "whsec-scripted"
+
 
 def channel_of(code: str, locations: list[Location], kind: str = Channel.Kind.WEBSHOP) -> Channel:
     """A channel selling from these locations, in this priority order."""

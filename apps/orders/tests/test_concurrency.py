@@ -183,3 +183,38 @@ def test_a_second_channel_races_the_first_for_shared_stock(shop):
     outcomes = race(buy)
     assert outcomes["reserved"] == 15
     assert stock_invariants()["oversold"] == 0
+
+
+def test_platform_edits_racing_reservations_of_the_same_sku_never_oversell(shop):
+    """Imported orders edited up and down (kit lines too: hoodies and caps) while checkouts reserve hoodies."""
+    from apps.orders.services.lifecycle import order_lines_change
+
+    stock(shop.hood, shop.warehouse, 30)  # with the store's 5: less than edits and checkouts want together
+    imported = [
+        order_import(channel=shop.channel, external_id=f"edit-{n}", lines=[LineRequest("hood", 1)]).order.pk
+        for n in range(8)
+    ]
+    sizes = [[3, 1, 6, 0], [5, 2, 4, 1], [2, 7, 1, 3], [6, 0, 2, 5]]
+
+    def work(worker: int) -> list[str]:
+        if worker % 2 == 0:
+            order_id = imported[worker // 2 % len(imported)]
+            outcomes = []
+            for step, units in enumerate(sizes[worker // 2 % len(sizes)]):
+                lines = [LineRequest("hood", units)] if units else [LineRequest("kit", 1)]
+                if step % 2:
+                    lines.append(LineRequest("caps", 1))
+                changed = order_lines_change(order_id=order_id, lines=lines, actor="platform edit")
+                outcomes.append("edited" if changed.changed else "same")
+            return outcomes
+        return [attempt(shop.channel, f"checkout-{worker}-{n}", [LineRequest("hood", 2)]) for n in range(3)]
+
+    outcomes = race(work, workers=16)
+    assert outcomes["edited"] > 0 and outcomes["reserved"] + outcomes["refused"] == 24
+    assert stock_invariants()["oversold"] == 0  # and reserved == open reservations, the ledger sums to the levels
+    for order in Order.objects.filter(external_id__startswith="edit-"):
+        for line in order.lines.all():  # every unit of a line is held or known short, never both, never neither
+            by_item: dict[int, int] = {}
+            for r in line.reservations.all():
+                by_item[r.item_id] = by_item.get(r.item_id, 0) + r.open_quantity // r.per_unit
+            assert all(held + line.unallocated_quantity == line.quantity for held in by_item.values())
