@@ -58,6 +58,7 @@ from apps.channels.connectors.base import (
 )
 from apps.channels.limits import redis_client
 from apps.core.outbound import outbound_session, status_text
+from apps.core.redaction import secrets_remember
 
 log = structlog.get_logger("stockroom.sync")
 
@@ -71,6 +72,7 @@ AMAZON_ENDPOINTS = frozenset(
     for sandbox in ("", "sandbox.")
 )
 AMAZON_TOKEN_URLS = frozenset({DEFAULT_TOKEN_URL})
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,60}")
 FEEDS_API_VERSION = "2021-06-30"
 SELLERS_API_VERSION = "v1"
 FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
@@ -266,24 +268,22 @@ def _timeout() -> float:
 
 
 def _amazon_errors(body: Any) -> str:
-    """Amazon's ``{"errors": [{"code", "message", "details"}]}`` as one short line; anything else is not shown
-    (an answer that is not Amazon's error shape is not echoed to people)."""
+    """The codes of Amazon's ``{"errors": [{"code", "message", "details"}]}`` (``InvalidInput``, ``Unauthorized``).
+
+    Only the codes: the messages and the rest of the answer are not shown to people (an answer may
+    repeat the request, and where the endpoint may be overridden it is not necessarily Amazon's)."""
     errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return "(no Amazon error in the answer)"
-    parts = []
-    for error in errors[:3]:
-        if isinstance(error, dict):
-            text = f"{str(error.get('code', '?'))[:60]}: {str(error.get('message', ''))[:160]}"
-            if error.get("details"):
-                text += f" ({str(error['details'])[:100]})"
-            parts.append(text)
-    return "; ".join(parts)
+    codes = [str(e.get("code")) for e in errors[:3] if isinstance(e, dict)] if isinstance(errors, list) else []
+    codes = [code for code in codes if _ERROR_CODE.fullmatch(code)]
+    return ", ".join(codes) if codes else "(no Amazon error code in the answer)"
 
 
 def _about_token(body: Any) -> bool:
     """A 403 that a fresh access token can cure (expired, revoked, malformed), not a missing role."""
-    text = _amazon_errors(body).lower()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return False
+    text = " ".join(f"{e.get('code', '')} {e.get('message', '')}" for e in errors if isinstance(e, dict)).lower()
     return "access token" in text or "expired" in text
 
 
@@ -328,7 +328,9 @@ class _Api:
         if not fresh:
             cached = redis_client().get(self._token_key)
             if cached:
-                return cached.decode() if isinstance(cached, bytes) else str(cached)
+                token = cached.decode() if isinstance(cached, bytes) else str(cached)
+                secrets_remember([token])  # fetched by another process: redacted from this one's logs too
+                return token
         credentials = self.channel.credentials
         form = {
             "grant_type": "refresh_token",
@@ -361,6 +363,7 @@ class _Api:
             }.get(str(error), "check the credentials and token_url")
             raise ConnectorError(f"Login with Amazon refused the credentials ({error}); {hint}.")
         token = str(body["access_token"])
+        secrets_remember([token])
         try:
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):

@@ -60,6 +60,7 @@ from apps.channels.connectors.base import (
 )
 from apps.channels.limits import redis_client
 from apps.core.outbound import outbound_session, status_text
+from apps.core.redaction import secrets_remember
 
 INVENTORY_ITEM_GID = re.compile(r"^gid://shopify/InventoryItem/\d+$")
 LOCATION_GID = re.compile(r"^gid://shopify/Location/\d+$")
@@ -779,6 +780,7 @@ def _access_token(channel: ChannelRef, base: str, *, renew: bool = False) -> str
             token, lifetime = str(body["access_token"]), float(body.get("expires_in") or 86399)
         except (ValueError, KeyError, TypeError) as err:
             raise ConnectorError("Shopify's token answer is unreadable (not JSON with an access_token)") from err
+        secrets_remember([token])  # a secret too: the log formatter redacts it
         _tokens[key] = (token, time.time() + lifetime)
         return token
 
