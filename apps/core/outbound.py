@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,13 +113,20 @@ def _ip(text: str) -> IPAddress:
     return ipaddress.ip_address(text.split("%", 1)[0])
 
 
-def _guarded_socket(connection: HTTPConnection) -> socket.socket:
-    """Resolve the host, connect only to an allowed address, and check the peer of the socket made."""
-    host, port = connection._dns_host, connection.port
-    try:
-        found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except socket.gaierror as err:
-        raise NameResolutionError(connection.host, connection, err) from err
+def _checked_socket(
+    host: str,
+    port: int,
+    timeout: Any,
+    *,
+    source_address: tuple[str, int] | None = None,
+    socket_options: Any = None,
+    connect_failed: Callable[[OSError], Exception] = lambda err: err,
+) -> socket.socket:
+    """Resolve ``host``, connect only to an allowed address, and check the peer of the socket made.
+
+    Raises socket.gaierror (no such name), _Refusal (no allowed address), or ``connect_failed`` of the
+    last connection error."""
+    found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     refusals: list[str] = []
     last: Exception | None = None
     for _family, _type, _proto, _name, sockaddr in found:
@@ -131,19 +138,10 @@ def _guarded_socket(connection: HTTPConnection) -> socket.socket:
         try:
             # An address literal: create_connection looks nothing up, so this is the address connected to.
             sock = create_connection(
-                (str(address), port),
-                connection.timeout,
-                source_address=connection.source_address,
-                socket_options=connection.socket_options,
+                (str(address), port), timeout, source_address=source_address, socket_options=socket_options
             )
-        except TimeoutError as err:
-            last = ConnectTimeoutError(
-                connection, f"Connection to {connection.host} timed out. (connect timeout={connection.timeout})"
-            )
-            last.__cause__ = err
-            continue
         except OSError as err:
-            last = NewConnectionError(connection, f"Failed to establish a new connection: {err}")
+            last = connect_failed(err)
             last.__cause__ = err
             continue
         peer = _ip(str(sock.getpeername()[0]))
@@ -156,6 +154,38 @@ def _guarded_socket(connection: HTTPConnection) -> socket.socket:
     if last is not None:
         raise last
     raise _Refusal(host, "; ".join(dict.fromkeys(refusals)) or "the name resolves to no address")
+
+
+def _guarded_socket(connection: HTTPConnection) -> socket.socket:
+    """urllib3's ``_new_conn`` through the outbound rule, failing with urllib3's own errors."""
+
+    def connect_failed(err: OSError) -> Exception:
+        if isinstance(err, TimeoutError):
+            return ConnectTimeoutError(
+                connection, f"Connection to {connection.host} timed out. (connect timeout={connection.timeout})"
+            )
+        return NewConnectionError(connection, f"Failed to establish a new connection: {err}")
+
+    try:
+        return _checked_socket(
+            connection._dns_host,
+            connection.port,
+            connection.timeout,
+            source_address=connection.source_address,
+            socket_options=connection.socket_options,
+            connect_failed=connect_failed,
+        )
+    except socket.gaierror as err:
+        raise NameResolutionError(connection.host, connection, err) from err
+
+
+def outbound_socket(host: str, port: int, *, timeout: float) -> socket.socket:
+    """A TCP connection under the outbound rule, for what is not HTTP (SFTP): raises OutboundRefused, or
+    OSError when the host cannot be resolved or reached."""
+    try:
+        return _checked_socket(host, port, timeout)
+    except _Refusal as refusal:
+        raise OutboundRefused(refusal.host, refusal.reason) from None
 
 
 class GuardedHTTPConnection(HTTPConnection):
@@ -230,9 +260,11 @@ class OutboundSession(requests.Session):
         except requests.RequestException as err:
             raise _without_url_secrets(err) from None
 
-    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
         """The environment's CA bundle and netrc, never its proxies: the address checked is the one reached."""
-        merged = super().merge_environment_settings(*args, **kwargs)
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
         merged["proxies"] = {}
         return merged
 

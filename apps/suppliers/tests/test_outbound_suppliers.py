@@ -18,6 +18,7 @@ from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.order_check import OrderCheckUnavailable, order_check_request
 from apps.suppliers.services.polling import supplier_poll
 from apps.suppliers.tests.factories import csv_feed, make_mapping, make_supplier, now_iso
+from apps.suppliers.tests.servers import sftp_server
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +110,18 @@ def test_a_refusal_that_echoes_the_request_does_not_put_the_secret_on_the_order(
         assert SECRET in supplier_host.seen[0].headers["Authorization"]
     order.refresh_from_db()
     assert order.flagged and SECRET not in order.flag_reason
+
+
+def test_an_sftp_supplier_on_an_internal_host_is_refused_before_the_password_is_sent(settings, tmp_path):
+    settings.STOCKROOM_OUTBOUND_ALLOW = []
+    with sftp_server(tmp_path) as server:
+        supplier = make_supplier(
+            connector="sftp",
+            settings={"host": server.host, "port": server.port, "username": server.username, "path": "/outbox",
+                      "host_key": server.host_key, "timeout_s": 5},
+            secret=server.password,
+        )  # fmt: skip
+        (run,) = supplier_poll(supplier_id=supplier.pk)
+        assert server.connections == 0  # never connected, so nothing was sent
+    assert run.status == FeedRun.Status.FAILED
+    assert "outbound request refused" in run.error and server.password not in run.error
