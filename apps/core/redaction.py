@@ -31,6 +31,9 @@ _SECRET_FIELD = re.compile(rf"(?i)^{_SECRET_KEY}$|^credentials$|^secrets?$")
 
 _remembered: dict[str, None] = {}
 _remembered_lock = threading.Lock()
+# The remembered values with their encodings, by their first characters (longest first under each):
+# a log line is scanned once, however many values there are. Rebuilt only when a new value comes.
+_remembered_index: dict[str, tuple[str, ...]] = {}
 
 
 def redact_urls(text: str) -> str:
@@ -46,6 +49,37 @@ def _variants(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote_plus(value, safe="")}
 
 
+def _longest_first(values: Iterable[str]) -> list[str]:
+    # Longest first: a secret that contains another is replaced whole.
+    return sorted({variant for value in values for variant in _variants(value)}, key=len, reverse=True)
+
+
+def _index(values: list[str]) -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = {}
+    for value in values:  # longest first, and so under each prefix
+        index.setdefault(value[:_MIN_SECRET_LENGTH], []).append(value)
+    return {prefix: tuple(found) for prefix, found in index.items()}
+
+
+def _replace_known(text: str, index: Mapping[str, tuple[str, ...]]) -> str:
+    """``text`` with every value of ``index`` replaced, in one pass over the text."""
+    if not index:
+        return text
+    parts: list[str] = []
+    start = position = 0
+    end = len(text) - _MIN_SECRET_LENGTH
+    while position <= end:
+        for value in index.get(text[position : position + _MIN_SECRET_LENGTH], ()):
+            if text.startswith(value, position):
+                parts += [text[start:position], REDACTED]
+                position = start = position + len(value)
+                break
+        else:
+            position += 1
+    parts.append(text[start:])
+    return "".join(parts)
+
+
 def secret_values(values: Iterable[Any] | Mapping[str, Any]) -> list[str]:
     """The string values worth redacting among ``values`` (a credentials mapping or a list)."""
     items = values.values() if isinstance(values, Mapping) else values
@@ -54,15 +88,16 @@ def secret_values(values: Iterable[Any] | Mapping[str, Any]) -> list[str]:
 
 def secrets_remember(values: Iterable[Any] | Mapping[str, Any]) -> None:
     """This process holds these credential values now: the log formatter redacts them from every line."""
-    found = secret_values(values)
+    global _remembered_index
+    found = [value for value in secret_values(values) if value not in _remembered]
     if not found:
         return
     with _remembered_lock:
         for value in found:
-            _remembered.pop(value, None)
             _remembered[value] = None
         while len(_remembered) > _REMEMBERED_MAX:
             _remembered.pop(next(iter(_remembered)))
+        _remembered_index = _index(_longest_first(_remembered))
 
 
 def redact(text: str, secrets: Iterable[Any] | Mapping[str, Any] = ()) -> str:
@@ -72,13 +107,10 @@ def redact(text: str, secrets: Iterable[Any] | Mapping[str, Any] = ()) -> str:
         return text
     text = redact_urls(str(text))
     text = _KEY_VALUE.sub(rf"\1\2{REDACTED}", text)
-    with _remembered_lock:
-        known = list(_remembered)
-    # Longest first: a secret that contains another is replaced whole.
-    for value in sorted({v for s in [*secret_values(secrets), *known] for v in _variants(s)}, key=len, reverse=True):
+    for value in _longest_first(secret_values(secrets)):
         if value in text:
             text = text.replace(value, REDACTED)
-    return text
+    return _replace_known(text, _remembered_index)
 
 
 def _redact_value(key: str, value: Any) -> Any:
