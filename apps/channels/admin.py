@@ -103,9 +103,9 @@ class ChannelAdmin(ServiceAdmin):
         ]
         for section in sections:
             if section.name == STOCKROOM_CONNECTOR:
-                names, title = ["push_url"], f"{section.label}: where quantities are pushed"
-                description = "Stockroom POSTs signed quantities to this URL; the secret that signs them is set "
-                description += "through the API (write-only)."
+                names, title = ["push_url", "new_secret"], f"{section.label}: where quantities are pushed"
+                description = "Stockroom POSTs signed quantities to this URL; the secret that signs them is "
+                description += "write-only (never shown again)."
             else:
                 names, title = section.settings + section.credentials, f"{section.label}: settings and credentials"
                 description = "Credentials are stored encrypted and never shown again; a blank credential keeps "
@@ -121,7 +121,7 @@ class ChannelAdmin(ServiceAdmin):
                         },
                     )
                 )
-        rest = [name for name in main if name not in identity and name != "push_url"]
+        rest = [name for name in main if name not in identity and name not in ("push_url", "new_secret")]
         fieldsets.append(("Sync and orders", {"fields": rest}))
         return fieldsets
 
@@ -135,8 +135,10 @@ class ChannelAdmin(ServiceAdmin):
         plain = {
             name: value
             for name, value in changed_fields(form).items()
-            if name != "connector" and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+            if name not in ("connector", "new_secret") and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
         }
+        if form.cleaned_data.get("new_secret"):
+            plain["secret"] = form.cleaned_data["new_secret"]
         fields = {**plain, **form.connector_changes()}
         if change:
             channel = Channel.objects.get(pk=form.instance.pk)

@@ -98,6 +98,16 @@ def connector_sections() -> tuple[list[Section], dict[str, forms.Field]]:
 
 class ChannelFormBase(forms.ModelForm):
     sections: list[Section] = []
+    # The push protocol's signing secret, write-only: a new push_url needs it again (credentials bound).
+    new_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Secret",
+        help_text="Signs the pushes (HMAC-SHA256). Write-only: leave blank to keep the stored one; a new "
+        "push URL needs it typed again.",
+    )
 
     class Meta:
         model = Channel
@@ -142,18 +152,18 @@ class ChannelFormBase(forms.ModelForm):
         connector = self.chosen_connector()
         cleaned["connector"] = connector
         if self.instance.pk and "push_url" in self.changed_data:
-            try:  # the secret is set through the API only: there, push_url and secret change together
+            try:
                 push_url_rebind_check(
                     stored_url=Channel.objects.filter(pk=self.instance.pk).values_list("push_url", flat=True)[0],
                     url=cleaned.get("push_url") or "",
                     has_secret=bool(self.instance.secret),
-                    secret_given=False,
+                    secret_given=bool(cleaned.get("new_secret")),
                 )
             except CredentialsRequired:
                 self.add_error(
                     "push_url",
-                    "This channel signs its pushes with a secret: change push_url together with the secret "
-                    "(through the API), so that the secret never goes to a new address alone.",
+                    "This channel signs its pushes with a secret: type the secret again with the new push URL, "
+                    "so that the stored one never goes to a new address alone.",
                 )
         section = next((s for s in self.sections if s.name == connector), None)
         if section is None:

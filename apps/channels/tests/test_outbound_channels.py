@@ -208,7 +208,7 @@ def test_the_admin_refuses_a_new_shop_url_without_the_credentials(admin_client):
         assert channel.settings["shop_url"] == attacker.url
 
 
-def test_the_admin_refuses_a_new_push_url_for_a_channel_with_a_secret(admin_client):
+def test_the_admin_takes_a_new_push_url_only_with_the_secret_typed_again(admin_client):
     with http_server() as own, http_server() as attacker:
         channel = push_channel(own.url)
         url = f"/admin/channels/channel/{channel.pk}/change/"
@@ -219,6 +219,13 @@ def test_the_admin_refuses_a_new_push_url_for_a_channel_with_a_secret(admin_clie
         assert "secret" in " ".join(response.context["adminform"].form.errors["push_url"])
         channel.refresh_from_db()
         assert channel.push_url == own.url
+        assert (
+            'name="new_secret"' in response.content.decode() and "push-secret-stored" not in response.content.decode()
+        )
+        form["new_secret"] = "typed-again-secret"
+        assert admin_client.post(url, form).status_code == 302
+        channel.refresh_from_db()
+        assert (channel.push_url, channel.secret) == (attacker.url, "typed-again-secret")
 
 
 # --- Amazon's endpoints ------------------------------------------------------------------------------
