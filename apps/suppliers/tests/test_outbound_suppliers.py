@@ -125,3 +125,16 @@ def test_an_sftp_supplier_on_an_internal_host_is_refused_before_the_password_is_
         assert server.connections == 0  # never connected, so nothing was sent
     assert run.status == FeedRun.Status.FAILED
     assert "outbound request refused" in run.error and server.password not in run.error
+
+
+def test_an_sftp_suppliers_host_does_not_change_without_its_password(staff_api):
+    make_supplier(
+        "sftpco",
+        connector=Supplier.Connector.SFTP,
+        settings={"host": "sftp.supplier.example", "username": "feed", "path": "/out", "host_key": "ssh-ed25519 AAAA"},
+        secret="sftp-password-1",
+    )
+    moved = {"host": "collector.example.net", "username": "feed", "path": "/out", "host_key": "ssh-ed25519 AAAA"}
+    refused = staff_api.patch("/api/v1/suppliers/sftpco/", {"settings": moved}, format="json")
+    assert refused.status_code == 400 and refused.json()["field"] == "settings.host"
+    assert Supplier.objects.get(code="sftpco").settings["host"] == "sftp.supplier.example"
