@@ -126,9 +126,10 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
         ]
         for section in sections:
             if section.name == STOCKROOM_CONNECTOR:
-                names, title = ["push_url", "push_secret"], f"{section.label}: where quantities are pushed"
-                description = "Stockroom POSTs signed quantities to this URL; the secret that signs them is set "
-                description += "through the API (write-only)."
+                names = ["push_url", "new_secret", "push_secret"]
+                title = f"{section.label}: where quantities are pushed"
+                description = "Stockroom POSTs signed quantities to this URL; the secret that signs them is "
+                description += "write-only (never shown again; a new push URL needs it typed again)."
             else:
                 names, title = section.settings + section.credentials, f"{section.label}: settings and credentials"
                 description = "Credentials are stored encrypted and never shown again; a blank credential keeps "
@@ -144,7 +145,7 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
                         },
                     )
                 )
-        rest = [name for name in main if name not in identity and name not in ("push_url", "push_secret")]
+        rest = [name for name in main if name not in identity and name not in ("push_url", "new_secret", "push_secret")]
         fieldsets.append(("Sync and orders", {"fields": rest}))
         return fieldsets
 
@@ -158,8 +159,10 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
         plain = {
             name: value
             for name, value in changed_fields(form).items()
-            if name != "connector" and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
+            if name not in ("connector", "new_secret") and not name.startswith((f"{SETTINGS}__", f"{CREDENTIALS}__"))
         }
+        if form.cleaned_data.get("new_secret"):
+            plain["secret"] = form.cleaned_data["new_secret"]
         fields = {**plain, **form.connector_changes()}
         if change:
             channel = Channel.objects.get(pk=form.instance.pk)

@@ -21,9 +21,12 @@ from apps.channels.connectors.base import Connector
 from apps.channels.models import STOCKROOM_CONNECTOR, Channel
 from apps.channels.services.connection import (
     ConnectorConfigInvalid,
+    CredentialsRequired,
     channel_credential_names,
     channel_credentials,
     connector_config_clean,
+    credentials_rebind_check,
+    push_url_rebind_check,
 )
 from apps.core.secrets import UNREADABLE_TEXT, SecretsUnreadable, readable
 
@@ -147,6 +150,16 @@ def connector_sections() -> tuple[list[Section], dict[str, forms.Field]]:
 
 class ChannelFormBase(forms.ModelForm):
     sections: list[Section] = []
+    # The push protocol's signing secret, write-only: a new push_url needs it again (credentials bound).
+    new_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Secret",
+        help_text="Signs the pushes (HMAC-SHA256). Write-only: leave blank to keep the stored one; a new "
+        "push URL needs it typed again.",
+    )
 
     class Meta:
         model = Channel
@@ -197,6 +210,20 @@ class ChannelFormBase(forms.ModelForm):
         cleaned = super().clean() or {}
         connector = self.chosen_connector()
         cleaned["connector"] = connector
+        if self.instance.pk and "push_url" in self.changed_data:
+            try:
+                push_url_rebind_check(
+                    stored_url=Channel.objects.filter(pk=self.instance.pk).values_list("push_url", flat=True)[0],
+                    url=cleaned.get("push_url") or "",
+                    has_secret=bool(self.instance.secret),
+                    secret_given=bool(cleaned.get("new_secret")),
+                )
+            except CredentialsRequired:
+                self.add_error(
+                    "push_url",
+                    "This channel signs its pushes with a secret: type the secret again with the new push URL, "
+                    "so that the stored one never goes to a new address alone.",
+                )
         section = next((s for s in self.sections if s.name == connector), None)
         if section is None:
             return cleaned
@@ -219,6 +246,19 @@ class ChannelFormBase(forms.ModelForm):
         except ConnectorConfigInvalid as err:
             self._errors_from(connector, err.data.get("errors") or {})
             return cleaned
+        if same:
+            try:
+                credentials_rebind_check(
+                    connector=connector,
+                    stored_settings=self.stored_settings,
+                    settings=settings,
+                    stored_credentials=stored,
+                    credentials=given,
+                )
+            except CredentialsRequired as err:
+                name = str(err.data.get("field", "")).removeprefix(f"{SETTINGS}.")
+                self.add_error(field_name(SETTINGS, connector, name), err.detail)
+                return cleaned
         cleaned["settings"] = settings
         cleaned["credentials"] = given or None  # laid over the stored ones by the service
         return cleaned

@@ -88,6 +88,19 @@ class InvalidValue(DomainError):
     code = "invalid"
 
 
+class CredentialsRequired(InvalidValue):
+    """A setting that decides where a stored secret is sent changed without the secret given again with it."""
+
+    code = "credentials_required"
+    default_detail = "This change sends the stored credentials to another address: give them again with it."
+
+
+class OutboundRefusal(DomainError):
+    """A server-side request the outbound rule refused (an internal or disallowed address)."""
+
+    code = "outbound_refused"
+
+
 class InvalidText(DomainError):
     code = "invalid_text"
     default_detail = "Text must not contain NUL bytes (\\u0000) or unpaired surrogates."
@@ -151,6 +164,9 @@ def database_refusal(exc: Exception) -> DomainError | None:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if getattr(exc, "code", None) == OutboundRefusal.code and not isinstance(exc, DomainError):
+        # apps.core.outbound's OutboundRefused, or a connector's ConnectorRefused: the caller's 4xx, never a 500.
+        exc = OutboundRefusal(str(exc), host=str(getattr(exc, "host", "")))
     if isinstance(exc, DatabaseError) and (refusal := database_refusal(exc)) is not None:
         # Logged: a refusal only the database caught may also be a check the code is missing.
         log.warning("database_refusal", code=refusal.code, error=str(exc))

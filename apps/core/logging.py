@@ -6,6 +6,8 @@ from typing import Any
 
 import structlog
 
+from apps.core.redaction import redact_log_event
+
 SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_logger_name,
@@ -32,6 +34,8 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info,
+                    # Last before rendering: the message, every value and the formatted exception, redacted.
+                    redact_log_event,
                     renderer,
                 ],
                 "foreign_pre_chain": SHARED_PROCESSORS,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin
 from apps.core.durations import duration_text
+from apps.core.errors import CredentialsRequired
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
 from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
 from apps.suppliers.services.mappings import (
@@ -20,7 +21,12 @@ from apps.suppliers.services.mappings import (
     supplier_product_delete,
     supplier_product_save,
 )
-from apps.suppliers.services.suppliers import supplier_create, supplier_delete, supplier_update
+from apps.suppliers.services.suppliers import (
+    supplier_create,
+    supplier_delete,
+    supplier_rebind_check,
+    supplier_update,
+)
 from apps.suppliers.tasks import supplier_poll
 
 
@@ -53,6 +59,14 @@ class SupplierForm(forms.ModelForm):
                 drop_folder_resolve(data["settings"].get("path"))
             except DropPathRefused as err:
                 self.add_error("settings", str(err))
+        if self.instance.pk and "settings" in self.changed_data and isinstance(data.get("settings"), dict):
+            stored = Supplier.objects.get(pk=self.instance.pk)
+            try:
+                supplier_rebind_check(
+                    supplier=stored, settings=data["settings"], secret_given=bool(data.get("new_secret"))
+                )
+            except CredentialsRequired as err:
+                self.add_error("settings", err.detail)
         return data
 
 

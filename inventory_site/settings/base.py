@@ -308,6 +308,14 @@ STOCKROOM_SECRETS_KEY = env("STOCKROOM_SECRETS_KEY", default="")
 STOCKROOM_SECRETS_KEY_REQUIRED = False  # production: True
 SHOPIFY_API_VERSION = env("SHOPIFY_API_VERSION", default="2026-07")
 WOOCOMMERCE_API_VERSION = env("WOOCOMMERCE_API_VERSION", default="wc/v3")
+
+# --- Outbound requests (apps.core.outbound): hosts or networks (CIDR) an outbound request may reach
+# although they are loopback, private, link-local or reserved. None here and in production; the
+# local settings and the tests allow loopback, where the platform fakes run.
+STOCKROOM_OUTBOUND_ALLOW = env.list("STOCKROOM_OUTBOUND_ALLOW", default=[])
+# Whether an Amazon channel may name its own SP-API endpoint and token URL (the fakes); otherwise only
+# Amazon's own hosts are accepted.
+STOCKROOM_AMAZON_ENDPOINT_OVERRIDE = env.bool("STOCKROOM_AMAZON_ENDPOINT_OVERRIDE", default=False)
 AMAZON_LISTINGS_API_VERSION = env("AMAZON_LISTINGS_API_VERSION", default="2021-08-01")
 AMAZON_ORDERS_API_VERSION = env("AMAZON_ORDERS_API_VERSION", default="v0")
 

@@ -13,3 +13,7 @@ STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=True)
 # Static files (admin and staff CSS) straight from the app folders under gunicorn: no collectstatic.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# The platform fakes and supplier servers run on this machine: outbound requests may reach loopback,
+# and an Amazon channel may name the fake's endpoints.
+STOCKROOM_OUTBOUND_ALLOW = env.list("STOCKROOM_OUTBOUND_ALLOW", default=["127.0.0.0/8", "::1"])
+STOCKROOM_AMAZON_ENDPOINT_OVERRIDE = env.bool("STOCKROOM_AMAZON_ENDPOINT_OVERRIDE", default=True)

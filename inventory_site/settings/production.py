@@ -31,3 +31,8 @@ SESSION_COOKIE_HTTPONLY = True
 # Stored secrets are encrypted with STOCKROOM_SECRETS_KEY; production never derives the key from
 # SECRET_KEY (system check core.E010 stops `migrate`, `check --deploy` and the other commands without it).
 STOCKROOM_SECRETS_KEY_REQUIRED = True
+
+# Outbound requests reach public addresses only, unless the operator names a host or network here;
+# Amazon channels talk to Amazon's own endpoints.
+STOCKROOM_OUTBOUND_ALLOW = env.list("STOCKROOM_OUTBOUND_ALLOW", default=[])
+STOCKROOM_AMAZON_ENDPOINT_OVERRIDE = False

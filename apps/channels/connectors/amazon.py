@@ -36,6 +36,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -66,13 +67,25 @@ from apps.channels.connectors.base import (
     PushResult,
     QuantityUpdate,
     Webhook,
+    transport_failure,
 )
 from apps.channels.limits import redis_client
+from apps.core.outbound import outbound_session, status_text
+from apps.core.redaction import secrets_remember
 
 log = structlog.get_logger("stockroom.sync")
 
 DEFAULT_ENDPOINT = "https://sellingpartnerapi-na.amazon.com"
 DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+# Where the credentials may go unless STOCKROOM_AMAZON_ENDPOINT_OVERRIDE is on (the fakes in local runs
+# and tests): Amazon's regional SP-API endpoints (and their sandboxes) and Login with Amazon.
+AMAZON_ENDPOINTS = frozenset(
+    f"https://{sandbox}sellingpartnerapi-{region}.amazon.com"
+    for region in ("na", "eu", "fe")
+    for sandbox in ("", "sandbox.")
+)
+AMAZON_TOKEN_URLS = frozenset({DEFAULT_TOKEN_URL})
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,60}")
 FEEDS_API_VERSION = "2021-06-30"
 REPORTS_API_VERSION = "2021-06-30"
 LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
@@ -167,6 +180,19 @@ class AmazonSettingsSerializer(serializers.Serializer):
         default="",
         help_text="Only when every listing has this Amazon product type; blank: each listing's own, looked up.",
     )
+
+    def validate_endpoint(self, value: str) -> str:
+        value = value.rstrip("/")
+        if value not in AMAZON_ENDPOINTS and not settings.STOCKROOM_AMAZON_ENDPOINT_OVERRIDE:
+            raise serializers.ValidationError(
+                f"Not an SP-API endpoint of Amazon: give one of {', '.join(sorted(AMAZON_ENDPOINTS))}."
+            )
+        return value
+
+    def validate_token_url(self, value: str) -> str:
+        if value not in AMAZON_TOKEN_URLS and not settings.STOCKROOM_AMAZON_ENDPOINT_OVERRIDE:
+            raise serializers.ValidationError(f"Login with Amazon's token endpoint is {DEFAULT_TOKEN_URL}.")
+        return value
 
 
 class AmazonCredentialsSerializer(serializers.Serializer):
@@ -277,7 +303,7 @@ _local = threading.local()
 def _session() -> requests.Session:
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = outbound_session()
     return session
 
 
@@ -286,23 +312,22 @@ def _timeout() -> float:
 
 
 def _amazon_errors(body: Any) -> str:
-    """Amazon's ``{"errors": [{"code", "message", "details"}]}`` as one line."""
+    """The codes of Amazon's ``{"errors": [{"code", "message", "details"}]}`` (``InvalidInput``, ``Unauthorized``).
+
+    Only the codes: the messages and the rest of the answer are not shown to people (an answer may
+    repeat the request, and where the endpoint may be overridden it is not necessarily Amazon's)."""
     errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return str(body)[:200]
-    parts = []
-    for error in errors[:3]:
-        if isinstance(error, dict):
-            text = f"{error.get('code', '?')}: {error.get('message', '')}"
-            if error.get("details"):
-                text += f" ({error['details']})"
-            parts.append(text)
-    return "; ".join(parts)
+    codes = [str(e.get("code")) for e in errors[:3] if isinstance(e, dict)] if isinstance(errors, list) else []
+    codes = [code for code in codes if _ERROR_CODE.fullmatch(code)]
+    return ", ".join(codes) if codes else "(no Amazon error code in the answer)"
 
 
 def _about_token(body: Any) -> bool:
     """A 403 that a fresh access token can cure (expired, revoked, malformed), not a missing role."""
-    text = _amazon_errors(body).lower()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return False
+    text = " ".join(f"{e.get('code', '')} {e.get('message', '')}" for e in errors if isinstance(e, dict)).lower()
     return "access token" in text or "expired" in text
 
 
@@ -347,7 +372,9 @@ class _Api:
         if not fresh:
             cached = redis_client().get(self._token_key)
             if cached:
-                return cached.decode() if isinstance(cached, bytes) else str(cached)
+                token = cached.decode() if isinstance(cached, bytes) else str(cached)
+                secrets_remember([token])  # fetched by another process: redacted from this one's logs too
+                return token
         credentials = self.channel.credentials
         form = {
             "grant_type": "refresh_token",
@@ -360,7 +387,7 @@ class _Api:
                 self.token_url, data=form, headers={"Accept": "application/json"}, timeout=_timeout()
             )
         except requests.RequestException as err:
-            raise ConnectorError(f"Login with Amazon could not be reached at {self.token_url}: {err}") from err
+            raise transport_failure(err, f"Login with Amazon could not be reached at {self.token_url}") from err
         try:
             body = response.json()
         except ValueError:
@@ -370,14 +397,17 @@ class _Api:
                 f"Login with Amazon is not answering now (HTTP {response.status_code}); try again later."
             )
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-            error = body.get("error", f"HTTP {response.status_code}") if isinstance(body, dict) else "unreadable"
-            description = body.get("error_description", "") if isinstance(body, dict) else ""
+            # The OAuth error code only (invalid_grant...), never the answer's own text.
+            error = body.get("error") if isinstance(body, dict) else None
+            if not isinstance(error, str) or not re.fullmatch(r"[a-z_]{1,60}", error):
+                error = status_text(response.status_code)
             hint = {
                 "invalid_client": "check client_id and client_secret (the app's LWA credentials)",
                 "invalid_grant": "the refresh token is wrong or revoked: authorize the app again and paste the new one",
             }.get(str(error), "check the credentials and token_url")
-            raise ConnectorError(f"Login with Amazon refused the credentials ({error}: {description}); {hint}.")
+            raise ConnectorError(f"Login with Amazon refused the credentials ({error}); {hint}.")
         token = str(body["access_token"])
+        secrets_remember([token])
         try:
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):
@@ -424,12 +454,12 @@ class _Api:
                     method, self.endpoint + path, params=params, json=body, headers=headers, timeout=_timeout()
                 )
             except requests.RequestException as err:
-                raise ConnectorError(f"Amazon could not be reached ({operation}): {err}") from err
+                raise transport_failure(err, f"Amazon could not be reached ({operation})") from err
             self.requests += 1
             try:
                 answer = response.json() if response.content else None
             except ValueError:
-                answer = response.text[:200]
+                answer = None  # not JSON: nothing of it is shown
             rate = _rate_from(response.headers)
             status = response.status_code
             request_id = response.headers.get("x-amzn-RequestId", "")
@@ -462,12 +492,10 @@ class _Api:
                 url, data=content, headers={"Content-Type": FEED_CONTENT_TYPE}, timeout=_timeout()
             )
         except requests.RequestException as err:
-            raise ConnectorError(f"The feed document could not be uploaded: {err}") from err
+            raise transport_failure(err, "The feed document could not be uploaded") from err
         self.requests += 1
         if not 200 <= response.status_code < 300:
-            raise ConnectorError(
-                f"The feed document upload was refused: HTTP {response.status_code} {response.text[:200]}"
-            )
+            raise ConnectorError(f"The feed document upload was refused: {status_text(response.status_code)}")
 
     def download_text(self, url: str, compression: str | None, what: str) -> str:
         """A report document from its presigned URL, as text (its Content-Type's charset; Amazon's flat files
@@ -497,7 +525,7 @@ class _Api:
         try:
             response = _session().get(url, timeout=_timeout())
         except requests.RequestException as err:
-            raise ConnectorError(f"The feed report could not be downloaded: {err}") from err
+            raise transport_failure(err, "The feed report could not be downloaded") from err
         self.requests += 1
         if response.status_code != 200:
             raise ConnectorError(f"The feed report download was refused: HTTP {response.status_code}")
@@ -579,6 +607,7 @@ def _sku(update: QuantityUpdate) -> str:
 
 class AmazonConnector(Connector):
     name = "amazon"
+    credential_destinations = ("endpoint", "token_url")
     label = "Amazon (Selling Partner API)"
     settings_serializer = AmazonSettingsSerializer
     credentials_serializer = AmazonCredentialsSerializer

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import requests
 from rest_framework import serializers
 
 from apps.core.errors import InvalidJson, InvalidText
+from apps.core.outbound import OutboundRefused, failure_text
 from apps.core.parsers import json_loads_strict
+from apps.core.redaction import redact
 
 
 class ConnectorError(Exception):
@@ -50,6 +53,25 @@ def order_body_read(body: bytes, what: str) -> Any:
         return json_loads_strict(body)
     except (InvalidJson, InvalidText) as err:
         raise MalformedOrder(f"{what}: {err.detail}") from None
+
+
+class ConnectorRefused(ConnectorError):
+    """The outbound rule refused the request (``apps.core.outbound``): an internal or disallowed address."""
+
+    code = "outbound_refused"
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"outbound request refused: {host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+def transport_failure(err: requests.RequestException, where: str) -> ConnectorError:
+    """The ConnectorError for a request that got no answer: ``where`` and a short reason, never the URL's
+    query string nor a credential (ConnectorRefused when the outbound rule refused it)."""
+    if isinstance(err, OutboundRefused):
+        return ConnectorRefused(err.host, err.reason)
+    return ConnectorError(f"{where}: {failure_text(err)}")
 
 
 class ConnectorThrottled(ConnectorError):
@@ -87,6 +109,15 @@ class ChannelRef:
     credentials: Mapping[str, Any]
     push_url: str = ""  # the stockroom connector's endpoint
     secret: str = ""  # the stockroom connector's signing secret
+
+    def secret_values(self) -> list[str]:
+        """Every credential value (and the push secret): redacted from any text shown or logged."""
+        values = [v for v in self.credentials.values() if isinstance(v, str) and v]
+        return [*values, self.secret] if self.secret else values
+
+    def redact(self, text: str) -> str:
+        """``text`` (an error about this channel) as it may be shown or stored: no credential, no URL query."""
+        return redact(text, self.secret_values())
 
 
 @dataclass(frozen=True)
@@ -270,6 +301,8 @@ class Connector:
     default_burst: ClassVar[int] = 10
     # Order webhook topics ``webhooks_subscribe`` makes sure of (empty: the platform's orders come by poll only).
     webhook_topics: ClassVar[tuple[str, ...]] = ()
+    # The settings that decide where the credentials are sent: changing one needs the credentials again.
+    credential_destinations: ClassVar[tuple[str, ...]] = ()
 
     def configured(self, channel: ChannelRef) -> bool:
         """Whether the channel has what pushing needs: by default, settings and credentials that validate."""

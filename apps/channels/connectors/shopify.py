@@ -69,8 +69,11 @@ from apps.channels.connectors.base import (
     fields_typed,
     order_body_read,
     order_checked,
+    transport_failure,
 )
 from apps.channels.limits import redis_client
+from apps.core.outbound import outbound_session, status_text
+from apps.core.redaction import secrets_remember
 
 INVENTORY_ITEM_GID = re.compile(r"^gid://shopify/InventoryItem/\d+$")
 LOCATION_GID = re.compile(r"^gid://shopify/Location/\d+$")
@@ -411,7 +414,7 @@ def _session() -> requests.Session:
     """One keep-alive session per thread (the sync worker pushes from a thread pool)."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = outbound_session()
     return session
 
 
@@ -551,6 +554,7 @@ def _cursor(started: datetime, after: str | None) -> str:
 
 class ShopifyConnector(Connector):
     name = "shopify"
+    credential_destinations = ("shop_url",)
     label = "Shopify"
     settings_serializer = ShopifySettings
     credentials_serializer = ShopifyCredentials
@@ -973,8 +977,8 @@ class ShopifyConnector(Connector):
                         _level_quantity(variants[parent][1], line)
                     else:
                         orphans.append(line)
-        except requests.RequestException as err:
-            raise ConnectorError(f"Shopify's bulk result could not be downloaded: {type(err).__name__}: {err}") from err
+        except requests.RequestException as err:  # never the URL: it is signed
+            raise transport_failure(err, "Shopify's bulk result could not be downloaded") from err
         except ValueError as err:
             raise ConnectorError(f"Shopify's bulk result has a line that is not JSON: {err}") from err
         for line in orphans:  # a level whose variant came later (Shopify does not promise the order)
@@ -1093,17 +1097,17 @@ class ShopifyConnector(Connector):
                 timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")),
             )
         except requests.RequestException as err:
-            raise ConnectorError(f"Shopify could not be reached at {base}: {type(err).__name__}: {err}") from err
+            raise transport_failure(err, f"Shopify could not be reached at {base}") from err
         status = response.status_code
         if status == 200:
             try:
                 body = response.json()
             except ValueError as err:
-                raise ConnectorError(f"Shopify answered something that is not JSON: {response.text[:200]!r}") from err
-            if not isinstance(body, dict):
                 raise ConnectorError(
-                    f"Shopify answered something that is not a GraphQL answer: {response.text[:200]!r}"
-                )
+                    f"Shopify answered something that is not JSON ({len(response.content)} bytes)"
+                ) from err
+            if not isinstance(body, dict):
+                raise ConnectorError("Shopify answered JSON that is not a GraphQL answer")
             answer = _Answer(body)
             answer.version = response.headers.get("X-Shopify-API-Version", "")
             return answer
@@ -1117,9 +1121,7 @@ class ShopifyConnector(Connector):
             return answer
         if status == 401 and not renewed and not channel.credentials.get("access_token"):
             return self._post(channel, query, variables, renewed=True)  # the 24-hour token ran out early
-        raise ConnectorError(
-            _http_problem(status, base, version, response.text), retry_after=response.headers.get("Retry-After")
-        )
+        raise ConnectorError(_http_problem(status, base, version), retry_after=response.headers.get("Retry-After"))
 
 
 # Tokens of Dev Dashboard apps (client credentials grant), kept in this process's memory only, never stored.
@@ -1149,23 +1151,24 @@ def _access_token(channel: ChannelRef, base: str, *, renew: bool = False) -> str
                 timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")),
             )
         except requests.RequestException as err:
-            raise ConnectorError(f"Shopify could not be reached at {base}: {type(err).__name__}: {err}") from err
+            raise transport_failure(err, f"Shopify could not be reached at {base}") from err
         if response.status_code != 200:
             raise ConnectorError(
-                f"Shopify refused the app's client_id and client_secret ({response.status_code}: "
-                f"{response.text[:200]}): the app must be installed on this shop and belong to the shop's "
+                f"Shopify refused the app's client_id and client_secret ({status_text(response.status_code)}): "
+                "the app must be installed on this shop and belong to the shop's "
                 "organization."
             )
         try:
             body = response.json()
             token, lifetime = str(body["access_token"]), float(body.get("expires_in") or 86399)
         except (ValueError, KeyError, TypeError) as err:
-            raise ConnectorError(f"Shopify's token answer is unreadable: {response.text[:200]!r}") from err
+            raise ConnectorError("Shopify's token answer is unreadable (not JSON with an access_token)") from err
+        secrets_remember([token])  # a secret too: the log formatter redacts it
         _tokens[key] = (token, time.time() + lifetime)
         return token
 
 
-def _http_problem(status: int, base: str, version: str, text: str) -> str:
+def _http_problem(status: int, base: str, version: str) -> str:
     if status == 401:
         return (
             "Shopify refused the access token (401): set credentials.access_token to the Admin API access token "
@@ -1182,4 +1185,4 @@ def _http_problem(status: int, base: str, version: str, text: str) -> str:
         return "The shop is frozen (402 Payment Required): its plan must be paid before the API answers."
     if status == 423:
         return "The shop is locked (423): Shopify locked it; nothing can be changed until it is unlocked."
-    return f"Shopify answered HTTP {status}: {text[:200]}"
+    return f"Shopify answered {status_text(status)}"

@@ -29,7 +29,9 @@ from apps.channels.connectors.base import (
     PushResult,
     QuantityUpdate,
     retry_after_seconds,
+    transport_failure,
 )
+from apps.core.outbound import outbound_session, status_text
 
 SIGNATURE_HEADER = "X-Stockroom-Signature"
 
@@ -55,7 +57,7 @@ def _session() -> requests.Session:
     """One keep-alive session per thread (the sync worker pushes from a thread pool)."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = outbound_session()
     return session
 
 
@@ -83,14 +85,14 @@ class StockroomConnector(Connector):
                 channel.push_url, data=body, headers=headers, timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S"))
             )
         except requests.RequestException as err:
-            return PushResult(failed=dict.fromkeys(ids, f"{type(err).__name__}: {err}"), requests=1)
+            return PushResult(failed=dict.fromkeys(ids, str(transport_failure(err, "push failed"))), requests=1)
         if 200 <= response.status_code < 300:
             return PushResult(accepted=ids, requests=1)
         if response.status_code == 429:
             return PushResult(
                 throttled_for=retry_after_seconds(response.headers.get("Retry-After"), default=1.0), requests=1
             )
-        error = f"HTTP {response.status_code}: {response.text[:200]}"
+        error = f"the endpoint answered {status_text(response.status_code)}"
         return PushResult(failed=dict.fromkeys(ids, error), requests=1, retry_after=response.headers.get("Retry-After"))
 
     def read_back(self, channel: ChannelRef, listings: Sequence[QuantityUpdate]) -> dict[int, int | None]:
@@ -110,15 +112,15 @@ class StockroomConnector(Connector):
         query = (request.url or "").partition("?")[2].encode()
         request.headers[SIGNATURE_HEADER] = sign(query, channel.secret)
         try:
-            response = requests.Session().send(request, timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")))
+            response = _session().send(request, timeout=float(sync_setting("SYNC_HTTP_TIMEOUT_S")))
         except requests.RequestException as err:
-            raise ConnectorError(f"{type(err).__name__}: {err}") from err
+            raise transport_failure(err, "the endpoint cannot be reached") from err
         if response.status_code == 429:
             raise ConnectorThrottled(wait_s=retry_after_seconds(response.headers.get("Retry-After"), default=1.0))
         if response.status_code != 200:
-            raise ConnectorError(f"HTTP {response.status_code}: {response.text[:200]}")
+            raise ConnectorError(f"the endpoint answered {status_text(response.status_code)}")
         try:
             results = response.json()["results"]
             return {str(r["sku"]): (None if r.get("available") is None else int(r["available"])) for r in results}
         except (ValueError, KeyError, TypeError) as err:
-            raise ConnectorError(f"unreadable answer: {response.text[:200]}") from err
+            raise ConnectorError("unreadable answer: not JSON with a list of results") from err

@@ -61,6 +61,7 @@ from apps.channels.connectors.base import (
     ChannelRef,
     Connector,
     ConnectorError,
+    ConnectorRefused,
     ConnectorThrottled,
     MalformedOrder,
     OrderLine,
@@ -76,7 +77,9 @@ from apps.channels.connectors.base import (
     order_body_read,
     order_checked,
     retry_after_seconds,
+    transport_failure,
 )
+from apps.core.outbound import OutboundRefused, failure_text, outbound_session, status_text
 
 BATCH_LIMIT = 100  # WooCommerce's default woocommerce_rest_batch_items_limit
 PAGE_SIZE = 100  # the REST API's largest per_page
@@ -284,7 +287,7 @@ def _session() -> requests.Session:
     """One keep-alive session per thread (the sync worker pushes from a thread pool)."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = outbound_session()
         session.headers["User-Agent"] = "Stockroom inventory sync"
     return session
 
@@ -336,15 +339,20 @@ class HttpFailure(Exception):
         self.retry_after, self.connection = retry_after, connection
 
 
+_ERROR_CODE = re.compile(r"^[a-z0-9_]{1,80}$")
+
+
 def _error_text(response: requests.Response) -> str:
-    """WooCommerce errors are ``{"code", "message", "data": {"status"}}``; anything else is shown raw."""
+    """The status, with WooCommerce's error code when the answer is one (``{"code", "message", "data"}``).
+
+    Never the body or its message: the store's answer is not shown to people (it may echo the request)."""
+    text = status_text(response.status_code)
     try:
         payload = response.json()
-        if isinstance(payload, dict) and payload.get("message"):
-            return f"{payload.get('code', 'error')}: {payload['message']}"
     except ValueError:
-        pass
-    return (response.text or response.reason or "").strip()[:200]
+        return text
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return f"{text} ({code})" if isinstance(code, str) and _ERROR_CODE.match(code) else text
 
 
 def _int(value: Any) -> int | None:
@@ -381,6 +389,7 @@ def _variation_title(row: Mapping[str, Any], parent_name: str) -> str:
 
 class WooCommerceConnector(Connector):
     name = "woocommerce"
+    credential_destinations = ("store_url",)
     label = "WooCommerce"
     settings_serializer = WooCommerceSettings
     credentials_serializer = WooCommerceCredentials
@@ -840,7 +849,7 @@ class WooCommerceConnector(Connector):
         try:
             index = _session().get(f"{base}/wp-json/", timeout=self._timeout())
         except requests.RequestException as err:
-            raise ConnectorError(f"{base} cannot be reached: {type(err).__name__}: {err}") from err
+            raise transport_failure(err, f"{base} cannot be reached") from err
         version = self._api_version(channel)
         try:
             described = index.json()
@@ -858,7 +867,14 @@ class WooCommerceConnector(Connector):
                 channel, "GET", "products", params={"per_page": "1", "_fields": "id"}
             )
             # An empty batch changes nothing, and WooCommerce refuses it to a key without write access.
-            self._call(channel, "POST", "products/batch", json_body={})
+            try:
+                self._call(channel, "POST", "products/batch", json_body={})
+            except ConnectorError as err:
+                if isinstance(err, ConnectorRefused):
+                    raise
+                raise ConnectorError(
+                    f"the key can read but not write ({err}); give the key Read/Write permission"
+                ) from err
         except Throttled as throttled:
             raise ConnectorError(f"the store is throttling requests: {throttled}") from throttled
         except HttpFailure as failure:
@@ -941,20 +957,22 @@ class WooCommerceConnector(Connector):
             response = _session().request(
                 method, url, params=query, json=json_body, headers=headers, auth=auth, timeout=self._timeout()
             )
+        except OutboundRefused as err:
+            raise transport_failure(err, path) from err
         except requests.RequestException as err:
-            raise HttpFailure(f"{type(err).__name__}: {err}", connection=True) from err
+            raise HttpFailure(f"{path}: {failure_text(err)}", connection=True) from err
         status = response.status_code
         retry_after = response.headers.get("Retry-After")
         if status == 429 or (status == 503 and retry_after):
             raise Throttled(retry_after_seconds(retry_after, default=5.0), retry_after)
         if status in (401, 403):
             raise ConnectorError(
-                f"WooCommerce refused the API key (HTTP {status}: {_error_text(response)}); check the consumer key and "
+                f"WooCommerce refused the API key ({_error_text(response)}); check the consumer key and "
                 "secret, that the key has Read/Write permission and that its user may manage products and orders"
             )
         if not 200 <= status < 300:
-            raise HttpFailure(f"HTTP {status} from {path}: {_error_text(response)}", retry_after=retry_after)
+            raise HttpFailure(f"{_error_text(response)} from {path}", retry_after=retry_after)
         try:
             return response.json(), response
         except ValueError as err:
-            raise HttpFailure(f"unreadable answer from {path}: {response.text[:200]}") from err
+            raise HttpFailure(f"unreadable answer from {path} (not JSON)") from err

@@ -16,7 +16,12 @@ from django.utils import timezone
 from apps.channels.connectors import connector_named
 from apps.channels.locks import channel_for_update, sync_work_for_update
 from apps.channels.models import STOCKROOM_CONNECTOR, Channel, ChannelLocation, Listing, SyncPriority, SyncWork
-from apps.channels.services.connection import channel_credentials, connector_config_clean
+from apps.channels.services.connection import (
+    channel_credentials,
+    connector_config_clean,
+    credentials_rebind_check,
+    push_url_rebind_check,
+)
 from apps.channels.services.work import sync_dispatch, sync_work_enqueue
 from apps.core.errors import Conflict
 from apps.core.secrets import SecretsUnreadable, encrypt_json
@@ -102,6 +107,14 @@ def _connector_changes(channel: Channel, fields: Mapping[str, Any]) -> dict[str,
         credentials=fields.get("credentials"),
         stored_credentials=stored,
     )
+    if same_platform:
+        credentials_rebind_check(
+            connector=connector,
+            stored_settings=channel.settings or {},
+            settings=settings,
+            stored_credentials=stored,
+            credentials=fields.get("credentials"),
+        )
     if credentials is None and not same_platform:
         credentials = {}  # another platform's credentials mean nothing here
     changes: dict[str, Any] = {"connector": connector, "settings": settings}
@@ -123,6 +136,13 @@ def channel_update(
     At tier 3 by default (settings changed through the API); a merchant's hand edit in the
     admin asks for tier 2, as staff's "sync now" does.
     """
+    if "push_url" in fields:
+        push_url_rebind_check(
+            stored_url=channel.push_url,
+            url=fields["push_url"] or "",
+            has_secret=bool(channel.secret),
+            secret_given="secret" in fields,
+        )
     connector_changes = _connector_changes(channel, fields)
     fields = {**fields, **connector_changes}
     changed = {k for k, v in fields.items() if k in CHANNEL_FIELDS and getattr(channel, k) != v}

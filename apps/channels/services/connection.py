@@ -17,7 +17,8 @@ from apps.catalog.services.incidents import incident_secret_unreadable
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, Connector, ConnectorError
 from apps.channels.models import Channel
-from apps.core.errors import InvalidValue
+from apps.core.errors import CredentialsRequired, InvalidValue
+from apps.core.redaction import secrets_remember
 from apps.core.secrets import SecretsUnreadable, decrypt_json, secret_value
 
 log = structlog.get_logger("stockroom.channels")
@@ -27,6 +28,58 @@ class ConnectorConfigInvalid(InvalidValue):
     """Settings or credentials the channel's connector refuses; ``errors`` has one entry per field."""
 
     default_detail = "The connector's settings or credentials are not valid."
+
+
+def _destination(value: Any) -> str:
+    return str(value or "").strip().rstrip("/").lower()
+
+
+def credentials_rebind_check(
+    *,
+    connector: str,
+    stored_settings: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    stored_credentials: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None,
+) -> None:
+    """Refuse (CredentialsRequired) a change of a setting that decides where the stored credentials go (Shopify
+    ``shop_url``, WooCommerce ``store_url``, Amazon ``endpoint`` and ``token_url``) unless every stored
+    credential is given again (or removed) in the same request: stored secrets never follow a new address alone.
+
+    ``settings`` are the validated new ones; a setting missing from ``stored_settings`` counts as its default.
+    """
+    if not stored_credentials:
+        return
+    try:
+        platform = connector_named(connector)
+    except (LookupError, ImportError):
+        return
+    fields = platform.settings_serializer().fields
+    missing = sorted(name for name in stored_credentials if name not in (credentials or {}))
+    if not missing:
+        return
+    for name in platform.credential_destinations:
+        field = fields.get(name)
+        default = getattr(field, "default", None)
+        before = stored_settings.get(name, default if isinstance(default, str) else "")
+        if _destination(before) != _destination(settings.get(name)):
+            raise CredentialsRequired(
+                f"Changing settings.{name} would send the stored credentials to another address: give the "
+                f"credentials ({', '.join(missing)}) again in the same request.",
+                errors={f"settings.{name}": [f"Give the credentials ({', '.join(missing)}) again with this change."]},
+                field=f"settings.{name}",
+            )
+
+
+def push_url_rebind_check(*, stored_url: str, url: str, has_secret: bool, secret_given: bool) -> None:
+    """Refuse a new push URL for a channel with a signing secret unless the secret is given with it."""
+    if has_secret and not secret_given and _destination(stored_url) != _destination(url):
+        raise CredentialsRequired(
+            "Changing push_url would send the channel's pushes, signed with its secret, to another address: "
+            "give the secret again in the same request.",
+            errors={"push_url": ["Give the secret again with this change."]},
+            field="push_url",
+        )
 
 
 def channel_connector(channel: Channel) -> Connector:
@@ -47,7 +100,8 @@ def channel_credential_names(channel: Channel) -> list[str]:
 
 
 def channel_ref(channel: Channel) -> ChannelRef:
-    """The channel as its connector sees it: plain values, credentials and push secret decrypted.
+    """The channel as its connector sees it: plain values, credentials and push secret decrypted (and
+    remembered by the log formatter, which redacts them from any line).
 
     Secrets no configured key opens raise SecretsUnreadable (a message naming no secret), after
     opening the channel's one incident about it and logging why.
@@ -58,7 +112,7 @@ def channel_ref(channel: Channel) -> ChannelRef:
         log.error("channel_secrets_unreadable", channel=channel.code, reason=str(err))
         incident_secret_unreadable(owner=f"channel {channel.code}")
         raise
-    return ChannelRef(
+    ref = ChannelRef(
         id=channel.pk,
         code=channel.code,
         settings=dict(channel.settings or {}),
@@ -66,6 +120,8 @@ def channel_ref(channel: Channel) -> ChannelRef:
         push_url=channel.push_url,
         secret=secret,
     )
+    secrets_remember(ref.secret_values())
+    return ref
 
 
 def channel_push_configured(channel: Channel) -> tuple[Connector, ChannelRef] | None:
@@ -142,6 +198,7 @@ def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
 class ConnectionTest:
     ok: bool
     message: str
+    code: str = ""  # why it failed, for programs: ``outbound_refused`` when the outbound rule refused the address
 
 
 def channel_connection_test(*, channel: Channel) -> ConnectionTest:
@@ -158,10 +215,12 @@ def channel_connection_test(*, channel: Channel) -> ConnectionTest:
     try:
         message = connector.test_connection(ref)
     except ConnectorError as err:
-        log.info("channel_connection_tested", channel=channel.code, ok=False, error=str(err))
-        return ConnectionTest(False, f"{connector.label}: {err}")
+        message = ref.redact(str(err))
+        code = getattr(err, "code", "connection_failed")
+        log.info("channel_connection_tested", channel=channel.code, ok=False, code=code, error=message)
+        return ConnectionTest(False, f"{connector.label}: {message}", code=code)
     except Exception as err:  # a connector's bug is the merchant's answer too, not a 500
         log.exception("channel_connection_test_failed", channel=channel.code)
-        return ConnectionTest(False, f"{connector.label}: {type(err).__name__}: {err}")
+        return ConnectionTest(False, f"{connector.label}: {type(err).__name__}: {ref.redact(str(err))}")
     log.info("channel_connection_tested", channel=channel.code, ok=True)
     return ConnectionTest(True, message)

@@ -330,6 +330,8 @@ def _send(
     except Exception as err:  # a connector's bug fails the batch (counted, dead-lettered in time), never the worker
         log.exception("channel_connector_failed", channel=channel.code, connector=connector.name)
         result = PushResult(failed=dict.fromkeys(by_id, f"{type(err).__name__}: {err}"))
+    # Every reason becomes a row's last_error (shown in the admin) and a log line: no credential in it.
+    result.failed = {i: ref.redact(reason) for i, reason in result.failed.items()}
     requests = max(1, result.requests)
     report.requests += requests
     bucket = limits.channel_bucket(channel)

@@ -107,7 +107,7 @@ def _read_back(
         bucket.pause(err.wait_s)
         log.warning("channel_read_back_throttled", channel=channel.code, retry_after=err.wait_s)
     except ConnectorError as err:
-        log.warning("channel_read_back_failed", channel=channel.code, error=str(err))
+        log.warning("channel_read_back_failed", channel=channel.code, error=ref.redact(str(err)))
     except Exception:  # a connector's bug makes the page unreadable, not the job
         log.exception("channel_read_back_failed", channel=channel.code)
     return None

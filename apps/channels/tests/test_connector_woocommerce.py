@@ -330,7 +330,7 @@ def test_an_unreachable_store_fails_without_waiting_per_batch(connector: WooComm
     result = connector.push(channel, [update(1, "11", 1), update(2, "12/13", 1), update(3, "14/15", 1)])
 
     assert sorted(result.failed) == [1, 2, 3] and result.requests == 1
-    assert "ConnectionError" in result.failed[1]
+    assert "connection failed" in result.failed[1]
 
 
 # --- reading back ------------------------------------------------------------------------------
@@ -743,7 +743,7 @@ def test_bad_keys_are_a_clear_connector_error(fake: WooCommerceFake, connector: 
 def test_a_read_only_key_fails_the_connection_test(connector: WooCommerceConnector) -> None:
     store = WooCommerceFake(permissions="read").start()
     try:
-        with pytest.raises(ConnectorError, match="does not have write permissions"):
+        with pytest.raises(ConnectorError, match="can read but not write"):
             connector.test_connection(ref(store))
     finally:
         store.stop()
@@ -811,7 +811,7 @@ def test_over_https_the_key_goes_as_basic_auth_or_in_the_query(
         query = store.requests()[0]["query"]
         assert ("consumer_key" in query) is query_string_auth and not any(k.startswith("oauth_") for k in query)
         bad = {**store.channel_credentials(), "consumer_secret": "cs_bad"}
-        with pytest.raises(ConnectorError, match="Consumer secret is invalid"):
+        with pytest.raises(ConnectorError, match="refused the API key"):
             connector.read_back(ChannelRef(1, "web", channel.settings, bad), [update(1, str(product), 0)])
     finally:
         store.stop()

@@ -673,7 +673,7 @@ def platform_orders_poll(*, channel_id: int) -> PollReport:
             try:
                 page = connector.orders_since(ref, since, cursor)
             except ConnectorError as err:
-                report.error = str(err) or type(err).__name__
+                report.error = ref.redact(str(err) or type(err).__name__)
                 log.warning(
                     "platform_orders_poll_failed", channel=channel.code, page=report.pages + 1, error=report.error
                 )

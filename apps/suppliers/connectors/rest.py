@@ -18,6 +18,8 @@ import requests
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from apps.core.outbound import OutboundRefused, outbound_session, status_text
+from apps.core.redaction import redact_urls
 from apps.suppliers.connectors.base import FeedFetchError, TransientFetchError
 from apps.suppliers.limits import FeedTooLarge, feed_max_bytes
 from apps.suppliers.services.reading import FeedUnreadable, feed_json_loads
@@ -43,36 +45,40 @@ def _headers(settings: dict, secret: str) -> dict[str, str]:
 
 
 def _get_page(session: requests.Session, url: str, params: dict, timeout: tuple[float, float], budget: int) -> Any:
+    """One page. Redirects are not followed (a 3xx is a failed fetch); errors name the URL without its query."""
+    shown = redact_urls(url)
     try:
         with session.get(url, params=params, timeout=timeout, stream=True, allow_redirects=False) as response:
             if response.status_code == 429 or response.status_code >= 500:
-                raise TransientFetchError(f"{url}: HTTP {response.status_code}")
+                raise TransientFetchError(f"{shown}: {status_text(response.status_code)}")
             if response.status_code != 200:
-                raise FeedFetchError(f"{url}: HTTP {response.status_code}")
+                raise FeedFetchError(f"{shown}: {status_text(response.status_code)}")
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > budget:
-                raise FeedTooLarge(f"{url}: a response of {declared} bytes is over the feed's {budget}-byte limit")
+                raise FeedTooLarge(f"{shown}: a response of {declared} bytes is over the feed's {budget}-byte limit")
             body = bytearray()
             for chunk in response.iter_content(_CHUNK):
                 body += chunk
                 if len(body) > budget:
-                    raise FeedTooLarge(f"{url}: the feed is over its {budget}-byte limit; stopped reading")
+                    raise FeedTooLarge(f"{shown}: the feed is over its {budget}-byte limit; stopped reading")
+    except OutboundRefused as err:
+        raise FeedFetchError(f"{shown}: {err}") from err
     except requests.Timeout as err:
-        raise TransientFetchError(f"{url}: timed out") from err
+        raise TransientFetchError(f"{shown}: timed out") from err
     except requests.ConnectionError as err:
-        raise TransientFetchError(f"{url}: connection failed") from err
+        raise TransientFetchError(f"{shown}: connection failed") from err
     except requests.RequestException as err:
-        raise FeedFetchError(f"{url}: {type(err).__name__}") from err
+        raise FeedFetchError(f"{shown}: {type(err).__name__}") from err
     try:
         return feed_json_loads(bytes(body)), len(body)
     except FeedUnreadable as err:
-        raise FeedFetchError(f"{url}: malformed JSON ({err})") from err
+        raise FeedFetchError(f"{shown}: malformed JSON ({err})") from err
 
 
 def _log_retry(url: str) -> Callable[[RetryCallState], None]:
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        log.info("supplier_poll_retry", url=url, attempt=state.attempt_number, error=str(error))
+        log.info("supplier_poll_retry", url=redact_urls(url), attempt=state.attempt_number, error=str(error))
 
     return log_retry
 
@@ -103,7 +109,7 @@ def rest_fetch(*, settings: dict, secret: str, trial: bool = False) -> RestFeed:
     next_url: str | None = url
     params: dict[str, Any] = {}
     link_mode: bool | None = None
-    session = requests.Session()
+    session = outbound_session(secret_headers=[settings.get("auth_header", "Authorization")])
     session.headers.update(_headers(settings, secret))
     try:
         while next_url is not None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import posixpath
-import socket
 import stat
 
 import paramiko
 
+from apps.core.outbound import OutboundRefused, outbound_socket
 from apps.suppliers.connectors.base import FEED_SUFFIXES, FeedFetchError, TransientFetchError
 from apps.suppliers.limits import feed_max_bytes, feed_read_capped, feed_size_check
 
@@ -35,7 +35,9 @@ class SftpSource:
         self.max_bytes = feed_max_bytes(settings.get("max_bytes"))
         timeout = float(settings.get("timeout_s", 10))
         try:
-            sock = socket.create_connection((settings["host"], int(settings.get("port", 22))), timeout=timeout)
+            sock = outbound_socket(str(settings["host"]), int(settings.get("port", 22)), timeout=timeout)
+        except OutboundRefused as err:  # an internal address: not worth retrying
+            raise FeedFetchError(f"sftp: {err}") from err
         except OSError as err:
             raise TransientFetchError(f"sftp: cannot connect: {err}") from err
         self.transport = paramiko.Transport(sock)

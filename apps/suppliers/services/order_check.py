@@ -16,6 +16,8 @@ from django.db.models import Sum
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.incidents import incident_open
+from apps.core.outbound import OutboundRefused, outbound_session, status_text
+from apps.core.redaction import redact
 from apps.core.secrets import SecretsUnreadable
 from apps.suppliers.models import Supplier, SupplierProduct
 from apps.suppliers.services.suppliers import supplier_secret
@@ -78,11 +80,15 @@ def order_check_request(*, order_id: int, location_id: int) -> str:
         headers[name] = f"{scheme} {secret}" if scheme else secret
     payload = {"order_id": order_id, "supplier": supplier.code, "lines": lines}
     try:
-        response = requests.post(url, json=payload, headers=headers, timeout=(3, timeout), allow_redirects=False)
+        # Redirects are not followed: the check's URL is where the secret may go, and nowhere else.
+        with outbound_session() as session:
+            response = session.post(url, json=payload, headers=headers, timeout=(3, timeout))
+    except OutboundRefused as err:
+        raise OrderCheckUnavailable(str(err)) from err
     except requests.RequestException as err:
         raise OrderCheckUnavailable(f"{type(err).__name__}") from err
     if response.status_code == 429 or response.status_code >= 500:
-        raise OrderCheckUnavailable(f"HTTP {response.status_code}")
+        raise OrderCheckUnavailable(status_text(response.status_code))
     try:
         body = response.json()
     except ValueError:
@@ -93,7 +99,9 @@ def order_check_request(*, order_id: int, location_id: int) -> str:
     if accepted:
         log.info("order_check_accepted", order=order_id, supplier=supplier.code)
         return "accepted"
-    reason = str(body.get("reason") or body.get("detail") or f"HTTP {response.status_code}")[:300]
+    # The supplier's own reason is kept (staff read it on the order), never with the secret in it.
+    said = body.get("reason") or body.get("detail") or status_text(response.status_code)
+    reason = redact(str(said), [supplier.secret])[:300]
     from apps.orders.services import order_supplier_refused
 
     order_supplier_refused(order_id=order_id, location_id=location_id, reason=f"{supplier.code} refused: {reason}")

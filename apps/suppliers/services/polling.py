@@ -9,6 +9,7 @@ from datetime import timedelta
 import structlog
 from django.utils import timezone
 
+from apps.core.redaction import redact
 from apps.core.secrets import SecretsUnreadable
 from apps.suppliers import metrics
 from apps.suppliers.connectors import FeedFetchError, FileSource, FolderSource, SftpSource, rest_fetch
@@ -29,6 +30,7 @@ def _run_start(supplier: Supplier, *, source: str) -> FeedRun:
 
 
 def _run_failed(supplier: Supplier, run: FeedRun, *, error: str, started: float) -> FeedRun:
+    error = redact(error, [supplier.secret])  # the run's error is shown to staff and logged
     run.status = FeedRun.Status.FAILED
     run.error = error[:2000]
     run.finished_at = timezone.now()
@@ -41,7 +43,7 @@ def _run_failed(supplier: Supplier, run: FeedRun, *, error: str, started: float)
 
 
 def _run_refused(supplier: Supplier, run: FeedRun, *, reason: str, started: float) -> FeedRun:
-    feed_run_refuse(run=run, supplier=supplier, reason=reason, started=started)
+    feed_run_refuse(run=run, supplier=supplier, reason=redact(reason, [supplier.secret]), started=started)
     metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
     return run
 

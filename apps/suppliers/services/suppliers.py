@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.catalog.models import Location
 from apps.catalog.services.incidents import incident_secret_unreadable
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, CredentialsRequired
+from apps.core.redaction import secrets_remember
 from apps.core.secrets import SecretsUnreadable, secret_value
 from apps.suppliers.locks import poll_interval_lock
 from apps.suppliers.models import Supplier
@@ -35,11 +37,13 @@ def supplier_secret(supplier: Supplier) -> str:
     opening the supplier's one incident about it and logging why.
     """
     try:
-        return secret_value(supplier.secret)
+        secret = secret_value(supplier.secret)
     except SecretsUnreadable as err:
         log.error("supplier_secret_unreadable", supplier=supplier.code, reason=str(err))
         incident_secret_unreadable(owner=f"supplier {supplier.code}")
         raise
+    secrets_remember([secret])  # the log formatter redacts it from any line
+    return secret
 
 
 class SupplierCodeTaken(Conflict):
@@ -101,8 +105,30 @@ def supplier_create(*, code: str, name: str, connector: str, actor: str, **field
     return supplier
 
 
+# The settings that decide where the supplier's secret is sent (REST feed, order check, SFTP server).
+SECRET_DESTINATIONS = ("url", "order_check_url", "host", "port")
+
+
+def supplier_rebind_check(*, supplier: Supplier, settings: Mapping[str, Any] | None, secret_given: bool) -> None:
+    """Refuse (CredentialsRequired) new settings that send the stored secret to another address, unless the
+    secret is given again with them."""
+    if not supplier.secret or secret_given or settings is None:
+        return
+    stored = supplier.settings or {}
+    for key in SECRET_DESTINATIONS:
+        if str(stored.get(key) or "").strip().rstrip("/") != str(settings.get(key) or "").strip().rstrip("/"):
+            raise CredentialsRequired(
+                f"Changing settings.{key} would send the supplier's stored secret to another address: give the "
+                "secret again in the same request.",
+                errors={f"settings.{key}": ["Give the secret again with this change."]},
+                field=f"settings.{key}",
+            )
+
+
 @transaction.atomic
 def supplier_update(*, supplier: Supplier, actor: str, **fields: Any) -> Supplier:
+    if "settings" in fields:
+        supplier_rebind_check(supplier=supplier, settings=fields["settings"], secret_given="secret" in fields)
     before = {f: getattr(supplier, f) for f in _DISTRUST_FIELDS}
     for field, value in fields.items():
         if field == "code" and value != supplier.code:
