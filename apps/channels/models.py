@@ -34,6 +34,9 @@ class Channel(models.Model):
     connector = models.CharField(max_length=30, choices=CONNECTOR_CHOICES, default="stockroom")
     # The connector's settings (shop URL, location...), validated by its settings serializer. Nothing secret.
     settings = models.JSONField(default=dict, blank=True)
+    # The platform account whose orders the channel imports (``Connector.account``: a shop, a store, a seller in
+    # a marketplace); one channel per account, or every order would be imported twice.
+    platform_account = models.CharField(max_length=300, blank=True, default="", editable=False)
     # The connector's credentials as one Fernet token (``apps.core.secrets``); write-only everywhere.
     credentials_encrypted = FernetTokenField(blank=True, default="", editable=False)
     push_url = models.URLField(max_length=500, blank=True, default="")
@@ -96,6 +99,11 @@ class Channel(models.Model):
                 condition=Q(rate_per_s__isnull=True) | Q(rate_per_s__gt=0), name="channel_rate_positive"
             ),
             models.CheckConstraint(condition=Q(state__in=["setup", "live", "paused"]), name="channel_state_valid"),
+            models.UniqueConstraint(
+                fields=["connector", "platform_account"],
+                condition=~Q(platform_account=""),
+                name="channel_one_per_platform_account",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -622,6 +622,10 @@ class AmazonConnector(Connector):
     # Empty: Amazon has no HTTP order webhooks (notifications go through SQS/EventBridge); orders are polled.
     webhook_topics = ()
 
+    def account(self, settings: Mapping[str, Any]) -> str:
+        seller, marketplace = str(settings.get("seller_id") or ""), str(settings.get("marketplace_id") or "")
+        return f"{seller}@{marketplace}" if seller and marketplace else ""
+
     # Quantities ---------------------------------------------------------------------------------
 
     def push(self, channel: ChannelRef, updates: Sequence[QuantityUpdate]) -> PushResult:

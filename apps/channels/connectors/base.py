@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 from rest_framework import serializers
@@ -80,6 +81,13 @@ class ConnectorThrottled(ConnectorError):
     def __init__(self, message: str = "", *, wait_s: float = 1.0) -> None:
         super().__init__(message or f"throttled for {wait_s:.1f} s", retry_after=str(wait_s))
         self.wait_s = wait_s
+
+
+def url_account(url: object) -> str:
+    """A shop's address as an account: scheme-less, lower-case host (and path, for a store in a folder)."""
+    parts = urlsplit(str(url or "").strip())
+    host = (parts.hostname or "").lower()
+    return f"{host}{parts.path.rstrip('/').lower()}" if host else ""
 
 
 def retry_after_seconds(value: str | None, default: float) -> float:
@@ -341,6 +349,12 @@ class Connector:
     def test_connection(self, channel: ChannelRef) -> str:
         """A line for the merchant ("Connected to shop X, location Y"); raises ConnectorError with the reason."""
         raise NotImplementedError
+
+    def account(self, settings: Mapping[str, Any]) -> str:
+        """The platform account whose orders this channel imports (a shop, a store, a seller in a marketplace),
+        from validated settings, in one spelling: two channels on one account would import every order twice,
+        so Stockroom refuses the second. "" where the connector imports no orders."""
+        return ""
 
     # Going live on an existing shop (discover, link, opening stock, subscribe). Each reads only, except
     # ``webhooks_subscribe``; each raises ConnectorError (ConnectorThrottled) like the methods above.

@@ -70,6 +70,7 @@ from apps.channels.connectors.base import (
     order_body_read,
     order_checked,
     transport_failure,
+    url_account,
 )
 from apps.channels.limits import redis_client
 from apps.core.outbound import outbound_session, status_text
@@ -570,6 +571,9 @@ class ShopifyConnector(Connector):
     default_rate_per_s = 4.0
     default_burst = 8
     webhook_topics = ORDER_TOPICS
+
+    def account(self, settings: Mapping[str, Any]) -> str:
+        return url_account(settings.get("shop_url"))
 
     # --- quantities ----------------------------------------------------------------------
 

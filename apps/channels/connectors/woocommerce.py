@@ -78,6 +78,7 @@ from apps.channels.connectors.base import (
     order_checked,
     retry_after_seconds,
     transport_failure,
+    url_account,
 )
 from apps.core.outbound import OutboundRefused, failure_text, outbound_session, status_text
 
@@ -401,6 +402,9 @@ class WooCommerceConnector(Connector):
     default_rate_per_s = 2.0
     default_burst = 4
     webhook_topics = ("order.created", "order.updated", "order.deleted")
+
+    def account(self, settings: Mapping[str, Any]) -> str:
+        return url_account(settings.get("store_url"))
 
     # --- quantities ---
 

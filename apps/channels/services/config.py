@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, ProtectedError
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -27,6 +27,28 @@ from apps.core.errors import Conflict
 from apps.core.secrets import SecretsUnreadable, encrypt_json
 
 log = structlog.get_logger("stockroom.channels")
+
+
+class PlatformAccountTaken(Conflict):
+    """Another channel already imports this platform account's orders (each order would be imported twice)."""
+
+    code = "platform_account_taken"
+
+
+def _platform_account(connector: str, settings: Mapping[str, Any], *, exclude_pk: int | None = None) -> str:
+    """The account a channel on ``connector`` with these settings imports from; refused when another has it."""
+    account = connector_named(connector).account(settings or {})
+    if not account:
+        return ""
+    other = Channel.objects.filter(connector=connector, platform_account=account).exclude(pk=exclude_pk).first()
+    if other is not None:
+        raise PlatformAccountTaken(
+            f"Channel {other.code} already imports the orders of {account}: a second channel on the same "
+            "account would import every order twice. Use that channel (several locations of one shop belong "
+            "to one channel), or point that channel elsewhere first.",
+        )
+    return account
+
 
 CHANNEL_FIELDS = (
     "code", "name", "kind", "push_url", "secret", "rate_per_s", "burst", "batch_size", "coefficient", "buffer",
@@ -81,7 +103,15 @@ def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = (
         connector=values["connector"], settings=values.get("settings"), credentials=fields.get("credentials")
     )
     values["settings"] = settings
-    channel = Channel.objects.create(**values, credentials_encrypted=encrypt_json(credentials or {}))
+    values["platform_account"] = _platform_account(values["connector"], settings)
+    try:
+        with transaction.atomic():
+            channel = Channel.objects.create(**values, credentials_encrypted=encrypt_json(credentials or {}))
+    except IntegrityError as err:  # another request took the account meanwhile
+        if "channel_one_per_platform_account" not in str(err):
+            raise
+        _platform_account(values["connector"], settings)
+        raise
     _set_locations(channel, location_ids)
     if channel.connector != STOCKROOM_CONNECTOR:
         _orders_counted_from_now(channel)
@@ -117,7 +147,11 @@ def _connector_changes(channel: Channel, fields: Mapping[str, Any]) -> dict[str,
         )
     if credentials is None and not same_platform:
         credentials = {}  # another platform's credentials mean nothing here
-    changes: dict[str, Any] = {"connector": connector, "settings": settings}
+    changes: dict[str, Any] = {
+        "connector": connector,
+        "settings": settings,
+        "platform_account": _platform_account(connector, settings, exclude_pk=channel.pk),
+    }
     if credentials is not None and (credentials != stored or not same_platform):
         changes["credentials"] = credentials
     return changes
@@ -143,9 +177,9 @@ def channel_update(
             has_secret=bool(channel.secret),
             secret_given="secret" in fields,
         )
-    connector_changes = _connector_changes(channel, fields)
-    fields = {**fields, **connector_changes}
-    changed = {k for k, v in fields.items() if k in CHANNEL_FIELDS and getattr(channel, k) != v}
+    connector_changes = _connector_changes(channel, {k: v for k, v in fields.items() if k != "platform_account"})
+    fields = {**{k: v for k, v in fields.items() if k != "platform_account"}, **connector_changes}
+    changed = {k for k, v in fields.items() if k in (*CHANNEL_FIELDS, "platform_account") and getattr(channel, k) != v}
     connected = "connector" in changed
     for name in changed:
         setattr(channel, name, fields[name])
