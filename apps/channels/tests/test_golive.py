@@ -410,11 +410,10 @@ def test_opening_stock_previews_then_books_counts_once(world, staff_api):
     assert levels == {"HOOD-M": 7, "CAP": 25}
     movements = Movement.objects.filter(location=store)
     assert {m.kind for m in movements} == {"count"} and {m.reference for m in movements} == {"opening:shelf"}
-    again = staff_api.post(
-        "/api/v1/channels/shelf/opening-stock/",
-        {"platform_location": MAIN, "location": "SHOP", "apply": True},
-        format="json",
+    again = staff_api.post(  # no platform location given: the channel's own
+        "/api/v1/channels/shelf/opening-stock/", {"location": "SHOP", "apply": True}, format="json"
     ).json()
+    assert again["platform_location"] == MAIN
     assert again["booked"] == 0 and again["already_booked"] == 2 and all(r["booked"] for r in again["results"])
     assert Movement.objects.filter(location=store).count() == 2
 
