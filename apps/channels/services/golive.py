@@ -433,6 +433,9 @@ def channel_webhooks_subscribe(*, channel: Channel) -> list[ChannelWebhook]:
     except ConnectorError as err:
         log.info("channel_webhooks_subscribe_failed", channel=channel.code, error=short_reason(err))
         raise PlatformUnavailable(f"{connector.label}: {short_reason(err)}") from err
+    except Exception as err:  # a connector's bug: a short answer, the channel stays as it was
+        log.exception("channel_webhooks_subscribe_crashed", channel=channel.code)
+        raise PlatformUnavailable(f"{connector.label}: the connector failed ({type(err).__name__}).") from err
     return webhooks_record(channel=channel, subscriptions=subscriptions)
 
 
