@@ -27,6 +27,7 @@ log = structlog.get_logger("stockroom.catalog")
 # Levels locked per statement: a whole platform's catalog (tens of thousands of items) stays within the
 # database's limit of parameters per statement.
 LOCK_CHUNK = 2000
+ANALYZE_AFTER_LEVELS = 1000
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ def opening_counts_book(
         for start in range(0, len(items), LOCK_CHUNK):  # in item order, as every writer locks
             chunk = items[start : start + LOCK_CHUNK]
             locked.update({level.item_id: level for level in levels_for_update([(i, location.pk) for i in chunk])})
+        if len(items) >= ANALYZE_AFTER_LEVELS:
+            # Levels just made for thousands of items are unknown to the planner: the channels' share of the
+            # movements (which listings they reach) would loop over them row by row. ANALYZE counts them.
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE catalog_stocklevel")
         already = opening_counts_booked(key_prefix=key_prefix, item_ids=items)
         todo = [item for item in items if item not in already]
         specs = [

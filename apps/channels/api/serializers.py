@@ -325,7 +325,11 @@ class LinkResultSerializer(serializers.Serializer):
 
 class OpeningStockRequestSerializer(serializers.Serializer):
     platform_location = serializers.CharField(
-        max_length=200, allow_blank=True, help_text="A platform location id (from `platform-locations`)."
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="A platform location id (from `platform-locations`); blank or absent: the channel's own "
+        "`settings.location_id`.",
     )
     location = serializers.SlugField(max_length=40, help_text="The Stockroom location code the stock is booked at.")
     apply = serializers.BooleanField(default=False)

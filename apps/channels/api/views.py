@@ -32,8 +32,6 @@ from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
 from apps.channels.services.golive import (
-    GoLiveNeedsConfirmation,
-    GoLiveRefused,
     channel_go_live,
     channel_opening_stock,
     channel_pause,
@@ -217,10 +215,6 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
 
 def _staff_actor(request: Request) -> str:
     return f"staff:{request.user.get_username()}"
-
-
-# Named for the schema and for callers catching them (the onboarding page).
-__all__ = ["ChannelViewSet", "GoLiveNeedsConfirmation", "GoLiveRefused", "ListingViewSet"]
 
 
 class IsStaffOrChannelReading(BasePermission):

@@ -57,6 +57,8 @@ CHANNEL_FIELDS = (
 LISTING_FIELDS = (
     "channel", "channel_sku", "external_id", "product", "coefficient", "buffer", "max_qty", "end_when", "is_active",
 )  # fmt: skip
+# A bulk write of at least this many listings refreshes the planner's statistics before it goes on.
+ANALYZE_AFTER_ROWS = 1000
 # Changing these can change what the channel is told, or where it is told.
 _CHANNEL_SYNC_FIELDS = {"push_url", "coefficient", "buffer", "is_active", "connector", "settings", "credentials"}
 # Changing these sends every quantity again, even one the channel was told already: it may be another place.
@@ -233,6 +235,11 @@ def listings_create(
     listings = Listing.objects.bulk_create(
         [Listing(**{k: v for k, v in fields.items() if k in LISTING_FIELDS}) for fields in rows], batch_size=2000
     )
+    if len(listings) >= ANALYZE_AFTER_ROWS:
+        # Thousands of rows the planner has no statistics of yet: the statements that follow in this transaction
+        # (their sync work, their quantities) would loop over them row by row. ANALYZE counts our own new rows.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE channels_listing")
     sync_work_enqueue(listing_ids=[listing.pk for listing in listings], priority=priority, reason="listing_created")
     return listings
 

@@ -151,7 +151,8 @@ def channel_opening_stock(
     actor: str = "",
     catalog: Catalog | None = None,
 ) -> OpeningStock:
-    """The platform's quantities at ``platform_location`` for the channel's linked items, against Stockroom's
+    """The platform's quantities at ``platform_location`` (blank: the channel's own platform location) for the
+    channel's linked items, against Stockroom's
     on hand at ``location_code``; with ``apply`` each is booked as a ``count`` movement (reference
     ``opening:<channel>``), once per item: a second apply books nothing and says so (``already_booked``).
 
@@ -162,6 +163,7 @@ def channel_opening_stock(
     location = Location.objects.filter(code=location_code).first()
     if location is None:
         raise InvalidValue(f"Unknown location {location_code}.", errors={"location": ["Unknown location."]})
+    platform_location = platform_location or channel_platform_location_id(channel)
     catalog = catalog if catalog is not None else channel_catalog_read(channel=channel)
     by_external = {entry.external_id: entry for entry in catalog.entries if entry.external_id}
     rows = (
@@ -431,6 +433,9 @@ def channel_webhooks_subscribe(*, channel: Channel) -> list[ChannelWebhook]:
     except ConnectorError as err:
         log.info("channel_webhooks_subscribe_failed", channel=channel.code, error=short_reason(err))
         raise PlatformUnavailable(f"{connector.label}: {short_reason(err)}") from err
+    except Exception as err:  # a connector's bug: a short answer, the channel stays as it was
+        log.exception("channel_webhooks_subscribe_crashed", channel=channel.code)
+        raise PlatformUnavailable(f"{connector.label}: the connector failed ({type(err).__name__}).") from err
     return webhooks_record(channel=channel, subscriptions=subscriptions)
 
 

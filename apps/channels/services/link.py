@@ -98,6 +98,9 @@ def channel_platform_locations(*, channel: Channel) -> list[PlatformLocation]:
     except ConnectorError as err:
         log.info("platform_locations_failed", channel=channel.code, error=short_reason(err))
         raise PlatformUnavailable(f"{connector.label}: {short_reason(err)}") from err
+    except Exception as err:  # a connector's bug is a short answer too, never a 500 with a remote body
+        log.exception("platform_locations_crashed", channel=channel.code)
+        raise PlatformUnavailable(f"{connector.label}: the connector failed ({type(err).__name__}).") from err
 
 
 def channel_catalog_read(*, channel: Channel) -> Catalog:
@@ -110,6 +113,9 @@ def channel_catalog_read(*, channel: Channel) -> Catalog:
     except ConnectorError as err:
         log.info("platform_catalog_failed", channel=channel.code, error=short_reason(err))
         raise PlatformUnavailable(f"{connector.label}: {short_reason(err)}") from err
+    except Exception as err:  # a connector's bug is a short answer too, never a 500 with a remote body
+        log.exception("platform_catalog_crashed", channel=channel.code)
+        raise PlatformUnavailable(f"{connector.label}: the connector failed ({type(err).__name__}).") from err
     log.info("platform_catalog_read", channel=channel.code, variants=len(catalog.entries), requests=catalog.requests)
     return catalog
 

@@ -410,11 +410,10 @@ def test_opening_stock_previews_then_books_counts_once(world, staff_api):
     assert levels == {"HOOD-M": 7, "CAP": 25}
     movements = Movement.objects.filter(location=store)
     assert {m.kind for m in movements} == {"count"} and {m.reference for m in movements} == {"opening:shelf"}
-    again = staff_api.post(
-        "/api/v1/channels/shelf/opening-stock/",
-        {"platform_location": MAIN, "location": "SHOP", "apply": True},
-        format="json",
+    again = staff_api.post(  # no platform location given: the channel's own
+        "/api/v1/channels/shelf/opening-stock/", {"location": "SHOP", "apply": True}, format="json"
     ).json()
+    assert again["platform_location"] == MAIN
     assert again["booked"] == 0 and again["already_booked"] == 2 and all(r["booked"] for r in again["results"])
     assert Movement.objects.filter(location=store).count() == 2
 
@@ -523,3 +522,28 @@ def test_the_admin_accepts_a_blank_rate_and_shows_the_state_read_only(admin_clie
     assert channel.state == "live"  # not a form field: only go-live, pause and resume change it
     page = admin_client.get(f"/admin/channels/channel/{channel.pk}/change/").content.decode()
     assert "Live" in page and 'name="state"' not in page
+
+
+def test_a_platform_refusing_the_webhooks_leaves_the_channel_in_setup(world, staff_api, monkeypatch):
+    from apps.channels.connectors.base import ConnectorError
+
+    _platform, channel, _s = world
+    link(staff_api, apply=True)
+
+    def refused(self, channel, address):
+        raise ConnectorError("HTTP 403 webhooks scope missing")
+
+    monkeypatch.setattr(ShelfConnector, "webhooks_subscribe", refused)
+    response = go_live(staff_api, confirm=True)
+    assert response.status_code == 502 and response.json()["code"] == "platform_unavailable"
+    assert "webhooks scope missing" in response.json()["detail"]
+    assert Channel.objects.get(pk=channel.pk).state == "setup" and not SyncWork.objects.filter(repush=True).exists()
+
+
+def test_a_connector_that_crashes_reading_its_catalog_is_a_502(world, staff_api, monkeypatch):
+    def broken(self, channel, progress=None):
+        raise KeyError("variants")
+
+    monkeypatch.setattr(ShelfConnector, "catalog", broken)
+    response = link(staff_api)
+    assert response.status_code == 502 and "KeyError" in response.json()["detail"]

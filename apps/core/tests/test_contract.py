@@ -18,6 +18,7 @@ from drf_spectacular.generators import SchemaGenerator
 from apps.catalog.models import Location, Movement, StockLevel
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels.tests.factories import channel_selling, listing
+from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
 from apps.orders.models import Order
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +74,7 @@ def _mutating_operations() -> set[tuple[str, str]]:
     }
 
 
-def test_every_mutating_endpoint_takes_the_header_replays_and_refuses_reuse(staff_api, channel_api):
+def test_every_mutating_endpoint_takes_the_header_replays_and_refuses_reuse(staff_api, channel_api, shelf, settings):  # noqa: F811
     warehouse = LocationFactory(code="WH")
     hoodie = ItemFactory(sku="HOOD-M")
     stock(hoodie, warehouse, 50)
@@ -122,6 +123,24 @@ def test_every_mutating_endpoint_takes_the_header_replays_and_refuses_reuse(staf
                {**row, "buffer": 1})  # fmt: skip
     staff.call("PATCH", "/api/v1/listings/{id}/", f"/api/v1/listings/{listing_id}/", {"max_qty": 40}, {"max_qty": 41})
     staff_api.post("/api/v1/listings/", {**row, "channel_sku": "hood", "product": "HOOD-P"}, format="json")
+
+    # Going live: a platform channel (the in-memory shelf platform) linked, stocked, live, paused, resumed.
+    from apps.channels.services.config import channel_create
+
+    settings.STOCKROOM_PUBLIC_URL = "https://stock.example.test"
+    shelf().add("HOOD-P", "v1", 3)
+    channel_create(
+        fields={"code": "plat", "name": "Platform", "connector": "shelf", "credentials": {"access_token": "t"},
+                "settings": {"shop_url": "https://plat.example.test", "location_id": "gid://shelf/Location/1"}},
+        location_ids=[warehouse.pk],
+    )  # fmt: skip
+    plat = "/api/v1/channels/plat"
+    staff.call("POST", "/api/v1/channels/{code}/link/", f"{plat}/link/", {"apply": True}, {"apply": False})
+    staff.call("POST", "/api/v1/channels/{code}/opening-stock/", f"{plat}/opening-stock/", {"location": "S1"},
+               {"location": "WH"})  # fmt: skip
+    staff.call("POST", "/api/v1/channels/{code}/go-live/", f"{plat}/go-live/", {"confirm": True}, {"confirm": False})
+    staff.call("POST", "/api/v1/channels/{code}/pause/", f"{plat}/pause/", {}, {"again": True})
+    staff.call("POST", "/api/v1/channels/{code}/resume/", f"{plat}/resume/", {}, {"again": True})
 
     # Suppliers and their mappings.
     supplier = {"code": "acme", "name": "Acme", "connector": "rest", "settings": {"url": "http://127.0.0.1:9/feed"}}
