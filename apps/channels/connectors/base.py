@@ -87,6 +87,12 @@ def url_account(url: object) -> str:
     """A shop's address as an account: scheme-less, lower-case host (and path, for a store in a folder)."""
     parts = urlsplit(str(url or "").strip())
     host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != {"https": 443, "http": 80}.get(parts.scheme.lower()):
+        host = f"{host}:{port}"
     return f"{host}{parts.path.rstrip('/').lower()}" if host else ""
 
 
