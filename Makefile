@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STACK := $(PY) -m inventory_site.stack exec --
 
-.PHONY: run test lint bench browser stop clean
+.PHONY: run test lint bench browser compose stop clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: $(VENV)/.runtime
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(STACK) sh -c 'python manage.py bootstrap && exec honcho start'
 
 ## test: install what tests need and run the whole suite
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev browser compose
 	$(STACK) $(PY) -m pytest $(PYTEST_ARGS)
 
 ## browser: Debian's chromium for the staff-page browser tests
@@ -31,6 +31,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+## compose: Debian's docker-compose, so a test can check docker-compose.yml (config only, no daemon)
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null \
+			|| echo "docker-compose could not be installed: the compose check skips" >&2; \
+		else echo "docker-compose is missing (sudo apt-get install docker-compose): the compose check skips" >&2; fi; }
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,79 @@
+"""The production image and compose file, checked as an operator would meet them: Compose accepts the file,
+the image runs as no root, keeps local state out, and its health check works behind a real domain."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+COMPOSE_ENV = {"SECRET_KEY": "x" * 50, "STOCKROOM_SECRETS_KEY": "k", "SITE_HOST": "stock.example.com"}
+
+
+def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = shutil.which("docker-compose")
+    if command is None:
+        pytest.skip("no Compose implementation installed (make test installs Debian's docker-compose)")
+    return subprocess.run(
+        [command, "-f", str(ROOT / "docker-compose.yml"), *args],
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_compose_accepts_the_file_and_passes_what_a_proxy_needs():
+    done = compose("config", env=COMPOSE_ENV)
+    assert done.returncode == 0, done.stderr
+    config = done.stdout
+    assert "CSRF_TRUSTED_ORIGINS: https://stock.example.com" in config
+    assert "STOCKROOM_PUBLIC_URL: https://stock.example.com" in config
+    assert "ALLOWED_HOSTS: stock.example.com" in config
+    assert re.search(r"TRUSTED_PROXY_COUNT: '?1'?", config)
+    # The README's names of the services are the file's.
+    services = compose("config", "--services", env=COMPOSE_ENV).stdout.split()
+    assert {"web", "worker", "worker-sync-0", "worker-sync-1", "beat", "migrate", "postgres", "redis"} <= set(services)
+
+
+def test_compose_refuses_to_start_without_the_keys_and_the_site_host():
+    for missing in COMPOSE_ENV:
+        done = compose("config", "-q", env={k: v for k, v in COMPOSE_ENV.items() if k != missing})
+        assert done.returncode != 0 and missing in done.stderr
+
+
+def test_the_dockerfile_runs_as_no_root_with_a_health_check_and_static_files_built_in():
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.strip()]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), "the image must not run as root"
+    assert lines.index(next(line for line in lines if line.startswith("USER "))) > max(
+        i for i, line in enumerate(lines) if line.startswith(("RUN pip", "COPY"))
+    ), "USER comes after the installs and copies (files stay root's, read-only to the app)"
+    assert any(line.startswith("HEALTHCHECK") and "inventory_site.healthcheck" in line for line in lines)
+    assert any("collectstatic" in line for line in lines)
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", ".venv", "var"} <= ignored
+
+
+@pytest.mark.django_db
+def test_the_health_check_asks_as_the_sites_own_host(live_server, settings):
+    settings.ALLOWED_HOSTS = ["stock.example.com"]
+    url = f"{live_server.url}/healthz"
+    assert requests.get(url, timeout=10).status_code == 400  # what a plain probe of localhost met
+    env = {**os.environ, "HEALTHCHECK_URL": url, "ALLOWED_HOSTS": ".stock.example.com,other.example.com"}
+    done = subprocess.run([sys.executable, "-m", "inventory_site.healthcheck"], env=env, cwd=ROOT, timeout=30)
+    assert done.returncode == 0
+    env["HEALTHCHECK_URL"] = "http://127.0.0.1:9/healthz"  # nothing listens
+    failed = subprocess.run(
+        [sys.executable, "-m", "inventory_site.healthcheck"], env=env, cwd=ROOT, timeout=30, capture_output=True
+    )
+    assert failed.returncode == 1 and b"healthcheck" in failed.stderr
