@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STACK := $(PY) -m inventory_site.stack exec --
 
-.PHONY: run test lint bench browser compose stop clean
+.PHONY: run test lint bench browser compose manage stop clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: $(VENV)/.dev
 ## bench: the benchmarks in bench/, each beside its raw limit
 bench: $(VENV)/.dev
 	$(STACK) $(PY) bench/run.py $(BENCH_ARGS)
+
+## manage: a management command through the project's venv and stack: make manage ARGS="create_token --channel web"
+manage: $(VENV)/.runtime
+	@$(STACK) $(PY) manage.py $(ARGS)
 
 stop:
 	$(PY) -m inventory_site.stack stop
