@@ -126,8 +126,9 @@ ORDER_STATUSES: dict[str, str] = {
 # A block checkout's draft is a cart being filled in, not an order: never imported.
 IGNORED_STATUSES = {"checkout-draft", "auto-draft", "draft"}
 OPEN_STATUSES = ("pending", "processing", "on-hold")
-# The statuses whose refunds are read: an order still to be shipped (refunded units will not leave).
-UNSHIPPED = (Status.PENDING, Status.OPEN)
+# The statuses whose refunds are read: an order still to be shipped (refunded units will not leave), and a
+# completed one (units refunded before it was completed never left; those refunded after are returns).
+REFUNDS_READ = (Status.PENDING, Status.OPEN, Status.FULFILLED)
 
 EXTERNAL_ID = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+)\s*)?$")
 PING_BODY = re.compile(rb"^webhook_id=\d+$")
@@ -708,23 +709,33 @@ class WooCommerceConnector(Connector):
     def _refunded_units(
         self, channel: ChannelRef, row: Any, statuses: Mapping[str, str], tally: _Tally
     ) -> dict[tuple[int, int], int]:
-        """(product id, variation id) -> units refunded, for an unshipped order with refunds (else empty).
+        """(product id, variation id) -> units refunded that will never ship, for an order with refunds.
 
         WooCommerce's order shows its refunds as ``{id, reason, total}`` only; the refunded units are the
-        negative ``quantity`` of each refund's ``line_items`` (``WC_REST_Order_Refunds_Controller``)."""
+        negative ``quantity`` of each refund's ``line_items`` (``WC_REST_Order_Refunds_Controller``). Of a
+        completed order, only refunds made before it was completed count (later ones are returns of
+        shipped goods); of a cancelled one, none are read (the cancel releases everything)."""
         if not isinstance(row, dict) or not isinstance(row.get("refunds"), list) or not row["refunds"]:
             return {}
         raw_status = str(row.get("status") or "").removeprefix("wc-")
         order_id = _int(row.get("id"))
-        if statuses.get(raw_status, Status.OPEN) not in UNSHIPPED or order_id is None:
+        status = statuses.get(raw_status, Status.OPEN)
+        if status not in REFUNDS_READ or order_id is None:
             return {}
+        completed = parse_gmt(row.get("date_completed_gmt")) if status == Status.FULFILLED else None
+        if status == Status.FULFILLED and completed is None:
+            return {}  # completed when, is not said: its refunds are taken as returns
         tally.requests += 1
-        params = {"per_page": str(PAGE_SIZE), "_fields": "id,line_items"}
+        params = {"per_page": str(PAGE_SIZE), "_fields": "id,date_created_gmt,line_items"}
         refunds = self._call(channel, "GET", f"orders/{order_id}/refunds", params=params)
         if not isinstance(refunds, list):
             raise HttpFailure(f"unreadable answer from orders/{order_id}/refunds: expected a list")
         units: dict[tuple[int, int], int] = {}
         for refund in refunds:
+            if completed is not None:
+                made = parse_gmt(refund.get("date_created_gmt")) if isinstance(refund, dict) else None
+                if made is None or made >= completed:
+                    continue
             for item in (refund.get("line_items") or []) if isinstance(refund, dict) else []:
                 if not isinstance(item, dict):
                     continue

@@ -179,6 +179,7 @@ class FakeOrder:
     stock_reduced: bool = False
     trashed: bool = False
     refunds: list[FakeRefund] = field(default_factory=list)
+    completed: datetime | None = None  # when it was (last) marked completed
 
 
 @dataclass
@@ -467,6 +468,7 @@ class WooCommerceFake:
             created = now_s()
             items = [self._line(ref, quantity) for ref, quantity in lines]
             order = FakeOrder(id=order_id, status=status, lines=items, created=created, modified=created)
+            order.completed = created if status == "completed" else None
             self.orders[order_id] = order
             self._stock_follows(order)
             self._enqueue("order.created", order)
@@ -541,6 +543,7 @@ class WooCommerceFake:
         with self.lock:
             order = self.orders[order_id]
             order.status, order.modified = status, now_s()
+            order.completed = order.modified if status == "completed" else None
             self._stock_follows(order)
             self._enqueue("order.updated", order)
 
@@ -870,7 +873,7 @@ class WooCommerceFake:
             **self._dates("date_created", order.created),
             **self._dates("date_modified", order.modified),
             **self._dates("date_paid", paid),
-            **self._dates("date_completed", order.modified if order.status == "completed" else None),
+            **self._dates("date_completed", order.completed if order.status == "completed" else None),
             "discount_total": "0.00",
             "shipping_total": "0.00",
             "total": f"{total:.2f}",

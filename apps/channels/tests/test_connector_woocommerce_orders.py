@@ -4,6 +4,7 @@ and the fake's webhook faults: the connector against the fake store over loopbac
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -142,17 +143,29 @@ def test_refunded_units_of_an_unshipped_order_no_longer_count(
     assert (fake.quantity(mug), fake.quantity(small)) == (20, 10)
 
 
-def test_refunds_of_a_completed_order_change_nothing_shipped(
+def test_of_a_completed_order_only_refunds_made_before_it_was_completed_count(
     fake: WooCommerceFake, connector: WooCommerceConnector
 ) -> None:
     mug = fake.add_product(sku="MUG", stock_quantity=20)
-    order_id = fake.create_order([(mug, 3)], status="completed")
-    fake.refund_order(order_id, {mug: 1})
+    returned = fake.create_order([(mug, 3)], status="completed")
+    time.sleep(1.1)  # WooCommerce keeps dates to the second
+    fake.refund_order(returned, {mug: 1})  # after shipping: a return, the units left
+    short = fake.create_order([(mug, 4)])
+    fake.refund_order(short, {mug: 1})  # before shipping: that unit never leaves
+    time.sleep(1.1)
+    fake.complete_order(short)
 
-    order = connector.orders_get(ref(fake), [str(order_id)])[0]
+    orders = {o.external_id: o for o in connector.orders_get(ref(fake), [str(returned), str(short)])}
 
-    assert order.status == Status.FULFILLED and order.lines[0].quantity == order.lines[0].fulfilled == 3
-    assert not fake.requests("/refunds")  # a shipped order's refunds are returns, not read
+    assert orders[str(returned)].status == Status.FULFILLED
+    assert orders[str(returned)].lines == (OrderLine(sku="MUG", quantity=3, fulfilled=3, external_id=str(mug)),)
+    assert orders[str(short)].lines == (OrderLine(sku="MUG", quantity=3, fulfilled=3, external_id=str(mug)),)
+    cancelled = fake.create_order([(mug, 2)])
+    fake.refund_order(cancelled, {mug: 1})
+    fake.cancel_order(cancelled)
+    before = len(fake.requests("/refunds"))
+    assert connector.orders_get(ref(fake), [str(cancelled)])[0].status == Status.CANCELLED
+    assert len(fake.requests("/refunds")) == before  # a cancelled order's refunds are not read
 
 
 def test_a_webhook_whose_refunds_cannot_be_read_is_left_to_the_poll_and_the_sweep(
