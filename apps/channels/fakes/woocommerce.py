@@ -851,12 +851,13 @@ class WooCommerceFake:
             "backorders": "no",
             "backorders_allowed": False,
             "parent_id": product.parent_id,
+            "attributes": [],
             "meta_data": [],
         }
         if product.type == "variation":
             data.pop("type")
             data.pop("slug")
-        if product.type == "variable":
+        else:  # every product shows its variations' ids, an empty list but for a variable product
             data["variations"] = sorted(self._children.get(product.id, []))
         return data
 
