@@ -49,7 +49,8 @@ What it speaks (REST API ``wc/v3``, shapes and errors as WooCommerce's own code 
   classes a real catalog has (no SKU, a SKU used twice, stock not managed, stock kept on the parent).
 
 Driven from Python (``add_product``, ``add_variation``, ``set_quantity``, ``create_order``,
-``set_order_status``, ``cancel_order``, ``delete_order``, ``lose_webhooks``, ``fail_next``, ``limit``,
+``set_order_status``, ``cancel_order``, ``delete_order``, ``edit_order``, ``refund_order``,
+``lose_webhooks``, ``hold_webhooks``, ``release_webhooks``, ``outage``, ``fail_next``, ``limit``,
 ``delay_s``, ``requests``, ``seed_catalog``, ``subscriptions``) or over HTTP under ``/_fake/``
 (``manage.py fake_woocommerce``).
 """
@@ -1536,10 +1537,21 @@ class WooCommerceFake:
             if method == "POST" and path == "/_fake/orders":
                 lines = [(str(ref), int(qty)) for ref, qty in payload["lines"]]
                 return _Reply(201, {"id": self.create_order(lines, status=payload.get("status", "processing"))})
+            if method == "POST" and (match := re.fullmatch(r"/_fake/orders/(\d+)/(edit|refund)", path)):
+                order_id, what = int(match.group(1)), match.group(2)
+                lines = {str(ref): int(qty) for ref, qty in payload["lines"]}
+                if what == "edit":
+                    self.edit_order(order_id, lines)
+                else:
+                    self.refund_order(order_id, lines, reason=str(payload.get("reason", "")))
+                return _Reply(200, self.order(order_id))
+            if method == "POST" and path == "/_fake/outage":
+                self.outage(bool(payload.get("down", True)))
+                return _Reply(200, {"down": self.down})
             if match := re.fullmatch(r"/_fake/orders/(\d+)", path):
                 order_id = int(match.group(1))
                 if method == "DELETE":
-                    self.delete_order(order_id)
+                    self.delete_order(order_id, force=bool(payload.get("force")))
                     return _Reply(200, {"id": order_id})
                 if method == "POST":
                     self.set_order_status(order_id, str(payload["status"]))
