@@ -1539,11 +1539,11 @@ class WooCommerceFake:
                 return _Reply(201, {"id": self.create_order(lines, status=payload.get("status", "processing"))})
             if method == "POST" and (match := re.fullmatch(r"/_fake/orders/(\d+)/(edit|refund)", path)):
                 order_id, what = int(match.group(1)), match.group(2)
-                lines = {str(ref): int(qty) for ref, qty in payload["lines"]}
+                changes: dict[int | str, int] = {str(ref): int(qty) for ref, qty in payload["lines"]}
                 if what == "edit":
-                    self.edit_order(order_id, lines)
+                    self.edit_order(order_id, changes)
                 else:
-                    self.refund_order(order_id, lines, reason=str(payload.get("reason", "")))
+                    self.refund_order(order_id, changes, reason=str(payload.get("reason", "")))
                 return _Reply(200, self.order(order_id))
             if method == "POST" and path == "/_fake/outage":
                 self.outage(bool(payload.get("down", True)))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, ConnectorError, OrderLine, PlatformOrder
@@ -225,3 +226,18 @@ def test_status_any_never_includes_the_bin_as_in_wc_v3(fake: WooCommerceFake) ->
         assert rows == []
     rows = connector._call(channel, "GET", "orders", params={"status": "trash", "include": str(order_id)})
     assert [r["status"] for r in rows] == ["trash"]
+
+
+def test_the_fake_is_driven_over_http_for_edits_refunds_deletions_and_outages(fake: WooCommerceFake) -> None:
+    mug = fake.add_product(sku="MUG", stock_quantity=20)
+    order_id = fake.create_order([(mug, 2)])
+    base = f"{fake.url}/_fake"
+
+    edited = requests.post(f"{base}/orders/{order_id}/edit", json={"lines": [[str(mug), 5]]}, timeout=5).json()
+    refunded = requests.post(f"{base}/orders/{order_id}/refund", json={"lines": [[str(mug), 1]]}, timeout=5).json()
+    assert edited["line_items"][0]["quantity"] == 5 and len(refunded["refunds"]) == 1
+    assert requests.post(f"{base}/outage", json={"down": True}, timeout=5).json() == {"down": True}
+    assert requests.get(f"{fake.url}/wp-json/", timeout=5).status_code == 503
+    requests.post(f"{base}/outage", json={"down": False}, timeout=5)
+    requests.delete(f"{base}/orders/{order_id}", json={"force": True}, timeout=5)
+    assert order_id not in fake.orders and fake.quantity(mug) == 16  # 5 taken, 1 refunded and restocked

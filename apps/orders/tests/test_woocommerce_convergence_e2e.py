@@ -39,9 +39,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow]
 SWEEP_NOW = {"ORDERS_SWEEP_AGE_S": "0"}  # the worker's sweep re-reads every open order at once
 
 
-def reconcile(woo: WooShop) -> bool:
+def reconcile(shop: WooShop) -> bool:
     """The beat's reconciliation: read back what the store shows, queue a push where it drifted."""
-    channel_reconcile(channel_id=woo.channel.pk)
+    channel_reconcile(channel_id=shop.channel.pk)
     return True
 
 
@@ -106,6 +106,14 @@ def test_a_line_edit_from_two_to_five_reserves_more(celery_worker, woo: WooShop)
     order = stored(order_id)
     assert order is not None
     assert dict(order.lines.values_list("channel_sku", "quantity")) == {"WOO-HOOD": 5}
+    # A second edit whose webhook is lost: the order poll brings it (5 -> 3 hoodies, 2 kits added back).
+    woo.store.lose_webhooks(1)
+    woo.store.edit_order(order_id, {woo.hoodie_id: 3, woo.kit_ref: 2})
+    woo.store.wait_for_deliveries(3)
+    assert (reserved("HOOD-M"), reserved("CAP")) == (5, 0)
+    wait_for(lambda: beat(woo) and (reserved("HOOD-M"), reserved("CAP")) == (5, 2), timeout=20, every=1.0)
+    woo.store.edit_order(order_id, {woo.hoodie_id: 5, woo.kit_ref: 0})
+    wait_for(lambda: (reserved("HOOD-M"), reserved("CAP")) == (5, 0), timeout=10)
     wait_for(lambda: beat(woo) and settled(woo), timeout=20, every=1.0)
     assert shown(woo) == (35, 35) == truth(woo)  # the kit takes a hoodie too
     assert stock_invariants()["oversold"] == 0

@@ -77,11 +77,11 @@ def store_truth(store: WooCommerceFake, made: list[int]) -> dict[int, Shown]:
         return result
 
 
-def out_of_step(woo: WooShop, made: list[int]) -> list[str]:
+def out_of_step(shop: WooShop, made: list[int]) -> list[str]:
     """Orders Stockroom holds otherwise than the store shows them (status, lines, shipped units)."""
     wrong = []
-    stored = {o.external_id: o for o in Order.objects.filter(channel=woo.channel).prefetch_related("lines")}
-    for order_id, want in store_truth(woo.store, made).items():
+    stored = {o.external_id: o for o in Order.objects.filter(channel=shop.channel).prefetch_related("lines")}
+    for order_id, want in store_truth(shop.store, made).items():
         mine = stored.get(str(order_id))
         if want.status == Order.Status.CANCELLED:
             if mine is not None and mine.status != Order.Status.CANCELLED:
@@ -100,9 +100,9 @@ def out_of_step(woo: WooShop, made: list[int]) -> list[str]:
 class Traffic:
     """What happens on the store and at the tills, at random (one seed, one story)."""
 
-    def __init__(self, woo: WooShop, rng: random.Random) -> None:
-        self.woo, self.store, self.rng = woo, woo.store, rng
-        self.refs: list[int | str] = [woo.hoodie_id, woo.kit_ref]
+    def __init__(self, shop: WooShop, rng: random.Random) -> None:
+        self.store, self.rng = shop.store, rng
+        self.refs: list[int | str] = [shop.hoodie_id, shop.kit_ref]
         self.made: list[int] = []
         self.tills = 0
         self.counts: dict[str, int] = {}
@@ -179,9 +179,9 @@ class Traffic:
         self.counts[what] = self.counts.get(what, 0) + 1
 
 
-def beat(woo: WooShop) -> None:
+def beat(shop: WooShop) -> None:
     """What the beat sends: the order poll and sweep (on the worker), the sync sweep."""
-    tasks.platform_orders_poll.delay(woo.channel.pk)
+    tasks.platform_orders_poll.delay(shop.channel.pk)
     tasks.platform_orders_sweep_all.delay()
     sync_sweep()
 
@@ -236,7 +236,8 @@ def test_soak_every_order_and_quantity_converges_after_lost_reordered_webhooks_a
     except AssertionError:
         pytest.fail(f"not converged: {out_of_step(woo, traffic.made)[:10]}; shown {shown(woo)}, truth {truth(woo)}")
     took = time.monotonic() - traffic_over
-    print(f"soak {SOAK_S:.0f} s, seed {SEED}: {traffic.counts}; {woo.store.lost_held} webhooks lost; converged {took:.1f} s after")
+    lost = woo.store.lost_held
+    print(f"soak {SOAK_S:.0f} s, seed {SEED}: {traffic.counts}; {lost} webhooks lost; converged {took:.1f} s after")
 
     assert outage_seen, "the outage did not last long enough for work to die"
     assert traffic.counts.get("sale", 0) >= 20 and woo.store.lost_held > 0
