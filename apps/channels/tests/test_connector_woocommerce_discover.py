@@ -123,7 +123,7 @@ def test_a_host_that_keeps_failing_is_a_clear_error(fake: WooCommerceFake, conne
     fake.seed_catalog(5)
     fake.fail_next(500, count=1, path_contains="/products")
 
-    with pytest.raises(ConnectorError, match="HTTP 500 from products"):
+    with pytest.raises(ConnectorError, match="HTTP 500 Internal Server Error from products"):
         connector.catalog(ref(fake))
 
 
