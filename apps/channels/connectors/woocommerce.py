@@ -18,9 +18,9 @@ written through their parent's route, so the parent is part of the id.
   The order truth sweep reads orders back by id: ``GET /orders?include=…&status=any`` (``any`` leaves
   the bin out, and in ``wc/v3`` it cannot be combined with ``trash``: ``WC_REST_Orders_Controller``
   stops at ``any``), then ``status=trash`` for the ids not shown; an id in neither was deleted for good
-  and comes back cancelled. Refunds: an order's ``refunds`` carry no quantities, so for an order still to
-  be shipped that has refunds, ``GET /orders/<id>/refunds`` gives the refunded units per line (negative
-  ``quantity``), which no longer hold stock.
+  and comes back cancelled. Refunds: an order's ``refunds`` carry no quantities, so for an order with
+  refunds that is still to be shipped (or was completed after them), ``GET /orders/<id>/refunds`` gives
+  the refunded units per line (negative ``quantity``): units that will never ship no longer hold stock.
 - Authentication (WooCommerce's own rules): over HTTPS, HTTP Basic with the consumer key and secret
   (or, for servers that drop the Authorization header, ``consumer_key``/``consumer_secret`` in the query
   string: ``query_string_auth``); over plain HTTP, OAuth 1.0a "one-legged" (HMAC-SHA256 of the method,
