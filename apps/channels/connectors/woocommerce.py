@@ -15,6 +15,12 @@ written through their parent's route, so the parent is part of the id.
 - Orders: webhooks ``order.created`` / ``order.updated`` / ``order.deleted`` signed with
   ``X-WC-Webhook-Signature`` (base64 HMAC-SHA256 of the raw body with the webhook's secret), and a
   backfill poll ``GET /orders?modified_after=…&dates_are_gmt=true&orderby=modified&order=asc``.
+  The order truth sweep reads orders back by id: ``GET /orders?include=…&status=any`` (``any`` leaves
+  the bin out, and in ``wc/v3`` it cannot be combined with ``trash``: ``WC_REST_Orders_Controller``
+  stops at ``any``), then ``status=trash`` for the ids not shown; an id in neither was deleted for good
+  and comes back cancelled. Refunds: an order's ``refunds`` carry no quantities, so for an order with
+  refunds that is still to be shipped (or was completed after them), ``GET /orders/<id>/refunds`` gives
+  the refunded units per line (negative ``quantity``): units that will never ship no longer hold stock.
 - Authentication (WooCommerce's own rules): over HTTPS, HTTP Basic with the consumer key and secret
   (or, for servers that drop the Authorization header, ``consumer_key``/``consumer_secret`` in the query
   string: ``query_string_auth``); over plain HTTP, OAuth 1.0a "one-legged" (HMAC-SHA256 of the method,
@@ -120,6 +126,9 @@ ORDER_STATUSES: dict[str, str] = {
 # A block checkout's draft is a cart being filled in, not an order: never imported.
 IGNORED_STATUSES = {"checkout-draft", "auto-draft", "draft"}
 OPEN_STATUSES = ("pending", "processing", "on-hold")
+# The statuses whose refunds are read: an order still to be shipped (refunded units will not leave), and a
+# completed one (units refunded before it was completed never left; those refunded after are returns).
+REFUNDS_READ = (Status.PENDING, Status.OPEN, Status.FULFILLED)
 
 EXTERNAL_ID = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d+)\s*)?$")
 PING_BODY = re.compile(rb"^webhook_id=\d+$")
@@ -397,6 +406,7 @@ class WooCommerceConnector(Connector):
     receives_orders = True
     polls_orders = True  # the backfill poll catches an order whose webhook was lost
     max_batch = BATCH_LIMIT
+    orders_get_batch = PAGE_SIZE  # ``include`` with ``per_page=100``: one page per batch
     # No platform limit to follow; a shared or managed WordPress host is the bottleneck: two batch
     # requests a second (each up to 100 items), a few at once.
     default_rate_per_s = 2.0
@@ -597,7 +607,14 @@ class WooCommerceConnector(Connector):
         # while that page was read may not be in it, so the next poll starts before it.
         started = poll.started or self._server_time(response) - timedelta(seconds=1)
         statuses = self._status_map(channel)
-        orders = [order for row in rows if (order := self._order(row, statuses)) is not None]
+        try:
+            orders = [order for row in rows if (order := self._read_order(channel, row, statuses)) is not None]
+        except Throttled as throttled:
+            raise ConnectorThrottled(
+                f"WooCommerce is throttling order reads: {throttled}", wait_s=throttled.wait_s
+            ) from None
+        except HttpFailure as failure:
+            raise ConnectorError(str(failure), retry_after=failure.retry_after) from failure
         try:
             last_page = poll.page >= int(response.headers["X-WP-TotalPages"])
         except (KeyError, ValueError):
@@ -632,15 +649,116 @@ class WooCommerceConnector(Connector):
             extra = {}  # validated when saved; an unreadable one leaves the core statuses
         return {**ORDER_STATUSES, **extra}
 
+    def orders_get(self, channel: ChannelRef, external_ids: Sequence[str]) -> list[PlatformOrder]:
+        """The orders as the store shows them now: ``status=any`` first, then the bin (``trash``) for the ids
+        not shown; an id in neither was deleted for good and comes back cancelled with no lines. An id
+        that is no WooCommerce order id, a draft, or an order the connector cannot read is left out."""
+        wanted = [i for i in dict.fromkeys(str(e) for e in external_ids) if i.isdigit() and str(int(i)) == i]
+        statuses = self._status_map(channel)
+        found: dict[str, PlatformOrder | None] = {}
+        tally = _Tally()
+        try:
+            for status in ("any", "trash"):
+                missing = [i for i in wanted if i not in found]
+                for ids in chunks(missing, PAGE_SIZE):
+                    tally.requests += 1
+                    params = {"include": ",".join(ids), "per_page": str(PAGE_SIZE), "status": status}
+                    rows = self._call(channel, "GET", "orders", params=params)
+                    if not isinstance(rows, list):
+                        raise HttpFailure("unreadable answer from orders: expected a list")
+                    for row in rows:
+                        order_id = str(row.get("id")) if isinstance(row, dict) else ""
+                        if order_id in ids and order_id not in found:
+                            found[order_id] = self._read_order(channel, row, statuses, tally, strict=False)
+        except Throttled as throttled:
+            raise ConnectorThrottled(
+                f"WooCommerce is throttling order reads: {throttled}", wait_s=throttled.wait_s
+            ) from None
+        except HttpFailure as failure:
+            raise ConnectorError(str(failure), retry_after=failure.retry_after) from failure
+        orders = []
+        for order_id in wanted:
+            if order_id not in found:  # neither listed nor in the bin: deleted permanently
+                orders.append(PlatformOrder(external_id=order_id, status=Status.CANCELLED, lines=()))
+            elif (order := found[order_id]) is not None:
+                orders.append(order)
+        return orders
+
+    def _read_order(
+        self,
+        channel: ChannelRef,
+        row: Any,
+        statuses: Mapping[str, str],
+        tally: _Tally | None = None,
+        *,
+        strict: bool = True,
+    ) -> PlatformOrder | None:
+        """An order of a poll or a read back, its refunded units taken off when it is still to be shipped.
+
+        Raises Throttled/HttpFailure when the refunds cannot be read; ``strict=False``: an order that is
+        not WooCommerce's shape is None (left out) instead of a ConnectorError."""
+        refunded = self._refunded_units(channel, row, statuses, tally or _Tally())
+        if strict:
+            return self._order(row, statuses, refunded)
+        try:
+            order = self._order(row, statuses, refunded)
+            return None if order is None else order_checked(order, "an order of the store")
+        except (ConnectorError, *ORDER_SHAPE_ERRORS):
+            return None
+
+    def _refunded_units(
+        self, channel: ChannelRef, row: Any, statuses: Mapping[str, str], tally: _Tally
+    ) -> dict[tuple[int, int], int]:
+        """(product id, variation id) -> units refunded that will never ship, for an order with refunds.
+
+        WooCommerce's order shows its refunds as ``{id, reason, total}`` only; the refunded units are the
+        negative ``quantity`` of each refund's ``line_items`` (``WC_REST_Order_Refunds_Controller``). Of a
+        completed order, only refunds made before it was completed count (later ones are returns of
+        shipped goods); of a cancelled one, none are read (the cancel releases everything)."""
+        if not isinstance(row, dict) or not isinstance(row.get("refunds"), list) or not row["refunds"]:
+            return {}
+        raw_status = str(row.get("status") or "").removeprefix("wc-")
+        order_id = _int(row.get("id"))
+        status = statuses.get(raw_status, Status.OPEN)
+        if status not in REFUNDS_READ or order_id is None:
+            return {}
+        completed = parse_gmt(row.get("date_completed_gmt")) if status == Status.FULFILLED else None
+        if status == Status.FULFILLED and completed is None:
+            return {}  # completed when, is not said: its refunds are taken as returns
+        tally.requests += 1
+        params = {"per_page": str(PAGE_SIZE), "_fields": "id,date_created_gmt,line_items"}
+        refunds = self._call(channel, "GET", f"orders/{order_id}/refunds", params=params)
+        if not isinstance(refunds, list):
+            raise HttpFailure(f"unreadable answer from orders/{order_id}/refunds: expected a list")
+        units: dict[tuple[int, int], int] = {}
+        for refund in refunds:
+            if completed is not None:
+                made = parse_gmt(refund.get("date_created_gmt")) if isinstance(refund, dict) else None
+                if made is None or made >= completed:
+                    continue
+            for item in (refund.get("line_items") or []) if isinstance(refund, dict) else []:
+                if not isinstance(item, dict):
+                    continue
+                quantity, product_id = _int(item.get("quantity")), _int(item.get("product_id"))
+                if quantity and product_id:
+                    key = (product_id, _int(item.get("variation_id")) or 0)
+                    units[key] = units.get(key, 0) + abs(quantity)
+        return units
+
     @staticmethod
-    def _order(row: Any, statuses: Mapping[str, str]) -> PlatformOrder | None:
-        """One order of the REST API (or a webhook body) as Stockroom sees it; None for drafts."""
+    def _order(
+        row: Any, statuses: Mapping[str, str], refunded: Mapping[tuple[int, int], int] | None = None
+    ) -> PlatformOrder | None:
+        """One order of the REST API (or a webhook body) as Stockroom sees it; None for drafts.
+
+        ``refunded``: units refunded per (product id, variation id), taken off the order's lines."""
         if not isinstance(row, dict) or "id" not in row:
             raise ConnectorError("an order without an id")
         raw_status = str(row.get("status") or "").removeprefix("wc-")
         if raw_status in IGNORED_STATUSES:
             return None
         status = statuses.get(raw_status, Status.OPEN)
+        left = dict(refunded or {})
         lines = []
         for item in row.get("line_items") or []:
             try:
@@ -649,6 +767,10 @@ class WooCommerceConnector(Connector):
                 variation_id = int(item.get("variation_id") or 0)
             except (TypeError, ValueError, AttributeError) as err:
                 raise ConnectorError(f"order {row['id']}: unreadable line item {item!r}") from err
+            taken = min(max(quantity, 0), left.get((product_id, variation_id), 0))
+            if taken:
+                quantity -= taken
+                left[(product_id, variation_id)] -= taken
             if quantity <= 0:
                 continue
             lines.append(
@@ -697,7 +819,13 @@ class WooCommerceConnector(Connector):
                 # Only the id is sent: a deleted (or binned) order no longer holds stock.
                 orders = [PlatformOrder(external_id=str(payload["id"]), status=Status.CANCELLED, lines=())]
             else:
-                order = self._order(payload, self._status_map(channel))
+                statuses = self._status_map(channel)
+                try:
+                    refunded = self._refunded_units(channel, payload, statuses, _Tally())
+                except (Throttled, HttpFailure, ConnectorError):
+                    # The refunded units cannot be read now: the poll and the sweep read the order again.
+                    return Webhook(delivery_id=delivery_id, topic=topic, orders=[])
+                order = self._order(payload, statuses, refunded)
                 orders = [] if order is None else [order]
         except ORDER_SHAPE_ERRORS as err:
             raise MalformedOrder(f"{what} that is not an order ({type(err).__name__})") from err

@@ -27,6 +27,16 @@ What it speaks (REST API ``wc/v3``, shapes and errors as WooCommerce's own code 
   ``-Resource``, ``-Event``, ``-ID``, ``-Delivery-ID``, ``-Source``), from a background thread, never
   retried; the seventh failure in a row disables the webhook. As in WooCommerce, the delivery id
   is a hash of the webhook id and the current second.
+- Order edits (``edit_order``: a line's quantity changed, a line added or removed, the stock of a paid
+  order following as ``wc_maybe_adjust_line_item_product_stock`` does), refunds (``refund_order``: the
+  order's ``refunds`` list ``{id, reason, total}``, ``GET /orders/<id>/refunds`` with each refund's
+  ``line_items`` and their negative ``quantity``, refunded units put back in stock as the REST refund
+  does with ``restock_items``), the bin (``delete_order``: status ``trash``, out of ``status=any``) and
+  deletion for good (``delete_order(force=True)``: the order is gone, ``GET /orders/<id>`` is 404).
+  ``status`` is a list as in ``wc/v3``, where ``any`` stops the list (``any,trash`` is ``any``).
+- Webhook faults: ``lose_webhooks``, ``hold_webhooks``/``release_webhooks`` (kept back, then sent
+  reversed or shuffled, some lost or sent twice: async delivery keeps no order), and ``outage``: while
+  it lasts, every request answers 503 (no ``Retry-After``) as a store whose host is down.
 - ``GET /system_status`` (a small part of it).
 - Webhooks as ``WC_REST_Webhooks_Controller``: ``GET /webhooks`` (``status`` all/active/paused/disabled,
   paging), ``GET /webhooks/<id>``, ``POST /webhooks`` (``topic`` and ``delivery_url`` required and
@@ -39,7 +49,8 @@ What it speaks (REST API ``wc/v3``, shapes and errors as WooCommerce's own code 
   classes a real catalog has (no SKU, a SKU used twice, stock not managed, stock kept on the parent).
 
 Driven from Python (``add_product``, ``add_variation``, ``set_quantity``, ``create_order``,
-``set_order_status``, ``cancel_order``, ``delete_order``, ``lose_webhooks``, ``fail_next``, ``limit``,
+``set_order_status``, ``cancel_order``, ``delete_order``, ``edit_order``, ``refund_order``,
+``lose_webhooks``, ``hold_webhooks``, ``release_webhooks``, ``outage``, ``fail_next``, ``limit``,
 ``delay_s``, ``requests``, ``seed_catalog``, ``subscriptions``) or over HTTP under ``/_fake/``
 (``manage.py fake_woocommerce``).
 """
@@ -148,6 +159,15 @@ class FakeLine:
     quantity: int
     sku: str
     name: str
+    reduced: int = 0  # units the order took off the product's stock (WooCommerce's ``_reduced_stock``)
+
+
+@dataclass
+class FakeRefund:
+    id: int
+    created: datetime
+    reason: str
+    lines: list[tuple[FakeLine, int]]  # (the order's line, units refunded)
 
 
 @dataclass
@@ -159,6 +179,8 @@ class FakeOrder:
     modified: datetime
     stock_reduced: bool = False
     trashed: bool = False
+    refunds: list[FakeRefund] = field(default_factory=list)
+    completed: datetime | None = None  # when it was (last) marked completed
 
 
 @dataclass
@@ -220,6 +242,9 @@ class WooCommerceFake:
         self._injected: list[_Injected] = []
         self._bucket: RequestBucket | None = None
         self._lose = 0
+        self._held: list[tuple[str, int, bytes]] | None = None  # deliveries kept back (hold_webhooks)
+        self.down = False  # an outage: every request is a 503
+        self.lost_held = 0  # held deliveries release_webhooks dropped
         self.webhooks: dict[int, FakeWebhook] = {}
         self._children: dict[int, list[int]] = {}  # variable product id -> its variation ids
         self._outbox: queue.Queue[tuple[str, int, bytes] | None] = queue.Queue()
@@ -442,27 +467,76 @@ class WooCommerceFake:
         with self.lock:
             order_id = self._new_id()
             created = now_s()
-            items = []
-            for ref, quantity in lines:
-                parent_text, _, variation_text = str(ref).partition("/")
-                variation_id = int(variation_text) if variation_text else 0
-                product_id = int(parent_text)
-                sold = self.products[variation_id or product_id]
-                items.append(
-                    FakeLine(
-                        id=self._new_id(),
-                        product_id=product_id,
-                        variation_id=variation_id,
-                        quantity=quantity,
-                        sku=sold.sku,
-                        name=sold.name,
-                    )
-                )
+            items = [self._line(ref, quantity) for ref, quantity in lines]
             order = FakeOrder(id=order_id, status=status, lines=items, created=created, modified=created)
+            order.completed = created if status == "completed" else None
             self.orders[order_id] = order
             self._stock_follows(order)
             self._enqueue("order.created", order)
             return order_id
+
+    def _line(self, ref: int | str, quantity: int) -> FakeLine:
+        parent_text, _, variation_text = str(ref).partition("/")
+        variation_id = int(variation_text) if variation_text else 0
+        product_id = int(parent_text)
+        sold = self.products[variation_id or product_id]
+        return FakeLine(self._new_id(), product_id, variation_id, quantity, sold.sku, sold.name)
+
+    def edit_order(self, order_id: int, lines: Mapping[int | str, int]) -> None:
+        """The merchant edits the order's items: ``{product id or "parent/variation": quantity}``; 0 removes the
+        line, a product not on the order adds one. A paid order's stock follows the change."""
+        with self.lock:
+            order = self.orders[order_id]
+            for ref, quantity in lines.items():
+                line = next((li for li in order.lines if self._ref(li) == str(ref)), None)
+                if line is None:
+                    if quantity > 0:
+                        line = self._line(ref, quantity)
+                        order.lines.append(line)
+                        self._adjust_stock(order, line, quantity)
+                    continue
+                self._adjust_stock(order, line, quantity - line.quantity)
+                line.quantity = quantity
+                if quantity <= 0:
+                    order.lines.remove(line)
+            order.modified = now_s()
+            self._enqueue("order.updated", order)
+
+    def refund_order(self, order_id: int, lines: Mapping[int | str, int], *, reason: str = "") -> int:
+        """A refund of these units (``{ref: units}``), restocked as the REST API's refunds are; the order keeps
+        its status and its lines (WooCommerce shows the refund beside them). Returns the refund's id."""
+        with self.lock:
+            order = self.orders[order_id]
+            refunded = []
+            for ref, units in lines.items():
+                line = next(li for li in order.lines if self._ref(li) == str(ref))
+                refunded.append((line, units))
+                if line.reduced:
+                    back = min(units, line.reduced)
+                    self._move_stock(line, back)
+                    line.reduced -= back
+            refund = FakeRefund(self._new_id(), now_s(), reason, refunded)
+            order.refunds.append(refund)
+            order.modified = now_s()
+            self._enqueue("order.updated", order)  # woocommerce_order_refunded is an order.updated hook
+            return refund.id
+
+    @staticmethod
+    def _ref(line: FakeLine) -> str:
+        return f"{line.product_id}/{line.variation_id}" if line.variation_id else str(line.product_id)
+
+    def _move_stock(self, line: FakeLine, delta: int) -> None:
+        product = self.products.get(line.variation_id or line.product_id)
+        holder = None if product is None else self._stock_holder(product)
+        if holder is not None and holder.stock_quantity is not None:
+            holder.stock_quantity += delta
+            holder.modified = now_s()
+
+    def _adjust_stock(self, order: FakeOrder, line: FakeLine, more: int) -> None:
+        """An edited line of a paid order: its stock follows (``wc_maybe_adjust_line_item_product_stock``)."""
+        if order.stock_reduced and more:
+            self._move_stock(line, -more)
+            line.reduced = max(0, line.reduced + more)
 
     def set_order_status(self, order_id: int, status: str) -> None:
         if status not in ORDER_STATUSES:
@@ -470,6 +544,7 @@ class WooCommerceFake:
         with self.lock:
             order = self.orders[order_id]
             order.status, order.modified = status, now_s()
+            order.completed = order.modified if status == "completed" else None
             self._stock_follows(order)
             self._enqueue("order.updated", order)
 
@@ -479,31 +554,36 @@ class WooCommerceFake:
     def complete_order(self, order_id: int) -> None:
         self.set_order_status(order_id, "completed")
 
-    def delete_order(self, order_id: int) -> None:
-        """Move the order to the bin: ``order.deleted`` carries only its id, and it leaves the order list."""
+    def delete_order(self, order_id: int, *, force: bool = False) -> None:
+        """Move the order to the bin (``force``: delete it for good): ``order.deleted`` carries only its id.
+
+        A binned order is out of ``status=any`` and shown with ``status=trash``; a deleted one is gone.
+        Neither gives its stock back (WooCommerce restocks on cancel, not on delete)."""
         with self.lock:
             order = self.orders[order_id]
             order.trashed, order.modified = True, now_s()
             self._enqueue("order.deleted", order)
+            if force:
+                del self.orders[order_id]
 
     def order(self, order_id: int) -> dict[str, Any]:
         with self.lock:
             return self._order_json(self.orders[order_id])
 
     def _stock_follows(self, order: FakeOrder) -> None:
-        """WooCommerce lowers stock once an order is paid or on hold, and puts it back when it is cancelled."""
+        """WooCommerce lowers stock once an order is paid or on hold, and puts back what it took (less what
+        refunds restocked already) when it is cancelled."""
         if order.status in STOCK_HELD and not order.stock_reduced:
-            sign, order.stock_reduced = -1, True
+            order.stock_reduced = True
+            for line in order.lines:
+                refunded = sum(units for refund in order.refunds for li, units in refund.lines if li is line)
+                line.reduced = max(0, line.quantity - refunded)
+                self._move_stock(line, -line.reduced)
         elif order.status in STOCK_RESTORED and order.stock_reduced:
-            sign, order.stock_reduced = 1, False
-        else:
-            return
-        for line in order.lines:
-            product = self.products.get(line.variation_id or line.product_id)
-            holder = None if product is None else self._stock_holder(product)
-            if holder is not None and holder.stock_quantity is not None:
-                holder.stock_quantity += sign * line.quantity
-                holder.modified = now_s()
+            order.stock_reduced = False
+            for line in order.lines:
+                self._move_stock(line, line.reduced)
+                line.reduced = 0
 
     # --- webhooks ------------------------------------------------------------------------------
 
@@ -575,7 +655,58 @@ class WooCommerceFake:
 
     def _enqueue(self, topic: str, order: FakeOrder) -> None:
         payload = {"id": order.id} if topic == "order.deleted" else self._order_json(order)
-        self._outbox.put((topic, order.id, json.dumps(payload, separators=(",", ":")).encode()))
+        item = (topic, order.id, json.dumps(payload, separators=(",", ":")).encode())
+        with self.lock:
+            if self._held is not None:
+                self._held.append(item)
+                return
+        self._outbox.put(item)
+
+    def hold_webhooks(self) -> None:
+        """Keep every delivery back until ``release_webhooks`` (WooCommerce delivers through a queue)."""
+        with self.lock:
+            if self._held is None:
+                self._held = []
+
+    def release_webhooks(
+        self,
+        *,
+        reverse: bool = False,
+        rng: Any = None,
+        lose: float = 0.0,
+        repeat: float = 0.0,
+        window: int = 6,
+        keep_holding: bool = False,
+    ) -> int:
+        """Send what was held: in order, reversed, or (``rng``, a ``random.Random``) shuffled within windows
+        of ``window``, a share ``lose`` never arriving and a share ``repeat`` arriving twice. Returns how
+        many deliveries were sent."""
+        with self.lock:
+            held, self._held = (self._held or []), ([] if keep_holding else None)
+        if reverse:
+            held.reverse()
+        out: list[tuple[str, int, bytes]] = []
+        lost = 0
+        for item in held:
+            if rng is not None and rng.random() < lose:
+                lost += 1
+                continue
+            out += [item] * (2 if rng is not None and rng.random() < repeat else 1)
+        if rng is not None:
+            for start in range(0, len(out), window):
+                part = out[start : start + window]
+                rng.shuffle(part)
+                out[start : start + window] = part
+        with self.lock:
+            self.lost_held += lost
+        for item in out:
+            self._outbox.put(item)
+        return len(out)
+
+    def outage(self, down: bool = True) -> None:
+        """The store's host is down (``True``) or back (``False``): meanwhile every request is a 503."""
+        with self.lock:
+            self.down = down
 
     def _deliver_loop(self) -> None:
         while True:
@@ -721,12 +852,13 @@ class WooCommerceFake:
             "backorders": "no",
             "backorders_allowed": False,
             "parent_id": product.parent_id,
+            "attributes": [],
             "meta_data": [],
         }
         if product.type == "variation":
             data.pop("type")
             data.pop("slug")
-        if product.type == "variable":
+        else:  # every product shows its variations' ids, an empty list but for a variable product
             data["variations"] = sorted(self._children.get(product.id, []))
         return data
 
@@ -743,7 +875,7 @@ class WooCommerceFake:
             **self._dates("date_created", order.created),
             **self._dates("date_modified", order.modified),
             **self._dates("date_paid", paid),
-            **self._dates("date_completed", order.modified if order.status == "completed" else None),
+            **self._dates("date_completed", order.completed if order.status == "completed" else None),
             "discount_total": "0.00",
             "shipping_total": "0.00",
             "total": f"{total:.2f}",
@@ -775,7 +907,45 @@ class WooCommerceFake:
             "shipping_lines": [],
             "fee_lines": [],
             "coupon_lines": [],
-            "refunds": [],
+            "refunds": [
+                {"id": refund.id, "reason": refund.reason, "total": f"-{self._refund_amount(refund):.2f}"}
+                for refund in order.refunds
+            ],
+        }
+
+    @staticmethod
+    def _refund_amount(refund: FakeRefund) -> int:
+        return sum(units * 10 for _, units in refund.lines)
+
+    def _refund_json(self, refund: FakeRefund) -> dict[str, Any]:
+        """As ``WC_REST_Order_Refunds_Controller`` answers: the refunded lines with negative quantities."""
+        return {
+            "id": refund.id,
+            **self._dates("date_created", refund.created),
+            "amount": f"{self._refund_amount(refund):.2f}",
+            "reason": refund.reason,
+            "refunded_by": 1,
+            "refunded_payment": False,
+            "meta_data": [],
+            "line_items": [
+                {
+                    "id": refund.id * 100 + n,
+                    "name": line.name,
+                    "product_id": line.product_id,
+                    "variation_id": line.variation_id,
+                    "quantity": -units,
+                    "tax_class": "",
+                    "subtotal": f"-{units * 10:.2f}",
+                    "subtotal_tax": "0.00",
+                    "total": f"-{units * 10:.2f}",
+                    "total_tax": "0.00",
+                    "taxes": [],
+                    "meta_data": [{"id": refund.id * 100 + n, "key": "_refunded_item_id", "value": str(line.id)}],
+                    "sku": line.sku,
+                    "price": -10,
+                }
+                for n, (line, units) in enumerate(refund.lines)
+            ],
         }
 
     # --- the HTTP side -------------------------------------------------------------------------
@@ -787,6 +957,8 @@ class WooCommerceFake:
         if path.startswith("/_fake/"):
             return self._control(method, path, body)
         reply = self._admit(path)
+        if reply is None and self.down:
+            reply = _Reply(503, raw=b"<html><body>Service Unavailable</body></html>")
         if reply is None:
             reply = self._serve(method, path, query, headers, body)
         with self.lock:
@@ -883,6 +1055,12 @@ class WooCommerceFake:
                     return _Reply(200, self._fields(self._product_json(product), params))
                 if route == "orders":
                     return self._list_orders(params)
+                if match := re.fullmatch(r"orders/(\d+)/refunds", route):
+                    order = self.orders.get(int(match.group(1)))
+                    if order is None:
+                        return _error(404, "woocommerce_rest_invalid_order_id", "Invalid order ID.")
+                    refunds = sorted(order.refunds, key=lambda r: r.id, reverse=params.get("order", "desc") != "asc")
+                    return self._page(refunds, params, f"{API_PREFIX}orders/{order.id}/refunds", self._refund_json)
                 if match := re.fullmatch(r"orders/(\d+)", route):
                     order = self.orders.get(int(match.group(1)))
                     if order is None:
@@ -1177,11 +1355,13 @@ class WooCommerceFake:
                     "Invalid parameter(s): status",
                     params={"status": f"status[0] is not one of {', '.join(('any', *ORDER_STATUSES, 'trash'))}."},
                 )
+        if "any" in statuses:  # WC_REST_Orders_Controller: "any" ends the list, whatever came before or after
+            statuses = ["any"]
         rows = []
         for order in self.orders.values():
             status = "trash" if order.trashed else order.status
             if "any" in statuses:
-                if status == "trash" and "trash" not in statuses:
+                if status == "trash":
                     continue
             elif status not in statuses:
                 continue
@@ -1357,10 +1537,21 @@ class WooCommerceFake:
             if method == "POST" and path == "/_fake/orders":
                 lines = [(str(ref), int(qty)) for ref, qty in payload["lines"]]
                 return _Reply(201, {"id": self.create_order(lines, status=payload.get("status", "processing"))})
+            if method == "POST" and (match := re.fullmatch(r"/_fake/orders/(\d+)/(edit|refund)", path)):
+                order_id, what = int(match.group(1)), match.group(2)
+                changes: dict[int | str, int] = {str(ref): int(qty) for ref, qty in payload["lines"]}
+                if what == "edit":
+                    self.edit_order(order_id, changes)
+                else:
+                    self.refund_order(order_id, changes, reason=str(payload.get("reason", "")))
+                return _Reply(200, self.order(order_id))
+            if method == "POST" and path == "/_fake/outage":
+                self.outage(bool(payload.get("down", True)))
+                return _Reply(200, {"down": self.down})
             if match := re.fullmatch(r"/_fake/orders/(\d+)", path):
                 order_id = int(match.group(1))
                 if method == "DELETE":
-                    self.delete_order(order_id)
+                    self.delete_order(order_id, force=bool(payload.get("force")))
                     return _Reply(200, {"id": order_id})
                 if method == "POST":
                     self.set_order_status(order_id, str(payload["status"]))
