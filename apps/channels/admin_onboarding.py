@@ -24,7 +24,12 @@ from django.utils.html import format_html
 from apps.catalog.models import Location, Movement
 from apps.channels.models import Channel, SyncPriority
 from apps.channels.services.config import channel_update
-from apps.channels.services.connection import channel_connection_test, channel_connector, channel_credential_names
+from apps.channels.services.connection import (
+    channel_connection_test,
+    channel_connector,
+    channel_credential_names,
+    channel_push_refusal,
+)
 from apps.channels.services.golive import (
     GoLiveNeedsConfirmation,
     GoLiveRefused,
@@ -221,6 +226,7 @@ class ChannelOnboarding:
             "blockers": blockers,
             "webhooks": list(channel.webhooks.all()),
             "webhook_address": webhook_address(channel) if platform else "",
+            "push_refusal": channel_push_refusal(channel) if platform and channel.state != Channel.State.SETUP else "",
             "steps": self._steps(channel, configured, chosen, setting, linked, opening_booked),
         }
         return TemplateResponse(request, "admin/channels/channel/onboarding.html", context)

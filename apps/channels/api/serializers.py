@@ -263,6 +263,23 @@ class PlatformLocationsSerializer(serializers.Serializer):
     results = PlatformLocationSerializer(many=True)
 
 
+class CatalogReadSerializer(serializers.Serializer):
+    """A background read of the platform's catalog (``services.discover``): its progress, never its variants."""
+
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
+    done = serializers.IntegerField(help_text="Variants read so far.")
+    total = serializers.IntegerField(allow_null=True, help_text="Variants the platform has, when known.")
+    requests = serializers.IntegerField(help_text="Requests sent to the platform (known once done).")
+    errors = serializers.IntegerField(help_text="Failed attempts.")
+    error = serializers.CharField(allow_blank=True, help_text="Why it failed, briefly.")
+    fresh = serializers.BooleanField(help_text="Done less than 5 minutes ago: the previews use it.")
+    fresh_until = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
 class LinkRequestSerializer(serializers.Serializer):
     apply = serializers.BooleanField(default=False, help_text="false (default): the preview only.")
     create_missing = serializers.BooleanField(
