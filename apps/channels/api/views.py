@@ -32,7 +32,12 @@ from apps.channels.api.serializers import (
 from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
-from apps.channels.services.discover import catalog_read_dict, catalog_read_latest, catalog_read_start
+from apps.channels.services.discover import (
+    catalog_read_dict,
+    catalog_read_latest,
+    catalog_read_start,
+    catalog_read_under_way,
+)
 from apps.channels.services.golive import (
     channel_go_live,
     channel_opening_stock,
@@ -41,7 +46,6 @@ from apps.channels.services.golive import (
 )
 from apps.channels.services.link import (
     catalog_read_fresh,
-    catalog_read_running,
     channel_link,
     channel_platform_locations,
     mapping_sheet_read,
@@ -61,7 +65,7 @@ _READING_202 = error_response(
 
 def _reading(channel: Channel) -> Response | None:
     """202 while the channel's catalog is being read in the background and no fresh read is there to use."""
-    running = catalog_read_running(channel)
+    running = catalog_read_under_way(channel)
     if running is None or catalog_read_fresh(channel) is not None:
         return None
     return Response(

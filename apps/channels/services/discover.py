@@ -150,6 +150,14 @@ def catalog_read_dict(read: CatalogRead | None) -> dict[str, Any] | None:
     }
 
 
+def catalog_read_under_way(channel: Channel) -> CatalogRead | None:
+    """The channel's read under way (queued or reading), unless it is older than ``STALE_S`` (lost)."""
+    running = catalog_read_running(channel)
+    if running is None or running.created_at < timezone.now() - timedelta(seconds=STALE_S):
+        return None
+    return running
+
+
 def catalog_read_latest(channel: Channel) -> CatalogRead | None:
     """The channel's latest background read (without its variants)."""
     return CatalogRead.objects.filter(channel=channel).defer("entries").order_by("-created_at", "-id").first()
