@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
@@ -162,17 +162,29 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         found = channel_platform_locations(channel=self.get_object())
         return Response({"results": [{"id": loc.id, "name": loc.name, "active": loc.active} for loc in found]})
 
-    @extend_schema(request=None, responses={200: CatalogReadSerializer, 202: CatalogReadSerializer, 404: None})
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses={200: CatalogReadSerializer, 404: error_response("`not_found`: no catalog read yet.")},
+        description="The latest background read of the platform's catalog: `state` (queued, running, done, "
+        "failed), `done` of `total` variants, `requests`, `errors`, `error`, and `fresh` (done less than 5 minutes "
+        "ago: `link/`, `opening-stock/` and `go-live/` use it instead of reading the platform in the request).",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=inline_serializer(
+            name="CatalogReadRequest",
+            fields={"again": serializers.BooleanField(default=False, help_text="Read again even when fresh.")},
+        ),
+        responses={200: CatalogReadSerializer, 202: CatalogReadSerializer},
+        description="Read the platform's whole catalog in the background, for large catalogs (thousands of "
+        "variants): 202 with the queued read. A read under way, or a fresh finished one (200), is answered as it "
+        'is; `{"again": true}` reads again. While one is under way, `link/`, `opening-stock/` and `go-live/` '
+        "answer 202 `catalog_reading`.",
+    )
     @action(detail=True, methods=["get", "post"], url_path="catalog-read")
     def catalog_read(self, request: Request, code: str | None = None) -> Response:
-        """Read the platform's whole catalog in the background, for large catalogs (thousands of variants).
-
-        POST queues a read (202; a read under way, or a fresh finished one, is answered as it is; `{"again":
-        true}` reads again). GET answers the latest read: `state` (queued, running, done, failed), `done` of
-        `total` variants, `requests`, `errors`, `error`, and `fresh` (younger than 5 minutes). While a read is
-        fresh, `link/`, `opening-stock/` and `go-live/` use it instead of reading the platform in the request;
-        while one is under way they answer 202 `catalog_reading`.
-        """
+        """The platform's catalog read in the background (see the GET and POST descriptions)."""
         channel = self.get_object()
         if request.method == "GET":
             latest = catalog_read_latest(channel)
