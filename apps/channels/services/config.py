@@ -40,7 +40,8 @@ def _platform_account(connector: str, settings: Mapping[str, Any], *, exclude_pk
     account = connector_named(connector).account(settings or {})
     if not account:
         return ""
-    other = Channel.objects.filter(connector=connector, platform_account=account).exclude(pk=exclude_pk).first()
+    others = Channel.objects.filter(connector=connector, platform_account=account)
+    other = (others.exclude(pk=exclude_pk) if exclude_pk is not None else others).first()
     if other is not None:
         raise PlatformAccountTaken(
             f"Channel {other.code} already imports the orders of {account}: a second channel on the same "
