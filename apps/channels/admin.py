@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
+from django.utils.html import format_html
 
 from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
 from apps.channels.admin_onboarding import ChannelOnboarding
@@ -34,7 +35,7 @@ from apps.channels.services.config import (
     listing_update,
     listings_sync_now,
 )
-from apps.channels.services.connection import channel_connection_test
+from apps.channels.services.connection import channel_connection_test, channel_push_refusal
 from apps.channels.services.work import dead_letters_retry
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 from apps.core.durations import duration_text
@@ -271,9 +272,13 @@ class ChannelAdmin(ChannelOnboarding, ServiceAdmin):
     @admin.display(description="state", ordering="state")
     def state_and_setup(self, channel: Channel) -> str:
         """A channel being set up links to its onboarding page; the others to the same page for pause/resume."""
-        if not getattr(self, "_may_set_up", False):
-            return channel.get_state_display()
-        return self.onboarding_link(channel)
+        refusal = channel_push_refusal(channel) if channel.connector != STOCKROOM_CONNECTOR else ""
+        shown = (
+            channel.get_state_display() if not getattr(self, "_may_set_up", False) else self.onboarding_link(channel)
+        )
+        if refusal and channel.state != Channel.State.SETUP:
+            return format_html('{} <span class="push-refused">{}</span>', shown, refusal)
+        return shown
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None

@@ -15,16 +15,23 @@ from django.contrib import messages
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from apps.catalog.models import Location, Movement
+from apps.channels.connectors.base import Catalog
 from apps.channels.models import Channel, SyncPriority
 from apps.channels.services.config import channel_update
-from apps.channels.services.connection import channel_connection_test, channel_connector, channel_credential_names
+from apps.channels.services.connection import (
+    channel_connection_test,
+    channel_connector,
+    channel_credential_names,
+    channel_push_refusal,
+)
+from apps.channels.services.discover import catalog_read_dict, catalog_read_latest, catalog_read_start
 from apps.channels.services.golive import (
     GoLiveNeedsConfirmation,
     GoLiveRefused,
@@ -37,7 +44,14 @@ from apps.channels.services.golive import (
     opening_reference,
     webhook_address,
 )
-from apps.channels.services.link import channel_link, channel_platform_locations, mapping_sheet_read
+from apps.channels.services.link import (
+    CATALOG_FRESH_S,
+    catalog_entries_load,
+    catalog_read_fresh,
+    channel_link,
+    channel_platform_locations,
+    mapping_sheet_read,
+)
 from apps.core.errors import DomainError
 
 PAGE_ROWS = 100  # rows of a preview table per page
@@ -127,7 +141,12 @@ class ChannelOnboarding:
             self.admin_site.admin_view(self.onboarding_view),
             name="channels_channel_onboarding",
         )
-        return [onboarding, *super().get_urls()]  # type: ignore[misc]
+        progress = path(
+            "<int:channel_id>/onboarding/catalog-read/",
+            self.admin_site.admin_view(self.catalog_read_view),
+            name="channels_channel_catalog_read",
+        )
+        return [onboarding, progress, *super().get_urls()]  # type: ignore[misc]
 
     @staticmethod
     def onboarding_link(channel: Channel) -> str:
@@ -150,6 +169,13 @@ class ChannelOnboarding:
             anchor = handler(request, channel)
             return HttpResponseRedirect(f"{request.path}#{anchor}")
         return self._onboarding_page(request, channel)
+
+    def catalog_read_view(self, request: HttpRequest, channel_id: int) -> JsonResponse:
+        """The progress of the channel's latest catalog read, for the page's progress bar (polled)."""
+        channel = get_object_or_404(Channel, pk=channel_id)
+        if not self.has_change_permission(request, channel):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        return JsonResponse({"read": catalog_read_dict(catalog_read_latest(channel))})
 
     def _tell(self, request: HttpRequest, text: str, level: int = messages.SUCCESS) -> None:
         self.message_user(request, text, level)  # type: ignore[attr-defined]
@@ -221,7 +247,10 @@ class ChannelOnboarding:
             "blockers": blockers,
             "webhooks": list(channel.webhooks.all()),
             "webhook_address": webhook_address(channel) if platform else "",
+            "push_refusal": channel_push_refusal(channel) if platform and channel.state != Channel.State.SETUP else "",
             "steps": self._steps(channel, configured, chosen, setting, linked, opening_booked),
+            "catalog_read": catalog_read_dict(catalog_read_latest(channel)) if platform else None,
+            "catalog_fresh_min": CATALOG_FRESH_S // 60,
         }
         return TemplateResponse(request, "admin/channels/channel/onboarding.html", context)
 
@@ -302,6 +331,37 @@ class ChannelOnboarding:
         self._tell(request, f"Saved: quantities are set{where}, from what is available at {codes}.")
         return "link"
 
+    def _onboarding_catalog_read(self, request: HttpRequest, channel: Channel) -> str:
+        try:
+            read = catalog_read_start(channel=channel, actor=f"staff:{request.user.get_username()}", again=True)
+        except DomainError as err:
+            self._tell(request, err.detail, messages.ERROR)
+            return "catalog"
+        if read.state != read.State.DONE:
+            self._tell(
+                request, "Reading the platform's catalog in the background: the bar below shows how far.", messages.INFO
+            )
+        return "catalog"
+
+    def _catalog(self, request: HttpRequest, channel: Channel) -> Catalog | None:
+        """The channel's fresh catalog read; without one, a read is started (the page shows its progress)
+        and the step waits for it: nothing is read from the platform inside the request."""
+        fresh = catalog_read_fresh(channel)
+        if fresh is not None and fresh.entries is not None:
+            return catalog_entries_load(fresh.entries, fresh.requests)
+        try:
+            catalog_read_start(channel=channel, actor=f"staff:{request.user.get_username()}")
+        except DomainError as err:
+            self._tell(request, err.detail, messages.ERROR)
+            return None
+        self._tell(
+            request,
+            "Reading the platform's catalog in the background first (the bar below shows how far); "
+            "preview again when it is read.",
+            messages.INFO,
+        )
+        return None
+
     def _onboarding_link_preview(self, request: HttpRequest, channel: Channel) -> str:
         return self._link(request, channel, apply=False)
 
@@ -315,6 +375,9 @@ class ChannelOnboarding:
         previous = cache.get(key) or {}
         upload = form.cleaned_data.get("mapping")
         create_missing = bool(form.cleaned_data.get("create_missing"))
+        catalog = self._catalog(request, channel)
+        if catalog is None:
+            return "catalog"
         try:
             if upload is not None:
                 mapping = mapping_sheet_read(upload.read())
@@ -326,6 +389,7 @@ class ChannelOnboarding:
                 mapping=mapping,
                 create_missing=create_missing,
                 actor=f"staff:{request.user.get_username()}",
+                catalog=catalog,
             )
         except DomainError as err:
             self._tell(request, err.detail, messages.ERROR)
@@ -350,6 +414,9 @@ class ChannelOnboarding:
 
     def _opening(self, request: HttpRequest, channel: Channel, *, apply: bool) -> str:
         key = _preview_key("opening", channel, request)
+        catalog = self._catalog(request, channel)
+        if catalog is None:
+            return "catalog"
         try:
             result = channel_opening_stock(
                 channel=channel,
@@ -357,6 +424,7 @@ class ChannelOnboarding:
                 location_code=request.POST.get("location", ""),
                 apply=apply,
                 actor=f"staff:{request.user.get_username()}",
+                catalog=catalog,
             )
         except DomainError as err:
             self._tell(request, err.detail, messages.ERROR)
@@ -385,8 +453,13 @@ class ChannelOnboarding:
 
     def _go_live(self, request: HttpRequest, channel: Channel, *, confirm: bool) -> str:
         key = _preview_key("golive", channel, request)
+        catalog = self._catalog(request, channel) if not channel_go_live_blockers(channel) else Catalog()
+        if catalog is None:
+            return "catalog"
         try:
-            done = channel_go_live(channel=channel, confirm=confirm, actor=f"staff:{request.user.get_username()}")
+            done = channel_go_live(
+                channel=channel, confirm=confirm, actor=f"staff:{request.user.get_username()}", catalog=catalog
+            )
         except GoLiveNeedsConfirmation as err:
             first = err.data["first_push"]
             cache.set(key, first, KEPT_S)

@@ -203,6 +203,49 @@ class ChannelWebhook(models.Model):
         return f"{self.topic} -> {self.address} ({self.channel.code})"
 
 
+class CatalogRead(models.Model):
+    """One read of a platform's whole catalog for a channel, in the background (``services.discover``).
+
+    Its progress (variants read, of how many; requests; errors) is shown while it runs; once ``done`` its
+    variants (``entries``) serve the link, opening-stock and go-live previews of the channel while fresh.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Reading"
+        DONE = "done", "Read"
+        FAILED = "failed", "Failed"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="catalog_reads")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    done = models.PositiveIntegerField(default=0, help_text="Variants read so far.")
+    total = models.PositiveIntegerField(null=True, blank=True, help_text="Variants the platform has, when known.")
+    requests = models.PositiveIntegerField(default=0, help_text="Requests the read sent to the platform.")
+    errors = models.PositiveIntegerField(default=0, help_text="Failed attempts.")
+    error = models.CharField(max_length=300, blank=True, help_text="Why the last attempt failed (short).")
+    # Once done: each variant as [sku, external_id, title, tracked, platform_managed, {location: quantity}].
+    entries = models.JSONField(null=True, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["channel", "-created_at"], name="catalogread_channel_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "done", "failed"]), name="catalogread_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="done") | Q(entries__isnull=False), name="catalogread_done_has_entries"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"catalog read {self.pk} of {self.channel_id}: {self.state}"
+
+
 class Listing(models.Model):
     """One channel SKU selling one product, with optional overrides of the channel defaults."""
 

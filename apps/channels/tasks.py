@@ -44,3 +44,11 @@ def channel_reconcile(channel_id: int) -> None:
     from apps.channels.services.reconcile import channel_reconcile as reconcile
 
     reconcile(channel_id=channel_id)
+
+
+@shared_task(name="channels.catalog_read", acks_late=True, ignore_result=True, soft_time_limit=900, time_limit=960)
+def channel_catalog_read(read_id: int) -> None:
+    """Read a platform's whole catalog in the background (``services.discover.catalog_read_run``)."""
+    from apps.channels.services.discover import catalog_read_run
+
+    catalog_read_run(read_id=read_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
 
@@ -261,6 +261,27 @@ class PlatformLocationSerializer(serializers.Serializer):
 
 class PlatformLocationsSerializer(serializers.Serializer):
     results = PlatformLocationSerializer(many=True)
+
+
+# A background read of the platform's catalog (``services.discover``): its progress, never its variants. Inline:
+# a declared field named ``errors`` would hide ``Serializer.errors``.
+CatalogReadSerializer = inline_serializer(
+    name="CatalogRead",
+    fields={
+        "id": serializers.IntegerField(),
+        "state": serializers.ChoiceField(choices=["queued", "running", "done", "failed"]),
+        "done": serializers.IntegerField(help_text="Variants read so far."),
+        "total": serializers.IntegerField(allow_null=True, help_text="Variants the platform has, when known."),
+        "requests": serializers.IntegerField(help_text="Requests sent to the platform (known once done)."),
+        "errors": serializers.IntegerField(help_text="Failed attempts."),
+        "error": serializers.CharField(allow_blank=True, help_text="Why it failed, briefly."),
+        "fresh": serializers.BooleanField(help_text="Done less than 5 minutes ago: the previews use it."),
+        "fresh_until": serializers.DateTimeField(allow_null=True),
+        "created_at": serializers.DateTimeField(),
+        "started_at": serializers.DateTimeField(allow_null=True),
+        "finished_at": serializers.DateTimeField(allow_null=True),
+    },
+)
 
 
 class LinkRequestSerializer(serializers.Serializer):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from apps.channels.api.filters import ListingFilter
 from apps.channels.api.push_schema import PUSH_CALLBACKS
 from apps.channels.api.serializers import (
+    CatalogReadSerializer,
     ChannelSerializer,
     GoLiveRequestSerializer,
     GoLiveSerializer,
@@ -31,13 +32,24 @@ from apps.channels.api.serializers import (
 from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.selectors import listings_availability_cached
 from apps.channels.services.config import channel_delete, channel_watermark_set, listing_delete, listings_sync_now
+from apps.channels.services.discover import (
+    catalog_read_dict,
+    catalog_read_latest,
+    catalog_read_start,
+    catalog_read_under_way,
+)
 from apps.channels.services.golive import (
     channel_go_live,
     channel_opening_stock,
     channel_pause,
     channel_resume,
 )
-from apps.channels.services.link import channel_link, channel_platform_locations, mapping_sheet_read
+from apps.channels.services.link import (
+    catalog_read_fresh,
+    channel_link,
+    channel_platform_locations,
+    mapping_sheet_read,
+)
 from apps.core.api.idempotency import IdempotentMixin
 from apps.core.api.schema import error_response
 from apps.core.authentication import ChannelPrincipal
@@ -45,6 +57,25 @@ from apps.core.parsers import StrictJSONParser
 from apps.core.permissions import IsStaffToken
 
 _PLATFORM_502 = error_response("`platform_unavailable`: the platform could not be read; `detail` says why, briefly.")
+_READING_202 = error_response(
+    "`catalog_reading`: a background read of the platform's catalog is under way for this channel (`catalog_read`: "
+    "its progress); ask again once `GET catalog-read/` says `done`. Nothing was done."
+)
+
+
+def _reading(channel: Channel) -> Response | None:
+    """202 while the channel's catalog is being read in the background and no fresh read is there to use."""
+    running = catalog_read_under_way(channel)
+    if running is None or catalog_read_fresh(channel) is not None:
+        return None
+    return Response(
+        {
+            "code": "catalog_reading",
+            "detail": "The platform's catalog is being read in the background; ask again when it is done.",
+            "catalog_read": catalog_read_dict(running),
+        },
+        status=status.HTTP_202_ACCEPTED,
+    )
 
 
 class IsStaffOrThisChannel(BasePermission):
@@ -131,7 +162,46 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         found = channel_platform_locations(channel=self.get_object())
         return Response({"results": [{"id": loc.id, "name": loc.name, "active": loc.active} for loc in found]})
 
-    @extend_schema(request=LinkRequestSerializer, responses={200: LinkResultSerializer, 502: _PLATFORM_502})
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses={200: CatalogReadSerializer, 404: error_response("`not_found`: no catalog read yet.")},
+        description="The latest background read of the platform's catalog: `state` (queued, running, done, "
+        "failed), `done` of `total` variants, `requests`, `errors`, `error`, and `fresh` (done less than 5 minutes "
+        "ago: `link/`, `opening-stock/` and `go-live/` use it instead of reading the platform in the request).",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=inline_serializer(
+            name="CatalogReadRequest",
+            fields={"again": serializers.BooleanField(default=False, help_text="Read again even when fresh.")},
+        ),
+        responses={200: CatalogReadSerializer, 202: CatalogReadSerializer},
+        description="Read the platform's whole catalog in the background, for large catalogs (thousands of "
+        "variants): 202 with the queued read. A read under way, or a fresh finished one (200), is answered as it "
+        'is; `{"again": true}` reads again. While one is under way, `link/`, `opening-stock/` and `go-live/` '
+        "answer 202 `catalog_reading`.",
+    )
+    @action(detail=True, methods=["get", "post"], url_path="catalog-read")
+    def catalog_read(self, request: Request, code: str | None = None) -> Response:
+        """The platform's catalog read in the background (see the GET and POST descriptions)."""
+        channel = self.get_object()
+        if request.method == "GET":
+            latest = catalog_read_latest(channel)
+            if latest is None:
+                return Response(
+                    {"code": "not_found", "detail": "No catalog read yet."}, status=status.HTTP_404_NOT_FOUND
+                )
+            return Response(catalog_read_dict(latest))
+        again = bool(request.data.get("again")) if hasattr(request.data, "get") else False
+        read = catalog_read_start(channel=channel, actor=_staff_actor(request), again=again)
+        answer = catalog_read_dict(read)
+        done = read.state == read.State.DONE
+        return Response(answer, status=status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=LinkRequestSerializer, responses={200: LinkResultSerializer, 202: _READING_202, 502: _PLATFORM_502}
+    )
     @action(detail=True, methods=["post"], parser_classes=[StrictJSONParser, MultiPartParser])
     def link(self, request: Request, code: str | None = None) -> Response:
         """Link the platform's variants to products by SKU: a preview (`apply` false, the default) or done.
@@ -142,6 +212,8 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         `platform_managed`, `already_linked`) and never linked. Idempotent: run it again to link new variants.
         """
         channel = self.get_object()
+        if (reading := _reading(channel)) is not None:
+            return reading
         upload = request.FILES.get("mapping")
         given: Any = request.data
         data = given if upload is None else {k: v for k, v in given.items() if k != "mapping"}
@@ -158,7 +230,10 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         )
         return Response(result.as_dict())
 
-    @extend_schema(request=OpeningStockRequestSerializer, responses={200: OpeningStockSerializer, 502: _PLATFORM_502})
+    @extend_schema(
+        request=OpeningStockRequestSerializer,
+        responses={200: OpeningStockSerializer, 202: _READING_202, 502: _PLATFORM_502},
+    )
     @action(detail=True, methods=["post"], url_path="opening-stock")
     def opening_stock(self, request: Request, code: str | None = None) -> Response:
         """The platform's quantities of the linked items as opening stock at a Stockroom location.
@@ -168,6 +243,8 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         needs the permission to record stock movements.
         """
         channel = self.get_object()
+        if (reading := _reading(channel)) is not None:
+            return reading
         body = OpeningStockRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -190,6 +267,7 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
                 "`go_live_refused` with `reasons` [{code, detail}], or `go_live_needs_confirmation` with `first_push` "
                 "(listings, changes, to_zero, items [{listing, sku, external_id, from, to, held}]): nothing was done."
             ),
+            202: _READING_202,
             502: _PLATFORM_502,
         },
     )
@@ -204,6 +282,8 @@ class ChannelViewSet(IdempotentMixin, viewsets.ModelViewSet):
         for the first push at tier 2, which sends exactly the preview's quantities.
         """
         channel = self.get_object()
+        if (reading := _reading(channel)) is not None:
+            return reading
         body = GoLiveRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         result = channel_go_live(channel=channel, confirm=body.validated_data["confirm"], actor=_staff_actor(request))

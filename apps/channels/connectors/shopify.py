@@ -256,6 +256,7 @@ class ShopifySettings(serializers.Serializer):
     )
     location_id = serializers.CharField(
         max_length=100,
+        required=False,
         help_text="The Shopify location whose available quantity Stockroom sets: gid://shopify/Location/<id>.",
     )
 

@@ -136,7 +136,36 @@ def channel_push_configured(channel: Channel) -> tuple[Connector, ChannelRef] | 
     except (LookupError, ImportError, SecretsUnreadable) as err:
         log.error("channel_connector_unusable", channel=channel.code, connector=channel.connector, error=str(err))
         return None
-    return (connector, ref) if connector.configured(ref) else None
+    if not connector.configured(ref):
+        return None
+    missing = channel_push_refusal(channel, connector)
+    if missing:
+        log.warning("channel_push_refused", channel=channel.code, reason=missing)
+        return None
+    return connector, ref
+
+
+# The settings that name where on the platform the quantities are set: a connector with one of them
+# pushes nothing while it is empty (a channel saved before its location was chosen from the list).
+PLATFORM_LOCATION_SETTINGS = ("location_id",)
+
+
+def channel_push_refusal(channel: Channel, connector: Connector | None = None) -> str:
+    """Why nothing can be pushed for this channel even when it is live ("" when it can): its connector
+    sets quantities at a platform location and none is chosen yet."""
+    if connector is None:
+        try:
+            connector = channel_connector(channel)
+        except (LookupError, ImportError):
+            return ""
+    fields = connector.settings_serializer().fields
+    for name in PLATFORM_LOCATION_SETTINGS:
+        if name in fields and not str((channel.settings or {}).get(name) or "").strip():
+            return (
+                f"No platform location is chosen ({name}): nothing is pushed until one is chosen on the "
+                "channel's onboarding page."
+            )
+    return ""
 
 
 def _unknown_keys(given: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, list[str]]:

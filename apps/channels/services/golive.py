@@ -35,7 +35,7 @@ from apps.channels.models import Channel, ChannelWebhook, Listing, SyncPriority
 from apps.channels.services.connection import channel_connector, channel_credentials
 from apps.channels.services.link import (
     PlatformUnavailable,
-    channel_catalog_read,
+    channel_catalog,
     channel_platform,
     channel_platform_location_id,
     entry_quantity,
@@ -164,7 +164,7 @@ def channel_opening_stock(
     if location is None:
         raise InvalidValue(f"Unknown location {location_code}.", errors={"location": ["Unknown location."]})
     platform_location = platform_location or channel_platform_location_id(channel)
-    catalog = catalog if catalog is not None else channel_catalog_read(channel=channel)
+    catalog = catalog if catalog is not None else channel_catalog(channel=channel)
     by_external = {entry.external_id: entry for entry in catalog.entries if entry.external_id}
     rows = (
         Listing.objects.filter(channel=channel, product__kind=Product.Kind.STANDARD)
@@ -307,7 +307,7 @@ def channel_first_push(*, channel: Channel, catalog: Catalog | None = None) -> F
     the platform's quantities now (``from``: the compare value the push will use). A change: ``from`` differs
     from ``to``, or the platform's quantity is unknown (``from`` null). ``held``: a raise the pusher holds back
     while the channel's orders are not imported yet (it goes out once they are)."""
-    catalog = catalog if catalog is not None else channel_catalog_read(channel=channel)
+    catalog = catalog if catalog is not None else channel_catalog(channel=channel)
     location_id = channel_platform_location_id(channel)
     by_external = {entry.external_id: entry for entry in catalog.entries if entry.external_id}
     listings = list(channel_linked_listings(channel).order_by("channel_sku").values_list("pk", "external_id"))

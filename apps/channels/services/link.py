@@ -29,17 +29,26 @@ import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from django.db import connection, transaction
+from django.utils import timezone
 from rest_framework import status
 
 from apps.catalog.models import Item, Product
 from apps.catalog.services.catalog import ComponentSpec, items_create, products_create
-from apps.channels.connectors.base import Catalog, CatalogEntry, Connector, ConnectorError, PlatformLocation
+from apps.channels.connectors.base import (
+    Catalog,
+    CatalogEntry,
+    Connector,
+    ConnectorError,
+    PlatformLocation,
+    Progress,
+)
 from apps.channels.locks import channel_for_update
-from apps.channels.models import Channel, Listing
+from apps.channels.models import CatalogRead, Channel, Listing
 from apps.channels.selectors import listings_availability, products_channel_quantity
 from apps.channels.services.config import listings_create
 from apps.channels.services.connection import channel_connector, channel_ref
@@ -103,11 +112,15 @@ def channel_platform_locations(*, channel: Channel) -> list[PlatformLocation]:
         raise PlatformUnavailable(f"{connector.label}: the connector failed ({type(err).__name__}).") from err
 
 
-def channel_catalog_read(*, channel: Channel) -> Catalog:
-    """Every variant the platform sells for this channel (``Connector.catalog``), read now."""
+def channel_catalog_read(*, channel: Channel, progress: Progress | None = None) -> Catalog:
+    """Every variant the platform sells for this channel (``Connector.catalog``), read now.
+
+    ``progress(done, total)`` is called as pages or lines arrive. A whole catalog takes long (about a minute
+    for 50,000 Shopify variants): the onboarding page reads it in the background (``services.discover``).
+    """
     connector, ref = channel_platform(channel)
     try:
-        catalog = connector.catalog(ref)
+        catalog = connector.catalog(ref, progress) if progress is not None else connector.catalog(ref)
     except NotImplementedError as err:
         raise PlatformReadUnsupported(f"{connector.label} cannot read its catalog yet.") from err
     except ConnectorError as err:
@@ -118,6 +131,61 @@ def channel_catalog_read(*, channel: Channel) -> Catalog:
         raise PlatformUnavailable(f"{connector.label}: the connector failed ({type(err).__name__}).") from err
     log.info("platform_catalog_read", channel=channel.code, variants=len(catalog.entries), requests=catalog.requests)
     return catalog
+
+
+# A catalog read in the background serves the channel's previews this long (the platform's quantities
+# move with its sales: the go-live preview's "from" is at most this old).
+CATALOG_FRESH_S = 300
+
+
+def catalog_entries_dump(catalog: Catalog) -> list[list[Any]]:
+    """The variants as compact JSON rows (``CatalogRead.entries``)."""
+    return [[e.sku, e.external_id, e.title, e.tracked, e.platform_managed, dict(e.quantities)] for e in catalog.entries]
+
+
+def catalog_entries_load(rows: Sequence[Sequence[Any]], requests: int = 0) -> Catalog:
+    return Catalog(
+        entries=[
+            CatalogEntry(
+                sku=sku,
+                external_id=external_id,
+                title=title,
+                tracked=bool(tracked),
+                platform_managed=bool(managed),
+                quantities={str(k): int(v) for k, v in (quantities or {}).items()},
+            )
+            for sku, external_id, title, tracked, managed, quantities in rows
+        ],
+        requests=requests,
+    )
+
+
+def catalog_read_fresh(channel: Channel) -> CatalogRead | None:
+    """The channel's latest finished background read of its catalog, if younger than ``CATALOG_FRESH_S``."""
+    since = timezone.now() - timedelta(seconds=CATALOG_FRESH_S)
+    latest = CatalogRead.objects.filter(channel=channel).order_by("-created_at", "-id").first()
+    if latest is None or latest.state != CatalogRead.State.DONE or latest.finished_at is None:
+        return None
+    return latest if latest.finished_at >= since else None
+
+
+def catalog_read_running(channel: Channel) -> CatalogRead | None:
+    """The channel's background read of its catalog under way (queued or reading), if any."""
+    return (
+        CatalogRead.objects.filter(channel=channel, state__in=[CatalogRead.State.QUEUED, CatalogRead.State.RUNNING])
+        .defer("entries")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def channel_catalog(*, channel: Channel) -> Catalog:
+    """The platform's catalog for a preview: the channel's fresh background read when there is one (nothing
+    is read again), else read now, inside the caller's request."""
+    fresh = catalog_read_fresh(channel)
+    if fresh is not None and fresh.entries is not None:
+        return catalog_entries_load(fresh.entries, fresh.requests)
+    return channel_catalog_read(channel=channel)
 
 
 def channel_platform_location_id(channel: Channel) -> str:
@@ -372,10 +440,10 @@ def channel_link(
     ``apply`` the listings created (through ``listings_create``), with ``create_missing`` the missing
     items and standard products too (``items_create``/``products_create``). Idempotent.
 
-    ``catalog``: a catalog read already (the onboarding page reads it once); by default it is read now.
+    ``catalog``: a catalog read already; by default the channel's fresh background read, else read now.
     The answer is ``LinkResult.as_dict()``: matched, platform_only, stockroom_only, problems, created.
     """
-    catalog = catalog if catalog is not None else channel_catalog_read(channel=channel)
+    catalog = catalog if catalog is not None else channel_catalog(channel=channel)
     location_id = channel_platform_location_id(channel)
     mapping = dict(mapping or {})
     if not apply:

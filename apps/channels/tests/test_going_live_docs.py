@@ -39,3 +39,20 @@ def test_no_guide_asks_for_inventory_item_ids_by_hand():
     shopify = (DOCS / "shopify.md").read_text()
     assert "productVariants(first" not in shopify and "GraphiQL" not in shopify
     assert "STOCKROOM_PUBLIC_URL" in shopify and "webhooks/shopify/" in shopify
+
+
+def test_the_readme_walks_going_live_and_links_each_guides_section():
+    readme = (DOCS.parents[1] / "README.md").read_text()
+    section = readme.split("\n## Connecting a channel\n", 1)[1].split("\n## ", 1)[0]
+    for link in (
+        "docs/connectors/shopify.md#5-going-live",
+        "docs/connectors/woocommerce.md#going-live",
+        "docs/connectors/amazon.md#going-live",
+    ):
+        assert f"({link})" in section, link
+    assert "pushes nothing" in section and "catalog-read/" in section
+    assert "Then give each listing the platform's id" not in section  # linking by SKU replaced that
+    assert '"rate_per_s": 2' not in section  # the connector brings its platform's pace
+    assert re.search(r"^## 5\. Going live$", (DOCS / "shopify.md").read_text(), re.M)
+    for platform in ("woocommerce", "amazon"):
+        assert re.search(r"^## Going live$", (DOCS / f"{platform}.md").read_text(), re.M), platform

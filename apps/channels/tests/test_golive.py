@@ -547,3 +547,51 @@ def test_a_connector_that_crashes_reading_its_catalog_is_a_502(world, staff_api,
     monkeypatch.setattr(ShelfConnector, "catalog", broken)
     response = link(staff_api)
     assert response.status_code == 502 and "KeyError" in response.json()["detail"]
+
+
+# --- The catalog read in the background -------------------------------------------------------------
+
+
+def test_the_api_reads_the_catalog_in_the_background_and_the_previews_use_that_read(world, staff_api):
+    from apps.channels.services.discover import catalog_read_run
+
+    platform, _channel, _s = world
+    assert staff_api.get("/api/v1/channels/shelf/catalog-read/").status_code == 404
+    started = staff_api.post("/api/v1/channels/shelf/catalog-read/", {}, format="json")
+    assert started.status_code == 202 and started.json()["state"] == "queued", started.content
+    waiting = link(staff_api)
+    assert waiting.status_code == 202 and waiting.json()["code"] == "catalog_reading"
+    for call, body in (("opening-stock/", {"location": "WH"}), ("go-live/", {})):
+        answer = staff_api.post(f"/api/v1/channels/shelf/{call}", body, format="json")
+        assert answer.status_code == 202 and answer.json()["catalog_read"]["id"] == started.json()["id"], call
+    catalog_read_run(read_id=started.json()["id"])  # the worker's part (the worker test runs the real one)
+    read = staff_api.get("/api/v1/channels/shelf/catalog-read/").json()
+    assert (read["state"], read["done"], read["total"], read["errors"], read["fresh"]) == ("done", 3, 3, 0, True)
+    platform.add("SCARF", "v4", 2)  # new on the platform since: the fresh read does not have it
+    reads = platform.shelf.catalog_reads
+    assert {row["sku"] for row in link(staff_api).json()["platform_only"]} == {"BEANIE"}
+    assert platform.shelf.catalog_reads == reads  # answered from the read: the platform was not asked
+    again = staff_api.post("/api/v1/channels/shelf/catalog-read/", {"again": True}, format="json")
+    assert again.status_code == 202 and again.json()["id"] != read["id"]
+    catalog_read_run(read_id=again.json()["id"])
+    assert {row["sku"] for row in link(staff_api).json()["platform_only"]} == {"BEANIE", "SCARF"}
+
+
+def test_a_catalog_read_that_fails_says_why_and_a_lost_one_is_not_waited_for(world, staff_api):
+    from apps.channels.models import CatalogRead
+    from apps.channels.services.discover import catalog_read_run
+
+    platform, _channel, _s = world
+    platform.shelf.down = "503 Service Unavailable"
+    read = staff_api.post("/api/v1/channels/shelf/catalog-read/", {}, format="json").json()
+    catalog_read_run(read_id=read["id"])
+    failed = staff_api.get("/api/v1/channels/shelf/catalog-read/").json()
+    assert failed["state"] == "failed" and failed["errors"] == 1 and "503 Service Unavailable" in failed["error"]
+    platform.shelf.down = None
+    assert link(staff_api).status_code == 200  # no read under way, none fresh: read now, as before
+    lost = staff_api.post("/api/v1/channels/shelf/catalog-read/", {}, format="json").json()
+    assert link(staff_api).status_code == 202
+    CatalogRead.objects.filter(pk=lost["id"]).update(created_at=timezone.now() - timedelta(hours=1))
+    assert link(staff_api).status_code == 200  # a worker died with it: not waited for
+    fresh = staff_api.post("/api/v1/channels/shelf/catalog-read/", {}, format="json").json()
+    assert fresh["id"] != lost["id"] and CatalogRead.objects.get(pk=lost["id"]).state == "failed"

@@ -20,8 +20,9 @@ from apps.channels.connectors.base import (
     PlatformLocation,
     WebhookSubscription,
 )
-from apps.channels.models import Channel, Listing
+from apps.channels.models import CatalogRead, Channel, Listing
 from apps.channels.services.config import channel_create
+from apps.channels.services.discover import catalog_read_run
 from apps.channels.tests.scripted import Platform, ScriptedConnector
 from apps.staff.roles import STORE_STAFF
 
@@ -112,6 +113,22 @@ def step(client, channel: Channel, name: str, **data: object):
     return client.post(url_of(channel), {"step": name, **data}, follow=True).content.decode()
 
 
+def worker_reads(channel: Channel) -> CatalogRead:
+    """The worker's part of a catalog read, done here (the scripted platform lives in this process; the
+    worker tests run the real worker against the fakes)."""
+    read = CatalogRead.objects.filter(channel=channel).order_by("-created_at", "-id").first()
+    assert read is not None and read.state == CatalogRead.State.QUEUED
+    done = catalog_read_run(read_id=read.pk)
+    assert done is not None
+    return done
+
+
+def read_catalog(client, channel: Channel) -> str:
+    step(client, channel, "catalog_read")
+    worker_reads(channel)
+    return client.get(url_of(channel)).content.decode()
+
+
 def test_a_merchant_walks_the_onboarding_page_from_connect_to_live(admin_client, channel, shop):
     listed = admin_client.get("/admin/channels/channel/").content.decode()
     assert f'href="{url_of(channel)}"' in listed and "Set up and go live" in listed
@@ -136,7 +153,19 @@ def test_a_merchant_walks_the_onboarding_page_from_connect_to_live(admin_client,
     assert list(channel.channel_locations.values_list("location__code", flat=True)) == ["W1"]
     assert 'data-code="no_locations"' not in page
 
-    # 3. Link: the preview, filtered, then applied.
+    # 3. Link: the catalog is read in the background first (the request reads nothing), then the preview,
+    # filtered, then applied.
+    page = step(admin_client, channel, "link_preview")
+    assert "Reading the platform&#x27;s catalog in the background first" in page
+    assert 'id="catalog" data-url=' in page and 'data-state="queued"' in page
+    assert admin_client.get(f"{url_of(channel)}catalog-read/").json()["read"]["state"] == "queued"
+    worker_reads(channel)
+    progress = admin_client.get(f"{url_of(channel)}catalog-read/").json()["read"]
+    assert (progress["state"], progress["done"], progress["total"], progress["requests"]) == ("done", 6, 6, 1)
+    assert (
+        'Read: <span id="catalog-done">6</span> variants in 1 requests'
+        in admin_client.get(url_of(channel)).content.decode()
+    )
     page = step(admin_client, channel, "link_preview")
     assert "Preview: 2 matched, 0 only on the platform, 4 problems; applying creates 2 listings." in page
     assert not Listing.objects.filter(channel=channel).exists()  # a preview links nothing
@@ -189,6 +218,7 @@ def test_a_merchant_walks_the_onboarding_page_from_connect_to_live(admin_client,
 def test_a_mapping_sheet_and_created_products_link_what_skus_alone_do_not(admin_client, channel, shop):
     warehouse = Location.objects.get(code="W1")
     step(admin_client, channel, "locations", platform_location=WAREHOUSE, locations=[warehouse.pk])
+    read_catalog(admin_client, channel)
     sheet = SimpleUploadedFile("mapping.csv", b"platform_sku,product\nBEANIE,CAP\n", content_type="text/csv")
     page = admin_client.post(url_of(channel), {"step": "link_preview", "mapping": sheet}, follow=True).content.decode()
     assert "with a mapping sheet of 1 rows" in page and "applying creates 3 listings" in page
@@ -208,8 +238,11 @@ def test_a_platform_that_fails_is_a_short_message_not_an_error_page(admin_client
     assert "The platform's locations could not be read: Scripted platform: 503 Service Unavailable" in (
         page.content.decode()
     )
-    page = step(admin_client, channel, "link_preview")
-    assert "Scripted platform: 503 Service Unavailable: the shop is under maintenance" in page
+    step(admin_client, channel, "link_preview")
+    failed = worker_reads(channel)
+    assert (failed.state, failed.errors) == (CatalogRead.State.FAILED, 1)
+    page = admin_client.get(url_of(channel)).content.decode()
+    assert "The read failed: Scripted platform: 503 Service Unavailable: the shop is under maintenance" in page
     page = step(admin_client, channel, "golive_confirm")
     assert "Not yet:" in page and "sells from no location" in page
     channel.refresh_from_db()
@@ -237,6 +270,7 @@ def test_opening_stock_needs_the_permission_to_book_movements(client, django_use
     manager = django_user_model.objects.create_user(username="manager", password="pw-manager-1", is_staff=True)
     manager.user_permissions.add(*Permission.objects.filter(codename__in=["view_channel", "change_channel"]))
     client.force_login(manager)
+    read_catalog(client, channel)
     page = client.post(
         url_of(channel), {"step": "opening_preview", "platform_location": STORE, "location": "W1"}, follow=True
     ).content.decode()
@@ -244,3 +278,40 @@ def test_opening_stock_needs_the_permission_to_book_movements(client, django_use
     denied = client.post(url_of(channel), {"step": "opening_apply", "platform_location": STORE, "location": "W1"})
     assert denied.status_code == 403
     assert not Movement.objects.filter(reference="opening:shop").exists()
+
+
+def test_a_catalog_read_is_reused_while_fresh_and_read_again_on_request(admin_client, channel, shop):
+    warehouse = Location.objects.get(code="W1")
+    step(admin_client, channel, "locations", platform_location=WAREHOUSE, locations=[warehouse.pk])
+    read_catalog(admin_client, channel)
+    shop.entries.append(entry("SCARF", 7, {WAREHOUSE: 2}))  # new on the platform since the read
+    page = step(admin_client, channel, "link_preview")
+    assert "Preview: 2 matched, 1 only on the platform, 3 problems" in page  # the read of before: no SCARF
+    page = step(admin_client, channel, "catalog_read")
+    assert "Reading the platform&#x27;s catalog in the background" in page and 'value="catalog_read"' in page
+    worker_reads(channel)
+    page = step(admin_client, channel, "link_preview")
+    assert "Preview: 2 matched, 2 only on the platform, 3 problems" in page
+    assert CatalogRead.objects.filter(channel=channel).count() == 2
+
+
+def test_a_live_shopify_channel_without_a_platform_location_pushes_nothing_and_says_why(admin_client, channel, shop):
+    from apps.channels.models import SyncWork
+    from apps.channels.services.push import channel_push
+
+    warehouse = Location.objects.get(code="W1")
+    step(admin_client, channel, "locations", platform_location=WAREHOUSE, locations=[warehouse.pk])
+    read_catalog(admin_client, channel)
+    step(admin_client, channel, "link_apply")
+    assert "is live" in step(admin_client, channel, "golive_confirm")
+    Channel.objects.filter(pk=channel.pk).update(settings={"shop_url": "https://hoodies.example.com"})
+    SyncWork.objects.filter(channel=channel).update(next_attempt_at="2000-01-01T00:00:00Z")
+    channel_push(channel_id=channel.pk)
+    assert shop.pushes == []
+    reason = "No platform location is chosen (location_id): nothing is pushed"
+    assert reason in admin_client.get("/admin/channels/channel/").content.decode()
+    assert reason in admin_client.get(url_of(channel)).content.decode()
+    step(admin_client, channel, "locations", platform_location=WAREHOUSE, locations=[warehouse.pk])
+    channel_push(channel_id=channel.pk)
+    assert shop.pushes  # the location chosen again: the queued work goes out
+    assert reason not in admin_client.get("/admin/channels/channel/").content.decode()

@@ -4,7 +4,8 @@ The shop: 2,000 variants at two locations with live quantities (``seed_catalog``
 problem class). Stockroom knows 1,780 of the clean SKUs as products; the rest are created from the shop's
 catalog. The walk: the channel form (connect, test) -> the onboarding page: the platform location chosen
 from the list, the Stockroom location it sells from -> link (preview filtered by problem, applied, missing
-products created) -> opening stock from the shop's quantities -> go live (preview, confirm) -> the first push.
+products created; the shop's catalog read once, in the background by a real worker, with a progress bar) ->
+opening stock from the shop's quantities -> go live (preview, confirm) -> the first push.
 The shop's quantities do not move until go-live; afterwards each linked quantity equals Stockroom's.
 Screenshots: var/screenshots/onboarding_*.png.
 """
@@ -93,7 +94,10 @@ def _shop_quantities(shop, location: str) -> dict[str, int | None]:
     return {item: shop.available(item, location) for item in shop.seeded.quantities}
 
 
-def test_a_merchant_links_2000_variants_and_goes_live_without_the_shop_moving_before(page, shop, stockroom):
+def test_a_merchant_links_2000_variants_and_goes_live_without_the_shop_moving_before(
+    page, shop, stockroom, celery_worker
+):
+    celery_worker(queues="default", concurrency=1)  # reads the shop's catalog in the background
     seeded = shop.seeded
     main, store = seeded.locations
     before = {place: _shop_quantities(shop, place) for place in (main, store)}
@@ -130,6 +134,15 @@ def test_a_merchant_links_2000_variants_and_goes_live_without_the_shop_moving_be
     assert f"quantities are set at platform location {store}" in _message(page)
     channel.refresh_from_db()
     assert channel.settings["location_id"] == store
+
+    # The shop's catalog is read in the background first: a progress bar, updated until it is read.
+    page.click("#link-preview")
+    assert "Reading the platform's catalog in the background first" in _message(page)
+    assert page.locator("#catalog-progress").is_visible()
+    _shot_of(page, "#catalog", "3_catalog_reading")
+    page.wait_for_selector('#catalog[data-state="done"]', timeout=60_000)  # the page reloads once it is read
+    assert "Read: 2000 variants in" in page.locator("#catalog-status").inner_text()
+    assert page.locator("#catalog-progress").get_attribute("value") == "2000"
 
     # Link: the preview, filtered by problem and paged, then applied with the missing products created.
     page.click("#link-preview")
