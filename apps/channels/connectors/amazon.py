@@ -697,32 +697,22 @@ class AmazonConnector(Connector):
             result.requests = api.requests
             return result
         rejected = _FeedLedger(channel).rejected([sku for _, sku, _ in sendable])
-        capacity = self._patch_capacity(api)
-        waiting: list[tuple[QuantityUpdate, str, str]] = []
-        feed_wait = 0.0
-        if len(sendable) <= capacity:
+        if len(sendable) <= self._patch_capacity(api):
             patches, feed = sendable, []
         else:
             patches = [item for item in sendable if item[1] in rejected]
             feed = [item for item in sendable if item[1] not in rejected]
             if feed and (feed_wait := _feed_bucket(api).take()) > 0:
-                # JSON_LISTINGS_FEED's own budget (5 per 5 minutes per region) is spent: what fits goes
-                # item by item now, the rest waits (failed "not sent", retried) for the next feed or patches.
-                room = max(0, capacity - len(patches))
-                patches, waiting, feed = patches + feed[:room], feed[room:], []
+                # JSON_LISTINGS_FEED's own budget (5 per 5 minutes per region) is spent: the batch waits for
+                # the next feed (Amazon refills one a minute) rather than trickling out item by item over
+                # several pushes; nothing is sent, nothing counts as an attempt.
+                return PushResult(throttled_for=feed_wait, requests=api.requests)
         answered = False
         if patches:
             outcome = self._patch_each(api, patches, result, inline_wait=inline_wait, deadline=deadline)
             if isinstance(outcome, _Throttled):
                 return PushResult(throttled_for=outcome.wait, requests=api.requests)
             answered = True
-        if waiting:
-            self._fail_rest(
-                waiting,
-                result,
-                f"not sent: Amazon's JSON_LISTINGS_FEED budget (5 per 5 minutes) is spent; "
-                f"the next feed can go in {feed_wait:.0f} s",
-            )
         if feed:
             outcome = self._send_feed(
                 api, channel, feed, result, inline_wait=inline_wait, deadline=deadline, answered=answered
