@@ -3,9 +3,13 @@
 Quantities: Listings Items ``patchListingsItem`` with a JSON Patch ``merge`` on
 ``/attributes/fulfillment_availability`` (``fulfillment_channel_code`` ``DEFAULT``: the seller's own
 stock; ``merge`` keeps the handling time and restock date the merchant set). A batch too large to
-patch item by item within a push goes as one ``JSON_LISTINGS_FEED`` (Feeds API). Read-back:
-``searchListingsItems`` by SKU, 20 per request. Orders: polled with ``getOrders``
-(``LastUpdatedAfter``, ``NextToken`` pages, merchant-fulfilled only) and ``getOrderItems``.
+patch item by item within a push goes as one ``JSON_LISTINGS_FEED`` (Feeds API), under the feed type's
+own limit (5 per 5 minutes per region; when it is spent such a batch waits for the next slot).
+Read-back: ``searchListingsItems`` by SKU, 20 per request. Orders: Orders API 2026-01-01, polled with
+``searchOrders`` (``lastUpdatedAfter``, merchant-fulfilled, the statuses that touch stock, items
+included, ``paginationToken`` pages repeating the filters) and read one by one with ``getOrder`` for
+the order truth sweep; Orders v0 (``getOrders`` + ``getOrderItems``, ``getOrder``) only where the
+channel's ``orders_api`` setting falls back to it, its ``NextToken`` pages repeating the filters.
 
 Authentication: a Login with Amazon access token from the refresh token, cached in Redis until
 shortly before it expires, sent as ``x-amz-access-token``; a 403 about the token refreshes it once
