@@ -1427,6 +1427,10 @@ def _orders_api(channel: ChannelRef) -> str:
     return version if version in ORDERS_API_VERSIONS else ORDERS_API_DEFAULT
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _searched_order(raw: Mapping[str, Any]) -> PlatformOrder | None:
     """An Orders 2026-01-01 ``Order`` (``searchOrders`` or ``getOrder`` with ``includedData=FULFILLMENT``): its
     ``orderItems`` come along, with ``product.sellerSku``, ``quantityOrdered`` and ``fulfillment.quantityFulfilled``.
@@ -1434,7 +1438,7 @@ def _searched_order(raw: Mapping[str, Any]) -> PlatformOrder | None:
     order_id = str(raw.get("orderId") or "")
     if not order_id:
         raise ConnectorError("Amazon returned an order without orderId.")
-    fulfillment = raw.get("fulfillment") if isinstance(raw.get("fulfillment"), dict) else {}
+    fulfillment = _obj(raw.get("fulfillment"))
     if fulfillment.get("fulfilledBy") == "AMAZON":
         log.warning("amazon_order_afn_skipped", order=order_id)
         return None
@@ -1448,11 +1452,11 @@ def _searched_order(raw: Mapping[str, Any]) -> PlatformOrder | None:
     for item in raw.get("orderItems") or []:
         if not isinstance(item, dict):
             continue
-        product = item.get("product") if isinstance(item.get("product"), dict) else {}
+        product = _obj(item.get("product"))
         sku = str(product.get("sellerSku") or "")
         if not sku:
             continue
-        item_fulfillment = item.get("fulfillment") if isinstance(item.get("fulfillment"), dict) else {}
+        item_fulfillment = _obj(item.get("fulfillment"))
         ordered, shipped = item.get("quantityOrdered"), item_fulfillment.get("quantityFulfilled")
         row = totals.setdefault(sku, [0, 0])
         row[0] += ordered if isinstance(ordered, int) and not isinstance(ordered, bool) else 0
