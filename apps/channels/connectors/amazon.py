@@ -3,9 +3,13 @@
 Quantities: Listings Items ``patchListingsItem`` with a JSON Patch ``merge`` on
 ``/attributes/fulfillment_availability`` (``fulfillment_channel_code`` ``DEFAULT``: the seller's own
 stock; ``merge`` keeps the handling time and restock date the merchant set). A batch too large to
-patch item by item within a push goes as one ``JSON_LISTINGS_FEED`` (Feeds API). Read-back:
-``searchListingsItems`` by SKU, 20 per request. Orders: polled with ``getOrders``
-(``LastUpdatedAfter``, ``NextToken`` pages, merchant-fulfilled only) and ``getOrderItems``.
+patch item by item within a push goes as one ``JSON_LISTINGS_FEED`` (Feeds API), under the feed type's
+own limit (5 per 5 minutes per region; when it is spent such a batch waits for the next slot).
+Read-back: ``searchListingsItems`` by SKU, 20 per request. Orders: Orders API 2026-01-01, polled with
+``searchOrders`` (``lastUpdatedAfter``, merchant-fulfilled, the statuses that touch stock, items
+included, ``paginationToken`` pages repeating the filters) and read one by one with ``getOrder`` for
+the order truth sweep; Orders v0 (``getOrders`` + ``getOrderItems``, ``getOrder``) only where the
+channel's ``orders_api`` setting falls back to it, its ``NextToken`` pages repeating the filters.
 
 Authentication: a Login with Amazon access token from the refresh token, cached in Redis until
 shortly before it expires, sent as ``x-amz-access-token``; a 403 about the token refreshes it once
@@ -43,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
@@ -103,8 +107,13 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "createFeed": (0.0083, 15),
     "getFeed": (2.0, 15),
     "getFeedDocument": (0.0222, 10),
-    "getOrders": (0.0167, 20),
-    "getOrderItems": (0.5, 30),
+    "searchOrders": (0.0056, 20),  # Orders 2026-01-01
+    "getOrder": (0.5, 30),  # Orders 2026-01-01 and v0 (one version is used at a time)
+    "getOrders": (0.0167, 20),  # Orders v0
+    "getOrderItems": (0.5, 30),  # Orders v0
+    # Not an operation: the Feeds API's own limit on JSON_LISTINGS_FEED submissions, 5 per 5 minutes per
+    # region, on top of createFeed's. Its bucket is keyed by seller and endpoint (the region).
+    "JSON_LISTINGS_FEED": (5 / 300, 5),
     "getMarketplaceParticipations": (0.016, 15),
     "createReport": (0.0167, 15),
     "getReport": (2.0, 15),
@@ -113,7 +122,14 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
 
 PATCH_MAX = 20  # more updates than this in one push go as a feed
 SEARCH_MAX = 20  # searchListingsItems takes at most 20 identifiers
-ORDERS_PAGE = 20  # getOrders page size: each order costs a getOrderItems call (0.5/s, burst 30)
+ORDERS_PAGE = 20  # v0 getOrders page size: each order costs a getOrderItems call (0.5/s, burst 30)
+SEARCH_ORDERS_PAGE = 100  # searchOrders brings each order's items along: a full page (its maximum)
+ORDERS_API_VERSIONS = ("2026-01-01", "v0")
+ORDERS_API_DEFAULT = "2026-01-01"
+# searchOrders: merchant-fulfilled orders in every state that touches the seller's stock.
+# UNFULFILLABLE applies to Amazon-fulfilled orders only.
+SEARCH_STATUSES = "PENDING_AVAILABILITY,PENDING,UNSHIPPED,PARTIALLY_SHIPPED,SHIPPED,CANCELLED"
+V0_STATUSES = "PendingAvailability,Pending,Unshipped,PartiallyShipped,Shipped,InvoiceUnconfirmed,Canceled"
 TOKEN_EARLY_S = 60  # refresh an access token this long before Amazon says it expires
 ORDERS_SETTLE = timedelta(minutes=2)  # Amazon's own lag: LastUpdatedBefore must be 2 min old
 INITIAL_LOOKBACK = timedelta(days=1)  # the first poll of a channel that has no watermark yet
@@ -159,6 +175,16 @@ ORDER_STATUSES = {
     "Canceled": PlatformOrder.Status.CANCELLED,
     "Unfulfillable": PlatformOrder.Status.CANCELLED,
 }
+# Orders 2026-01-01 ``FulfillmentStatus``.
+FULFILLMENT_STATUSES = {
+    "PENDING_AVAILABILITY": PlatformOrder.Status.PENDING,
+    "PENDING": PlatformOrder.Status.PENDING,
+    "UNSHIPPED": PlatformOrder.Status.OPEN,
+    "PARTIALLY_SHIPPED": PlatformOrder.Status.PARTIALLY_FULFILLED,
+    "SHIPPED": PlatformOrder.Status.FULFILLED,
+    "CANCELLED": PlatformOrder.Status.CANCELLED,
+    "UNFULFILLABLE": PlatformOrder.Status.CANCELLED,
+}
 
 
 class AmazonSettingsSerializer(serializers.Serializer):
@@ -179,6 +205,12 @@ class AmazonSettingsSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
         help_text="Only when every listing has this Amazon product type; blank: each listing's own, looked up.",
+    )
+    orders_api = serializers.ChoiceField(
+        choices=ORDERS_API_VERSIONS,
+        default=ORDERS_API_DEFAULT,
+        help_text="Orders API version: 2026-01-01 (searchOrders, getOrder); v0 (getOrders, getOrderItems) "
+        "only as a fallback until Amazon removes it.",
     )
 
     def validate_endpoint(self, value: str) -> str:
@@ -598,6 +630,12 @@ class _FactsCache:
             redis_client().hdel(self.key, *skus)
 
 
+def _feed_bucket(api: _Api) -> OperationBucket:
+    """JSON_LISTINGS_FEED submissions of the seller in the endpoint's region (Amazon: 5 per 5 minutes per region)."""
+    region = urlsplit(api.endpoint).netloc or api.endpoint
+    return OperationBucket(f"{api.seller_id}@{region}", "JSON_LISTINGS_FEED")
+
+
 def _sku(update: QuantityUpdate) -> str:
     return update.external_id or update.sku
 
@@ -668,6 +706,11 @@ class AmazonConnector(Connector):
         else:
             patches = [item for item in sendable if item[1] in rejected]
             feed = [item for item in sendable if item[1] not in rejected]
+            if feed and (feed_wait := _feed_bucket(api).take()) > 0:
+                # JSON_LISTINGS_FEED's own budget (5 per 5 minutes per region) is spent: the batch waits for
+                # the next feed (Amazon refills one a minute) rather than trickling out item by item over
+                # several pushes; nothing is sent, nothing counts as an attempt.
+                return PushResult(throttled_for=feed_wait, requests=api.requests)
         answered = False
         if patches:
             outcome = self._patch_each(api, patches, result, inline_wait=inline_wait, deadline=deadline)
@@ -804,6 +847,9 @@ class AmazonConnector(Connector):
                 try:
                     status, answer = api.call(operation, "POST", path, body=body, max_wait=allowance)
                 except _Throttled as throttled:
+                    if operation == "createFeed":
+                        _feed_bucket(api).learn(None, drain=True)  # Amazon's feed-type limit may say so too
+                        raise
                     if answered and time.monotonic() + throttled.wait < deadline:
                         time.sleep(throttled.wait)
                         continue
@@ -970,55 +1016,123 @@ class AmazonConnector(Connector):
 
     # Orders ------------------------------------------------------------------------------------
 
+    # getOrder is 0.5 a second (burst 30) in both versions, v0 adds a getOrderItems call per order:
+    # ten orders per sweep batch fit the burst many times over and take 20-40 s once it is spent.
+    orders_get_batch = 10
+
     def orders_since(self, channel: ChannelRef, since: datetime | None, cursor: str | None = None) -> OrdersPage:
         api = _Api(channel)
         now = timezone.now()
-        params: dict[str, str] = {"MarketplaceIds": api.marketplace_id}
         state: dict[str, str] | None = None
         if cursor:
             try:
                 state = json.loads(cursor)
-                params["NextToken"] = str(state["next"])
+                next_token, after = str(state["next"]), str(state["after"])
             except (ValueError, KeyError, TypeError) as err:
                 raise ConnectorError(f"Unreadable Amazon orders cursor: {cursor[:80]!r}") from err
         else:
-            after = min(since or now - INITIAL_LOOKBACK, now).replace(microsecond=0)
-            params.update(
-                {
-                    "LastUpdatedAfter": _iso(after),
-                    # Orders Amazon fulfils from its own warehouses never touch the seller's stock.
-                    "FulfillmentChannels": "MFN",
-                    "MaxResultsPerPage": str(ORDERS_PAGE),
-                }
-            )
+            next_token, after = "", _iso(min(since or now - INITIAL_LOOKBACK, now).replace(microsecond=0))
+        v0 = _orders_api(channel) == "v0"
+        if v0:
+            # Every page repeats the filters: NextToken does not replace them (later pages would otherwise
+            # bring Amazon-fulfilled orders in).
+            params = {
+                "MarketplaceIds": api.marketplace_id,
+                "LastUpdatedAfter": after,
+                # Orders Amazon fulfils from its own warehouses never touch the seller's stock.
+                "FulfillmentChannels": "MFN",
+                "OrderStatuses": V0_STATUSES,
+                "MaxResultsPerPage": str(ORDERS_PAGE),
+            }
+            if next_token:
+                params["NextToken"] = next_token
+            operation, path = "getOrders", "/orders/v0/orders"
+        else:
+            params = {
+                "marketplaceIds": api.marketplace_id,
+                "lastUpdatedAfter": after,
+                "fulfilledBy": "MERCHANT",
+                "fulfillmentStatuses": SEARCH_STATUSES,
+                "maxResultsPerPage": str(SEARCH_ORDERS_PAGE),
+                "includedData": "FULFILLMENT",
+            }
+            if next_token:
+                params["paginationToken"] = next_token
+            operation, path = "searchOrders", f"/orders/{ORDERS_API_DEFAULT}/orders"
         try:
-            status, answer = api.call(
-                "getOrders", "GET", f"/orders/{_orders_version()}/orders", params=params, max_wait=READ_WAIT_S
-            )
+            status, answer = api.call(operation, "GET", path, params=params, max_wait=READ_WAIT_S)
         except _Throttled as throttled:
             # Nothing is lost: the watermark stays where it is and the next poll asks again.
             raise ConnectorThrottled(str(throttled), wait_s=throttled.wait) from throttled
-        payload = answer.get("payload") if isinstance(answer, dict) else None
-        if status != 200 or not isinstance(payload, dict):
-            raise ConnectorError(f"Amazon refused getOrders: HTTP {status} {_amazon_errors(answer)}")
+        body = (answer.get("payload") if v0 else answer) if isinstance(answer, dict) else None
+        if status != 200 or not isinstance(body, dict):
+            raise ConnectorError(f"Amazon refused {operation}: HTTP {status} {_amazon_errors(answer)}")
         if state is not None:
             until = _parse_iso(state.get("until"))
         else:
             # Amazon vouches for completeness up to its LastUpdatedBefore; orders after it come again next time.
-            until = _parse_iso(payload.get("LastUpdatedBefore")) or now - ORDERS_SETTLE
+            until = _parse_iso(body.get("LastUpdatedBefore" if v0 else "lastUpdatedBefore")) or now - ORDERS_SETTLE
             if since is not None and until is not None and until < since:
                 until = since
-        orders = [self._order(api, raw) for raw in payload.get("Orders") or [] if isinstance(raw, dict)]
-        next_token = payload.get("NextToken")
-        if next_token:
-            following = json.dumps({"next": str(next_token), "until": _iso(until) if until else ""})
-            return OrdersPage(orders=orders, complete_until=None, next_cursor=following)
+        if v0:
+            raws = body.get("Orders") or []
+            following = body.get("NextToken")
+            orders = [o for raw in raws if isinstance(raw, dict) and (o := self._order(api, raw)) is not None]
+        else:
+            raws = body.get("orders") or []
+            pagination = body.get("pagination")
+            following = pagination.get("nextToken") if isinstance(pagination, dict) else None
+            orders = [o for raw in raws if isinstance(raw, dict) and (o := _searched_order(raw)) is not None]
+        if following:
+            cursor_next = json.dumps({"next": str(following), "after": after, "until": _iso(until) if until else ""})
+            return OrdersPage(orders=orders, complete_until=None, next_cursor=cursor_next)
         return OrdersPage(orders=orders, complete_until=until)
 
-    def _order(self, api: _Api, raw: Mapping[str, Any]) -> PlatformOrder:
+    def orders_get(self, channel: ChannelRef, external_ids: Sequence[str]) -> list[PlatformOrder]:
+        """Each order by ``getOrder`` (v0: and ``getOrderItems``). An order Amazon answers 404 for no longer
+        exists there: CANCELLED without lines. Any other refusal leaves the order out (asked again later)."""
+        api = _Api(channel)
+        v0 = _orders_api(channel) == "v0"
+        found: list[PlatformOrder] = []
+        for order_id in list(dict.fromkeys(external_ids))[: self.orders_get_batch]:
+            path = (
+                f"/orders/v0/orders/{quote(order_id, safe='')}"
+                if v0
+                else f"/orders/{ORDERS_API_DEFAULT}/orders/{quote(order_id, safe='')}"
+            )
+            try:
+                status, answer = api.call(
+                    "getOrder",
+                    "GET",
+                    path,
+                    params=None if v0 else {"includedData": "FULFILLMENT"},
+                    max_wait=READ_WAIT_S,
+                )
+                if status == 404:
+                    found.append(PlatformOrder(order_id, PlatformOrder.Status.CANCELLED, (), number=order_id))
+                    continue
+                body = (answer.get("payload") if v0 else answer.get("order")) if isinstance(answer, dict) else None
+                if status != 200 or not isinstance(body, dict):
+                    log.warning("amazon_order_unreadable", order=order_id, status=status, errors=_amazon_errors(answer))
+                    continue
+                order = self._order(api, body) if v0 else _searched_order(body)
+            except (_Throttled, ConnectorThrottled) as throttled:
+                if found:
+                    break  # what was read is applied; the rest is asked again by the next sweep
+                wait = throttled.wait if isinstance(throttled, _Throttled) else throttled.wait_s
+                raise ConnectorThrottled(str(throttled), wait_s=wait) from throttled
+            if order is not None and order.external_id == order_id:
+                found.append(order)
+        return found
+
+    def _order(self, api: _Api, raw: Mapping[str, Any]) -> PlatformOrder | None:
+        """A v0 ``Order`` with its items (``getOrderItems``); None for one Amazon fulfils (never the seller's stock)."""
         order_id = str(raw.get("AmazonOrderId") or "")
         if not order_id:
             raise ConnectorError("Amazon returned an order without AmazonOrderId.")
+        if raw.get("FulfillmentChannel") == "AFN":
+            log.warning("amazon_order_afn_skipped", order=order_id)
+            return None
         amazon_status = str(raw.get("OrderStatus") or "")
         status = ORDER_STATUSES.get(amazon_status)
         if status is None:
@@ -1054,7 +1168,7 @@ class AmazonConnector(Connector):
                     status, answer = api.call(
                         "getOrderItems",
                         "GET",
-                        f"/orders/{_orders_version()}/orders/{quote(order_id, safe='')}/orderItems",
+                        f"/orders/v0/orders/{quote(order_id, safe='')}/orderItems",
                         params=params,
                         max_wait=READ_WAIT_S,
                     )
@@ -1307,8 +1421,55 @@ def _listings_version() -> str:
     return str(getattr(settings, "AMAZON_LISTINGS_API_VERSION", "2021-08-01"))
 
 
-def _orders_version() -> str:
-    return str(getattr(settings, "AMAZON_ORDERS_API_VERSION", "v0"))
+def _orders_api(channel: ChannelRef) -> str:
+    """The channel's Orders API version: 2026-01-01 unless its settings fall back to v0."""
+    version = str(channel.settings.get("orders_api") or ORDERS_API_DEFAULT)
+    return version if version in ORDERS_API_VERSIONS else ORDERS_API_DEFAULT
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _searched_order(raw: Mapping[str, Any]) -> PlatformOrder | None:
+    """An Orders 2026-01-01 ``Order`` (``searchOrders`` or ``getOrder`` with ``includedData=FULFILLMENT``): its
+    ``orderItems`` come along, with ``product.sellerSku``, ``quantityOrdered`` and ``fulfillment.quantityFulfilled``.
+    None for an order Amazon fulfils."""
+    order_id = str(raw.get("orderId") or "")
+    if not order_id:
+        raise ConnectorError("Amazon returned an order without orderId.")
+    fulfillment = _obj(raw.get("fulfillment"))
+    if fulfillment.get("fulfilledBy") == "AMAZON":
+        log.warning("amazon_order_afn_skipped", order=order_id)
+        return None
+    amazon_status = str(fulfillment.get("fulfillmentStatus") or "")
+    status = FULFILLMENT_STATUSES.get(amazon_status)
+    if status is None:
+        # A state this connector does not know yet (or no fulfillment data): hold the stock rather than oversell.
+        log.warning("amazon_order_status_unknown", order=order_id, status=amazon_status)
+        status = PlatformOrder.Status.PENDING
+    totals: dict[str, list[int]] = {}
+    for item in raw.get("orderItems") or []:
+        if not isinstance(item, dict):
+            continue
+        product = _obj(item.get("product"))
+        sku = str(product.get("sellerSku") or "")
+        if not sku:
+            continue
+        item_fulfillment = _obj(item.get("fulfillment"))
+        ordered, shipped = item.get("quantityOrdered"), item_fulfillment.get("quantityFulfilled")
+        row = totals.setdefault(sku, [0, 0])
+        row[0] += ordered if isinstance(ordered, int) and not isinstance(ordered, bool) else 0
+        row[1] += shipped if isinstance(shipped, int) and not isinstance(shipped, bool) else 0
+    lines = tuple(
+        OrderLine(sku=sku, quantity=ordered, fulfilled=max(0, min(shipped, ordered)), external_id=sku)
+        for sku, (ordered, shipped) in totals.items()
+        if ordered > 0
+    )
+    updated = raw.get("lastUpdatedTime")
+    return PlatformOrder(
+        external_id=order_id, status=status, lines=lines, updated_at=_parse_iso(updated), number=order_id
+    )
 
 
 def _push_budget() -> float:

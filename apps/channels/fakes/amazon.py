@@ -19,8 +19,19 @@ What it speaks (shapes from Amazon's published API models; versions as pinned in
   so, with an error document) and ``getReportDocument`` -> a presigned URL to the tab-separated report
   (header row, Cp1252, gzip when ``report_compression`` is ``"GZIP"``). ``seed_listings(n)`` lists n
   SKUs, some fulfilled by Amazon and some inactive (Amazon has no SKU-less or duplicate listings).
+- Orders 2026-01-01: ``searchOrders`` (``lastUpdatedAfter`` or ``createdAfter``, ``fulfilledBy``,
+  ``fulfillmentStatuses``, ``paginationToken`` pages, ``lastUpdatedBefore`` in the answer, each order with its
+  ``orderItems``; ``includedData=FULFILLMENT`` adds the statuses and shipped counts) and ``getOrder``.
 - Orders v0: ``getOrders`` (``LastUpdatedAfter`` or ``CreatedAfter``, ``NextToken`` pages,
-  ``LastUpdatedBefore`` in the answer) and ``getOrderItems``; Sellers v1 ``getMarketplaceParticipations``.
+  ``LastUpdatedBefore`` in the answer), ``getOrder`` and ``getOrderItems``. As Amazon documents, a page
+  token does not replace the filters: each page applies the filters of its own request (a later page that
+  leaves ``FulfillmentChannels`` out brings Amazon-fulfilled orders in). Sellers v1
+  ``getMarketplaceParticipations``.
+- What orders do in real life: ``change_order`` (a line's quantity changes), ``cancel_order``,
+  ``delete_order`` (gone: 404), late orders (``create_order(late_s=...)``: found by searches only that long
+  after their update time) and ``outage`` (every SP-API call answers 503 while it is on).
+- Feeds: ``JSON_LISTINGS_FEED`` submissions have their own limit, 5 per 5 minutes (``feed_type_rate``),
+  besides ``createFeed``'s; over it, ``createFeed`` answers 429.
 - Per-operation token buckets with Amazon's default rate and burst; every answer carries
   ``x-amzn-RequestId``, all but 403s and 5xx also ``x-amzn-RateLimit-Limit`` (a 429 too); errors
   are ``{"errors": [{"code", "message", "details"}]}``.
@@ -86,6 +97,7 @@ LISTING_COLUMNS = (
     "status",
 )
 ORDERS_VERSION = "v0"
+ORDERS_2026 = "2026-01-01"
 
 # Amazon's documented default usage plans: operation -> (requests per second, burst).
 DEFAULT_RATES: dict[str, tuple[float, int]] = {
@@ -96,6 +108,8 @@ DEFAULT_RATES: dict[str, tuple[float, int]] = {
     "createFeed": (0.0083, 15),
     "getFeed": (2.0, 15),
     "getFeedDocument": (0.0222, 10),
+    "searchOrders": (0.0056, 20),
+    "getOrder": (0.5, 30),
     "getOrders": (0.0167, 20),
     "getOrderItems": (0.5, 30),
     "getMarketplaceParticipations": (0.016, 15),
@@ -105,6 +119,30 @@ DEFAULT_RATES: dict[str, tuple[float, int]] = {
 }
 
 ORDER_STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "Unfulfillable")
+# v0 OrderStatus -> 2026-01-01 FulfillmentStatus
+FULFILLMENT_STATUS = {
+    "PendingAvailability": "PENDING_AVAILABILITY",
+    "Pending": "PENDING",
+    "Unshipped": "UNSHIPPED",
+    "PartiallyShipped": "PARTIALLY_SHIPPED",
+    "Shipped": "SHIPPED",
+    "Canceled": "CANCELLED",
+    "Unfulfillable": "UNFULFILLABLE",
+}
+INCLUDED_DATA = (
+    "BUYER",
+    "RECIPIENT",
+    "PROCEEDS",
+    "EXPENSE",
+    "PROMOTION",
+    "CANCELLATION",
+    "FULFILLMENT",
+    "PACKAGES",
+    "TAX",
+    "PAYMENT",
+    "FULFILLMENT_ORDERS",
+)
+FEED_TYPE_RATE = (5 / 300, 5)  # JSON_LISTINGS_FEED submissions: 5 per 5 minutes per region
 
 
 def iso(moment: datetime) -> str:
@@ -169,6 +207,7 @@ class FakeOrder:
     purchased: datetime
     updated: datetime
     fulfillment_channel: str = "MFN"
+    visible_from: datetime | None = None  # a late order: searches find it only from then on
 
 
 @dataclass
@@ -231,6 +270,7 @@ class AmazonFake:
         report_compression: str | None = "GZIP",
         host: str = "127.0.0.1",
         port: int = 0,
+        feed_type_rate: tuple[float, int] = FEED_TYPE_RATE,
     ) -> None:
         self.seller_id, self.marketplace_id = seller_id, marketplace_id
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
@@ -245,13 +285,17 @@ class AmazonFake:
         self.lock = threading.RLock()
         self.rates = {**DEFAULT_RATES, **(rates or {})}
         self._buckets = {op: RequestBucket(rate, burst) for op, (rate, burst) in self.rates.items()}
+        self.feed_type_rate = feed_type_rate
+        self._feed_type_bucket = RequestBucket(*feed_type_rate)
+        self.outage = False  # on: every SP-API call answers 503 (Amazon down), the token endpoint too
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self.listings: dict[str, FakeListing] = {}
         self.rejections: dict[str, tuple[str, str]] = {}  # sku -> (issue code, message)
         self.orders: dict[str, FakeOrder] = {}
         self.feeds: dict[str, FakeFeed] = {}
         self._documents: dict[str, _Document] = {}
-        # NextToken -> (order ids left, LastUpdatedBefore, page size): a token carries its query along.
+        # Page token -> (order ids left in the time window, LastUpdatedBefore, page size). The other filters
+        # are not in the token: each page applies those of its own request.
         self._pages: dict[str, tuple[list[str], str | None, int]] = {}
         self._injected: dict[str, _Injected] = {}
         # A slow Amazon for tests: calls of these operations wait this long before they are answered.
@@ -420,9 +464,16 @@ class AmazonFake:
     # --- control: orders ----------------------------------------------------------------
 
     def create_order(
-        self, lines: Sequence[tuple[str, int]], *, status: str = "Unshipped", order_id: str | None = None
+        self,
+        lines: Sequence[tuple[str, int]],
+        *,
+        status: str = "Unshipped",
+        order_id: str | None = None,
+        fulfillment_channel: str = "MFN",
+        late_s: float = 0.0,
     ) -> str:
-        """A buyer orders these (seller SKU, quantity) lines; the listings' quantities go down as on Amazon."""
+        """A buyer orders these (seller SKU, quantity) lines; the listings' quantities go down as on Amazon
+        (not for ``AFN``: Amazon ships from its own stock). ``late_s``: searches see it only that much later."""
         if status not in ORDER_STATUSES:
             raise ValueError(f"unknown order status {status!r}")
         now = datetime.now(UTC)
@@ -433,11 +484,48 @@ class AmazonFake:
                 listing = self.listings.get(sku)
                 asin = listing.asin if listing else "B000000000"
                 items.append(FakeOrderItem(sku, asin, f"{order_id.replace('-', '')[-8:]}{index:06d}", quantity))
-                if listing is not None and status != "Canceled":
+                if listing is not None and status != "Canceled" and fulfillment_channel == "MFN":
                     current = self.quantity(sku) or 0
                     self._set_default_quantity(listing, max(0, current - quantity))
-            self.orders[order_id] = FakeOrder(order_id, status, items, now, now)
+            self.orders[order_id] = FakeOrder(
+                order_id,
+                status,
+                items,
+                now,
+                now,
+                fulfillment_channel,
+                now + timedelta(seconds=late_s) if late_s else None,
+            )
         return order_id
+
+    def change_order(self, order_id: str, sku: str, quantity: int) -> None:
+        """The line of this SKU now orders ``quantity`` units (0: the line is cancelled); the listing follows."""
+        with self.lock:
+            order = self.orders[order_id]
+            item = next(i for i in order.items if i.sku == sku)
+            quantity = max(item.shipped, quantity)
+            listing = self.listings.get(sku)
+            if listing is not None and order.status != "Canceled" and order.fulfillment_channel == "MFN":
+                self._set_default_quantity(listing, max(0, (self.quantity(sku) or 0) + item.ordered - quantity))
+            item.ordered = quantity
+            if all(i.ordered == 0 for i in order.items):
+                order.status = "Canceled"
+            elif order.status == "PartiallyShipped" and all(i.shipped >= i.ordered for i in order.items):
+                order.status = "Shipped"
+            order.updated = datetime.now(UTC)
+
+    def delete_order(self, order_id: str) -> None:
+        """Amazon no longer has the order: getOrder answers 404."""
+        with self.lock:
+            self.orders.pop(order_id, None)
+
+    def set_outage(self, on: bool) -> None:
+        with self.lock:
+            self.outage = on
+
+    def feed_submissions(self) -> list[float]:
+        """When each JSON_LISTINGS_FEED was accepted (time.time())."""
+        return [r["at"] for r in self.requests("createFeed") if r["status"] == 202]
 
     def set_order_status(self, order_id: str, status: str) -> None:
         if status not in ORDER_STATUSES:
@@ -625,6 +713,41 @@ class AmazonFake:
             "IsAccessPointOrder": False,
         }
 
+    def _order_2026(self, order: FakeOrder, included: set[str]) -> dict[str, Any]:
+        """An Orders 2026-01-01 ``Order``; FULFILLMENT in ``includedData`` adds the statuses and shipped counts."""
+        amazon = order.fulfillment_channel == "AFN"
+        body: dict[str, Any] = {
+            "orderId": order.order_id,
+            "createdTime": iso(order.purchased),
+            "lastUpdatedTime": iso(order.updated),
+            "programs": [],
+            "salesChannel": {
+                "channelName": "AMAZON",
+                "marketplaceId": self.marketplace_id,
+                "marketplaceName": "Amazon.com",
+            },
+            "orderItems": [],
+        }
+        if "FULFILLMENT" in included:
+            body["fulfillment"] = {
+                "fulfillmentStatus": FULFILLMENT_STATUS[order.status],
+                "fulfilledBy": "AMAZON" if amazon else "MERCHANT",
+                "fulfillmentServiceLevel": "STANDARD",
+            }
+        for item in order.items:
+            entry: dict[str, Any] = {
+                "orderItemId": item.item_id,
+                "quantityOrdered": item.ordered,
+                "product": {"asin": item.asin, "title": f"Item {item.sku}", "sellerSku": item.sku},
+            }
+            if "FULFILLMENT" in included:
+                entry["fulfillment"] = {
+                    "quantityFulfilled": item.shipped,
+                    "quantityUnfulfilled": 0 if order.status == "Canceled" else item.ordered - item.shipped,
+                }
+            body["orderItems"].append(entry)
+        return body
+
     def _process_feed(self, feed_id: str) -> None:
         with self.lock:
             feed = self.feeds[feed_id]
@@ -745,7 +868,10 @@ class AmazonFake:
             ("POST", rf"/reports/{REPORTS_VERSION}/reports", "createReport"),
             ("GET", rf"/reports/{REPORTS_VERSION}/reports/(?P<report>[^/]+)", "getReport"),
             ("GET", rf"/reports/{REPORTS_VERSION}/documents/(?P<document>[^/]+)", "getReportDocument"),
+            ("GET", rf"/orders/{ORDERS_2026}/orders", "searchOrders"),
+            ("GET", rf"/orders/{ORDERS_2026}/orders/(?P<order>[^/]+)", "getOrder"),
             ("GET", rf"/orders/{ORDERS_VERSION}/orders", "getOrders"),
+            ("GET", rf"/orders/{ORDERS_VERSION}/orders/(?P<order_v0>[^/]+)", "getOrder"),
             ("GET", rf"/orders/{ORDERS_VERSION}/orders/(?P<order>[^/]+)/orderItems", "getOrderItems"),
             ("GET", r"/sellers/v1/marketplaceParticipations", "getMarketplaceParticipations"),
         ]
@@ -759,7 +885,9 @@ class AmazonFake:
         parts = urlsplit(target)
         query = {k: v for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         path = parts.path
-        if path == "/auth/o2/token" and method == "POST":
+        if path == "/auth/o2/token" and method == "POST" and self.outage:
+            reply, operation = _Reply(503, {"error": "temporarily_unavailable"}), "token"
+        elif path == "/auth/o2/token" and method == "POST":
             reply, operation = self._token(headers, body), "token"
         elif path.startswith("/_documents/"):
             reply, operation = (
@@ -770,7 +898,10 @@ class AmazonFake:
             reply, operation = self._control(method, path.removeprefix("/_control/"), body), "control"
         else:
             routed = self._route(method, path)
-            if routed is None:
+            if self.outage:
+                reply = _errors(503, "ServiceUnavailable", "Service temporarily unavailable.")
+                operation = routed[0] if routed else "unknown"
+            elif routed is None:
                 reply, operation = _errors(404, "NotFound", "Resource not found."), "unknown"
             else:
                 operation, args = routed
@@ -913,6 +1044,8 @@ class AmazonFake:
             document = self._documents.get(payload["inputFeedDocumentId"])
             if document is None or document.body is None:
                 return _errors(400, "InvalidInput", "The feed document does not exist or was not uploaded.")
+            if self._feed_type_bucket.take() > 0:
+                return _errors(429, "QuotaExceeded", "You exceeded your quota for JSON_LISTINGS_FEED submissions.")
             feed_id = str(50000000000 + len(self.feeds) + 1)
             self.feeds[feed_id] = FakeFeed(
                 feed_id, "JSON_LISTINGS_FEED", [self.marketplace_id], payload["inputFeedDocumentId"], datetime.now(UTC)
@@ -1112,35 +1245,112 @@ class AmazonFake:
     def _op_getOrders(self, args: dict[str, str], query: dict[str, list[str]], _: Any) -> _Reply:
         if bad := self._marketplaces_ok(query, "MarketplaceIds"):
             return bad
+        reply = self._orders_page(query, v0=True)
+        if reply.status != 200:
+            return reply
+        page, token, before = reply.body
+        payload: dict[str, Any] = {"Orders": [self._order_json(o) for o in page]}
+        if token:
+            payload["NextToken"] = token
+        if before:
+            payload["LastUpdatedBefore"] = before
+        return _Reply(200, {"payload": payload})
+
+    def _op_searchOrders(self, args: dict[str, str], query: dict[str, list[str]], _: Any) -> _Reply:
+        bad = self._included_bad(query)
+        if bad:
+            return bad
+        marketplaces = _csv(query, "marketplaceIds")
+        if marketplaces and marketplaces != [self.marketplace_id]:
+            return _errors(400, "InvalidInput", "Invalid 'marketplaceIds'.")
+        reply = self._orders_page(query, v0=False)
+        if reply.status != 200:
+            return reply
+        page, token, before = reply.body
+        included = set(_csv(query, "includedData"))
+        body: dict[str, Any] = {"orders": [self._order_2026(o, included) for o in page]}
+        if token:
+            body["pagination"] = {"nextToken": token}
+        if before:
+            body["lastUpdatedBefore"] = before
+        return _Reply(200, body)
+
+    def _op_getOrder(self, args: dict[str, str], query: dict[str, list[str]], _: Any) -> _Reply:
+        order_id = args.get("order_v0") or args.get("order") or ""
+        if "order" in args and (bad := self._included_bad(query)):
+            return bad
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None:
+                return _errors(404, "NotFound", f"Order {order_id} not found.")
+            if "order_v0" in args:
+                return _Reply(200, {"payload": self._order_json(order)})
+            return _Reply(200, {"order": self._order_2026(order, set(_csv(query, "includedData")))})
+
+    @staticmethod
+    def _included_bad(query: dict[str, list[str]]) -> _Reply | None:
+        unknown = sorted(set(_csv(query, "includedData")) - set(INCLUDED_DATA))
+        if unknown:
+            return _errors(400, "InvalidInput", f"Invalid 'includedData': {','.join(unknown)}.")
+        return None
+
+    def _orders_page(self, query: dict[str, list[str]], *, v0: bool) -> _Reply:
+        """One page of a search: body (orders, next token, LastUpdatedBefore), or the error reply."""
         now = datetime.now(UTC)
-        token = (query.get("NextToken") or [""])[0]
+        names = (
+            ("NextToken", "MaxResultsPerPage", "OrderStatuses", "FulfillmentChannels")
+            if v0
+            else ("paginationToken", "maxResultsPerPage", "fulfillmentStatuses", "fulfilledBy")
+        )
+        token = (query.get(names[0]) or [""])[0]
         with self.lock:
             if token:
                 if token not in self._pages:
-                    return _errors(400, "InvalidInput", "Invalid NextToken.")
+                    return _errors(400, "InvalidInput", f"Invalid {names[0]}.")
                 ids, before, size = self._pages.pop(token)
             else:
                 try:
-                    size = int((query.get("MaxResultsPerPage") or ["100"])[0])
+                    size = int((query.get(names[1]) or ["100"])[0])
                 except ValueError:
                     size = 0
                 if not 1 <= size <= 100:
-                    return _errors(400, "InvalidInput", "'MaxResultsPerPage' must be 1 to 100.")
+                    return _errors(400, "InvalidInput", f"'{names[1]}' must be 1 to 100.")
                 try:
-                    ids, before = self._select_orders(query, now)
+                    ids, before = self._select_orders(query, now, v0=v0)
                 except ValueError as err:
                     return _errors(400, "InvalidInput", str(err))
-            page, rest = ids[:size], ids[size:]
-            payload: dict[str, Any] = {"Orders": [self._order_json(self.orders[i]) for i in page]}
+            # The filters of this request (a page token does not carry them).
+            statuses = set(_csv(query, names[2]))
+            channels = set(_csv(query, names[3]))
+            chosen: list[FakeOrder] = []
+            rest = list(ids)
+            while rest and len(chosen) < size:
+                order = self.orders.get(rest.pop(0))
+                if order is None:
+                    continue
+                status = order.status if v0 else FULFILLMENT_STATUS[order.status]
+                party = (
+                    order.fulfillment_channel
+                    if v0
+                    else ("AMAZON" if order.fulfillment_channel == "AFN" else "MERCHANT")
+                )
+                if (statuses and status not in statuses) or (channels and party not in channels):
+                    continue
+                chosen.append(order)
+            next_token = None
             if rest:
                 next_token = secrets.token_urlsafe(24)
                 self._pages[next_token] = (rest, before, size)
-                payload["NextToken"] = next_token
-            if before:
-                payload["LastUpdatedBefore"] = before
-        return _Reply(200, {"payload": payload})
+            return _Reply(200, (chosen, next_token, before))
 
-    def _select_orders(self, query: dict[str, list[str]], now: datetime) -> tuple[list[str], str | None]:
+    def _select_orders(self, query: dict[str, list[str]], now: datetime, *, v0: bool) -> tuple[list[str], str | None]:
+        """The ids of the orders in the request's time window, in order (the other filters apply per page)."""
+        names = (
+            ("CreatedAfter", "CreatedBefore", "LastUpdatedAfter", "LastUpdatedBefore")
+            if v0
+            else ("createdAfter", "createdBefore", "lastUpdatedAfter", "lastUpdatedBefore")
+        )
+
         def moment(name: str) -> datetime | None:
             raw = (query.get(name) or [""])[0]
             if not raw:
@@ -1150,22 +1360,17 @@ class AmazonFake:
             except ValueError:
                 raise ValueError(f"'{name}' is not an ISO 8601 date-time.") from None
 
-        created_after, created_before = moment("CreatedAfter"), moment("CreatedBefore")
-        updated_after, updated_before = moment("LastUpdatedAfter"), moment("LastUpdatedBefore")
+        created_after, created_before, updated_after, updated_before = (moment(n) for n in names)
         if (created_after is None) == (updated_after is None):
-            raise ValueError("Exactly one of 'CreatedAfter' and 'LastUpdatedAfter' is required.")
+            raise ValueError(f"Exactly one of '{names[0]}' and '{names[2]}' is required.")
         latest = now - timedelta(minutes=2)
-        for name, value in (("CreatedBefore", created_before), ("LastUpdatedBefore", updated_before)):
+        for name, value in ((names[1], created_before), (names[3], updated_before)):
             if value is not None and value > latest:
                 raise ValueError(f"'{name}' must be at least two minutes before the time of the request.")
-        statuses = set(_csv(query, "OrderStatuses"))
-        channels = set(_csv(query, "FulfillmentChannels"))
         chosen = []
         for order in self.orders.values():
-            if statuses and order.status not in statuses:
-                continue
-            if channels and order.fulfillment_channel not in channels:
-                continue
+            if order.visible_from is not None and order.visible_from > now:
+                continue  # a late order: not in Amazon's search yet
             if updated_after is not None and (
                 order.updated < updated_after or (updated_before and order.updated > updated_before)
             ):
@@ -1294,10 +1499,15 @@ class AmazonFake:
                     status=data.get("status", "Unshipped"),
                 )
                 return _Reply(201, {"AmazonOrderId": order_id})
-            match = re.fullmatch(r"orders/([^/]+)/(ship|cancel|status)", path)
+            match = re.fullmatch(r"orders/([^/]+)/(ship|cancel|status|change|delete)", path)
             if method == "POST" and match:
                 order_id, action = unquote(match.group(1)), match.group(2)
-                if action == "ship":
+                if action == "delete":
+                    self.delete_order(order_id)
+                    return _Reply(200, {"ok": True})
+                if action == "change":
+                    self.change_order(order_id, str(data["sku"]), int(data["quantity"]))
+                elif action == "ship":
                     self.ship_order(order_id, data.get("shipped"))
                 elif action == "cancel":
                     self.cancel_order(order_id)
@@ -1314,6 +1524,9 @@ class AmazonFake:
                 return _Reply(201, {"listings": [vars(s) for s in seeded]})
             if method == "POST" and path == "fail-reports":
                 self.fail_reports(str(data.get("outcome", "FATAL")), int(data.get("count", 1)))
+                return _Reply(200, {"ok": True})
+            if method == "POST" and path == "outage":
+                self.set_outage(bool(data.get("on", True)))
                 return _Reply(200, {"ok": True})
             if method == "POST" and path == "expire-tokens":
                 self.expire_tokens()

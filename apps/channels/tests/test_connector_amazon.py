@@ -73,6 +73,7 @@ def calls(fake: AmazonFake, operation: str) -> list[dict[str, Any]]:
 
 
 connector = AmazonConnector()
+V0 = {"orders_api": "v0"}  # the fallback: Orders v0 (getOrders, getOrderItems)
 
 
 # --- registry and set-up ---------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def _poll_all(channel: ChannelRef, since: datetime) -> tuple[list[PlatformOrder]
     return orders, page.complete_until, pages
 
 
-def test_orders_are_polled_in_pages_with_their_items_and_statuses(amazon) -> None:
+def test_v0_orders_are_polled_in_pages_with_their_items_and_statuses(amazon) -> None:
     fake = amazon(rates={"getOrderItems": (50.0, 100)}, settle_s=1.0)
     fake.add_listing("SOCK", 100)
     fake.add_listing("MUG", 100)
@@ -440,7 +441,7 @@ def test_orders_are_polled_in_pages_with_their_items_and_statuses(amazon) -> Non
     fake.ship_order(shipped)
     cancelled = fake.create_order([("MUG", 1)])
     fake.cancel_order(cancelled)
-    channel = channel_for(fake)
+    channel = channel_for(fake, settings=V0)
 
     started = datetime.now(UTC)
     orders, complete_until, pages = _poll_all(channel, since)
@@ -464,13 +465,19 @@ def test_orders_are_polled_in_pages_with_their_items_and_statuses(amazon) -> Non
     first = calls(fake, "getOrders")[0]["query"]
     assert first["FulfillmentChannels"] == ["MFN"] and first["MaxResultsPerPage"] == ["20"]
     assert first["LastUpdatedAfter"] == [since.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    # NextToken does not replace the filters: every page repeats them.
+    for later in calls(fake, "getOrders")[1:]:
+        query = later["query"]
+        assert query["NextToken"] and query["FulfillmentChannels"] == ["MFN"]
+        assert query["LastUpdatedAfter"] == first["LastUpdatedAfter"]
+        assert query["MarketplaceIds"] == [fake.marketplace_id]
 
 
-def test_an_order_seen_again_unchanged_costs_no_item_request(amazon) -> None:
+def test_v0_an_order_seen_again_unchanged_costs_no_item_request(amazon) -> None:
     fake = amazon()
     fake.add_listing("SOCK", 10)
     order = fake.create_order([("SOCK", 1), ("SOCK", 2)])
-    channel = channel_for(fake)
+    channel = channel_for(fake, settings=V0)
     since = datetime.now(UTC) - timedelta(minutes=1)
     first = connector.orders_since(channel, since)
     assert [(line.sku, line.quantity) for line in first.orders[0].lines] == [("SOCK", 3)]  # one line per SKU
@@ -493,7 +500,7 @@ def test_a_cancelled_order_gives_its_units_back_on_the_fake(amazon) -> None:
 
 def test_the_watermark_never_moves_back_before_since(amazon) -> None:
     fake = amazon(settle_s=60.0)
-    channel = channel_for(fake)
+    channel = channel_for(fake, settings=V0)
     since = datetime.now(UTC) - timedelta(seconds=10)
     page = connector.orders_since(channel, since)
     assert page.complete_until == since
@@ -501,7 +508,7 @@ def test_the_watermark_never_moves_back_before_since(amazon) -> None:
 
 def test_a_throttled_poll_says_how_long_to_wait(amazon) -> None:
     fake = amazon(rates={"getOrders": (0.0167, 1)})
-    channel = channel_for(fake)
+    channel = channel_for(fake, settings=V0)
     since = datetime.now(UTC) - timedelta(minutes=5)
     assert connector.orders_since(channel, since).complete_until is not None
     with pytest.raises(ConnectorThrottled) as throttled:

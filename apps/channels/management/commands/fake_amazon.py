@@ -14,8 +14,9 @@ class Command(BaseCommand):
     help = (
         "Serve Amazon's Selling Partner API and Login with Amazon on loopback (tests, demo, benchmarks). "
         "Control it over HTTP: GET /_control/state, PUT /_control/listings/<sku> {quantity, product_type}, "
-        "POST /_control/orders {lines: [{sku, quantity}], status}, POST /_control/orders/<id>/ship|cancel|status, "
-        "POST /_control/expire-tokens, POST /_control/seed {count, fba, inactive, prefix}, "
+        "POST /_control/orders {lines: [{sku, quantity}], status}, "
+        "POST /_control/orders/<id>/ship|cancel|status|delete, POST /_control/orders/<id>/change {sku, quantity}, "
+        "POST /_control/outage {on}, POST /_control/expire-tokens, POST /_control/seed {count, fba, inactive, prefix}, "
         "POST /_control/fail-reports {outcome, count}."
     )
 
