@@ -317,7 +317,6 @@ STOCKROOM_OUTBOUND_ALLOW = env.list("STOCKROOM_OUTBOUND_ALLOW", default=[])
 # Amazon's own hosts are accepted.
 STOCKROOM_AMAZON_ENDPOINT_OVERRIDE = env.bool("STOCKROOM_AMAZON_ENDPOINT_OVERRIDE", default=False)
 AMAZON_LISTINGS_API_VERSION = env("AMAZON_LISTINGS_API_VERSION", default="2021-08-01")
-AMAZON_ORDERS_API_VERSION = env("AMAZON_ORDERS_API_VERSION", default="v0")
 
 # The local setup creates an admin account and loads the demo; production never does.
 STOCKROOM_LOCAL_BOOTSTRAP = False
