@@ -285,7 +285,15 @@ STOCKROOM = {
     "ORDERS_SWEEP_AGE_S": env.int("ORDERS_SWEEP_AGE_S", default=600),
     "ORDERS_SWEEP_EVERY_S": env.int("ORDERS_SWEEP_EVERY_S", default=300),
     "ORDERS_SWEEP_MAX": env.int("ORDERS_SWEEP_MAX", default=2000),
+    # Lapsed holds are released every HOLD_EXPIRY_EVERY_S, HOLD_EXPIRY_BATCH orders per transaction, for at
+    # most HOLD_EXPIRY_BUDGET_S per run (one run at a time): a hold is released within a minute of its expiry.
+    "HOLD_EXPIRY_EVERY_S": env.int("HOLD_EXPIRY_EVERY_S", default=15),
+    "HOLD_EXPIRY_BATCH": env.int("HOLD_EXPIRY_BATCH", default=50),
+    "HOLD_EXPIRY_BUDGET_S": env.int("HOLD_EXPIRY_BUDGET_S", default=40),
 }
+CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]["schedule"] = float(STOCKROOM["HOLD_EXPIRY_EVERY_S"])
+_hold_expiry = CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]
+_hold_expiry["options"] = {"expires": max(STOCKROOM["HOLD_EXPIRY_EVERY_S"] - 1, 1)}
 CELERY_BEAT_SCHEDULE["orders-platform-orders-sweep"]["schedule"] = float(STOCKROOM["ORDERS_SWEEP_EVERY_S"])
 # --- E-mail: incident and low-stock notifications --------------------------------------
 # EMAIL_URL: smtp://user:password@host:587/?tls=True (or smtp+tls://, smtp+ssl://); by default
