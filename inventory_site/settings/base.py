@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "apps.core.middleware.ApiErrorJsonMiddleware",
     "apps.core.middleware.RequestLogMiddleware",
     "apps.core.middleware.DatabaseUnavailableMiddleware",
+    "apps.core.middleware.WebStatementTimeoutMiddleware",
     "apps.core.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's and the staff pages' CSS) from any server, gunicorn included.
@@ -117,9 +118,37 @@ _prepare = env("DATABASE_PREPARE_THRESHOLD", default="0").strip().lower()
 DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", None if _prepare == "none" else int(_prepare))
 # Those statements take array parameters, for which PostgreSQL would otherwise keep planning each
 # run anew (custom plans); their generic plans are as good. ORM queries are not prepared: unaffected.
+_options = DATABASES["default"]["OPTIONS"]
 if _prepare != "none":
-    _options = DATABASES["default"]["OPTIONS"]
     _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
+# Bounded waits (README, "Configuration"). A session idle inside a transaction (its process hung, or cut
+# off by the network) is ended by PostgreSQL after DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS, freeing its
+# locks; keepalives and the TCP user timeout make both ends notice a dead peer in seconds, not after
+# minutes of retransmission. libpq's options act on the client's socket, the `-c` ones on the server's.
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=5000)
+DATABASE_TCP_KEEPALIVES_IDLE_S = env.int("DATABASE_TCP_KEEPALIVES_IDLE_S", default=5)
+DATABASE_TCP_KEEPALIVES_INTERVAL_S = env.int("DATABASE_TCP_KEEPALIVES_INTERVAL_S", default=2)
+DATABASE_TCP_KEEPALIVES_COUNT = env.int("DATABASE_TCP_KEEPALIVES_COUNT", default=3)
+DATABASE_TCP_USER_TIMEOUT_MS = env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=10000)
+# Web requests only (apps.core.middleware.WebStatementTimeoutMiddleware): one statement of a request,
+# lock waits included, runs at most this long, then the request answers 503 statement_timeout.
+# Workers' long jobs (imports, sweeps, reconciliations) are not bounded by it. 0 turns it off.
+DATABASE_WEB_STATEMENT_TIMEOUT_MS = env.int("DATABASE_WEB_STATEMENT_TIMEOUT_MS", default=15000)
+_options.setdefault("keepalives", 1)
+_options.setdefault("keepalives_idle", DATABASE_TCP_KEEPALIVES_IDLE_S)
+_options.setdefault("keepalives_interval", DATABASE_TCP_KEEPALIVES_INTERVAL_S)
+_options.setdefault("keepalives_count", DATABASE_TCP_KEEPALIVES_COUNT)
+_options.setdefault("tcp_user_timeout", DATABASE_TCP_USER_TIMEOUT_MS)
+_options["options"] = " ".join(
+    [
+        _options.get("options", ""),
+        f"-c idle_in_transaction_session_timeout={DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS}",
+        f"-c tcp_keepalives_idle={DATABASE_TCP_KEEPALIVES_IDLE_S}",
+        f"-c tcp_keepalives_interval={DATABASE_TCP_KEEPALIVES_INTERVAL_S}",
+        f"-c tcp_keepalives_count={DATABASE_TCP_KEEPALIVES_COUNT}",
+        f"-c tcp_user_timeout={DATABASE_TCP_USER_TIMEOUT_MS}",
+    ]
+).strip()
 if DATABASES["default"].get("NAME", "").startswith("/"):  # socket URL without a path database
     DATABASES["default"]["NAME"] = DATABASE_NAME
 
