@@ -97,11 +97,15 @@ def web_statement_timeout(ms: int) -> Iterator[None]:
     """For the block (a web request): this thread's database sessions bound each statement to ``ms``."""
     token = _web_timeout_ms.set(ms or None)
     try:
-        if ms and connection.connection is not None and not connection.in_atomic_block:
-            _statement_timeout_set(connection.connection, ms)
-        elif ms and connection.connection is not None:  # a test's transaction: applied, not remembered
-            with connection.connection.cursor() as cursor:
-                cursor.execute(f"SET statement_timeout = {int(ms)}")
+        try:
+            if ms and connection.connection is not None and not connection.in_atomic_block:
+                _statement_timeout_set(connection.connection, ms)
+            elif ms and connection.connection is not None:  # a test's transaction: applied, not remembered
+                with connection.connection.cursor() as cursor:
+                    cursor.execute(f"SET statement_timeout = {int(ms)}")
+        except psycopg.Error:
+            # A broken session: the request's first query finds out and answers 503 as usual.
+            pass
         yield
     finally:
         _web_timeout_ms.reset(token)

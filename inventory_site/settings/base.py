@@ -165,12 +165,18 @@ CACHES = {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": 0.5,
             "SOCKET_TIMEOUT": 0.5,
+            # Every Redis call of a process goes through a circuit breaker (apps.core.redis_breaker).
+            "CONNECTION_FACTORY": "apps.core.redis_breaker.BreakerConnectionFactory",
             # Redis is a cache here: when it is down, reads fall through to PostgreSQL.
             "IGNORE_EXCEPTIONS": True,
         },
     }
 }
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+# After this many consecutive Redis timeouts or refusals a process stops calling Redis for
+# REDIS_BREAKER_OPEN_S seconds (calls fail at once and degrade), then lets one call through as a trial.
+REDIS_BREAKER_FAILURES = env.int("REDIS_BREAKER_FAILURES", default=2)
+REDIS_BREAKER_OPEN_S = env.float("REDIS_BREAKER_OPEN_S", default=5.0)
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "stockroom.cache"
 
