@@ -2,13 +2,14 @@
 
 Every Redis call of a process (the cache, throttles, the availability cache, sync kicks, token
 buckets) goes through the default cache's connection pool, whose connections are
-``BreakerConnection``: after ``REDIS_BREAKER_FAILURES`` consecutive timeouts or refused connections
-the breaker opens, and for ``REDIS_BREAKER_OPEN_S`` seconds every call raises
-``RedisCircuitOpen`` (a ``redis.ConnectionError``) without touching the network. Then one call is let
-through as a trial: its answer closes the breaker, its failure opens it again. Each caller already
-treats a Redis error as "degrade": the cache reads PostgreSQL, a throttle lets the request pass,
-a sync kick is left to the beat sweep. So a web host cut off from Redis pays the socket timeout
-(``SOCKET_TIMEOUT``) a couple of times per ``REDIS_BREAKER_OPEN_S``, not on every call.
+``BreakerConnection``, with a breaker per Redis server: after ``REDIS_BREAKER_FAILURES``
+consecutive timeouts or refused connections the breaker opens, and for ``REDIS_BREAKER_OPEN_S``
+seconds every call raises ``RedisCircuitOpen`` (a ``redis.ConnectionError``) without touching the
+network. Then one call is let through as a trial: its answer closes the breaker, its failure
+opens it again. Each caller already treats a Redis error as "degrade": the cache reads
+PostgreSQL, a throttle lets the request pass, a sync kick is left to the beat sweep. So a web
+host cut off from Redis pays the socket timeout (``SOCKET_TIMEOUT``) a couple of times per
+``REDIS_BREAKER_OPEN_S``, not on every call.
 
 Not a Django module on purpose: the settings name the factory by its dotted path.
 """
@@ -102,7 +103,24 @@ class CircuitBreaker:
             self._trial_since = None
 
 
-redis_breaker = CircuitBreaker("redis")
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(address: str) -> CircuitBreaker:
+    """The process's breaker of one Redis server ("host:port"): a server that fails opens only its own."""
+    breaker = _breakers.get(address)
+    if breaker is None:
+        with _breakers_lock:
+            breaker = _breakers.setdefault(address, CircuitBreaker(address))
+    return breaker
+
+
+def breakers_reset() -> None:
+    """Close every breaker of the process (tests)."""
+    for breaker in list(_breakers.values()):
+        breaker.reset()
+
 
 _FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -110,8 +128,11 @@ _FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 class BreakerConnection(Connection):
     """A Redis connection that asks the process's breaker before each use and tells it the outcome."""
 
-    breaker = redis_breaker
     _trial = False  # this connection carries the half-open trial
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.breaker = breaker_for(f"{self.host}:{self.port}")
 
     def _admit(self) -> None:
         if self._trial:

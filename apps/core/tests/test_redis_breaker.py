@@ -23,7 +23,7 @@ from django.test import override_settings
 
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels import availability_cache
-from apps.core.redis_breaker import redis_breaker
+from apps.core.redis_breaker import breaker_for, breakers_reset
 from apps.orders.models import Order
 from apps.orders.tests.factories import channel_of, listing_of
 
@@ -69,7 +69,7 @@ def own_redis(settings) -> Iterator[OwnRedis]:
             time.sleep(0.05)
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["LOCATION"] = f"redis://127.0.0.1:{port}/0"
-    redis_breaker.reset()
+    breakers_reset()
     availability_cache.state.reset()
     try:
         with override_settings(CACHES=caches, REDIS_BREAKER_OPEN_S=1.0):
@@ -78,7 +78,7 @@ def own_redis(settings) -> Iterator[OwnRedis]:
         server.thaw()
         process.terminate()
         process.wait(timeout=10)
-        redis_breaker.reset()
+        breakers_reset()
         availability_cache.state.reset()
 
 
@@ -109,7 +109,8 @@ def test_redis_gone_orders_go_on_fast_readiness_503_and_back(own_redis, channel_
     cut = place(api, "down-")
     # Only the first calls wait out a socket timeout (0.5 s); then the breaker answers at once.
     assert cut < normal + 2.0, (normal, cut)
-    assert redis_breaker.is_open and redis_breaker.opened >= 1
+    breaker = breaker_for(f"127.0.0.1:{own_redis.port}")
+    assert breaker.is_open and breaker.opened >= 1
     assert Order.objects.filter(external_id__startswith="down-").count() == ORDERS
 
     started = time.monotonic()
@@ -126,7 +127,7 @@ def test_redis_gone_orders_go_on_fast_readiness_503_and_back(own_redis, channel_
     while client.get("/healthz/ready").status_code != 200:  # the first trial after the open time closes it
         assert time.monotonic() < deadline, "readiness did not come back with Redis"
         time.sleep(0.2)
-    assert not redis_breaker.is_open
+    assert not breaker.is_open
     place(api, "back-")
 
 
