@@ -4,6 +4,7 @@ freed, a web request stuck behind a lock answers 503 instead of hanging, keepali
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -76,8 +77,15 @@ def test_a_session_idle_in_a_transaction_is_cut_off_and_its_locks_freed():
         waiter.close()
 
 
+@pytest.fixture
+def session_dropped_after() -> Iterator[None]:
+    """The request set a 1 s statement timeout on this thread's session: end it before the flush."""
+    yield
+    connection.close()
+
+
 @override_settings(DATABASE_WEB_STATEMENT_TIMEOUT_MS=1000)
-def test_a_web_request_stuck_behind_a_lock_answers_503_within_the_timeout(channel_api):
+def test_a_web_request_stuck_behind_a_lock_answers_503_within_the_timeout(channel_api, session_dropped_after):
     warehouse = LocationFactory(code="wh")
     hood = ItemFactory(sku="HOOD")
     stock(hood, warehouse, 10)
