@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_database_url, database_recreate, django_setup, percentile, rows_write
@@ -230,7 +231,7 @@ def main() -> int:
     print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     for err in failed_runs[:3]:
         print(f"  failed run: {err}")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": "hold expiry under load: deadlocks", "figure": after - before, "unit": "deadlocks"},
         {"name": "hold expiry under load: release after expiry, max", "figure": round(late[-1], 1) if late else 0,
          "unit": "s"},
