@@ -114,7 +114,7 @@ def main() -> int:
     sim = ChannelSimulator(rate=1000, burst=500, secret="s3cret").start()
     Channel.objects.filter(pk__in=channel_ids).update(push_url=sim.url)
     channels = list(Channel.objects.filter(pk__in=channel_ids))
-    every = float(settings.STOCKROOM["HOLD_EXPIRY_EVERY_S"])
+    every = float(settings.STOCKROOM.get("HOLD_EXPIRY_EVERY_S", 60))  # 60: before the setting existed
     print(
         f"{len(codes)} products on {len(channels)} channels; {args.rate:g} orders/s for {args.seconds}s, "
         f"{args.hold_share:.0%} one-minute holds left to lapse; expiry every {every:g}s",

@@ -285,7 +285,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "global_keyprefix": env("CELERY_KEY_PREFIX", default=""),
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler behind a PostgreSQL lock (apps.core.beat): run beat on two
+# hosts, one sends, the other takes over within BEAT_STANDBY_POLL_S of the leader's session ending.
+CELERY_BEAT_SCHEDULER = "apps.core.beat:LeaderScheduler"
+CELERY_BEAT_SYNC_EVERY = 1  # each sent task's last run is in the database at once, for a standby taking over
+BEAT_STANDBY_POLL_S = env.float("BEAT_STANDBY_POLL_S", default=5.0)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = False
 # Fixed jobs, declared by each app in its `schedules.py` as BEAT_SCHEDULE; per-supplier
