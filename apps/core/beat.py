@@ -57,7 +57,7 @@ class LeaderScheduler(DatabaseScheduler):
         self._leading = True
         # The previous leader's runs are in the database: start from them, not from what was read at start.
         self._schedule = self.all_as_schedule()
-        self._heap = []
+        self._heap: list[Any] = []
         self._heap_invalidated = True
         log.info("beat_leader", backend_pid=self._lock_conn.info.backend_pid)
         return True
