@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from apps.core.views import healthz, metrics
+from apps.core.views import healthz, healthz_live, healthz_ready, metrics
 
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.core.api.urls")),
@@ -19,5 +19,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("staff/", include("apps.staff.urls")),
     path("healthz", healthz, name="healthz"),
+    path("healthz/ready", healthz_ready, name="healthz-ready"),
+    path("healthz/live", healthz_live, name="healthz-live"),
     path("metrics", metrics, name="metrics"),
 ]

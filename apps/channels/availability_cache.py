@@ -26,6 +26,14 @@ Scheme: version stamps checked on every read, bumped after every commit.
   outage, and answers come from PostgreSQL. Bumps lost during the outage are made up by an
   epoch bump on the first successful contact; entries also expire after
   ``AVAILABILITY_CACHE_SECONDS`` as a last bound.
+- Across hosts: a writer whose host cannot reach Redis (while the others can) cannot bump the
+  versions the other hosts read. So every entry also records a second epoch that PostgreSQL
+  keeps (the sequence ``channels_availability_epoch``), read by every cached read before its
+  stamps, in one cheap query; a writer that could not bump Redis after its commit advances that
+  sequence before its call returns. Entries stamped before are not served again on any host.
+  (A sequence, not a row: advancing it takes no lock, and it is seen by every session at once.)
+  Only if PostgreSQL also fails between the commit and that advance can a writer return with
+  the old value still served, for at most ``AVAILABILITY_CACHE_SECONDS``; that is logged.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.core.cache import caches
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from prometheus_client import Counter
 
 from apps.channels.selectors import ListingAvailability, listings_affected
@@ -94,6 +102,26 @@ class _RedisState:
 
 state = _RedisState()
 
+_EPOCH_SEQUENCE = "channels_availability_epoch"
+
+
+def _database_epoch() -> str:
+    """The epoch PostgreSQL keeps; read before the Redis stamps (one round trip, no lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT last_value FROM {_EPOCH_SEQUENCE}")
+        return str(cursor.fetchone()[0])
+
+
+def database_epoch_bump(reason: str) -> None:
+    """Nothing cached before now is served again, on any host (Redis could not be told)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT nextval('{_EPOCH_SEQUENCE}')")
+    except DatabaseError as err:  # the write committed; only the invalidation is lost (bounded by the TTL)
+        log.error("availability_invalidation_lost", reason=reason, error=f"{type(err).__name__}: {err}"[:300])
+        return
+    log.info("availability_database_epoch_bumped", reason=reason)
+
 
 def entry_seconds() -> int:
     return int(settings.STOCKROOM.get("AVAILABILITY_CACHE_SECONDS", 30))
@@ -121,6 +149,10 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 def _encode(epoch: str, version: str, value: ListingAvailability) -> str:
     until = value.valid_until.timestamp() if value.valid_until else None
     return json.dumps([epoch, version, value.channel_sku, value.atp, value.available, until], separators=(",", ":"))
+
+
+def _stamp(redis_epoch: str, database_epoch: str) -> str:
+    return f"{redis_epoch}/{database_epoch}"
 
 
 def _decode(listing_id: int, raw: bytes) -> tuple[str, str, ListingAvailability] | None:
@@ -151,6 +183,7 @@ def availability_cached(
         return compute(ids)
     keys = [_key("epoch"), *(_key("v", i) for i in ids), *(_key("e", i) for i in ids)]
     started = time.monotonic()  # the stamps are read before PostgreSQL is, never after
+    database_epoch = _database_epoch()
     try:
         state.succeeded(client)  # after an outage: bump the epoch before reading any stamp
         raw = client.mget(keys)
@@ -158,7 +191,7 @@ def availability_cached(
         state.failed(err, "read")
         AVAILABILITY_CACHE.labels(result="bypass").inc(len(ids))
         return compute(ids)
-    epoch = _text(raw[0])
+    epoch = _stamp(_text(raw[0]), database_epoch)
     versions = [_text(v) for v in raw[1 : len(ids) + 1]]
     result: dict[int, ListingAvailability] = {}
     missing: list[int] = []
@@ -196,6 +229,7 @@ def availability_invalidate(*, listing_ids: Iterable[int]) -> None:
     client = _client() if state.available() else None
     if client is None:
         state.failing = True  # make up for it with an epoch bump once Redis answers
+        database_epoch_bump("redis_unavailable")  # and for the hosts that still read Redis: now
         return
     try:
         state.succeeded(client)
@@ -205,6 +239,7 @@ def availability_invalidate(*, listing_ids: Iterable[int]) -> None:
         pipe.execute()
     except _redis_errors() as err:
         state.failed(err, "invalidate")
+        database_epoch_bump("redis_failed")
 
 
 def availability_invalidate_all() -> None:
@@ -212,17 +247,20 @@ def availability_invalidate_all() -> None:
     client = _client() if state.available() else None
     if client is None:
         state.failing = True
+        database_epoch_bump("redis_unavailable")
         return
     try:
         client.set(_key("epoch"), secrets.token_hex(8))
         state.succeeded(client)
     except _redis_errors() as err:
         state.failed(err, "invalidate_all")
+        database_epoch_bump("redis_failed")
 
 
 def _after_stock_change(pairs: list[tuple[int, int]]) -> None:
     if not state.available():
         state.failing = True
+        database_epoch_bump("redis_unavailable")
         return
     availability_invalidate(listing_ids=listings_affected(pairs))
 
@@ -234,9 +272,10 @@ def _after_commit(callback: Callable[[], None]) -> None:
     def invalidate_after_commit() -> None:
         try:
             callback()
-        except Exception as err:  # the commit happened; only the invalidation is lost
+        except Exception as err:  # the commit happened; the invalidation goes through PostgreSQL instead
             state.failing = True
             log.warning("availability_invalidation_deferred", error=f"{type(err).__name__}: {err}"[:300])
+            database_epoch_bump("invalidation_failed")
 
     transaction.on_commit(invalidate_after_commit)
 

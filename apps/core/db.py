@@ -20,7 +20,10 @@ import, and runs on a raw cursor (``prepared_cursor(raw=True)``), which sends th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,3 +72,53 @@ def prepared_cursor(*, raw: bool = False) -> Any:
     cursor: Any = (psycopg.RawCursor if raw else psycopg.Cursor)(connection.connection)
     # Wrapped as Django wraps its own cursors: error mapping, and query logging when it is on.
     return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+# --- The statement timeout of web requests -------------------------------------------------------
+# A web request's statements (lock waits included) are bounded by DATABASE_WEB_STATEMENT_TIMEOUT_MS;
+# workers' are not (an import or a sweep may rightly run for minutes). A process serves requests on
+# threads of its own, so the bound is a session setting, applied once per physical connection used by
+# a request: by the middleware when the request finds its thread's connection open, else when the
+# request opens it (``connection_created``). No extra round trip on later requests.
+_web_timeout_ms: ContextVar[int | None] = ContextVar("web_statement_timeout_ms", default=None)
+_applied: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _statement_timeout_set(raw: Any, ms: int) -> None:
+    if _applied.get(raw) == ms:
+        return
+    with raw.cursor() as cursor:
+        cursor.execute(f"SET statement_timeout = {int(ms)}")
+    _applied[raw] = ms
+
+
+@contextmanager
+def web_statement_timeout(ms: int) -> Iterator[None]:
+    """For the block (a web request): this thread's database sessions bound each statement to ``ms``."""
+    token = _web_timeout_ms.set(ms or None)
+    try:
+        try:
+            if ms and connection.connection is not None and not connection.in_atomic_block:
+                _statement_timeout_set(connection.connection, ms)
+            elif ms and connection.connection is not None:  # a test's transaction: applied, not remembered
+                with connection.connection.cursor() as cursor:
+                    cursor.execute(f"SET statement_timeout = {int(ms)}")
+        except psycopg.Error:
+            # A broken session: the request's first query finds out and answers 503 as usual.
+            pass
+        yield
+    finally:
+        _web_timeout_ms.reset(token)
+
+
+def on_connection_created(sender: object, *, connection: Any, **_: object) -> None:
+    """A connection opened during a web request gets the request's statement timeout."""
+    ms = _web_timeout_ms.get()
+    if ms and connection.vendor == "postgresql":
+        _statement_timeout_set(connection.connection, ms)
+
+
+def statement_timed_out(exc: BaseException) -> bool:
+    """Whether this database error is a statement cancelled by ``statement_timeout``."""
+    cause = exc.__cause__ or exc
+    return isinstance(cause, psycopg.errors.QueryCanceled)

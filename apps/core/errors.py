@@ -122,6 +122,21 @@ class ServiceUnavailable(DomainError):
     default_detail = "The database is unreachable; nothing was changed. Retry shortly."
 
 
+class StatementTimeout(DomainError):
+    code = "statement_timeout"
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = (
+        "The database did not answer in time (DATABASE_WEB_STATEMENT_TIMEOUT_MS); nothing was changed. Retry shortly."
+    )
+
+
+def database_unavailable(exc: BaseException) -> DomainError:
+    """The 503 a lost or timed-out database answers with."""
+    from apps.core.db import statement_timed_out
+
+    return StatementTimeout() if statement_timed_out(exc) else ServiceUnavailable()
+
+
 _CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
     exceptions.AuthenticationFailed: "authentication_failed",
@@ -176,8 +191,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, (OperationalError, InterfaceError)) or (
         isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
     ):
-        log.warning("database_unavailable", error=str(exc))
-        unavailable = ServiceUnavailable()
+        unavailable = database_unavailable(exc)
+        log.warning(unavailable.code, error=str(exc))
         return Response(unavailable.as_body(), status=unavailable.status_code, headers={"Retry-After": "5"})
     if isinstance(exc, exceptions.NotAuthenticated):
         # In place: DRF already set its status (401, or 403 where no scheme is announced) and header.

@@ -1,4 +1,5 @@
-"""Is each dependency answering? Used by /healthz and by operators."""
+"""Is each dependency answering? Used by /healthz (operators), /healthz/ready (load balancers) and
+/healthz/live (process supervisors)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,20 @@ def overall_status(states: dict[str, dict[str, Any]]) -> tuple[str, int]:
 
 def sources() -> dict[str, str]:
     return {"database": settings.DATABASE_SOURCE, "redis": settings.REDIS_SOURCE}
+
+
+def readiness_states() -> dict[str, dict[str, Any]]:
+    """What a web host needs to take orders at full speed: PostgreSQL and Redis, nothing slower.
+
+    With Redis away the process's breaker (``apps.core.redis_breaker``) answers at once, so a
+    load balancer polling this is told 503 within a Redis timeout, and told 200 again by the first
+    trial that reaches Redis.
+    """
+    states = {"database": _timed(_database), "redis": _timed(_redis)}
+    if not states["database"]["ok"]:
+        connection.close_if_unusable_or_obsolete()
+    return states
+
+
+def ready(states: dict[str, dict[str, Any]]) -> bool:
+    return all(state["ok"] for state in states.values())

@@ -14,7 +14,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryD
 from django.http.multipartparser import MultiPartParserError
 from django.urls import Resolver404, resolve
 
-from apps.core.errors import BodyTooLarge, DomainError, InvalidText, InvalidValue, NotFound, ServiceUnavailable
+from apps.core.db import web_statement_timeout
+from apps.core.errors import BodyTooLarge, DomainError, InvalidText, InvalidValue, NotFound, database_unavailable
 from apps.core.parsers import text_is_storable
 
 log = structlog.get_logger("stockroom.request")
@@ -54,10 +55,22 @@ class DatabaseUnavailableMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, (OperationalError, InterfaceError)):
-            log.warning("database_unavailable", path=request.path, error=str(exception))
-            err = ServiceUnavailable()
+            err = database_unavailable(exception)
+            log.warning(err.code, path=request.path, error=str(exception))
             return JsonResponse(err.as_body(), status=err.status_code, headers={"Retry-After": "5"})
         return None
+
+
+class WebStatementTimeoutMiddleware:
+    """Each statement of a request runs at most DATABASE_WEB_STATEMENT_TIMEOUT_MS (lock waits included):
+    a request stuck behind a lock answers 503 ``statement_timeout`` instead of holding its worker."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with web_statement_timeout(int(settings.DATABASE_WEB_STATEMENT_TIMEOUT_MS)):
+            return self.get_response(request)
 
 
 API_PREFIX = "/api/"

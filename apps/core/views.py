@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from django_prometheus.exports import ExportToDjangoView
 
-from apps.core.health import dependency_states, overall_status, sources
+from apps.core.health import dependency_states, overall_status, readiness_states, ready, sources
 
 
 @require_GET
@@ -17,6 +17,20 @@ def healthz(request: HttpRequest) -> JsonResponse:
     states = dependency_states()
     status, code = overall_status(states)
     return JsonResponse({"status": status, "checks": states, "sources": sources()}, status=code)
+
+
+@require_GET
+def healthz_ready(request: HttpRequest) -> JsonResponse:
+    """For a load balancer: 200 while PostgreSQL and Redis answer, else 503 (send traffic elsewhere)."""
+    states = readiness_states()
+    ok = ready(states)
+    return JsonResponse({"status": "ready" if ok else "not_ready", "checks": states}, status=200 if ok else 503)
+
+
+@require_GET
+def healthz_live(request: HttpRequest) -> JsonResponse:
+    """For a process supervisor: 200 while the process answers at all (no dependency is asked)."""
+    return JsonResponse({"status": "alive"})
 
 
 def _may_read_metrics(request: HttpRequest) -> bool:

@@ -38,6 +38,17 @@ def expired_holds_for_update(*, now, limit: int) -> list[Order]:
     )
 
 
+@contextmanager
+def hold_expiry_run_lock() -> Iterator[bool]:
+    """One hold-expiry run at a time across all hosts; yields whether this one may run.
+
+    A session-level advisory lock taken outside any transaction (each batch commits on its own);
+    a worker killed mid-run frees it with its session.
+    """
+    with _session_lock("orders-hold-expiry", channel_id=None) as acquired:
+        yield acquired
+
+
 def order_stream_lock(*, channel_id: int, external_id: str) -> None:
     """Serialise the events of one marketplace order for the rest of the transaction."""
     with connection.cursor() as cursor:
@@ -67,7 +78,7 @@ def platform_orders_sweep_lock(*, channel_id: int) -> Iterator[bool]:
 
 
 @contextmanager
-def _session_lock(key: str, *, channel_id: int) -> Iterator[bool]:
+def _session_lock(key: str, *, channel_id: int | None) -> Iterator[bool]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
         acquired = bool(cursor.fetchone()[0])

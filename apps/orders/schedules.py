@@ -3,10 +3,11 @@
 from celery.schedules import crontab
 
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Every HOLD_EXPIRY_EVERY_S (15 s by default; the settings module applies it): one run at a time.
     "orders-holds-release-expired": {
         "task": "orders.holds_release_expired",
-        "schedule": 60.0,
-        "options": {"expires": 55},
+        "schedule": 15.0,
+        "options": {"expires": 14},
     },
     # A platform's orders are polled every minute (a backfill behind its webhooks, or the only intake).
     "orders-platform-orders-poll": {

@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "apps.core.middleware.ApiErrorJsonMiddleware",
     "apps.core.middleware.RequestLogMiddleware",
     "apps.core.middleware.DatabaseUnavailableMiddleware",
+    "apps.core.middleware.WebStatementTimeoutMiddleware",
     "apps.core.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's and the staff pages' CSS) from any server, gunicorn included.
@@ -117,9 +118,40 @@ _prepare = env("DATABASE_PREPARE_THRESHOLD", default="0").strip().lower()
 DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", None if _prepare == "none" else int(_prepare))
 # Those statements take array parameters, for which PostgreSQL would otherwise keep planning each
 # run anew (custom plans); their generic plans are as good. ORM queries are not prepared: unaffected.
+_options = DATABASES["default"]["OPTIONS"]
 if _prepare != "none":
-    _options = DATABASES["default"]["OPTIONS"]
     _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
+# Bounded waits (README, "Configuration"). A session idle inside a transaction (its process hung, or cut
+# off by the network) is ended by PostgreSQL after DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS, freeing its
+# locks; keepalives and the TCP user timeout make both ends notice a dead peer in seconds, not after
+# minutes of retransmission. libpq's options act on the client's socket, the `-c` ones on the server's.
+# A host cut off by the network is noticed by the keepalives (about 11 s); the idle timeout is for a client
+# that is alive but stuck, and leaves room for a worker's long transaction (a large feed's Python work
+# between two of its statements).
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=30000)
+DATABASE_TCP_KEEPALIVES_IDLE_S = env.int("DATABASE_TCP_KEEPALIVES_IDLE_S", default=5)
+DATABASE_TCP_KEEPALIVES_INTERVAL_S = env.int("DATABASE_TCP_KEEPALIVES_INTERVAL_S", default=2)
+DATABASE_TCP_KEEPALIVES_COUNT = env.int("DATABASE_TCP_KEEPALIVES_COUNT", default=3)
+DATABASE_TCP_USER_TIMEOUT_MS = env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=10000)
+# Web requests only (apps.core.middleware.WebStatementTimeoutMiddleware): one statement of a request,
+# lock waits included, runs at most this long, then the request answers 503 statement_timeout.
+# Workers' long jobs (imports, sweeps, reconciliations) are not bounded by it. 0 turns it off.
+DATABASE_WEB_STATEMENT_TIMEOUT_MS = env.int("DATABASE_WEB_STATEMENT_TIMEOUT_MS", default=15000)
+_options.setdefault("keepalives", 1)
+_options.setdefault("keepalives_idle", DATABASE_TCP_KEEPALIVES_IDLE_S)
+_options.setdefault("keepalives_interval", DATABASE_TCP_KEEPALIVES_INTERVAL_S)
+_options.setdefault("keepalives_count", DATABASE_TCP_KEEPALIVES_COUNT)
+_options.setdefault("tcp_user_timeout", DATABASE_TCP_USER_TIMEOUT_MS)
+_options["options"] = " ".join(
+    [
+        _options.get("options", ""),
+        f"-c idle_in_transaction_session_timeout={DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS}",
+        f"-c tcp_keepalives_idle={DATABASE_TCP_KEEPALIVES_IDLE_S}",
+        f"-c tcp_keepalives_interval={DATABASE_TCP_KEEPALIVES_INTERVAL_S}",
+        f"-c tcp_keepalives_count={DATABASE_TCP_KEEPALIVES_COUNT}",
+        f"-c tcp_user_timeout={DATABASE_TCP_USER_TIMEOUT_MS}",
+    ]
+).strip()
 if DATABASES["default"].get("NAME", "").startswith("/"):  # socket URL without a path database
     DATABASES["default"]["NAME"] = DATABASE_NAME
 
@@ -136,12 +168,18 @@ CACHES = {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": 0.5,
             "SOCKET_TIMEOUT": 0.5,
+            # Every Redis call of a process goes through a circuit breaker (apps.core.redis_breaker).
+            "CONNECTION_FACTORY": "apps.core.redis_breaker.BreakerConnectionFactory",
             # Redis is a cache here: when it is down, reads fall through to PostgreSQL.
             "IGNORE_EXCEPTIONS": True,
         },
     }
 }
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+# After this many consecutive Redis timeouts or refusals a process stops calling Redis for
+# REDIS_BREAKER_OPEN_S seconds (calls fail at once and degrade), then lets one call through as a trial.
+REDIS_BREAKER_FAILURES = env.int("REDIS_BREAKER_FAILURES", default=2)
+REDIS_BREAKER_OPEN_S = env.float("REDIS_BREAKER_OPEN_S", default=5.0)
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "stockroom.cache"
 
@@ -250,7 +288,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "global_keyprefix": env("CELERY_KEY_PREFIX", default=""),
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler behind a PostgreSQL lock (apps.core.beat): run beat on two
+# hosts, one sends, the other takes over within BEAT_STANDBY_POLL_S of the leader's session ending.
+CELERY_BEAT_SCHEDULER = "apps.core.beat:LeaderScheduler"
+CELERY_BEAT_SYNC_EVERY = 1  # each sent task's last run is in the database at once, for a standby taking over
+BEAT_STANDBY_POLL_S = env.float("BEAT_STANDBY_POLL_S", default=5.0)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = False
 # Fixed jobs, declared by each app in its `schedules.py` as BEAT_SCHEDULE; per-supplier
@@ -285,7 +327,15 @@ STOCKROOM = {
     "ORDERS_SWEEP_AGE_S": env.int("ORDERS_SWEEP_AGE_S", default=600),
     "ORDERS_SWEEP_EVERY_S": env.int("ORDERS_SWEEP_EVERY_S", default=300),
     "ORDERS_SWEEP_MAX": env.int("ORDERS_SWEEP_MAX", default=2000),
+    # Lapsed holds are released every HOLD_EXPIRY_EVERY_S, HOLD_EXPIRY_BATCH orders per transaction, for at
+    # most HOLD_EXPIRY_BUDGET_S per run (one run at a time): a hold is released within a minute of its expiry.
+    "HOLD_EXPIRY_EVERY_S": env.int("HOLD_EXPIRY_EVERY_S", default=15),
+    "HOLD_EXPIRY_BATCH": env.int("HOLD_EXPIRY_BATCH", default=50),
+    "HOLD_EXPIRY_BUDGET_S": env.int("HOLD_EXPIRY_BUDGET_S", default=40),
 }
+CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]["schedule"] = float(STOCKROOM["HOLD_EXPIRY_EVERY_S"])
+_hold_expiry = CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]
+_hold_expiry["options"] = {"expires": max(STOCKROOM["HOLD_EXPIRY_EVERY_S"] - 1, 1)}
 CELERY_BEAT_SCHEDULE["orders-platform-orders-sweep"]["schedule"] = float(STOCKROOM["ORDERS_SWEEP_EVERY_S"])
 # --- E-mail: incident and low-stock notifications --------------------------------------
 # EMAIL_URL: smtp://user:password@host:587/?tls=True (or smtp+tls://, smtp+ssl://); by default

@@ -21,7 +21,7 @@ API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=False)
 # HTTPS only (`manage.py check --deploy` is clean). The TLS proxy in front sets X-Forwarded-Proto.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 # Probes and scrapers inside the network speak plain HTTP to the web server directly.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/ready|/live)?$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)

@@ -3,6 +3,12 @@
 import os
 import secrets
 
+# A test waits for servers and workers inside its test transaction, idle for seconds at a time: the
+# suite's sessions get a long idle-in-transaction timeout (the tests of the timeout set their own).
+os.environ.setdefault("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300000")
+# A request's statement timeout stays on its session, which the test's flush then uses: a long one.
+os.environ.setdefault("DATABASE_WEB_STATEMENT_TIMEOUT_MS", "120000")
+
 from .base import *
 from .base import DATABASES, env
 

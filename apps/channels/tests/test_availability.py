@@ -120,9 +120,10 @@ def test_one_query_for_one_listing_and_for_a_thousand(django_assert_num_queries)
     with django_assert_num_queries(1):
         thousand = listings_availability([listing.pk for listing in listings])
     assert len(thousand) == 1000 and one[listings[0].pk] == thousand[listings[0].pk]
-    with django_assert_num_queries(1):
+    # A cached read also reads the epoch PostgreSQL keeps (a sequence): one small query, hit or miss.
+    with django_assert_num_queries(2):
         listings_availability_cached([listing.pk for listing in listings])
-    with django_assert_num_queries(0):
+    with django_assert_num_queries(1):
         cached = listings_availability_cached([listing.pk for listing in listings])
     assert cached == thousand
     started = time.perf_counter()
