@@ -356,7 +356,7 @@ def test_webhooks_are_verified_and_carry_the_order(fakes, receiver):
     headers, body = receiver.deliveries[0]
     hook = connector.webhook(ref(shop), headers, body)
     assert hook is not None and hook.topic == "orders/create"
-    assert hook.delivery_id == headers["X-Shopify-Webhook-Id"]
+    assert hook.delivery_id == f"event:orders/create:{headers['X-Shopify-Event-Id']}"
     [created] = hook.orders
     assert created.external_id == str(order["id"]) and created.status == PlatformOrder.Status.OPEN
     assert created.lines[0].sku == "A" and created.lines[0].quantity == 2 and created.lines[0].fulfilled == 0
