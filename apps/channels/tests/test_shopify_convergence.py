@@ -18,8 +18,8 @@ import pytest
 
 from apps.channels.connectors.base import ChannelRef, ConnectorError, PlatformOrder
 from apps.channels.connectors.shopify import (
-    FULFILLMENTS,
     FULFILLMENT_LINES,
+    FULFILLMENTS,
     ORDERS_GET_COST,
     ShopifyConnector,
     sign_webhook,
@@ -180,7 +180,7 @@ def test_a_repeated_event_under_a_new_webhook_id_has_the_same_delivery_id(fakes,
     shop.resend_event(shop.deliveries[0])  # the same event, another webhook
     shop.redeliver(shop.deliveries[0].webhook_id)  # a retry: the same webhook
     shop.create_order([("A", 1)])  # another event
-    (h1, b1), (h2, b2), (h3, b3), (h4, b4) = receiver.deliveries
+    (h1, _), (h2, _), (h3, _), (h4, b4) = receiver.deliveries
     assert (
         h1["X-Shopify-Webhook-Id"] != h2["X-Shopify-Webhook-Id"]
         and h3["X-Shopify-Webhook-Id"] == h1["X-Shopify-Webhook-Id"]
