@@ -913,7 +913,12 @@ class ShopifyConnector(Connector):
         read may not hold them all)."""
         fulfillments = list(node.get("fulfillments") or [])
         if len(fulfillments) >= FULFILLMENTS:
-            more = self._read(channel, MORE_FULFILLMENTS_QUERY, {"id": node["id"]}, cost=1 + MORE_FULFILLMENTS * 23)
+            more = self._read(
+                channel,
+                MORE_FULFILLMENTS_QUERY,
+                {"id": node["id"]},
+                cost=1 + MORE_FULFILLMENTS * (1 + 2 + FULFILLMENT_LINES * 2),
+            )
             fulfillments = list((more.data.get("order") or {}).get("fulfillments") or fulfillments)
         shipped: dict[str, int] = {}
         for fulfillment in fulfillments:

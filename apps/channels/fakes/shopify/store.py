@@ -483,7 +483,8 @@ class ShopifyFake:
             order = self.orders[order_id]
             if order.cancelled_at:
                 raise ValueError("a cancelled order cannot be edited")
-            additions, removals = [], []
+            additions: list[dict[str, int]] = []
+            removals: list[dict[str, int]] = []
             for sku, wanted in quantities.items():
                 line = next((ln for ln in order.lines if ln.sku == sku), None)
                 if line is None:
@@ -1555,6 +1556,12 @@ class ShopifyFake:
             if parts == ["orders"]:
                 lines = [(str(line["sku"]), int(line["quantity"])) for line in body["lines"]]
                 return 201, self.create_order(lines, financial_status=str(body.get("financial_status", "paid")))
+            if parts == ["outage"]:
+                self.outage(float(body["seconds"]), int(body.get("status", 503)))
+                return 200, {"seconds": float(body["seconds"])}
+            if len(parts) == 3 and parts[:1] == ["orders"] and parts[2] == "edit":
+                quantities = {str(sku): int(units) for sku, units in body["quantities"].items()}
+                return 200, self.edit_order(int(parts[1]), quantities)
             if len(parts) == 3 and parts[0] == "orders":
                 actions: dict[str, Callable[[int], dict[str, Any]]] = {
                     "cancel": self.cancel_order,
