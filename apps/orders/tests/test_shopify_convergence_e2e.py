@@ -132,14 +132,17 @@ def first_sync(store: Store) -> None:
 
 
 def settled(store: Store, **shown: int) -> None:
-    """Every listing shows its truth on Shopify (the beat's sync sweep sends what a compare held back)."""
-    with Beat({sync_sweep: 0.5}):
+    """Every listing shows its truth on Shopify. The beat's sync sweep sends what waited; a raise over a quantity
+    Shopify changed waits for the order poll to vouch past that moment (Shopify's search lags 30 s behind)."""
+    with Beat({sync_sweep: 0.5, platform_orders_poll_all: 2.0}):
         wait_for(
             lambda: (
                 in_sync(store)
-                and all(store.fake.available(getattr(store, n).external_id) == q for n, q in shown.items())
+                and all(
+                    store.fake.available(getattr(store, name).external_id) == units for name, units in shown.items()
+                )
             ),
-            timeout=20,
+            timeout=50,
         )
 
 
