@@ -19,9 +19,13 @@ wait for its requested cost (``pause_for`` after a push, ``throttled_for`` befor
 fit) and so is normally never ``THROTTLED``; when it is, the wait is computed the same way.
 
 Orders: webhooks ``orders/create``, ``orders/updated``, ``orders/cancelled`` (REST-shaped bodies, signed
-with ``X-Shopify-Hmac-Sha256``), and ``orders_since``, a backfill poll of ``orders(query:
-"updated_at:>=…", sortKey: UPDATED_AT)`` page by page, so an order whose webhook was lost comes in
-anyway. An order's id is Shopify's numeric order id in both, so both paths name the same order.
+with ``X-Shopify-Hmac-Sha256`` by the app's client secret or the shop's webhook key, deduplicated by
+``X-Shopify-Event-Id``), ``orders_since``, a backfill poll of ``orders(query: "updated_at:>=…", sortKey:
+UPDATED_AT)`` page by page, so an order whose webhook was lost comes in anyway, and ``orders_get``
+(``nodes(ids:)`` on order GIDs) for the order truth sweep. An order's id is Shopify's numeric order id in
+all three, so every path names the same order. Shipped units are those of the order's successful
+fulfillments (``fulfillments { status fulfillmentLineItems }``, REST ``fulfillments[].line_items[]``),
+never ``current_quantity - fulfillable_quantity``, which counts open and pending fulfillments as shipped.
 """
 
 from __future__ import annotations
@@ -81,9 +85,18 @@ LOCATION_GID = re.compile(r"^gid://shopify/Location/\d+$")
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 MAX_QUANTITIES = 250  # Shopify: "input arguments that accept an array have a maximum size of 250"
 READ_BATCH = 100  # inventory items per read: about 3 points each, well under the single-query cap of 1000
-ORDERS_PAGE = 10  # orders per poll page, with LINE_ITEMS_PAGE lines each: about 330 points requested
 LINE_ITEMS_PAGE = 10
 MORE_LINE_ITEMS_PAGE = 50
+# An order's fulfillments (a list, not a connection: ``first`` caps it), each with its first lines; an order
+# with more is read again with MORE_FULFILLMENTS, a fulfillment with more lines page by page.
+FULFILLMENTS = 3
+FULFILLMENT_LINES = 10
+MORE_FULFILLMENTS = 20
+MORE_FULFILLMENT_LINES = 50
+# What one order costs as read by the poll and by ``orders_get``: the order 1, its lines connection 2 + 3 a
+# line (line, variant, inventory item), each fulfillment 1 + its lines connection 2 + 2 a line (and its line).
+ORDER_COST = 1 + (2 + LINE_ITEMS_PAGE * 3) + FULFILLMENTS * (1 + 2 + FULFILLMENT_LINES * 2)
+ORDERS_PAGE = 8  # orders per poll page (and ids per ``orders_get``): about 820 points, under the cap of 1000
 # Shopify's order search is fed asynchronously: a poll trusts it only up to this long before it started.
 SEARCH_LAG = timedelta(seconds=30)
 REASON = "correction"  # an inventory system setting Shopify to its truth
@@ -93,7 +106,12 @@ STALE_CODES = ("CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE")
 # requested cost up front and refunds the difference).
 MUTATION_COST = 12
 SHORT_WAIT_S = 0.5  # a wait for the budget this short is slept through rather than handed back to the engine
-ORDERS_PAGE_COST = 2 + ORDERS_PAGE * (1 + 2 + LINE_ITEMS_PAGE * 3)
+ORDERS_PAGE_COST = 2 + ORDERS_PAGE * ORDER_COST
+ORDERS_GET_COST = ORDERS_PAGE * ORDER_COST
+ORDER_GID = "gid://shopify/Order/{}"
+# Fulfillment states whose units left the shop (OPEN and PENDING have not shipped yet; CANCELLED, ERROR and
+# FAILURE never did).
+SHIPPED = "SUCCESS"
 
 SET_QUANTITIES = """
 mutation StockroomSetQuantities($input: InventorySetQuantitiesInput!, $key: String!) {
@@ -115,19 +133,63 @@ query StockroomLevels($ids: [ID!]!, $locationId: ID!) {
 }
 """
 
-_LINE_FIELDS = "sku quantity currentQuantity unfulfilledQuantity variant { inventoryItem { id } }"
+_LINE_FIELDS = "id sku quantity currentQuantity unfulfilledQuantity variant { inventoryItem { id } }"
+_FULFILLMENT_LINE_FIELDS = "lineItem { id } quantity"
+
+
+def _fulfillment_fields(lines: int) -> str:
+    return (
+        f"id status fulfillmentLineItems(first: {lines}) {{ nodes {{ {_FULFILLMENT_LINE_FIELDS} }} "
+        "pageInfo { hasNextPage endCursor } }"
+    )
+
+
+# Everything the connector reads of an order, the same in the poll and in ``orders_get``.
+_ORDER_FIELDS = f"""
+        id legacyResourceId name updatedAt cancelledAt displayFulfillmentStatus displayFinancialStatus
+        lineItems(first: {LINE_ITEMS_PAGE}) {{ nodes {{ {_LINE_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }}
+        fulfillments(first: {FULFILLMENTS}) {{ {_fulfillment_fields(FULFILLMENT_LINES)} }}"""
 
 ORDERS = f"""
 query StockroomOrders($first: Int!, $after: String, $query: String) {{
   orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
     edges {{
       cursor
-      node {{
-        id legacyResourceId name updatedAt cancelledAt displayFulfillmentStatus displayFinancialStatus
-        lineItems(first: {LINE_ITEMS_PAGE}) {{ nodes {{ {_LINE_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }}
+      node {{ {_ORDER_FIELDS}
       }}
     }}
     pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+
+# The order truth sweep: these orders as Shopify shows them now (a deleted order's node is null).
+ORDERS_GET = f"""
+query StockroomOrdersGet($ids: [ID!]!) {{
+  nodes(ids: $ids) {{
+    ... on Order {{ {_ORDER_FIELDS}
+    }}
+  }}
+}}
+"""
+
+# An order with more fulfillments than the first read holds.
+MORE_FULFILLMENTS_QUERY = f"""
+query StockroomOrderFulfillments($id: ID!) {{
+  order(id: $id) {{ fulfillments(first: {MORE_FULFILLMENTS}) {{ {_fulfillment_fields(FULFILLMENT_LINES)} }} }}
+}}
+"""
+
+# A fulfillment with more lines than the first read holds.
+MORE_FULFILLMENT_LINES_QUERY = f"""
+query StockroomFulfillmentLines($id: ID!, $after: String) {{
+  node(id: $id) {{
+    ... on Fulfillment {{
+      fulfillmentLineItems(first: {MORE_FULFILLMENT_LINES}, after: $after) {{
+        nodes {{ {_FULFILLMENT_LINE_FIELDS} }}
+        pageInfo {{ hasNextPage endCursor }}
+      }}
+    }}
   }}
 }}
 """
@@ -428,6 +490,24 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return ""
 
 
+def webhook_keys(credentials: Mapping[str, Any]) -> list[str]:
+    """The keys a delivery may be signed with. Shopify signs the webhooks an app subscribes through the API
+    with the app's client secret (``client_secret``, a Dev Dashboard app authenticating with client
+    credentials), and those made under Settings > Notifications > Webhooks, or an admin-created app's, with
+    the key shown there (``webhook_secret``): the client secret first, then the webhook secret."""
+    keys = [str(credentials.get(name) or "").strip() for name in ("client_secret", "webhook_secret")]
+    return list(dict.fromkeys(key for key in keys if key))
+
+
+def _delivery_id(topic: str, headers: Mapping[str, str], body: bytes) -> str:
+    """What the intake deduplicates a delivery by: Shopify's event id (the documented duplicate marker, the
+    same for every delivery of one event) with the topic; without it, the webhook id; else the body's hash."""
+    event = _header(headers, "X-Shopify-Event-Id").strip()
+    if event:
+        return f"event:{topic}:{event}"[:200]
+    return _header(headers, "X-Shopify-Webhook-Id").strip() or hashlib.sha256(body).hexdigest()
+
+
 def sign_webhook(body: bytes, secret: str) -> str:
     """What Shopify puts in X-Shopify-Hmac-Sha256: base64 of HMAC-SHA256 of the raw body."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
@@ -456,26 +536,54 @@ def _quantity_index(error: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _status(*, cancelled: bool, fulfillment: str, financial: str) -> str:
-    """Shopify's order state in Stockroom's words (REST values lower case, GraphQL enums upper case)."""
+def _status(*, cancelled: bool, fulfillment: str, financial: str, lines: Sequence[OrderLine] | None = None) -> str:
+    """Shopify's order state in Stockroom's words (REST values lower case, GraphQL enums upper case).
+
+    With ``lines`` (their shipped units counted from the order's successful fulfillments), fulfilled or
+    partly fulfilled is what shipped, not Shopify's display status, which counts open and pending
+    fulfillments as done."""
     fulfillment, financial = fulfillment.lower(), financial.lower()
     if cancelled or fulfillment == "restocked":  # restocked: every unit came back, nothing is left to ship
         return PlatformOrder.Status.CANCELLED
-    if fulfillment == "fulfilled":
+    if lines is not None:
+        live = [line for line in lines if line.quantity > 0]
+        if live and all(line.fulfilled >= line.quantity for line in live):
+            return PlatformOrder.Status.FULFILLED
+        if any(line.fulfilled > 0 for line in live):
+            return PlatformOrder.Status.PARTIALLY_FULFILLED
+    elif fulfillment == "fulfilled":
         return PlatformOrder.Status.FULFILLED
-    if fulfillment in ("partial", "partially_fulfilled"):
+    elif fulfillment in ("partial", "partially_fulfilled"):
         return PlatformOrder.Status.PARTIALLY_FULFILLED
     if financial == "pending":  # payment pending (bank deposit, cash on delivery ...): reserve, do not ship yet
         return PlatformOrder.Status.PENDING
     return PlatformOrder.Status.OPEN
 
 
-def _line(sku: Any, current: Any, unfulfilled: Any, external_id: str = "") -> OrderLine:
+def _line(sku: Any, current: Any, shipped: int, external_id: str = "") -> OrderLine:
     """A line as Shopify keeps it now: its current quantity (refunded and removed units are gone from it, so a
-    cancellation that restocked leaves only what had shipped) and, of those, the units no longer to ship."""
+    cancellation that restocked leaves only what had shipped) and, of those, the units successfully shipped."""
     quantity = max(0, int(current or 0))
-    shipped = min(quantity, max(0, quantity - int(unfulfilled or 0)))
-    return OrderLine(sku=str(sku or ""), quantity=quantity, fulfilled=shipped, external_id=external_id)
+    return OrderLine(
+        sku=str(sku or ""), quantity=quantity, fulfilled=min(quantity, max(0, shipped)), external_id=external_id
+    )
+
+
+def _shipped_rest(fulfillments: Any) -> dict[str, int]:
+    """Units shipped per line id (REST's numeric id, as text) by a webhook body's successful fulfillments."""
+    if not isinstance(fulfillments, list):
+        raise TypeError("fulfillments is not a list")
+    shipped: dict[str, int] = {}
+    for fulfillment in fulfillments:
+        if str(fulfillment.get("status") or "").upper() != SHIPPED:
+            continue
+        for item in fulfillment.get("line_items") or []:
+            units = item.get("quantity")
+            if isinstance(units, bool) or not isinstance(units, int):
+                raise TypeError("a fulfillment line's quantity is not a number")
+            key = str(item["id"])
+            shipped[key] = shipped.get(key, 0) + units
+    return shipped
 
 
 # What order_from_rest reads, with the types Shopify's REST order resource gives them.
@@ -486,8 +594,10 @@ REST_ORDER_FIELDS: dict[str, tuple[type, ...]] = {
     "fulfillment_status": TEXT_OR_NULL,
     "financial_status": TEXT_OR_NULL,
     "updated_at": TEXT_OR_NULL,
+    "fulfillments": (list, type(None)),
 }
 REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": ID,
     "sku": TEXT_OR_NULL,
     "quantity": NUMBER,
     "current_quantity": NUMBER,
@@ -496,17 +606,27 @@ REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 def order_from_rest(payload: Mapping[str, Any]) -> PlatformOrder:
-    """An order webhook's body (Shopify's REST order resource) as a PlatformOrder."""
+    """An order webhook's body (Shopify's REST order resource) as a PlatformOrder.
+
+    Shipped units come from ``fulfillments[].line_items[]`` of the fulfillments whose status is success (Shopify
+    sends the list with every order webhook); a body without the list ships what its fulfillment status says.
+    """
+    counted = payload.get("fulfillments") is not None
+    shipped = _shipped_rest(payload["fulfillments"]) if counted else {}
+    display = str(payload.get("fulfillment_status") or "").lower()
     lines = []
     for item in payload.get("line_items") or []:
         current = item.get("current_quantity", item.get("quantity"))
-        lines.append(_line(item.get("sku"), current, item.get("fulfillable_quantity")))
+        everything = int(current or 0) if display == "fulfilled" else 0  # only for a body without the list
+        units = shipped.get(str(item.get("id")), 0) if counted else everything
+        lines.append(_line(item.get("sku"), current, units))
     return PlatformOrder(
         external_id=str(payload["id"]),
         status=_status(
             cancelled=bool(payload.get("cancelled_at")),
-            fulfillment=str(payload.get("fulfillment_status") or ""),
+            fulfillment=display,
             financial=str(payload.get("financial_status") or ""),
+            lines=lines if counted else None,
         ),
         lines=tuple(lines),
         updated_at=_parse_time(payload.get("updated_at")),
@@ -514,9 +634,10 @@ def order_from_rest(payload: Mapping[str, Any]) -> PlatformOrder:
     )
 
 
-def _line_from_graphql(node: Mapping[str, Any]) -> OrderLine:
+def _line_from_graphql(node: Mapping[str, Any], shipped: Mapping[str, int]) -> OrderLine:
     item = ((node.get("variant") or {}).get("inventoryItem") or {}).get("id") or ""
-    return _line(node.get("sku"), node.get("currentQuantity"), node.get("unfulfilledQuantity"), external_id=item)
+    units = shipped.get(str(node.get("id") or ""), 0)
+    return _line(node.get("sku"), node.get("currentQuantity"), units, external_id=item)
 
 
 def _topic_enum(topic: str) -> str:
@@ -571,6 +692,7 @@ class ShopifyConnector(Connector):
     # this request rate is only the ceiling the engine keeps when the channel sets none.
     default_rate_per_s = 4.0
     default_burst = 8
+    orders_get_batch = ORDERS_PAGE  # ids per ``nodes(ids:)`` read: about 820 of the single query's 1,000 points
     webhook_topics = ORDER_TOPICS
 
     def account(self, settings: Mapping[str, Any]) -> str:
@@ -764,9 +886,67 @@ class ShopifyConnector(Connector):
             complete = since
         return OrdersPage(orders=orders, complete_until=complete, next_cursor=None)
 
+    def orders_get(self, channel: ChannelRef, external_ids: Sequence[str]) -> list[PlatformOrder]:
+        """``nodes(ids:)`` on the orders' GIDs (Shopify's numeric order id, as both the webhooks and the poll name
+        an order); a null node (the order was deleted) comes back cancelled with no lines. Ids that are not
+        Shopify order ids are left out."""
+        wanted = [external_id for external_id in external_ids if str(external_id).isdigit()]
+        found: list[PlatformOrder] = []
+        for start in range(0, len(wanted), ORDERS_PAGE):
+            ids = wanted[start : start + ORDERS_PAGE]
+            answer = self._read(
+                channel, ORDERS_GET, {"ids": [ORDER_GID.format(i) for i in ids]}, cost=len(ids) * ORDER_COST
+            )
+            nodes = answer.data.get("nodes")
+            if not isinstance(nodes, list) or len(nodes) != len(ids):
+                raise ConnectorError("Shopify answered the orders' read with another number of orders than asked")
+            for external_id, node in zip(ids, nodes, strict=True):
+                if node is None:
+                    found.append(
+                        PlatformOrder(external_id=external_id, status=PlatformOrder.Status.CANCELLED, lines=())
+                    )
+                elif node.get("id"):
+                    found.append(self._order_from_graphql(channel, node))
+        return found
+
+    def _shipped_graphql(self, channel: ChannelRef, node: Mapping[str, Any]) -> dict[str, int]:
+        """Units shipped per line item GID by the order's successful fulfillments (read further when the first
+        read may not hold them all)."""
+        fulfillments = list(node.get("fulfillments") or [])
+        if len(fulfillments) >= FULFILLMENTS:
+            more = self._read(
+                channel,
+                MORE_FULFILLMENTS_QUERY,
+                {"id": node["id"]},
+                cost=1 + MORE_FULFILLMENTS * (1 + 2 + FULFILLMENT_LINES * 2),
+            )
+            fulfillments = list((more.data.get("order") or {}).get("fulfillments") or fulfillments)
+        shipped: dict[str, int] = {}
+        for fulfillment in fulfillments:
+            if str(fulfillment.get("status") or "") != SHIPPED:
+                continue
+            items = fulfillment.get("fulfillmentLineItems") or {}
+            nodes = list(items.get("nodes") or [])
+            page = items.get("pageInfo") or {}
+            while page.get("hasNextPage") and fulfillment.get("id"):
+                further = self._read(
+                    channel,
+                    MORE_FULFILLMENT_LINES_QUERY,
+                    {"id": fulfillment["id"], "after": page.get("endCursor")},
+                    cost=1 + 2 + MORE_FULFILLMENT_LINES * 2,
+                )
+                items = (further.data.get("node") or {}).get("fulfillmentLineItems") or {}
+                nodes.extend(items.get("nodes") or [])
+                page = items.get("pageInfo") or {}
+            for item in nodes:
+                line = str((item.get("lineItem") or {}).get("id") or "")
+                shipped[line] = shipped.get(line, 0) + int(item.get("quantity") or 0)
+        return shipped
+
     def _order_from_graphql(self, channel: ChannelRef, node: Mapping[str, Any]) -> PlatformOrder:
+        shipped = self._shipped_graphql(channel, node)
         items = node.get("lineItems") or {}
-        lines = [_line_from_graphql(line) for line in items.get("nodes") or []]
+        lines = [_line_from_graphql(line, shipped) for line in items.get("nodes") or []]
         page = items.get("pageInfo") or {}
         while page.get("hasNextPage"):  # an order with more lines than the first page holds
             more = self._read(
@@ -776,7 +956,7 @@ class ShopifyConnector(Connector):
                 cost=3 * MORE_LINE_ITEMS_PAGE,
             )
             items = (more.data.get("order") or {}).get("lineItems") or {}
-            lines.extend(_line_from_graphql(line) for line in items.get("nodes") or [])
+            lines.extend(_line_from_graphql(line, shipped) for line in items.get("nodes") or [])
             page = items.get("pageInfo") or {}
         return PlatformOrder(
             external_id=str(node.get("legacyResourceId") or str(node["id"]).rsplit("/", 1)[-1]),
@@ -784,6 +964,7 @@ class ShopifyConnector(Connector):
                 cancelled=bool(node.get("cancelledAt")),
                 fulfillment=str(node.get("displayFulfillmentStatus") or ""),
                 financial=str(node.get("displayFinancialStatus") or ""),
+                lines=lines,
             ),
             lines=tuple(lines),
             updated_at=_parse_time(node.get("updatedAt")),
@@ -791,14 +972,17 @@ class ShopifyConnector(Connector):
         )
 
     def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
-        secret = str(channel.credentials.get("webhook_secret") or channel.credentials.get("client_secret") or "")
-        given = _header(headers, "X-Shopify-Hmac-Sha256")
-        if not secret or not given:
+        """A delivery signed with one of the channel's webhook keys (``webhook_keys``), deduplicated by Shopify's
+        event id: a redelivery of one event (a new X-Shopify-Webhook-Id, the same X-Shopify-Event-Id) and a
+        retry (the same webhook id, hence the same event id) have the same ``delivery_id``."""
+        given = _header(headers, "X-Shopify-Hmac-Sha256").strip().encode()
+        keys = webhook_keys(channel.credentials)
+        if not keys or not given:
             return None
-        if not hmac.compare_digest(sign_webhook(body, secret).encode(), given.strip().encode()):
+        if not any(hmac.compare_digest(sign_webhook(body, key).encode(), given) for key in keys):
             return None
         topic = _header(headers, "X-Shopify-Topic")
-        delivery = _header(headers, "X-Shopify-Webhook-Id") or hashlib.sha256(body).hexdigest()
+        delivery = _delivery_id(topic, headers, body)
         if topic not in ORDER_TOPICS:
             return Webhook(delivery_id=delivery, topic=topic, orders=[])
         what = f"a signed {topic} webhook"

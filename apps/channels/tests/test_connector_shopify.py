@@ -356,7 +356,7 @@ def test_webhooks_are_verified_and_carry_the_order(fakes, receiver):
     headers, body = receiver.deliveries[0]
     hook = connector.webhook(ref(shop), headers, body)
     assert hook is not None and hook.topic == "orders/create"
-    assert hook.delivery_id == headers["X-Shopify-Webhook-Id"]
+    assert hook.delivery_id == f"event:orders/create:{headers['X-Shopify-Event-Id']}"
     [created] = hook.orders
     assert created.external_id == str(order["id"]) and created.status == PlatformOrder.Status.OPEN
     assert created.lines[0].sku == "A" and created.lines[0].quantity == 2 and created.lines[0].fulfilled == 0
@@ -588,7 +588,8 @@ def test_the_fake_runs_standalone_with_its_control_api():
             f"{url}/_fake/orders", data=json.dumps({"lines": [{"sku": "SOCK", "quantity": 3}]}).encode(), method="POST"
         )
         with urllib.request.urlopen(order, timeout=5) as response:
-            assert json.loads(response.read())["line_items"][0]["quantity"] == 3
+            placed = json.loads(response.read())
+            assert placed["line_items"][0]["quantity"] == 3
         channel = ChannelRef(
             id=1,
             code="web",
@@ -597,6 +598,18 @@ def test_the_fake_runs_standalone_with_its_control_api():
         )
         inventory_item = state["items"][0]["inventory_item_id"]
         assert connector.read_back(channel, [update(1, inventory_item, 0, None)]) == {1: 37}
+
+        def control(path: str, body: dict[str, Any]) -> Any:
+            request = urllib.request.Request(f"{url}/_fake/{path}", data=json.dumps(body).encode(), method="POST")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.loads(response.read())
+
+        edited = control(f"orders/{placed['id']}/edit", {"quantities": {"SOCK": 5}})  # the order edited: 3 -> 5
+        assert edited["line_items"][0]["current_quantity"] == 5
+        assert connector.read_back(channel, [update(1, inventory_item, 0, None)]) == {1: 35}
+        control("outage", {"seconds": 30})
+        with pytest.raises(ConnectorError, match="503"):
+            connector.read_back(channel, [update(1, inventory_item, 0, None)])
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -158,6 +158,21 @@ type WebhookSubscriptionCreatePayload { webhookSubscription: WebhookSubscription
 
 type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
 
+enum FulfillmentStatus { CANCELLED ERROR FAILURE OPEN PENDING SUCCESS }
+type FulfillmentLineItem { id: ID! quantity: Int lineItem: LineItem! }
+type FulfillmentLineItemEdge { cursor: String! node: FulfillmentLineItem! }
+type FulfillmentLineItemConnection {
+  edges: [FulfillmentLineItemEdge!]!
+  nodes: [FulfillmentLineItem!]!
+  pageInfo: PageInfo!
+}
+type Fulfillment implements Node {
+  id: ID!
+  status: FulfillmentStatus!
+  createdAt: DateTime!
+  fulfillmentLineItems(first: Int, after: String, last: Int, before: String): FulfillmentLineItemConnection!
+}
+
 type LineItem {
   id: ID!
   sku: String
@@ -190,6 +205,7 @@ type Order implements Node {
   displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
   displayFinancialStatus: OrderDisplayFinancialStatus
   lineItems(first: Int, after: String, last: Int, before: String): LineItemConnection!
+  fulfillments(first: Int): [Fulfillment!]!
 }
 type OrderEdge { cursor: String! node: Order! }
 type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
@@ -356,8 +372,10 @@ class Costing:
             return 2 + self._connection(node, named, args, value, static)
         inner = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
         if isinstance(inner, GraphQLList):
-            if static:
+            if static:  # a list is charged for what it may hold: its ids, its names or ``first``
                 count = len(args.get("ids") or args.get("names") or [None])
+                if args.get("first") is not None:
+                    count = int(args["first"])
                 return count * (1 + self.cost(node.selection_set, named, None))
             return sum(
                 1 + self.cost(node.selection_set, named, element) for element in value or [] if element is not None

@@ -101,9 +101,22 @@ class FakeLine:
     id: int
     item_id: int | None
     sku: str
-    quantity: int
-    current_quantity: int
-    fulfilled: int = 0
+    quantity: int  # as ordered
+    current_quantity: int  # after edits, refunds and restocks
+
+
+# Fulfillment states (Shopify's FulfillmentStatus): SUCCESS shipped; OPEN and PENDING are on their way (no longer
+# fulfillable, not shipped); CANCELLED, ERROR and FAILURE never shipped and give their units back.
+SHIPPED = "SUCCESS"
+UNDER_WAY = ("OPEN", "PENDING")
+
+
+@dataclass
+class FakeFulfillment:
+    id: int
+    status: str
+    lines: dict[int, int]  # line id -> units
+    created_at: datetime
 
 
 @dataclass
@@ -117,6 +130,15 @@ class FakeOrder:
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
     location_id: int = 0
+    fulfillments: list[FakeFulfillment] = field(default_factory=list)
+
+    def shipped(self, line: FakeLine) -> int:
+        """Units of the line in successful fulfillments."""
+        return sum(f.lines.get(line.id, 0) for f in self.fulfillments if f.status == SHIPPED)
+
+    def taken(self, line: FakeLine) -> int:
+        """Units of the line in fulfillments that shipped or are under way (no longer fulfillable)."""
+        return sum(f.lines.get(line.id, 0) for f in self.fulfillments if f.status == SHIPPED or f.status in UNDER_WAY)
 
 
 @dataclass
@@ -127,6 +149,8 @@ class Delivery:
     status: int | None  # HTTP status of the last attempt (None: no answer)
     attempts: int = 0
     url: str = ""  # where it goes (empty: the fake's webhook_url)
+    event_id: str = ""  # X-Shopify-Event-Id: the same for every delivery of one event
+    subscribed: bool = False  # to a subscription made through the API (signed with the app's client secret)
 
 
 @dataclass
@@ -230,6 +254,15 @@ class ShopifyFake:
         self.down_status: int | None = None
         self.down_remaining = 0
         self.drop_webhooks = False
+        # An outage: every request (the Admin API and the token endpoint) answers ``outage_status`` until then
+        # (time.monotonic()); see ``outage``.
+        self.outage_until = 0.0
+        self.outage_status = 503
+        # What becomes of each webhook: ``chaos(delivery)`` answers "deliver", "drop" (lost), "hold" (kept in
+        # ``held`` until ``release_held``, so later ones overtake it) or "repeat" (delivered, then the same
+        # event again under a new webhook id, as Shopify does for one event). None: every one is delivered.
+        self.chaos: Callable[[Delivery], str] | None = None
+        self.held: list[Delivery] = []
         # A slow shop: each inventorySetQuantities waits this long before it runs (it runs even if the caller
         # has gone, as Shopify's would); request_arrived is set when one comes in.
         self.delay_s = 0.0
@@ -389,23 +422,112 @@ class ShopifyFake:
         return payload
 
     def fulfill_order(
-        self, order_id: int, quantities: dict[str, int] | None = None, *, send_webhook: bool = True
+        self,
+        order_id: int,
+        quantities: dict[str, int] | None = None,
+        *,
+        status: str = SHIPPED,
+        send_webhook: bool = True,
     ) -> dict[str, Any]:
-        """Ship some units (sku -> units; None: everything left): committed falls, available is unchanged."""
+        """A fulfillment of some units (sku -> units; None: everything still fulfillable), in ``status``: SUCCESS
+        ships them (committed falls, available is unchanged), OPEN or PENDING has them under way (no longer
+        fulfillable, not shipped). Its id is the last of the payload's ``fulfillments``."""
         with self.lock:
             order = self.orders[order_id]
+            units: dict[int, int] = {}
             for line in order.lines:
-                left = line.current_quantity - line.fulfilled
-                units = left if quantities is None else min(left, quantities.get(line.sku, 0))
-                line.fulfilled += units
-                item = self.items.get(line.item_id or 0)
-                if item is not None and order.location_id in item.committed:
-                    item.committed[order.location_id] -= units
+                left = line.current_quantity - order.taken(line)
+                wanted = left if quantities is None else min(left, quantities.get(line.sku, 0))
+                if wanted > 0:
+                    units[line.id] = wanted
+            if units:
+                order.fulfillments.append(FakeFulfillment(next(self._ids) * 1000 + 9, status, units, datetime.now(UTC)))
+                if status == SHIPPED:
+                    self._ship(order, units, 1)
             order.updated_at = datetime.now(UTC)
             payload = self.order_json(order_id)
         if send_webhook:
             self._send_webhook("orders/updated", payload)
         return payload
+
+    def fulfillment_status(
+        self, order_id: int, fulfillment_id: int, status: str, *, send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """A fulfillment moves on: PENDING or OPEN to SUCCESS (shipped), or to CANCELLED, ERROR or FAILURE (its
+        units are fulfillable again; a cancelled successful one puts them back in committed)."""
+        with self.lock:
+            order = self.orders[order_id]
+            fulfillment = next(f for f in order.fulfillments if f.id == fulfillment_id)
+            was, fulfillment.status = fulfillment.status, status
+            if was != SHIPPED and status == SHIPPED:
+                self._ship(order, fulfillment.lines, 1)
+            elif was == SHIPPED and status != SHIPPED:
+                self._ship(order, fulfillment.lines, -1)
+            order.updated_at = datetime.now(UTC)
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/updated", payload)
+        return payload
+
+    def _ship(self, order: FakeOrder, units: dict[int, int], sign: int) -> None:
+        for line in order.lines:
+            item = self.items.get(line.item_id or 0)
+            if item is not None and order.location_id in item.committed and line.id in units:
+                item.committed[order.location_id] -= sign * units[line.id]
+
+    def edit_order(self, order_id: int, quantities: dict[str, int], *, send_webhook: bool = True) -> dict[str, Any]:
+        """An order edit (orderEditBegin ... orderEditCommit): each sku's line set to its new quantity (0 removes
+        it; a sku the order lacks is a new line); available follows at the order's location. Shopify sends
+        orders/edited (the edit's additions and removals) and orders/updated (the order as it is now)."""
+        with self.lock:
+            order = self.orders[order_id]
+            if order.cancelled_at:
+                raise ValueError("a cancelled order cannot be edited")
+            additions: list[dict[str, int]] = []
+            removals: list[dict[str, int]] = []
+            for sku, wanted in quantities.items():
+                line = next((ln for ln in order.lines if ln.sku == sku), None)
+                if line is None:
+                    item = next((i for i in self.items.values() if i.sku == sku), None)
+                    line = FakeLine(next(self._ids) * 1000 + 5, item.id if item else None, sku, 0, 0)
+                    order.lines.append(line)
+                wanted = max(wanted, order.taken(line))  # what shipped or is under way stays on the order
+                delta = wanted - line.current_quantity
+                if delta == 0:
+                    continue
+                line.current_quantity = wanted
+                if line.quantity == 0:
+                    line.quantity = wanted  # a line the edit added is ordered with its quantity
+                (additions if delta > 0 else removals).append({"id": line.id, "delta": abs(delta)})
+                item = self.items.get(line.item_id or 0)
+                if item is not None and order.location_id in item.available:
+                    item.available[order.location_id] -= delta
+                    item.committed[order.location_id] = item.committed.get(order.location_id, 0) + delta
+            order.updated_at = datetime.now(UTC)
+            edited = {
+                "order_edit": {
+                    "id": next(self._ids),
+                    "app_id": None,
+                    "created_at": self._shop_time(order.updated_at),
+                    "committed_at": self._shop_time(order.updated_at),
+                    "notify_customer": False,
+                    "order_id": order.id,
+                    "staff_note": "",
+                    "user_id": None,
+                    "line_items": {"additions": additions, "removals": removals},
+                }
+            }
+            payload = self.order_json(order_id)
+        if send_webhook:
+            self._send_webhook("orders/edited", edited)
+            self._send_webhook("orders/updated", payload)
+        return payload
+
+    def delete_order(self, order_id: int) -> None:
+        """The merchant deletes the order (Shopify allows it for cancelled or archived ones): it is gone from the
+        API (a null node) and no webhook of ours says so."""
+        with self.lock:
+            self.orders.pop(order_id, None)
 
     def cancel_order(
         self, order_id: int, *, restock: bool = True, reason: str = "customer", send_webhook: bool = True
@@ -416,9 +538,12 @@ class ShopifyFake:
             order = self.orders[order_id]
             now = datetime.now(UTC)
             order.cancelled_at, order.cancel_reason, order.updated_at = now, reason, now
+            for fulfillment in order.fulfillments:
+                if fulfillment.status in UNDER_WAY:  # what had not shipped does not ship now
+                    fulfillment.status = "CANCELLED"
             for line in order.lines:
                 item = self.items.get(line.item_id or 0)
-                left = line.current_quantity - line.fulfilled
+                left = line.current_quantity - order.shipped(line)
                 if restock:
                     line.current_quantity -= left  # refunded and restocked: no longer part of the order
                 if item is not None and order.location_id in item.available:
@@ -440,7 +565,7 @@ class ShopifyFake:
             lines = []
             for line in order.lines:
                 item = self.items.get(line.item_id or 0)
-                fulfillable = 0 if order.cancelled_at else line.current_quantity - line.fulfilled
+                fulfillable = 0 if order.cancelled_at else max(0, line.current_quantity - order.taken(line))
                 lines.append(
                     {
                         "id": line.id,
@@ -453,7 +578,7 @@ class ShopifyFake:
                         "quantity": line.quantity,
                         "current_quantity": line.current_quantity,
                         "fulfillable_quantity": fulfillable,
-                        "fulfillment_status": _line_fulfillment(line),
+                        "fulfillment_status": _line_fulfillment(order, line),
                         "fulfillment_service": "manual",
                         "requires_shipping": True,
                         "variant_inventory_management": "shopify" if item else None,
@@ -481,7 +606,32 @@ class ShopifyFake:
                 "test": False,
                 "total_price": f"{10 * sum(line.quantity for line in order.lines):.2f}",
                 "line_items": lines,
+                "fulfillments": [self._fulfillment_json(order, f) for f in order.fulfillments],
             }
+
+    def _fulfillment_json(self, order: FakeOrder, fulfillment: FakeFulfillment) -> dict[str, Any]:
+        """A fulfillment as the REST order resource nests it (status lower case, its lines with their units)."""
+        lines = []
+        for line in order.lines:
+            units = fulfillment.lines.get(line.id)
+            if units:
+                lines.append(
+                    {
+                        "id": line.id,
+                        "admin_graphql_api_id": gid("LineItem", line.id),
+                        "sku": line.sku,
+                        "quantity": units,
+                        "fulfillment_status": "fulfilled" if fulfillment.status == SHIPPED else None,
+                    }
+                )
+        return {
+            "id": fulfillment.id,
+            "admin_graphql_api_id": gid("Fulfillment", fulfillment.id),
+            "order_id": order.id,
+            "status": fulfillment.status.lower(),
+            "created_at": self._shop_time(fulfillment.created_at),
+            "line_items": lines,
+        }
 
     def _shop_time(self, moment: datetime) -> str:
         return moment.astimezone(self.shop_tz).replace(microsecond=0).isoformat()
@@ -491,19 +641,38 @@ class ShopifyFake:
         once); returns the first delivery."""
         enum = topic.upper().replace("/", "_")
         with self.lock:
-            targets = [self.webhook_url] if self.webhook_url else []
+            targets = [(self.webhook_url, False)] if self.webhook_url else []
             for subscription in self.subscriptions.values():
                 uri = subscription["uri"]
-                if subscription["topic"] == enum and uri.startswith(("http://", "https://")) and uri not in targets:
-                    targets.append(uri)
+                if (
+                    subscription["topic"] == enum
+                    and uri.startswith(("http://", "https://"))
+                    and uri not in {t for t, _ in targets}
+                ):
+                    targets.append((uri, True))
         body = json.dumps(payload).encode()
+        event_id = str(uuid.uuid4())  # one event, whatever number of deliveries it takes
         first: Delivery | None = None
-        for url in targets:
-            delivery = Delivery(webhook_id=str(uuid.uuid4()), topic=topic, body=body, status=None, url=url)
+        for url, subscribed in targets:
+            delivery = Delivery(
+                webhook_id=str(uuid.uuid4()),
+                topic=topic,
+                body=body,
+                status=None,
+                url=url,
+                event_id=event_id,
+                subscribed=subscribed,
+            )
             with self.lock:
                 self.deliveries.append(delivery)
-            if not self.drop_webhooks:
+            fate = "drop" if self.drop_webhooks else self.chaos(delivery) if self.chaos else "deliver"
+            if fate == "hold":
+                with self.lock:
+                    self.held.append(delivery)
+            elif fate != "drop":
                 self._deliver(delivery)
+                if fate == "repeat":
+                    self.resend_event(delivery)
             first = first or delivery
         return first
 
@@ -513,15 +682,54 @@ class ShopifyFake:
         self._deliver(delivery)
         return delivery
 
+    def resend_event(self, delivery: Delivery) -> Delivery:
+        """The same event delivered again as another webhook: a new X-Shopify-Webhook-Id, the same
+        X-Shopify-Event-Id and body (what Shopify's duplicate guidance is about)."""
+        again = Delivery(
+            webhook_id=str(uuid.uuid4()),
+            topic=delivery.topic,
+            body=delivery.body,
+            status=None,
+            url=delivery.url,
+            event_id=delivery.event_id,
+            subscribed=delivery.subscribed,
+        )
+        with self.lock:
+            self.deliveries.append(again)
+        self._deliver(again)
+        return again
+
+    def release_held(self, order: Callable[[list[Delivery]], list[Delivery]] | None = None) -> int:
+        """Deliver the held webhooks, newest first (or in the order ``order`` gives them); returns how many."""
+        with self.lock:
+            held, self.held = self.held, []
+        for delivery in order(held) if order else list(reversed(held)):
+            self._deliver(delivery)
+        return len(held)
+
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Shopify is down: every request answers ``status`` for ``seconds`` from now."""
+        with self.lock:
+            self.outage_status = status
+            self.outage_until = time.monotonic() + seconds
+
+    def signing_key(self, delivery: Delivery) -> str:
+        """Shopify signs the webhooks of subscriptions an app made through the API with the app's client secret
+        (a Dev Dashboard app's; an admin-created app's key is ``webhook_secret`` here), and those made under
+        Settings > Notifications (``webhook_url``) with the key shown there (``webhook_secret``)."""
+        if delivery.subscribed and self.client_secret:
+            return self.client_secret
+        return self.webhook_secret
+
     def _deliver(self, delivery: Delivery) -> None:
         headers = {
             "Content-Type": "application/json",
             "X-Shopify-Topic": delivery.topic,
-            "X-Shopify-Hmac-Sha256": sign_webhook(delivery.body, self.webhook_secret),
+            "X-Shopify-Hmac-Sha256": sign_webhook(delivery.body, self.signing_key(delivery)),
             "X-Shopify-Shop-Domain": self.domain,
             "X-Shopify-API-Version": "2026-07",
             "X-Shopify-Webhook-Id": delivery.webhook_id,
-            "X-Shopify-Event-Id": str(uuid.uuid5(uuid.NAMESPACE_URL, delivery.webhook_id)),
+            "X-Shopify-Event-Id": delivery.event_id or str(uuid.uuid5(uuid.NAMESPACE_URL, delivery.webhook_id)),
             "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
         }
         target = delivery.url or self.webhook_url
@@ -794,11 +1002,42 @@ class ShopifyFake:
             ),
             "displayFinancialStatus": order.financial_status.upper(),
             "lineItems": line_items,
+            "fulfillments": lambda _info, first=None, **_: [
+                fake.fulfillment_node(order, f) for f in order.fulfillments[: first or None]
+            ],
+        }
+
+    def fulfillment_node(self, order: FakeOrder, fulfillment: FakeFulfillment) -> dict[str, Any]:
+        fake = self
+        named = [(line, fulfillment.lines[line.id]) for line in order.lines if fulfillment.lines.get(line.id)]
+
+        def fulfillment_line_items(_info: Any, first: int | None = None, after: str | None = None, **_: Any) -> Any:
+            start = int(cursor_value(after).get("index", -1)) + 1 if after else 0
+            count = min(first or 50, 250)
+            edges = [
+                {
+                    "cursor": make_cursor({"index": start + n}),
+                    "node": {
+                        "id": gid("FulfillmentLineItem", line.id * 10 + 1),
+                        "quantity": units,
+                        "lineItem": fake.line_node(order, line),
+                    },
+                }
+                for n, (line, units) in enumerate(named[start : start + count])
+            ]
+            return connection(edges, has_next=start + count < len(named), has_previous=start > 0)
+
+        return {
+            "__typename": "Fulfillment",
+            "id": gid("Fulfillment", fulfillment.id),
+            "status": fulfillment.status,
+            "createdAt": _utc_iso(fulfillment.created_at),
+            "fulfillmentLineItems": fulfillment_line_items,
         }
 
     def line_node(self, order: FakeOrder, line: FakeLine) -> dict[str, Any]:
         item = self.items.get(line.item_id or 0)
-        unfulfilled = 0 if order.cancelled_at else line.current_quantity - line.fulfilled
+        unfulfilled = 0 if order.cancelled_at else max(0, line.current_quantity - order.taken(line))
         return {
             "id": gid("LineItem", line.id),
             "sku": line.sku,
@@ -820,6 +1059,12 @@ class ShopifyFake:
             return self.location_node(number)
         if match["type"] == "Order" and number in self.orders:
             return self.order_node(self.orders[number])
+        if match["type"] == "Fulfillment":
+            for order in self.orders.values():
+                for fulfillment in order.fulfillments:
+                    if fulfillment.id == number:
+                        return self.fulfillment_node(order, fulfillment)
+            return None
         if match["type"] == "ProductVariant":
             item = next((i for i in self.items.values() if i.variant_id == number), None)
             return self.variant_node(item) if item else None
@@ -1177,6 +1422,12 @@ class ShopifyFake:
                     status, answer = fake.control(path, body)
                     self._reply(status, answer)
                     return
+                with fake.lock:
+                    out = fake.outage_status if time.monotonic() < fake.outage_until else None
+                if out is not None:
+                    fake._record(status=out)
+                    self._reply(out, {"errors": "Service Unavailable"})
+                    return
                 if path == "/admin/oauth/access_token":
                     status, answer = fake.grant_token(body, self.headers.get("Content-Type", ""))
                     self._reply(status, answer)
@@ -1305,6 +1556,12 @@ class ShopifyFake:
             if parts == ["orders"]:
                 lines = [(str(line["sku"]), int(line["quantity"])) for line in body["lines"]]
                 return 201, self.create_order(lines, financial_status=str(body.get("financial_status", "paid")))
+            if parts == ["outage"]:
+                self.outage(float(body["seconds"]), int(body.get("status", 503)))
+                return 200, {"seconds": float(body["seconds"])}
+            if len(parts) == 3 and parts[:1] == ["orders"] and parts[2] == "edit":
+                quantities = {str(sku): int(units) for sku, units in body["quantities"].items()}
+                return 200, self.edit_order(int(parts[1]), quantities)
             if len(parts) == 3 and parts[0] == "orders":
                 actions: dict[str, Callable[[int], dict[str, Any]]] = {
                     "cancel": self.cancel_order,
@@ -1524,14 +1781,16 @@ def _matches(order: FakeOrder, query: str) -> bool:
     return True
 
 
-def _line_fulfillment(line: FakeLine) -> str | None:
-    if line.fulfilled <= 0:
+def _line_fulfillment(order: FakeOrder, line: FakeLine) -> str | None:
+    """REST's line fulfillment status: like Shopify's, it counts units under way (open, pending) as done."""
+    taken = order.taken(line)
+    if taken <= 0:
         return None
-    return "fulfilled" if line.fulfilled >= line.current_quantity else "partial"
+    return "fulfilled" if taken >= line.current_quantity else "partial"
 
 
 def _order_fulfillment(order: FakeOrder) -> str | None:
-    shipped = sum(line.fulfilled for line in order.lines)
-    if shipped <= 0:
+    """The order's display fulfillment status, which counts fulfillments under way as fulfilled (as Shopify's)."""
+    if sum(order.taken(line) for line in order.lines) <= 0:
         return None
-    return "fulfilled" if all(line.fulfilled >= line.current_quantity for line in order.lines) else "partial"
+    return "fulfilled" if all(order.taken(line) >= line.current_quantity for line in order.lines) else "partial"
