@@ -141,6 +141,8 @@ def test_every_mutating_endpoint_takes_the_header_replays_and_refuses_reuse(staf
     staff.call("POST", "/api/v1/channels/{code}/go-live/", f"{plat}/go-live/", {"confirm": True}, {"confirm": False})
     staff.call("POST", "/api/v1/channels/{code}/pause/", f"{plat}/pause/", {}, {"again": True})
     staff.call("POST", "/api/v1/channels/{code}/resume/", f"{plat}/resume/", {}, {"again": True})
+    # Last: a catalog read is queued for a worker (none here) and answered 202 with its progress.
+    staff.call("POST", "/api/v1/channels/{code}/catalog-read/", f"{plat}/catalog-read/", {}, {"again": True})
 
     # Suppliers and their mappings.
     supplier = {"code": "acme", "name": "Acme", "connector": "rest", "settings": {"url": "http://127.0.0.1:9/feed"}}

@@ -123,8 +123,9 @@ def make_channels(hosts: Hosts) -> list[Channel]:
                        "settings": {"shop_url": hosts.http, "location_id": "gid://shopify/Location/1"},
                        "credentials": {"access_token": SHOPIFY_TOKEN, "webhook_secret": SHOPIFY_WEBHOOK}},
          "gid://shopify/InventoryItem/1", ""),
+        # Another shop on the same failing host (one channel per shop: its own address).
         ("shp-client", {"connector": "shopify",
-                        "settings": {"shop_url": hosts.http, "location_id": "gid://shopify/Location/1"},
+                        "settings": {"shop_url": f"{hosts.http}/second-shop", "location_id": "gid://shopify/Location/1"},
                         "credentials": {"client_id": SHOPIFY_CLIENT_ID, "client_secret": SHOPIFY_CLIENT_SECRET}},
          "gid://shopify/InventoryItem/1", ""),
         ("woo-http", {"connector": "woocommerce", "settings": {"store_url": hosts.http},

@@ -46,7 +46,7 @@ SECRET = "whsec-converge"
 PROBE_S = 2.0  # SYNC_PROBE_S in the worker: how often a channel whose work all died is tried again
 # The worker's schedule, short: an open order not shown for 3 s is read back; the poll looks back 60 s.
 WORKER_ENV = {"ORDERS_SWEEP_AGE_S": "3", "ORDERS_POLL_OVERLAP_S": "60", "SYNC_PROBE_S": str(PROBE_S)}
-SOAK_S = float(os.environ.get("SHOPIFY_SOAK_S", "60"))
+SOAK_S = float(os.environ.get("SHOPIFY_SOAK_S", "30"))
 
 
 @dataclass

@@ -3,7 +3,7 @@ line edits, refunds, completions, the bin and deletions, with webhooks lost, rep
 sales in Stockroom and one outage of the store long enough for sync work to die, every order and every
 quantity matches the store and the ledger sums to the levels, with no staff action.
 
-About 75 s of traffic by default (``make test``); ``WOO_SOAK_S`` sets another length (``WOO_SOAK_S=600``
+About 30 s of traffic by default (``make test``); ``WOO_SOAK_S`` sets another length (``WOO_SOAK_S=600``
 for ten minutes), ``WOO_SOAK_SEED`` another seed.
 """
 
@@ -40,7 +40,7 @@ from apps.orders.tests.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
-SOAK_S = float(os.environ.get("WOO_SOAK_S", "75"))
+SOAK_S = float(os.environ.get("WOO_SOAK_S", "30"))
 SEED = int(os.environ.get("WOO_SOAK_SEED", "26"))
 OUTAGE_S = 10.0  # longer than three failed pushes with their backoff in these tests: the work dies
 
