@@ -1271,7 +1271,8 @@ class AmazonConnector(Connector):
         if report.get("reportDocumentId"):
             try:  # the error document says why, when Amazon wrote one
                 text = self._report_text(api, str(report["reportDocumentId"]), "report's error document")
-                found = json.loads(text).get("errorDetails") if text.lstrip().startswith("{") else text
+                # Amazon's own reason (errorDetails) only: never another body shown to people.
+                found = json.loads(text).get("errorDetails") if text.lstrip().startswith("{") else None
                 detail = f": {str(found).strip()[:300]}" if found else ""
             except (ConnectorError, ValueError, AttributeError):
                 detail = ""

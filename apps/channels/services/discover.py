@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import structlog
 from django.db import transaction
 from django.utils import timezone
 
+from apps.channels.locks import channel_for_update
 from apps.channels.models import CatalogRead, Channel
 from apps.channels.services.link import (
     CATALOG_FRESH_S,
@@ -41,7 +43,7 @@ def catalog_read_start(*, channel: Channel, actor: str = "", again: bool = False
     """Queue a background read of the channel's catalog and return it. One at a time per channel: a read
     under way is returned as it is; without ``again`` a fresh finished one is returned too."""
     with transaction.atomic():
-        Channel.objects.select_for_update().filter(pk=channel.pk).first()  # two starts at once take turns
+        channel_for_update(channel.pk)  # two starts at once take turns
         running = catalog_read_running(channel)
         if running is not None and running.created_at >= timezone.now() - timedelta(seconds=STALE_S):
             return running
@@ -57,7 +59,7 @@ def catalog_read_start(*, channel: Channel, actor: str = "", again: bool = False
         old = list(CatalogRead.objects.filter(channel=channel).values_list("pk", flat=True)[KEPT_READS:])
         if old:
             CatalogRead.objects.filter(pk__in=old).delete()
-        transaction.on_commit(lambda: _enqueue(read.pk))
+        transaction.on_commit(partial(_enqueue, read.pk))
     log.info("catalog_read_queued", channel=channel.code, read=read.pk, by=actor)
     return read
 

@@ -216,6 +216,8 @@ def mapping_sheet_read(data: bytes | str) -> dict[str, str]:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as err:
             raise InvalidValue("The mapping sheet is not UTF-8 text.", errors={"mapping": ["Not UTF-8."]}) from err
+    if "\x00" in data:  # no text column can hold it: refused here, not by the database
+        raise InvalidValue("The mapping sheet contains a NUL byte.", errors={"mapping": ["Contains a NUL byte."]})
     mapping: dict[str, str] = {}
     errors: dict[str, list[str]] = {}
     for number, row in enumerate(csv.reader(io.StringIO(data)), start=1):

@@ -595,3 +595,10 @@ def test_a_catalog_read_that_fails_says_why_and_a_lost_one_is_not_waited_for(wor
     assert link(staff_api).status_code == 200  # a worker died with it: not waited for
     fresh = staff_api.post("/api/v1/channels/shelf/catalog-read/", {}, format="json").json()
     assert fresh["id"] != lost["id"] and CatalogRead.objects.get(pk=lost["id"]).state == "failed"
+
+
+def test_a_mapping_sheet_with_a_nul_byte_is_a_clear_400_not_a_server_error(world, staff_api):
+    upload = SimpleUploadedFile("map.csv", b"platform_sku,product\nHOOD-M\x00,KIT\n", content_type="text/csv")
+    refused = staff_api.post("/api/v1/channels/shelf/link/", {"mapping": upload}, format="multipart")
+    assert refused.status_code == 400 and "NUL" in refused.json()["detail"]
+    assert not Listing.objects.filter(channel__code="shelf").exists()
