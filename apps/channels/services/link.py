@@ -53,6 +53,7 @@ from apps.channels.selectors import listings_availability, products_channel_quan
 from apps.channels.services.config import listings_create
 from apps.channels.services.connection import channel_connector, channel_ref
 from apps.core.errors import DomainError, InvalidValue
+from apps.core.redaction import redact
 from apps.core.secrets import SecretsUnreadable
 
 log = structlog.get_logger("stockroom.channels")
@@ -80,7 +81,9 @@ class PlatformNotConfigured(DomainError):
 
 
 def short_reason(err: Exception) -> str:
-    text = " ".join((str(err) or type(err).__name__).split())
+    """A platform error for people (API answers, the onboarding page, CatalogRead.error): one short line,
+    without URL query strings or any credential this process holds."""
+    text = redact(" ".join((str(err) or type(err).__name__).split()))
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
