@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.channels.fakes.amazon import AmazonFake
 from apps.channels.simulator import ChannelSimulator
 from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
@@ -181,3 +183,18 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, every: floa
             return time.monotonic() - started
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def amazon() -> Iterator[Callable[..., AmazonFake]]:
+    """Start SP-API fakes on loopback (``amazon(**options)``); each is stopped after the test."""
+    started: list[AmazonFake] = []
+
+    def start(**kwargs: Any) -> AmazonFake:
+        fake = AmazonFake(**kwargs).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()

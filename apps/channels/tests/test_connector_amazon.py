@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,20 +33,6 @@ from apps.channels.fakes.amazon import AmazonFake
 from apps.channels.tests.conftest import wait_for
 
 Status = PlatformOrder.Status
-
-
-@pytest.fixture
-def amazon() -> Iterator[Callable[..., AmazonFake]]:
-    started: list[AmazonFake] = []
-
-    def start(**kwargs: Any) -> AmazonFake:
-        fake = AmazonFake(**kwargs).start()
-        started.append(fake)
-        return fake
-
-    yield start
-    for fake in started:
-        fake.stop()
 
 
 def channel_for(

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,20 +18,6 @@ from apps.channels.fakes.amazon import AmazonFake
 Status = PlatformOrder.Status
 connector = AmazonConnector()
 V0 = {"orders_api": "v0"}
-
-
-@pytest.fixture
-def amazon() -> Iterator[Callable[..., AmazonFake]]:
-    started: list[AmazonFake] = []
-
-    def start(**kwargs: Any) -> AmazonFake:
-        fake = AmazonFake(**kwargs).start()
-        started.append(fake)
-        return fake
-
-    yield start
-    for fake in started:
-        fake.stop()
 
 
 def channel_for(fake: AmazonFake, settings: dict[str, Any] | None = None) -> ChannelRef:
