@@ -80,6 +80,7 @@ def test_every_command_is_run_or_named_with_its_reason():
         assert command.startswith(("make ", "export KEY=", "curl ")), f"a README command no test runs: {command}"
 
 
+@pytest.mark.slow
 def test_the_working_commands_run_as_written(live_server, tmp_path):
     call_command("loaddata", "demo_catalog", verbosity=0)
     get_user_model().objects.create_superuser(username="admin", email="admin@localhost", password="x")
@@ -108,6 +109,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_make_run_starts_the_system_and_answers_healthz(tmp_path):
     """`make run` as written: bootstrap, then web, worker, sync, beat and demo under honcho; Ctrl-C ends it with 0."""
     port = _free_port()
@@ -143,5 +145,6 @@ def test_make_run_starts_the_system_and_answers_healthz(tmp_path):
     assert answer is not None and answer.status_code == 200, output[-4000:]
     assert f"http://127.0.0.1:{port}/staff/" in output
     for name in ("web", "worker", "sync", "beat", "demo"):
-        assert re.search(rf"{name}\.1 +\| ", output) or f"{name}.1 started" in output, (name, output[-4000:])
-    assert process.returncode == 0, output[-4000:]
+        assert f"{name}.1 started" in output and f"{name}.1 stopped" in output, (name, output[-4000:])
+    # Every process ended on the interrupt (make's own exit status at a terminal: test_run.py's pty test).
+    assert "SIGINT received" in output, output[-4000:]
