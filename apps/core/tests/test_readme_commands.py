@@ -29,8 +29,18 @@ VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else None
 # Commands of the README no test here runs, and why.
 NOT_RUN = {
     "make test": "it runs the whole suite, this test included",
+    "make lint": "minutes of mypy over the whole code; run before every commit, not inside the suite",
+    "make bench": "minutes of load at full CPU; it reports figures, it does not pass or fail",
+    "docker compose up": "no Docker daemon on these machines; test_deploy_files.py checks the file with Compose",
+    "LOG_LEVEL=DEBUG make run": "make run with more lines; test_logging.py checks what DEBUG adds",
+    'make manage ARGS="..."': "the pattern of the commands run below, not a command",
 }
-RUN_ELSEWHERE = {"make run": "test_make_run_starts_the_system_and_answers_healthz"}
+# Started for real (with the demo off, as `STOCKROOM_DEMO_MODE=0 make run` asks) and asked for /healthz.
+RUN_ELSEWHERE = {
+    "make run": "test_make_run_starts_the_system_and_answers_healthz",
+    "STOCKROOM_DEMO_MODE=0 make run": "test_make_run_starts_the_system_and_answers_healthz",
+}
+INLINE = re.compile(r"`((?:[A-Z_]+=\S+ )*(?:make|docker|python|curl) [^`]*)`")
 # `make` as the README's reader calls it, but with this interpreter's venv (never installing into it).
 MAKE = (
     'make() { command make --no-print-directory -f "$STOCKROOM_ROOT/Makefile" '
@@ -78,6 +88,9 @@ def test_every_command_is_run_or_named_with_its_reason():
         if command in NOT_RUN or command in RUN_ELSEWHERE:
             continue
         assert command.startswith(("make ", "export KEY=", "curl ")), f"a README command no test runs: {command}"
+    # Commands in the text too: each is one of the blocks' commands or named above.
+    for command in INLINE.findall(re.sub(r"```.*?```", "", README.read_text(), flags=re.S)):
+        assert command in seen or command in NOT_RUN or command in RUN_ELSEWHERE, f"not run, no reason given: {command}"
 
 
 @pytest.mark.slow
