@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
@@ -17,10 +18,27 @@ SHARED_PROCESSORS: list[Any] = [
 ]
 
 
+# Housekeeping that says nothing about the business: Celery's line per task received and succeeded, beat's
+# line per job sent. Shown with LOG_LEVEL=DEBUG; at INFO only their warnings and errors (a failed task).
+HOUSEKEEPING_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+def _at_least_warning(level: str) -> str:
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int) or number == logging.DEBUG:
+        return level
+    return logging.getLevelName(max(number, logging.WARNING))
+
+
 def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     renderer = structlog.dev.ConsoleRenderer(colors=False) if fmt == "console" else structlog.processors.JSONRenderer()
     structlog.configure(
-        processors=[*SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below its logger's level is dropped before any processing (the per-request DEBUG lines).
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -49,5 +67,6 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             "django.db.backends": {"level": "WARNING"},
             "pgserver": {"level": "WARNING"},
             "celery": {"level": level},
+            **{name: {"level": _at_least_warning(level)} for name in HOUSEKEEPING_LOGGERS},
         },
     }

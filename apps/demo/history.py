@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import structlog
+from django.db.models import Count, Sum
 from django.utils import timezone
 
-from apps.catalog.models import Item, Location, Movement
+from apps.catalog.models import Item, Location, Movement, StockLevel
 from apps.catalog.services.history import PastMovement, history_import
 from apps.forecasting.models import ReorderRule
 from apps.forecasting.services.history import week_start
@@ -142,6 +143,10 @@ class StartResult:
     forecasts: int
     safety_changed: int
     reorder_rules: int
+    at: datetime | None = None
+    safety_levels: int = 0  # levels whose safety stock the forecast sets
+    safety_holding: int = 0  # of them, those holding units back this hour
+    safety_units: int = 0  # units held back this hour, all levels (base units)
 
 
 def demo_forecast_start(*, seed_history: bool, now: datetime | None = None) -> StartResult:
@@ -159,8 +164,16 @@ def demo_forecast_start(*, seed_history: bool, now: datetime | None = None) -> S
         safety_changed=applied.changed,
         reorder_rules=reorder.rules,
     )
+    held = StockLevel.objects.filter(safety__gt=0).aggregate(levels=Count("id"), units=Sum("safety"))
     return StartResult(
-        history=history, forecasts=forecast.forecasts, safety_changed=applied.changed, reorder_rules=reorder.rules
+        history=history,
+        forecasts=forecast.forecasts,
+        safety_changed=applied.changed,
+        reorder_rules=reorder.rules,
+        at=timezone.localtime(now or timezone.now()),
+        safety_levels=applied.levels,
+        safety_holding=held["levels"],
+        safety_units=held["units"] or 0,
     )
 
 

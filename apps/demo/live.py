@@ -33,6 +33,8 @@ import structlog
 
 from apps.channels.simulator import ChannelSimulator
 from apps.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms, shopify_orders_after
+from apps.suppliers.models import Supplier
+from apps.suppliers.services.polling import supplier_poll
 
 log = structlog.get_logger("stockroom.demo")
 
@@ -204,6 +206,14 @@ class LiveDemo:
         self.drop_csv()
         log.info("demo_wired", channels=self.channel_urls(), supplier_feed=self.acme.url)
 
+    def first_polls(self) -> dict[str, str]:
+        """Each supplier's first feed now, not a minute from now: the dashboard opens on fresh feeds."""
+        outcome: dict[str, str] = {}
+        for supplier in Supplier.objects.filter(code__in=[REST_SUPPLIER, CSV_SUPPLIER], is_active=True):
+            runs = supplier_poll(supplier_id=supplier.pk)
+            outcome[supplier.code] = ", ".join(f"{run.status} ({run.rows_accepted} rows)" for run in runs) or "skipped"
+        return dict(sorted(outcome.items()))
+
     def channel_urls(self) -> dict[str, str]:
         """Where each demo channel's quantities go: the platform fakes and the channel simulators."""
         urls = {code: f"channel simulator {sim.url}" for code, sim in self.simulators.items()}
@@ -324,7 +334,7 @@ class LiveDemo:
             response = self.api.call(
                 "post", f"orders/{order_id}/{action}/", {}, token=self.channel_tokens[channel], key=self._key(action)
             )
-            log.info("demo_order_settled", channel=channel, order=order_id, action=action, status=response.status_code)
+            log.debug("demo_order_settled", channel=channel, order=order_id, action=action, status=response.status_code)
 
     def _levels(self, location: str, item: str = "") -> list[dict[str, Any]]:
         query = f"stock/levels/?location={location}" + (f"&item={item}" if item else "")

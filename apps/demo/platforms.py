@@ -153,7 +153,7 @@ class DemoPlatforms:
             self.amazon.cancel_order(order_id)
         else:
             self.amazon.ship_order(order_id)
-        log.info("demo_order_settled", channel=channel, order=order_id, action=action, on="platform")
+        log.debug("demo_order_settled", channel=channel, order=order_id, action=action, on="platform")
 
 
 def shopify_orders_after(api: StaffApi, token: str) -> int:

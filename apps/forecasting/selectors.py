@@ -17,7 +17,7 @@ from apps.catalog.models import StockLevel
 from apps.catalog.selectors import levels_with_atp, units_on_order
 from apps.forecasting.models import ReorderSuggestion, SafetyForecast
 
-# The CSV a buyer takes to the supplier; the README lists these columns.
+# The CSV a buyer takes to the supplier; docs/forecasting.md lists these columns.
 REORDER_CSV_COLUMNS = (
     "sku",
     "item",

@@ -18,12 +18,15 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.catalog.access import location_ids_for
 from apps.catalog.models import Incident
 from apps.staff.models import NotificationPreference
+from apps.staff.selectors import activity_summary
 
 log = structlog.get_logger("stockroom.notifications")
+summary_log = structlog.get_logger("stockroom.summary")
 
 LOW_STOCK_LINES_SHOWN = 50
 
@@ -181,3 +184,10 @@ def _low_stock_send(pairs: Sequence[tuple[int, int]], recipients: list[str]) -> 
     send_mail(subject, body, None, recipients)
     log.info("low_stock_mailed", pairs=len(pairs), recipients=len(recipients))
     return len(recipients)
+
+
+def activity_summary_log(*, window_s: int) -> dict[str, int]:
+    """The worker's one `summary` line of the last ``window_s`` seconds (beat sends it every minute)."""
+    fields = activity_summary(until=timezone.now(), window_s=window_s).as_log()
+    summary_log.info("summary", **fields)
+    return fields

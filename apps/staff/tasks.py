@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.staff.services import incident_notify, low_stock_scan
+from apps.staff.services import activity_summary_log, incident_notify, low_stock_scan
 
 
 @shared_task(
@@ -22,3 +22,8 @@ def incident_notify_task(incident_id: int) -> int:
 @shared_task(name="staff.low_stock_scan", time_limit=5 * 60, soft_time_limit=4 * 60)
 def low_stock_scan_task() -> dict[str, int]:
     return low_stock_scan()
+
+
+@shared_task(name="staff.activity_summary", time_limit=60, soft_time_limit=50)
+def activity_summary_task(window_s: int = 60) -> dict[str, int]:
+    return activity_summary_log(window_s=window_s)

@@ -121,7 +121,7 @@ DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", None if _prepare
 _options = DATABASES["default"]["OPTIONS"]
 if _prepare != "none":
     _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
-# Bounded waits (README, "Configuration"). A session idle inside a transaction (its process hung, or cut
+# Bounded waits (docs/configuration.md). A session idle inside a transaction (its process hung, or cut
 # off by the network) is ended by PostgreSQL after DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS, freeing its
 # locks; keepalives and the TCP user timeout make both ends notice a dead peer in seconds, not after
 # minutes of retransmission. libpq's options act on the client's socket, the `-c` ones on the server's.
@@ -307,7 +307,7 @@ for _app in ("core", "catalog", "channels", "orders", "suppliers", "forecasting"
 # A feed run that has not moved its heartbeat for this long, with no live poll of its supplier,
 # lost its worker: a beat job marks it abandoned and polls the supplier again.
 FEED_RUN_STALE_S = env.int("FEED_RUN_STALE_S", default=300)
-# Supplier feeds over these limits are refused whole, before parsing (README, "Limits").
+# Supplier feeds over these limits are refused whole, before parsing (docs/security.md, "Limits of supplier feeds").
 FEED_MAX_BYTES = env.int("FEED_MAX_BYTES", default=200 * 1024 * 1024)
 FEED_MAX_LINE_BYTES = env.int("FEED_MAX_LINE_BYTES", default=64 * 1024)
 FEED_MAX_COLUMNS = env.int("FEED_MAX_COLUMNS", default=256)

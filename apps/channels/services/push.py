@@ -113,6 +113,7 @@ class PushReport:
     mismatched: int = 0
     follow_up_in: float | None = None
     errors: list[str] = field(default_factory=list)
+    code: str = ""  # the channel's code, for the log line
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -143,7 +144,7 @@ def channel_push(*, channel_id: int, kicked: str | None = None) -> PushReport:
     if report.requests or report.failures:
         log.info(
             "channel_pushed",
-            channel=channel_id,
+            channel=report.code or channel_id,
             requests=report.requests,
             updates=report.updates,
             throttled=report.throttled,
@@ -165,6 +166,7 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
         ready = channel_push_configured(channel) if channel is not None else None
         if channel is None or ready is None:
             return
+        report.code = channel.code
         connector, ref = ready
         batch_size = max(1, min(channel.batch_size, connector.max_batch))
         rows = _due_rows(channel, batch_size)

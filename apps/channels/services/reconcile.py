@@ -74,7 +74,10 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
             with transaction.atomic():
                 sync_work_enqueue(listing_ids=drifted, priority=SyncPriority.MANUAL, reason="reconcile", repush=True)
             report.drifted += len(drifted)
-    log.info("channel_reconciled", channel=channel.code, checked=report.checked, drifted=report.drifted)
+    # Nothing drifted: housekeeping. A drift is news (each listing was pushed again).
+    (log.info if report.drifted else log.debug)(
+        "channel_reconciled", channel=channel.code, checked=report.checked, drifted=report.drifted
+    )
     return report
 
 

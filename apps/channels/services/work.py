@@ -269,7 +269,7 @@ def sync_sweep() -> dict[int, int]:
     for channel_id in sorted(set(due) | set(probed)):
         channel_kick(channel_id=channel_id)
     if due or probed:
-        log.info("sync_sweep", channels=len(due), listings=sum(due.values()), probes=len(probed))
+        log.debug("sync_sweep", channels=len(due), listings=sum(due.values()), probes=len(probed))
     return due
 
 

@@ -41,13 +41,13 @@ def test_no_guide_asks_for_inventory_item_ids_by_hand():
     assert "STOCKROOM_PUBLIC_URL" in shopify and "webhooks/shopify/" in shopify
 
 
-def test_the_readme_walks_going_live_and_links_each_guides_section():
-    readme = (DOCS.parents[1] / "README.md").read_text()
-    section = readme.split("\n## Connecting a channel\n", 1)[1].split("\n## ", 1)[0]
+def test_the_connecting_page_walks_going_live_and_links_each_guides_section():
+    page = (DOCS.parent / "connecting.md").read_text()
+    section = page.split("\n## Connecting a channel\n", 1)[1].split("\n## ", 1)[0]
     for link in (
-        "docs/connectors/shopify.md#5-going-live",
-        "docs/connectors/woocommerce.md#going-live",
-        "docs/connectors/amazon.md#going-live",
+        "connectors/shopify.md#5-going-live",
+        "connectors/woocommerce.md#going-live",
+        "connectors/amazon.md#going-live",
     ):
         assert f"({link})" in section, link
     assert "pushes nothing" in section and "catalog-read/" in section

@@ -61,6 +61,12 @@ def test_the_demo_start_seeds_weeks_of_history_and_computes_the_forecast(setting
     assert hood.demand_per_day > 0.5 and hood.reorder_point > hood.safety
     assert reorder_list().filter(location__code__in=["S1", "S2"]).exists()
     assert "recompute_safety" in out.getvalue() and "weeks of till sales" in out.getvalue()
+    # The start line says what this hour's safety stock is, as the levels show it (the README quotes it).
+    held = StockLevel.objects.filter(safety__gt=0)
+    line = next(text for text in out.getvalue().splitlines() if text.startswith("forecast computed at start"))
+    assert f"set at {StockLevel.objects.count()} levels, {held.count()} of them holding back" in line, line
+    assert f"holding back {held.aggregate(units=Sum('safety'))['units'] or 0} units" in line, line
+    assert 'make manage ARGS="recompute_safety"' in line
 
     # Once: a second start finds the history and only recomputes.
     rows = history.count()
@@ -115,3 +121,16 @@ def test_the_demo_opens_no_incident_in_its_first_minutes(live_server, django_use
     assert set(restocked.values_list("location__code", flat=True)) <= {"S1", "S2"} and restocked.exists()
     assert list(Incident.objects.values_list("kind", "detail")) == []
     assert demo.incidents == 0
+
+
+@pytest.mark.django_db
+def test_the_safety_stock_held_back_follows_the_hour_of_the_week(settings):
+    """Busy shop hours hold stock back at the stores; the night before a Monday holds less (the README says so)."""
+    settings.STOCKROOM_DEMO_MODE = True
+    call_command("loaddata", "demo_catalog", verbosity=0)
+    saturday_noon = timezone.make_aware(timezone.datetime(2026, 12, 5, 12, 30))
+    busy = demo_forecast_start(seed_history=True, now=saturday_noon)
+    night = demo_forecast_start(seed_history=False, now=saturday_noon + timedelta(hours=15))
+    assert busy.safety_levels == StockLevel.objects.count()
+    assert busy.safety_units > night.safety_units
+    assert busy.safety_holding >= 1 and night.safety_changed >= 1

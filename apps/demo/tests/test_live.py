@@ -7,11 +7,13 @@ import threading
 import pytest
 from django.core.management import call_command
 
-from apps.catalog.models import Movement
+from apps.catalog.models import Movement, Receipt
 from apps.channels.models import Channel
 from apps.demo.live import CSV_SUPPLIER, REST_SUPPLIER, LiveDemo
+from apps.demo.receipts import demo_receipts_due
 from apps.orders.models import Order
 from apps.suppliers.models import Supplier, SupplierProduct
+from apps.suppliers.selectors import feed_freshness
 
 
 @pytest.mark.django_db(transaction=True)
@@ -49,6 +51,14 @@ def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_
             REST_SUPPLIER,
         ]
         assert list(demo.drop.glob("bulkco-*.csv")), "the CSV supplier dropped a file"
+        # Before the dashboard is looked at: both feeds taken in once, fresh, and deliveries due to receive.
+        polled = demo.first_polls()
+        assert set(polled) == {REST_SUPPLIER, CSV_SUPPLIER} and all("succeeded" in v for v in polled.values()), polled
+        assert [r["stale"] for r in feed_freshness()] == [False, False]
+        assert demo_receipts_due() == 3
+        due = Receipt.objects.filter(status=Receipt.Status.EXPECTED)
+        assert sorted(due.values_list("reference", flat=True)) == ["PO-DEMO-1", "PO-DEMO-2", "PO-DEMO-3"]
+        assert demo_receipts_due() == 3 and due.count() == 3, "a second start adds none while they are open"
 
         stop = threading.Event()
         runner = threading.Thread(target=demo.run, args=(stop,), kwargs={"pace_s": 0.05})

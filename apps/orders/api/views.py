@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -38,6 +39,8 @@ from apps.orders.api.serializers import (
 )
 from apps.orders.errors import OrderNotFound
 from apps.orders.models import Order
+
+log = structlog.get_logger("stockroom.orders")
 
 LINES_REFUSED = "`errors` has one entry per refused line (`sku`, `requested`, `available`), as does the `lines` list."
 ORDER_EXAMPLE = OpenApiExample(
@@ -236,7 +239,37 @@ class OrderCreateView(_ChannelWrite):
                 answer=answer,
             )
 
-        return self.answer_with(_placed_answer, place)
+        response = self.answer_with(_placed_answer, place)
+        _log_order_in(channel.code, data, response)
+        return response
+
+
+def _log_order_in(channel: str, data: dict[str, Any], response: Response) -> None:
+    """One INFO line per order a channel sends (a replay answers again and logs nothing)."""
+    if response.get("Idempotent-Replayed") == "true":
+        return
+    body = response.data if isinstance(response.data, dict) else {}
+    units = sum(int(line["quantity"]) for line in data.get("lines") or [])
+    if response.status_code == status.HTTP_201_CREATED:
+        log.info(
+            "order_in",
+            channel=channel,
+            order=body.get("id"),
+            external_id=data["external_id"],
+            mode=data["mode"],
+            status=body.get("status"),
+            units=units,
+        )
+    else:
+        log.info(
+            "order_refused",
+            channel=channel,
+            external_id=data["external_id"],
+            mode=data["mode"],
+            code=body.get("code"),
+            http_status=response.status_code,
+            units=units,
+        )
 
 
 class OrderDetailView(APIView):

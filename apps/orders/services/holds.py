@@ -52,7 +52,7 @@ def hold_release_expired(
     released = 0
     with hold_expiry_run_lock() as acquired:
         if not acquired:
-            log.info("holds_expiry_already_running")
+            log.debug("holds_expiry_already_running")
             return 0
         started = time.monotonic()
         cutoff = now or timezone.now()

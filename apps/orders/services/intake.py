@@ -128,7 +128,9 @@ def platform_order_apply(
             if order.updated_at is not None:
                 seen["platform_updated_at"] = order.updated_at  # not older than what it had (checked above)
             Order.objects.filter(pk=applied.order.pk).update(**seen)
-    log.info(
+    # An order read again without news (the poll's overlap, the sweep) is housekeeping: DEBUG.
+    applied_log = log.debug if applied.result == Result.UNCHANGED else log.info
+    applied_log(
         "platform_order_applied",
         channel=channel.code,
         external_id=order.external_id,
@@ -581,7 +583,8 @@ def platform_webhook_receive(
         applied = [
             platform_order_apply(channel=channel, order=order, actor=actor, source="webhook") for order in hook.orders
         ]
-    log.info(
+    # The platform_order_applied line of each order tells what happened; the delivery itself is housekeeping.
+    log.debug(
         "platform_webhook_received",
         channel=channel.code,
         topic=hook.topic,
@@ -684,7 +687,7 @@ def platform_orders_poll(*, channel_id: int) -> PollReport:
                 report.orders += 1
                 report.results[applied.result] = report.results.get(applied.result, 0) + 1
             complete_until = page.complete_until
-            log.info(
+            log.debug(
                 "platform_orders_page",
                 channel=channel.code,
                 page=report.pages,
@@ -700,7 +703,8 @@ def platform_orders_poll(*, channel_id: int) -> PollReport:
         if complete_until is not None:
             channel_watermark_set(channel=channel, orders_imported_until=complete_until)
             report.imported_until = complete_until
-    log.info(
+    # Housekeeping: each order the poll created or changed has its own platform_order_applied line.
+    log.debug(
         "platform_orders_polled",
         channel=channel.code,
         pages=report.pages,

@@ -18,6 +18,7 @@ from apps.core.models import ApiToken
 from apps.core.services import token_create, token_revoke
 from apps.demo.history import demo_forecast_start
 from apps.demo.live import CHANNEL_RATES, LiveDemo
+from apps.demo.receipts import demo_receipts_due
 
 DEMO_TOKEN = "demo"
 
@@ -66,6 +67,13 @@ class Command(BaseCommand):
                 f"  Shopify order webhooks go to {demo.platforms.shopify.webhook_url}; "
                 "Amazon's orders come in with the order poll (every minute)"
             )
+        feeds = demo.first_polls()
+        due = demo_receipts_due()
+        self.stdout.write(
+            "demo ready: first supplier feeds "
+            + ", ".join(f"{code} {outcome}" for code, outcome in feeds.items())
+            + f"; {due} deliveries due under Receipts (Receive books them)"
+        )
         self.stdout.flush()
         try:
             demo.run(stop, pace_s=options["pace"])
@@ -80,10 +88,13 @@ class Command(BaseCommand):
                 f"demo history: {started.history.weeks} weeks of till sales and online orders "
                 f"({started.history.movements} ledger rows, balanced by weekly deliveries)"
             )
+        hour = f"{started.at:%A %H}:00" if started.at else "this hour"
         self.stdout.write(
-            f"forecast computed at start: {started.forecasts} slot forecasts, safety stock changed at "
-            f"{started.safety_changed} levels, {started.reorder_rules} reorder rules follow the forecast "
-            "(python manage.py recompute_safety runs it again)"
+            f"forecast computed at start: {started.forecasts} slot forecasts; safety stock for {hour} set at "
+            f"{started.safety_levels} levels, {started.safety_holding} of them holding back {started.safety_units} "
+            f"units ({started.safety_changed} changed now; the tills' busy hours hold more, the night none); "
+            f"{started.reorder_rules} reorder rules follow the forecast "
+            '(make manage ARGS="recompute_safety" runs it again)'
         )
 
     def _wait_for(self, base_url: str, stop: threading.Event) -> bool:
