@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from apps.channels.fakes.bucket import RequestBucket
+from sandbox.fakes.bucket import RequestBucket
 
 SIGNATURE_HEADER = "X-Stockroom-Signature"
 

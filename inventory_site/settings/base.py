@@ -45,9 +45,11 @@ INSTALLED_APPS = [
     "apps.suppliers",
     "apps.forecasting",
     "apps.staff",
-    "apps.demo",
     "axes",
 ]
+# Scaffolding for `make run`, the tests and the benchmarks, outside the product: the local and test
+# settings add these apps, production never does (docs/architecture.md, "The sandbox").
+SANDBOX_APPS = ["sandbox", "sandbox.demo"]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

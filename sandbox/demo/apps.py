@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class DemoConfig(AppConfig):
-    name = "apps.demo"
+    name = "sandbox.demo"
     label = "demo"
     verbose_name = "Demo and simulation"

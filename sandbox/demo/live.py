@@ -31,8 +31,8 @@ from urllib.parse import parse_qs, urlparse
 import requests
 import structlog
 
-from apps.channels.simulator import ChannelSimulator
-from apps.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms, shopify_orders_after
+from sandbox.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms, shopify_orders_after
+from sandbox.simulator import ChannelSimulator
 
 log = structlog.get_logger("stockroom.demo")
 

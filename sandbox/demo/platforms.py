@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import requests
 import structlog
 
-from apps.channels.fakes.amazon import AmazonFake
-from apps.channels.fakes.shopify import ORDER_ID_BASE, ShopifyFake
+from sandbox.fakes.amazon import AmazonFake
+from sandbox.fakes.shopify import ORDER_ID_BASE, ShopifyFake
 
 log = structlog.get_logger("stockroom.demo")
 

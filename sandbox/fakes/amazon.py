@@ -58,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from apps.channels.fakes.bucket import RequestBucket
+from sandbox.fakes.bucket import RequestBucket
 
 LISTINGS_VERSION = "2021-08-01"
 FEEDS_VERSION = "2021-06-30"

@@ -79,7 +79,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from apps.channels.fakes.bucket import RequestBucket
+from sandbox.fakes.bucket import RequestBucket
 
 API_PREFIX = "/wp-json/wc/v3/"
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "checkout-draft")

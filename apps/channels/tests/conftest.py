@@ -21,11 +21,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from apps.channels.fakes.amazon import AmazonFake
-from apps.channels.simulator import ChannelSimulator
 from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
 from apps.core.testing import database_url
+from sandbox.fakes.amazon import AmazonFake
+from sandbox.simulator import ChannelSimulator
 
 ROOT = Path(__file__).resolve().parents[3]
 

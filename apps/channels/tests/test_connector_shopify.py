@@ -25,7 +25,7 @@ from apps.channels.connectors.shopify import (
     order_from_rest,
     sign_webhook,
 )
-from apps.channels.fakes.shopify import ShopifyFake
+from sandbox.fakes.shopify import ShopifyFake
 
 TOKEN = "shpat_test_token"
 SECRET = "whsec-test"

@@ -45,8 +45,8 @@ def _discovers() -> bool:
 def shop() -> Iterator[object]:
     if not _discovers():
         pytest.skip("the Shopify connector cannot read the shop's catalog yet (Shopify discovery)")
-    from apps.channels.fakes.shopify import ShopifyFake
-    from apps.channels.fakes.shopify.seed import seed_catalog
+    from sandbox.fakes.shopify import ShopifyFake
+    from sandbox.fakes.shopify.seed import seed_catalog
 
     fake = ShopifyFake(access_token=TOKEN).start()
     fake.seeded = seed_catalog(fake, 2000)  # type: ignore[attr-defined]

@@ -19,8 +19,8 @@ from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.push import channel_push, push_body, sign
 from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import dead_letters_retry, sync_work_enqueue
-from apps.channels.simulator import max_requests_in_window
 from apps.channels.tests.factories import channel_selling, listing, shop
+from sandbox.simulator import max_requests_in_window
 
 pytestmark = pytest.mark.django_db
 

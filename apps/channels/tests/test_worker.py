@@ -16,9 +16,9 @@ from apps.channels.models import Listing, SyncPriority, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import sync_sweep
-from apps.channels.simulator import max_requests_in_window
 from apps.channels.tests.conftest import wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
+from sandbox.simulator import max_requests_in_window
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -18,7 +18,6 @@ import pytest
 
 from apps.catalog.models import Movement
 from apps.catalog.services.stock import stock_movement_record
-from apps.channels.fakes.woocommerce import WooCommerceFake
 from apps.channels.models import DeadLetterRecord
 from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import sync_sweep
@@ -37,6 +36,7 @@ from apps.orders.tests.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
     wait_for,
     woo,
 )
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

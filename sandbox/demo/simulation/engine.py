@@ -18,8 +18,8 @@ from typing import Protocol
 
 from django.db import close_old_connections, connections
 
-from apps.demo.simulation.events import Event, Stream
-from apps.demo.simulation.world import World
+from sandbox.demo.simulation.events import Event, Stream
+from sandbox.demo.simulation.world import World
 
 Allocation = list[tuple[str, str, int]]  # (sku, location, base units)
 # What Stockroom promises never happens: books that disagree with the shelves (concurrency) and

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps.demo.simulation.world import World
+from sandbox.demo.simulation.world import World
 
 HOURLY_PROFILE = np.array(
     [

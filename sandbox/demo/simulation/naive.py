@@ -11,10 +11,10 @@ import uuid
 
 from django.db import connection
 
-from apps.demo.models import NaiveStock
-from apps.demo.simulation.engine import Decision
-from apps.demo.simulation.events import Event, Stream
-from apps.demo.simulation.world import World
+from sandbox.demo.models import NaiveStock
+from sandbox.demo.simulation.engine import Decision
+from sandbox.demo.simulation.events import Event, Stream
+from sandbox.demo.simulation.world import World
 
 
 class NaiveSystem:

@@ -8,8 +8,8 @@ from pathlib import Path
 from django.template.loader import render_to_string
 
 from apps.catalog.models import Incident
-from apps.demo.simulation.engine import CAUSES, Outcome
 from apps.staff.charts import Series, bar_chart, line_chart
+from sandbox.demo.simulation.engine import CAUSES, Outcome
 
 
 def _interval(seconds: float) -> str:

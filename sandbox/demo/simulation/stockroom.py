@@ -33,14 +33,14 @@ from django.db.models import Count, Q
 from apps.catalog.models import Incident, Item, Location
 from apps.catalog.stock.safety import safety_apply
 from apps.core.services import planner_statistics_refresh, token_create
-from apps.demo.simulation.engine import Decision
-from apps.demo.simulation.events import Event, Stream
-from apps.demo.simulation.transport import InProcess, Transport
-from apps.demo.simulation.world import World
 from apps.forecasting.services.math import safety_levels
 from apps.orders.models import OrderLine, Reservation
 from apps.orders.services import order_supplier_refused
 from apps.suppliers.services.webhooks import webhook_signature
+from sandbox.demo.simulation.engine import Decision
+from sandbox.demo.simulation.events import Event, Stream
+from sandbox.demo.simulation.transport import InProcess, Transport
+from sandbox.demo.simulation.world import World
 
 ALL_DAY = 24  # the hour key of a rate that holds all day
 SAFETY_MODES = ("dynamic", "fixed", "fixed-matched", "none")

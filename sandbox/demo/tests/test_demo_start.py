@@ -13,10 +13,10 @@ from django.db.models import Min, Sum
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement, StockLevel
-from apps.demo.history import HISTORY_REFERENCE, demo_forecast_start
-from apps.demo.live import DELIVERY_EVERY, LiveDemo
 from apps.forecasting.models import ReorderRule, SafetyForecast
 from apps.forecasting.selectors import reorder_list
+from sandbox.demo.history import HISTORY_REFERENCE, demo_forecast_start
+from sandbox.demo.live import DELIVERY_EVERY, LiveDemo
 
 
 def _levels() -> dict[tuple[str, str], tuple[int, int]]:

@@ -9,9 +9,9 @@ from django.core.management import call_command
 
 from apps.catalog.models import Movement
 from apps.channels.models import Channel
-from apps.demo.live import CSV_SUPPLIER, REST_SUPPLIER, LiveDemo
 from apps.orders.models import Order
 from apps.suppliers.models import Supplier, SupplierProduct
+from sandbox.demo.live import CSV_SUPPLIER, REST_SUPPLIER, LiveDemo
 
 
 @pytest.mark.django_db(transaction=True)

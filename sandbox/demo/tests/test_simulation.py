@@ -15,12 +15,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from apps.demo.simulation.engine import CAUSES, GUARANTEED, Engine
-from apps.demo.simulation.events import generate
-from apps.demo.simulation.naive import NaiveSystem
-from apps.demo.simulation.report import write
-from apps.demo.simulation.stockroom import StockroomSystem
-from apps.demo.simulation.world import build_world
+from sandbox.demo.simulation.engine import CAUSES, GUARANTEED, Engine
+from sandbox.demo.simulation.events import generate
+from sandbox.demo.simulation.naive import NaiveSystem
+from sandbox.demo.simulation.report import write
+from sandbox.demo.simulation.stockroom import StockroomSystem
+from sandbox.demo.simulation.world import build_world
 
 SEED = 11
 
@@ -82,7 +82,7 @@ def test_stockroom_never_accepts_beyond_stock_where_naive_does(day, tmp_path):
 
 @pytest.mark.browser
 def test_report_renders_with_its_chart_in_a_browser(tmp_path, browser_page):
-    from apps.demo.simulation.engine import Outcome
+    from sandbox.demo.simulation.engine import Outcome
 
     outcome = Outcome(system="Stockroom", online_orders=10, accepted=9, refused=1)
     outcome.timeline = [(0.0, 0), (1.0, 0)]
@@ -100,7 +100,7 @@ def test_report_renders_with_its_chart_in_a_browser(tmp_path, browser_page):
 
 
 def test_the_report_gives_till_shortfalls_as_a_share_of_online_orders(tmp_path):
-    from apps.demo.simulation.engine import Outcome
+    from sandbox.demo.simulation.engine import Outcome
 
     dynamic = Outcome(system="dynamic", online_orders=4_000, accepted=3_900, safety_hidden_units=120)
     fixed = Outcome(system="fixed", online_orders=4_000, accepted=3_900, safety_hidden_units=120)
@@ -112,7 +112,7 @@ def test_the_report_gives_till_shortfalls_as_a_share_of_online_orders(tmp_path):
 
 
 def test_the_warehouse_is_stocked_a_little_short_of_what_it_serves():
-    from apps.demo.simulation.events import HOURLY_PROFILE, _profile_share
+    from sandbox.demo.simulation.events import HOURLY_PROFILE, _profile_share
 
     windows = [(0, 3), (3, 6.5), (6.5, 24)]
     assert sum(_profile_share(HOURLY_PROFILE, w, 0, 24) for w in windows) == pytest.approx(1.0)

@@ -23,6 +23,6 @@ webhooks (``X-Shopify-Hmac-Sha256``, ``X-Shopify-Topic``, ``X-Shopify-Webhook-Id
 which adds a small control API under ``/_fake/``.
 """
 
-from apps.channels.fakes.shopify.store import ORDER_ID_BASE, Delivery, ShopifyFake, gid, parse_gid, sign_webhook
+from sandbox.fakes.shopify.store import ORDER_ID_BASE, Delivery, ShopifyFake, gid, parse_gid, sign_webhook
 
 __all__ = ["ORDER_ID_BASE", "Delivery", "ShopifyFake", "gid", "parse_gid", "sign_webhook"]

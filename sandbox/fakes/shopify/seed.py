@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from apps.channels.fakes.shopify.store import ShopifyFake, gid
+from sandbox.fakes.shopify.store import ShopifyFake, gid
 
 SIZES = ("S", "M", "L", "XL")
 

@@ -36,7 +36,7 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.type.definition import GraphQLInterfaceType
 
-from apps.channels.fakes.shopify.api import (
+from sandbox.fakes.shopify.api import (
     DEFAULT_SCOPES,
     GID,
     INVALID_TOKEN_BODY,
@@ -55,7 +55,7 @@ from apps.channels.fakes.shopify.api import (
     operation_of,
     user_error,
 )
-from apps.channels.fakes.shopify.bulk import Flattener
+from sandbox.fakes.shopify.bulk import Flattener
 
 MAX_PAGE = 250  # Shopify: first/last take at most 250
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

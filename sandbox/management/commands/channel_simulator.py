@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.channels.simulator import ChannelSimulator
+from sandbox.simulator import ChannelSimulator
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.channels.fakes.amazon import AmazonFake
+from sandbox.fakes.amazon import AmazonFake
 
 
 class Command(BaseCommand):

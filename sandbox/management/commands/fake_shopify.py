@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.channels.fakes.shopify import ShopifyFake
-from apps.channels.fakes.shopify.seed import seed_catalog
+from sandbox.fakes.shopify import ShopifyFake
+from sandbox.fakes.shopify.seed import seed_catalog
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.channels.fakes.woocommerce import WooCommerceFake
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 
 class Command(BaseCommand):

@@ -16,13 +16,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from apps.demo.simulation.engine import Engine, Outcome
-from apps.demo.simulation.events import generate
-from apps.demo.simulation.naive import NaiveSystem
-from apps.demo.simulation.report import markdown, write
-from apps.demo.simulation.stockroom import SAFETY_MODES, StockroomSystem
-from apps.demo.simulation.transport import Http, InProcess, LocalServer, Transport
-from apps.demo.simulation.world import build_world
+from sandbox.demo.simulation.engine import Engine, Outcome
+from sandbox.demo.simulation.events import generate
+from sandbox.demo.simulation.naive import NaiveSystem
+from sandbox.demo.simulation.report import markdown, write
+from sandbox.demo.simulation.stockroom import SAFETY_MODES, StockroomSystem
+from sandbox.demo.simulation.transport import Http, InProcess, LocalServer, Transport
+from sandbox.demo.simulation.world import build_world
 
 
 class Command(BaseCommand):
