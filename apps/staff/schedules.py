@@ -1,19 +1,15 @@
 """Fixed beat jobs of the staff app, merged into CELERY_BEAT_SCHEDULE by the settings.
 
-Read while the settings load, so the interval comes from the environment itself.
+The settings set the scan's interval from LOW_STOCK_SCAN_SECONDS.
 """
 
 from __future__ import annotations
 
-import os
-
-# How often stock at or below its safety level is looked for (each item and location mailed once).
-LOW_STOCK_SCAN_SECONDS = float(os.environ.get("LOW_STOCK_SCAN_SECONDS", "600"))
-
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # How often stock at or below its safety level is looked for (each item and location mailed once).
     "staff-low-stock-scan": {
         "task": "staff.low_stock_scan",
-        "schedule": LOW_STOCK_SCAN_SECONDS,
-        "options": {"expires": LOW_STOCK_SCAN_SECONDS / 2},
+        "schedule": 600.0,
+        "options": {"expires": 300.0},
     },
 }

@@ -55,10 +55,10 @@ def shop() -> Iterator[object]:
 
 
 @pytest.fixture
-def stockroom(transactional_db, django_user_model, shop, settings, live_server, monkeypatch):
+def stockroom(transactional_db, django_user_model, shop, settings, live_server, stockroom_knobs):
     """The merchant's Stockroom before the shop is connected: its warehouse, most of the shop's products
     (some with stock already), and a few products the shop does not sell."""
-    monkeypatch.setenv("SYNC_TIER2_DELAY_S", "0")
+    stockroom_knobs(SYNC_TIER2_DELAY_S="0")
     settings.STOCKROOM_PUBLIC_URL = live_server.url
     django_user_model.objects.create_superuser(username="merchant", password="pw-merchant-1")
     warehouse = LocationFactory(code="W1", name="Warehouse", kind=Location.Kind.WAREHOUSE)

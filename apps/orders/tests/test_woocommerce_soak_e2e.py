@@ -189,9 +189,9 @@ def beat(shop: WooShop) -> None:
 def test_soak_every_order_and_quantity_converges_after_lost_reordered_webhooks_and_an_outage(
     celery_worker,  # noqa: F811
     woo: WooShop,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    stockroom_knobs,
 ) -> None:
-    monkeypatch.setenv("SYNC_PROBE_S", "1")
+    stockroom_knobs(SYNC_PROBE_S="1")
     celery_worker(env={"SYNC_PROBE_S": "1", "ORDERS_SWEEP_AGE_S": "0"})
     first_sync(woo)
     for sku in ("HOOD-M", "CAP"):

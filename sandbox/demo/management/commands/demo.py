@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -26,7 +25,7 @@ class Command(BaseCommand):
     help = "Run the living demo against the local web server (does nothing but wait when demo mode is off)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('STOCKROOM_PORT', '8000')}")
+        parser.add_argument("--base-url", default=f"http://127.0.0.1:{settings.STOCKROOM_PORT}")
         parser.add_argument("--pace", type=float, default=2.0, help="seconds between shoppers, on average")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
