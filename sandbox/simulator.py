@@ -1,6 +1,6 @@
 """A channel on loopback: accepts signed pushes under a rate limit and records when each update arrived.
 
-It speaks the push protocol (design section 5): ``POST /`` with ``{"channel", "updates":
+It speaks the push protocol (docs/architecture.md, "Channel sync"): ``POST /`` with ``{"channel", "updates":
 [{"sku", "available", "as_of"}]}`` and ``X-Stockroom-Signature: sha256=<hmac>``; a bad
 signature gets 401, more than its rate gets 429 with ``Retry-After``. ``GET /?sku=A&sku=B``
 reads back what it shows (``{"results": [{"sku", "available", "as_of"}]}``), and
