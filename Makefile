@@ -10,16 +10,18 @@ STACK := $(PY) -m inventory_site.stack exec --
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime: requirements.txt | $(PY)
-	$(PIP) install --quiet -r requirements.txt
+# requirements.txt is production's (the image installs it alone); requirements-local.txt adds what
+# `make run` needs (the embedded PostgreSQL and Redis, honcho, the fakes); requirements-dev.txt the tools.
+$(VENV)/.local: requirements.txt requirements-local.txt | $(PY)
+	$(PIP) install --quiet -r requirements-local.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
+$(VENV)/.dev: requirements.txt requirements-local.txt requirements-dev.txt | $(PY)
 	$(PIP) install --quiet -r requirements-dev.txt
-	touch $(VENV)/.runtime $@
+	touch $(VENV)/.local $@
 
 ## run: web, worker and beat with PostgreSQL and Redis (env, local, or embedded)
-run: $(VENV)/.runtime
+run: $(VENV)/.local
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(STACK) sh -c 'python manage.py bootstrap && exec honcho start'
 
 ## test: install what tests need and run the whole suite
@@ -50,7 +52,7 @@ bench: $(VENV)/.dev
 	$(STACK) $(PY) bench/run.py $(BENCH_ARGS)
 
 ## manage: a management command through the project's venv and stack: make manage ARGS="create_token --channel web"
-manage: $(VENV)/.runtime
+manage: $(VENV)/.local
 	@$(STACK) $(PY) manage.py $(ARGS)
 
 stop:

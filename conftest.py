@@ -42,6 +42,24 @@ def channel_api() -> Callable[[str], APIClient]:
     return make
 
 
+@pytest.fixture
+def stockroom_knobs(settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Set domain knobs (``settings.STOCKROOM``) for one test: in this process through the settings (code
+    reads them there, never from the environment), and in the environment of the workers and servers the
+    test starts afterwards (their settings read it). Values are typed as the settings type them."""
+
+    def apply(**knobs: object) -> None:
+        merged = dict(settings.STOCKROOM)
+        for name, value in knobs.items():
+            if name not in merged:
+                raise KeyError(f"{name} is no knob of settings.STOCKROOM (docs/configuration.md)")
+            merged[name] = type(merged[name])(value)
+            monkeypatch.setenv(name, str(value))
+        settings.STOCKROOM = merged
+
+    return apply
+
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium; `make test` installs it
 CHROMIUM_FLAGS = [
     "--headless",

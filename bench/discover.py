@@ -156,8 +156,8 @@ def run_line(name: str, number: int, run: dict[str, Any]) -> None:
 
 def _shopify_shop(variants: int, problems: int, ready: Any, stop: Any) -> None:
     """The child process: the fake shop with its catalog, until told to stop."""
-    from apps.channels.fakes.shopify import ShopifyFake
-    from apps.channels.fakes.shopify.seed import seed_catalog
+    from sandbox.fakes.shopify import ShopifyFake
+    from sandbox.fakes.shopify.seed import seed_catalog
 
     fake = ShopifyFake(access_token=TOKEN, maximum_available=2000.0, restore_rate=100.0)
     catalog = seed_catalog(
@@ -270,7 +270,7 @@ def woocommerce_run(n: int, number: int) -> dict[str, Any]:
     """A store of its own per run (the fake seeded with ``n`` variants), discovered and matched."""
     import requests
 
-    from apps.channels.fakes.woocommerce import WooCommerceFake
+    from sandbox.fakes.woocommerce import WooCommerceFake
 
     fake = WooCommerceFake().start()
     try:
@@ -338,7 +338,7 @@ def amazon_run(n: int, number: int) -> dict[str, Any]:
     """A seller of its own per run (the connector's per-operation buckets start full, as for a new channel)."""
     import requests
 
-    from apps.channels.fakes.amazon import AmazonFake
+    from sandbox.fakes.amazon import AmazonFake
 
     fake = AmazonFake(seller_id=f"ABENCH{uuid.uuid4().hex[:10].upper()}", report_processing_s=REPORT_S).start()
     try:

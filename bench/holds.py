@@ -99,7 +99,6 @@ def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     from apps.channels.models import Channel
     from apps.channels.services.push import channel_push
-    from apps.channels.simulator import ChannelSimulator
     from apps.orders.errors import InsufficientStock
     from apps.orders.services import (
         LineRequest,
@@ -109,6 +108,7 @@ def main() -> int:
         order_fulfil,
         order_reserve,
     )
+    from sandbox.simulator import ChannelSimulator
 
     channel_ids, codes = build()
     sim = ChannelSimulator(rate=1000, burst=500, secret="s3cret").start()

@@ -112,10 +112,10 @@ class Platform:
 
 def start_platforms() -> dict[str, Platform]:
     """The four platforms on loopback, each recording (time, quantity) per key as it applies quantities."""
-    from apps.channels.fakes.amazon import AmazonFake
-    from apps.channels.fakes.shopify import ShopifyFake
-    from apps.channels.fakes.woocommerce import WooCommerceFake
-    from apps.channels.simulator import ChannelSimulator
+    from sandbox.fakes.amazon import AmazonFake
+    from sandbox.fakes.shopify import ShopifyFake
+    from sandbox.fakes.woocommerce import WooCommerceFake
+    from sandbox.simulator import ChannelSimulator
 
     platforms: dict[str, Platform] = {}
 

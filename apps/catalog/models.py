@@ -64,7 +64,7 @@ class Item(models.Model):
     sku = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     unit = models.CharField(max_length=10, choices=Unit.choices, default=Unit.PIECE)
-    # Bounds for the forecast safety stock (section 6), in base units.
+    # Bounds for the forecast safety stock (docs/architecture.md, "Forecasting and safety stock"), in base units.
     safety_min = models.PositiveIntegerField(default=0)
     safety_max = models.PositiveIntegerField(null=True, blank=True)
     is_active = models.BooleanField(default=True)

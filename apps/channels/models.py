@@ -66,7 +66,8 @@ class Channel(models.Model):
     # stops pushing during a platform incident. Orders come in whatever the state.
     state = models.CharField(max_length=10, choices=State.choices, default=State.LIVE)
     # Import mode (an order the channel already sold, never refused) can oversell and so zero every
-    # channel of the item: only channels that cannot refuse a sale may use it (design section 11).
+    # channel of the item: only channels that cannot refuse a sale may use it
+    # (docs/architecture.md, "Limits and edges").
     can_import = models.BooleanField(
         null=True,
         blank=True,
@@ -80,7 +81,7 @@ class Channel(models.Model):
         help_text="Most units one imported order line may carry; beyond it the order is refused (422) and an "
         "incident opens. Empty: the larger of 100 and 10x what the line's product has available then.",
     )
-    # The order watermark (design section 5: never raise a quantity while orders are not imported).
+    # The order watermark (docs/architecture.md, "Channel sync": never raise a quantity while orders are not imported).
     # The channel reports "I accepted orders up to T" (orders_pending_until); the importer reports
     # "orders are imported up to T" (orders_imported_until). While pending > imported, pushes may
     # lower a listing but never raise it above what the channel was last told.
@@ -383,7 +384,8 @@ class DeadLetter(SyncWork):
         verbose_name_plural = "dead letters"
 
 
-# Sync tiers (design section 5): a stock change's ``ChangePriority`` is the tier of the sync it causes.
+# Sync tiers (docs/architecture.md, "Channel sync"): a stock change's ``ChangePriority`` is the tier
+# of the sync it causes.
 SyncPriority = SyncWork.Priority
 
 

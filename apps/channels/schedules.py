@@ -2,21 +2,20 @@
 
 The sweep pushes tier 3 batches (and tier 2 backstops, retries, anything a lost dispatch
 missed) every few seconds; reconciliation reads back what channels show and repairs drift.
+The settings set both intervals from SYNC_SWEEP_EVERY_S and SYNC_RECONCILE_EVERY_S.
 """
 
 from __future__ import annotations
 
-import os
-
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "channels-sync-sweep": {
         "task": "channels.sweep",
-        "schedule": float(os.environ.get("SYNC_SWEEP_EVERY_S", "10")),
+        "schedule": 10.0,
         "options": {"queue": "default", "expires": 30},
     },
     "channels-reconcile": {
         "task": "channels.reconcile_all",
-        "schedule": float(os.environ.get("SYNC_RECONCILE_EVERY_S", str(15 * 60))),
+        "schedule": 15 * 60.0,
         "options": {"queue": "default", "expires": 600},
     },
 }

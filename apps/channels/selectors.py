@@ -1,8 +1,8 @@
 """Reads of channels that span models: what a listing shows, which listings a move reaches, sync lag.
 
-A listing's quantity (design section 2), from its product's ATP (``apps.catalog.stock.atp``) summed
-over the channel's locations: q = floor(max(0, atp - buffer) * coefficient), then q = min(q, max_qty),
-then 0 if q <= end_when.
+A listing's quantity (docs/architecture.md, "Stock, ATP and listing quantity"), from its product's ATP
+(``apps.catalog.stock.atp``) summed over the channel's locations:
+q = floor(max(0, atp - buffer) * coefficient), then q = min(q, max_qty), then 0 if q <= end_when.
 """
 
 from __future__ import annotations
@@ -178,11 +178,11 @@ def sync_lag_by_channel() -> list[dict[str, Any]]:
     return rows
 
 
-# Incidents that put every listing of their item to 0 at once (design section 3).
+# Incidents that put every listing of their item to 0 at once (docs/architecture.md, "Orders, holds and incidents").
 ZERO_ON_INCIDENT = (Incident.Kind.OVERSELL, Incident.Kind.POS_INTO_RESERVED)
 
 # Listings that must show 0 because of an open incident whose cause still holds, for one of the
-# items their product contains (design section 11). The cause, per kind:
+# items their product contains (docs/architecture.md, "Limits and edges"). The cause, per kind:
 # - oversell: the imported order named by the incident (``order:<id>``) is still open and one of
 #   its lines selling the item has units no stock covers; an oversell naming no order holds
 #   while the incident is open;

@@ -1,8 +1,7 @@
-"""Fixed beat jobs of this app; the settings merge BEAT_SCHEDULE into CELERY_BEAT_SCHEDULE."""
+"""Fixed beat jobs of this app; the settings merge BEAT_SCHEDULE into CELERY_BEAT_SCHEDULE (and set the
+nightly recompute's hour and minute from SAFETY_RECOMPUTE_HOUR and SAFETY_RECOMPUTE_MINUTE)."""
 
 from __future__ import annotations
-
-import os
 
 from celery.schedules import crontab
 
@@ -10,9 +9,7 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Nightly, when stores are closed: rebuild every slot's forecast from the ledger.
     "forecasting-safety-recompute": {
         "task": "forecasting.safety_recompute",
-        "schedule": crontab(
-            minute=os.environ.get("SAFETY_RECOMPUTE_MINUTE", "15"), hour=os.environ.get("SAFETY_RECOMPUTE_HOUR", "2")
-        ),
+        "schedule": crontab(minute="15", hour="2"),
         "options": {"expires": 3 * 3600},
     },
     # Slots are hours of the week: follow the slot as it turns, and catch expired overrides in between.

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from apps.core.logging import build_logging_config
 from inventory_site.stack import DATABASE_NAME, broker_url_for  # names only: settings resolve nothing
@@ -45,9 +46,11 @@ INSTALLED_APPS = [
     "apps.suppliers",
     "apps.forecasting",
     "apps.staff",
-    "apps.demo",
     "axes",
 ]
+# Scaffolding for `make run`, the tests and the benchmarks, outside the product: the local and test
+# settings add these apps, production never does (docs/architecture.md, "The sandbox").
+SANDBOX_APPS = ["sandbox", "sandbox.demo"]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -332,11 +335,67 @@ STOCKROOM = {
     "HOLD_EXPIRY_EVERY_S": env.int("HOLD_EXPIRY_EVERY_S", default=15),
     "HOLD_EXPIRY_BATCH": env.int("HOLD_EXPIRY_BATCH", default=50),
     "HOLD_EXPIRY_BUDGET_S": env.int("HOLD_EXPIRY_BUDGET_S", default=40),
+    # --- Channel sync (apps.channels.conf.sync_setting reads these) ---
+    # Tier 1 work younger than this waits for company unless a full batch is there: a sale
+    # burst becomes one request instead of one per sale, at a fraction of the seconds allowed.
+    "SYNC_TIER1_GATHER_S": env.float("SYNC_TIER1_GATHER_S", default=0.3),
+    # Tier 2 changes wait this long so that a burst of adjustments goes out as one push.
+    "SYNC_TIER2_DELAY_S": env.float("SYNC_TIER2_DELAY_S", default=2.0),
+    # Tier 3 changes are batched: pushed once their oldest change is this old (beat sweep).
+    "SYNC_TIER3_BATCH_S": env.float("SYNC_TIER3_BATCH_S", default=60.0),
+    # A push is tried this often before its work becomes a dead letter, backing off exponentially.
+    "SYNC_MAX_ATTEMPTS": env.int("SYNC_MAX_ATTEMPTS", default=8),
+    "SYNC_BACKOFF_BASE_S": env.float("SYNC_BACKOFF_BASE_S", default=2.0),
+    "SYNC_BACKOFF_MAX_S": env.float("SYNC_BACKOFF_MAX_S", default=300.0),
+    # One pusher per channel: the lock expires by itself when a worker dies without releasing it.
+    "SYNC_LOCK_TTL_S": env.float("SYNC_LOCK_TTL_S", default=30.0),
+    # A pusher gives its worker slot back after this long and queues a follow-up for the rest.
+    "SYNC_PUSH_SLICE_S": env.float("SYNC_PUSH_SLICE_S", default=20.0),
+    # Waits for a token or a Retry-After up to this long happen inline; longer ones are rescheduled.
+    "SYNC_INLINE_WAIT_S": env.float("SYNC_INLINE_WAIT_S", default=3.0),
+    "SYNC_HTTP_TIMEOUT_S": env.float("SYNC_HTTP_TIMEOUT_S", default=10.0),
+    # While a channel's platform fails as a whole, it is tried again at least this often (its rows'
+    # backoff is capped here, and a channel whose work all died gets one probe push this often), so
+    # every listing is right within about this long of the platform answering again.
+    "SYNC_PROBE_S": env.float("SYNC_PROBE_S", default=15.0),
+    # Pushes run at this share of the channel's rate and burst, so jitter never trips its limit.
+    "SYNC_RATE_MARGIN": env.float("SYNC_RATE_MARGIN", default=0.9),
+    # Held raises (orders not imported yet) are looked at again this often.
+    "SYNC_HOLD_RECHECK_S": env.float("SYNC_HOLD_RECHECK_S", default=30.0),
+    "SYNC_RECONCILE_PAGE": env.int("SYNC_RECONCILE_PAGE", default=100),
+    # 1: drop pending work whose quantity equals what the channel was last told (saves updates,
+    # not requests: batches are one request either way). Off by default: every dirty listing
+    # gets a fresh absolute push, which also heals a channel that lost an update.
+    "SYNC_SKIP_UNCHANGED": env.int("SYNC_SKIP_UNCHANGED", default=0),
+    # Beat: the sweep (tier 3 batches, tier 2 backstops, retries) and reconciliation (read back, repair).
+    "SYNC_SWEEP_EVERY_S": env.float("SYNC_SWEEP_EVERY_S", default=10.0),
+    "SYNC_RECONCILE_EVERY_S": env.float("SYNC_RECONCILE_EVERY_S", default=15 * 60.0),
+    # Beat: stock at or below its safety level is looked for this often (each item and location mailed once).
+    "LOW_STOCK_SCAN_SECONDS": env.float("LOW_STOCK_SCAN_SECONDS", default=600.0),
+    # Beat: the nightly forecast rebuild, at this hour and minute (TIME_ZONE), when stores are closed.
+    "SAFETY_RECOMPUTE_HOUR": env("SAFETY_RECOMPUTE_HOUR", default="2"),
+    "SAFETY_RECOMPUTE_MINUTE": env("SAFETY_RECOMPUTE_MINUTE", default="15"),
+    # Beat: the worker logs its one-line `summary` of the business this often (the window it counts); 0: never.
+    "ACTIVITY_SUMMARY_SECONDS": env.float("ACTIVITY_SUMMARY_SECONDS", default=60.0),
 }
 CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]["schedule"] = float(STOCKROOM["HOLD_EXPIRY_EVERY_S"])
 _hold_expiry = CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]
 _hold_expiry["options"] = {"expires": max(STOCKROOM["HOLD_EXPIRY_EVERY_S"] - 1, 1)}
 CELERY_BEAT_SCHEDULE["orders-platform-orders-sweep"]["schedule"] = float(STOCKROOM["ORDERS_SWEEP_EVERY_S"])
+CELERY_BEAT_SCHEDULE["channels-sync-sweep"]["schedule"] = STOCKROOM["SYNC_SWEEP_EVERY_S"]
+CELERY_BEAT_SCHEDULE["channels-reconcile"]["schedule"] = STOCKROOM["SYNC_RECONCILE_EVERY_S"]
+CELERY_BEAT_SCHEDULE["staff-low-stock-scan"]["schedule"] = STOCKROOM["LOW_STOCK_SCAN_SECONDS"]
+CELERY_BEAT_SCHEDULE["staff-low-stock-scan"]["options"] = {"expires": STOCKROOM["LOW_STOCK_SCAN_SECONDS"] / 2}
+if STOCKROOM["ACTIVITY_SUMMARY_SECONDS"] > 0:
+    _summary = CELERY_BEAT_SCHEDULE["staff-activity-summary"]
+    _summary["schedule"] = STOCKROOM["ACTIVITY_SUMMARY_SECONDS"]
+    _summary["kwargs"] = {"window_s": int(STOCKROOM["ACTIVITY_SUMMARY_SECONDS"])}
+    _summary["options"] = {"expires": STOCKROOM["ACTIVITY_SUMMARY_SECONDS"] / 2}
+else:
+    del CELERY_BEAT_SCHEDULE["staff-activity-summary"]
+CELERY_BEAT_SCHEDULE["forecasting-safety-recompute"]["schedule"] = crontab(
+    minute=STOCKROOM["SAFETY_RECOMPUTE_MINUTE"], hour=STOCKROOM["SAFETY_RECOMPUTE_HOUR"]
+)
 # --- E-mail: incident and low-stock notifications --------------------------------------
 # EMAIL_URL: smtp://user:password@host:587/?tls=True (or smtp+tls://, smtp+ssl://); by default
 # mails are printed on the console (the worker's log).
@@ -370,6 +429,11 @@ AMAZON_LISTINGS_API_VERSION = env("AMAZON_LISTINGS_API_VERSION", default="2021-0
 
 # The local setup creates an admin account and loads the demo; production never does.
 STOCKROOM_LOCAL_BOOTSTRAP = False
+# `make run`: the port the web server listens on (the Procfile reads it too) and the local admin the
+# bootstrap creates when STOCKROOM_LOCAL_BOOTSTRAP is on.
+STOCKROOM_PORT = env.int("STOCKROOM_PORT", default=8000)
+STOCKROOM_ADMIN_USER = env("STOCKROOM_ADMIN_USER", default="admin")
+STOCKROOM_ADMIN_PASSWORD = env("STOCKROOM_ADMIN_PASSWORD", default="stockroom")
 STOCKROOM_DEMO_MODE = env.bool("STOCKROOM_DEMO_MODE", default=False)
 
 # --- Logging: one JSON line per request and per task ------------------------------------

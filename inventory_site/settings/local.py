@@ -1,8 +1,10 @@
 """A developer's machine: `make run`. Creates a local admin and runs the demo."""
 
 from .base import *
-from .base import env
+from .base import INSTALLED_APPS, SANDBOX_APPS, env
 
+# The sandbox: platform fakes, the channel simulator and the demo with their commands (never in production).
+INSTALLED_APPS = [*INSTALLED_APPS, *SANDBOX_APPS]
 DEBUG = env.bool("DEBUG", default=True)
 LOG_FORMAT = env("LOG_FORMAT", default="console")
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)

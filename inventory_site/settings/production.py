@@ -1,10 +1,10 @@
 """Production: everything from the environment, nothing created behind the operator's back."""
 
 from .base import *
-from .base import INSTALLED_APPS, env
+from .base import env
 
-# The demo (its simulator and its NaiveStock table) is for `make run` and the tests only.
-INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "apps.demo"]
+# No sandbox here: the platform fakes, the channel simulator and the demo (sandbox/) are installed by
+# the local and test settings only, and the image leaves their folder out (.dockerignore).
 
 SECRET_KEY = env("SECRET_KEY")
 DEBUG = False

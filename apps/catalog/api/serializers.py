@@ -1,4 +1,7 @@
-"""What staff send and receive for the catalog and stock (design section 8, contract fields)."""
+"""What staff send and receive for the catalog and stock.
+
+The fields are a contract with integrators (docs/architecture.md, "The API contract").
+"""
 
 from __future__ import annotations
 

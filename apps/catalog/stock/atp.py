@@ -1,4 +1,4 @@
-"""Available to promise, defined once (design section 2).
+"""Available to promise, defined once (docs/architecture.md, "Stock, ATP and listing quantity").
 
     ATP(item, location) = max(0, on_hand - reserved - safety), and 0 where the location does not
     sell: inactive, or its stock past ``stock_valid_until`` (a supplier feed beyond its max age).

@@ -1,4 +1,4 @@
-"""The staff API of section 8 for the catalog and stock, as an integrator sees it."""
+"""The staff API (docs/architecture.md, "The API contract") for the catalog and stock, as an integrator sees it."""
 
 from __future__ import annotations
 

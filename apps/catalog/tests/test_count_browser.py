@@ -24,10 +24,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def shop(transactional_db, django_user_model, simulator, monkeypatch):
+def shop(transactional_db, django_user_model, simulator, stockroom_knobs):
     """A warehouse with hoodies, caps and scarves, a webshop selling hoodies and scarves from it,
     and an order holding 3 of the 4 scarves."""
-    monkeypatch.setenv("SYNC_TIER2_DELAY_S", "0")  # push manual changes as soon as the test asks
+    stockroom_knobs(SYNC_TIER2_DELAY_S="0")  # push manual changes as soon as the test asks
     django_user_model.objects.create_superuser(username="merchant", password="pw-merchant-1")
     warehouse = LocationFactory(code="W1", name="Warehouse", kind=Location.Kind.WAREHOUSE)
     hood = ItemFactory(sku="HOOD-M", name="Hoodie, medium")

@@ -28,9 +28,9 @@ SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
 @pytest.fixture
-def shop(transactional_db, django_user_model, simulator, monkeypatch):
+def shop(transactional_db, django_user_model, simulator, stockroom_knobs):
     """A merchant, a store and a warehouse, two items, and a webshop selling hoodies from both places."""
-    monkeypatch.setenv("SYNC_TIER2_DELAY_S", "0")  # push manual changes as soon as the test asks
+    stockroom_knobs(SYNC_TIER2_DELAY_S="0")  # push manual changes as soon as the test asks
     django_user_model.objects.create_superuser(username="merchant", password="pw-merchant-1")
     store = LocationFactory(code="S1", name="High Street", kind=Location.Kind.STORE)
     warehouse = LocationFactory(code="W1", name="Warehouse", kind=Location.Kind.WAREHOUSE)

@@ -1,4 +1,4 @@
-"""Staff API shapes of channels and listings (design section 8, contract)."""
+"""Staff API shapes of channels and listings (a contract: docs/architecture.md, "The API contract")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Stockroom's own push protocol (design section 5, contract): for a channel that speaks it itself.
+"""Stockroom's own push protocol, for a channel that speaks it itself.
+
+A contract (docs/architecture.md, "Channel sync", and docs/push-protocol.md):
 
 ``POST {push_url}`` with ``{"channel": code, "updates": [{"sku", "available", "as_of"}]}`` and
 ``X-Stockroom-Signature: sha256=<hex HMAC-SHA256 of the body with the channel's secret>``; 2xx

@@ -301,7 +301,7 @@ def channel_watermark_set(
 
     ``orders_pending_until``: the channel accepted orders up to then (it says so, or an
     order notice arrived). ``orders_imported_until``: orders up to then are imported here.
-    While pending is ahead of imported, pushes never raise a listing (section 5). When the
+    While pending is ahead of imported, pushes never raise a listing (docs/architecture.md, "Channel sync"). When the
     import catches up, the raises that were held back go out at tier 2. Neither moves beyond
     ``WATERMARK_MAX_AHEAD`` from now (the API refuses such a value; a clock ahead here is capped).
     """

@@ -24,7 +24,7 @@ log = structlog.get_logger("stockroom.sync")
 # active channels: active listings only, except when listings are named (an ended listing is
 # pushed once more, as 0).
 # A move also reaches listings of its items that an incident held at 0, wherever they sell from:
-# the move may be what removed the incident's cause (design section 11).
+# the move may be what removed the incident's cause (docs/architecture.md, "Limits and edges").
 _AFFECTED_BY_PAIRS = (
     "SELECT listing_id, channel_id FROM ("
     + LISTINGS_REACHED_SQL.format(

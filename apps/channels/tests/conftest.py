@@ -21,15 +21,15 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from apps.channels.fakes.amazon import AmazonFake
-from apps.channels.simulator import ChannelSimulator
 from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
 from apps.core.testing import database_url
+from sandbox.fakes.amazon import AmazonFake
+from sandbox.simulator import ChannelSimulator
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Short tunables, for the test process and the workers alike (read at call time).
+# Short tunables, for the test process (through the settings) and the workers it starts (their environment).
 FAST_SYNC = {
     "SYNC_TIER1_GATHER_S": "0.1",
     "SYNC_TIER2_DELAY_S": "0.5",
@@ -46,9 +46,8 @@ FAST_SYNC = {
 
 
 @pytest.fixture(autouse=True)
-def fast_sync(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in FAST_SYNC.items():
-        monkeypatch.setenv(name, value)
+def fast_sync(stockroom_knobs) -> None:
+    stockroom_knobs(**FAST_SYNC)
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ from django.conf import settings
 
 from apps.channels.connectors.amazon import AmazonConnector
 from apps.channels.connectors.base import ChannelRef, QuantityUpdate
-from apps.channels.fakes.amazon import AmazonFake
+from sandbox.fakes.amazon import AmazonFake
 
 PACKAGE = os.environ.get("AMAZON_SDK_PACKAGE", "amzn-sp-api==1.13.0")
 CACHE = Path(settings.VAR_DIR) / "cache" / "amzn-sp-api"

@@ -1,4 +1,7 @@
-"""The availability formulas of section 2, DB-backed selectors against a plain reference."""
+"""The availability formulas, DB-backed selectors against a plain reference.
+
+The rule: docs/architecture.md, "Stock, ATP and listing quantity".
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ pytestmark = pytest.mark.django_db
 N_ITEMS, N_LOCATIONS = 3, 3
 
 
-# --- the reference, written from the design text and nothing else ---------------------------
+# --- the reference, written from the rule in the map and nothing else ---------------------------
 
 
 def ref_item_atp(on_hand: int, reserved: int, safety: int, valid: bool) -> int:

@@ -29,8 +29,8 @@ from apps.channels.connectors.base import (
     PlatformOrder,
     QuantityUpdate,
 )
-from apps.channels.fakes.amazon import AmazonFake
 from apps.channels.tests.conftest import wait_for
+from sandbox.fakes.amazon import AmazonFake
 
 Status = PlatformOrder.Status
 

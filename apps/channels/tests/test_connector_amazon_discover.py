@@ -15,7 +15,7 @@ import requests
 
 from apps.channels.connectors.amazon import AmazonConnector
 from apps.channels.connectors.base import ChannelRef, ConnectorError
-from apps.channels.fakes.amazon import AmazonFake
+from sandbox.fakes.amazon import AmazonFake
 
 connector = AmazonConnector()
 

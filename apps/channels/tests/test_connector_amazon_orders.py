@@ -13,7 +13,7 @@ import requests
 
 from apps.channels.connectors.amazon import AmazonConnector, AmazonSettingsSerializer
 from apps.channels.connectors.base import ChannelRef, ConnectorError, ConnectorThrottled, PlatformOrder, QuantityUpdate
-from apps.channels.fakes.amazon import AmazonFake
+from sandbox.fakes.amazon import AmazonFake
 
 Status = PlatformOrder.Status
 connector = AmazonConnector()

@@ -25,7 +25,7 @@ from apps.channels.connectors.shopify import (
     order_from_rest,
     sign_webhook,
 )
-from apps.channels.fakes.shopify import ShopifyFake
+from sandbox.fakes.shopify import ShopifyFake
 
 TOKEN = "shpat_test_token"
 SECRET = "whsec-test"
@@ -278,8 +278,8 @@ def test_read_back_of_many_listings_stays_under_the_single_query_cost_cap(fakes)
     assert all(r["requested"] <= 1000 for r in shop.requests)
 
 
-def test_read_back_waits_for_a_short_budget_and_refuses_a_long_one(fakes, monkeypatch):
-    monkeypatch.setenv("SYNC_INLINE_WAIT_S", "0.5")
+def test_read_back_waits_for_a_short_budget_and_refuses_a_long_one(fakes, stockroom_knobs):
+    stockroom_knobs(SYNC_INLINE_WAIT_S="0.5")
     shop = fakes(maximum_available=20, restore_rate=1)
     a = shop.add_item("A", 3)
     connector.read_back(ref(shop), [update(1, a, 0, None)])

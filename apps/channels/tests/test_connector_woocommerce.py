@@ -40,7 +40,7 @@ from apps.channels.connectors.woocommerce import (
     parse_external_id,
     sign_webhook,
 )
-from apps.channels.fakes.woocommerce import WooCommerceFake
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 Status = PlatformOrder.Status
 

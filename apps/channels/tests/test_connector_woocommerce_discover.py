@@ -12,8 +12,8 @@ import requests
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, ConnectorError
 from apps.channels.connectors.woocommerce import WooCommerceConnector, sign_webhook
-from apps.channels.fakes.woocommerce import WooCommerceFake
 from apps.channels.tests.test_connector_woocommerce import Receiver, receiver  # noqa: F401  (fixture)
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 
 @pytest.fixture

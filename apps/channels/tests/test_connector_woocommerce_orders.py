@@ -13,8 +13,8 @@ import requests
 from apps.channels.connectors import connector_named
 from apps.channels.connectors.base import ChannelRef, ConnectorError, OrderLine, PlatformOrder
 from apps.channels.connectors.woocommerce import WooCommerceConnector
-from apps.channels.fakes.woocommerce import WooCommerceFake
 from apps.channels.tests.test_connector_woocommerce import Receiver
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 Status = PlatformOrder.Status
 

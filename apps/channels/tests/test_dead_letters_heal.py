@@ -146,11 +146,11 @@ def test_a_listing_the_platform_refuses_alone_keeps_its_backoff_when_others_succ
     assert row.next_attempt_at == before and row.attempts == 1
 
 
-def test_while_the_platform_is_down_it_is_tried_again_at_least_every_probe_interval(setup, monkeypatch):
+def test_while_the_platform_is_down_it_is_tried_again_at_least_every_probe_interval(setup, stockroom_knobs):
     _s, sim, web, listings = setup
-    monkeypatch.setenv("SYNC_BACKOFF_MAX_S", "600")
-    monkeypatch.setenv("SYNC_BACKOFF_BASE_S", "300")
-    monkeypatch.setenv("SYNC_PROBE_S", "5")
+    stockroom_knobs(SYNC_BACKOFF_MAX_S="600")
+    stockroom_knobs(SYNC_BACKOFF_BASE_S="300")
+    stockroom_knobs(SYNC_PROBE_S="5")
     sim.down_status = 503
     enqueue(listings[:1])
     channel_push(channel_id=web.pk)

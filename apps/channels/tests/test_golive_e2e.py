@@ -92,7 +92,7 @@ def public_url(settings) -> None:
 
 
 def test_a_shopify_store_goes_live_as_previewed(staff_api, public_url) -> None:
-    from apps.channels.fakes.shopify import ShopifyFake
+    from sandbox.fakes.shopify import ShopifyFake
 
     s = shop(hoodies=30, caps=10)
     fake = ShopifyFake(access_token="shpat_golive", webhook_secret="whsec-golive").start()
@@ -112,7 +112,7 @@ def test_a_shopify_store_goes_live_as_previewed(staff_api, public_url) -> None:
 
 @pytest.fixture
 def woo() -> Iterator[object]:
-    from apps.channels.fakes.woocommerce import WooCommerceFake
+    from sandbox.fakes.woocommerce import WooCommerceFake
 
     store = WooCommerceFake().start()
     yield store
@@ -133,7 +133,7 @@ def test_a_woocommerce_store_goes_live_as_previewed(staff_api, public_url, woo) 
 
 
 def test_an_amazon_seller_goes_live_as_previewed(staff_api, public_url) -> None:
-    from apps.channels.fakes.amazon import AmazonFake
+    from sandbox.fakes.amazon import AmazonFake
 
     s = shop(hoodies=30, caps=10)
     fake = AmazonFake(settle_s=0.0).start()
@@ -160,8 +160,8 @@ def test_a_large_catalog_is_read_in_the_background_and_the_previews_reuse_it(
     """5,000 variants on the Shopify fake read by the real worker: the API answers 202 and the progress at
     once, the link preview waits (202) while the read is under way, then answers from it without a request to
     the shop; asking to read again reads again."""
-    from apps.channels.fakes.shopify import ShopifyFake
-    from apps.channels.fakes.shopify.seed import seed_catalog
+    from sandbox.fakes.shopify import ShopifyFake
+    from sandbox.fakes.shopify.seed import seed_catalog
 
     s = shop(hoodies=30, caps=10)
     fake = ShopifyFake(access_token="shpat_bg").start()

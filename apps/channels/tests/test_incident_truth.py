@@ -1,4 +1,5 @@
-"""A zero pushed for an incident gives way to the truth once the incident's cause is gone (design section 11).
+"""A zero pushed for an incident gives way to the truth once the incident's cause is gone
+(docs/architecture.md, "Limits and edges").
 
 Real Celery workers, the channel simulator on loopback, orders through the channel API: an
 oversold import is cancelled before its zero push goes out, while it is in flight, and after.

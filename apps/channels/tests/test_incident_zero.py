@@ -1,4 +1,5 @@
-"""Every way an incident's cause goes away gives the channels their truth back (design section 11).
+"""Every way an incident's cause goes away gives the channels their truth back
+(docs/architecture.md, "Limits and edges").
 
 Pushed in-process against the simulator on loopback; ``transactional_db`` so that incidents
 reach the channels after commit as they do in production.

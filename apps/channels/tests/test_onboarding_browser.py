@@ -45,8 +45,8 @@ def _discovers() -> bool:
 def shop() -> Iterator[object]:
     if not _discovers():
         pytest.skip("the Shopify connector cannot read the shop's catalog yet (Shopify discovery)")
-    from apps.channels.fakes.shopify import ShopifyFake
-    from apps.channels.fakes.shopify.seed import seed_catalog
+    from sandbox.fakes.shopify import ShopifyFake
+    from sandbox.fakes.shopify.seed import seed_catalog
 
     fake = ShopifyFake(access_token=TOKEN).start()
     fake.seeded = seed_catalog(fake, 2000)  # type: ignore[attr-defined]
@@ -55,10 +55,10 @@ def shop() -> Iterator[object]:
 
 
 @pytest.fixture
-def stockroom(transactional_db, django_user_model, shop, settings, live_server, monkeypatch):
+def stockroom(transactional_db, django_user_model, shop, settings, live_server, stockroom_knobs):
     """The merchant's Stockroom before the shop is connected: its warehouse, most of the shop's products
     (some with stock already), and a few products the shop does not sell."""
-    monkeypatch.setenv("SYNC_TIER2_DELAY_S", "0")
+    stockroom_knobs(SYNC_TIER2_DELAY_S="0")
     settings.STOCKROOM_PUBLIC_URL = live_server.url
     django_user_model.objects.create_superuser(username="merchant", password="pw-merchant-1")
     warehouse = LocationFactory(code="W1", name="Warehouse", kind=Location.Kind.WAREHOUSE)

@@ -19,8 +19,8 @@ from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.push import channel_push, push_body, sign
 from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import dead_letters_retry, sync_work_enqueue
-from apps.channels.simulator import max_requests_in_window
 from apps.channels.tests.factories import channel_selling, listing, shop
+from sandbox.simulator import max_requests_in_window
 
 pytestmark = pytest.mark.django_db
 
@@ -83,8 +83,8 @@ def test_a_wrong_secret_is_refused_and_counts_as_a_failed_attempt(setup):
     assert row.attempts == 1 and "401" in row.last_error and row.state == SyncWork.State.PENDING
 
 
-def test_quantity_the_channel_already_shows_is_not_pushed_again_when_so_configured(setup, monkeypatch):
-    monkeypatch.setenv("SYNC_SKIP_UNCHANGED", "1")
+def test_quantity_the_channel_already_shows_is_not_pushed_again_when_so_configured(setup, stockroom_knobs):
+    stockroom_knobs(SYNC_SKIP_UNCHANGED="1")
     _s, _sim, web, listings = setup
     enqueue(listings)
     channel_push(channel_id=web.pk)

@@ -24,9 +24,9 @@ from apps.channels.connectors.shopify import (
     ShopifyConnector,
     sign_webhook,
 )
-from apps.channels.fakes.shopify import ShopifyFake
-from apps.channels.fakes.shopify.api import SINGLE_QUERY_MAX_COST
 from apps.channels.tests.test_connector_shopify import SECRET, TOKEN, Receiver, ref
+from sandbox.fakes.shopify import ShopifyFake
+from sandbox.fakes.shopify.api import SINGLE_QUERY_MAX_COST
 
 connector = ShopifyConnector()
 

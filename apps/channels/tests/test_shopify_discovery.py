@@ -15,8 +15,8 @@ import pytest
 
 from apps.channels.connectors.base import ChannelRef, ConnectorError
 from apps.channels.connectors.shopify import ShopifyConnector
-from apps.channels.fakes.shopify import ShopifyFake, gid
-from apps.channels.fakes.shopify.seed import SeededCatalog, seed_catalog
+from sandbox.fakes.shopify import ShopifyFake, gid
+from sandbox.fakes.shopify.seed import SeededCatalog, seed_catalog
 
 TOKEN = "shpat_discovery"
 connector = ShopifyConnector()

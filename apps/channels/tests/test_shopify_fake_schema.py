@@ -32,7 +32,7 @@ from graphql import (
     build_schema,
 )
 
-from apps.channels.fakes.shopify.api import SCHEMA_SDL
+from sandbox.fakes.shopify.api import SCHEMA_SDL
 
 PACKAGE = os.environ.get("SHOPIFY_SCHEMA_PACKAGE", "@shopify/dev-mcp@1.16.0")
 CACHE = Path(settings.VAR_DIR) / "cache" / "shopify-admin-schema"

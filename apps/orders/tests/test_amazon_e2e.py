@@ -17,7 +17,6 @@ from django.utils import timezone
 from apps.catalog.models import Movement, StockLevel
 from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.tests.factories import product_of
-from apps.channels.fakes.amazon import AmazonFake
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import channel_create, listings_sync_now
@@ -28,6 +27,7 @@ from apps.channels.tests.conftest import celery_worker, clean_sync_redis, fast_s
 from apps.channels.tests.factories import Shop, listing, shop
 from apps.orders import tasks
 from apps.orders.models import Order
+from sandbox.fakes.amazon import AmazonFake
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -14,7 +14,6 @@ from django.utils import timezone
 from apps.catalog.models import StockLevel
 from apps.catalog.tests.factories import stock
 from apps.channels.services.push import channel_push
-from apps.channels.simulator import ChannelSimulator
 from apps.channels.tests.factories import channel_selling, listing, shop
 from apps.core.testing import run_all
 from apps.orders.errors import InsufficientStock
@@ -22,6 +21,7 @@ from apps.orders.locks import hold_expiry_run_lock
 from apps.orders.models import Order
 from apps.orders.services import LineRequest, hold_release_expired, order_cancel, order_reserve
 from apps.orders.tests.factories import stock_invariants
+from sandbox.simulator import ChannelSimulator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

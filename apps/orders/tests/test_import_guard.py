@@ -1,4 +1,5 @@
-"""Import mode is for channels that cannot refuse a sale, and an absurd import is refused (design section 11).
+"""Import mode is for channels that cannot refuse a sale, and an absurd import is refused
+(docs/architecture.md, "Limits and edges").
 
 A webshop importing would zero every channel of the item; a marketplace line far beyond stock
 is a mistake or an attack, not a sale. Both are refused before anything is written: no order,

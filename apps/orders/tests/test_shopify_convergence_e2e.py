@@ -22,8 +22,6 @@ import pytest
 from apps.catalog.models import Item, Movement, StockLevel
 from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.tests.factories import stock
-from apps.channels.fakes.shopify import ShopifyFake
-from apps.channels.fakes.shopify.store import SHIPPED, Delivery, FakeOrder
 from apps.channels.models import Channel, DeadLetterRecord, Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import channel_create, listings_sync_now
@@ -38,6 +36,8 @@ from apps.channels.tests.factories import Shop, listing, shop
 from apps.orders.models import Order, PlatformOrderRejection, Reservation, WebhookDelivery
 from apps.orders.tasks import platform_orders_poll_all, platform_orders_sweep_all
 from apps.orders.tests.factories import stock_invariants
+from sandbox.fakes.shopify import ShopifyFake
+from sandbox.fakes.shopify.store import SHIPPED, Delivery, FakeOrder
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -20,7 +20,6 @@ import pytest
 from apps.catalog.models import Movement
 from apps.catalog.services.stock import stock_movement_record
 from apps.channels.connectors.shopify import sign_webhook
-from apps.channels.fakes.shopify import ShopifyFake
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import channel_create, listings_sync_now
@@ -35,6 +34,7 @@ from apps.channels.tests.factories import Shop, listing, shop
 from apps.orders.models import Order, Reservation
 from apps.orders.services.intake import platform_orders_poll
 from apps.orders.tasks import platform_orders_poll_all
+from sandbox.fakes.shopify import ShopifyFake
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -137,9 +137,9 @@ def test_refunded_units_of_an_unshipped_order_are_released(celery_worker, woo: W
 def test_after_an_outage_long_enough_for_work_to_die_every_listing_is_right_without_staff(
     celery_worker,  # noqa: F811
     woo: WooShop,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    stockroom_knobs,
 ) -> None:
-    monkeypatch.setenv("SYNC_PROBE_S", "1")
+    stockroom_knobs(SYNC_PROBE_S="1")
     celery_worker(env={"SYNC_PROBE_S": "1"})
     first_sync(woo)
     woo.store.outage()

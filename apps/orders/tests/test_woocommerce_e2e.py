@@ -17,7 +17,6 @@ import requests
 from apps.catalog.models import Movement, StockLevel
 from apps.catalog.services.stock import stock_movement_record
 from apps.channels.connectors.woocommerce import external_id_for, sign_webhook
-from apps.channels.fakes.woocommerce import WooCommerceFake
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import channel_create, listings_sync_now
@@ -26,6 +25,7 @@ from apps.channels.tests import conftest as sync_machinery
 from apps.channels.tests.factories import listing, shop
 from apps.orders import tasks
 from apps.orders.models import Order
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -18,7 +18,6 @@ import pytest
 
 from apps.catalog.models import Movement
 from apps.catalog.services.stock import stock_movement_record
-from apps.channels.fakes.woocommerce import WooCommerceFake
 from apps.channels.models import DeadLetterRecord
 from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import sync_sweep
@@ -37,6 +36,7 @@ from apps.orders.tests.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
     wait_for,
     woo,
 )
+from sandbox.fakes.woocommerce import WooCommerceFake
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -189,9 +189,9 @@ def beat(shop: WooShop) -> None:
 def test_soak_every_order_and_quantity_converges_after_lost_reordered_webhooks_and_an_outage(
     celery_worker,  # noqa: F811
     woo: WooShop,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    stockroom_knobs,
 ) -> None:
-    monkeypatch.setenv("SYNC_PROBE_S", "1")
+    stockroom_knobs(SYNC_PROBE_S="1")
     celery_worker(env={"SYNC_PROBE_S": "1", "ORDERS_SWEEP_AGE_S": "0"})
     first_sync(woo)
     for sku in ("HOOD-M", "CAP"):

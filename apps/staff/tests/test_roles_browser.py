@@ -31,9 +31,9 @@ SHOTS = Path(settings.VAR_DIR) / "screenshots"
 
 
 @pytest.fixture
-def shop(transactional_db, django_user_model, simulator, monkeypatch):
+def shop(transactional_db, django_user_model, simulator, stockroom_knobs):
     """Two stores and a warehouse selling hoodies on a webshop; Alice works at High Street (S1) only."""
-    monkeypatch.setenv("SYNC_TIER2_DELAY_S", "0")  # push manual changes as soon as the test asks
+    stockroom_knobs(SYNC_TIER2_DELAY_S="0")  # push manual changes as soon as the test asks
     high_street = LocationFactory(code="S1", name="High Street", kind=Location.Kind.STORE)
     harbour = LocationFactory(code="S2", name="Harbour", kind=Location.Kind.STORE)
     LocationFactory(code="W1", name="Warehouse", kind=Location.Kind.WAREHOUSE)

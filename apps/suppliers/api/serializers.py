@@ -1,4 +1,7 @@
-"""Supplier API shapes (design section 8): suppliers by code, mappings, feed runs and their rejected rows."""
+"""Supplier API shapes: suppliers by code, mappings, feed runs and their rejected rows.
+
+A contract with integrators (docs/architecture.md, "The API contract").
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.conf import settings
@@ -26,8 +25,7 @@ class Command(BaseCommand):
             self.stdout.write(f"demo catalog loaded from fixtures/{DEMO_FIXTURE}.json")
         if settings.STOCKROOM_LOCAL_BOOTSTRAP:
             self._local_admin()
-        port = os.environ.get("STOCKROOM_PORT", "8000")
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{settings.STOCKROOM_PORT}"
         self.stdout.write(
             "\n".join(
                 [
@@ -45,8 +43,8 @@ class Command(BaseCommand):
         )
 
     def _local_admin(self) -> None:
-        username = os.environ.get("STOCKROOM_ADMIN_USER", "admin")
-        password = os.environ.get("STOCKROOM_ADMIN_PASSWORD", "stockroom")
+        username = settings.STOCKROOM_ADMIN_USER
+        password = settings.STOCKROOM_ADMIN_PASSWORD
         users = get_user_model().objects
         if not users.filter(username=username).exists():
             users.create_superuser(username=username, email=f"{username}@localhost", password=password)
