@@ -29,10 +29,10 @@ class Beat:
             "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
             "DATABASE_URL": database_url(connection.settings_dict),
             "REDIS_URL": settings.REDIS_URL,
-            "LOG_LEVEL": "INFO",
+            "LOG_LEVEL": "DEBUG",  # beat's "Sending due task" lines are housekeeping: DEBUG shows them
             "BEAT_STANDBY_POLL_S": "1",
         }
-        command = [str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "beat", "-l", "INFO",
+        command = [str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "beat", "-l", "DEBUG",
                    "--pidfile", ""]  # fmt: skip
         self.name = name
         self.process = subprocess.Popen(

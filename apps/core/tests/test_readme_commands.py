@@ -44,7 +44,7 @@ INLINE = re.compile(r"`((?:[A-Z_]+=\S+ )*(?:make|docker|python|curl) [^`]*)`")
 # `make` as the README's reader calls it, but with this interpreter's venv (never installing into it).
 MAKE = (
     'make() { command make --no-print-directory -f "$STOCKROOM_ROOT/Makefile" '
-    'VENV="$STOCKROOM_VENV" -o "$STOCKROOM_VENV/.runtime" "$@"; }'
+    'VENV="$STOCKROOM_VENV" -o "$STOCKROOM_VENV/.local" "$@"; }'
 )
 
 pytestmark = [
