@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.db import models
 from django.utils.html import escape
 from rest_framework import serializers
 
@@ -148,6 +149,13 @@ def connector_sections() -> tuple[list[Section], dict[str, forms.Field]]:
     return sections, fields
 
 
+def _model_form_field(field: models.Field, **kwargs: Any) -> forms.Field | None:
+    # An address typed without a scheme is taken as https (Django 6's default, set now).
+    if isinstance(field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return field.formfield(**kwargs)
+
+
 class ChannelFormBase(forms.ModelForm):
     sections: list[Section] = []
     # The push protocol's signing secret, write-only: a new push_url needs it again (credentials bound).
@@ -165,6 +173,7 @@ class ChannelFormBase(forms.ModelForm):
         model = Channel
         # The admin picks the fields (its fieldsets); a Meta.fields here would hide every other one from it.
         exclude = ("secret", "settings")  # noqa: DJ006
+        formfield_callback = _model_form_field
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -62,6 +63,9 @@ class ServiceAdmin(admin.ModelAdmin):
     ``delete_model`` one record at a time. A service refusing a write (a ``DomainError``) rolls
     the whole admin request back and is shown as an error message, where the API answers 4xx.
     """
+
+    # An address typed without a scheme is taken as https (Django 6's default, set now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def _refused(self, request: HttpRequest, err: DomainError) -> HttpResponse:
         self.message_user(request, err.detail, messages.ERROR)
