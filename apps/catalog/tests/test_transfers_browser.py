@@ -81,7 +81,7 @@ def test_a_transfer_lost_in_transit_is_written_off_and_reported_as_lost(page, sh
     # Reported with the other adjustments, under "lost", linked to the transfer's ledger rows.
     page.goto("/admin/catalog/adjustment/")
     totals = page.locator("#reason-totals")
-    assert totals.locator('tr[data-reason="lost"] td.units').inner_text() == "-3"
+    assert totals.locator('tr[data-reason="lost"] td.units').inner_text() == "-3 pcs"
     assert totals.locator('tr[data-reason="lost"] td.count').inner_text() == "1"
     page.locator("#result_list a.ledger-link").click()
     page.wait_for_url("**/catalog/movement/?reference__exact=*")
