@@ -313,12 +313,21 @@ class StockLevelAdmin(StockWorkPlaces, ReadOnlyAdmin):
 class MovementAdmin(StockWorkPlaces, ReadOnlyAdmin):
     """The ledger: append-only, so nothing here can be added, changed or deleted."""
 
-    list_display = ("created_at", "kind", "item", "location", "on_hand_delta", "reserved_delta", "reference", "actor")
+    list_display = ("created_at", "kind", "item", "location", "on_hand_shown", "reserved_shown", "reference", "actor")
     list_select_related = ("item", "location")
     list_filter = ("kind", "location", "created_at")
     search_fields = ("item__sku", "location__code", "reference", "idempotency_key", "actor", "note")
     date_hierarchy = "created_at"
     show_full_result_count = False  # counting a large ledger on every page is slow
+
+    @admin.display(description="On hand", ordering="on_hand_delta")
+    def on_hand_shown(self, movement: Movement) -> str:
+        return quantity_text(movement.on_hand_delta, movement.item.unit, signed=True) if movement.on_hand_delta else "-"
+
+    @admin.display(description="Reserved", ordering="reserved_delta")
+    def reserved_shown(self, movement: Movement) -> str:
+        delta = movement.reserved_delta
+        return quantity_text(delta, movement.item.unit, signed=True) if delta else "-"
 
 
 class OpenFirstFilter(DefaultChoiceFilter):

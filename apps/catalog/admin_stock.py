@@ -725,6 +725,8 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
         if not self.has_change_permission(request, transfer):
             raise PermissionDenied
         form = CancelInTransitForm(request.POST if request.method == "POST" else None)
+        on_the_road = [line for line in transfer.lines.select_related("item") if line.in_transit]
+        settled = totals_text(totals_by_unit((line.item.unit, line.in_transit) for line in on_the_road))
         if request.method == "POST" and form.is_valid():
             outcome = form.cleaned_data["outcome"]
             try:
@@ -739,13 +741,13 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             elif outcome == Transfer.CancelOutcome.RETURNED:
                 self.message_user(
                     request,
-                    f"{transfer} cancelled: {result.units} units booked back into {transfer.source.code}.",
+                    f"{transfer} cancelled: {settled} booked back into {transfer.source.code}.",
                     messages.SUCCESS,
                 )
             else:
                 self.message_user(
                     request,
-                    f"{transfer} cancelled: {result.units} units written off as lost at {transfer.source.code}.",
+                    f"{transfer} cancelled: {settled} written off as lost at {transfer.source.code}.",
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(back)
@@ -757,7 +759,7 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             "transfer": transfer,
             "form": form,
             "lines": lines,
-            "units": sum(line.in_transit for line in lines),
+            "units": totals_text(totals_by_unit((line.item.unit, line.in_transit) for line in lines)),
             "received_part": any(line.received for line in transfer.lines.all()),
             "back": back,
         }
