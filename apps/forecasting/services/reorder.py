@@ -221,7 +221,14 @@ def reorder_rule_update(*, rule_id: int, fields: Mapping[str, Any], actor: str) 
 
 
 def _chosen_plans(rule_ids: Sequence[int]) -> list[tuple[Any, Any]]:
-    """(rule, plan) of the chosen due rules, planned against the whole list as it is now."""
+    """(rule, plan) of the chosen due rules, planned against the whole list as it is now.
+
+    The rules of the chosen items are locked first (every location: givers too), so that two
+    people acting on the same rows at once plan one after the other: the second sees the first's
+    transfers and receipts and drafts or orders nothing twice.
+    """
+    item_ids = list(ReorderRule.objects.filter(pk__in=list(rule_ids)).values_list("item_id", flat=True))
+    reorder_rules_for_update(item_ids=item_ids)
     due = list(reorder_list())
     plans = reorder_plan(due)
     wanted = set(rule_ids)

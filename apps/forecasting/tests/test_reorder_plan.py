@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from apps.catalog.models import Location, Receipt, Transfer
@@ -184,3 +186,27 @@ def test_the_page_shows_transfer_supplier_and_lead_time_and_its_actions_make_the
     order = PurchaseOrder.objects.get()
     assert f"{order.number} to Acme Textiles: receipts due" in page.content.decode()
     assert not reorder_list().exists()  # everything is coming: by transfer or on order
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_people_ordering_the_same_rows_at_once_order_once(shop):
+    """Each on its own connection, both at the barrier before planning: the rule locks put one after the other."""
+    rule_ids = [rule.pk for rule in reorder_list()]
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def order(actor: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(reorder_purchase_orders_place(rule_ids=rule_ids, actor=actor))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=order, args=(name,)) for name in ("ann", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 2
+    assert PurchaseOrder.objects.count() == 1
+    assert Receipt.objects.filter(reference=PurchaseOrder.objects.get().number).count() == 1
