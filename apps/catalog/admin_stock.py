@@ -24,7 +24,17 @@ from django.utils.html import format_html
 
 from apps.catalog.access import location_ids_for, locations_for, scope_to_locations, sees_all_locations
 from apps.catalog.errors import OverDeliveryUnconfirmed
-from apps.catalog.models import Adjustment, Location, Receipt, ReceiptLine, StockLevel, Transfer, TransferLine
+from apps.catalog.models import (
+    DOCUMENT_KEY_SCOPE,
+    Adjustment,
+    Location,
+    Movement,
+    Receipt,
+    ReceiptLine,
+    StockLevel,
+    Transfer,
+    TransferLine,
+)
 from apps.catalog.services.adjustments import REASON_SIGN, adjustment_record
 from apps.catalog.services.receipts import (
     OPEN,
@@ -529,6 +539,14 @@ class TransferLineInline(admin.TabularInline):
         return quantity_text(line.in_transit, line.item.unit) if line.in_transit else "-"
 
 
+def _receiving_booked(transfer: Transfer, submission: str) -> bool:
+    """Whether a receiving with this submission key was booked already (its ledger rows carry the key)."""
+    if not submission:
+        return False
+    prefix = f"{transfer.ledger_reference}:{Movement.Kind.TRANSFER_IN}:{submission[:40]}:"
+    return Movement.objects.filter(key_scope=DOCUMENT_KEY_SCOPE, idempotency_key__startswith=prefix).exists()
+
+
 class CancelInTransitForm(forms.Form):
     outcome = forms.ChoiceField(
         choices=Transfer.CancelOutcome.choices,
@@ -639,7 +657,8 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     def confirm_step_view(self, request: HttpRequest, transfer: Transfer, step: str, back: str) -> HttpResponse:
         """Ship and receive ask first: shipping shows what leaves; receiving asks what arrived, line by line."""
         wanted = Transfer.Status.DRAFT if step == "ship" else Transfer.Status.IN_TRANSIT
-        if transfer.status != wanted:
+        sent_again = step == "receive" and _receiving_booked(transfer, request.POST.get("submission", ""))
+        if transfer.status != wanted and not sent_again:
             status = transfer.get_status_display().lower()
             self.message_user(request, f"{transfer} is {status}: there is nothing to {step}.", messages.INFO)
             return HttpResponseRedirect(back)
@@ -647,6 +666,10 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
         data = request.POST if request.method == "POST" and request.POST.get("confirm") else None
         errors: list[str] = []
         quantities: dict[int, int] = {}
+        if step == "receive" and data is not None and _receiving_booked(transfer, data.get("submission", "")):
+            # The same form sent again (a double click, a reload): what it typed was booked once.
+            self.message_user(request, "This receiving was already booked; nothing was booked twice.", messages.INFO)
+            return HttpResponseRedirect(back)
         if step == "receive" and data is not None:
             for line in lines:
                 raw = data.get(f"line-{line.pk}", "").strip() or "0"
