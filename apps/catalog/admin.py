@@ -366,8 +366,8 @@ def incident_reference_link(reference: str) -> str:
 class IncidentAdmin(StockWorkPlaces, ServiceAdmin):
     """A work queue: open incidents first, newest first; resolve with a note, or with the Resolve button."""
 
-    list_display = ("id", "opened_at", "kind", "status", "item_link", "location_link", "shortfall", "reference_link",
-                    "summary")  # fmt: skip
+    list_display = ("id", "opened_at", "kind", "status", "item_link", "location_link", "shortfall_shown",
+                    "reference_link", "summary")  # fmt: skip
     list_display_links = ("id", "opened_at")
     list_select_related = ("item", "location")
     list_filter = (OpenFirstFilter, "kind", "location")
@@ -399,6 +399,12 @@ class IncidentAdmin(StockWorkPlaces, ServiceAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Incident | None = None) -> bool:
         return False
+
+    @admin.display(description="Short", ordering="shortfall")
+    def shortfall_shown(self, incident: Incident) -> str:
+        if not incident.shortfall:
+            return "-"
+        return quantity_text(incident.shortfall, incident.item.unit) if incident.item else str(incident.shortfall)
 
     @admin.display(description="Item", ordering="item__sku")
     def item_link(self, incident: Incident) -> str:

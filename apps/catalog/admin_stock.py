@@ -166,8 +166,8 @@ class LinesFormSet(BaseInlineFormSet):
 class ReceiptLineInline(admin.TabularInline):
     model = ReceiptLine
     formset = LinesFormSet
-    fields = ("item", "expected", "received", "due")
-    readonly_fields = ("received", "due")
+    fields = ("item", "expected", "received_shown", "due")
+    readonly_fields = ("received_shown", "due")
     autocomplete_fields = ("item",)
     extra = 3
     verbose_name_plural = "Lines (quantities in the item's base unit)"
@@ -177,6 +177,10 @@ class ReceiptLineInline(admin.TabularInline):
         return (obj is None or obj.status == Receipt.Status.EXPECTED) and super().has_change_permission(request, obj)
 
     has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
+
+    @admin.display(description="Received")
+    def received_shown(self, line: ReceiptLine) -> str:
+        return quantity_text(line.received, line.item.unit) if line.pk else "0"
 
     @admin.display(description="Still due")
     def due(self, line: ReceiptLine) -> str:
