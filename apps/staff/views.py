@@ -248,7 +248,7 @@ def item_detail(request: HttpRequest, sku: str) -> HttpResponse:
         context["backtest"] = result
         context["tradeoff_chart"] = charts.line_chart(
             title="Trade-off: breaches against units hidden",
-            x_label="units held back from channels on average",
+            x_label=f"{unit_symbol(item.unit)} held back from channels on average",
             x_min=0,
             y_label="% of windows breached",
             series=[
