@@ -5,26 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0011_movement_key_namespace'),
-        ('suppliers', '0004_encrypt_supplier_secret'),
+        ("catalog", "0011_movement_key_namespace"),
+        ("suppliers", "0004_encrypt_supplier_secret"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PurchaseOrder',
+            name="PurchaseOrder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('note', models.CharField(blank=True, default='', max_length=500)),
-                ('created_by', models.CharField(blank=True, default='', max_length=120)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('receipts', models.ManyToManyField(blank=True, related_name='purchase_orders', to='catalog.receipt')),
-                ('supplier', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='purchase_orders', to='suppliers.supplier')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("note", models.CharField(blank=True, default="", max_length=500)),
+                ("created_by", models.CharField(blank=True, default="", max_length=120)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("receipts", models.ManyToManyField(blank=True, related_name="purchase_orders", to="catalog.receipt")),
+                (
+                    "supplier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="purchase_orders",
+                        to="suppliers.supplier",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'purchase order',
-                'ordering': ['-id'],
+                "verbose_name": "purchase order",
+                "ordering": ["-id"],
             },
         ),
     ]
