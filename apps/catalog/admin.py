@@ -30,6 +30,7 @@ from apps.catalog.services.catalog import (
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.stock.atp import atp_expression
+from apps.catalog.units import quantity_text
 from apps.core.admin import DefaultChoiceFilter, ReadOnlyAdmin, ServiceAdmin, changed_fields, kept_rows, saved_as
 
 
@@ -50,21 +51,33 @@ class LevelInline(StockWorkPlaces, ReadOnlyInline):
 
     model = StockLevel
     fk_name = "item"
-    fields = ("location", "on_hand", "reserved", "safety", "atp_display", "updated_at")
+    fields = ("location", "on_hand_shown", "reserved_shown", "safety_shown", "atp_display", "updated_at")
     readonly_fields = fields
     verbose_name_plural = "Stock by location (changed only through movements)"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
-        return super().get_queryset(request).select_related("location").annotate(atp_now=atp_expression())
+        return super().get_queryset(request).select_related("location", "item").annotate(atp_now=atp_expression())
 
-    @admin.display(description="ATP")
-    def atp_display(self, level: StockLevel) -> int:
-        return getattr(level, "atp_now", level.atp)
+    @admin.display(description="On hand")
+    def on_hand_shown(self, level: StockLevel) -> str:
+        return quantity_text(level.on_hand, level.item.unit)
+
+    @admin.display(description="Reserved")
+    def reserved_shown(self, level: StockLevel) -> str:
+        return quantity_text(level.reserved, level.item.unit)
+
+    @admin.display(description="Safety stock")
+    def safety_shown(self, level: StockLevel) -> str:
+        return quantity_text(level.safety, level.item.unit)
+
+    @admin.display(description="ATP (sellable now)")
+    def atp_display(self, level: StockLevel) -> str:
+        return quantity_text(getattr(level, "atp_now", level.atp), level.item.unit)
 
 
 class LocationLevelInline(LevelInline):
     fk_name = "location"
-    fields = ("item", "on_hand", "reserved", "safety", "atp_display", "updated_at")
+    fields = ("item", "on_hand_shown", "reserved_shown", "safety_shown", "atp_display", "updated_at")
     readonly_fields = fields
     verbose_name_plural = "Stock here (changed only through movements)"
 
@@ -142,12 +155,12 @@ class ItemAdmin(CatalogImportExportMixin, ServiceAdmin):
         catalog_record_delete(instance=obj, label=f"Item {obj}")
 
     @admin.display(description="On hand, your locations", ordering="on_hand_sum")
-    def on_hand_total(self, item: Item) -> int:
-        return getattr(item, "on_hand_sum", None) or 0
+    def on_hand_total(self, item: Item) -> str:
+        return quantity_text(getattr(item, "on_hand_sum", None) or 0, item.unit)
 
-    @admin.display(description="ATP, your locations", ordering="atp_sum")
-    def atp_total(self, item: Item) -> int:
-        return getattr(item, "atp_sum", None) or 0
+    @admin.display(description="ATP (sellable now), your locations", ordering="atp_sum")
+    def atp_total(self, item: Item) -> str:
+        return quantity_text(getattr(item, "atp_sum", None) or 0, item.unit)
 
 
 class ComponentFormSet(BaseInlineFormSet):
@@ -235,7 +248,16 @@ class StaleFilter(admin.SimpleListFilter):
 class StockLevelAdmin(StockWorkPlaces, ReadOnlyAdmin):
     """Levels change only through movements (and appear with their first one); checking them is an action."""
 
-    list_display = ("item", "location", "on_hand", "reserved", "safety", "atp_display", "updated_at", "ledger_link")
+    list_display = (
+        "item",
+        "location",
+        "on_hand_shown",
+        "reserved_shown",
+        "safety_shown",
+        "atp_display",
+        "updated_at",
+        "ledger_link",
+    )
     list_select_related = ("item", "location")
     list_filter = (StaleFilter, "location__kind", "location")
     search_fields = ("item__sku", "item__name", "location__code")
@@ -245,9 +267,21 @@ class StockLevelAdmin(StockWorkPlaces, ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
         return super().get_queryset(request).annotate(atp_now=atp_expression())
 
-    @admin.display(description="ATP", ordering="atp_now")
-    def atp_display(self, level: StockLevel) -> int:
-        return getattr(level, "atp_now", level.atp)
+    @admin.display(description="On hand", ordering="on_hand")
+    def on_hand_shown(self, level: StockLevel) -> str:
+        return quantity_text(level.on_hand, level.item.unit)
+
+    @admin.display(description="Reserved", ordering="reserved")
+    def reserved_shown(self, level: StockLevel) -> str:
+        return quantity_text(level.reserved, level.item.unit)
+
+    @admin.display(description="Safety stock", ordering="safety")
+    def safety_shown(self, level: StockLevel) -> str:
+        return quantity_text(level.safety, level.item.unit)
+
+    @admin.display(description="ATP (sellable now)", ordering="atp_now")
+    def atp_display(self, level: StockLevel) -> str:
+        return quantity_text(getattr(level, "atp_now", level.atp), level.item.unit)
 
     @admin.display(description="Ledger")
     def ledger_link(self, level: StockLevel) -> str:
@@ -279,12 +313,21 @@ class StockLevelAdmin(StockWorkPlaces, ReadOnlyAdmin):
 class MovementAdmin(StockWorkPlaces, ReadOnlyAdmin):
     """The ledger: append-only, so nothing here can be added, changed or deleted."""
 
-    list_display = ("created_at", "kind", "item", "location", "on_hand_delta", "reserved_delta", "reference", "actor")
+    list_display = ("created_at", "kind", "item", "location", "on_hand_shown", "reserved_shown", "reference", "actor")
     list_select_related = ("item", "location")
     list_filter = ("kind", "location", "created_at")
     search_fields = ("item__sku", "location__code", "reference", "idempotency_key", "actor", "note")
     date_hierarchy = "created_at"
     show_full_result_count = False  # counting a large ledger on every page is slow
+
+    @admin.display(description="On hand", ordering="on_hand_delta")
+    def on_hand_shown(self, movement: Movement) -> str:
+        return quantity_text(movement.on_hand_delta, movement.item.unit, signed=True) if movement.on_hand_delta else "-"
+
+    @admin.display(description="Reserved", ordering="reserved_delta")
+    def reserved_shown(self, movement: Movement) -> str:
+        delta = movement.reserved_delta
+        return quantity_text(delta, movement.item.unit, signed=True) if delta else "-"
 
 
 class OpenFirstFilter(DefaultChoiceFilter):
@@ -323,8 +366,8 @@ def incident_reference_link(reference: str) -> str:
 class IncidentAdmin(StockWorkPlaces, ServiceAdmin):
     """A work queue: open incidents first, newest first; resolve with a note, or with the Resolve button."""
 
-    list_display = ("id", "opened_at", "kind", "status", "item_link", "location_link", "shortfall", "reference_link",
-                    "summary")  # fmt: skip
+    list_display = ("id", "opened_at", "kind", "status", "item_link", "location_link", "shortfall_shown",
+                    "reference_link", "summary")  # fmt: skip
     list_display_links = ("id", "opened_at")
     list_select_related = ("item", "location")
     list_filter = (OpenFirstFilter, "kind", "location")
@@ -356,6 +399,12 @@ class IncidentAdmin(StockWorkPlaces, ServiceAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Incident | None = None) -> bool:
         return False
+
+    @admin.display(description="Short", ordering="shortfall")
+    def shortfall_shown(self, incident: Incident) -> str:
+        if not incident.shortfall:
+            return "-"
+        return quantity_text(incident.shortfall, incident.item.unit) if incident.item else str(incident.shortfall)
 
     @admin.display(description="Item", ordering="item__sku")
     def item_link(self, incident: Incident) -> str:

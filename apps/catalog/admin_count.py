@@ -40,6 +40,7 @@ from apps.catalog.services.counts import (
     stock_count_upload,
 )
 from apps.catalog.services.stock import MAX_QUANTITY
+from apps.catalog.units import quantity_text, totals_by_unit
 from apps.core.admin import ServiceAdmin, saved_as
 from apps.core.errors import DomainError
 from apps.core.spreadsheets import csv_writer
@@ -64,9 +65,18 @@ class StockCountForm(forms.ModelForm):
         ),
     )
 
+    # The service's refusal of what was typed (no item to count...), shown on the form it came from.
+    refusal: str = ""
+
     class Meta:
         model = StockCount
         fields = ("location", "blind", "note")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.refusal:
+            raise forms.ValidationError(self.refusal)
+        return data
 
 
 class CountLineForm(forms.Form):
@@ -123,6 +133,23 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
             .get_queryset(request)
             .annotate(line_total=Count("lines"), counted_total=Count("lines", filter=Q(lines__counted__isnull=False)))
         )
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        """A new sheet the service refuses comes back as the form as typed (location, scope) with the reason."""
+        try:
+            return admin.ModelAdmin.changeform_view(self, request, object_id, form_url, extra_context)
+        except DomainError as err:
+            if object_id is not None or request.method != "POST":
+                return self._refused(request, err)
+            request.count_refusal = err.detail  # type: ignore[attr-defined]
+            return admin.ModelAdmin.changeform_view(self, request, object_id, form_url, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: StockCount | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "count_refusal", "")
+        return type(form.__name__, (form,), {"refusal": refusal}) if refusal else form
 
     def get_fields(self, request: HttpRequest, obj: StockCount | None = None) -> Any:
         if obj is None:
@@ -360,15 +387,19 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
                 if result.replayed:
                     self.message_user(request, f"{count} was already applied; nothing was booked twice.", messages.INFO)
                 else:
-                    units = sum(m.on_hand_delta for m in result.movements)
-                    text = f"{count} applied: {len(result.movements)} movements booked ({units:+} units)"
+                    unit_of = dict(count.lines.values_list("item_id", "item__unit"))
+                    booked = _signed_totals((unit_of[m.item_id], m.on_hand_delta) for m in result.movements)
+                    text = f"{count} applied: {len(result.movements)} movements booked ({booked})"
                     if result.incidents:
                         text += f"; {len(result.incidents)} incident(s) opened for stock under its reservations"
                     self.message_user(request, f"{text}.", messages.SUCCESS)
-                return HttpResponseRedirect(reverse("admin:catalog_stockcount_change", args=[count.pk]))
+                # Back to this page, now the count as applied: every counted line and what it booked.
+                return HttpResponseRedirect(_url("preview", count))
         outcomes = stock_count_preview(count=count)
         applied = count.status == StockCount.Status.APPLIED
-        shown = [o for o in outcomes if o.counted is not None and (o.difference or o.eats_reserved)]
+        summary = _summary(outcomes)
+        # Before applying, the lines that book something; once applied, every counted line (the record of the count).
+        shown = [o for o in outcomes if o.counted is not None and (applied or o.difference or o.eats_reserved)]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -377,7 +408,7 @@ class StockCountAdmin(StockWorkPlaces, ServiceAdmin):
             "applied": applied,
             "can_apply": count.status == StockCount.Status.COUNTED and self.has_change_permission(request, count),
             "rows": [(o, o.line.item.sku in refused) for o in shown],
-            "summary": _summary(outcomes),
+            "summary": summary,
             "uncounted": [o.line.item.sku for o in outcomes if o.counted is None],
             "ledger": ledger_link(count.ledger_reference, "movements of this count") if applied else "",
         }
@@ -408,9 +439,17 @@ def _by_at(by: str, at: Any) -> str:
     return f"{when} by {by}" if by else when
 
 
-def _summary(outcomes: list[CountOutcome]) -> dict[str, int]:
+def _signed_totals(pairs: Any) -> str:
+    """``+3 pcs, -250 g``: a sum per unit, signed; ``0`` when nothing moved."""
+    totals = totals_by_unit(pairs)
+    return ", ".join(quantity_text(value, unit, signed=True) for unit, value in totals.items() if value) or "0"
+
+
+def _summary(outcomes: list[CountOutcome]) -> dict[str, Any]:
     counted = [o for o in outcomes if o.counted is not None]
     return {
+        "up_text": _signed_totals((o.line.item.unit, o.difference) for o in counted if o.difference > 0),
+        "down_text": _signed_totals((o.line.item.unit, o.difference) for o in counted if o.difference < 0),
         "lines": len(outcomes),
         "counted": len(counted),
         "matching": sum(1 for o in counted if not o.difference),

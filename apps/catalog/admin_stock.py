@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import get_fields_from_path
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models import Count, F, Prefetch, QuerySet, Sum, Value
 from django.db.models.functions import Greatest
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,7 +24,17 @@ from django.utils.html import format_html
 
 from apps.catalog.access import location_ids_for, locations_for, scope_to_locations, sees_all_locations
 from apps.catalog.errors import OverDeliveryUnconfirmed
-from apps.catalog.models import Adjustment, Location, Receipt, ReceiptLine, Transfer, TransferLine
+from apps.catalog.models import (
+    DOCUMENT_KEY_SCOPE,
+    Adjustment,
+    Location,
+    Movement,
+    Receipt,
+    ReceiptLine,
+    StockLevel,
+    Transfer,
+    TransferLine,
+)
 from apps.catalog.services.adjustments import REASON_SIGN, adjustment_record
 from apps.catalog.services.receipts import (
     OPEN,
@@ -42,6 +52,7 @@ from apps.catalog.services.transfers import (
     transfer_ship,
     transfer_update,
 )
+from apps.catalog.units import quantity_text, totals_by_unit, totals_text, unit_symbol
 from apps.core.admin import DefaultChoiceFilter, ServiceAdmin, changed_fields, kept_rows, saved_as
 from apps.core.authentication import principal_key_scope
 from apps.core.errors import DomainError
@@ -155,8 +166,8 @@ class LinesFormSet(BaseInlineFormSet):
 class ReceiptLineInline(admin.TabularInline):
     model = ReceiptLine
     formset = LinesFormSet
-    fields = ("item", "expected", "received", "due")
-    readonly_fields = ("received", "due")
+    fields = ("item", "expected", "received_shown", "due")
+    readonly_fields = ("received_shown", "due")
     autocomplete_fields = ("item",)
     extra = 3
     verbose_name_plural = "Lines (quantities in the item's base unit)"
@@ -167,11 +178,16 @@ class ReceiptLineInline(admin.TabularInline):
 
     has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
 
+    @admin.display(description="Received")
+    def received_shown(self, line: ReceiptLine) -> str:
+        return quantity_text(line.received, line.item.unit) if line.pk else "0"
+
     @admin.display(description="Still due")
     def due(self, line: ReceiptLine) -> str:
         if line.pk and line.over_delivered:
-            return format_html('<span class="over-delivered">over-delivered by {}</span>', line.over_delivered)
-        return str(line.due if line.pk else 0)
+            over = quantity_text(line.over_delivered, line.item.unit)
+            return format_html('<span class="over-delivered">over-delivered by {}</span>', over)
+        return quantity_text(line.due, line.item.unit) if line.pk else "0"
 
 
 class DueFilter(DefaultChoiceFilter):
@@ -261,6 +277,8 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
             super()
             .get_queryset(request)
             .annotate(expected_sum=Sum("lines__expected"), received_sum=Sum("lines__received"), due_sum=Sum(due))
+            # The columns total per unit (pieces and grams never add up): from the lines, in one query.
+            .prefetch_related(Prefetch("lines", queryset=ReceiptLine.objects.select_related("item")))
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Receipt | None = None) -> tuple[str, ...]:
@@ -269,16 +287,18 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
         return self.readonly_fields
 
     @admin.display(description="Expected", ordering="expected_sum")
-    def expected_units(self, receipt: Receipt) -> int:
-        return getattr(receipt, "expected_sum", None) or 0
+    def expected_units(self, receipt: Receipt) -> str:
+        return totals_text(totals_by_unit((line.item.unit, line.expected) for line in receipt.lines.all()))
 
     @admin.display(description="Received", ordering="received_sum")
-    def received_units(self, receipt: Receipt) -> int:
-        return getattr(receipt, "received_sum", None) or 0
+    def received_units(self, receipt: Receipt) -> str:
+        return totals_text(totals_by_unit((line.item.unit, line.received) for line in receipt.lines.all()))
 
     @admin.display(description="Still due", ordering="due_sum")
-    def due_units(self, receipt: Receipt) -> int:
-        return (getattr(receipt, "due_sum", None) or 0) if receipt.status in OPEN else 0
+    def due_units(self, receipt: Receipt) -> str:
+        if receipt.status not in OPEN:
+            return "0"
+        return totals_text(totals_by_unit((line.item.unit, line.due) for line in receipt.lines.all()))
 
     @admin.display(description="")
     def actions_column(self, receipt: Receipt) -> str:
@@ -352,7 +372,11 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
                     self.message_user(request, err.detail, messages.ERROR)
                     return HttpResponseRedirect(request.get_full_path())
                 else:
-                    return self._report(request, back, result, "received")
+                    arrived = totals_by_unit((line.item.unit, form.quantities.get(line.pk, 0)) for line in form.lines)
+                    over = totals_by_unit(
+                        (line.item.unit, max(0, form.quantities.get(line.pk, 0) - line.due)) for line in form.lines
+                    )
+                    return self._report(request, back, result, "received", arrived=arrived, over=over)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -373,14 +397,23 @@ class ReceiptAdmin(StockWorkPlaces, ServiceAdmin):
             return HttpResponseRedirect(request.get_full_path())
         return self._report(request, back, result, done)
 
-    def _report(self, request: HttpRequest, back: str, result: Any, done: str) -> HttpResponse:
+    def _report(
+        self,
+        request: HttpRequest,
+        back: str,
+        result: Any,
+        done: str,
+        arrived: dict[str, int] | None = None,
+        over: dict[str, int] | None = None,
+    ) -> HttpResponse:
         units = getattr(result, "units", None)
         if getattr(result, "replayed", False):
             self.message_user(request, "This receiving was already booked; nothing was booked twice.", messages.INFO)
         elif units is not None:
             status = result.receipt.get_status_display().lower()
-            over = f" ({result.over_delivered} more than was due)" if result.over_delivered else ""
-            self.message_user(request, f"Received {units} units{over}; the receipt is now {status}.", messages.SUCCESS)
+            what = totals_text(arrived) if arrived else f"{units} units"
+            beyond = f" ({totals_text(over or {})} more than was due)" if result.over_delivered else ""
+            self.message_user(request, f"Received {what}{beyond}; the receipt is now {status}.", messages.SUCCESS)
         else:
             self.message_user(request, f"{result} {done}.", messages.SUCCESS)
         return HttpResponseRedirect(back)
@@ -416,7 +449,7 @@ class AdjustmentAdmin(StockWorkPlaces, ServiceAdmin):
     """Adjustments with their reason; the list totals the filtered rows per reason."""
 
     form = AdjustmentForm
-    list_display = ("created_at", "reason", "item", "location", "quantity", "ledger", "actor", "note")
+    list_display = ("created_at", "reason", "item", "location", "quantity_shown", "ledger", "actor", "note")
     list_filter = ("reason", "location", "created_at")
     list_select_related = ("item", "location", "movement")
     search_fields = ("item__sku", "item__name", "location__code", "note", "actor")
@@ -433,6 +466,10 @@ class AdjustmentAdmin(StockWorkPlaces, ServiceAdmin):
         if obj is None:
             return ("location", "item", "reason", "quantity", "note", "key")
         return ("created_at", "reason", "item", "location", "quantity", "note", "actor", "ledger")
+
+    @admin.display(description="Quantity", ordering="quantity")
+    def quantity_shown(self, adjustment: Adjustment) -> str:
+        return quantity_text(adjustment.quantity, adjustment.item.unit, signed=True)
 
     @admin.display(description="Ledger")
     def ledger(self, adjustment: Adjustment) -> str:
@@ -457,10 +494,18 @@ class AdjustmentAdmin(StockWorkPlaces, ServiceAdmin):
         if not isinstance(response, TemplateResponse) or response.context_data is None:
             return response  # a redirect (bad filter) or an error page
         changelist = response.context_data["cl"]
-        rows = changelist.queryset.order_by().values("reason").annotate(count=Count("id"), units=Sum("quantity"))
-        totals = {row["reason"]: row for row in rows}
+        rows = (
+            changelist.queryset.order_by()
+            .values("reason", "item__unit")
+            .annotate(count=Count("id"), units=Sum("quantity"))
+        )
+        counts: dict[str, int] = {}
+        per_unit: dict[str, dict[str, int]] = {}
+        for row in rows:  # one row per reason and unit: pieces and grams are totalled apart
+            counts[row["reason"]] = counts.get(row["reason"], 0) + row["count"]
+            per_unit.setdefault(row["reason"], {})[row["item__unit"]] = int(row["units"] or 0)
         response.context_data["reason_totals"] = [
-            (label, totals.get(value, {}).get("count", 0), totals.get(value, {}).get("units", 0), value)
+            (label, counts.get(value, 0), totals_text(per_unit.get(value, {})), value)
             for value, label in Adjustment.Reason.choices
         ]
         return response
@@ -473,6 +518,7 @@ class TransferLineInline(admin.TabularInline):
     model = TransferLine
     formset = LinesFormSet
     fields = ("item", "quantity")
+    shipped_fields = ("item", "quantity", "arrived", "short")
     autocomplete_fields = ("item",)
     extra = 3
     verbose_name_plural = "Lines (quantities in the item's base unit)"
@@ -481,6 +527,28 @@ class TransferLineInline(admin.TabularInline):
         return (obj is None or obj.status == Transfer.Status.DRAFT) and super().has_change_permission(request, obj)
 
     has_add_permission = has_delete_permission = has_change_permission  # type: ignore[assignment]
+
+    def get_fields(self, request: HttpRequest, obj: Transfer | None = None) -> Any:
+        return self.fields if obj is None or obj.status == Transfer.Status.DRAFT else self.shipped_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Transfer | None = None) -> Any:
+        return () if obj is None or obj.status == Transfer.Status.DRAFT else self.shipped_fields
+
+    @admin.display(description="Arrived")
+    def arrived(self, line: TransferLine) -> str:
+        return quantity_text(line.received, line.item.unit)
+
+    @admin.display(description="Short (still in transit)")
+    def short(self, line: TransferLine) -> str:
+        return quantity_text(line.in_transit, line.item.unit) if line.in_transit else "-"
+
+
+def _receiving_booked(transfer: Transfer, submission: str) -> bool:
+    """Whether a receiving with this submission key was booked already (its ledger rows carry the key)."""
+    if not submission:
+        return False
+    prefix = f"{transfer.ledger_reference}:{Movement.Kind.TRANSFER_IN}:{submission[:40]}:"
+    return Movement.objects.filter(key_scope=DOCUMENT_KEY_SCOPE, idempotency_key__startswith=prefix).exists()
 
 
 class CancelInTransitForm(forms.Form):
@@ -511,7 +579,8 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
     open_place_fields = ("destination",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Transfer]:
-        return super().get_queryset(request).annotate(unit_sum=Sum("lines__quantity"))
+        lines = Prefetch("lines", queryset=TransferLine.objects.select_related("item"))
+        return super().get_queryset(request).annotate(unit_sum=Sum("lines__quantity")).prefetch_related(lines)
 
     def step_allowed(self, request: HttpRequest, transfer: Transfer, step: str) -> bool:
         """Ship and cancel happen at the source, receive at the destination."""
@@ -537,9 +606,9 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             return (*self.readonly_fields, "source", "destination", "reference")
         return self.readonly_fields
 
-    @admin.display(description="Units", ordering="unit_sum")
-    def units(self, transfer: Transfer) -> int:
-        return getattr(transfer, "unit_sum", None) or 0
+    @admin.display(description="Quantity", ordering="unit_sum")
+    def units(self, transfer: Transfer) -> str:
+        return totals_text(totals_by_unit((line.item.unit, line.quantity) for line in transfer.lines.all()))
 
     @admin.display(description="Ledger")
     def ledger(self, transfer: Transfer) -> str:
@@ -575,30 +644,116 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
         back = reverse("admin:catalog_transfer_change", args=[transfer.pk])
         if step == "cancel" and transfer.status == Transfer.Status.IN_TRANSIT:
             return self.cancel_in_transit_view(request, transfer, back)
-        if request.method != "POST" or step not in {"ship", "receive", "cancel"}:
+        if step not in {"ship", "receive", "cancel"} or (request.method != "POST" and step == "cancel"):
             return HttpResponseRedirect(back)
         if not self.step_allowed(request, transfer, step):
             raise PermissionDenied("Goods leave (or a draft is cancelled) at the source and arrive at the destination.")
-        actor = request.user.get_username()
+        if step in {"ship", "receive"}:
+            return self.confirm_step_view(request, transfer, step, back)
         try:
-            if step == "ship":
-                transfer_ship(transfer_id=transfer.pk, actor=actor)
-            elif step == "receive":
-                transfer_receive(transfer_id=transfer.pk, actor=actor)
-            else:
-                transfer_cancel(transfer_id=transfer.pk, actor=actor, outcome=request.POST.get("outcome", ""))
+            transfer_cancel(transfer_id=transfer.pk, actor=request.user.get_username(), outcome="")
         except DomainError as err:
             self.message_user(request, err.detail, messages.ERROR)
             return HttpResponseRedirect(back)
-        done = {"ship": "shipped: its goods are in transit", "receive": "received", "cancel": "cancelled"}[step]
-        self.message_user(request, f"{transfer} {done}.", messages.SUCCESS)
+        self.message_user(request, f"{transfer} cancelled.", messages.SUCCESS)
         return HttpResponseRedirect(back)
+
+    def confirm_step_view(self, request: HttpRequest, transfer: Transfer, step: str, back: str) -> HttpResponse:
+        """Ship and receive ask first: shipping shows what leaves; receiving asks what arrived, line by line."""
+        wanted = Transfer.Status.DRAFT if step == "ship" else Transfer.Status.IN_TRANSIT
+        sent_again = step == "receive" and _receiving_booked(transfer, request.POST.get("submission", ""))
+        if transfer.status != wanted and not sent_again:
+            status = transfer.get_status_display().lower()
+            self.message_user(request, f"{transfer} is {status}: there is nothing to {step}.", messages.INFO)
+            return HttpResponseRedirect(back)
+        lines = list(transfer.lines.select_related("item"))
+        data = request.POST if request.method == "POST" and request.POST.get("confirm") else None
+        errors: list[str] = []
+        quantities: dict[int, int] = {}
+        if step == "receive" and data is not None and _receiving_booked(transfer, data.get("submission", "")):
+            # The same form sent again (a double click, a reload): what it typed was booked once.
+            self.message_user(request, "This receiving was already booked; nothing was booked twice.", messages.INFO)
+            return HttpResponseRedirect(back)
+        if step == "receive" and data is not None:
+            for line in lines:
+                raw = data.get(f"line-{line.pk}", "").strip() or "0"
+                if not raw.isdigit():
+                    errors.append(f"{line.item.sku}: enter a whole number of {unit_symbol(line.item.unit)}.")
+                elif int(raw) > line.in_transit:
+                    most = quantity_text(line.in_transit, line.item.unit)
+                    errors.append(f"{line.item.sku}: at most {most} is in transit.")
+                else:
+                    quantities[line.pk] = int(raw)
+            if not errors and not any(quantities.values()):
+                errors.append("Nothing arrived: type what you count, or come back when it is there.")
+        if data is not None and not errors:
+            actor = request.user.get_username()
+            try:
+                if step == "ship":
+                    transfer_ship(transfer_id=transfer.pk, actor=actor)
+                else:
+                    submission = (data.get("submission", "") or uuid.uuid4().hex)[:40]
+                    transfer_receive(transfer_id=transfer.pk, actor=actor, quantities=quantities, submission=submission)
+            except DomainError as err:
+                self.message_user(request, err.detail, messages.ERROR)
+                return HttpResponseRedirect(back)
+            if step == "ship":
+                moved = totals_text(totals_by_unit((line.item.unit, line.quantity) for line in lines))
+                self.message_user(request, f"{transfer} shipped: {moved} in transit.", messages.SUCCESS)
+            else:
+                self.message_user(request, self._received_message(transfer, lines, quantities), messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        rows: list[dict[str, Any]] = []
+        if step == "ship":
+            free = {
+                level.item_id: level.offline_usable
+                for level in StockLevel.objects.filter(location=transfer.source, item__in=[ln.item_id for ln in lines])
+            }
+            for line in lines:
+                rows.append({"line": line, "free": free.get(line.item_id, 0)})
+                rows[-1]["short"] = not transfer.source.allow_negative and rows[-1]["free"] < line.quantity
+        else:
+            for line in lines:
+                if line.in_transit:
+                    value = data.get(f"line-{line.pk}", line.in_transit) if data is not None else line.in_transit
+                    rows.append({"line": line, "value": value})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{'Ship' if step == 'ship' else 'Receive'} {transfer}",
+            "transfer": transfer,
+            "step": step,
+            "rows": rows,
+            "errors": errors,
+            "total": totals_text(totals_by_unit((line.item.unit, line.quantity) for line in lines)),
+            "submission": (data.get("submission") if data is not None else "") or uuid.uuid4().hex,
+            "back": back,
+        }
+        return TemplateResponse(request, "admin/catalog/transfer/step.html", context)
+
+    @staticmethod
+    def _received_message(transfer: Transfer, lines: list[TransferLine], quantities: dict[int, int]) -> str:
+        """What arrived, and what is short against what was shipped (it stays in transit)."""
+        arrived = totals_text(totals_by_unit((line.item.unit, quantities.get(line.pk, 0)) for line in lines))
+        short = [
+            f"{line.item.sku} short by {quantity_text(line.in_transit - quantities.get(line.pk, 0), line.item.unit)}"
+            for line in lines
+            if line.in_transit - quantities.get(line.pk, 0) > 0
+        ]
+        if not short:
+            return f"{transfer} received: {arrived} booked into {transfer.destination.code}."
+        return (
+            f"{transfer}: {arrived} booked into {transfer.destination.code}; {', '.join(short)} "
+            "(still in transit: receive it when it comes, or cancel in transit as returned or lost)."
+        )
 
     def cancel_in_transit_view(self, request: HttpRequest, transfer: Transfer, back: str) -> HttpResponse:
         """Confirm first: say what became of the goods on the road, then cancel through the service."""
         if not self.has_change_permission(request, transfer):
             raise PermissionDenied
         form = CancelInTransitForm(request.POST if request.method == "POST" else None)
+        on_the_road = [line for line in transfer.lines.select_related("item") if line.in_transit]
+        settled = totals_text(totals_by_unit((line.item.unit, line.in_transit) for line in on_the_road))
         if request.method == "POST" and form.is_valid():
             outcome = form.cleaned_data["outcome"]
             try:
@@ -613,13 +768,13 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             elif outcome == Transfer.CancelOutcome.RETURNED:
                 self.message_user(
                     request,
-                    f"{transfer} cancelled: {result.units} units booked back into {transfer.source.code}.",
+                    f"{transfer} cancelled: {settled} booked back into {transfer.source.code}.",
                     messages.SUCCESS,
                 )
             else:
                 self.message_user(
                     request,
-                    f"{transfer} cancelled: {result.units} units written off as lost at {transfer.source.code}.",
+                    f"{transfer} cancelled: {settled} written off as lost at {transfer.source.code}.",
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(back)
@@ -631,7 +786,7 @@ class TransferAdmin(StockWorkPlaces, ServiceAdmin):
             "transfer": transfer,
             "form": form,
             "lines": lines,
-            "units": sum(line.in_transit for line in lines),
+            "units": totals_text(totals_by_unit((line.item.unit, line.in_transit) for line in lines)),
             "received_part": any(line.received for line in transfer.lines.all()),
             "back": back,
         }

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apps.catalog.access import location_ids_for
 from apps.catalog.models import Incident
+from apps.catalog.units import quantity_text
 from apps.staff.models import NotificationPreference
 from apps.staff.selectors import activity_summary
 
@@ -91,7 +92,7 @@ def incident_notify(*, incident_id: int) -> int:
             f"{incident.get_kind_display()} (incident {incident.pk}).",
             f"Item: {incident.item}" if incident.item else "",
             f"Location: {incident.location}" if incident.location else "",
-            f"Units short: {incident.shortfall}" if incident.shortfall else "",
+            f"Short: {_short_text(incident)}" if incident.shortfall else "",
             f"Reference: {incident.reference}" if incident.reference else "",
             "",
             incident.detail,
@@ -124,6 +125,11 @@ _FORGET_RECOVERED = f"""
 DELETE FROM staff_lowstockalert a
  WHERE NOT EXISTS (SELECT 1 FROM ({_LOW}) low WHERE low.item_id = a.item_id AND low.location_id = a.location_id)
 """
+
+
+def _short_text(incident: Any) -> str:
+    """The shortfall in its item's unit ("2 pcs"); a bare number where the incident names no item."""
+    return quantity_text(incident.shortfall, incident.item.unit) if incident.item else str(incident.shortfall)
 
 
 def low_stock_scan() -> dict[str, int]:
@@ -167,7 +173,8 @@ def _low_stock_send(pairs: Sequence[tuple[int, int]], recipients: list[str]) -> 
         if level is not None:
             lines.append(
                 f"- {level.item.sku} {level.item.name} at {level.location.code}: "
-                f"{level.offline_usable} available to promise before safety, safety {level.safety}"
+                f"{quantity_text(level.offline_usable, level.item.unit)} on hand and not reserved, "
+                f"safety stock {quantity_text(level.safety, level.item.unit)}"
             )
     if len(pairs) > len(wanted):
         lines.append(f"... and {len(pairs) - len(wanted)} more.")

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods
 
 from apps.catalog.access import location_ids_for, locations_for
 from apps.catalog.models import Item, Location, StockLevel
+from apps.catalog.units import unit_symbol
 from apps.core.durations import duration_text
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SLOTS_PER_WEEK, ForecastSettings, SafetyForecast, SafetyOverride
@@ -38,6 +39,8 @@ from apps.staff.forms import SafetyFilterForm, SafetyOverrideForm
 OVERRIDE_PERMISSION = "forecasting.change_safetyoverride"
 PAGE_SIZE = 50
 DASHBOARD_DAYS = (1, 7, 14, 30, 90)
+# ATP in a merchant's words: what channels may sell of it now (docs/architecture.md, "Stock, ATP and listing quantity").
+SELLABLE_NOW = "sellable now (on hand - reserved - safety)"
 
 
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -189,7 +192,7 @@ def safety_history(request: HttpRequest, sku: str, location: str) -> HttpRespons
     by_slot = charts.line_chart(
         title="Forecast safety stock by hour of week",
         width=1080,
-        y_label="units",
+        y_label=unit_symbol(item.unit),
         x_label="hour of week (0 = Monday 00:00)",
         series=[
             charts.Series("forecast safety", [(f.slot, f.value) for f in forecasts], step=True),
@@ -245,7 +248,7 @@ def item_detail(request: HttpRequest, sku: str) -> HttpResponse:
         context["backtest"] = result
         context["tradeoff_chart"] = charts.line_chart(
             title="Trade-off: breaches against units hidden",
-            x_label="units held back from channels on average",
+            x_label=f"{unit_symbol(item.unit)} held back from channels on average",
             x_min=0,
             y_label="% of windows breached",
             series=[
@@ -261,7 +264,7 @@ def item_detail(request: HttpRequest, sku: str) -> HttpResponse:
         day_points = [(ts.to_pydatetime(), row) for ts, row in daily.iterrows()] if not daily.empty else []
         context["replay_chart"] = charts.line_chart(
             title=f"Replay at {result.chosen_level:.0%}: busiest window of each day against the safety stock",
-            y_label="units",
+            y_label=unit_symbol(item.unit),
             series=[
                 charts.Series("peak offline sales in one window", [(d, r["demand"]) for d, r in day_points]),
                 charts.Series("safety stock (highest that day)", [(d, r["safety"]) for d, r in day_points], step=True),
@@ -307,13 +310,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["stock_chart"] = charts.line_chart(
             title=f"{item.sku} stock over the last {days} day{'s' if days > 1 else ''}"
             + (f" at {location.code}" if location else " (all locations)" if seen is None else " (your locations)"),
-            y_label=f"{item.get_unit_display()}s",
+            y_label=unit_symbol(item.unit),
             series=[
                 charts.Series("on hand", list(zip(points, frame["on_hand"], strict=True)), step=True),
                 charts.Series("reserved", list(zip(points, frame["reserved"], strict=True)), step=True),
-                charts.Series(
-                    "ATP (today's safety)", list(zip(points, frame["atp"], strict=True)), step=True, dashed=True
-                ),
+                charts.Series(SELLABLE_NOW, list(zip(points, frame["atp"], strict=True)), step=True, dashed=True),
             ],
             width=1080,
             height=300,
@@ -323,6 +324,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if seen is not None:
             levels = levels.filter(location_id__in=seen)
         context["totals"] = levels.aggregate(on_hand=Sum("on_hand"), reserved=Sum("reserved"), safety=Sum("safety"))
+        context["totals"]["sellable"] = sum(level.atp for level in levels.select_related("location"))
         quantities = selectors.item_channel_quantities(item=item) if seen is None else []
         context["channel_quantities"] = quantities
         context["channel_chart"] = charts.bar_chart(

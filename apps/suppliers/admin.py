@@ -8,13 +8,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 
 from apps.core.admin import ReadOnlyAdmin, ServiceAdmin
 from apps.core.durations import duration_text
 from apps.core.errors import CredentialsRequired
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
-from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
+from apps.suppliers.models import FeedRejection, FeedRun, PurchaseOrder, Supplier, SupplierProduct
 from apps.suppliers.services.mappings import (
     mapping_validate,
     mappings_confirm,
@@ -290,3 +292,31 @@ class SupplierProductAdmin(ServiceAdmin):
 
     def delete_model(self, request: HttpRequest, obj: SupplierProduct) -> None:
         supplier_product_delete(mapping=obj, actor=f"admin:{request.user}")
+
+
+@admin.register(PurchaseOrder)
+class PurchaseOrderAdmin(ReadOnlyAdmin):
+    """Made from the "To reorder" list; its goods are receipts due, received on the receiving page."""
+
+    list_display = ("number_shown", "supplier", "created_at", "created_by", "receipts_shown")
+    list_filter = ("supplier",)
+    search_fields = ("id", "supplier__name", "receipts__lines__item__sku")
+    list_select_related = ("supplier",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PurchaseOrder]:
+        return super().get_queryset(request).prefetch_related("receipts__location")
+
+    @admin.display(description="Number", ordering="id")
+    def number_shown(self, order: PurchaseOrder) -> str:
+        return order.number
+
+    @admin.display(description="Receipts due")
+    def receipts_shown(self, order: PurchaseOrder) -> str:
+        return format_html_join(
+            ", ",
+            '<a href="{}">{} at {} ({})</a>',
+            (
+                (reverse("admin:catalog_receipt_change", args=[r.pk]), r, r.location.code, r.get_status_display())
+                for r in order.receipts.all()
+            ),
+        )

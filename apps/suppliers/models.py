@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.catalog.models import Item, Location
+from apps.catalog.models import Item, Location, Receipt
 from apps.core.secrets import UNREADABLE_TEXT, EncryptedTextField, UnreadableSecret
 
 
@@ -122,6 +122,31 @@ class SupplierProduct(models.Model):
 
     def __str__(self) -> str:
         return f"{self.supplier.code} {self.supplier_sku} -> {self.item.sku if self.item else 'unmapped'}"
+
+
+class PurchaseOrder(models.Model):
+    """What the merchant orders from one supplier: its goods are announced as receipts due, one per location.
+
+    Made from the ticked rows of the "To reorder" list (``services/purchase_orders.py``); the
+    receipts carry its number as their reference, and are received on the receiving page.
+    """
+
+    supplier = models.ForeignKey(Supplier, on_delete=models.PROTECT, related_name="purchase_orders")
+    receipts = models.ManyToManyField(Receipt, related_name="purchase_orders", blank=True)
+    note = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "purchase order"
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def number(self) -> str:
+        return f"PO-{self.pk}"
 
 
 class FeedRun(models.Model):

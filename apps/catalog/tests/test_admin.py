@@ -42,7 +42,7 @@ def test_levels_show_atp_and_are_read_only(demo, merchant):
     level = StockLevel.objects.select_related("item", "location").get(item__sku="HOOD-M", location__code="WH")
     StockLevel.objects.filter(pk=level.pk).update(safety=5, reserved=3)
     page = merchant.get(reverse("admin:catalog_stocklevel_changelist") + "?q=HOOD-M").content.decode()
-    assert '<td class="field-atp_display">52</td>' in page  # 60 on hand - 3 reserved - 5 safety
+    assert '<td class="field-atp_display">52 pcs</td>' in page  # 60 on hand - 3 reserved - 5 safety
     change = merchant.get(reverse("admin:catalog_stocklevel_change", args=[level.pk])).content.decode()
     assert 'name="on_hand"' not in change
     assert merchant.get(reverse("admin:catalog_stocklevel_add")).status_code == 403

@@ -56,6 +56,20 @@ def test_a_count_is_made_on_the_add_page_and_opens_on_its_sheet(admin_client, wo
     assert "0 of 1" in listed and "count-link" in listed
 
 
+def test_a_refused_sheet_comes_back_as_typed_with_the_reason(admin_client, world):
+    """No item matches: the form keeps the chosen location and the prefix, and says why."""
+    response = admin_client.post(
+        "/admin/catalog/stockcount/add/",
+        {"location": world["warehouse"].pk, "sku_prefix": "NOPE", "note": "aisle 9"},
+    )
+    assert response.status_code == 200 and not StockCount.objects.exists()
+    form = response.context_data["adminform"].form
+    assert form.data["location"] == str(world["warehouse"].pk) and form.data["sku_prefix"] == "NOPE"
+    page = response.content.decode()
+    assert f'<option value="{world["warehouse"].pk}" selected>' in page
+    assert "No item to count at W1" in page and 'value="NOPE"' in page
+
+
 def test_quantities_typed_on_the_sheet_are_previewed_then_applied(admin_client, world):
     order_reserve(channel=world["web"], external_id="o-1", lines=[LineRequest("WEB-SCARF", 3)])
     count = stock_count_create(location=world["warehouse"], actor="lead")
@@ -75,7 +89,7 @@ def test_quantities_typed_on_the_sheet_are_previewed_then_applied(admin_client, 
     assert "Confirm them to apply" in refused.content.decode() and not Movement.objects.filter(kind="count").exists()
     scarf_line = count.lines.get(item__sku="SCARF")
     done = admin_client.post(response["Location"], {"apply": "1", "confirm": [str(scarf_line.pk)]})
-    assert done["Location"] == f"/admin/catalog/stockcount/{count.pk}/change/"
+    assert done["Location"] == f"/admin/catalog/stockcount/{count.pk}/preview/"  # the count as applied
     assert sorted(Movement.objects.filter(kind="count").values_list("item__sku", "on_hand_delta")) == [
         ("HOOD-M", -2),
         ("SCARF", -2),

@@ -86,10 +86,14 @@ def test_a_blind_count_typed_in_previewed_and_applied(page, shop):
 
     # The preview: expected shown again, the differences, and the line under its reservations.
     hood = page.locator('#count-preview tr[data-sku="HOOD-M"]')
-    assert [hood.locator(f"td.{c}").inner_text() for c in ("expected", "counted", "difference")] == ["10", "8", "-2"]
+    assert [hood.locator(f"td.{c}").inner_text() for c in ("expected", "counted", "difference")] == [
+        "10 pcs",
+        "8 pcs",
+        "-2 pcs",
+    ]
     assert page.locator('#count-preview tr[data-sku="CAP-RED"]').count() == 0  # as expected: nothing to book
     scarf = page.locator('#count-preview tr[data-sku="SCARF"]')
-    assert scarf.locator("td.reserved").inner_text() == "3" and scarf.locator("td.after").inner_text() == "2"
+    assert scarf.locator("td.reserved").inner_text() == "3 pcs" and scarf.locator("td.after").inner_text() == "2 pcs"
     assert "less on hand than is reserved" in page.locator("#count-summary").inner_text()
     _shot(page, "count_preview")
 
@@ -100,9 +104,19 @@ def test_a_blind_count_typed_in_previewed_and_applied(page, shop):
     page.check('tr[data-sku="SCARF"] input.confirm-short')
     page.click("#apply")
     page.wait_for_selector(".messagelist .success")
-    assert "2 movements booked (-4 units); 1 incident(s) opened" in page.locator(".messagelist").inner_text()
+    assert "2 movements booked (-4 pcs); 1 incident(s) opened" in page.locator(".messagelist").inner_text()
     assert page.locator("#count-status").inner_text() == "Applied"
+    # The page stays on the count as applied: every counted line, the ones as expected too, and what each booked.
+    assert page.url.endswith(f"/stockcount/{count.pk}/preview/")
+    assert page.locator('#count-preview tr[data-sku="CAP-RED"] td.difference').inner_text() == "as expected"
+    assert page.locator('#count-preview tr[data-sku="HOOD-M"] td.difference').inner_text() == "-2 pcs"
+    assert page.locator("#count-preview tbody tr").count() == 3
     _shot(page, "count_applied")
+    # Its record page links to that list with a plain link, not a button that looks like it does something.
+    page.goto(f"/admin/catalog/stockcount/{count.pk}/change/")
+    assert "button" not in (page.locator("#open-preview").get_attribute("class") or "")
+    page.click("#open-preview")
+    page.wait_for_url(f"**/stockcount/{count.pk}/preview/")
 
     # The ledger rows of this count, from its page.
     page.click("a.ledger-link")
@@ -144,7 +158,7 @@ def test_a_count_uploaded_as_a_file(page, shop):
     assert page.locator('tr[data-sku="HOOD-M"] input.counted').input_value() == "13"
     page.click("input[name=_submit]")
     page.wait_for_url("**/preview/")
-    assert page.locator('#count-preview tr[data-sku="HOOD-M"] td.difference').inner_text() == "+3"
+    assert page.locator('#count-preview tr[data-sku="HOOD-M"] td.difference').inner_text() == "+3 pcs"
     page.click("#apply")
     page.wait_for_selector(".messagelist .success")
     assert list(
@@ -174,7 +188,7 @@ def test_an_item_never_stocked_at_the_location_is_added_to_the_sheet_and_counted
     row.locator("input.counted").fill("9")
     page.click("input[name=_submit]")
     page.wait_for_url(f"**/stockcount/{count.pk}/preview/")
-    assert page.locator('#count-preview tr[data-sku="BEANIE"] td.difference').inner_text() == "+9"
+    assert page.locator('#count-preview tr[data-sku="BEANIE"] td.difference').inner_text() == "+9 pcs"
     _shot(page, "count_add_item_preview")
     page.click("#apply")
     page.wait_for_selector(".messagelist .success")

@@ -138,7 +138,7 @@ def test_the_receiving_page_warns_and_asks_to_confirm_before_booking(delivery, m
     assert booked.status_code == 302
     assert on_hand(delivery["hood"], delivery["store"]) == 12
     messages = [str(m) for m in booked.wsgi_request._messages]
-    assert messages == ["Received 16 units (2 more than was due); the receipt is now received."]
+    assert messages == ["Received 16 pcs (2 pcs more than was due); the receipt is now received."]
     # A second click on the confirmed form books nothing twice.
     again = merchant.post(url, {**form, f"over-{hood_line.pk}": "2", "confirm_over": "1"})
     assert again.status_code == 302 and on_hand(delivery["hood"], delivery["store"]) == 12

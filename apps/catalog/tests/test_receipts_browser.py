@@ -51,7 +51,7 @@ def test_an_over_delivery_is_warned_confirmed_and_booked(page, shop):
     page.click("input[name=receive]")
     page.wait_for_selector(".messagelist .success")
     assert (
-        "Received 12 units (3 more than was due); the receipt is now received."
+        "Received 12 pcs (3 pcs more than was due); the receipt is now received."
         in page.locator(".messagelist").inner_text()
     )
     assert "over-delivered by 3" in page.locator(".field-due", has_text="over-delivered").first.inner_text()

@@ -88,7 +88,7 @@ def test_receive_a_delivery_in_two_parts(page, shop):
     page.wait_for_selector(".messagelist .success")
     receipt = Receipt.objects.get(reference="PO-881")
     row = page.locator("#result_list tbody tr", has_text="PO-881")
-    assert row.locator("td.field-due_units").inner_text() == "17"
+    assert row.locator("td.field-due_units").inner_text() == "17 pcs"
     _shot(page, "receipts-due")
 
     row.locator("a.receive-link").click()
@@ -97,16 +97,16 @@ def test_receive_a_delivery_in_two_parts(page, shop):
     _shot(page, "receipt-receive")
     page.click("input[name=receive]")
     page.wait_for_selector(".messagelist .success")
-    assert "Received 13 units; the receipt is now partly received." in page.locator(".messagelist").inner_text()
+    assert "Received 13 pcs; the receipt is now partly received." in page.locator(".messagelist").inner_text()
     assert _level(shop["hood"], shop["store"]) == 8 and _level(shop["cap"], shop["store"]) == 5
     assert _pushed(shop) == 18  # the channel is told the higher quantity
 
     # What is still due shows in the list; the rest arrives later.
     page.goto("/admin/catalog/receipt/")
     row = page.locator("#result_list tbody tr", has_text="PO-881")
-    assert row.locator("td.field-due_units").inner_text() == "4"
+    assert row.locator("td.field-due_units").inner_text() == "4 pcs"
     row.locator("a.receive-link").click()
-    assert page.locator('tr[data-sku="HOOD-M"] td.due').inner_text() == "4"
+    assert page.locator('tr[data-sku="HOOD-M"] td.due').inner_text() == "4 pcs"
     page.click("input[name=receive]")
     page.wait_for_selector(".messagelist .success")
     assert Receipt.objects.get(pk=receipt.pk).status == Receipt.Status.RECEIVED
@@ -143,9 +143,9 @@ def test_adjust_with_reasons_and_see_totals_per_reason(page, shop):
     assert _pushed(shop) == 8
 
     totals = page.locator("#reason-totals")
-    assert totals.locator('tr[data-reason="damaged"] td.units').inner_text() == "-2"
+    assert totals.locator('tr[data-reason="damaged"] td.units').inner_text() == "-2 pcs"
     assert totals.locator('tr[data-reason="lost"] td.count').inner_text() == "1"
-    assert totals.locator('tr[data-reason="found"] td.units').inner_text() == "1"
+    assert totals.locator('tr[data-reason="found"] td.units').inner_text() == "1 pc"
     _shot(page, "adjustments-by-reason")
     page.click("#changelist-filter >> text=Damaged")
     assert page.locator("#result_list tbody tr").count() == 1
@@ -168,25 +168,46 @@ def test_transfer_out_in_transit_and_in(page, shop):
     transfer = Transfer.objects.get(reference="TR-7")
     assert _level(shop["hood"], shop["warehouse"]) == 10  # a draft moves nothing
 
-    page.click("#ship")
+    page.click("#ship")  # asks first: what leaves, and what is free at the source
+    page.wait_for_selector("#confirm-ship")
+    assert page.locator('#step-lines tr[data-sku="HOOD-M"] td.quantity').inner_text() == "4 pcs"
+    assert page.locator('#step-lines tr[data-sku="HOOD-M"] td.free').inner_text() == "10 pcs"
+    assert _level(shop["hood"], shop["warehouse"]) == 10  # nothing moved before the confirmation
+    _shot(page, "transfer-ship-confirm")
+    page.click("#confirm-ship")
     page.wait_for_selector(".messagelist .success")
+    assert "shipped: 4 pcs in transit" in page.locator(".messagelist").inner_text()
     assert page.locator("#transfer-status").inner_text() == "In transit"
     assert _level(shop["hood"], shop["warehouse"]) == 6
     assert _pushed(shop) == 6  # goods on the road sell nowhere
     page.goto("/admin/catalog/transfer/?status__exact=in_transit")
     row = page.locator("#result_list tbody tr", has_text="TR-7")
-    assert row.locator("td.field-units").inner_text() == "4"
+    assert row.locator("td.field-units").inner_text() == "4 pcs"
     _shot(page, "transfer-in-transit")
 
     row.locator("th a").click()
-    page.click("#receive")
+    page.click("#receive")  # asks per line, starting at what was shipped
+    field = page.locator('#step-lines tr[data-sku="HOOD-M"] input')
+    assert field.input_value() == "4"
+    field.fill("3")  # one is missing from the box
+    _shot(page, "transfer-receive-lines")
+    page.click("#confirm-receive")
+    page.wait_for_selector(".messagelist .success")
+    assert "3 pcs booked into S1; HOOD-M short by 1 pc" in page.locator(".messagelist").inner_text()
+    assert page.locator("#transfer-status").inner_text() == "In transit"
+    assert page.locator(".field-short").first.inner_text() == "1 pc"  # the difference, recorded on the line
+    assert _level(shop["hood"], shop["store"]) == 3
+    page.click("#receive")  # the last one turns up
+    assert page.locator('#step-lines tr[data-sku="HOOD-M"] input').input_value() == "1"
+    page.click("#confirm-receive")
     page.wait_for_selector(".messagelist .success")
     assert page.locator("#transfer-status").inner_text() == "Received"
     assert _level(shop["hood"], shop["store"]) == 4
     assert _pushed(shop) == 10
     moved = Movement.objects.filter(reference=f"transfer:{transfer.pk}")
     assert sorted(moved.values_list("kind", "location__code", "on_hand_delta")) == [
-        ("transfer_in", "S1", 4),
+        ("transfer_in", "S1", 1),
+        ("transfer_in", "S1", 3),
         ("transfer_out", "W1", -4),
     ]
     _shot(page, "transfer-received")

@@ -232,7 +232,7 @@ def test_the_admin_asks_what_became_of_the_goods_before_cancelling(road, merchan
     assert f'href="{url}"' in change and "Cancel in transit" in change
     page = merchant.get(url)
     html = page.content.decode()
-    assert page.status_code == 200 and 'id="units-in-transit">6<' in html
+    assert page.status_code == 200 and 'id="units-in-transit">6 pcs<' in html
     assert "Returned to source" in html and "Lost in transit" in html
     assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.IN_TRANSIT  # a GET changes nothing
 
@@ -241,12 +241,47 @@ def test_the_admin_asks_what_became_of_the_goods_before_cancelling(road, merchan
     assert "Choose whether the goods came back or were lost." in unchosen.content.decode()
     done = merchant.post(url, {"outcome": "lost"})
     assert done.status_code == 302
-    assert [str(m) for m in done.wsgi_request._messages] == [
-        f"{transfer} cancelled: 6 units written off as lost at W1."
-    ]
+    assert [str(m) for m in done.wsgi_request._messages] == [f"{transfer} cancelled: 6 pcs written off as lost at W1."]
     assert Adjustment.objects.filter(reason="lost").count() == 2
     again = merchant.post(url, {"outcome": "lost"})  # the page sent twice
     assert again.status_code == 302 and Adjustment.objects.filter(reason="lost").count() == 2
     shown_after = merchant.get(reverse("admin:catalog_transfer_change", args=[transfer.pk])).content.decode()
     assert 'id="transfer-cancel-outcome">lost in transit<' in shown_after
     assert merchant.get("/admin/catalog/adjustment/?reason__exact=lost").status_code == 200
+
+
+def test_shipping_asks_first_and_receiving_asks_each_line(road, merchant):
+    draft = transfer_create(
+        source=road["warehouse"],
+        destination=road["store"],
+        lines=[TransferLineSpec(item=road["hood"], quantity=4), TransferLineSpec(item=road["cap"], quantity=2)],
+        actor="clerk",
+    )
+    ship = reverse("admin:catalog_transfer_step", args=[draft.pk, "ship"])
+    asked = merchant.get(ship).content.decode()
+    assert 'id="confirm-ship"' in asked and "book 6 pcs out of W1" in asked
+    assert merchant.post(ship, {}).status_code == 200  # a bare POST (an old page's button) only asks
+    assert Transfer.objects.get(pk=draft.pk).status == Transfer.Status.DRAFT
+    assert merchant.post(ship, {"confirm": "1"}).status_code == 302
+    assert Transfer.objects.get(pk=draft.pk).status == Transfer.Status.IN_TRANSIT
+
+    receive = reverse("admin:catalog_transfer_step", args=[draft.pk, "receive"])
+    form = merchant.get(receive).content.decode()
+    hood_line, cap_line = draft.lines.order_by("item__sku").reverse()
+    assert f'name="line-{hood_line.pk}" value="4"' in form and f'name="line-{cap_line.pk}" value="2"' in form
+    too_many = merchant.post(receive, {"confirm": "1", "submission": "k1", f"line-{hood_line.pk}": "5"})
+    assert too_many.status_code == 200 and "at most 4 pcs is in transit" in too_many.content.decode()
+    body = {"confirm": "1", "submission": "k2", f"line-{hood_line.pk}": "3", f"line-{cap_line.pk}": "2"}
+    done = merchant.post(receive, body)
+    assert [str(m) for m in done.wsgi_request._messages] == [
+        f"{draft}: 5 pcs booked into S1; HOOD-M short by 1 pc "
+        "(still in transit: receive it when it comes, or cancel in transit as returned or lost)."
+    ]
+    again = merchant.post(receive, body)  # sent twice: booked once
+    assert [str(m) for m in again.wsgi_request._messages][-1] == (
+        "This receiving was already booked; nothing was booked twice."
+    )
+    assert StockLevel.objects.get(item=road["hood"], location=road["store"]).on_hand == 3
+    hood_line.refresh_from_db()
+    assert (hood_line.received, hood_line.in_transit) == (3, 1)
+    assert Transfer.objects.get(pk=draft.pk).status == Transfer.Status.IN_TRANSIT

@@ -34,8 +34,8 @@ def _cancel(page, transfer: Transfer, outcome: str, shot: str = "") -> None:
     page.goto(f"/admin/catalog/transfer/{transfer.pk}/change/")
     page.click("#cancel-in-transit")
     page.wait_for_url(f"**/transfer/{transfer.pk}/step/cancel/")
-    assert page.locator('#in-transit-lines tr[data-sku="HOOD-M"] td.in-transit').inner_text() == str(
-        sum(line.quantity for line in transfer.lines.all())
+    assert page.locator('#in-transit-lines tr[data-sku="HOOD-M"] td.in-transit').inner_text() == (
+        f"{sum(line.quantity for line in transfer.lines.all())} pcs"
     )
     page.click("#confirm-cancel")  # no choice yet: the browser asks for one, nothing is sent
     assert page.url.endswith("/step/cancel/") and Transfer.objects.get(pk=transfer.pk).status == "in_transit"
@@ -53,7 +53,7 @@ def test_a_transfer_cancelled_in_transit_comes_back_to_the_source(page, shop):
     assert _pushed(shop) == 6  # on the road, sold nowhere
     _log_in(page)
     _cancel(page, transfer, "returned", shot="transfer_cancel_in_transit")
-    assert f"{transfer} cancelled: 4 units booked back into W1." in page.locator(".messagelist").inner_text()
+    assert f"{transfer} cancelled: 4 pcs booked back into W1." in page.locator(".messagelist").inner_text()
     assert page.locator("#transfer-cancel-outcome").inner_text() == "returned to source"
     assert page.locator("#cancel-in-transit").count() == 0
 
@@ -74,14 +74,14 @@ def test_a_transfer_lost_in_transit_is_written_off_and_reported_as_lost(page, sh
     transfer = _on_the_road(shop, "TR-10", 3)
     _log_in(page)
     _cancel(page, transfer, "lost")
-    assert f"{transfer} cancelled: 3 units written off as lost at W1." in page.locator(".messagelist").inner_text()
+    assert f"{transfer} cancelled: 3 pcs written off as lost at W1." in page.locator(".messagelist").inner_text()
     assert _level(shop["hood"], shop["warehouse"]) == 7
     assert _pushed(shop) == 7  # gone for good: the channel keeps selling only what is left
 
     # Reported with the other adjustments, under "lost", linked to the transfer's ledger rows.
     page.goto("/admin/catalog/adjustment/")
     totals = page.locator("#reason-totals")
-    assert totals.locator('tr[data-reason="lost"] td.units').inner_text() == "-3"
+    assert totals.locator('tr[data-reason="lost"] td.units').inner_text() == "-3 pcs"
     assert totals.locator('tr[data-reason="lost"] td.count').inner_text() == "1"
     page.locator("#result_list a.ledger-link").click()
     page.wait_for_url("**/catalog/movement/?reference__exact=*")

@@ -27,10 +27,14 @@ from django.db import transaction
 from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
-from apps.catalog.models import Item, Location, StockLevel
+from apps.catalog.models import Item, Location, StockLevel, Transfer
+from apps.catalog.services.transfers import TransferLineSpec, transfer_create
 from apps.forecasting.errors import InvalidReorderRule
 from apps.forecasting.locks import reorder_rule_for_update, reorder_rules_for_update
 from apps.forecasting.models import SLOTS_PER_WEEK, ReorderRule, SafetyForecast, SafetyOverride
+from apps.forecasting.selectors import reorder_list, reorder_plan
+from apps.suppliers.models import PurchaseOrder, Supplier
+from apps.suppliers.services.purchase_orders import PurchaseLine, purchase_order_place
 
 log = structlog.get_logger("stockroom.reorder")
 
@@ -211,3 +215,83 @@ def reorder_rule_update(*, rule_id: int, fields: Mapping[str, Any], actor: str) 
         actor=actor,
     )
     return rule
+
+
+# --- From the "To reorder" list to stock work: transfers first, then purchase orders ----------------
+
+
+def _chosen_plans(rule_ids: Sequence[int]) -> list[tuple[Any, Any]]:
+    """(rule, plan) of the chosen due rules, planned against the whole list as it is now.
+
+    The rules of the chosen items are locked first (every location: givers too), so that two
+    people acting on the same rows at once plan one after the other: the second sees the first's
+    transfers and receipts and drafts or orders nothing twice.
+    """
+    item_ids = list(ReorderRule.objects.filter(pk__in=list(rule_ids)).values_list("item_id", flat=True))
+    reorder_rules_for_update(item_ids=item_ids)
+    due = list(reorder_list())
+    plans = reorder_plan(due)
+    wanted = set(rule_ids)
+    return [(rule, plans[rule.pk]) for rule in due if rule.pk in wanted and rule.pk in plans]
+
+
+@transaction.atomic
+def reorder_transfers_draft(*, rule_ids: Sequence[int], actor: str) -> list[Transfer]:
+    """Draft the transfers the plan suggests for these rules: one per (source, destination), lines per item.
+
+    Drafts move nothing; the rows count them as coming at once, and the source's spare stock
+    counts them as leaving, so asking twice drafts nothing twice.
+    """
+    pairs: dict[tuple[int, int], tuple[Location, Location, dict[int, tuple[Item, int]]]] = {}
+    for rule, plan in _chosen_plans(rule_ids):
+        for suggestion in plan.transfers:
+            key = (suggestion.source.pk, rule.location_id)
+            source, destination, lines = pairs.setdefault(key, (suggestion.source, rule.location, {}))
+            item, units = lines.get(rule.item_id, (rule.item, 0))
+            lines[rule.item_id] = (item, units + suggestion.quantity)
+    drafted = []
+    for key in sorted(pairs, key=lambda k: (pairs[k][0].code, pairs[k][1].code)):
+        source, destination, lines = pairs[key]
+        specs = [TransferLineSpec(item=item, quantity=units) for item, units in sorted(lines.values(), key=_by_sku)]
+        drafted.append(
+            transfer_create(source=source, destination=destination, lines=specs, actor=actor, reference="reorder")
+        )
+    log.info("reorder_transfers_drafted", transfers=len(drafted), rules=len(rule_ids), actor=actor)
+    return drafted
+
+
+def _by_sku(entry: tuple[Item, int]) -> str:
+    return entry[0].sku
+
+
+@dataclass
+class PurchaseResult:
+    orders: list[PurchaseOrder]
+    without_supplier: list[str]  # "SKU at LOCATION" of rows no supplier is mapped for
+
+
+@transaction.atomic
+def reorder_purchase_orders_place(*, rule_ids: Sequence[int], actor: str) -> PurchaseResult:
+    """A purchase order per supplier for what the plan buys on these rules, after transfers.
+
+    Each becomes receipts due (``apps.suppliers.services.purchase_orders``), which the list then
+    counts as on order, so asking twice orders nothing twice.
+    """
+    per_supplier: dict[int, tuple[Supplier, list[PurchaseLine]]] = {}
+    without = []
+    for rule, plan in _chosen_plans(rule_ids):
+        if not plan.purchase:
+            continue
+        if plan.supplier is None:
+            without.append(f"{rule.item.sku} at {rule.location.code}")
+            continue
+        line = PurchaseLine(
+            item=rule.item, location=rule.location, quantity=plan.purchase, lead_time_days=plan.lead_time_days
+        )
+        per_supplier.setdefault(plan.supplier.pk, (plan.supplier, []))[1].append(line)
+    orders = [
+        purchase_order_place(supplier=supplier, lines=lines, actor=actor)
+        for supplier, lines in sorted(per_supplier.values(), key=lambda entry: entry[0].code)
+    ]
+    log.info("reorder_purchase_orders_placed", orders=len(orders), without_supplier=len(without), actor=actor)
+    return PurchaseResult(orders=orders, without_supplier=sorted(without))

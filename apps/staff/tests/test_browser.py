@@ -5,6 +5,7 @@ Screenshots land in var/screenshots/ (kept by CI as artifacts).
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from apps.catalog.models import Location, Movement, StockLevel
+from apps.catalog.models import Item, Location, Movement, StockLevel
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
 from apps.forecasting.models import SafetyAudit
 from apps.forecasting.services.overrides import safety_current_slot_apply
@@ -74,6 +75,24 @@ def test_dashboard_charts_render(page, shop):
     _shot(page, "dashboard")
 
 
+def test_quantities_read_with_their_unit_and_atp_in_a_merchants_words(page, shop):
+    """Coffee is counted in grams: the dashboard, its chart and the item page say so; ATP reads "Sellable now"."""
+    coffee = ItemFactory(sku="COFFEE", name="Coffee beans, bulk", unit=Item.Unit.GRAM)
+    ledger_at(coffee, shop["store"], [(timezone.now() - timedelta(days=2), Movement.Kind.RECEIPT, 17250)])
+    _log_in(page)
+    page.goto(f"/staff/?item=COFFEE&location={shop['store'].code}&days=7")
+    stats = page.locator(".stats")
+    assert "17,250 g" in stats.inner_text()
+    assert page.locator("#sellable-now .label").inner_text() == "Sellable now"
+    assert page.locator("#sellable-now .value").inner_text() == "17,250 g"
+    chart = page.locator("#stock-chart svg.line-chart")
+    assert chart.locator("text", has_text=re.compile("^g$")).count() == 1  # the y axis says what it counts
+    assert "sellable now" in chart.inner_html() and "today's safety" not in page.content()
+    _shot(page, "dashboard_units")
+    page.goto("/staff/items/COFFEE/")
+    assert "17,250 g" in page.locator("table").first.inner_text()
+
+
 def test_filter_override_with_validation_and_history(page, shop):
     _log_in(page)
     page.click("nav >> text=Safety stock")
@@ -106,12 +125,12 @@ def test_filter_override_with_validation_and_history(page, shop):
     assert row.locator("td.effective").inner_text().startswith("9")
     level = StockLevel.objects.get(item=shop["hood"], location=shop["store"])
     assert level.safety == 9
-    assert row.locator("td.atp").inner_text() == str(level.atp)
+    assert row.locator("td.atp").inner_text() == f"{level.atp:,} pcs"
     _shot(page, "safety-saved")
 
     row.locator("a.history-link").click()
     page.wait_for_url("**/history/")
-    assert page.locator("#effective-safety").inner_text() == "9"
+    assert page.locator("#effective-safety").inner_text() == "9 pcs"
     first = page.locator("table.history tbody tr").first
     text = first.inner_text()
     assert "Override set" in text and "planner" in text and "Saturday promo" in text

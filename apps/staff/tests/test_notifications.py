@@ -52,7 +52,7 @@ def test_an_incident_is_mailed_after_commit_to_who_wants_it(eager, people, djang
     sent = mail.outbox[0]
     assert sent.to == ["boss@shop.test"]
     assert sent.subject == "[Stockroom] Oversell (imported order beyond stock): HOOD-M, at S1"
-    assert "Units short: 2" in sent.body and f"/admin/catalog/incident/{incident.pk}/change/" in sent.body
+    assert "Short: 2 pcs" in sent.body and f"/admin/catalog/incident/{incident.pk}/change/" in sent.body
 
 
 def test_a_rolled_back_incident_sends_nothing(eager, people, django_capture_on_commit_callbacks):

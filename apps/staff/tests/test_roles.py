@@ -408,7 +408,7 @@ def test_store_staff_ship_from_their_store_and_receive_at_their_store(world):
     assert bob.post(change, _transfer_body(world["s1"], world["s2"], world["hood"], "TR-B")).status_code == 403
     assert bob.post(step("ship")).status_code == 403 and bob.post(step("cancel")).status_code == 403
     assert 'id="ship"' in alice.get(change).content.decode()
-    assert alice.post(step("ship")).status_code == 302
+    assert alice.post(step("ship"), {"confirm": "1"}).status_code == 302
     assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.IN_TRANSIT
     # Only the destination receives; only the source calls back what is on the road.
     on_alices_page = alice.get(change).content.decode()
@@ -419,7 +419,9 @@ def test_store_staff_ship_from_their_store_and_receive_at_their_store(world):
     assert bob.get(step("cancel")).status_code == 403
     assert bob.post(step("cancel"), {"outcome": "lost"}).status_code == 403
     assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.IN_TRANSIT
-    assert bob.post(step("receive")).status_code == 302
+    line = transfer.lines.get()
+    arrived = {"confirm": "1", "submission": "bob-1", f"line-{line.pk}": str(line.quantity)}
+    assert bob.post(step("receive"), arrived).status_code == 302
     assert Transfer.objects.get(pk=transfer.pk).status == Transfer.Status.RECEIVED
     assert StockLevel.objects.get(location=world["s2"], item=world["hood"]).on_hand == 8
     # The warehouse's transfers to S1 and S2 are nobody's to ship but the merchant's.

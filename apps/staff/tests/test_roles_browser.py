@@ -104,7 +104,7 @@ def test_store_staff_see_their_own_stock_and_receive_a_delivery_at_their_store(p
     page.wait_for_url(f"**/receipt/{receipt.pk}/receive/")
     page.click("input[name=receive]")
     page.wait_for_selector(".messagelist .success")
-    assert "Received 5 units; the receipt is now received." in page.locator(".messagelist").inner_text()
+    assert "Received 5 pcs; the receipt is now received." in page.locator(".messagelist").inner_text()
 
     # The ledger has the receipt at S1 by Alice; the channel is told the higher quantity.
     booked = Movement.objects.filter(reference=f"receipt:{receipt.pk}")

@@ -145,9 +145,9 @@ def test_list_shows_forecast_effective_and_atp(editor_client, item, store, level
         item=item, location=store, slot=slot_of(timezone.now()), value=2, computed_at=timezone.now()
     )
     body = editor_client.get(LIST).content.decode()
-    assert '<td class="num forecast">2</td>' in body
-    assert '<td class="num effective">1</td>' in body
-    assert '<td class="num atp">11</td>' in body
+    assert '<td class="num forecast">2 pcs</td>' in body
+    assert '<td class="num effective">1 pc</td>' in body
+    assert '<td class="num atp">11 pcs</td>' in body
 
 
 @pytest.mark.parametrize("rows", [3, 30])
