@@ -648,8 +648,8 @@ def http_measure_all(
             print(f"HTTP ({generator}), {mode}...", flush=True)
             result = measure(mode)
             if mode == "floor":
-                record(f"{name}, floor: GET /api/v1/whoami/", result, None, generator=result["generator"])
-                rows[-1]["unit"] = "requests/s"
+                floor_name = f"{name}, floor: GET /api/v1/whoami/"
+                record(floor_name, result, None, generator=result["generator"], unit="requests/s")
                 floor = rows[-1]["figure"]
             else:
                 record(f"{name}, {mode}", result, f"sql shape {mode}", generator=result["generator"])
