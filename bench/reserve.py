@@ -11,6 +11,9 @@ database (``stockroom_bench``, recreated on every run), migrates it, generates t
 - the framework floor on the same server, at the same concurrency: ``GET /api/v1/whoami/``
   with the same channel token (authentication, throttle, middleware, one small JSON answer),
   so that the order rows say what share of what Django and DRF can serve here they reach;
+- CPU per request in one process, through Django's own request handler (no server, no network), the
+  floor, an order and the service alone: the web worker's share of the cost, which the load of
+  other processes on a shared machine hardly moves (``--phases cpu``);
 - plain SQL through psycopg: the bare shape (SELECT FOR UPDATE + UPDATE + INSERT) and the
   statements the service itself sends for one order;
 - oversold units, ``reserved`` against the open reservations, and the ledger against the levels.
@@ -671,6 +674,51 @@ def http_measure_all(
         print(shown, flush=True)
 
 
+def cpu_measure(token: str, skus: int, count: int) -> dict[str, float]:
+    """CPU time of this process per request (ms), medians of three rounds of ``count``: the whoami floor and an
+    order (spread SKUs) through Django's request handler, with every middleware, and ``order_reserve`` alone.
+    The database's and Redis's own CPU is not in it."""
+    from django.test import Client
+
+    from apps.channels.models import Channel
+    from apps.orders.services import LineRequest, order_reserve
+
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    channel = Channel.objects.get(code="bench")
+    prefix = f"cpu-{time.time_ns()}"
+    counter = iter(range(10**9))
+
+    def floor() -> None:
+        assert client.get("/api/v1/whoami/").status_code == 200
+
+    def order() -> None:
+        key = f"{prefix}-http-{next(counter)}"
+        body = json.dumps({"external_id": key, "lines": [{"sku": pick_sku("spread", skus), "quantity": 1}]})
+        response = client.post("/api/v1/orders/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+        assert response.status_code == 201, response.content
+
+    def service() -> None:
+        order_reserve(
+            channel=channel,
+            external_id=f"{prefix}-svc-{next(counter)}",
+            lines=[LineRequest(pick_sku("spread", skus), 1)],
+            hold_minutes=600,
+        )
+
+    measured = {"floor: GET /api/v1/whoami/": floor, "order, POST /api/v1/orders/": order, "service alone": service}
+    rounds: dict[str, list[float]] = {name: [] for name in measured}
+    for call in measured.values():  # warm up: connections, prepared statements, imports
+        for _ in range(20):
+            call()
+    for _ in range(3):
+        for name, call in measured.items():
+            started = time.process_time()
+            for _ in range(count):
+                call()
+            rounds[name].append((time.process_time() - started) / count * 1000)
+    return {name: sorted(values)[1] for name, values in rounds.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "8")))
@@ -680,9 +728,9 @@ def main() -> int:
     parser.add_argument("--http-workers", type=int, default=int(os.environ.get("BENCH_HTTP_WORKERS", "3")))
     parser.add_argument(
         "--phases",
-        default="sql,service,muted,http",
+        default="sql,service,muted,http,cpu",
         help="comma-separated parts to run: sql, service, muted (service without listeners), http (orders and the "
-        "whoami floor); default all",
+        "whoami floor), cpu (CPU per request in one process); default all",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="hot", help=argparse.SUPPRESS)
@@ -692,7 +740,7 @@ def main() -> int:
         worker_main(args)
         return 0
     phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
-    if unknown := phases - {"sql", "service", "muted", "http"}:
+    if unknown := phases - {"sql", "service", "muted", "http", "cpu"}:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
 
     admin_url = base_database_url()
@@ -772,6 +820,15 @@ def main() -> int:
             signal_.receivers = receivers
             signal_.sender_receivers_cache.clear()
 
+    if "cpu" in phases:
+        print("CPU per request, one process...", flush=True)
+        cpu = cpu_measure(token, args.skus, count=max(100, int(args.seconds * 50)))
+        for name, ms in cpu.items():
+            rows.append({"name": f"CPU per request in one process: {name}", "figure": ms, "unit": "ms CPU"})
+            if name != "floor: GET /api/v1/whoami/":
+                rows[-1]["floor_ratio"] = cpu["floor: GET /api/v1/whoami/"] / ms
+            print(f"  {rows[-1]['name']:<60} {ms:.2f} ms", flush=True)
+
     if "http" in phases:
         http_measure_all(args, database_url, token, record, rows, service)
 
@@ -793,7 +850,10 @@ def main() -> int:
     )
     for row in rows:
         figure = row["figure"]
-        shown = f"{figure:,.0f} {row['unit']}" if isinstance(figure, float) else f"{figure} {row['unit']}"
+        if isinstance(figure, float):
+            shown = f"{figure:,.2f} {row['unit']}" if row["unit"] == "ms CPU" else f"{figure:,.0f} {row['unit']}"
+        else:
+            shown = f"{figure} {row['unit']}"
         p50 = f"{row['p50_ms']:.1f}" if "p50_ms" in row else ""
         p99 = f"{row['p99_ms']:.1f}" if "p99_ms" in row else ""
         raw_shown = f"{row['raw']:,.0f} ({row['raw_name']})" if row.get("raw_name") else ""
