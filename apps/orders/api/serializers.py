@@ -157,8 +157,11 @@ class OrderOutSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+_DATETIME = serializers.DateTimeField()  # one instance: building a field costs more than using it
+
+
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else serializers.DateTimeField().to_representation(value)
+    return None if value is None else _DATETIME.to_representation(value)
 
 
 def order_body(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
