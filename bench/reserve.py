@@ -8,12 +8,20 @@ database (``stockroom_bench``, recreated on every run), migrates it, generates t
 - service layer (``order_reserve``), threads in one process and two processes;
 - HTTP: gunicorn on a free loopback port, driven by wrk (a Lua script posting orders with a
   unique Idempotency-Key each), or by a Python load generator when wrk is not available;
+- the framework floor on the same server, at the same concurrency: ``GET /api/v1/whoami/``
+  with the same channel token (authentication, throttle, middleware, one small JSON answer),
+  so that the order rows say what share of what Django and DRF can serve here they reach;
+- CPU per request in one process, through Django's own request handler (no server, no network), the
+  floor, an order and the service alone: the web worker's share of the cost, which the load of
+  other processes on a shared machine hardly moves (``--phases cpu``);
 - plain SQL through psycopg: the bare shape (SELECT FOR UPDATE + UPDATE + INSERT) and the
   statements the service itself sends for one order;
 - oversold units, ``reserved`` against the open reservations, and the ledger against the levels.
 
-It prints a table and writes var/bench/reserve.json ({"rows": [{"name", "figure", "unit", "raw", "ratio"}]}).
-Durations: ``--seconds`` per phase (env BENCH_SECONDS), ``--skus`` (env BENCH_SKUS).
+It prints a table and writes var/bench/reserve.json ({"rows": [{"name", "figure", "unit", "raw", "ratio"}]});
+an HTTP order row also carries ``floor_ratio`` (to the whoami floor) and ``service_ratio`` (to the
+service layer, 8 threads, same SKU mode). Durations: ``--seconds`` per phase (env BENCH_SECONDS),
+``--skus`` (env BENCH_SKUS); ``--phases`` runs a part (say ``service,http`` when comparing commits).
 """
 
 from __future__ import annotations
@@ -358,6 +366,32 @@ end
 """
 
 
+# The framework floor: the same token, a GET that only authenticates, throttles and answers.
+WRK_FLOOR_LUA = """
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+init = function(args)
+  rejected = 0
+end
+request = function()
+  return wrk.format("GET", "/api/v1/whoami/", {["Authorization"] = "Token " .. TOKEN})
+end
+response = function(status, headers, body)
+  if status ~= 200 then rejected = rejected + 1 end
+end
+done = function(summary, latency, requests)
+  local rejected_total = 0
+  for _, thread in ipairs(threads) do rejected_total = rejected_total + thread:get("rejected") end
+  io.write(string.format('WRKJSON {"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "rejected": %d, ' ..
+    '"replayed": 0, "socket_errors": %d}\\n', summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, rejected_total,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
 def wrk_available() -> str | None:
     found = shutil.which("wrk")
     if found or os.environ.get("BENCH_NO_APT"):
@@ -418,8 +452,10 @@ def gunicorn_start(database_url: str, workers: int) -> tuple[subprocess.Popen, i
 def http_measure_wrk(
     wrk: str, port: int, mode: str, token: str, seconds: float, concurrency: int, skus: int
 ) -> dict[str, Any]:
+    """``mode``: hot or spread (orders), or floor (GET whoami)."""
     prefix = f"http-{mode}-{time.time_ns()}"
-    script = WRK_LUA.replace("PREFIX", json.dumps(prefix)).replace("MODE", json.dumps(mode))
+    template = WRK_FLOOR_LUA if mode == "floor" else WRK_LUA
+    script = template.replace("PREFIX", json.dumps(prefix)).replace("MODE", json.dumps(mode))
     script = script.replace("SKUS", str(skus)).replace("TOKEN", json.dumps(token))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -459,17 +495,23 @@ def http_measure_python(
         while time.perf_counter() < deadline:
             n += 1
             key = f"{prefix}-{index}-{n}"
-            body = json.dumps(
-                {"external_id": key, "lines": [{"sku": pick_sku(mode, skus), "quantity": 1}], "hold_minutes": 600}
-            )
-            headers = {"Content-Type": "application/json", "Authorization": f"Token {token}", "Idempotency-Key": key}
+            if mode == "floor":
+                method, path, body, expected = "GET", "/api/v1/whoami/", None, 200
+                headers = {"Authorization": f"Token {token}"}
+            else:
+                method, path, expected = "POST", "/api/v1/orders/", 201
+                body = json.dumps(
+                    {"external_id": key, "lines": [{"sku": pick_sku(mode, skus), "quantity": 1}], "hold_minutes": 600}
+                )
+                headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
+                headers["Idempotency-Key"] = key
             started = time.perf_counter()
             conn = HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("POST", "/api/v1/orders/", body, headers)
+            conn.request(method, path, body, headers)
             status = conn.getresponse().status
             conn.close()
             latencies.append((time.perf_counter() - started) * 1000)
-            if status == 201:
+            if status == expected:
                 done += 1
             else:
                 rejected[0] += 1
@@ -577,6 +619,106 @@ def processes_measure(database_url: str, mode: str, threads: int, seconds: float
     }
 
 
+def http_measure_all(
+    args: argparse.Namespace,
+    database_url: str,
+    token: str,
+    record: Any,
+    rows: list[dict[str, Any]],
+    service: dict[str, float],
+) -> None:
+    """Orders over HTTP (hot, spread) and the framework floor between them, on one server.
+
+    The floor runs between the two order phases so that both see the machine in the same state;
+    each order row gets its ratio to the floor and to the service layer of its SKU mode.
+    """
+    from django.db import connections
+
+    wrk = wrk_available()
+    connections.close_all()
+    process, port = gunicorn_start(database_url, args.http_workers)
+    generator = "wrk" if wrk else "python load generator"
+    name = f"HTTP gunicorn x{args.http_workers}, c={args.concurrency}"
+
+    def measure(mode: str) -> dict[str, Any]:
+        if wrk:
+            return http_measure_wrk(wrk, port, mode, token, args.seconds, args.concurrency, args.skus)
+        return http_measure_python(port, mode, token, args.seconds, args.concurrency, args.skus)
+
+    orders: dict[str, dict[str, Any]] = {}
+    try:
+        for mode in ("hot", "floor", "spread"):
+            print(f"HTTP ({generator}), {mode}...", flush=True)
+            result = measure(mode)
+            if mode == "floor":
+                floor_name = f"{name}, floor: GET /api/v1/whoami/"
+                record(floor_name, result, None, generator=result["generator"], unit="requests/s")
+                floor = rows[-1]["figure"]
+            else:
+                record(f"{name}, {mode}", result, f"sql shape {mode}", generator=result["generator"])
+                orders[mode] = rows[-1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for mode, row in orders.items():
+        row["floor"] = floor
+        row["floor_ratio"] = row["figure"] / floor if floor else None
+        row["service"] = service.get(mode)
+        row["service_ratio"] = row["figure"] / service[mode] if service.get(mode) else None
+        shown = f"  {row['name']:<44} {row['floor_ratio'] or 0:.2f} of the whoami floor ({floor:,.0f}/s)"
+        if row["service_ratio"] is not None:
+            shown += f", {row['service_ratio']:.2f} of the service layer ({service[mode]:,.0f}/s)"
+        print(shown, flush=True)
+
+
+def cpu_measure(token: str, skus: int, count: int) -> dict[str, float]:
+    """CPU time of this process per request (ms), medians of three rounds of ``count``: the whoami floor and an
+    order (spread SKUs) through Django's request handler, with every middleware, and ``order_reserve`` alone.
+    The database's and Redis's own CPU is not in it."""
+    from django.test import Client
+
+    from apps.channels.models import Channel
+    from apps.orders.services import LineRequest, order_reserve
+
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    channel = Channel.objects.get(code="bench")
+    prefix = f"cpu-{time.time_ns()}"
+    counter = iter(range(10**9))
+
+    def floor() -> None:
+        assert client.get("/api/v1/whoami/").status_code == 200
+
+    def order() -> None:
+        key = f"{prefix}-http-{next(counter)}"
+        body = json.dumps({"external_id": key, "lines": [{"sku": pick_sku("spread", skus), "quantity": 1}]})
+        response = client.post("/api/v1/orders/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+        assert response.status_code == 201, response.content
+
+    def service() -> None:
+        order_reserve(
+            channel=channel,
+            external_id=f"{prefix}-svc-{next(counter)}",
+            lines=[LineRequest(pick_sku("spread", skus), 1)],
+            hold_minutes=600,
+        )
+
+    measured = {"floor: GET /api/v1/whoami/": floor, "order, POST /api/v1/orders/": order, "service alone": service}
+    rounds: dict[str, list[float]] = {name: [] for name in measured}
+    for call in measured.values():  # warm up: connections, prepared statements, imports
+        for _ in range(20):
+            call()
+    for _ in range(3):
+        for name, call in measured.items():
+            started = time.process_time()
+            for _ in range(count):
+                call()
+            rounds[name].append((time.process_time() - started) / count * 1000)
+    return {name: sorted(values)[1] for name, values in rounds.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "8")))
@@ -584,6 +726,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "8")))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "32")))
     parser.add_argument("--http-workers", type=int, default=int(os.environ.get("BENCH_HTTP_WORKERS", "3")))
+    parser.add_argument(
+        "--phases",
+        default="sql,service,muted,http,cpu",
+        help="comma-separated parts to run: sql, service, muted (service without listeners), http (orders and the "
+        "whoami floor), cpu (CPU per request in one process); default all",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="hot", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)
@@ -591,6 +739,9 @@ def main() -> int:
     if args.worker:
         worker_main(args)
         return 0
+    phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
+    if unknown := phases - {"sql", "service", "muted", "http", "cpu"}:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
 
     admin_url = base_database_url()
     database_url = with_database(admin_url, BENCH_DB)
@@ -633,7 +784,7 @@ def main() -> int:
             flush=True,
         )
 
-    for mode in ("hot", "spread"):
+    for mode in ("hot", "spread") if "sql" in phases else ():
         print(f"plain SQL, {mode}...", flush=True)
         shape = raw_measure(mode, threads, seconds / 2, args.skus, database_url, own=False)
         raw[f"sql shape {mode}"] = summary(f"sql shape {mode}", shape["done"], shape["elapsed"], shape["latencies"])
@@ -643,10 +794,12 @@ def main() -> int:
         raw[f"sql own {mode}"] = summary(f"sql own {mode}", own["done"], own["elapsed"], own["latencies"])
         record(f"plain SQL: the service's statements, {mode}", own, None)
 
-    for mode in ("hot", "spread"):
+    service: dict[str, float] = {}  # orders/s of the service layer (threads in one process), per SKU mode
+    for mode in ("hot", "spread") if "service" in phases else ():
         print(f"service layer, {mode}...", flush=True)
         result = service_measure(mode, threads, seconds, args.skus, f"svc-{mode}")
         record(f"service, {threads} threads, {mode}", result, f"sql own {mode}")
+        service[mode] = rows[-1]["figure"]
         result = processes_measure(database_url, mode, max(1, threads // 2), seconds, args.skus)
         record(f"service, 2 processes x {max(1, threads // 2)} threads, {mode}", result, f"sql own {mode}")
 
@@ -659,7 +812,7 @@ def main() -> int:
         signal_.receivers = []
         signal_.sender_receivers_cache.clear()
     try:
-        for mode in ("hot", "spread"):
+        for mode in ("hot", "spread") if "muted" in phases else ():
             result = service_measure(mode, threads, seconds / 2, args.skus, f"svc-muted-{mode}")
             record(f"service, {threads} threads, {mode}, listeners muted", result, f"sql own {mode}")
     finally:
@@ -667,30 +820,17 @@ def main() -> int:
             signal_.receivers = receivers
             signal_.sender_receivers_cache.clear()
 
-    wrk = wrk_available()
-    from django.db import connections
+    if "cpu" in phases:
+        print("CPU per request, one process...", flush=True)
+        cpu = cpu_measure(token, args.skus, count=max(100, int(args.seconds * 50)))
+        for name, ms in cpu.items():
+            rows.append({"name": f"CPU per request in one process: {name}", "figure": ms, "unit": "ms CPU"})
+            if name != "floor: GET /api/v1/whoami/":
+                rows[-1]["floor_ratio"] = cpu["floor: GET /api/v1/whoami/"] / ms
+            print(f"  {rows[-1]['name']:<60} {ms:.2f} ms", flush=True)
 
-    connections.close_all()
-    process, port = gunicorn_start(database_url, args.http_workers)
-    try:
-        for mode in ("hot", "spread"):
-            print(f"HTTP ({'wrk' if wrk else 'python load generator'}), {mode}...", flush=True)
-            if wrk:
-                result = http_measure_wrk(wrk, port, mode, token, seconds, args.concurrency, args.skus)
-            else:
-                result = http_measure_python(port, mode, token, seconds, args.concurrency, args.skus)
-            record(
-                f"HTTP gunicorn x{args.http_workers}, c={args.concurrency}, {mode}",
-                result,
-                f"sql shape {mode}",
-                generator=result["generator"],
-            )
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    if "http" in phases:
+        http_measure_all(args, database_url, token, record, rows, service)
 
     checks = stock_check()
     rows.append({"name": "oversold units", "figure": checks["oversold"], "unit": "units", "raw": 0, "ratio": None})
@@ -704,15 +844,23 @@ def main() -> int:
     (OUT / "reserve.json").write_text(
         json.dumps({"rows": rows, "settings": vars(args) | {"database": BENCH_DB}}, indent=2)
     )
-    print("\n| measurement | figure | p50 ms | p99 ms | raw (same run) | ratio |\n|---|---|---|---|---|---|")
+    print(
+        "\n| measurement | figure | p50 ms | p99 ms | raw (same run) | ratio | of whoami floor | of service |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     for row in rows:
         figure = row["figure"]
-        shown = f"{figure:,.0f} {row['unit']}" if isinstance(figure, float) else f"{figure} {row['unit']}"
+        if isinstance(figure, float):
+            shown = f"{figure:,.2f} {row['unit']}" if row["unit"] == "ms CPU" else f"{figure:,.0f} {row['unit']}"
+        else:
+            shown = f"{figure} {row['unit']}"
         p50 = f"{row['p50_ms']:.1f}" if "p50_ms" in row else ""
         p99 = f"{row['p99_ms']:.1f}" if "p99_ms" in row else ""
         raw_shown = f"{row['raw']:,.0f} ({row['raw_name']})" if row.get("raw_name") else ""
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") else ""
-        print(f"| {row['name']} | {shown} | {p50} | {p99} | {raw_shown} | {ratio} |")
+        of_floor = f"{row['floor_ratio']:.2f}" if row.get("floor_ratio") else ""
+        of_service = f"{row['service_ratio']:.2f}" if row.get("service_ratio") else ""
+        print(f"| {row['name']} | {shown} | {p50} | {p99} | {raw_shown} | {ratio} | {of_floor} | {of_service} |")
     print(f"\ntotal {time.monotonic() - started:.0f} s; written {OUT / 'reserve.json'}")
     bad = checks["oversold"] or checks["reserved_drift"] or checks["ledger_drift"]
     return 1 if bad else 0

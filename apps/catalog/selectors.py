@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Greatest
 
-from apps.catalog.stock.atp import atp_expression, atp_sql
+from apps.catalog.stock.atp import atp_expression, product_atp_sql
 
 if TYPE_CHECKING:
     from apps.catalog.models import StockLevel
@@ -23,7 +23,7 @@ WITH wanted AS (
     SELECT unnest(%(products)s::bigint[]) AS product_id
 ), per_location AS (
     SELECT pc.product_id, loc.id AS location_id,
-           MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
+           {product_atp_sql("s", "loc", "pc")} AS atp
       FROM wanted w
       JOIN catalog_productcomponent pc ON pc.product_id = w.product_id
       CROSS JOIN catalog_location loc

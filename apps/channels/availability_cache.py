@@ -221,25 +221,38 @@ def availability_cached(
     return result
 
 
-def availability_invalidate(*, listing_ids: Iterable[int]) -> None:
-    """Give these listings new versions now: every entry cached for them stops being served."""
+def availability_invalidate(
+    *, listing_ids: Iterable[int], also: Sequence[Callable[[Any], object]] = ()
+) -> list[Any] | None:
+    """Give these listings new versions now: every entry cached for them stops being served.
+
+    ``also``: other commands for the same Redis, each queued by ``command(pipeline)``, sent in the same
+    round trip; their answers are returned in order, or None when Redis was not reached (the
+    invalidation was then made up by an epoch bump, and the caller sends its commands its own way).
+    """
     ids = sorted(set(listing_ids))
-    if not ids:
-        return
+    if not ids and not also:
+        return []
     client = _client() if state.available() else None
     if client is None:
-        state.failing = True  # make up for it with an epoch bump once Redis answers
-        database_epoch_bump("redis_unavailable")  # and for the hosts that still read Redis: now
-        return
+        if ids:
+            state.failing = True  # make up for it with an epoch bump once Redis answers
+            database_epoch_bump("redis_unavailable")  # and for the hosts that still read Redis: now
+        return None
     try:
         state.succeeded(client)
         pipe = client.pipeline(transaction=False)
         for listing_id in ids:
             pipe.set(_key("v", listing_id), secrets.token_hex(8), ex=4 * entry_seconds())
-        pipe.execute()
+        for command in also:
+            command(pipe)
+        answers = pipe.execute()
     except _redis_errors() as err:
         state.failed(err, "invalidate")
-        database_epoch_bump("redis_failed")
+        if ids:
+            database_epoch_bump("redis_failed")
+        return None
+    return list(answers[len(ids) :])
 
 
 def availability_invalidate_all() -> None:
@@ -265,19 +278,21 @@ def _after_stock_change(pairs: list[tuple[int, int]]) -> None:
     availability_invalidate(listing_ids=listings_affected(pairs))
 
 
-def _after_commit(callback: Callable[[], None]) -> None:
+def _after_commit(callback: Callable[[], object]) -> None:
     """Run ``callback`` after the commit; if it fails (the database or Redis went away just after the
     commit), the bump is made up by an epoch bump on the next contact, and the writer's answer stands."""
+    transaction.on_commit(partial(invalidation_guarded, callback))
 
-    def invalidate_after_commit() -> None:
-        try:
-            callback()
-        except Exception as err:  # the commit happened; the invalidation goes through PostgreSQL instead
-            state.failing = True
-            log.warning("availability_invalidation_deferred", error=f"{type(err).__name__}: {err}"[:300])
-            database_epoch_bump("invalidation_failed")
 
-    transaction.on_commit(invalidate_after_commit)
+def invalidation_guarded(callback: Callable[[], object]) -> object:
+    """``callback()`` (an invalidation, after a commit); if it fails, an epoch bump instead (returns None)."""
+    try:
+        return callback()
+    except Exception as err:  # the commit happened; the invalidation goes through PostgreSQL instead
+        state.failing = True
+        log.warning("availability_invalidation_deferred", error=f"{type(err).__name__}: {err}"[:300])
+        database_epoch_bump("invalidation_failed")
+        return None
 
 
 def on_stock_changed(sender: object, *, pairs: Sequence[tuple[int, int]], reached: list[int] | None = None) -> None:

@@ -120,9 +120,16 @@ class PusherLock:
         self._redis.eval(RELEASE_SCRIPT, 1, self.key, self.token)
 
 
-def kick_claim(channel_id: int, *, delayed: bool, ttl_s: float) -> bool:
-    """True if no push task for this channel is queued yet (then the caller queues one)."""
+def kick_claim(channel_id: int, *, delayed: bool, ttl_s: float, pipe: Any = None) -> bool:
+    """True if no push task for this channel is queued yet (then the caller queues one).
+
+    With ``pipe`` (a pipeline of the same Redis), the claim is queued on it instead and its answer
+    comes with the pipeline's (truthy: claimed); the return value then means nothing.
+    """
     key = redis_key("kick", channel_id, "delayed" if delayed else "now")
+    if pipe is not None:
+        pipe.set(key, "1", nx=True, px=int(ttl_s * 1000))
+        return False
     return bool(redis_client().set(key, "1", nx=True, px=int(ttl_s * 1000)))
 
 

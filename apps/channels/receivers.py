@@ -3,8 +3,10 @@ writer's transaction; configuration changes bump the whole cache after commit.""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import structlog
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -20,7 +22,16 @@ from apps.catalog.signals import (
 from apps.channels import availability_cache
 from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority
 from apps.channels.selectors import ZERO_ON_INCIDENT
-from apps.channels.services.work import STATEMENT_PART, sync_work_enqueue, sync_work_enqueued
+from apps.channels.services.work import (
+    STATEMENT_PART,
+    channel_kick,
+    channel_kicked,
+    sync_dispatch,
+    sync_kicks,
+    sync_work_enqueue,
+)
+
+log = structlog.get_logger("stockroom.sync")
 
 
 @receiver(stock_changed, dispatch_uid="channels.stock_changed")
@@ -37,10 +48,37 @@ def on_stock_changed(
     if done is None:
         availability_cache.on_stock_changed(sender, pairs=pairs)
         sync_work_enqueue(pairs=list(pairs), priority=SyncPriority(priority), reason=reason)
-    else:  # our part of the writer's statement upserted the work; only the dispatch is left
+    else:  # our part of the writer's statement upserted the work; only the bumps and the dispatch are left
         listing_ids, channel_ids = done
-        availability_cache.on_stock_changed(sender, pairs=pairs, reached=list(listing_ids))
-        sync_work_enqueued(channel_ids=list(channel_ids), priority=SyncPriority(priority))
+        channels_by_priority = {int(SyncPriority(priority)): sorted({int(c) for c in channel_ids})}
+        transaction.on_commit(
+            partial(_after_statement_commit, listing_ids=list(listing_ids), channels_by_priority=channels_by_priority)
+        )
+
+
+def _after_statement_commit(*, listing_ids: list[int], channels_by_priority: dict[int, list[int]]) -> None:
+    """After a single-statement write commits, one Redis round trip: the cache's version bumps for the
+    listings it reached and the kick claims of the channels to push (``sync_dispatch``'s), then the push
+    tasks claimed. Each part fails as it would alone: an epoch bump for the cache, the sweep for pushes."""
+    kicks = sync_kicks(channels_by_priority)
+    claims = [partial(_kick_claim_on, channel_id=channel_id, countdown=countdown) for channel_id, countdown in kicks]
+    answers = availability_cache.invalidation_guarded(
+        partial(availability_cache.availability_invalidate, listing_ids=listing_ids, also=claims)
+    )
+    if not isinstance(answers, list):  # Redis was not reached: the claims go their own way (or the sweep's)
+        if kicks:
+            sync_dispatch(channels_by_priority=channels_by_priority)
+        return
+    try:
+        for (channel_id, countdown), claimed in zip(kicks, answers, strict=True):
+            if claimed:
+                channel_kicked(channel_id=channel_id, countdown=countdown)
+    except Exception as err:  # the sweep is the safety net; a commit never fails because of dispatch
+        log.warning("sync_dispatch_failed", error=str(err))
+
+
+def _kick_claim_on(pipe: Any, *, channel_id: int, countdown: float) -> None:
+    channel_kick(channel_id=channel_id, countdown=countdown, pipe=pipe)
 
 
 @receiver(products_changed, dispatch_uid="channels.products_changed")

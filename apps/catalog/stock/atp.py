@@ -7,6 +7,12 @@
 The rule has three renderings that must agree (``apps/catalog/tests/test_atp_forms.py``):
 ``atp_sql`` for hand-written statements, ``atp_expression`` for querysets and ``atp`` for Python.
 A missing level counts as zero stock.
+
+The product rule likewise: ``product_atp_sql`` (an aggregate over a product's component rows, one
+group per product and location), ``product_atp_expression`` (a subquery for querysets of products)
+and ``product_atp`` / ``product_atp_at`` (Python, over item ATP already read). Every place that needs
+a product's ATP (availability, channel quantities, an order's allocation and import cap) uses one of
+them; a product without components has nothing to promise.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db.models import BigIntegerField, Case, F, Q, Value, When
-from django.db.models.functions import Greatest, Now
+from django.db.models import BigIntegerField, Case, ExpressionWrapper, F, Min, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Greatest, Now
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -44,16 +50,57 @@ def product_atp(*, components: Mapping[int, int], item_atp: Mapping[int, int]) -
     return min(item_atp.get(item, 0) // quantity for item, quantity in components.items())
 
 
+def product_atp_at(
+    *, components: Iterable[tuple[int, int]], atp: Mapping[tuple[int, int], int], location_id: int
+) -> int:
+    """``product_atp`` at one location over item ATP keyed by (item_id, location_id), as an order's
+    resolution holds it; ``components``: (item_id, base units per product) pairs."""
+    return min((atp.get((item, location_id), 0) // quantity for item, quantity in components), default=0)
+
+
+def location_sells_sql(location: str = "loc") -> str:
+    """``location_sells`` as a SQL condition over a location aliased ``location``."""
+    return f"({location}.is_active AND ({location}.stock_valid_until IS NULL OR {location}.stock_valid_until > now()))"
+
+
 def atp_sql(level: str = "s", location: str = "loc") -> str:
     """ATP as a SQL expression over a stock level aliased ``level`` and its location aliased ``location``.
 
     Either may come from a LEFT JOIN: a missing level is zero stock, a missing location sells nothing.
     """
     return (
-        f"CASE WHEN {location}.is_active AND ({location}.stock_valid_until IS NULL "
-        f"OR {location}.stock_valid_until > now()) "
+        f"CASE WHEN {location_sells_sql(location)} "
         f"THEN GREATEST(0, COALESCE({level}.on_hand - {level}.reserved - {level}.safety, 0)) ELSE 0 END"
     )
+
+
+def product_atp_sql(level: str = "s", location: str = "loc", component: str = "pc") -> str:
+    """Product ATP as a SQL aggregate: over the rows of a product's components (``component``, a
+    catalog_productcomponent) at a location (``location``), each with the component's level there
+    (``level``, from a LEFT JOIN: a missing level is zero stock), grouped by product and location.
+    A product without components has no group: read it as 0."""
+    return f"MIN(({atp_sql(level, location)}) / {component}.quantity)"
+
+
+def product_atp_expression(location: Any, product: str = "pk") -> Coalesce:
+    """Product ATP at a location as an ORM expression on Product querysets (``product``: the outer field
+    holding the product's id; ``location``: a location id, or an expression valid inside a subquery over
+    the product's components)."""
+    from apps.catalog.models import ProductComponent, StockLevel
+
+    level = StockLevel.objects.filter(item_id=OuterRef("item_id"), location_id=location).annotate(a=atp_expression())
+    per_component = ExpressionWrapper(
+        Coalesce(Subquery(level.values("a")[:1]), Value(0), output_field=BigIntegerField()) / F("quantity"),
+        output_field=BigIntegerField(),
+    )
+    least = (
+        ProductComponent.objects.filter(product_id=OuterRef(product))
+        .order_by()
+        .values("product_id")
+        .annotate(atp=Min(per_component))
+        .values("atp")
+    )
+    return Coalesce(Subquery(least, output_field=BigIntegerField()), Value(0), output_field=BigIntegerField())
 
 
 def atp_expression(prefix: str = "") -> Case:

@@ -26,7 +26,7 @@ from typing import Any
 from apps.catalog.locks import LEVELS_FOR_UPDATE_CTE
 from apps.catalog.models import StockLevel
 from apps.catalog.stock.changes import StatementPart, statement_parts, stock_changed_announce
-from apps.core.db import Statement, prepared_cursor
+from apps.core.db import Statement, int_array, prepared_cursor
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ def hold_params(
     """The stock part's parameters: ``levels`` are every (item, location) to lock, ``hold`` the units to hold."""
     wanted = sorted(set(levels) | set(hold))
     return {
-        "level_items": [item for item, _ in wanted],
-        "level_locations": [loc for _, loc in wanted],
-        "level_q": [hold.get(pair, 0) for pair in wanted],
+        "level_items": int_array(item for item, _ in wanted),
+        "level_locations": int_array(loc for _, loc in wanted),
+        "level_q": int_array(hold.get(pair, 0) for pair in wanted),
         "needed": sum(1 for q in hold.values() if q > 0),
         "kind": kind,
         "actor": actor,

@@ -1,7 +1,9 @@
 """ATP is defined once (``apps.catalog.stock.atp``) and rendered three ways: SQL, ORM and Python.
 
 Each case below puts one level at its own location and asks every rendering, and every place that
-uses one, for its ATP; they must all give the expected figure.
+uses one, for its ATP; they must all give the expected figure. The product rule (the minimum over
+components) likewise: every rendering per location, and every caller (availability, a channel's
+quantities, an order's resolution, allocation and import cap) over a channel's locations.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.catalog.locks import LEVELS_FOR_UPDATE_CTE
-from apps.catalog.models import Location, StockLevel
+from apps.catalog.models import Location, Product, StockLevel
 from apps.catalog.selectors import levels_with_atp, products_atp_by_location
 from apps.catalog.stock.atp import (
     atp,
@@ -23,8 +25,14 @@ from apps.catalog.stock.atp import (
     levels_atp,
     location_sells,
     product_atp,
+    product_atp_at,
+    product_atp_expression,
 )
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of
+from apps.channels.selectors import listings_availability, products_channel_quantity
+from apps.orders.services.allocation import LineRequest, lines_resolve, units_allocate
+from apps.orders.services.reserve import line_atp
+from apps.orders.tests.factories import channel_of, listing_of
 
 pytestmark = pytest.mark.django_db
 
@@ -149,3 +157,86 @@ def test_a_kit_at_an_inactive_location_has_nothing_to_promise():
     level.refresh_from_db()
     assert level.atp == 0
     assert products_atp_by_location([kit.pk], [location.pk]).get((kit.pk, location.pk), 0) == 0
+
+
+# Products at several locations: (name, location active, stock valid, levels of A and B as (on_hand, reserved,
+# safety) or None for no level, ATP of KIT (2 A + 3 B), ATP of ONE (1 A)). A product without components
+# (NONE) has nothing to promise anywhere.
+PRODUCT_CASES = [
+    ("plain", True, None, (10, 1, 1), (9, 0, 0), 3, 8),
+    ("short of B", True, None, (20, 0, 0), (2, 0, 0), 0, 20),
+    ("no level of B", True, None, (7, 0, 0), None, 0, 7),
+    ("inactive", False, None, (50, 0, 0), (50, 0, 0), 0, 0),
+    ("stale supplier stock", True, False, (50, 0, 0), (50, 0, 0), 0, 0),
+    ("supplier stock still valid", True, True, (6, 0, 0), (30, 3, 0), 3, 6),
+    ("safety above on hand", True, None, (5, 0, 9), (30, 0, 0), 0, 0),
+]
+
+
+@pytest.fixture
+def products_world() -> dict:
+    items = {sku: ItemFactory(sku=f"PF-{sku}") for sku in ("A", "B")}
+    products = {
+        "KIT": product_of("PF-KIT", {items["A"]: 2, items["B"]: 3}),
+        "ONE": product_of("PF-ONE", {items["A"]: 1}),
+        "NONE": Product.objects.create(code="PF-NONE", name="No components"),
+    }
+    locations = []
+    for n, (_, active, valid, a, b, _, _) in enumerate(PRODUCT_CASES):
+        location = LocationFactory(code=f"pforms{n}", is_active=active, stock_valid_until=_valid_until(valid))
+        locations.append(location)
+        for sku, level in (("A", a), ("B", b)):
+            if level is not None:
+                on_hand, reserved, safety = level
+                StockLevel.objects.create(
+                    item=items[sku], location=location, on_hand=on_hand, reserved=reserved, safety=safety
+                )
+    channel = channel_of("pforms", locations)
+    listings = {code: listing_of(channel, f"pf-{code.lower()}", product) for code, product in products.items()}
+    return {"items": items, "products": products, "locations": locations, "channel": channel, "listings": listings}
+
+
+def _expected(code: str) -> list[int]:
+    column = {"KIT": 5, "ONE": 6}.get(code)
+    return [case[column] if column is not None else 0 for case in PRODUCT_CASES]
+
+
+def test_product_atp_forms_agree_at_every_location(products_world):
+    products, locations = products_world["products"], products_world["locations"]
+    by_sql = products_atp_by_location([p.pk for p in products.values()], [loc.pk for loc in locations])
+    item_atp = levels_atp(StockLevel.objects.filter(item__in=products_world["items"].values()))
+    for code, product in products.items():
+        components = dict(product.components.values_list("item_id", "quantity"))
+        for location, expected in zip(locations, _expected(code), strict=True):
+            here = {item: item_atp.get((item, location.pk), 0) for item in components}
+            by_orm = Product.objects.filter(pk=product.pk).annotate(a=product_atp_expression(location.pk)).get().a
+            found = {
+                "python": product_atp(components=components, item_atp=here),
+                "python, by pair": product_atp_at(
+                    components=sorted(components.items()), atp=item_atp, location_id=location.pk
+                ),
+                "sql": by_sql.get((product.pk, location.pk), 0),
+                "orm": by_orm,
+            }
+            assert found == dict.fromkeys(found, expected), (code, location.code)
+
+
+def test_every_caller_sums_the_product_rule_over_the_channels_locations(products_world):
+    channel, listings = products_world["channel"], products_world["listings"]
+    Channel = type(channel)
+    Channel.objects.filter(pk=channel.pk).update(buffer=0, coefficient=1)
+    channel.refresh_from_db()
+    shown = listings_availability([listing.pk for listing in listings.values()])
+    told = products_channel_quantity(channel, [p.pk for p in products_world["products"].values()])
+    for code, listing in listings.items():
+        expected = sum(_expected(code))
+        resolution = lines_resolve(channel_id=channel.pk, requests=[LineRequest(listing.channel_sku, 10**6)])
+        (line,) = resolution.lines
+        plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)
+        found = {
+            "listing availability": shown[listing.pk].atp,
+            "channel quantity": told[listing.product_id],
+            "order import cap": line_atp(line, resolution.location_ids, resolution.atp),
+            "allocation": sum(allocation.units for allocation in plan.allocations),
+        }
+        assert found == dict.fromkeys(found, expected), code

@@ -185,12 +185,6 @@ def sync_work_enqueue(
     return Enqueued(len(rows), channels_by_priority)
 
 
-def sync_work_enqueued(*, channel_ids: Sequence[int], priority: int) -> None:
-    """Work a writer upserted itself (``SYNC_WORK_UPSERT`` in its statement): dispatch it after commit."""
-    if channel_ids:
-        _dispatch_after_commit({int(SyncPriority(priority)): sorted(set(channel_ids))})
-
-
 def _dispatch_after_commit(channels_by_priority: dict[int, list[int]]) -> None:
     urgent = {prio: channels for prio, channels in channels_by_priority.items() if prio <= SyncPriority.MANUAL}
     if urgent:
@@ -203,15 +197,22 @@ def sync_dispatch(*, channels_by_priority: dict[int, list[int]]) -> None:
     Tier 3 waits for the beat sweep. A broker or Redis outage here loses nothing: the rows
     are committed and the sweep finds them.
     """
-    tier2_delay = float(sync_setting("SYNC_TIER2_DELAY_S"))
-    urgent = set(channels_by_priority.get(SyncPriority.SALE, []))
+    kicks = sync_kicks(channels_by_priority)
     try:
-        for channel_id in sorted(urgent):
-            channel_kick(channel_id=channel_id)
-        for channel_id in sorted(set(channels_by_priority.get(SyncPriority.MANUAL, [])) - urgent):
-            channel_kick(channel_id=channel_id, countdown=tier2_delay)
+        for channel_id, countdown in kicks:
+            channel_kick(channel_id=channel_id, countdown=countdown)
     except Exception as err:  # the sweep is the safety net; a commit never fails because of dispatch
         log.warning("sync_dispatch_failed", error=str(err))
+
+
+def sync_kicks(channels_by_priority: dict[int, list[int]]) -> list[tuple[int, float]]:
+    """The pushes ``sync_dispatch`` queues, as (channel_id, countdown): tier 1 at once, tier 2 after its delay."""
+    tier2_delay = float(sync_setting("SYNC_TIER2_DELAY_S"))
+    urgent = set(channels_by_priority.get(SyncPriority.SALE, []))
+    return [(channel_id, 0.0) for channel_id in sorted(urgent)] + [
+        (channel_id, tier2_delay)
+        for channel_id in sorted(set(channels_by_priority.get(SyncPriority.MANUAL, [])) - urgent)
+    ]
 
 
 _SHARDS: dict[int, str] = {}
@@ -226,20 +227,33 @@ def channel_queue(channel_id: int) -> str:
     return queue
 
 
-def channel_kick(*, channel_id: int, countdown: float = 0.0) -> bool:
-    """Queue a push task for the channel unless one is already queued and not yet started."""
+def channel_kick(*, channel_id: int, countdown: float = 0.0, pipe: Any = None) -> bool:
+    """Queue a push task for the channel unless one is already queued and not yet started.
+
+    With ``pipe``, only the claim is queued on that Redis pipeline; ``channel_kicked`` then queues
+    the task when the pipeline's answer to it says claimed.
+    """
+    delayed = countdown > 0
+    if pipe is not None:
+        limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + 60, pipe=pipe)
+        return False
+    if not limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + 60):
+        return False
+    channel_kicked(channel_id=channel_id, countdown=countdown)
+    return True
+
+
+def channel_kicked(*, channel_id: int, countdown: float = 0.0) -> None:
+    """Queue the push task of a claimed kick."""
     from apps.channels.tasks import channel_push
 
     delayed = countdown > 0
-    if not limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + 60):
-        return False
     channel_push.apply_async(
         args=[channel_id],
         kwargs={"kicked": "delayed" if delayed else "now"},
         queue=channel_queue(channel_id),
         countdown=countdown or None,
     )
-    return True
 
 
 _DUE = """

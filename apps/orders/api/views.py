@@ -36,6 +36,7 @@ from apps.orders.api.serializers import (
     event_body,
     line_requests,
     order_body,
+    order_create_plain,
 )
 from apps.orders.errors import OrderNotFound
 from apps.orders.models import Order
@@ -219,9 +220,11 @@ class OrderCreateView(_ChannelWrite):
         line beyond the channel's plausibility cap (by default the larger of 100 and 10x the
         units available) is refused whole with 422 `implausible_quantity`; staff get an incident.
         """
-        serializer = OrderCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = order_create_plain(request.data)
+        if data is None:  # anything but a plainly valid body: the serializer says what is wrong, or reads it
+            serializer = OrderCreateSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
         channel = channel_of(request)
 
         def place(answer: IdempotentAnswer) -> services.OrderPlaced:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from apps.catalog.stock.atp import atp_sql
+from apps.catalog.stock.atp import atp_sql, product_atp_at
 from apps.core.db import prepared_cursor
 from apps.orders.errors import UnknownSku
 
@@ -138,7 +138,7 @@ def units_allocate(
             for loc in location_ids:
                 if remaining == 0:
                     break
-                fits = min(left.get((item, loc), 0) // per_unit for item, per_unit in line.components)
+                fits = product_atp_at(components=line.components, atp=left, location_id=loc)
                 take = min(remaining, fits)
                 if take <= 0:
                     continue

@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 
 from apps.catalog.stock.statement import HoldStatement, hold_execute, hold_params, hold_statement
+from apps.core.db import int_array
 from apps.core.idempotency import CLAIM_IN_STATEMENT, NO_CLAIM_PARAMS
 from apps.orders.services.allocation import Plan, ResolvedLine, pair_totals
 
@@ -116,16 +117,17 @@ def reserve_params(
         "mode": mode,
         "status": status,
         "expires_at": expires_at,
-        "line_idx": list(range(len(lines))),
-        "line_listings": [line.listing_id for line in lines],
+        # Integer arrays go as their text (``int_array``: cheaper to send than lists); SKUs as a list.
+        "line_idx": int_array(range(len(lines))),
+        "line_listings": int_array(line.listing_id for line in lines),
         "line_skus": [line.sku for line in lines],
-        "line_products": [line.product_id for line in lines],
-        "line_quantities": [line.quantity for line in lines],
-        "held_idx": [row[0] for row in held],
-        "held_items": [row[1] for row in held],
-        "held_locations": [row[2] for row in held],
-        "held_per_unit": [row[3] for row in held],
-        "held_quantities": [row[4] for row in held],
+        "line_products": int_array(line.product_id for line in lines),
+        "line_quantities": int_array(line.quantity for line in lines),
+        "held_idx": int_array(row[0] for row in held),
+        "held_items": int_array(row[1] for row in held),
+        "held_locations": int_array(row[2] for row in held),
+        "held_per_unit": int_array(row[3] for row in held),
+        "held_quantities": int_array(row[4] for row in held),
         **(claim or NO_CLAIM_PARAMS),
     }
 

@@ -31,7 +31,7 @@ from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.signals import ChangePriority
-from apps.catalog.stock.atp import levels_atp
+from apps.catalog.stock.atp import levels_atp, product_atp_at
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.models import Channel
 from apps.core.idempotency import IdempotentAnswer
@@ -166,7 +166,7 @@ def line_atp(line: ResolvedLine, location_ids: Sequence[int], atp: dict[tuple[in
     """Units of the line's product available on these locations (per location, then summed)."""
     if not line.sellable or not line.components:
         return 0
-    return sum(min(atp.get((item, loc), 0) // per_unit for item, per_unit in line.components) for loc in location_ids)
+    return sum(product_atp_at(components=line.components, atp=atp, location_id=loc) for loc in location_ids)
 
 
 def import_caps(channel: Channel, resolution: Resolution) -> list[tuple[int, int]]:

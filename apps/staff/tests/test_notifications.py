@@ -87,6 +87,24 @@ def test_low_stock_is_mailed_once_until_it_recovers(people):
     assert set(LowStockAlert.objects.values_list("item__sku", flat=True)) == {"HOOD-M", "TEE"}
 
 
+def test_low_stock_counts_only_where_stock_sells(people):
+    """The rule of ``stock.atp``: an inactive location, or supplier stock past its max age, sells nothing;
+    its levels are no low stock (a stale feed has an alert of its own)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    shop = LocationFactory(code="S1")
+    closed = LocationFactory(code="OLD", is_active=False)
+    stale = LocationFactory(code="SUP", stock_valid_until=timezone.now() - timedelta(minutes=1))
+    fresh = LocationFactory(code="SUP2", stock_valid_until=timezone.now() + timedelta(hours=1))
+    hood = ItemFactory(sku="HOOD-M")
+    for location in (shop, closed, stale, fresh):
+        stock(hood, location, 1, safety=3)
+    assert low_stock_scan()["new"] == 2
+    assert set(LowStockAlert.objects.values_list("location__code", flat=True)) == {"S1", "SUP2"}
+
+
 def test_each_user_edits_only_their_own_settings_in_the_admin(client, people):
     boss, clerk = people
     client.force_login(clerk)
