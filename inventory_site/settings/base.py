@@ -285,8 +285,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A message a worker took (acknowledged late, when its task ends) goes back on its queue once it has
+# not been renewed for BROKER_VISIBILITY_TIMEOUT_S: live workers renew theirs every
+# BROKER_VISIBILITY_RENEW_S (apps.core.broker), so a dead worker's messages come back within the
+# timeout plus one restore scan (BROKER_RESTORE_EVERY_S), however long a task runs (docs/scaling.md).
+_broker_visibility_timeout_s = env.int("BROKER_VISIBILITY_TIMEOUT_S", default=60)
+_broker_visibility_renew_s = env.float("BROKER_VISIBILITY_RENEW_S", default=10.0)
+_broker_restore_every_s = env.int("BROKER_RESTORE_EVERY_S", default=10)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 3600,
+    "visibility_timeout": _broker_visibility_timeout_s,
+    # Every worker scans for messages past the timeout this often (kombu's default: every 100 s).
+    "unacked_restore_interval": _broker_restore_every_s,
+    "unacked_restore_throttle": 1,
+    # A worker killed inside that scan holds its mutex until it expires: short, not kombu's 5 minutes.
+    "unacked_mutex_expire": 30,
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
     "global_keyprefix": env("CELERY_KEY_PREFIX", default=""),
@@ -319,6 +331,9 @@ STOCKROOM_DROP_ROOT = Path(env("STOCKROOM_DROP_ROOT", default=str(VAR_DIR / "dro
 
 # --- Domain settings ------------------------------------------------------------------
 STOCKROOM = {
+    "BROKER_VISIBILITY_TIMEOUT_S": _broker_visibility_timeout_s,
+    "BROKER_VISIBILITY_RENEW_S": _broker_visibility_renew_s,
+    "BROKER_RESTORE_EVERY_S": _broker_restore_every_s,
     "HOLD_MINUTES_DEFAULT": env.int("HOLD_MINUTES_DEFAULT", default=15),
     "SYNC_SHARDS": env.int("SYNC_SHARDS", default=2),
     "AVAILABILITY_CACHE_SECONDS": env.int("AVAILABILITY_CACHE_SECONDS", default=30),
