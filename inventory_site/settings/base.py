@@ -140,6 +140,10 @@ DATABASE_TCP_USER_TIMEOUT_MS = env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=1
 # lock waits included, runs at most this long, then the request answers 503 statement_timeout.
 # Workers' long jobs (imports, sweeps, reconciliations) are not bounded by it. 0 turns it off.
 DATABASE_WEB_STATEMENT_TIMEOUT_MS = env.int("DATABASE_WEB_STATEMENT_TIMEOUT_MS", default=15000)
+# Web requests only: a wait for a row lock ends after this long (503 statement_timeout, retry with the same
+# key). A session cut off while holding stock levels keeps them until the keepalives end it (about 11 s);
+# without this, requests for those items would hold every web thread that long and stop all order-taking.
+DATABASE_WEB_LOCK_TIMEOUT_MS = env.int("DATABASE_WEB_LOCK_TIMEOUT_MS", default=2000)
 _options.setdefault("keepalives", 1)
 _options.setdefault("keepalives_idle", DATABASE_TCP_KEEPALIVES_IDLE_S)
 _options.setdefault("keepalives_interval", DATABASE_TCP_KEEPALIVES_INTERVAL_S)
