@@ -108,6 +108,7 @@ class Network:
 
     def teardown(self) -> None:
         for host in HOSTS:
+            sh("ip", "link", "del", f"srf-{host}-h", check=False)
             sh("ip", "netns", "del", ns(host), check=False)
         sh("ip", "link", "del", BRIDGE, check=False)
 
@@ -266,6 +267,27 @@ def truth_gap(simulators: dict[str, Any]) -> int:
         return sum(
             1 for lst in listings if simulators[lst.channel.code].shown(lst.channel_sku) != truth[lst.pk].available
         )
+    finally:
+        connections.close_all()
+
+
+def truth_gap_detail(simulators: dict[str, Any]) -> list[str]:
+    """The listings whose channel does not show the truth, with their pending sync work (for the report)."""
+    from django.db import connections
+
+    from apps.channels.models import Listing, SyncWork
+    from apps.channels.selectors import listings_availability
+
+    try:
+        listings = list(Listing.objects.select_related("channel"))
+        truth = listings_availability([lst.pk for lst in listings])
+        off = []
+        for lst in listings:
+            shown = simulators[lst.channel.code].shown(lst.channel_sku)
+            if shown != truth[lst.pk].available:
+                work = SyncWork.objects.filter(listing=lst).values_list("state", "attempts", "last_error").first()
+                off.append(f"{lst.channel_sku} shows {shown}, truth {truth[lst.pk].available}, sync work {work}")
+        return off
     finally:
         connections.close_all()
 
@@ -666,6 +688,8 @@ def main() -> int:
 
         converged = wait_until(true_everywhere, args.converge_timeout, every=1)
         off = ", ".join(f"{gap} at {at:.0f} s" for at, gap in series[:: max(1, len(series) // 6)])
+        if converged is None:
+            off += " (" + "; ".join(truth_gap_detail(simulators)[:4]) + ")"
         notes += ("; " if notes else "") + f"listings not showing the truth after the load stopped: {off}"
         if fault == "kill-sync-worker" and unacked_at_kill:
             import redis
