@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import structlog
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
 log = structlog.get_logger("stockroom.beat")
@@ -70,9 +70,18 @@ class LeaderScheduler(DatabaseScheduler):
             self._lock_conn = None
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        if not self._lead():
+        try:
+            if not self._lead():
+                return float(settings.BEAT_STANDBY_POLL_S)
+            return float(super().tick(*args, **kwargs))
+        except DatabaseError as err:
+            # PostgreSQL restarted or out of reach: beat would exit and send nothing again (on every host at
+            # once after a restart). Give up the lead, open fresh connections on the next tick, lead again.
+            log.warning("beat_database_error", error=f"{type(err).__name__}: {err}"[:300])
+            with contextlib.suppress(Exception):
+                connection.close()
+            self._drop()
             return float(settings.BEAT_STANDBY_POLL_S)
-        return float(super().tick(*args, **kwargs))
 
     def close(self) -> None:
         try:

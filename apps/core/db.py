@@ -85,34 +85,43 @@ def prepared_cursor(*, raw: bool = False) -> Any:
 
 
 # --- The statement timeout of web requests -------------------------------------------------------
-# A web request's statements (lock waits included) are bounded by DATABASE_WEB_STATEMENT_TIMEOUT_MS;
-# workers' are not (an import or a sweep may rightly run for minutes). A process serves requests on
-# threads of its own, so the bound is a session setting, applied once per physical connection used by
-# a request: by the middleware when the request finds its thread's connection open, else when the
-# request opens it (``connection_created``). No extra round trip on later requests.
-_web_timeout_ms: ContextVar[int | None] = ContextVar("web_statement_timeout_ms", default=None)
-_applied: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# A web request's statements (lock waits included) are bounded by DATABASE_WEB_STATEMENT_TIMEOUT_MS, its
+# lock waits by DATABASE_WEB_LOCK_TIMEOUT_MS (a lock held by a session that was cut off stops only the
+# requests that need it, for that long, not every web thread); workers' are not (an import or a sweep
+# may rightly run for minutes). A process serves requests on threads of its own, so the bounds are
+# session settings, applied once per physical connection used by a request: by the middleware when the
+# request finds its thread's connection open, else when the request opens it (``connection_created``).
+# No extra round trip on later requests.
+_web_timeout_ms: ContextVar[tuple[int, int] | None] = ContextVar("web_statement_timeout_ms", default=None)
+_applied: weakref.WeakKeyDictionary[Any, tuple[int, int]] = weakref.WeakKeyDictionary()
 
 
-def _statement_timeout_set(raw: Any, ms: int) -> None:
-    if _applied.get(raw) == ms:
+def _bounds_apply(cursor: Any, bounds: tuple[int, int]) -> None:
+    cursor.execute(f"SET statement_timeout = {int(bounds[0])}")
+    cursor.execute(f"SET lock_timeout = {int(bounds[1])}")
+
+
+def _statement_timeout_set(raw: Any, bounds: tuple[int, int]) -> None:
+    if _applied.get(raw) == bounds:
         return
     with raw.cursor() as cursor:
-        cursor.execute(f"SET statement_timeout = {int(ms)}")
-    _applied[raw] = ms
+        _bounds_apply(cursor, bounds)
+    _applied[raw] = bounds
 
 
 @contextmanager
-def web_statement_timeout(ms: int) -> Iterator[None]:
-    """For the block (a web request): this thread's database sessions bound each statement to ``ms``."""
-    token = _web_timeout_ms.set(ms or None)
+def web_statement_timeout(ms: int, *, lock_ms: int = 0) -> Iterator[None]:
+    """For the block (a web request): this thread's database sessions bound each statement to ``ms`` and
+    each lock wait to ``lock_ms`` (0: no bound of its own)."""
+    bounds = (ms, lock_ms) if ms or lock_ms else None
+    token = _web_timeout_ms.set(bounds)
     try:
         try:
-            if ms and connection.connection is not None and not connection.in_atomic_block:
-                _statement_timeout_set(connection.connection, ms)
-            elif ms and connection.connection is not None:  # a test's transaction: applied, not remembered
+            if bounds and connection.connection is not None and not connection.in_atomic_block:
+                _statement_timeout_set(connection.connection, bounds)
+            elif bounds and connection.connection is not None:  # a test's transaction: applied, not remembered
                 with connection.connection.cursor() as cursor:
-                    cursor.execute(f"SET statement_timeout = {int(ms)}")
+                    _bounds_apply(cursor, bounds)
         except psycopg.Error:
             # A broken session: the request's first query finds out and answers 503 as usual.
             pass
@@ -122,13 +131,13 @@ def web_statement_timeout(ms: int) -> Iterator[None]:
 
 
 def on_connection_created(sender: object, *, connection: Any, **_: object) -> None:
-    """A connection opened during a web request gets the request's statement timeout."""
-    ms = _web_timeout_ms.get()
-    if ms and connection.vendor == "postgresql":
-        _statement_timeout_set(connection.connection, ms)
+    """A connection opened during a web request gets the request's statement and lock timeouts."""
+    bounds = _web_timeout_ms.get()
+    if bounds and connection.vendor == "postgresql":
+        _statement_timeout_set(connection.connection, bounds)
 
 
 def statement_timed_out(exc: BaseException) -> bool:
-    """Whether this database error is a statement cancelled by ``statement_timeout``."""
+    """Whether this database error is a statement cancelled by ``statement_timeout`` or ``lock_timeout``."""
     cause = exc.__cause__ or exc
-    return isinstance(cause, psycopg.errors.QueryCanceled)
+    return isinstance(cause, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable))

@@ -126,7 +126,8 @@ class StatementTimeout(DomainError):
     code = "statement_timeout"
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = (
-        "The database did not answer in time (DATABASE_WEB_STATEMENT_TIMEOUT_MS); nothing was changed. Retry shortly."
+        "The database did not answer in time (DATABASE_WEB_STATEMENT_TIMEOUT_MS, or DATABASE_WEB_LOCK_TIMEOUT_MS "
+        "waiting for a lock); nothing was changed. Retry shortly."
     )
 
 

@@ -65,14 +65,17 @@ class DatabaseUnavailableMiddleware:
 
 
 class WebStatementTimeoutMiddleware:
-    """Each statement of a request runs at most DATABASE_WEB_STATEMENT_TIMEOUT_MS (lock waits included):
-    a request stuck behind a lock answers 503 ``statement_timeout`` instead of holding its worker."""
+    """Each statement of a request runs at most DATABASE_WEB_STATEMENT_TIMEOUT_MS, and waits for a lock at
+    most DATABASE_WEB_LOCK_TIMEOUT_MS: a request stuck behind a lock answers 503 ``statement_timeout``
+    instead of holding its worker."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with web_statement_timeout(int(settings.DATABASE_WEB_STATEMENT_TIMEOUT_MS)):
+        with web_statement_timeout(
+            int(settings.DATABASE_WEB_STATEMENT_TIMEOUT_MS), lock_ms=int(settings.DATABASE_WEB_LOCK_TIMEOUT_MS)
+        ):
             return self.get_response(request)
 
 

@@ -140,6 +140,10 @@ DATABASE_TCP_USER_TIMEOUT_MS = env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=1
 # lock waits included, runs at most this long, then the request answers 503 statement_timeout.
 # Workers' long jobs (imports, sweeps, reconciliations) are not bounded by it. 0 turns it off.
 DATABASE_WEB_STATEMENT_TIMEOUT_MS = env.int("DATABASE_WEB_STATEMENT_TIMEOUT_MS", default=15000)
+# Web requests only: a wait for a row lock ends after this long (503 statement_timeout, retry with the same
+# key). A session cut off while holding stock levels keeps them until the keepalives end it (about 11 s);
+# without this, requests for those items would hold every web thread that long and stop all order-taking.
+DATABASE_WEB_LOCK_TIMEOUT_MS = env.int("DATABASE_WEB_LOCK_TIMEOUT_MS", default=2000)
 _options.setdefault("keepalives", 1)
 _options.setdefault("keepalives_idle", DATABASE_TCP_KEEPALIVES_IDLE_S)
 _options.setdefault("keepalives_interval", DATABASE_TCP_KEEPALIVES_INTERVAL_S)
@@ -285,8 +289,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A message a worker took (acknowledged late, when its task ends) goes back on its queue once it has
+# not been renewed for BROKER_VISIBILITY_TIMEOUT_S: live workers renew theirs every
+# BROKER_VISIBILITY_RENEW_S (apps.core.broker), so a dead worker's messages come back within the
+# timeout plus one restore scan (BROKER_RESTORE_EVERY_S), however long a task runs (docs/scaling.md).
+_broker_visibility_timeout_s = env.int("BROKER_VISIBILITY_TIMEOUT_S", default=60)
+_broker_visibility_renew_s = env.float("BROKER_VISIBILITY_RENEW_S", default=10.0)
+_broker_restore_every_s = env.int("BROKER_RESTORE_EVERY_S", default=10)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 3600,
+    "visibility_timeout": _broker_visibility_timeout_s,
+    # Every worker scans for messages past the timeout this often (kombu's default: every 100 s).
+    "unacked_restore_interval": _broker_restore_every_s,
+    "unacked_restore_throttle": 1,
+    # A worker killed inside that scan holds its mutex until it expires: short, not kombu's 5 minutes.
+    "unacked_mutex_expire": 30,
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
     "global_keyprefix": env("CELERY_KEY_PREFIX", default=""),
@@ -319,6 +335,9 @@ STOCKROOM_DROP_ROOT = Path(env("STOCKROOM_DROP_ROOT", default=str(VAR_DIR / "dro
 
 # --- Domain settings ------------------------------------------------------------------
 STOCKROOM = {
+    "BROKER_VISIBILITY_TIMEOUT_S": _broker_visibility_timeout_s,
+    "BROKER_VISIBILITY_RENEW_S": _broker_visibility_renew_s,
+    "BROKER_RESTORE_EVERY_S": _broker_restore_every_s,
     "HOLD_MINUTES_DEFAULT": env.int("HOLD_MINUTES_DEFAULT", default=15),
     "SYNC_SHARDS": env.int("SYNC_SHARDS", default=2),
     "AVAILABILITY_CACHE_SECONDS": env.int("AVAILABILITY_CACHE_SECONDS", default=30),

@@ -8,6 +8,7 @@ import secrets
 os.environ.setdefault("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300000")
 # A request's statement timeout stays on its session, which the test's flush then uses: a long one.
 os.environ.setdefault("DATABASE_WEB_STATEMENT_TIMEOUT_MS", "120000")
+os.environ.setdefault("DATABASE_WEB_LOCK_TIMEOUT_MS", "120000")
 
 from .base import *
 from .base import DATABASES, INSTALLED_APPS, SANDBOX_APPS, env

@@ -92,3 +92,31 @@ def test_a_standby_beat_takes_over_from_a_killed_leader_without_sending_twice():
         first.kill()
         if second is not None:
             second.kill()
+
+
+def test_beat_survives_its_database_sessions_ending_and_leads_again():
+    """PostgreSQL restarted (every session ended): beat neither exits nor stops sending; it leads again."""
+    import psycopg
+
+    from apps.core.testing import connect_kwargs
+
+    task = "orders.holds_release_expired"  # every 15 s
+    beat = Beat("only")
+    try:
+        wait_for(beat.leads, 30)
+        wait_for(lambda: beat.sent(task), 30)
+        connection.ensure_connection()
+        own = connection.connection.info.backend_pid
+        with psycopg.connect(**connect_kwargs(connection.settings_dict), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s",
+                [own],
+            )  # what a restart does to the sessions of every client (this test's own are spared)
+        ended = time.monotonic()
+        wait_for(lambda: any("beat_database_error" in line or "beat_leadership_lost" in line
+                             for at, line in beat.lines if at >= ended), 30)  # fmt: skip
+        wait_for(lambda: beat.sent(task, after=ended), 40)
+        assert beat.process.poll() is None, "".join(line for _, line in beat.lines[-30:])
+    finally:
+        beat.kill()

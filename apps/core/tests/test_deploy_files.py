@@ -45,6 +45,28 @@ def test_compose_accepts_the_file_and_passes_what_a_proxy_needs():
     assert {"web", "worker", "worker-sync-0", "worker-sync-1", "beat", "migrate", "postgres", "redis"} <= set(services)
 
 
+def test_every_queue_has_two_consumers_and_beat_a_standby():
+    """No single consumer: a dead or cut-off worker stops no queue (its messages go to the other one)."""
+    import yaml
+
+    done = compose("config", env=COMPOSE_ENV)
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    consumers: dict[str, list[str]] = {}
+    beats = []
+    for name, service in services.items():
+        command = service.get("command") or []
+        if command[:4] == ["celery", "-A", "inventory_site", "worker"]:
+            for queue in command[command.index("-Q") + 1].split(","):
+                consumers.setdefault(queue, []).append(name)
+        elif command[:4] == ["celery", "-A", "inventory_site", "beat"]:
+            beats.append(name)
+    shards = int(services["worker"]["environment"]["SYNC_SHARDS"])
+    assert set(consumers) == {"default", *(f"sync.{n}" for n in range(shards))}
+    assert all(len(names) >= 2 for names in consumers.values()), consumers
+    assert len(beats) == 2, beats
+
+
 def test_compose_refuses_to_start_without_the_keys_and_the_site_host():
     for missing in COMPOSE_ENV:
         done = compose("config", "-q", env={k: v for k, v in COMPOSE_ENV.items() if k != missing})
