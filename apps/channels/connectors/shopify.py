@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,6 +64,8 @@ from apps.channels.connectors.base import (
     MalformedOrder,
     OrderLine,
     OrdersPage,
+    OrderSource,
+    PlaceQuantity,
     PlatformLocation,
     PlatformOrder,
     Progress,
@@ -71,6 +74,7 @@ from apps.channels.connectors.base import (
     Webhook,
     WebhookSubscription,
     fields_typed,
+    location_map,
     order_body_read,
     order_checked,
     transport_failure,
@@ -319,7 +323,17 @@ class ShopifySettings(serializers.Serializer):
     location_id = serializers.CharField(
         max_length=100,
         required=False,
-        help_text="The Shopify location whose available quantity Stockroom sets: gid://shopify/Location/<id>.",
+        help_text="One Shopify location whose available quantity Stockroom sets (the ATP of every location the "
+        "channel sells from): gid://shopify/Location/<id>. Kept as the first location of location_map.",
+    )
+    location_map = serializers.DictField(
+        child=serializers.ListField(child=serializers.SlugField(max_length=40), allow_empty=True, max_length=50),
+        required=False,
+        allow_empty=False,
+        help_text="Each Shopify location and the Stockroom location codes whose ATP it shows, e.g. "
+        '{"gid://shopify/Location/1": ["WH"], "gid://shopify/Location/2": ["S1"]}; an empty list: every location '
+        "the channel sells from. Orders are reserved at the codes of the location they ship from; POS sales are "
+        "booked at the first code of the location they were sold at.",
     )
 
     def validate_shop_url(self, value: str) -> str:
@@ -333,17 +347,47 @@ class ShopifySettings(serializers.Serializer):
         return value
 
     def validate_location_id(self, value: str) -> str:
-        value = value.strip()
-        if value.isdigit():  # the number shown in the admin's URL
-            value = f"gid://shopify/Location/{value}"
-        if not LOCATION_GID.match(value):
-            raise serializers.ValidationError("A location id looks like gid://shopify/Location/123456789.")
-        return value
+        return _location_gid(value)
+
+    def validate_location_map(self, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        mapped: dict[str, list[str]] = {}
+        for place, codes in value.items():
+            gid = _location_gid(place)
+            if gid in mapped:
+                raise serializers.ValidationError(f"{gid} is mapped twice.")
+            mapped[gid] = list(dict.fromkeys(codes))
+        taken: dict[str, str] = {}
+        for gid, codes in mapped.items():
+            for code in codes:
+                if code in taken:  # one Stockroom location's stock shown twice would sell it twice
+                    raise serializers.ValidationError(f"{code} is shown at both {taken[code]} and {gid}.")
+                taken[code] = gid
+        return mapped
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("api_version"):
             attrs["api_version"] = settings.SHOPIFY_API_VERSION
+        mapped = attrs.get("location_map")
+        if mapped:
+            if attrs.get("location_id") and attrs["location_id"] not in mapped:
+                raise serializers.ValidationError({"location_id": "Not one of location_map's locations."})
+            if len(mapped) > 1 and any(not codes for codes in mapped.values()):
+                raise serializers.ValidationError(
+                    {"location_map": "With several Shopify locations, name the Stockroom locations each one shows."}
+                )
+            attrs.setdefault("location_id", next(iter(mapped)))
+        elif attrs.get("location_id"):
+            attrs["location_map"] = {attrs["location_id"]: []}  # the one location shows the channel's whole ATP
         return attrs
+
+
+def _location_gid(value: str) -> str:
+    value = str(value).strip()
+    if value.isdigit():  # the number shown in the admin's URL
+        value = f"gid://shopify/Location/{value}"
+    if not LOCATION_GID.match(value):
+        raise serializers.ValidationError("A location id looks like gid://shopify/Location/123456789.")
+    return value
 
 
 class ShopifyCredentials(serializers.Serializer):
@@ -675,6 +719,22 @@ def _cursor(started: datetime, after: str | None) -> str:
     return json.dumps({"started": started.isoformat(), "after": after}, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """One quantity of a push: a listing's inventory item at one Shopify location. ``listing_id`` is the slot's
+    own number (the push's inner result is keyed by it)."""
+
+    listing_id: int
+    update: QuantityUpdate
+    place: str
+    available: int
+    last_pushed: int | None
+
+    @property
+    def external_id(self) -> str:
+        return self.update.external_id
+
+
 class ShopifyConnector(Connector):
     name = "shopify"
     credential_destinations = ("shop_url",)
@@ -694,6 +754,7 @@ class ShopifyConnector(Connector):
     default_burst = 8
     orders_get_batch = ORDERS_PAGE  # ids per ``nodes(ids:)`` read: about 820 of the single query's 1,000 points
     webhook_topics = ORDER_TOPICS
+    sets_places = True
 
     def account(self, settings: Mapping[str, Any]) -> str:
         return url_account(settings.get("shop_url"))
@@ -701,9 +762,14 @@ class ShopifyConnector(Connector):
     # --- quantities ----------------------------------------------------------------------
 
     def push(self, channel: ChannelRef, updates: Sequence[QuantityUpdate]) -> PushResult:
+        """Each listing's quantity at each of its Shopify locations (``QuantityUpdate.places``; without them, at
+        the channel's one location), every one a compare-and-set against what that location was last told. A
+        listing is accepted once every location took its quantity; mismatched when one showed another quantity
+        (``mismatched_places`` says what each shows now)."""
         result = PushResult()
-        pending: list[QuantityUpdate] = []
+        slots: list[_Slot] = []
         items_seen: set[str] = set()
+        default_place = next(iter(location_map(channel.settings)), "")
         for update in updates:
             if not INVENTORY_ITEM_GID.match(update.external_id or ""):
                 result.failed[update.listing_id] = (
@@ -713,16 +779,49 @@ class ShopifyConnector(Connector):
                 result.failed[update.listing_id] = f"Another listing of this push sets {update.external_id} too."
             else:
                 items_seen.add(update.external_id)
-                pending.append(update)
-        if not pending:
+                places = update.places or (PlaceQuantity(default_place, update.available, update.last_pushed),)
+                slots.extend(
+                    _Slot(len(slots) + n, update, place.place, place.available, place.last_pushed)
+                    for n, place in enumerate(places)
+                )
+        if not slots:
             return result
-        refused_here = len(result.failed)
+        done = self._push_slots(channel, slots)
+        result.requests, result.pause_for, result.retry_after = done.requests, done.pause_for, done.retry_after
+        if done.throttled_for is not None:
+            return PushResult(throttled_for=done.throttled_for, requests=done.requests)
+        by_listing: dict[int, list[_Slot]] = {}
+        for slot in slots:
+            by_listing.setdefault(slot.update.listing_id, []).append(slot)
+        accepted = set(done.accepted)
+        for listing_id, own in by_listing.items():
+            failed = [done.failed[slot.listing_id] for slot in own if slot.listing_id in done.failed]
+            stale = [slot for slot in own if slot.listing_id in done.mismatched]
+            if failed:
+                result.failed[listing_id] = failed[0]
+            elif stale:
+                shown = {
+                    slot.place: done.mismatched[slot.listing_id] if slot in stale else slot.available for slot in own
+                }
+                result.mismatched[listing_id] = (
+                    None if any(v is None for v in shown.values()) else sum(v or 0 for v in shown.values())
+                )
+                result.mismatched_places[listing_id] = shown
+            elif all(slot.listing_id in accepted for slot in own):
+                result.accepted.append(listing_id)
+        return result
+
+    def _push_slots(self, channel: ChannelRef, slots: list[_Slot]) -> PushResult:
+        """One quantity per slot (an inventory item at a location), 250 to a request; the result names slots."""
+        result = PushResult()
+        pending = list(slots)
+        refused_here = 0
         budget = _Budget(channel)
         wait = budget.wait_for(MUTATION_COST)
         if wait > SHORT_WAIT_S:  # it would be THROTTLED: nothing is sent, the engine waits and tries the batch again
             return PushResult(throttled_for=wait)
         time.sleep(wait)
-        stale: list[QuantityUpdate] = []
+        stale: list[_Slot] = []
         last: _Answer | None = None
         while pending:
             chunk, pending = pending[:MAX_QUANTITIES], pending[MAX_QUANTITIES:]
@@ -773,8 +872,7 @@ class ShopifyConnector(Connector):
             result.pause_for = max(result.pause_for or 0.0, pause) or None
         return result
 
-    def _set_variables(self, channel: ChannelRef, chunk: Sequence[QuantityUpdate]) -> dict[str, Any]:
-        location = str(channel.settings["location_id"])
+    def _set_variables(self, channel: ChannelRef, chunk: Sequence[_Slot]) -> dict[str, Any]:
         return {
             "key": str(uuid.uuid4()),
             "input": {
@@ -783,20 +881,18 @@ class ShopifyConnector(Connector):
                 "referenceDocumentUri": f"gid://stockroom/Channel/{channel.code}",
                 "quantities": [
                     {
-                        "inventoryItemId": update.external_id,
-                        "locationId": location,
-                        "quantity": update.available,
-                        # Compare with what we last told Shopify; null (first push) opts this one out.
-                        "changeFromQuantity": update.last_pushed,
+                        "inventoryItemId": slot.external_id,
+                        "locationId": slot.place,
+                        "quantity": slot.available,
+                        # Compare with what we last told this location; null (first push) opts this one out.
+                        "changeFromQuantity": slot.last_pushed,
                     }
-                    for update in chunk
+                    for slot in chunk
                 ],
             },
         }
 
-    def _sort_out(
-        self, answer: _Answer, chunk: list[QuantityUpdate], result: PushResult, stale: list[QuantityUpdate]
-    ) -> list[QuantityUpdate]:
+    def _sort_out(self, answer: _Answer, chunk: list[_Slot], result: PushResult, stale: list[_Slot]) -> list[_Slot]:
         """File the chunk's quantities by Shopify's answer; returns those to send again (not applied, not at fault)."""
         payload = answer.data.get("inventorySetQuantities") or {}
         errors = payload.get("userErrors") or []
@@ -829,34 +925,67 @@ class ShopifyConnector(Connector):
             return []
         return innocent
 
-    def _settle_stale(self, channel: ChannelRef, stale: list[QuantityUpdate], result: PushResult) -> None:
+    def _settle_stale(self, channel: ChannelRef, stale: list[_Slot], result: PushResult) -> None:
         """Shopify's quantity was not what we last pushed: read what it shows (the error does not say)."""
         try:
-            shown = self.read_back(channel, stale)
-            result.requests += math.ceil(len(stale) / READ_BATCH)
+            shown = self._read_slots(channel, stale, result)
         except ConnectorError:
             shown = {}
-        for update in stale:
-            now = shown.get(update.listing_id)
-            if now is not None and now == update.available:
-                result.accepted.append(update.listing_id)  # it already shows what we meant to set
+        for slot in stale:
+            now = shown.get(slot.listing_id)
+            if now is not None and now == slot.available:
+                result.accepted.append(slot.listing_id)  # it already shows what we meant to set
             else:
-                result.mismatched[update.listing_id] = now
+                result.mismatched[slot.listing_id] = now
+
+    def _read_slots(self, channel: ChannelRef, slots: Sequence[_Slot], result: PushResult) -> dict[int, int | None]:
+        """What Shopify shows for each slot, read per location."""
+        shown: dict[int, int | None] = {}
+        by_place: dict[str, list[_Slot]] = {}
+        for slot in slots:
+            by_place.setdefault(slot.place, []).append(slot)
+        for place, own in by_place.items():
+            levels = self._levels(channel, [slot.external_id for slot in own], place)
+            result.requests += math.ceil(len(own) / READ_BATCH)
+            shown.update({slot.listing_id: levels.get(slot.external_id) for slot in own})
+        return shown
 
     def read_back(self, channel: ChannelRef, listings: Sequence[QuantityUpdate]) -> dict[int, int | None]:
-        shown: dict[str, int | None] = {}
+        """What each listing shows over the channel's Shopify locations (their sum; None when one lacks it)."""
         wanted = sorted({u.external_id for u in listings if INVENTORY_ITEM_GID.match(u.external_id or "")})
-        location = str(channel.settings["location_id"])
+        per_place = [self._levels(channel, wanted, place) for place in location_map(channel.settings)]
+        shown: dict[int, int | None] = {}
+        for update in listings:
+            values = [levels.get(update.external_id) for levels in per_place]
+            shown[update.listing_id] = (
+                None if not values or any(v is None for v in values) else sum(v or 0 for v in values)
+            )
+        return shown
+
+    def read_back_places(
+        self, channel: ChannelRef, listings: Sequence[QuantityUpdate]
+    ) -> dict[int, dict[str, int | None]]:
+        """What each listing shows at each of the channel's Shopify locations."""
+        wanted = sorted({u.external_id for u in listings if INVENTORY_ITEM_GID.match(u.external_id or "")})
+        per_place = {place: self._levels(channel, wanted, place) for place in location_map(channel.settings)}
+        return {
+            u.listing_id: {place: levels.get(u.external_id) for place, levels in per_place.items()} for u in listings
+        }
+
+    def _levels(self, channel: ChannelRef, items: Sequence[str], place: str) -> dict[str, int | None]:
+        """Available at ``place`` per inventory item GID (None: not stocked there)."""
+        shown: dict[str, int | None] = {}
+        wanted = sorted(set(items))
         for start in range(0, len(wanted), READ_BATCH):
             ids = wanted[start : start + READ_BATCH]
-            answer = self._read(channel, READ_LEVELS, {"ids": ids, "locationId": location}, cost=3 * len(ids))
+            answer = self._read(channel, READ_LEVELS, {"ids": ids, "locationId": place}, cost=3 * len(ids))
             for node in answer.data.get("nodes") or []:
                 if not node or not node.get("id"):
                     continue
                 level = node.get("inventoryLevel") or {}
                 quantity = next((q for q in level.get("quantities") or [] if q.get("name") == "available"), None)
                 shown[node["id"]] = None if quantity is None else int(quantity["quantity"])
-        return {u.listing_id: shown.get(u.external_id) for u in listings}
+        return shown
 
     # --- orders --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ A worker that dies mid-push loses nothing: rows are deleted only once the platfo
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -37,14 +38,20 @@ from apps.channels.connectors.base import (
     ChannelRef,
     Connector,
     ConnectorError,
+    PlaceQuantity,
     PushResult,
     QuantityUpdate,
+    location_map,
     retry_after_seconds,
 )
 from apps.channels.connectors.stockroom import SIGNATURE_HEADER, push_body, sign
 from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, Listing, SyncWork
-from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
+from apps.channels.selectors import (
+    listings_availability,
+    listings_availability_by_place,
+    listings_zeroed_by_incident,
+)
 from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.connection import channel_push_configured
 from apps.channels.services.work import channel_kick, channel_recovered
@@ -69,7 +76,8 @@ SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.repush, w.attempts,
        l.external_id,
        (w.priority = 1
         OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
-        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due
+        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due,
+       l.pushed_places
   FROM channels_syncwork w
   JOIN channels_listing l ON l.id = w.listing_id
  WHERE w.channel_id = %(channel)s AND w.state = 'pending' AND w.next_attempt_at <= clock_timestamp()
@@ -89,6 +97,7 @@ class DueRow:
     last_pushed_qty: int | None
     external_id: str
     due: bool
+    pushed_places: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +106,8 @@ class Update:
     sku: str
     available: int
     zeroed: bool = False  # 0 because an incident's cause still holds, whatever the stock
+    # On a connector that sets a quantity per platform location: what each one shows ({} otherwise).
+    places: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,7 +190,7 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
                 time.sleep(gather - age)
                 lock.renew()
                 continue
-        updates = _plan(channel, rows, report)
+        updates = _plan(channel, rows, report, connector)
         if not updates:
             continue
         bucket = limits.channel_bucket(channel)
@@ -202,6 +213,8 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
                     update.available = 0
                 elif update.row.listing_id in fresh:
                     update.available = _held_back(channel, update.row, fresh[update.row.listing_id].available)
+            if connector.sets_places:
+                _places_fill(channel, updates)
         _send(channel, connector, ref, updates, as_of, report)
 
 
@@ -258,7 +271,35 @@ def listings_push_plan(channel: Channel, last_pushed: dict[int, int | None]) -> 
     return planned
 
 
-def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Update]:
+def _places_fill(channel: Channel, updates: list[Update]) -> set[int]:
+    """Each update's quantity at each platform location of the channel's ``location_map`` (0 everywhere while an
+    incident holds it), raises held at what a location was last told while orders are not imported; the
+    update's ``available`` becomes their sum."""
+    places = location_map(channel.settings or {})
+    shown = listings_availability_by_place([u.row.listing_id for u in updates], places)
+    pending_orders = channel.has_orders_pending
+    capped: set[int] = set()
+    for update in updates:
+        now = shown.get(update.row.listing_id, {})
+        told = update.row.pushed_places or {}
+        update.places = {}
+        for place in places:
+            quantity = 0 if update.zeroed else now.get(place, 0)
+            before = told.get(place)
+            if pending_orders and before is not None and quantity > before:
+                quantity = int(before)
+                capped.add(update.row.listing_id)
+            update.places[place] = quantity
+        update.available = sum(update.places.values())
+    return capped
+
+
+def _places_unchanged(update: Update) -> bool:
+    told = update.row.pushed_places or {}
+    return all(told.get(place) == quantity for place, quantity in update.places.items())
+
+
+def _plan(channel: Channel, rows: list[DueRow], report: PushReport, connector: Connector | None = None) -> list[Update]:
     """Quantities for the batch; settles rows that need no push now (already shown, or held back).
 
     A listing shows 0 while an open incident's cause holds for one of its items (decided now,
@@ -266,17 +307,33 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
     """
     planned = listings_push_plan(channel, {row.listing_id: row.last_pushed_qty for row in rows})
     skip_unchanged = bool(int(sync_setting("SYNC_SKIP_UNCHANGED")))
+    by_place = connector is not None and connector.sets_places
     updates, done, held = [], [], []
     for row in rows:
         plan = planned.get(row.listing_id)
         if plan is None:
             done.append(row)
-        elif plan.held:
+        elif plan.held and not by_place:  # per platform location, raises are held place by place below
             held.append(row)
-        elif skip_unchanged and plan.available == row.last_pushed_qty and not row.repush:
+        elif (
+            skip_unchanged
+            and plan.available == row.last_pushed_qty
+            and not row.repush
+            and not by_place
+        ):
             done.append(row)
         else:
             updates.append(Update(row, plan.sku, plan.available, plan.zeroed))
+    if by_place and updates:
+        # Per platform location: a listing whose sum is unchanged may still move stock between locations.
+        capped = _places_fill(channel, updates)
+        same = [u for u in updates if _places_unchanged(u) and not u.row.repush]
+        held += [u.row for u in same if u.row.listing_id in capped]
+        if skip_unchanged:
+            done += [u.row for u in same if u.row.listing_id not in capped]
+        else:
+            same = [u for u in same if u.row.listing_id in capped]
+        updates = [u for u in updates if u not in same]
     zeroed = {listing for listing, plan in planned.items() if plan.zeroed}
     if done:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -322,6 +379,10 @@ def _send(
             external_id=u.row.external_id,
             available=u.available,
             last_pushed=u.row.last_pushed_qty,
+            places=tuple(
+                PlaceQuantity(place, quantity, (u.row.pushed_places or {}).get(place))
+                for place, quantity in u.places.items()
+            ),
         )
         for u in updates
     ]
@@ -362,7 +423,9 @@ def _send(
     failed.update(dict.fromkeys([i for i in by_id if i not in settled and i not in failed], "no answer for it"))
     accepted_at = _accepted(channel, accepted, as_of, report) if accepted else None
     if mismatched:
-        _mismatched(channel, connector, [by_id[i] for i in mismatched], mismatched, report)
+        _mismatched(
+            channel, connector, [by_id[i] for i in mismatched], mismatched, report, places=result.mismatched_places
+        )
     dead = 0
     if failed:
         whole_batch = not accepted and not mismatched
@@ -391,11 +454,18 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
             """
             UPDATE channels_listing AS l
                SET last_pushed_qty = p.qty, last_pushed_at = %s, zeroed_by_incident = p.zeroed,
-                   platform_sold_units = LEAST(l.platform_sold_units, 0)
-              FROM unnest(%s::bigint[], %s::int[], %s::bool[]) AS p(listing_id, qty, zeroed)
+                   platform_sold_units = LEAST(l.platform_sold_units, 0),
+                   pushed_places = COALESCE(p.places, l.pushed_places)
+              FROM unnest(%s::bigint[], %s::int[], %s::bool[], %s::jsonb[]) AS p(listing_id, qty, zeroed, places)
              WHERE l.id = p.listing_id
             """,
-            [accepted_at, ids, [u.available for u in updates], [u.zeroed for u in updates]],
+            [
+                accepted_at,
+                ids,
+                [u.available for u in updates],
+                [u.zeroed for u in updates],
+                [json.dumps(u.places) if u.places else None for u in updates],
+            ],
         )
         cursor.execute(
             """
@@ -420,7 +490,13 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
 
 
 def _mismatched(
-    channel: Channel, connector: Connector, updates: list[Update], shown: dict[int, int], report: PushReport
+    channel: Channel,
+    connector: Connector,
+    updates: list[Update],
+    shown: dict[int, int],
+    report: PushReport,
+    *,
+    places: dict[int, dict[str, int | None]] | None = None,
 ) -> None:
     """The platform's quantity was not what we last told it: a sale there, or a hand edit.
 
@@ -450,11 +526,12 @@ def _mismatched(
         cursor.execute(
             """
             UPDATE channels_listing AS l
-               SET last_pushed_qty = p.qty, platform_sold_units = l.platform_sold_units - p.drop
-              FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS p(listing_id, qty, drop)
+               SET last_pushed_qty = p.qty, platform_sold_units = l.platform_sold_units - p.drop,
+                   pushed_places = COALESCE(p.places, l.pushed_places)
+              FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::jsonb[]) AS p(listing_id, qty, drop, places)
              WHERE l.id = p.listing_id
             """,
-            [ids, [shown[i] for i in ids], [drops.get(i, 0) for i in ids]],
+            [ids, [shown[i] for i in ids], [drops.get(i, 0) for i in ids], [_places_json(places, i) for i in ids]],
         )
         waits = {i: 0.0 if i in explained or connector.polls_orders else recheck for i in ids}
         cursor.execute(
@@ -480,6 +557,14 @@ def _mismatched(
         told=[told[i] for i in ids[:20]],
         explained_by_imported_orders=len(explained),
     )
+
+
+def _places_json(places: dict[int, dict[str, int | None]] | None, listing_id: int) -> str | None:
+    """What each platform location showed, as the listing's next compare values (unread ones left out)."""
+    shown = (places or {}).get(listing_id)
+    if not shown:
+        return None
+    return json.dumps({place: quantity for place, quantity in shown.items() if quantity is not None})
 
 
 def _failed(
