@@ -31,6 +31,7 @@ never ``current_quantity - fulfillable_quantity``, which counts open and pending
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -63,8 +64,8 @@ from apps.channels.connectors.base import (
     ConnectorThrottled,
     MalformedOrder,
     OrderLine,
-    OrdersPage,
     OrderSource,
+    OrdersPage,
     PlaceQuantity,
     PlatformLocation,
     PlatformOrder,
@@ -97,14 +98,23 @@ FULFILLMENTS = 3
 FULFILLMENT_LINES = 10
 MORE_FULFILLMENTS = 20
 MORE_FULFILLMENT_LINES = 50
+# An order's fulfillment orders (where Shopify routed it to ship from): the open one names the location.
+FULFILLMENT_ORDERS = 4
 # What one order costs as read by the poll and by ``orders_get``: the order 1, its lines connection 2 + 3 a
-# line (line, variant, inventory item), each fulfillment 1 + its lines connection 2 + 2 a line (and its line).
-ORDER_COST = 1 + (2 + LINE_ITEMS_PAGE * 3) + FULFILLMENTS * (1 + 2 + FULFILLMENT_LINES * 2)
+# line (line, variant, inventory item), each fulfillment 1 + its lines connection 2 + 2 a line (and its line),
+# its fulfillment orders connection 2 + 3 each (the order, its assigned location, the location), its retail
+# location 1.
+ORDER_COST = (
+    1 + (2 + LINE_ITEMS_PAGE * 3) + FULFILLMENTS * (1 + 2 + FULFILLMENT_LINES * 2) + (2 + FULFILLMENT_ORDERS * 3) + 1
+)
 ORDERS_PAGE = 8  # orders per poll page (and ids per ``orders_get``): about 820 points, under the cap of 1000
 # Shopify's order search is fed asynchronously: a poll trusts it only up to this long before it started.
 SEARCH_LAG = timedelta(seconds=30)
 REASON = "correction"  # an inventory system setting Shopify to its truth
 ORDER_TOPICS = ("orders/create", "orders/updated", "orders/cancelled")
+MOVED_TOPIC = "fulfillment_orders/moved"  # Shopify moved an order's fulfillment order to another location
+# Fulfillment orders whose location no longer matters (their units shipped or never will).
+FULFILLMENT_ORDERS_DONE = ("CLOSED", "CANCELLED", "INCOMPLETE")
 STALE_CODES = ("CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE")
 # Requested costs, for waiting before a request rather than after a refusal (Shopify charges the
 # requested cost up front and refunds the difference).
@@ -152,7 +162,9 @@ def _fulfillment_fields(lines: int) -> str:
 _ORDER_FIELDS = f"""
         id legacyResourceId name updatedAt cancelledAt displayFulfillmentStatus displayFinancialStatus
         lineItems(first: {LINE_ITEMS_PAGE}) {{ nodes {{ {_LINE_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }}
-        fulfillments(first: {FULFILLMENTS}) {{ {_fulfillment_fields(FULFILLMENT_LINES)} }}"""
+        fulfillments(first: {FULFILLMENTS}) {{ {_fulfillment_fields(FULFILLMENT_LINES)} }}
+        fulfillmentOrders(first: {FULFILLMENT_ORDERS}) {{ nodes {{ status assignedLocation {{ location {{ id }} }} }} }}
+        sourceName retailLocation {{ id }}"""
 
 ORDERS = f"""
 query StockroomOrders($first: Int!, $after: String, $query: String) {{
@@ -194,6 +206,16 @@ query StockroomFulfillmentLines($id: ID!, $after: String) {{
         pageInfo {{ hasNextPage endCursor }}
       }}
     }}
+  }}
+}}
+"""
+
+# The order a moved fulfillment order belongs to (the fulfillment_orders/moved webhook names only the former).
+FULFILLMENT_ORDER_ORDER = f"""
+query StockroomFulfillmentOrderOrder($id: ID!) {{
+  node(id: $id) {{
+    ... on FulfillmentOrder {{ order {{ {_ORDER_FIELDS}
+    }} }}
   }}
 }}
 """
@@ -639,6 +661,8 @@ REST_ORDER_FIELDS: dict[str, tuple[type, ...]] = {
     "financial_status": TEXT_OR_NULL,
     "updated_at": TEXT_OR_NULL,
     "fulfillments": (list, type(None)),
+    "source_name": TEXT_OR_NULL,
+    "location_id": (int, type(None)),
 }
 REST_LINE_FIELDS: dict[str, tuple[type, ...]] = {
     "id": ID,
@@ -664,6 +688,7 @@ def order_from_rest(payload: Mapping[str, Any]) -> PlatformOrder:
         everything = int(current or 0) if display == "fulfilled" else 0  # only for a body without the list
         units = shipped.get(str(item.get("id")), 0) if counted else everything
         lines.append(_line(item.get("sku"), current, units))
+    pos = str(payload.get("source_name") or "") == "pos" and payload.get("location_id") is not None
     return PlatformOrder(
         external_id=str(payload["id"]),
         status=_status(
@@ -675,7 +700,25 @@ def order_from_rest(payload: Mapping[str, Any]) -> PlatformOrder:
         lines=tuple(lines),
         updated_at=_parse_time(payload.get("updated_at")),
         number=str(payload.get("name") or ""),
+        # A REST body does not say where an online order ships from (its fulfillment orders): "" until read.
+        location=f"gid://shopify/Location/{payload['location_id']}" if pos else "",
+        source=OrderSource.POS if pos else OrderSource.ONLINE,
     )
+
+
+def _order_location(node: Mapping[str, Any]) -> tuple[str, str]:
+    """(location, source) of a GraphQL order: a POS sale's retail location, else the location of its first
+    fulfillment order still to ship (the first one at all when every one is done)."""
+    retail = str((node.get("retailLocation") or {}).get("id") or "")
+    if str(node.get("sourceName") or "") == "pos" and retail:
+        return retail, OrderSource.POS
+    orders = ((node.get("fulfillmentOrders") or {}).get("nodes")) or []
+    live = [fo for fo in orders if str(fo.get("status") or "") not in FULFILLMENT_ORDERS_DONE] or orders
+    for fulfillment_order in live:
+        place = str(((fulfillment_order.get("assignedLocation") or {}).get("location") or {}).get("id") or "")
+        if place:
+            return place, OrderSource.ONLINE
+    return "", OrderSource.ONLINE
 
 
 def _line_from_graphql(node: Mapping[str, Any], shipped: Mapping[str, int]) -> OrderLine:
@@ -689,10 +732,13 @@ def _topic_enum(topic: str) -> str:
     return topic.upper().replace("/", "_")
 
 
+_TOPIC_NAMES = {_topic_enum(topic): topic for topic in (*ORDER_TOPICS, MOVED_TOPIC)}
+
+
 def _subscription(node: Mapping[str, Any]) -> WebhookSubscription:
     return WebhookSubscription(
         id=str(node.get("id") or ""),
-        topic=str(node.get("topic") or "").lower().replace("_", "/", 1),
+        topic=_TOPIC_NAMES.get(str(node.get("topic") or ""), str(node.get("topic") or "").lower().replace("_", "/", 1)),
         address=str(node.get("uri") or ""),
     )
 
@@ -753,7 +799,7 @@ class ShopifyConnector(Connector):
     default_rate_per_s = 4.0
     default_burst = 8
     orders_get_batch = ORDERS_PAGE  # ids per ``nodes(ids:)`` read: about 820 of the single query's 1,000 points
-    webhook_topics = ORDER_TOPICS
+    webhook_topics = (*ORDER_TOPICS, MOVED_TOPIC)
     sets_places = True
 
     def account(self, settings: Mapping[str, Any]) -> str:
@@ -1073,6 +1119,7 @@ class ShopifyConnector(Connector):
         return shipped
 
     def _order_from_graphql(self, channel: ChannelRef, node: Mapping[str, Any]) -> PlatformOrder:
+        place, source = _order_location(node)
         shipped = self._shipped_graphql(channel, node)
         items = node.get("lineItems") or {}
         lines = [_line_from_graphql(line, shipped) for line in items.get("nodes") or []]
@@ -1098,6 +1145,8 @@ class ShopifyConnector(Connector):
             lines=tuple(lines),
             updated_at=_parse_time(node.get("updatedAt")),
             number=str(node.get("name") or ""),
+            location=place,
+            source=source,
         )
 
     def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
@@ -1112,16 +1161,41 @@ class ShopifyConnector(Connector):
             return None
         topic = _header(headers, "X-Shopify-Topic")
         delivery = _delivery_id(topic, headers, body)
+        what = f"a signed {topic} webhook"
+        if topic == MOVED_TOPIC:
+            return Webhook(delivery_id=delivery, topic=topic, orders=self._moved_order(channel, body, what))
         if topic not in ORDER_TOPICS:
             return Webhook(delivery_id=delivery, topic=topic, orders=[])
-        what = f"a signed {topic} webhook"
         payload = order_body_read(body, what)
         fields_typed(payload, REST_ORDER_FIELDS, REST_LINE_FIELDS, what)
         try:
             order = order_from_rest(payload)
         except ORDER_SHAPE_ERRORS as err:
             raise MalformedOrder(f"{what} that is not an order ({type(err).__name__})") from err
+        if (
+            len(location_map(channel.settings)) > 1
+            and order.source != OrderSource.POS
+            and order.status != PlatformOrder.Status.CANCELLED
+        ):
+            # Several locations: where it ships from is in its fulfillment orders, which the REST body lacks.
+            # Unread now: reserved by the channel's order of locations, moved once the sweep reads it.
+            with contextlib.suppress(ConnectorError):
+                order = next(iter(self.orders_get(channel, [order.external_id])), order)
         return Webhook(delivery_id=delivery, topic=topic, orders=[order_checked(order, what)])
+
+    def _moved_order(self, channel: ChannelRef, body: bytes, what: str) -> list[PlatformOrder]:
+        """The order of a moved fulfillment order, read now (the webhook names the fulfillment order only)."""
+        payload = order_body_read(body, what)
+        try:
+            moved = payload.get("moved_fulfillment_order") or payload.get("original_fulfillment_order") or {}
+            fulfillment_order = str(moved.get("id") or "")
+        except AttributeError as err:
+            raise MalformedOrder(f"{what} that names no fulfillment order") from err
+        if not fulfillment_order.startswith("gid://shopify/FulfillmentOrder/"):
+            raise MalformedOrder(f"{what} that names no fulfillment order")
+        answer = self._read(channel, FULFILLMENT_ORDER_ORDER, {"id": fulfillment_order}, cost=ORDER_COST + 1)
+        node = (answer.data.get("node") or {}).get("order")
+        return [order_checked(self._order_from_graphql(channel, node), what)] if node else []
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -1138,16 +1212,18 @@ class ShopifyConnector(Connector):
                 f"Connected to {name}, but the app lacks the access scopes {', '.join(missing)}: add them to the "
                 "app's configuration and install the new version on the shop."
             )
-        location = str(channel.settings.get("location_id") or "")
-        found = self._read(channel, LOCATION, {"locationId": location}, cost=1).data.get("location")
-        if not found:
-            raise ConnectorError(
-                f"Connected to {name}, but it has no location {location}: copy the id of the location whose stock "
-                "Stockroom sets (Settings > Locations, the number at the end of its address)."
-            )
-        if not found.get("isActive", True):
-            raise ConnectorError(f"Connected to {name}, but its location {found.get('name')} is deactivated.")
-        line = f"Connected to {name}; Stockroom sets the available quantity at {found.get('name')}."
+        names = []
+        for location in location_map(channel.settings) or {"": []}:
+            found = self._read(channel, LOCATION, {"locationId": location}, cost=1).data.get("location")
+            if not found:
+                raise ConnectorError(
+                    f"Connected to {name}, but it has no location {location}: copy the id of the location whose "
+                    "stock Stockroom sets (Settings > Locations, the number at the end of its address)."
+                )
+            if not found.get("isActive", True):
+                raise ConnectorError(f"Connected to {name}, but its location {found.get('name')} is deactivated.")
+            names.append(str(found.get("name")))
+        line = f"Connected to {name}; Stockroom sets the available quantity at {', '.join(names)}."
         wanted = str(channel.settings.get("api_version") or settings.SHOPIFY_API_VERSION)
         if answer.version and answer.version != wanted:
             line += (
@@ -1310,7 +1386,7 @@ class ShopifyConnector(Connector):
         counter = Catalog()
         found: list[WebhookSubscription] = []
         after: str | None = None
-        topics = [_topic_enum(topic) for topic in ORDER_TOPICS]
+        topics = [_topic_enum(topic) for topic in self.webhook_topics]
         while True:
             answer = self._discover(
                 channel,
@@ -1330,7 +1406,7 @@ class ShopifyConnector(Connector):
         existing = [s for s in self.webhook_subscriptions(channel) if s.address == address]
         have = {s.topic for s in existing}
         counter = Catalog()
-        for topic in ORDER_TOPICS:
+        for topic in self.webhook_topics:
             if topic in have:
                 continue
             answer = self._discover(
@@ -1350,9 +1426,11 @@ class ShopifyConnector(Connector):
             else:
                 text = "; ".join(str(e.get("message")) for e in errors) or "no subscription and no reason"
                 raise ConnectorError(f"Shopify refused the {topic} webhook to {address}: {text}")
-        if len(existing) < len(ORDER_TOPICS):
+        if len(existing) < len(self.webhook_topics):
             existing = [s for s in self.webhook_subscriptions(channel) if s.address == address]
-        return sorted(existing, key=lambda s: ORDER_TOPICS.index(s.topic) if s.topic in ORDER_TOPICS else 99)
+        return sorted(
+            existing, key=lambda s: self.webhook_topics.index(s.topic) if s.topic in self.webhook_topics else 99
+        )
 
     def _discover(
         self, channel: ChannelRef, query: str, variables: dict[str, Any], *, cost: float, counter: Catalog
