@@ -229,8 +229,15 @@ def _due_rows(channel: Channel, batch_size: int) -> list[DueRow]:
                 "limit": batch_size,
             },
         )
-        rows = [DueRow(*row) for row in cursor.fetchall()]
+        rows = [DueRow(*row[:-1], pushed_places=_json_object(row[-1])) for row in cursor.fetchall()]
     return rows if rows and rows[0].due else []
+
+
+def _json_object(value: object) -> dict[str, int]:
+    """A jsonb column read through the raw cursor (text with this driver's settings, or already decoded)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _held_back(channel: Channel, row: DueRow, available: int) -> int:
@@ -292,6 +299,14 @@ def _places_fill(channel: Channel, updates: list[Update]) -> set[int]:
             update.places[place] = quantity
         update.available = sum(update.places.values())
     return capped
+
+
+def _places_sent(update: Update) -> tuple[PlaceQuantity, ...]:
+    """The platform locations whose quantity changes (all of them when none does: a push asked for again)."""
+    told = update.row.pushed_places or {}
+    every = tuple(PlaceQuantity(place, quantity, told.get(place)) for place, quantity in update.places.items())
+    changed = tuple(p for p in every if p.last_pushed != p.available)
+    return changed or every
 
 
 def _places_unchanged(update: Update) -> bool:
@@ -379,10 +394,7 @@ def _send(
             external_id=u.row.external_id,
             available=u.available,
             last_pushed=u.row.last_pushed_qty,
-            places=tuple(
-                PlaceQuantity(place, quantity, (u.row.pushed_places or {}).get(place))
-                for place, quantity in u.places.items()
-            ),
+            places=_places_sent(u),
         )
         for u in updates
     ]
@@ -405,6 +417,12 @@ def _send(
         metrics.push_record(channel_code=channel.code, requests=requests, throttled=1)
         log.warning("channel_throttled", channel=channel.code, retry_after=result.throttled_for)
         return
+    for i, seen in list(result.mismatched_places.items()):
+        if i in by_id:  # the locations not sent show what they were last told (unchanged)
+            every = {**by_id[i].places, **seen}
+            result.mismatched_places[i] = every
+            values = list(every.values())
+            result.mismatched[i] = None if any(v is None for v in values) else sum(v or 0 for v in values)
     # Each update lands in one outcome: accepted before mismatched before failed.
     accepted_ids = [i for i in dict.fromkeys(result.accepted) if i in by_id]
     accepted = [by_id[i] for i in accepted_ids]
@@ -527,7 +545,7 @@ def _mismatched(
             """
             UPDATE channels_listing AS l
                SET last_pushed_qty = p.qty, platform_sold_units = l.platform_sold_units - p.drop,
-                   pushed_places = COALESCE(p.places, l.pushed_places)
+                   pushed_places = l.pushed_places || COALESCE(p.places, '{}'::jsonb)
               FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::jsonb[]) AS p(listing_id, qty, drop, places)
              WHERE l.id = p.listing_id
             """,
