@@ -330,25 +330,20 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport, connector: C
             done.append(row)
         elif plan.held and not by_place:  # per platform location, raises are held place by place below
             held.append(row)
-        elif (
-            skip_unchanged
-            and plan.available == row.last_pushed_qty
-            and not row.repush
-            and not by_place
-        ):
+        elif skip_unchanged and plan.available == row.last_pushed_qty and not row.repush and not by_place:
             done.append(row)
         else:
             updates.append(Update(row, plan.sku, plan.available, plan.zeroed))
     if by_place and updates:
         # Per platform location: a listing whose sum is unchanged may still move stock between locations.
         capped = _places_fill(channel, updates)
-        same = [u for u in updates if _places_unchanged(u) and not u.row.repush]
-        held += [u.row for u in same if u.row.listing_id in capped]
+        # A raise held back to what a location was last told leaves nothing to send: the row waits (held).
+        waiting = [u for u in updates if u.row.listing_id in capped and _places_unchanged(u)]
+        held += [u.row for u in waiting]
+        same = [u for u in updates if _places_unchanged(u) and not u.row.repush and u not in waiting]
         if skip_unchanged:
-            done += [u.row for u in same if u.row.listing_id not in capped]
-        else:
-            same = [u for u in same if u.row.listing_id in capped]
-        updates = [u for u in updates if u not in same]
+            done += [u.row for u in same]
+        updates = [u for u in updates if u not in waiting and (u not in same or not skip_unchanged)]
     zeroed = {listing for listing, plan in planned.items() if plan.zeroed}
     if done:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -417,6 +412,7 @@ def _send(
         metrics.push_record(channel_code=channel.code, requests=requests, throttled=1)
         log.warning("channel_throttled", channel=channel.code, retry_after=result.throttled_for)
         return
+    seen_places = {i: dict(seen) for i, seen in result.mismatched_places.items()}
     for i, seen in list(result.mismatched_places.items()):
         if i in by_id:  # the locations not sent show what they were last told (unchanged)
             every = {**by_id[i].places, **seen}
@@ -442,7 +438,13 @@ def _send(
     accepted_at = _accepted(channel, accepted, as_of, report) if accepted else None
     if mismatched:
         _mismatched(
-            channel, connector, [by_id[i] for i in mismatched], mismatched, report, places=result.mismatched_places
+            channel,
+            connector,
+            [by_id[i] for i in mismatched],
+            mismatched,
+            report,
+            places=result.mismatched_places,
+            places_seen=seen_places,
         )
     dead = 0
     if failed:
@@ -515,6 +517,7 @@ def _mismatched(
     report: PushReport,
     *,
     places: dict[int, dict[str, int | None]] | None = None,
+    places_seen: dict[int, dict[str, int | None]] | None = None,
 ) -> None:
     """The platform's quantity was not what we last told it: a sale there, or a hand edit.
 
@@ -534,6 +537,18 @@ def _mismatched(
     # this reading cautious.
     sold = dict(Listing.objects.filter(pk__in=ids).values_list("pk", "platform_sold_units"))
     drops = {i: before - shown[i] for i in ids if (before := told[i]) is not None and shown[i] < before}
+    for u in updates:  # per platform location: only the locations that showed another quantity dropped
+        seen = (places_seen or {}).get(u.row.listing_id)
+        if seen is not None:
+            before_at = u.row.pushed_places or {}
+            drop = sum(
+                before_at[p] - q
+                for p, q in seen.items()
+                if q is not None and before_at.get(p) is not None and q < before_at[p]
+            )
+            drops.pop(u.row.listing_id, None)
+            if drop > 0:
+                drops[u.row.listing_id] = drop
     explained = {i for i, drop in drops.items() if drop <= sold.get(i, 0)}
     if connector.polls_orders and len(explained) < len(ids):
         # First, in its own transaction (the channel row before sync work, never the other way round):
