@@ -134,8 +134,9 @@ def _location_map_rows(channel: Channel, platform_locations: list[Any]) -> list[
 def _location_map_posted(request: HttpRequest) -> dict[str, list[str]]:
     """The map's inputs as posted: platform location -> Stockroom location codes (locations left empty out)."""
     mapped: dict[str, list[str]] = {}
-    for name, value in request.POST.items():
+    for name in request.POST:
         if name.startswith(MAP_FIELD):
+            value = str(request.POST.get(name, ""))
             codes = [code.strip() for code in value.replace(";", ",").split(",") if code.strip()]
             if codes:
                 mapped[name.removeprefix(MAP_FIELD)] = codes

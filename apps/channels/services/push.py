@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from django.db import connection, transaction
@@ -229,8 +230,16 @@ def _due_rows(channel: Channel, batch_size: int) -> list[DueRow]:
                 "limit": batch_size,
             },
         )
-        rows = [DueRow(*row[:-1], pushed_places=_json_object(row[-1])) for row in cursor.fetchall()]
+        rows = [_due_row(row) for row in cursor.fetchall()]
     return rows if rows and rows[0].due else []
+
+
+def _due_row(row: tuple[Any, ...]) -> DueRow:
+    listing_id, version, priority, enqueued_at, repush, attempts, last_pushed_qty, external_id, due, places = row
+    return DueRow(
+        listing_id, version, priority, enqueued_at, repush, attempts, last_pushed_qty, external_id, due,
+        pushed_places=_json_object(places),
+    )  # fmt: skip
 
 
 def _json_object(value: object) -> dict[str, int]:
