@@ -474,15 +474,15 @@ def report(args: argparse.Namespace, platforms: dict[str, Platform], changes: li
         listings = [pk for pk, code in Listing.objects.values_list("pk", "channel__code") if code == lane.code]
         wrong = sum(1 for pk in listings if platform.shown(platform.keys[product_of[pk]]) != truth[pk].available)
         wrong_at, quantities_at = places_wrong(platform)
-        if quantities_at:
-            print(f"{'':<10} {'(per location)':<14} {len(platform.places)} Shopify locations: {wrong_at} of "
-                  f"{quantities_at} quantities wrong")  # fmt: skip
-            wrong += wrong_at
+        wrong += wrong_at
         per_change = pushes / n_changes if n_changes else 0.0
         per_change_of[lane.connector] = per_change
         print(f"{lane.code:<10} {lane.connector:<12} {pushes:>7} {per_change:>10.3f} {requests:>8} {throttled:>9} "
               f"{p50 or 0:>6.2f}s {p99 or 0:>6.2f}s {wrong:>6}"
               + (f"  ({missing} changes never shown: see the drain)" if missing else ""))  # fmt: skip
+        if quantities_at:
+            print(f"{'':<10} {'(per location)':<14} {len(platform.places)} Shopify locations: {wrong_at} of "
+                  f"{quantities_at} quantities wrong (included above)")  # fmt: skip
         if lane.connector == "stockroom":
             as_of = latencies_by_as_of(samples, platform)
             print(f"{'':<10} {'(as_of rule)':<12} {'':>7} {'':>10} {'':>8} {'':>9} "
