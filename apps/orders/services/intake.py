@@ -250,13 +250,17 @@ class _KnownOrder:
         ):
             # The platform moved it to another location: what it holds moves to where it ships from now.
             ships_from = platform_place_locations(self.channel, order.location)
-            _step(
-                "Move refused",
-                lambda: order_place_move(
-                    order_id=stored.pk, place=order.location[:100], location_ids=ships_from, actor=self.actor
-                ),
-                order=stored,
-            )
+            if ships_from is None and platform_place_locations(self.channel, stored.platform_location) is None:
+                # Neither location is mapped to its own stock (one platform location): nothing moves.
+                Order.objects.filter(pk=stored.pk).update(platform_location=order.location[:100])
+            else:
+                _step(
+                    "Move refused",
+                    lambda: order_place_move(
+                        order_id=stored.pk, place=order.location[:100], location_ids=ships_from, actor=self.actor
+                    ),
+                    order=stored,
+                )
             stored.refresh_from_db()
         if order.status != Status.CANCELLED and stored.is_open and order.lines:
             self._lines_follow()
