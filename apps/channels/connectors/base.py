@@ -168,7 +168,8 @@ class PushResult:
     # The platform's quantity was not what we last told it (a sale there not imported yet, a hand edit):
     # listing id -> the quantity it shows now (None: unreadable). Never overwritten blindly.
     mismatched: dict[int, int | None] = field(default_factory=dict)
-    # With ``places``: what each platform location of a mismatched listing shows now (listing id -> place -> shown).
+    # With ``places``: what the platform locations that refused show now (listing id -> place -> shown; the
+    # listing's other locations took what they were sent).
     mismatched_places: dict[int, dict[str, int | None]] = field(default_factory=dict)
     throttled_for: float | None = None  # seconds to wait; nothing was applied
     pause_for: float | None = None  # the platform's budget says: wait this long before the next request

@@ -846,13 +846,14 @@ class ShopifyConnector(Connector):
             if failed:
                 result.failed[listing_id] = failed[0]
             elif stale:
-                shown = {
+                # The listing over its locations: those that took the quantity show it; the others what they show.
+                every = {
                     slot.place: done.mismatched[slot.listing_id] if slot in stale else slot.available for slot in own
                 }
                 result.mismatched[listing_id] = (
-                    None if any(v is None for v in shown.values()) else sum(v or 0 for v in shown.values())
+                    None if any(v is None for v in every.values()) else sum(v or 0 for v in every.values())
                 )
-                result.mismatched_places[listing_id] = shown
+                result.mismatched_places[listing_id] = {slot.place: done.mismatched[slot.listing_id] for slot in stale}
             elif all(slot.listing_id in accepted for slot in own):
                 result.accepted.append(listing_id)
         return result
