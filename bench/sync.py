@@ -192,9 +192,10 @@ def stream_run(env: dict[str, str], catalog: dict[str, Any], args: Any, name: st
     return outs, started, time.time() - started
 
 
-def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float, duration: float, seed: int,
-             out: str, basket: int, barrier: Any) -> None:  # fmt: skip
-    """One generator process: bursty changes at ``rate`` per second through the ledger writer."""
+def generate(env: dict[str, str], items: list[int], warehouse: int | list[int], rate: float, duration: float,
+             seed: int, out: str, basket: int, barrier: Any) -> None:  # fmt: skip
+    """One generator process: bursty changes at ``rate`` per second through the ledger writer (each basket at
+    one location, chosen at random when ``warehouse`` is a list of locations)."""
     setup_django(env)
     from django.db import transaction
 
@@ -220,12 +221,13 @@ def generate(env: dict[str, str], items: list[int], warehouse: int, rate: float,
         tier = rng.choices(tiers, weights)[0]
         chosen = sorted(set(rng.sample(items, basket)))
         delta = -rng.randint(1, 3) if tier == 1 else rng.choice([-4, -2, 3, 5])
+        place = rng.choice(warehouse) if isinstance(warehouse, list) else warehouse
         # A push reflects this change if it read after the commit began; measure from then too.
         begun = None
         with transaction.atomic():
-            levels_for_update([(item, warehouse) for item in chosen])
+            levels_for_update([(item, place) for item in chosen])
             movements_apply(
-                movements=[MovementSpec(item, warehouse, kinds[tier], on_hand_delta=delta) for item in chosen],
+                movements=[MovementSpec(item, place, kinds[tier], on_hand_delta=delta) for item in chosen],
                 actor="bench", priority=ChangePriority(tier), reason=kinds[tier],
             )  # fmt: skip
             begun = time.time()
@@ -294,6 +296,13 @@ def main() -> int:
     parser.add_argument("--basket", type=int, help="changes per transaction (a basket, a feed chunk; default 5)")
     parser.add_argument("--tier3-batch", type=float, help="SYNC_TIER3_BATCH_S (default 60; mixed: 10)")
     parser.add_argument("--workers-concurrency", type=int, default=6)
+    parser.add_argument(
+        "--locations",
+        type=int,
+        default=1,
+        help="mixed only: stock locations (a warehouse and stores), the stream spread over them; the Shopify shop "
+        "maps one Shopify location to each (settings.location_map), the other channels sell their sum",
+    )
     args = parser.parse_args()
     defaults = dict(DEFAULTS[args.connectors])
     defaults["rate"] = float(os.environ.get("BENCH_SYNC_RATE", defaults["rate"]))

@@ -42,8 +42,8 @@ import sync  # bench/sync.py: the generators, process helpers and the catalog
 from common import base_database_url, database_recreate
 
 OUT = sync.OUT
-DB_NAME = "stockroom_bench_sync_mixed"
-PREFIX = "bench-sync-mixed"
+DB_NAME = os.environ.get("BENCH_SYNC_MIXED_DB", "stockroom_bench_sync_mixed")  # another name: runs side by side
+PREFIX = os.environ.get("BENCH_SYNC_MIXED_PREFIX", "bench-sync-mixed")
 SECRET = "bench-secret"
 TIER1_TARGET_S = 2.0
 
@@ -76,11 +76,16 @@ class Platform:
     keys: dict[int, str] = field(default_factory=dict)  # product id -> the platform's key (external id / SKU)
     applied: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
 
+    places: list[str] = field(default_factory=list)  # Shopify with a location map: its location GIDs
+
     def shown(self, key: str) -> int | None:
         kind = self.lane.connector
         if kind == "stockroom":
             return self.fake.shown(key)
         if kind == "shopify":
+            if self.places:  # the listing's quantity over its locations (each is checked on its own too)
+                shown = [self.fake.available(key, place) for place in self.places]
+                return None if None in shown else sum(v or 0 for v in shown)
             return self.fake.available(key)
         if kind == "woocommerce":
             return self.fake.quantity(int(key))
@@ -124,8 +129,9 @@ def start_platforms() -> dict[str, Platform]:
             answer = super()._set_quantities(payload)
             if not answer["userErrors"]:  # all or nothing
                 now = time.time()
-                for quantity in payload["quantities"]:
-                    platforms["shopify"].applied[quantity["inventoryItemId"]].append((now, int(quantity["quantity"])))
+                shopify = platforms["shopify"]
+                for item in dict.fromkeys(q["inventoryItemId"] for q in payload["quantities"]):
+                    shopify.applied[item].append((now, int(shopify.shown(item) or 0)))
             return answer
 
     class RecordingWoo(WooCommerceFake):
@@ -158,16 +164,37 @@ def stop_platforms(platforms: dict[str, Platform]) -> None:
         platform.fake.stop()
 
 
-def build(per_channel: int, platforms: dict[str, Platform]) -> dict[str, Any]:
-    """Products over stocked items, one channel per platform, each listing every product."""
+def build(per_channel: int, platforms: dict[str, Platform], n_locations: int = 1) -> dict[str, Any]:
+    """Products over stocked items, one channel per platform, each listing every product. With ``n_locations``
+    over 1: stores S1.. beside the warehouse, stocked too; every channel sells from all of them, the Shopify
+    shop has one location per Stockroom location (its ``location_map``)."""
+    import random
+
+    from apps.catalog.models import Location, StockLevel
     from apps.channels.models import Channel, Listing
     from apps.channels.services.config import channel_create
 
     warehouse, items, products = sync.build_products(per_channel)
     shopify, woo, amazon = platforms["shopify"].fake, platforms["woo"].fake, platforms["amazon"].fake
+    locations = [warehouse]
+    rng = random.Random(11)
+    for n in range(1, n_locations):
+        store = Location.objects.create(code=f"S{n}", name=f"Store {n}", kind=Location.Kind.STORE)
+        StockLevel.objects.bulk_create(
+            [StockLevel(item=item, location=store, on_hand=rng.randint(2_000, 5_000)) for item in items]
+        )
+        locations.append(store)
+    location_map: dict[str, list[str]] = {shopify.location_id: [warehouse.code]}
+    if n_locations > 1:
+        for store in locations[1:]:
+            place = f"gid://shopify/Location/{shopify.add_location(store.name)}"
+            location_map[place] = [store.code]
+        platforms["shopify"].places = list(location_map)
     for product in products:
         platforms["push"].keys[product.pk] = f"push-{product.code}"
-        platforms["shopify"].keys[product.pk] = shopify.add_item(f"SHOP-{product.code}", 0)
+        platforms["shopify"].keys[product.pk] = shopify.add_item(
+            f"SHOP-{product.code}", quantities=dict.fromkeys(location_map, 0)
+        )
         platforms["woo"].keys[product.pk] = str(woo.add_product(sku=f"WOO-{product.code}", stock_quantity=0))
         amazon.add_listing(f"AMZ-{product.code}", 0, product_type="PRODUCT")
         platforms["amazon"].keys[product.pk] = f"AMZ-{product.code}"
@@ -175,7 +202,9 @@ def build(per_channel: int, platforms: dict[str, Platform]) -> dict[str, Any]:
         "push": {"connector": "stockroom", "push_url": platforms["push"].fake.url, "secret": SECRET},
         "shopify": {
             "connector": "shopify",
-            "settings": {"shop_url": shopify.url, "location_id": shopify.location_id},
+            "settings": {"shop_url": shopify.url, "location_map": location_map}
+            if n_locations > 1
+            else {"shop_url": shopify.url, "location_id": shopify.location_id},
             "credentials": {"access_token": "shpat_bench", "webhook_secret": "bench-webhooks"},
         },
         "woo": {
@@ -193,7 +222,7 @@ def build(per_channel: int, platforms: dict[str, Platform]) -> dict[str, Any]:
                 "rate_per_s": lane.rate_per_s, "burst": lane.burst, "batch_size": lane.batch_size,
                 **settings[lane.code],
             },
-            location_ids=[warehouse.pk],
+            location_ids=[location.pk for location in locations],
             state=Channel.State.LIVE,  # the bench links its listings itself: pushed from the start
         )  # fmt: skip
         keys = platforms[lane.code].keys
@@ -207,11 +236,34 @@ def build(per_channel: int, platforms: dict[str, Platform]) -> dict[str, Any]:
             for p in products
         ]
     Listing.objects.bulk_create(listings, batch_size=5000)
-    return {"items": [i.pk for i in items], "warehouse": warehouse.pk}
+    spread: int | list[int] = [location.pk for location in locations] if n_locations > 1 else warehouse.pk
+    return {"items": [i.pk for i in items], "warehouse": spread}
+
+
+def places_wrong(platform: Platform) -> tuple[int, int]:
+    """(quantities wrong at a Shopify location, quantities) of a Shopify shop with a location map: each location
+    against the ATP of the Stockroom location it shows, with the listing's rules."""
+    from apps.channels.connectors.base import location_map
+    from apps.channels.models import Channel, Listing
+    from apps.channels.selectors import listings_availability_by_place
+
+    if not platform.places:
+        return 0, 0
+    channel = Channel.objects.get(code=platform.lane.code)
+    rows = list(Listing.objects.filter(channel=channel).values_list("pk", "product_id"))
+    truth = listings_availability_by_place([pk for pk, _ in rows], location_map(channel.settings))
+    wrong = sum(
+        1
+        for pk, product in rows
+        for place in platform.places
+        if platform.fake.available(platform.keys[product], place) != truth[pk][place]
+    )
+    return wrong, len(rows) * len(platform.places)
 
 
 def in_sync(platforms: dict[str, Platform]) -> tuple[int, int]:
-    """(listings whose platform shows Stockroom's quantity, listings)."""
+    """(listings whose platform shows Stockroom's quantity, listings); on a shop with several locations, a
+    listing is right when every location is."""
     from apps.channels.models import Listing
     from apps.channels.selectors import listings_availability
 
@@ -220,6 +272,7 @@ def in_sync(platforms: dict[str, Platform]) -> tuple[int, int]:
     right = sum(
         1 for pk, code, product in rows if platforms[code].shown(platforms[code].keys[product]) == truth[pk].available
     )
+    right -= sum(places_wrong(platform)[0] for platform in platforms.values())
     return right, len(rows)
 
 
@@ -335,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
     platforms = start_platforms()
     processes: list[Any] = []
     try:
-        catalog = build(args.listings, platforms)
+        catalog = build(args.listings, platforms, getattr(args, "locations", 1))
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         celery = str(Path(sys.executable).with_name("celery"))
@@ -361,7 +414,9 @@ def run(args: argparse.Namespace) -> int:
         if right < total:
             print(f"the initial sync left {total - right} of {total} listings wrong; see {logs}", file=sys.stderr)
             return 1
-        start_levels = dict(StockLevel.objects.values_list("item_id", "on_hand"))
+        start_levels: dict[int, int] = defaultdict(int)  # per item, over every location (the stream's deltas add)
+        for item_id, on_hand in StockLevel.objects.values_list("item_id", "on_hand"):
+            start_levels[item_id] += on_hand
 
         print(f"stream: {args.rate:.0f} changes/s for {args.duration:.0f} s from {args.generators} processes, "
               f"the same to {', '.join(f'{lane.code} ({lane.connector})' for lane in LANES)}", flush=True)  # fmt: skip
@@ -418,11 +473,16 @@ def report(args: argparse.Namespace, platforms: dict[str, Platform], changes: li
         p50, p99 = sync.percentile(tier1, 50), sync.percentile(tier1, 99)
         listings = [pk for pk, code in Listing.objects.values_list("pk", "channel__code") if code == lane.code]
         wrong = sum(1 for pk in listings if platform.shown(platform.keys[product_of[pk]]) != truth[pk].available)
+        wrong_at, quantities_at = places_wrong(platform)
+        wrong += wrong_at
         per_change = pushes / n_changes if n_changes else 0.0
         per_change_of[lane.connector] = per_change
         print(f"{lane.code:<10} {lane.connector:<12} {pushes:>7} {per_change:>10.3f} {requests:>8} {throttled:>9} "
               f"{p50 or 0:>6.2f}s {p99 or 0:>6.2f}s {wrong:>6}"
               + (f"  ({missing} changes never shown: see the drain)" if missing else ""))  # fmt: skip
+        if quantities_at:
+            print(f"{'':<10} {'(per location)':<14} {len(platform.places)} Shopify locations: {wrong_at} of "
+                  f"{quantities_at} quantities wrong (included above)")  # fmt: skip
         if lane.connector == "stockroom":
             as_of = latencies_by_as_of(samples, platform)
             print(f"{'':<10} {'(as_of rule)':<12} {'':>7} {'':>10} {'':>8} {'':>9} "

@@ -104,6 +104,45 @@ class OpeningForm(forms.Form):
     location = forms.ChoiceField(label="Book them at the Stockroom location")
 
 
+MAP_FIELD = "map:"  # one input per platform location: the Stockroom location codes it shows
+
+
+def _maps_locations(channel: Channel) -> bool:
+    """Whether the channel's connector takes a ``location_map`` (a platform with several stock locations)."""
+    try:
+        return "location_map" in channel_connector(channel).settings_serializer().fields
+    except (LookupError, ImportError):
+        return False
+
+
+def _location_map_rows(channel: Channel, platform_locations: list[Any]) -> list[dict[str, str]]:
+    """Each platform location with the codes the channel's map gives it now, for the map's inputs."""
+    if not platform_locations or not _maps_locations(channel):
+        return []
+    mapped = (channel.settings or {}).get("location_map") or {}
+    return [
+        {
+            "id": loc.id,
+            "name": loc.name + ("" if loc.active else " (inactive)"),
+            "field": f"{MAP_FIELD}{loc.id}",
+            "codes": ", ".join(mapped.get(loc.id) or []),
+        }
+        for loc in platform_locations
+    ]
+
+
+def _location_map_posted(request: HttpRequest) -> dict[str, list[str]]:
+    """The map's inputs as posted: platform location -> Stockroom location codes (locations left empty out)."""
+    mapped: dict[str, list[str]] = {}
+    for name in request.POST:
+        if name.startswith(MAP_FIELD):
+            value = str(request.POST.get(name, ""))
+            codes = [code.strip() for code in value.replace(";", ",").split(",") if code.strip()]
+            if codes:
+                mapped[name.removeprefix(MAP_FIELD)] = codes
+    return mapped
+
+
 def _preview_key(step: str, channel: Channel, request: HttpRequest) -> str:
     return f"onboarding:{step}:{channel.pk}:{request.user.pk}"
 
@@ -231,6 +270,7 @@ class ChannelOnboarding:
             "chosen_location": chosen,
             "chosen_location_name": dict(choices).get(chosen, chosen),
             "platform_locations": platform_locations,
+            "location_map_rows": _location_map_rows(channel, platform_locations),
             "locations_error": locations_error,
             "locations_form": locations_form,
             "selling_from": list(channel.channel_locations.select_related("location").order_by("priority")),
@@ -318,8 +358,15 @@ class ChannelOnboarding:
             return "locations"
         setting = _location_setting(channel)
         fields: dict[str, Any] = {}
-        if setting and chosen:
-            fields["settings"] = {**(channel.settings or {}), setting: chosen}
+        mapped = _location_map_posted(request)
+        if mapped and _maps_locations(channel):
+            # Several platform locations, each showing its own Stockroom locations (``settings.location_map``).
+            settings = {key: value for key, value in (channel.settings or {}).items() if key != "location_id"}
+            fields["settings"] = {**settings, "location_map": mapped}
+            chosen = ", ".join(f"{place} = {'+'.join(codes)}" for place, codes in mapped.items())
+        elif setting and chosen:
+            settings = {key: value for key, value in (channel.settings or {}).items() if key != "location_map"}
+            fields["settings"] = {**settings, setting: chosen}
         location_ids = [location.pk for location in form.cleaned_data["locations"]]
         try:
             channel_update(channel=channel, fields=fields, location_ids=location_ids, priority=SyncPriority.MANUAL)

@@ -269,6 +269,9 @@ class Listing(models.Model):
     is_active = models.BooleanField(default=True)
     last_pushed_qty = models.IntegerField(null=True, blank=True)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
+    # On a platform with several locations (``settings.location_map``): what each platform location was last
+    # told ({location id: quantity}), each its own compare-and-set value; ``last_pushed_qty`` is their sum.
+    pushed_places = models.JSONField(default=dict, blank=True, db_default={})
     # The channel was last told 0 because of an open incident, not because of its stock: once the
     # incident's cause is gone, any stock change of its items pushes the truth again.
     zeroed_by_incident = models.BooleanField(default=False)

@@ -266,3 +266,62 @@ def products_channel_quantity(channel: Any, product_ids: Sequence[int]) -> dict[
         else 0
         for product in ids
     }
+
+
+# A listing's product ATP at each location its channel sells from, with the listing's rules: what each platform
+# location of a ``location_map`` shows is computed from the ATP of its own Stockroom locations.
+LISTING_PLACE_ATP_SQL = f"""
+WITH wanted AS (
+    SELECT l.id, l.channel_id, l.product_id
+      FROM channels_listing l
+     WHERE l.id = ANY(%(listings)s::bigint[])
+), per_location AS (
+    SELECT w.id AS listing_id, loc.code, MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
+      FROM wanted w
+      JOIN channels_channellocation cl ON cl.channel_id = w.channel_id
+      JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active
+      JOIN catalog_productcomponent pc ON pc.product_id = w.product_id
+      LEFT JOIN catalog_stocklevel s ON s.item_id = pc.item_id AND s.location_id = cl.location_id
+     GROUP BY w.id, loc.code
+)
+SELECT w.id, COALESCE(l.buffer, c.buffer), COALESCE(l.coefficient, c.coefficient), l.max_qty, l.end_when,
+       l.is_active AND c.is_active, p.code, p.atp
+  FROM wanted w
+  JOIN channels_listing l ON l.id = w.id
+  JOIN channels_channel c ON c.id = l.channel_id
+  LEFT JOIN per_location p ON p.listing_id = w.id
+"""
+
+
+def listings_availability_by_place(
+    listing_ids: Sequence[int], places: dict[str, list[str]]
+) -> dict[int, dict[str, int]]:
+    """What each platform location shows of each listing: ``places`` maps a platform location to the Stockroom
+    location codes whose product ATP it sums (empty: every location the channel sells from), each with the
+    listing's rules (buffer, coefficient, max, end_when). A code the channel does not sell from counts 0. One
+    query."""
+    ids = sorted(set(listing_ids))
+    if not ids or not places:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(LISTING_PLACE_ATP_SQL, {"listings": ids})
+        rows = cursor.fetchall()
+    rules: dict[int, tuple[int, Decimal, int | None, int | None, bool]] = {}
+    atp: dict[int, dict[str, int]] = {}
+    for listing_id, buffer, coefficient, max_qty, end_when, active, code, location_atp in rows:
+        rules[listing_id] = (buffer, coefficient, max_qty, end_when, bool(active))
+        if code is not None:
+            atp.setdefault(listing_id, {})[code] = int(location_atp or 0)
+    result: dict[int, dict[str, int]] = {}
+    for listing_id, (buffer, coefficient, max_qty, end_when, active) in rules.items():
+        own = atp.get(listing_id, {})
+        shown = {}
+        for place, codes in places.items():
+            total = sum(own.values()) if not codes else sum(own.get(code, 0) for code in codes)
+            shown[place] = (
+                listing_quantity(atp=total, buffer=buffer, coefficient=coefficient, max_qty=max_qty, end_when=end_when)
+                if active
+                else 0
+            )
+        result[listing_id] = shown
+    return result

@@ -45,6 +45,9 @@ class Order(models.Model):
     # The platform's own time of the newest state applied: an older one arriving later (a reordered
     # webhook, a sweep's read overtaken by a webhook) is not applied over it.
     platform_updated_at = models.DateTimeField(null=True, blank=True)
+    # The platform location it ships from, as last heard (a Shopify fulfillment order's location): its stock is
+    # reserved at the Stockroom locations that one maps to, and moves when the platform moves the order.
+    platform_location = models.CharField(max_length=100, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -33,7 +33,7 @@ import structlog
 
 from apps.suppliers.models import Supplier
 from apps.suppliers.services.polling import supplier_poll
-from sandbox.demo.platforms import MARKETPLACE, WEBSHOP, DemoPlatforms, shopify_orders_after
+from sandbox.demo.platforms import MARKETPLACE, POS_STORE, WEBSHOP, DemoPlatforms, shopify_orders_after
 from sandbox.simulator import ChannelSimulator
 
 log = structlog.get_logger("stockroom.demo")
@@ -350,6 +350,8 @@ class LiveDemo:
         if on_shelf < quantity:
             log.info("demo_till_empty_shelf", store=store, item=item, on_shelf=on_shelf)
             return
+        if store == POS_STORE and self.platforms is not None and self.platforms.pos_sale(item, quantity):
+            return  # sold on Shopify POS: Shopify's webhook books it as this store's till sale
         response = self.api.call(
             "post",
             "stock/movements/",

@@ -8,6 +8,12 @@ take the units off what they show at once; Shopify tells Stockroom by signed web
 server, and Stockroom polls Amazon's orders every minute (Amazon sends no webhooks). Shipping and
 cancelling happen on the platforms too, and reach Stockroom the same ways.
 
+The Shopify shop has three locations, as a merchant with a warehouse and two stores would: the
+warehouse's and each store's, mapped one to one (``settings.location_map``), so each shows its own
+stock. Shopify routes each online order to a location that has the item (the warehouse first), and the
+tills of the first store sell through Shopify POS: their sales reach Stockroom as Shopify orders and are
+booked as that store's till sales.
+
 The fakes run as threads of the demo process: they start and stop with it, listen on free ports of
 loopback (no fixed port to collide with another run), and the demo knows their ids without a
 handshake. A new start gives each platform new addresses, and the channels are pointed at them again;
@@ -25,7 +31,7 @@ import requests
 import structlog
 
 from sandbox.fakes.amazon import AmazonFake
-from sandbox.fakes.shopify import ORDER_ID_BASE, ShopifyFake
+from sandbox.fakes.shopify import ORDER_ID_BASE, ShopifyFake, gid
 
 log = structlog.get_logger("stockroom.demo")
 
@@ -35,6 +41,9 @@ MARKETPLACE = "market1"  # on Amazon
 # webshop keeps one unit back (Shopify's own advice for fast sellers is the same). The marketplace
 # already has its buffer of 2 (and a coefficient of 0.8) from the demo catalog.
 WEBSHOP_BUFFER = 1
+# The Shopify shop's locations, in the order Shopify routes online orders: the warehouse, then the stores.
+SHOPIFY_LOCATIONS = (("WH", ""), ("S1", "Store Berlin Mitte"), ("S2", "Store Hamburg"))
+POS_STORE = "S1"  # its tills are Shopify POS
 
 
 class StaffApi(Protocol):
@@ -49,6 +58,7 @@ class DemoPlatforms:
     amazon: AmazonFake
     shopify_items: dict[str, str] = field(default_factory=dict)  # channel SKU -> inventory item GID
     amazon_skus: list[str] = field(default_factory=list)  # seller SKUs (the channel SKUs)
+    shopify_places: dict[str, str] = field(default_factory=dict)  # Stockroom location code -> Shopify location GID
 
     @classmethod
     def start(cls, *, base_url: str, shopify_orders_after: int = 1000) -> DemoPlatforms:
@@ -68,7 +78,12 @@ class DemoPlatforms:
         amazon = AmazonFake(
             client_secret="demo-amazon-" + secrets.token_hex(8), refresh_token="Atzr|demo-" + secrets.token_hex(8)
         ).start()
-        return cls(shopify=shopify, amazon=amazon)
+        # Made in the same order at every start: the same location ids, which the channel's map names.
+        places = {
+            code: shopify.location_id if not name else gid("Location", shopify.add_location(name))
+            for code, name in SHOPIFY_LOCATIONS
+        }
+        return cls(shopify=shopify, amazon=amazon, shopify_places=places)
 
     def stop(self) -> None:
         self.shopify.stop()
@@ -79,9 +94,13 @@ class DemoPlatforms:
     def connect(self, api: StaffApi) -> None:
         """List every webshop and marketplace listing on its platform and point the channels there."""
         shop_listings = _listings(api, WEBSHOP)
+        told = _places_told([row["id"] for row in shop_listings])
         for row in shop_listings:
+            # Each location starts at what Stockroom last told it, so the first compare-and-set matches.
+            before = told.get(row["id"], {})
             self.shopify_items[row["channel_sku"]] = self.shopify.add_item(
-                row["channel_sku"], int(row["last_pushed_qty"] or 0)
+                row["channel_sku"],
+                quantities={place: int(before.get(place, 0)) for place in self.shopify_places.values()},
             )
         _external_ids_set(
             api, shop_listings, {row["id"]: self.shopify_items[row["channel_sku"]] for row in shop_listings}
@@ -91,7 +110,10 @@ class DemoPlatforms:
             WEBSHOP,
             {
                 "connector": "shopify",
-                "settings": {"shop_url": self.shopify.url, "location_id": self.shopify.location_id},
+                "settings": {
+                    "shop_url": self.shopify.url,
+                    "location_map": {place: [code] for code, place in self.shopify_places.items()},
+                },
                 "credentials": {
                     "access_token": self.shopify.access_token,
                     "webhook_secret": self.shopify.webhook_secret,
@@ -115,11 +137,11 @@ class DemoPlatforms:
 
     def shopify_order(self, rng: random.Random) -> dict[str, Any] | None:
         """A shopper checks out one unit of something the webshop shows; Shopify sends orders/create."""
-        on_sale = sorted(sku for sku, gid in self.shopify_items.items() if (self.shopify.available(gid) or 0) > 0)
+        on_sale = sorted(sku for sku, item in self.shopify_items.items() if self._routed_to(item) is not None)
         if not on_sale:
             return None
         sku = rng.choice(on_sale)
-        order = self.shopify.create_order([(sku, 1)])
+        order = self.shopify.create_order([(sku, 1)], location_id=self._routed_to(self.shopify_items[sku]))
         delivered = next((d for d in reversed(self.shopify.deliveries) if d.topic == "orders/create"), None)
         log.info(
             "demo_order",
@@ -127,6 +149,31 @@ class DemoPlatforms:
             platform="shopify",
             order=order["name"],
             sku=sku,
+            webhook=delivered.status if delivered else None,
+        )
+        return order
+
+    def _routed_to(self, item: str) -> str | None:
+        """Where Shopify routes an order of one unit: the first location (warehouse, then stores) that has it."""
+        return next(
+            (place for place in self.shopify_places.values() if (self.shopify.available(item, place) or 0) > 0), None
+        )
+
+    def pos_sale(self, item_sku: str, quantity: int) -> dict[str, Any] | None:
+        """A till of the POS store sells on Shopify POS (the item's webshop variant); None when the shop does not
+        sell the item (the till then books the sale in Stockroom itself)."""
+        sku = f"{WEBSHOP.upper()}-{item_sku}"
+        if sku not in self.shopify_items:
+            return None
+        order = self.shopify.create_pos_order([(sku, quantity)], location_id=self.shopify_places[POS_STORE])
+        delivered = next((d for d in reversed(self.shopify.deliveries) if d.topic == "orders/create"), None)
+        log.info(
+            "demo_till_sale",
+            store=POS_STORE,
+            platform="shopify_pos",
+            order=order["name"],
+            sku=sku,
+            quantity=quantity,
             webhook=delivered.status if delivered else None,
         )
         return order
@@ -165,6 +212,13 @@ def shopify_orders_after(api: StaffApi, token: str) -> int:
         if str(row.get("external_id", "")).isdigit() and int(row["external_id"]) > ORDER_ID_BASE
     ]
     return max(numbers, default=1000)
+
+
+def _places_told(listing_ids: list[int]) -> dict[int, dict[str, int]]:
+    """What each Shopify location was last told of these listings (the demo runs beside the database)."""
+    from apps.channels.models import Listing
+
+    return dict(Listing.objects.filter(pk__in=listing_ids).values_list("pk", "pushed_places"))
 
 
 def _listings(api: StaffApi, channel: str) -> list[dict[str, Any]]:

@@ -135,14 +135,27 @@ class ChannelRef:
 
 
 @dataclass(frozen=True)
+class PlaceQuantity:
+    """The quantity one platform location shows of a listing (a channel with a ``location_map``)."""
+
+    place: str  # the platform's location id (a key of ``settings.location_map``)
+    available: int
+    last_pushed: int | None  # what that location was last told (its own compare-and-set value)
+
+
+@dataclass(frozen=True)
 class QuantityUpdate:
-    """Tell the platform: this listing now shows ``available``."""
+    """Tell the platform: this listing now shows ``available``.
+
+    ``places``: on a platform with several locations, what each mapped location shows (``available`` is
+    then their sum); empty where the platform keeps one quantity per listing."""
 
     listing_id: int
     sku: str  # Listing.channel_sku: the merchant's SKU on that channel
     external_id: str  # Listing.external_id: the platform's id of what is sold ("" when unknown)
     available: int
     last_pushed: int | None  # what we last told the platform (compare-and-set where the platform has it)
+    places: tuple[PlaceQuantity, ...] = ()
 
 
 @dataclass
@@ -155,6 +168,9 @@ class PushResult:
     # The platform's quantity was not what we last told it (a sale there not imported yet, a hand edit):
     # listing id -> the quantity it shows now (None: unreadable). Never overwritten blindly.
     mismatched: dict[int, int | None] = field(default_factory=dict)
+    # With ``places``: what the platform locations that refused show now (listing id -> place -> shown; the
+    # listing's other locations took what they were sent).
+    mismatched_places: dict[int, dict[str, int | None]] = field(default_factory=dict)
     throttled_for: float | None = None  # seconds to wait; nothing was applied
     pause_for: float | None = None  # the platform's budget says: wait this long before the next request
     requests: int = 0
@@ -167,6 +183,11 @@ class OrderLine:
     quantity: int
     fulfilled: int = 0  # units the platform says have shipped
     external_id: str = ""  # the platform's id of what was sold, when the line names no SKU
+
+
+class OrderSource:
+    ONLINE = ""  # an order to ship (reserved where it ships from)
+    POS = "pos"  # a sale at a till in a store (Shopify POS): booked as the store's sale, never reserved
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,10 @@ class PlatformOrder:
     lines: tuple[OrderLine, ...]
     updated_at: datetime | None = None
     number: str = ""  # what the merchant calls it (Shopify "#1001")
+    # The platform location it ships from (its open fulfillment orders' location) or, for a till sale, where it
+    # was sold; "" when the platform does not say (one location, or not known from this read).
+    location: str = ""
+    source: str = OrderSource.ONLINE
 
 
 NUMBER: tuple[type, ...] = (int,)  # JSON integers (booleans refused below)
@@ -294,6 +319,18 @@ class WebhookSubscription:
     active: bool = True
 
 
+def location_map(settings: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A channel's platform locations and the Stockroom location codes each shows (``settings.location_map``).
+
+    ``location_id`` alone is a one-entry map; an empty list of codes means every location the channel sells
+    from (what one platform location showed before maps existed)."""
+    mapped = settings.get("location_map")
+    if isinstance(mapped, Mapping) and mapped:
+        return {str(place): [str(code) for code in (codes or [])] for place, codes in mapped.items()}
+    single = settings.get("location_id")
+    return {str(single): []} if single else {}
+
+
 # progress(done, total or None): a long read reports how far it is (variants read so far)
 Progress = Callable[[int, int | None], None]
 
@@ -315,6 +352,8 @@ class Connector:
     default_burst: ClassVar[int] = 10
     # Order webhook topics ``webhooks_subscribe`` makes sure of (empty: the platform's orders come by poll only).
     webhook_topics: ClassVar[tuple[str, ...]] = ()
+    # Sets one quantity per platform location of ``settings.location_map`` (``QuantityUpdate.places``).
+    sets_places: ClassVar[bool] = False
     # The settings that decide where the credentials are sent: changing one needs the credentials again.
     credential_destinations: ClassVar[tuple[str, ...]] = ()
 

@@ -17,6 +17,7 @@ from apps.channels.connectors import connector_named
 from apps.channels.locks import channel_for_update, sync_work_for_update
 from apps.channels.models import STOCKROOM_CONNECTOR, Channel, ChannelLocation, Listing, SyncPriority, SyncWork
 from apps.channels.services.connection import (
+    ConnectorConfigInvalid,
     channel_credentials,
     connector_config_clean,
     credentials_rebind_check,
@@ -118,10 +119,33 @@ def channel_create(*, fields: Mapping[str, Any], location_ids: Sequence[int] = (
         _platform_account(values["connector"], settings)
         raise
     _set_locations(channel, location_ids)
+    _location_map_check(channel)
     if channel.connector != STOCKROOM_CONNECTOR:
         _orders_counted_from_now(channel)
     log.info("channel_created", channel=channel.code, connector=channel.connector, state=channel.state)
     return channel
+
+
+def _location_map_check(channel: Channel) -> None:
+    """Every Stockroom location a platform location shows (``settings.location_map``) is one the channel sells
+    from: the map says where its stock is shown, the channel's locations what it may sell."""
+    mapped = (channel.settings or {}).get("location_map") or {}
+    codes = {code for place_codes in mapped.values() for code in (place_codes or [])}
+    if not codes:
+        return
+    selling = set(ChannelLocation.objects.filter(channel=channel).values_list("location__code", flat=True))
+    missing = sorted(codes - selling)
+    if missing:
+        raise ConnectorConfigInvalid(
+            errors={
+                "settings": {
+                    "location_map": [
+                        f"Not a location this channel sells from: {', '.join(missing)}. Add it to the channel's "
+                        "locations, or map another."
+                    ]
+                }
+            }
+        )
 
 
 def _connector_changes(channel: Channel, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,6 +226,8 @@ def channel_update(
         if current != list(location_ids):
             _set_locations(channel, location_ids)
             changed.add("locations")
+    if changed & {"settings", "locations"}:
+        _location_map_check(channel)
     if changed & (_CHANNEL_SYNC_FIELDS | {"locations"}):
         sync_work_enqueue(
             channel_ids=[channel.pk],

@@ -21,11 +21,13 @@ A worker that dies mid-push loses nothing: rows are deleted only once the platfo
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from django.db import connection, transaction
@@ -37,14 +39,20 @@ from apps.channels.connectors.base import (
     ChannelRef,
     Connector,
     ConnectorError,
+    PlaceQuantity,
     PushResult,
     QuantityUpdate,
+    location_map,
     retry_after_seconds,
 )
 from apps.channels.connectors.stockroom import SIGNATURE_HEADER, push_body, sign
 from apps.channels.locks import sync_work_for_update
 from apps.channels.models import Channel, Listing, SyncWork
-from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
+from apps.channels.selectors import (
+    listings_availability,
+    listings_availability_by_place,
+    listings_zeroed_by_incident,
+)
 from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.connection import channel_push_configured
 from apps.channels.services.work import channel_kick, channel_recovered
@@ -69,7 +77,8 @@ SELECT w.listing_id, w.version, w.priority, w.enqueued_at, w.repush, w.attempts,
        l.external_id,
        (w.priority = 1
         OR (w.priority = 2 AND w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier2)s))
-        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due
+        OR w.enqueued_at <= clock_timestamp() - make_interval(secs => %(tier3)s)) AS due,
+       l.pushed_places
   FROM channels_syncwork w
   JOIN channels_listing l ON l.id = w.listing_id
  WHERE w.channel_id = %(channel)s AND w.state = 'pending' AND w.next_attempt_at <= clock_timestamp()
@@ -89,6 +98,7 @@ class DueRow:
     last_pushed_qty: int | None
     external_id: str
     due: bool
+    pushed_places: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +107,8 @@ class Update:
     sku: str
     available: int
     zeroed: bool = False  # 0 because an incident's cause still holds, whatever the stock
+    # On a connector that sets a quantity per platform location: what each one shows ({} otherwise).
+    places: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,7 +191,7 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
                 time.sleep(gather - age)
                 lock.renew()
                 continue
-        updates = _plan(channel, rows, report)
+        updates = _plan(channel, rows, report, connector)
         if not updates:
             continue
         bucket = limits.channel_bucket(channel)
@@ -202,6 +214,8 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
                     update.available = 0
                 elif update.row.listing_id in fresh:
                     update.available = _held_back(channel, update.row, fresh[update.row.listing_id].available)
+            if connector.sets_places:
+                _places_fill(channel, updates)
         _send(channel, connector, ref, updates, as_of, report)
 
 
@@ -216,8 +230,23 @@ def _due_rows(channel: Channel, batch_size: int) -> list[DueRow]:
                 "limit": batch_size,
             },
         )
-        rows = [DueRow(*row) for row in cursor.fetchall()]
+        rows = [_due_row(row) for row in cursor.fetchall()]
     return rows if rows and rows[0].due else []
+
+
+def _due_row(row: tuple[Any, ...]) -> DueRow:
+    listing_id, version, priority, enqueued_at, repush, attempts, last_pushed_qty, external_id, due, places = row
+    return DueRow(
+        listing_id, version, priority, enqueued_at, repush, attempts, last_pushed_qty, external_id, due,
+        pushed_places=_json_object(places),
+    )  # fmt: skip
+
+
+def _json_object(value: object) -> dict[str, int]:
+    """A jsonb column read through the raw cursor (text with this driver's settings, or already decoded)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _held_back(channel: Channel, row: DueRow, available: int) -> int:
@@ -258,7 +287,43 @@ def listings_push_plan(channel: Channel, last_pushed: dict[int, int | None]) -> 
     return planned
 
 
-def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Update]:
+def _places_fill(channel: Channel, updates: list[Update]) -> set[int]:
+    """Each update's quantity at each platform location of the channel's ``location_map`` (0 everywhere while an
+    incident holds it), raises held at what a location was last told while orders are not imported; the
+    update's ``available`` becomes their sum."""
+    places = location_map(channel.settings or {})
+    shown = listings_availability_by_place([u.row.listing_id for u in updates], places)
+    pending_orders = channel.has_orders_pending
+    capped: set[int] = set()
+    for update in updates:
+        now = shown.get(update.row.listing_id, {})
+        told = update.row.pushed_places or {}
+        update.places = {}
+        for place in places:
+            quantity = 0 if update.zeroed else now.get(place, 0)
+            before = told.get(place)
+            if pending_orders and before is not None and quantity > before:
+                quantity = int(before)
+                capped.add(update.row.listing_id)
+            update.places[place] = quantity
+        update.available = sum(update.places.values())
+    return capped
+
+
+def _places_sent(update: Update) -> tuple[PlaceQuantity, ...]:
+    """The platform locations whose quantity changes (all of them when none does: a push asked for again)."""
+    told = update.row.pushed_places or {}
+    every = tuple(PlaceQuantity(place, quantity, told.get(place)) for place, quantity in update.places.items())
+    changed = tuple(p for p in every if p.last_pushed != p.available)
+    return changed or every
+
+
+def _places_unchanged(update: Update) -> bool:
+    told = update.row.pushed_places or {}
+    return all(told.get(place) == quantity for place, quantity in update.places.items())
+
+
+def _plan(channel: Channel, rows: list[DueRow], report: PushReport, connector: Connector | None = None) -> list[Update]:
     """Quantities for the batch; settles rows that need no push now (already shown, or held back).
 
     A listing shows 0 while an open incident's cause holds for one of its items (decided now,
@@ -266,17 +331,28 @@ def _plan(channel: Channel, rows: list[DueRow], report: PushReport) -> list[Upda
     """
     planned = listings_push_plan(channel, {row.listing_id: row.last_pushed_qty for row in rows})
     skip_unchanged = bool(int(sync_setting("SYNC_SKIP_UNCHANGED")))
+    by_place = connector is not None and connector.sets_places
     updates, done, held = [], [], []
     for row in rows:
         plan = planned.get(row.listing_id)
         if plan is None:
             done.append(row)
-        elif plan.held:
+        elif plan.held and not by_place:  # per platform location, raises are held place by place below
             held.append(row)
-        elif skip_unchanged and plan.available == row.last_pushed_qty and not row.repush:
+        elif skip_unchanged and plan.available == row.last_pushed_qty and not row.repush and not by_place:
             done.append(row)
         else:
             updates.append(Update(row, plan.sku, plan.available, plan.zeroed))
+    if by_place and updates:
+        # Per platform location: a listing whose sum is unchanged may still move stock between locations.
+        capped = _places_fill(channel, updates)
+        # A raise held back to what a location was last told leaves nothing to send: the row waits (held).
+        waiting = [u for u in updates if u.row.listing_id in capped and _places_unchanged(u)]
+        held += [u.row for u in waiting]
+        same = [u for u in updates if _places_unchanged(u) and not u.row.repush and u not in waiting]
+        if skip_unchanged:
+            done += [u.row for u in same]
+        updates = [u for u in updates if u not in waiting and (u not in same or not skip_unchanged)]
     zeroed = {listing for listing, plan in planned.items() if plan.zeroed}
     if done:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -322,6 +398,7 @@ def _send(
             external_id=u.row.external_id,
             available=u.available,
             last_pushed=u.row.last_pushed_qty,
+            places=_places_sent(u),
         )
         for u in updates
     ]
@@ -344,6 +421,13 @@ def _send(
         metrics.push_record(channel_code=channel.code, requests=requests, throttled=1)
         log.warning("channel_throttled", channel=channel.code, retry_after=result.throttled_for)
         return
+    seen_places = {i: dict(seen) for i, seen in result.mismatched_places.items()}
+    for i, seen in list(result.mismatched_places.items()):
+        if i in by_id:  # the locations not sent show what they were last told (unchanged)
+            every = {**by_id[i].places, **seen}
+            result.mismatched_places[i] = every
+            values = list(every.values())
+            result.mismatched[i] = None if any(v is None for v in values) else sum(v or 0 for v in values)
     # Each update lands in one outcome: accepted before mismatched before failed.
     accepted_ids = [i for i in dict.fromkeys(result.accepted) if i in by_id]
     accepted = [by_id[i] for i in accepted_ids]
@@ -362,7 +446,15 @@ def _send(
     failed.update(dict.fromkeys([i for i in by_id if i not in settled and i not in failed], "no answer for it"))
     accepted_at = _accepted(channel, accepted, as_of, report) if accepted else None
     if mismatched:
-        _mismatched(channel, connector, [by_id[i] for i in mismatched], mismatched, report)
+        _mismatched(
+            channel,
+            connector,
+            [by_id[i] for i in mismatched],
+            mismatched,
+            report,
+            places=result.mismatched_places,
+            places_seen=seen_places,
+        )
     dead = 0
     if failed:
         whole_batch = not accepted and not mismatched
@@ -391,11 +483,18 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
             """
             UPDATE channels_listing AS l
                SET last_pushed_qty = p.qty, last_pushed_at = %s, zeroed_by_incident = p.zeroed,
-                   platform_sold_units = LEAST(l.platform_sold_units, 0)
-              FROM unnest(%s::bigint[], %s::int[], %s::bool[]) AS p(listing_id, qty, zeroed)
+                   platform_sold_units = LEAST(l.platform_sold_units, 0),
+                   pushed_places = COALESCE(p.places, l.pushed_places)
+              FROM unnest(%s::bigint[], %s::int[], %s::bool[], %s::jsonb[]) AS p(listing_id, qty, zeroed, places)
              WHERE l.id = p.listing_id
             """,
-            [accepted_at, ids, [u.available for u in updates], [u.zeroed for u in updates]],
+            [
+                accepted_at,
+                ids,
+                [u.available for u in updates],
+                [u.zeroed for u in updates],
+                [json.dumps(u.places) if u.places else None for u in updates],
+            ],
         )
         cursor.execute(
             """
@@ -420,7 +519,14 @@ def _accepted(channel: Channel, updates: list[Update], as_of: datetime, report: 
 
 
 def _mismatched(
-    channel: Channel, connector: Connector, updates: list[Update], shown: dict[int, int], report: PushReport
+    channel: Channel,
+    connector: Connector,
+    updates: list[Update],
+    shown: dict[int, int],
+    report: PushReport,
+    *,
+    places: dict[int, dict[str, int | None]] | None = None,
+    places_seen: dict[int, dict[str, int | None]] | None = None,
 ) -> None:
     """The platform's quantity was not what we last told it: a sale there, or a hand edit.
 
@@ -440,6 +546,18 @@ def _mismatched(
     # this reading cautious.
     sold = dict(Listing.objects.filter(pk__in=ids).values_list("pk", "platform_sold_units"))
     drops = {i: before - shown[i] for i in ids if (before := told[i]) is not None and shown[i] < before}
+    for u in updates:  # per platform location: only the locations that showed another quantity dropped
+        seen = (places_seen or {}).get(u.row.listing_id)
+        if seen is not None:
+            before_at = u.row.pushed_places or {}
+            drop = sum(
+                before_at[p] - q
+                for p, q in seen.items()
+                if q is not None and before_at.get(p) is not None and q < before_at[p]
+            )
+            drops.pop(u.row.listing_id, None)
+            if drop > 0:
+                drops[u.row.listing_id] = drop
     explained = {i for i, drop in drops.items() if drop <= sold.get(i, 0)}
     if connector.polls_orders and len(explained) < len(ids):
         # First, in its own transaction (the channel row before sync work, never the other way round):
@@ -450,11 +568,12 @@ def _mismatched(
         cursor.execute(
             """
             UPDATE channels_listing AS l
-               SET last_pushed_qty = p.qty, platform_sold_units = l.platform_sold_units - p.drop
-              FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS p(listing_id, qty, drop)
+               SET last_pushed_qty = p.qty, platform_sold_units = l.platform_sold_units - p.drop,
+                   pushed_places = l.pushed_places || COALESCE(p.places, '{}'::jsonb)
+              FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::jsonb[]) AS p(listing_id, qty, drop, places)
              WHERE l.id = p.listing_id
             """,
-            [ids, [shown[i] for i in ids], [drops.get(i, 0) for i in ids]],
+            [ids, [shown[i] for i in ids], [drops.get(i, 0) for i in ids], [_places_json(places, i) for i in ids]],
         )
         waits = {i: 0.0 if i in explained or connector.polls_orders else recheck for i in ids}
         cursor.execute(
@@ -480,6 +599,14 @@ def _mismatched(
         told=[told[i] for i in ids[:20]],
         explained_by_imported_orders=len(explained),
     )
+
+
+def _places_json(places: dict[int, dict[str, int | None]] | None, listing_id: int) -> str | None:
+    """What each platform location showed, as the listing's next compare values (unread ones left out)."""
+    shown = (places or {}).get(listing_id)
+    if not shown:
+        return None
+    return json.dumps({place: quantity for place, quantity in shown.items() if quantity is not None})
 
 
 def _failed(

@@ -441,6 +441,7 @@ def test_settings_are_validated_and_the_api_version_defaults_to_the_pinned_one(s
     assert good.validated_data == {
         "shop_url": "https://demo.myshopify.com",
         "location_id": "gid://shopify/Location/123",
+        "location_map": {"gid://shopify/Location/123": []},  # one location: the channel's whole ATP
         "api_version": "2026-07",
     }
     bad = ShopifySettings(

@@ -228,9 +228,14 @@ def test_order_webhooks_are_subscribed_once_per_address_and_then_deliver(fakes):
         other = connector.webhooks_subscribe(ref(shop), "https://other-app.example.com/hooks")[0]
         first = connector.webhooks_subscribe(ref(shop), address)
         again = connector.webhooks_subscribe(ref(shop), address)
-        assert [s.topic for s in first] == ["orders/create", "orders/updated", "orders/cancelled"]
+        assert [s.topic for s in first] == [
+            "orders/create",
+            "orders/updated",
+            "orders/cancelled",
+            "fulfillment_orders/moved",
+        ]
         assert [s.id for s in again] == [s.id for s in first]  # reused, not duplicated
-        assert len(shop.subscriptions) == 6  # three for the other address, left alone, three for ours
+        assert len(shop.subscriptions) == 8  # four for the other address, left alone, four for ours
         listed = connector.webhook_subscriptions(ref(shop))
         assert {(s.topic, s.address) for s in listed} >= {(s.topic, address) for s in first}
         assert other.id in {s.id for s in listed}
@@ -261,7 +266,12 @@ def test_the_connector_brings_shopifys_request_budget_and_webhook_topics():
     # A push costs about 10 points of the 100 restored each second: 4 a second leave room for polls and reads.
     assert connector.default_rate_per_s * 10 < 100
     assert connector.default_burst >= connector.default_rate_per_s
-    assert connector.webhook_topics == ("orders/create", "orders/updated", "orders/cancelled")
+    assert connector.webhook_topics == (
+        "orders/create",
+        "orders/updated",
+        "orders/cancelled",
+        "fulfillment_orders/moved",  # the location an order ships from changed: its reservation moves
+    )
 
 
 # --- the fake's side of it ------------------------------------------------------------------

@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.channels.connectors import connector_named
-from apps.channels.connectors.base import Connector, ConnectorError, OrderLine, PlatformOrder
+from apps.channels.connectors.base import Connector, ConnectorError, OrderLine, OrderSource, PlatformOrder
 from apps.channels.models import Channel, Listing
 from apps.channels.services.config import channel_watermark_set, listings_platform_sold
 from apps.channels.services.connection import channel_ref
@@ -46,6 +46,7 @@ from apps.orders.models import Order, PlatformOrderRejection, PlatformOrderTombs
 from apps.orders.models import OrderLine as StoredLine
 from apps.orders.services.allocation import LineRequest
 from apps.orders.services.lifecycle import order_cancel, order_confirm, order_fulfil, order_lines_change
+from apps.orders.services.places import order_place_move, platform_place_locations, platform_till_sale_book
 from apps.orders.services.reserve import implausible_import_record, order_import
 
 log = structlog.get_logger("stockroom.orders")
@@ -180,6 +181,8 @@ class _NewOrder:
 
     def run(self) -> PlatformOrderApplied:
         order, external_id = self.order, self.order.external_id
+        if order.source == OrderSource.POS:
+            return _till_sale(self.channel, order, self.actor)
         if order.status == Status.CANCELLED:
             return _tombstone_keep(self.channel, order, self.source)
         tombstone = PlatformOrderTombstone.objects.filter(
@@ -200,11 +203,21 @@ class _NewOrder:
                 raise _Refused(_not_listed(self.channel, unlinked), lines=unlinked)
             return PlatformOrderApplied(external_id, Result.SKIPPED, detail="no line with a quantity")
         requests = [LineRequest(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
+        # Reserved where the platform ships it from (its mapped locations); unmapped: the channel's order.
+        ships_from = platform_place_locations(self.channel, order.location)
         placed = _step(
             "Import refused",
-            lambda: order_import(channel=self.channel, external_id=external_id, lines=requests, actor=self.actor),
+            lambda: order_import(
+                channel=self.channel,
+                external_id=external_id,
+                lines=requests,
+                actor=self.actor,
+                location_ids=ships_from,
+            ),
         )
         stored = placed.order
+        if order.location:
+            Order.objects.filter(pk=stored.pk).update(platform_location=order.location[:100])
         sold: dict[int, int] = defaultdict(int)
         for line in placed.lines:
             if line.listing_id is not None:
@@ -228,7 +241,27 @@ class _KnownOrder:
 
     def run(self) -> PlatformOrderApplied:
         order, stored, external_id = self.order, self.stored, self.order.external_id
-        before = (stored.status, _fulfilled_units(stored), _lines_now(stored))
+        before = (stored.status, _fulfilled_units(stored), _lines_now(stored), stored.platform_location)
+        if (
+            order.location
+            and order.location != stored.platform_location
+            and order.status != Status.CANCELLED
+            and stored.is_open
+        ):
+            # The platform moved it to another location: what it holds moves to where it ships from now.
+            ships_from = platform_place_locations(self.channel, order.location)
+            if ships_from is None and platform_place_locations(self.channel, stored.platform_location) is None:
+                # Neither location is mapped to its own stock (one platform location): nothing moves.
+                Order.objects.filter(pk=stored.pk).update(platform_location=order.location[:100])
+            else:
+                _step(
+                    "Move refused",
+                    lambda: order_place_move(
+                        order_id=stored.pk, place=order.location[:100], location_ids=ships_from, actor=self.actor
+                    ),
+                    order=stored,
+                )
+            stored.refresh_from_db()
         if order.status != Status.CANCELLED and stored.is_open and order.lines:
             self._lines_follow()
             stored.refresh_from_db()
@@ -254,7 +287,7 @@ class _KnownOrder:
         elif order.status == Status.OPEN and stored.status == Order.Status.RESERVED:
             _step("Confirm refused", lambda: order_confirm(order_id=stored.pk, actor=self.actor), order=stored)
         stored.refresh_from_db()
-        changed = (stored.status, _fulfilled_units(stored), _lines_now(stored)) != before
+        changed = (stored.status, _fulfilled_units(stored), _lines_now(stored), stored.platform_location) != before
         result = Result.UPDATED if changed else Result.PARTIAL if self.left_out else Result.UNCHANGED
         detail = f"not applied: {_named(self.left_out)}, kept for staff" if self.left_out else ""
         return PlatformOrderApplied(external_id, result, stored, detail)
@@ -283,6 +316,29 @@ class _KnownOrder:
             ]
         else:
             self.left_out = []
+
+
+def _till_sale(channel: Channel, order: PlatformOrder, actor: str) -> PlatformOrderApplied:
+    """A sale at the platform's till (Shopify POS): the store's own sale, booked once, never reserved."""
+    quantities, _shipped, unlinked = _lines_resolve(channel, order.lines)
+    if not quantities:
+        if unlinked:
+            raise _Refused(_not_listed(channel, unlinked), lines=unlinked)
+        return PlatformOrderApplied(order.external_id, Result.SKIPPED, detail="no line with a quantity")
+    booked = _step(
+        "Till sale refused",
+        lambda: platform_till_sale_book(
+            channel=channel,
+            external_id=order.external_id,
+            place=order.location,
+            lines=sorted(quantities.items()),
+            actor=actor,
+        ),
+    )
+    if not booked.movements:
+        return PlatformOrderApplied(order.external_id, Result.UNCHANGED, detail=f"till sale at {booked.location}")
+    listings_platform_sold(units=booked.sold)  # the platform lowered its own stock there when it sold
+    return PlatformOrderApplied(order.external_id, Result.CREATED, detail=f"till sale at {booked.location}")
 
 
 def _newer(updated_at: datetime | None, than: datetime | None) -> bool:
@@ -426,6 +482,8 @@ def platform_order_from_payload(data: Mapping[str, Any]) -> PlatformOrder:
         lines=tuple(OrderLine(**line) for line in data.get("lines") or ()),
         updated_at=datetime.fromisoformat(updated_at) if updated_at else None,
         number=str(data.get("number") or ""),
+        location=str(data.get("location") or ""),
+        source=str(data.get("source") or ""),
     )
 
 

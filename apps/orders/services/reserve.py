@@ -97,8 +97,12 @@ def order_import(
     lines: Sequence[LineRequest],
     actor: str = "",
     answer: IdempotentAnswer | None = None,
+    location_ids: Sequence[int] | None = None,
 ) -> OrderPlaced:
     """Record a marketplace order that is already sold: reserve what stock allows, the rest is an oversell.
+
+    ``location_ids``: where the platform ships it from (of the channel's locations, in this order); None:
+    the channel's locations in their order.
 
     The shortfall stays on the line (``unallocated_quantity``), the order is flagged and an
     oversell incident opens per item (channels hear of it after commit and push 0).
@@ -115,6 +119,7 @@ def order_import(
         expires_at=None,
         actor=actor,
         answer=answer,
+        location_ids=location_ids,
     )
 
 
@@ -127,10 +132,13 @@ def _order_place(
     expires_at: datetime | None,
     actor: str,
     answer: IdempotentAnswer | None,
+    location_ids: Sequence[int] | None = None,
 ) -> OrderPlaced:
     if mode == Order.Mode.IMPORT and not channel.imports_allowed:
         raise ImportNotAllowed(channel=channel.code)
     resolution = lines_resolve(channel_id=channel.pk, requests=requests)
+    if location_ids is not None:  # where the platform ships it from, of the channel's locations
+        resolution.location_ids = [loc for loc in location_ids if loc in resolution.location_ids]
     if mode == Order.Mode.IMPORT:
         _check_plausible(channel, external_id, resolution, actor)
     plan = units_allocate(lines=resolution.lines, location_ids=resolution.location_ids, atp=resolution.atp)

@@ -60,6 +60,15 @@ def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_
         assert sorted(due.values_list("reference", flat=True)) == ["PO-DEMO-1", "PO-DEMO-2", "PO-DEMO-3"]
         assert demo_receipts_due() == 3 and due.count() == 3, "a second start adds none while they are open"
 
+        # The Shopify shop has the warehouse and both stores as locations; the first store's tills are Shopify POS.
+        assert webshop.settings["location_map"] == {
+            place: [code] for code, place in demo.platforms.shopify_places.items()
+        }
+        assert list(demo.platforms.shopify_places) == ["WH", "S1", "S2"]
+        assert demo.platforms.pos_sale("HOOD-M", 1) is not None
+        till = Movement.objects.filter(kind=Movement.Kind.POS_SALE, location__code="S1", key_scope="till:shopify")
+        assert [m.on_hand_delta for m in till] == [-1], "a Shopify POS sale is the store's till sale, booked once"
+
         stop = threading.Event()
         runner = threading.Thread(target=demo.run, args=(stop,), kwargs={"pace_s": 0.05})
         runner.start()

@@ -125,7 +125,7 @@ enum BulkOperationUserErrorCode { INVALID LIMIT_REACHED OPERATION_IN_PROGRESS }
 type BulkOperationUserError { code: BulkOperationUserErrorCode field: [String!] message: String! }
 type BulkOperationRunQueryPayload { bulkOperation: BulkOperation userErrors: [BulkOperationUserError!]! }
 
-enum WebhookSubscriptionTopic { ORDERS_CANCELLED ORDERS_CREATE ORDERS_UPDATED }
+enum WebhookSubscriptionTopic { FULFILLMENT_ORDERS_MOVED ORDERS_CANCELLED ORDERS_CREATE ORDERS_UPDATED }
 enum WebhookSubscriptionFormat { JSON XML }
 enum WebhookSubscriptionSortKeys { CREATED_AT ID }
 type WebhookSubscription implements Node {
@@ -206,6 +206,44 @@ type Order implements Node {
   displayFinancialStatus: OrderDisplayFinancialStatus
   lineItems(first: Int, after: String, last: Int, before: String): LineItemConnection!
   fulfillments(first: Int): [Fulfillment!]!
+  fulfillmentOrders(
+    first: Int, after: String, last: Int, before: String, displayable: Boolean, query: String, reverse: Boolean
+  ): FulfillmentOrderConnection!
+  sourceName: String
+  retailLocation: Location
+  physicalLocation: Location @deprecated(reason: "Use `retailLocation` instead.")
+}
+
+enum FulfillmentOrderStatus { CANCELLED CLOSED INCOMPLETE IN_PROGRESS ON_HOLD OPEN SCHEDULED }
+type FulfillmentOrderAssignedLocation { location: Location name: String! }
+type FulfillmentOrderLineItem { id: ID! lineItem: LineItem! totalQuantity: Int! remainingQuantity: Int! }
+type FulfillmentOrderLineItemEdge { cursor: String! node: FulfillmentOrderLineItem! }
+type FulfillmentOrderLineItemConnection {
+  edges: [FulfillmentOrderLineItemEdge!]! nodes: [FulfillmentOrderLineItem!]! pageInfo: PageInfo!
+}
+type FulfillmentOrder implements Node {
+  id: ID!
+  status: FulfillmentOrderStatus!
+  assignedLocation: FulfillmentOrderAssignedLocation!
+  orderId: ID!
+  order: Order!
+  updatedAt: DateTime!
+  lineItems(first: Int, after: String, last: Int, before: String): FulfillmentOrderLineItemConnection!
+}
+type FulfillmentOrderEdge { cursor: String! node: FulfillmentOrder! }
+type FulfillmentOrderConnection { edges: [FulfillmentOrderEdge!]! nodes: [FulfillmentOrder!]! pageInfo: PageInfo! }
+input FulfillmentOrderLineItemInput { id: ID! quantity: Int! }
+enum FulfillmentOrderMoveFulfillmentOrderMoveUserErrorCode { CANNOT_MOVE_FULFILLMENT_ORDER_WITH_REPORTED_PROGRESS }
+type FulfillmentOrderMoveFulfillmentOrderMoveUserError {
+  code: FulfillmentOrderMoveFulfillmentOrderMoveUserErrorCode
+  field: [String!]
+  message: String!
+}
+type FulfillmentOrderMovePayload {
+  movedFulfillmentOrder: FulfillmentOrder
+  originalFulfillmentOrder: FulfillmentOrder
+  remainingFulfillmentOrder: FulfillmentOrder
+  userErrors: [FulfillmentOrderMoveFulfillmentOrderMoveUserError!]!
 }
 type OrderEdge { cursor: String! node: Order! }
 type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
@@ -291,12 +329,23 @@ type Mutation {
   webhookSubscriptionCreate(
     topic: WebhookSubscriptionTopic!, webhookSubscription: WebhookSubscriptionInput!
   ): WebhookSubscriptionCreatePayload
+  fulfillmentOrderMove(
+    id: ID!, newLocationId: ID!, fulfillmentOrderLineItems: [FulfillmentOrderLineItemInput!]
+  ): FulfillmentOrderMovePayload
 }
 
 schema { query: QueryRoot mutation: Mutation }
 """
 
-DEFAULT_SCOPES = ("read_inventory", "write_inventory", "read_locations", "read_orders", "read_products")
+DEFAULT_SCOPES = (
+    "read_inventory",
+    "write_inventory",
+    "read_locations",
+    "read_orders",
+    "read_products",
+    "read_merchant_managed_fulfillment_orders",
+    "write_merchant_managed_fulfillment_orders",
+)
 SINGLE_QUERY_MAX_COST = 1000  # Shopify refuses a request that asks for more, whatever the bucket holds
 MUTATION_COST = 10
 MAX_INPUT_ARRAY = 250  # "Input arguments that accept an array have a maximum size of 250"

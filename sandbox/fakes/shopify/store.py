@@ -129,8 +129,22 @@ class FakeOrder:
     financial_status: str = "paid"
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
-    location_id: int = 0
+    location_id: int = 0  # its fulfillment order's assigned location (where it ships from)
     fulfillments: list[FakeFulfillment] = field(default_factory=list)
+    source_name: str = "web"  # "pos": sold at a till (Shopify POS), at ``retail_location``
+    retail_location: int | None = None
+
+    @property
+    def fulfillment_order_id(self) -> int:
+        """Its one fulfillment order (this fake never splits an order over locations)."""
+        return self.id * 10 + 7
+
+    def fulfillment_order_status(self) -> str:
+        if self.cancelled_at:
+            return "CANCELLED"
+        if all(self.taken(line) >= line.current_quantity for line in self.lines):
+            return "CLOSED"
+        return "OPEN"
 
     def shipped(self, line: FakeLine) -> int:
         """Units of the line in successful fulfillments."""
@@ -372,10 +386,15 @@ class ShopifyFake:
         *,
         financial_status: str = "paid",
         send_webhook: bool = True,
+        location_id: str | None = None,
     ) -> dict[str, Any]:
-        """A shopper checks out: ``available`` drops by the quantities (committed rises); orders/create."""
+        """A shopper checks out: Shopify routes the order to a location (``location_id``; default the main one),
+        whose ``available`` drops by the quantities (committed rises); orders/create."""
         with self.lock:
             now = datetime.now(UTC)
+            routed = parse_gid(location_id, "Location") if location_id else self.main_location
+            if routed is None or routed not in self.locations:
+                raise ValueError(f"no location {location_id}")
             order_lines = []
             for sku, quantity in lines:
                 item = next((i for i in self.items.values() if i.sku == sku), None)
@@ -388,9 +407,9 @@ class ShopifyFake:
                         current_quantity=quantity,
                     )
                 )
-                if item is not None and self.main_location in item.available:
-                    item.available[self.main_location] -= quantity
-                    item.committed[self.main_location] = item.committed.get(self.main_location, 0) + quantity
+                if item is not None and routed in item.available:
+                    item.available[routed] -= quantity
+                    item.committed[routed] = item.committed.get(routed, 0) + quantity
             number = next(self._order_numbers)
             order = FakeOrder(
                 id=ORDER_ID_BASE + number,
@@ -399,12 +418,98 @@ class ShopifyFake:
                 created_at=now,
                 updated_at=now,
                 financial_status=financial_status,
-                location_id=self.main_location,
+                location_id=routed,
             )
             self.orders[order.id] = order
             payload = self.order_json(order.id)
         if send_webhook:
             self._send_webhook("orders/create", payload)
+        return payload
+
+    def create_pos_order(
+        self, lines: Iterable[tuple[str, int]], *, location_id: str, send_webhook: bool = True
+    ) -> dict[str, Any]:
+        """A sale at a Shopify POS till in the store ``location_id``: paid and fulfilled at once (the goods leave
+        with the customer), ``available`` there drops; source_name ``pos`` with the store as its retail
+        location; orders/create."""
+        with self.lock:
+            now = datetime.now(UTC)
+            store = parse_gid(location_id, "Location")
+            if store is None or store not in self.locations:
+                raise ValueError(f"no location {location_id}")
+            order_lines = []
+            for sku, quantity in lines:
+                item = next((i for i in self.items.values() if i.sku == sku), None)
+                order_lines.append(
+                    FakeLine(next(self._ids) * 1000 + 5, item.id if item else None, sku, quantity, quantity)
+                )
+                if item is not None and store in item.available:
+                    item.available[store] -= quantity
+            number = next(self._order_numbers)
+            order = FakeOrder(
+                id=ORDER_ID_BASE + number,
+                number=number,
+                lines=order_lines,
+                created_at=now,
+                updated_at=now,
+                location_id=store,
+                source_name="pos",
+                retail_location=store,
+            )
+            order.fulfillments.append(
+                FakeFulfillment(
+                    next(self._ids) * 1000 + 9, SHIPPED, {line.id: line.quantity for line in order_lines}, now
+                )
+            )
+            self.orders[order.id] = order
+            payload = self.order_json(order.id)
+        if send_webhook:
+            self._send_webhook("orders/create", payload)
+        return payload
+
+    def move_fulfillment_order(self, order_id: int, location_id: str, *, send_webhook: bool = True) -> dict[str, Any]:
+        """``fulfillmentOrderMove``: the order's unfulfilled units now ship from ``location_id`` (what they held
+        is given back at the old location and committed at the new one); fulfillment_orders/moved."""
+        with self.lock:
+            order = self.orders[order_id]
+            target = parse_gid(location_id, "Location")
+            if target is None or target not in self.locations:
+                raise ValueError(f"no location {location_id}")
+            if order.fulfillment_order_status() != "OPEN":
+                raise ValueError("The fulfillment order is closed.")
+            source = order.location_id
+            if target != source:
+                for line in order.lines:
+                    item = self.items.get(line.item_id or 0)
+                    left = line.current_quantity - order.taken(line)
+                    if item is None or left <= 0:
+                        continue
+                    if target not in item.available:
+                        raise ValueError("The destination location doesn't stock the requested inventory item.")
+                    if source in item.available:
+                        item.available[source] += left
+                        item.committed[source] = item.committed.get(source, 0) - left
+                    item.available[target] -= left
+                    item.committed[target] = item.committed.get(target, 0) + left
+                order.location_id = target
+            fulfillment_order = gid("FulfillmentOrder", order.fulfillment_order_id)
+            payload = {
+                "original_fulfillment_order": {
+                    "id": fulfillment_order,
+                    "status": "open",
+                    "assigned_location_id": gid("Location", target),
+                },
+                "moved_fulfillment_order": {
+                    "id": fulfillment_order,
+                    "status": "open",
+                    "assigned_location_id": gid("Location", target),
+                },
+                "destination_location_id": gid("Location", target),
+                "fulfillment_order_line_items_requested": None,
+                "source_location": {"id": gid("Location", source)},
+            }
+        if send_webhook:
+            self._send_webhook("fulfillment_orders/moved", payload)
         return payload
 
     def update_order(
@@ -607,6 +712,9 @@ class ShopifyFake:
                 "total_price": f"{10 * sum(line.quantity for line in order.lines):.2f}",
                 "line_items": lines,
                 "fulfillments": [self._fulfillment_json(order, f) for f in order.fulfillments],
+                "source_name": order.source_name,
+                # REST's location_id: the physical location (a POS till's store) where the order was processed.
+                "location_id": order.retail_location,
             }
 
     def _fulfillment_json(self, order: FakeOrder, fulfillment: FakeFulfillment) -> dict[str, Any]:
@@ -1005,6 +1113,39 @@ class ShopifyFake:
             "fulfillments": lambda _info, first=None, **_: [
                 fake.fulfillment_node(order, f) for f in order.fulfillments[: first or None]
             ],
+            "fulfillmentOrders": lambda info, **page: paged(
+                info, [order.id], lambda _key: fake.fulfillment_order_node(order), **page
+            ),
+            "sourceName": order.source_name,
+            "retailLocation": fake.location_node(order.retail_location) if order.retail_location else None,
+            "physicalLocation": fake.location_node(order.retail_location) if order.retail_location else None,
+        }
+
+    def fulfillment_order_node(self, order: FakeOrder) -> dict[str, Any]:
+        fake = self
+
+        def line_items(info: Any, **page: Any) -> dict[str, Any]:
+            def node(index: int) -> dict[str, Any]:
+                line = order.lines[index]
+                return {
+                    "id": gid("FulfillmentOrderLineItem", line.id * 10 + 3),
+                    "lineItem": fake.line_node(order, line),
+                    "totalQuantity": line.current_quantity,
+                    "remainingQuantity": max(0, line.current_quantity - order.taken(line)),
+                }
+
+            return paged(info, list(range(len(order.lines))), node, **page)
+
+        location = self.location_node(order.location_id)
+        return {
+            "__typename": "FulfillmentOrder",
+            "id": gid("FulfillmentOrder", order.fulfillment_order_id),
+            "status": order.fulfillment_order_status(),
+            "assignedLocation": {"location": location, "name": (location or {}).get("name", "")},
+            "orderId": gid("Order", order.id),
+            "order": lambda _info: fake.order_node(order),
+            "updatedAt": _utc_iso(order.updated_at),
+            "lineItems": line_items,
         }
 
     def fulfillment_node(self, order: FakeOrder, fulfillment: FakeFulfillment) -> dict[str, Any]:
@@ -1059,6 +1200,8 @@ class ShopifyFake:
             return self.location_node(number)
         if match["type"] == "Order" and number in self.orders:
             return self.order_node(self.orders[number])
+        if match["type"] == "FulfillmentOrder" and number // 10 in self.orders:
+            return self.fulfillment_order_node(self.orders[number // 10])
         if match["type"] == "Fulfillment":
             for order in self.orders.values():
                 for fulfillment in order.fulfillments:
@@ -1555,7 +1698,16 @@ class ShopifyFake:
                 return 200, {"available": self.available(str(body["inventory_item_id"]))}
             if parts == ["orders"]:
                 lines = [(str(line["sku"]), int(line["quantity"])) for line in body["lines"]]
-                return 201, self.create_order(lines, financial_status=str(body.get("financial_status", "paid")))
+                return 201, self.create_order(
+                    lines,
+                    financial_status=str(body.get("financial_status", "paid")),
+                    location_id=body.get("location_id"),
+                )
+            if parts == ["pos-orders"]:
+                lines = [(str(line["sku"]), int(line["quantity"])) for line in body["lines"]]
+                return 201, self.create_pos_order(lines, location_id=str(body["location_id"]))
+            if len(parts) == 3 and parts[0] == "orders" and parts[2] == "move":
+                return 200, self.move_fulfillment_order(int(parts[1]), str(body["location_id"]))
             if parts == ["outage"]:
                 self.outage(float(body["seconds"]), int(body.get("status", 503)))
                 return 200, {"seconds": float(body["seconds"])}
@@ -1696,6 +1848,35 @@ class _Root:
 
     def webhookSubscriptionCreate(self, _info: Any, topic: str, webhookSubscription: dict[str, Any]) -> dict[str, Any]:
         return self.fake.subscribe(topic, webhookSubscription)
+
+    def fulfillmentOrderMove(
+        self, _info: Any, id: str, newLocationId: str, fulfillmentOrderLineItems: list[Any] | None = None
+    ) -> dict[str, Any]:
+        self.fake.require("fulfillmentOrderMove", "write_merchant_managed_fulfillment_orders")
+        number = parse_gid(id, "FulfillmentOrder")
+        order = self.fake.orders.get((number or 0) // 10)
+        if order is None or order.fulfillment_order_id != number:
+            return _move_refused(["id"], "Fulfillment order does not exist.")
+        try:
+            self.fake.move_fulfillment_order(order.id, newLocationId)
+        except ValueError as err:
+            return _move_refused(["newLocationId"] if "location" in str(err) else ["id"], str(err))
+        node = self.fake.fulfillment_order_node(order)
+        return {
+            "movedFulfillmentOrder": node,
+            "originalFulfillmentOrder": node,
+            "remainingFulfillmentOrder": None,
+            "userErrors": [],
+        }
+
+
+def _move_refused(field: list[str], message: str) -> dict[str, Any]:
+    return {
+        "movedFulfillmentOrder": None,
+        "originalFulfillmentOrder": None,
+        "remainingFulfillmentOrder": None,
+        "userErrors": [{"field": field, "message": message}],
+    }
 
 
 def _bulk_invalid(message: str) -> dict[str, Any]:
