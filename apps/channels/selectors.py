@@ -276,7 +276,7 @@ WITH wanted AS (
       FROM channels_listing l
      WHERE l.id = ANY(%(listings)s::bigint[])
 ), per_location AS (
-    SELECT w.id AS listing_id, loc.code, MIN(({atp_sql("s", "loc")}) / pc.quantity) AS atp
+    SELECT w.id AS listing_id, loc.code, {product_atp_sql("s", "loc", "pc")} AS atp
       FROM wanted w
       JOIN channels_channellocation cl ON cl.channel_id = w.channel_id
       JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active
