@@ -2,8 +2,8 @@
 
 Run as root (it builds network namespaces, veth pairs and a bridge), not part of `make test`:
 
-    sudo .venv/bin/python bench/faults/run.py            # every fault, about 30 s of load each
-    sudo .venv/bin/python bench/faults/run.py --fault-seconds 60 --rate 50 --clients 16
+    sudo .venv/bin/python bench/faults.py            # every fault, about 30 s of load each
+    sudo .venv/bin/python bench/faults.py --fault-seconds 60 --rate 50 --clients 16
 
 The hosts, on the bridge 10.77.0.0/24 (the load generator and the channels sit on the bridge itself,
 10.77.0.1, like the internet in front of a load balancer):
@@ -578,7 +578,12 @@ def main() -> int:
     import psycopg
 
     admin = f"postgres://postgres@{DB_IP}:{PG_PORT}/postgres"
-    if wait_until(lambda: psycopg.connect(admin, connect_timeout=1).close() is None, 30) is None:
+
+    def postgres_answers() -> bool:
+        with psycopg.connect(admin, connect_timeout=1):
+            return True
+
+    if wait_until(postgres_answers, 30) is None:
         sys.exit("PostgreSQL did not start (see the log under --workdir)")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("CREATE DATABASE stockroom")
@@ -631,7 +636,7 @@ def main() -> int:
         survivors = list(WEBS)
         notes = ""
         injected = time.monotonic()
-        unacked_at_kill: set[bytes] = set()
+        unacked_at_kill: set[bytes | str] = set()
         if fault == "kill-web":
             procs.kill("web1")
             survivors = ["web2"]
