@@ -201,7 +201,7 @@ def generate(env: dict[str, str], items: list[int], warehouse: int | list[int], 
 
     from apps.catalog.locks import levels_for_update
     from apps.catalog.models import Movement
-    from apps.catalog.signals import ChangePriority
+    from apps.catalog.signals import Tier
     from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
     kinds = {1: Movement.Kind.POS_SALE, 2: Movement.Kind.ADJUSTMENT, 3: Movement.Kind.SUPPLIER_FEED}
@@ -228,7 +228,7 @@ def generate(env: dict[str, str], items: list[int], warehouse: int | list[int], 
             levels_for_update([(item, place) for item in chosen])
             movements_apply(
                 movements=[MovementSpec(item, place, kinds[tier], on_hand_delta=delta) for item in chosen],
-                actor="bench", priority=ChangePriority(tier), reason=kinds[tier],
+                actor="bench", priority=Tier(tier), reason=kinds[tier],
             )  # fmt: skip
             begun = time.time()
         records.append((begun, tier, chosen, delta))

@@ -8,24 +8,24 @@ sync) can enqueue their work atomically. Listeners that talk to the outside worl
 
 from __future__ import annotations
 
-from enum import IntEnum
-
+from django.db import models
 from django.dispatch import Signal
 
 
-class ChangePriority(IntEnum):
-    """How urgently others must hear of a change: lower is more urgent."""
+class Tier(models.IntegerChoices):
+    """How urgently channels must hear of a change (its sync tier): lower is more urgent. A listing's sync
+    work keeps the most urgent tier of the changes that reached it."""
 
-    SALE = 1  # sales, oversell risk
-    MANUAL = 2  # manual adjustments and counts
-    BACKGROUND = 3  # supplier feeds, settings, forecasts
+    SALE = 1, "1: sale / oversell risk"  # sales, oversell risk
+    MANUAL = 2, "2: manual adjustment"  # manual adjustments and counts
+    BACKGROUND = 3, "3: background"  # supplier feeds, settings, forecasts
 
 
-# kwargs: pairs: list[tuple[int, int]], priority: ChangePriority, reason: str, and statement:
+# kwargs: pairs: list[tuple[int, int]], priority: Tier, reason: str, and statement:
 # {part name: values} when a single-statement writer ran listeners' parts (``stock.changes``), else None
 stock_changed = Signal()
 
-# kwargs: product_ids: list[int], priority: ChangePriority, reason: str (a product's make-up changed)
+# kwargs: product_ids: list[int], priority: Tier, reason: str (a product's make-up changed)
 products_changed = Signal()
 
 # kwargs: incident_id: int. Sent after commit when an incident opens (oversell, sale into reserved, ...).

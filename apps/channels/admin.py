@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.catalog.resources import CatalogImportExportMixin, catalog_resource
+from apps.catalog.signals import Tier
 from apps.channels.admin_onboarding import ChannelOnboarding
 from apps.channels.forms import CREDENTIALS, SETTINGS, ChannelFormBase, channel_form_class
 from apps.channels.models import (
@@ -21,7 +22,6 @@ from apps.channels.models import (
     DeadLetter,
     DeadLetterRecord,
     Listing,
-    SyncPriority,
     SyncWork,
 )
 from apps.channels.selectors import listings_availability, sync_lag_rows
@@ -42,7 +42,7 @@ from apps.core.durations import duration_text
 from apps.core.secrets import secret_state
 
 # A merchant's hand edit is a manual change: its pushes go out at tier 2 (the API's at tier 3).
-ADMIN_EDIT_PRIORITY = SyncPriority.MANUAL
+ADMIN_EDIT_PRIORITY = Tier.MANUAL
 
 # A listing's own settings, in plain words (empty: the channel's).
 LISTING_WORDS = {

@@ -22,8 +22,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from apps.catalog.models import Location, Movement
+from apps.catalog.signals import Tier
 from apps.channels.connectors.base import Catalog
-from apps.channels.models import Channel, SyncPriority
+from apps.channels.models import Channel
 from apps.channels.services.config import channel_update
 from apps.channels.services.connection import (
     channel_connection_test,
@@ -369,7 +370,7 @@ class ChannelOnboarding:
             fields["settings"] = {**settings, setting: chosen}
         location_ids = [location.pk for location in form.cleaned_data["locations"]]
         try:
-            channel_update(channel=channel, fields=fields, location_ids=location_ids, priority=SyncPriority.MANUAL)
+            channel_update(channel=channel, fields=fields, location_ids=location_ids, priority=Tier.MANUAL)
         except DomainError as err:
             self._tell(request, err.detail, messages.ERROR)
             return "locations"

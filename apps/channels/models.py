@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from apps.catalog.models import Location, Product
+from apps.catalog.signals import Tier
 from apps.channels.connectors import CONNECTOR_CHOICES
 from apps.core.secrets import EncryptedTextField, FernetTokenField
 
@@ -325,16 +326,11 @@ class SyncWork(models.Model):
         PENDING = "pending", "Pending"
         DEAD = "dead", "Dead letter"
 
-    class Priority(models.IntegerChoices):
-        SALE = 1, "1: sale / oversell risk"
-        MANUAL = 2, "2: manual adjustment"
-        BACKGROUND = 3, "3: background"
-
     listing = models.OneToOneField(Listing, on_delete=models.CASCADE, related_name="sync_work")
     # Denormalised from the listing so that per-channel scans need no join.
     # Indexed by syncwork_channel_due, which leads with it.
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_work", db_index=False)
-    priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    priority = models.PositiveSmallIntegerField(choices=Tier.choices)
     reason = models.CharField(max_length=60, blank=True, default="")
     enqueued_at = models.DateTimeField(help_text="Earliest change not pushed yet (latency is measured from here).")
     changed_at = models.DateTimeField(help_text="Latest change.")
@@ -385,11 +381,6 @@ class DeadLetter(SyncWork):
         proxy = True
         verbose_name = "dead letter"
         verbose_name_plural = "dead letters"
-
-
-# Sync tiers (docs/architecture.md, "Channel sync"): a stock change's ``ChangePriority`` is the tier
-# of the sync it causes.
-SyncPriority = SyncWork.Priority
 
 
 class DeadLetterRecord(models.Model):

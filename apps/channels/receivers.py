@@ -13,14 +13,14 @@ from django.dispatch import receiver
 
 from apps.catalog.models import Incident, Location, ProductComponent
 from apps.catalog.signals import (
-    ChangePriority,
+    Tier,
     incident_cause_changed,
     incident_opened,
     products_changed,
     stock_changed,
 )
 from apps.channels import availability_cache
-from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority
+from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.channels.selectors import ZERO_ON_INCIDENT
 from apps.channels.services.work import (
     STATEMENT_PART,
@@ -39,7 +39,7 @@ def on_stock_changed(
     sender: Any,
     *,
     pairs: list[tuple[int, int]],
-    priority: ChangePriority,
+    priority: Tier,
     reason: str,
     statement: dict[str, tuple[Any, ...]] | None = None,
     **_: Any,
@@ -47,10 +47,10 @@ def on_stock_changed(
     done = (statement or {}).get(STATEMENT_PART.name)
     if done is None:
         availability_cache.on_stock_changed(sender, pairs=pairs)
-        sync_work_enqueue(pairs=list(pairs), priority=SyncPriority(priority), reason=reason)
+        sync_work_enqueue(pairs=list(pairs), priority=Tier(priority), reason=reason)
     else:  # our part of the writer's statement upserted the work; only the bumps and the dispatch are left
         listing_ids, channel_ids = done
-        channels_by_priority = {int(SyncPriority(priority)): sorted({int(c) for c in channel_ids})}
+        channels_by_priority = {int(Tier(priority)): sorted({int(c) for c in channel_ids})}
         transaction.on_commit(
             partial(_after_statement_commit, listing_ids=list(listing_ids), channels_by_priority=channels_by_priority)
         )
@@ -82,11 +82,9 @@ def _kick_claim_on(pipe: Any, *, channel_id: int, countdown: float) -> None:
 
 
 @receiver(products_changed, dispatch_uid="channels.products_changed")
-def on_products_changed(
-    sender: Any, *, product_ids: list[int], priority: ChangePriority, reason: str, **_: Any
-) -> None:
+def on_products_changed(sender: Any, *, product_ids: list[int], priority: Tier, reason: str, **_: Any) -> None:
     availability_cache.on_configuration_changed(sender)
-    sync_work_enqueue(product_ids=list(product_ids), priority=SyncPriority(priority), reason=reason)
+    sync_work_enqueue(product_ids=list(product_ids), priority=Tier(priority), reason=reason)
 
 
 def connect_configuration_receivers() -> None:
@@ -119,7 +117,7 @@ def on_incident_opened(sender: Any, *, incident_id: int, **_: Any) -> None:
     with transaction.atomic():
         sync_work_enqueue(
             item_ids=[incident.item_id],
-            priority=SyncPriority.SALE,
+            priority=Tier.SALE,
             reason=f"incident:{incident.kind}",
             repush=True,
         )
@@ -129,4 +127,4 @@ def on_incident_opened(sender: Any, *, incident_id: int, **_: Any) -> None:
 def on_incident_cause_changed(sender: Any, *, item_ids: list[int], reason: str, **_: Any) -> None:
     """An incident's cause may be gone without a stock move (an oversold order closed, staff resolved it):
     every listing of the items is pushed again at tier 1, with the truth once nothing holds it at 0."""
-    sync_work_enqueue(item_ids=list(item_ids), priority=SyncPriority.SALE, reason=reason)
+    sync_work_enqueue(item_ids=list(item_ids), priority=Tier.SALE, reason=reason)

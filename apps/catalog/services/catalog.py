@@ -12,7 +12,7 @@ from django.db.models.deletion import ProtectedError, RestrictedError
 
 from apps.catalog.errors import InUse, NegativeStockRefused
 from apps.catalog.models import Item, Location, Product, ProductComponent, StockLevel
-from apps.catalog.signals import ChangePriority, products_changed
+from apps.catalog.signals import Tier, products_changed
 
 log = structlog.get_logger("stockroom.catalog")
 
@@ -111,14 +111,10 @@ def product_update(*, product: Product, components: Sequence[ComponentSpec] | No
             ProductComponent.objects.bulk_create(
                 [ProductComponent(product=product, item=c.item, quantity=c.quantity) for c in components]
             )
-            products_changed.send(
-                sender=Product, product_ids=[product.pk], priority=ChangePriority.MANUAL, reason="components"
-            )
+            products_changed.send(sender=Product, product_ids=[product.pk], priority=Tier.MANUAL, reason="components")
             log.info("product_components_changed", product=product.code)
     if "is_active" in fields:
-        products_changed.send(
-            sender=Product, product_ids=[product.pk], priority=ChangePriority.MANUAL, reason="product_active"
-        )
+        products_changed.send(sender=Product, product_ids=[product.pk], priority=Tier.MANUAL, reason="product_active")
     return product
 
 

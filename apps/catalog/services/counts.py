@@ -37,7 +37,7 @@ from apps.catalog.locks import levels_for_update, stock_count_for_update
 from apps.catalog.models import Incident, Item, Location, Movement, StockCount, StockCountLine, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.stock import MAX_QUANTITY
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.core.spreadsheets import csv_text_read
 
@@ -463,7 +463,7 @@ def stock_count_apply(*, count_id: int, actor: str, confirmed: Collection[int] =
                 for o in booked
             ],
             actor=actor,
-            priority=ChangePriority.SALE if short else ChangePriority.MANUAL,
+            priority=Tier.SALE if short else Tier.MANUAL,
             reason=Movement.Kind.COUNT,
         )
         by_item = {movement.item_id: movement for movement in movements}

@@ -20,7 +20,7 @@ from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.stock import MAX_QUANTITY
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 log = structlog.get_logger("stockroom.catalog")
@@ -97,7 +97,7 @@ def opening_counts_book(
         movements = movements_apply(
             movements=specs,
             actor=actor,
-            priority=ChangePriority.SALE if short else ChangePriority.MANUAL,
+            priority=Tier.SALE if short else Tier.MANUAL,
             reason=Movement.Kind.COUNT,
         )
         by_item = {movement.item_id: movement for movement in movements}

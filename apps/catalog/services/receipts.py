@@ -14,7 +14,7 @@ from apps.catalog.errors import InvalidMovement, OverDeliveryUnconfirmed, StockW
 from apps.catalog.locks import levels_for_update, receipt_for_update
 from apps.catalog.models import DOCUMENT_KEY_SCOPE, Item, Location, Movement, Receipt, ReceiptLine
 from apps.catalog.services.stock import MAX_QUANTITY
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 OPEN = (Receipt.Status.EXPECTED, Receipt.Status.PARTIAL)
@@ -150,7 +150,7 @@ def receipt_receive(
                 for line_id, qty in sorted(wanted.items())
             ],
             actor=actor,
-            priority=ChangePriority.MANUAL,
+            priority=Tier.MANUAL,
             reason=Movement.Kind.RECEIPT,
         )
         for line_id, qty in wanted.items():

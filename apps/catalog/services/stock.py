@@ -10,7 +10,7 @@ from apps.catalog.errors import InvalidMovement, NegativeStockRefused, UnknownSt
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import DOCUMENT_KEY_SCOPE, Incident, Item, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 RECORDABLE_KINDS = (
@@ -103,7 +103,7 @@ def _record(
         raise NegativeStockRefused(on_hand=level.on_hand, requested=delta)
     # Below zero with nothing promised (a store that may go negative) is no one's loss: no incident.
     eats_reserved = delta < 0 and level.reserved > 0 and after < level.reserved
-    priority = ChangePriority.SALE if kind == Movement.Kind.POS_SALE or eats_reserved else ChangePriority.MANUAL
+    priority = Tier.SALE if kind == Movement.Kind.POS_SALE or eats_reserved else Tier.MANUAL
     (movement,) = movements_apply(
         movements=[
             MovementSpec(

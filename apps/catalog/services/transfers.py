@@ -18,7 +18,7 @@ from apps.catalog.errors import InvalidMovement, StockWorkRefused
 from apps.catalog.locks import levels_for_update, transfer_for_update
 from apps.catalog.models import DOCUMENT_KEY_SCOPE, Adjustment, Item, Location, Movement, Transfer, TransferLine
 from apps.catalog.services.stock import MAX_QUANTITY
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 
@@ -114,7 +114,7 @@ def _book(
             for line in lines
         ],
         actor=actor,
-        priority=ChangePriority.MANUAL,
+        priority=Tier.MANUAL,
         reason=kind,
     )
 
@@ -253,9 +253,7 @@ def _back_from_transit(transfer: Transfer, *, outcome: str, actor: str) -> int:
             )
     # Locked in the fixed order after the transfer, as shipping and receiving do.
     levels_for_update([(line.item_id, source.pk) for line in lines])
-    booked = movements_apply(
-        movements=specs, actor=actor, priority=ChangePriority.MANUAL, reason=Movement.Kind.TRANSFER_CANCEL
-    )
+    booked = movements_apply(movements=specs, actor=actor, priority=Tier.MANUAL, reason=Movement.Kind.TRANSFER_CANCEL)
     if lost:
         Adjustment.objects.bulk_create(
             [

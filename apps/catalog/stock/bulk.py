@@ -14,7 +14,7 @@ from django.db import connection, transaction
 
 from apps.catalog.locks import SUPPLIER_LEVELS_FOR_UPDATE_CTE
 from apps.catalog.models import FEED_RUN_REFERENCE, Location, Movement
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.changes import stock_changed_announce
 
 
@@ -100,7 +100,7 @@ def supplier_levels_set(
         stock_changed_announce(
             sender=Movement,
             pairs=[(item_id, location.pk) for item_id in moved],
-            priority=ChangePriority.BACKGROUND,
+            priority=Tier.BACKGROUND,
             reason=reason,
         )
     return moved
@@ -120,5 +120,5 @@ def location_validity_changed(*, location: Location, reason: str) -> int:
     """Tell channels that everything at a location changed sellability (stale or fresh again)."""
     pairs = location_pairs(location=location)
     if pairs:
-        stock_changed_announce(sender=Location, pairs=pairs, priority=ChangePriority.BACKGROUND, reason=reason)
+        stock_changed_announce(sender=Location, pairs=pairs, priority=Tier.BACKGROUND, reason=reason)
     return len(pairs)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from apps.catalog.signals import ChangePriority, stock_changed
+from apps.catalog.signals import Tier, stock_changed
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def stock_changed_announce(
     stock_changed.send(
         sender=sender,
         pairs=sorted(set(pairs)),
-        priority=ChangePriority(priority),
+        priority=Tier(priority),
         reason=reason,
         statement=statement,
     )

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from apps.catalog import metrics
 from apps.catalog.models import DOCUMENT_KEY_SCOPE, Movement
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.changes import stock_changed_announce
 
 
@@ -29,9 +29,7 @@ class MovementSpec:
     key_scope: str = DOCUMENT_KEY_SCOPE
 
 
-def movements_apply(
-    *, movements: Sequence[MovementSpec], actor: str, priority: ChangePriority, reason: str
-) -> list[Movement]:
+def movements_apply(*, movements: Sequence[MovementSpec], actor: str, priority: Tier, reason: str) -> list[Movement]:
     """Apply deltas to the levels and append the movements, in the caller's transaction.
 
     The caller must already hold the level locks (``locks.levels_for_update``) when it

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import StockLevel
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.atp import atp, locations_selling
 from apps.catalog.stock.changes import stock_changed_announce
 
@@ -37,7 +37,7 @@ def safety_apply(
     *,
     values: Mapping[tuple[int, int], int],
     reason: str,
-    priority: ChangePriority = ChangePriority.BACKGROUND,
+    priority: Tier = Tier.BACKGROUND,
 ) -> list[SafetyChange]:
     """Set the safety stock of these (item_id, location_id) levels; return what actually changed.
 

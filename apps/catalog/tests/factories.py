@@ -7,7 +7,7 @@ from django.db import transaction
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Item, Location, Movement, Product, ProductComponent, StockLevel
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 
 
@@ -58,7 +58,7 @@ def stock(item: Item, location: Location, on_hand: int, *, safety: int = 0) -> S
             movements_apply(
                 movements=[MovementSpec(item.id, location.id, Movement.Kind.RECEIPT, on_hand_delta=delta)],
                 actor="test",
-                priority=ChangePriority.MANUAL,
+                priority=Tier.MANUAL,
                 reason="test stock",
             )
         if safety != level.safety:

@@ -15,7 +15,7 @@ from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Movement, StockLevel
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.catalog.tests.factories import ItemFactory, LocationFactory
 from apps.core.testing import run_all
@@ -84,7 +84,7 @@ def test_multi_level_writers_in_opposite_orders_do_not_deadlock(transactional_db
                         for item, loc in order
                     ],
                     actor=f"w{n}",
-                    priority=ChangePriority.MANUAL,
+                    priority=Tier.MANUAL,
                     reason="test",
                 )
 

@@ -28,6 +28,7 @@ from apps.catalog.services.counts import (
 )
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels.models import SyncWork
 from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
@@ -229,7 +230,7 @@ def test_counting_under_the_reservations_needs_confirmation_and_opens_an_inciden
     assert lines_of(count)["SCARF"].short_confirmed
     # As for any stock under its reservations: the channels are told at once, and 0 while it lasts.
     work = SyncWork.objects.get(listing=world["scarf_listing"])
-    assert work.priority == SyncWork.Priority.SALE
+    assert work.priority == Tier.SALE
     assert listings_zeroed_by_incident([world["scarf_listing"].pk]) == {world["scarf_listing"].pk}
     assert ledger_reconcile().ok
 

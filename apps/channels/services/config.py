@@ -13,9 +13,10 @@ from django.db.models import F, ProtectedError
 from django.db.models.functions import Least
 from django.utils import timezone
 
+from apps.catalog.signals import Tier
 from apps.channels.connectors import connector_named
 from apps.channels.locks import channel_for_update, sync_work_for_update
-from apps.channels.models import STOCKROOM_CONNECTOR, Channel, ChannelLocation, Listing, SyncPriority, SyncWork
+from apps.channels.models import STOCKROOM_CONNECTOR, Channel, ChannelLocation, Listing, SyncWork
 from apps.channels.services.connection import (
     ConnectorConfigInvalid,
     channel_credentials,
@@ -192,7 +193,7 @@ def channel_update(
     channel: Channel,
     fields: Mapping[str, Any],
     location_ids: Sequence[int] | None = None,
-    priority: SyncPriority = SyncPriority.BACKGROUND,
+    priority: Tier = Tier.BACKGROUND,
 ) -> Channel:
     """Change settings; anything that can move a quantity queues every listing.
 
@@ -250,16 +251,14 @@ def channel_delete(*, channel: Channel) -> None:
 
 
 @transaction.atomic
-def listing_create(*, fields: Mapping[str, Any], priority: SyncPriority = SyncPriority.BACKGROUND) -> Listing:
+def listing_create(*, fields: Mapping[str, Any], priority: Tier = Tier.BACKGROUND) -> Listing:
     listing = Listing.objects.create(**{k: v for k, v in fields.items() if k in LISTING_FIELDS})
     sync_work_enqueue(listing_ids=[listing.pk], priority=priority, reason="listing_created")
     return listing
 
 
 @transaction.atomic
-def listings_create(
-    *, rows: Sequence[Mapping[str, Any]], priority: SyncPriority = SyncPriority.BACKGROUND
-) -> list[Listing]:
+def listings_create(*, rows: Sequence[Mapping[str, Any]], priority: Tier = Tier.BACKGROUND) -> list[Listing]:
     """Many new listings at once (a catalog import): as ``listing_create``, one sync-work upsert for them all."""
     listings = Listing.objects.bulk_create(
         [Listing(**{k: v for k, v in fields.items() if k in LISTING_FIELDS}) for fields in rows], batch_size=2000
@@ -274,9 +273,7 @@ def listings_create(
 
 
 @transaction.atomic
-def listing_update(
-    *, listing: Listing, fields: Mapping[str, Any], priority: SyncPriority = SyncPriority.BACKGROUND
-) -> Listing:
+def listing_update(*, listing: Listing, fields: Mapping[str, Any], priority: Tier = Tier.BACKGROUND) -> Listing:
     """Change a listing's settings and queue its push (tier 3 by default, tier 2 for an admin edit)."""
     changed = {k for k, v in fields.items() if k in LISTING_FIELDS and getattr(listing, k) != v}
     for name in changed:
@@ -305,7 +302,7 @@ def listing_delete(*, listing: Listing) -> None:
 def listings_sync_now(*, listing_ids: Sequence[int]) -> int:
     """Staff asked: push these listings again (tier 2), even if the channel already shows the quantity."""
     return sync_work_enqueue(
-        listing_ids=list(listing_ids), priority=SyncPriority.MANUAL, reason="sync_now", repush=True
+        listing_ids=list(listing_ids), priority=Tier.MANUAL, reason="sync_now", repush=True
     ).listings
 
 
@@ -383,11 +380,9 @@ def _held_raises_release(locked: Channel) -> None:
         last_error__startswith="held",  # due or not: the import caught up, so they go now, not at the sweep
     )
     sync_work_for_update(held.values_list("listing_id", flat=True))
-    released = held.update(
-        next_attempt_at=timezone.now(), last_error="", priority=Least(F("priority"), SyncPriority.MANUAL)
-    )
+    released = held.update(next_attempt_at=timezone.now(), last_error="", priority=Least(F("priority"), Tier.MANUAL))
     if released:
-        transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.SALE: [locked.pk]}))
+        transaction.on_commit(partial(sync_dispatch, channels_by_priority={Tier.SALE: [locked.pk]}))
     log.info("channel_orders_imported", channel=locked.code, released=released)
 
 

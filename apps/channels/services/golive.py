@@ -29,9 +29,10 @@ from rest_framework import status
 
 from apps.catalog.models import Location, Product, ProductComponent
 from apps.catalog.services.opening import opening_counts_book, opening_counts_booked
+from apps.catalog.signals import Tier
 from apps.channels.connectors.base import Catalog, ConnectorError, WebhookSubscription
 from apps.channels.locks import channel_for_update
-from apps.channels.models import Channel, ChannelWebhook, Listing, SyncPriority
+from apps.channels.models import Channel, ChannelWebhook, Listing
 from apps.channels.services.connection import channel_connector, channel_credentials
 from apps.channels.services.link import (
     PlatformUnavailable,
@@ -109,7 +110,7 @@ def channel_resume(*, channel: Channel, actor: str) -> Channel:
     was = channel.state
     locked = _state_set(channel, Channel.State.LIVE, actor=actor, reason="resume")
     if was != Channel.State.LIVE:
-        sync_work_enqueue(channel_ids=[locked.pk], priority=SyncPriority.MANUAL, reason="resumed")
+        sync_work_enqueue(channel_ids=[locked.pk], priority=Tier.MANUAL, reason="resumed")
     return locked
 
 
@@ -396,7 +397,7 @@ def channel_go_live(
         locked = _state_set(channel, Channel.State.LIVE, actor=actor, reason="go_live")
         queued = sync_work_enqueue(
             listing_ids=list(channel_linked_listings(locked).values_list("pk", flat=True)),
-            priority=SyncPriority.MANUAL,
+            priority=Tier.MANUAL,
             reason="go_live",
             repush=True,
         ).listings

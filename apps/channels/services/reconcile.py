@@ -16,10 +16,11 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
+from apps.catalog.signals import Tier
 from apps.channels import limits
 from apps.channels.conf import sync_setting
 from apps.channels.connectors.base import ChannelRef, Connector, ConnectorError, ConnectorThrottled, QuantityUpdate
-from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import ListingAvailability, listings_availability, listings_zeroed_by_incident
 from apps.channels.services.connection import channel_push_configured
 from apps.channels.services.work import sync_work_enqueue
@@ -72,7 +73,7 @@ def channel_reconcile(*, channel_id: int, started: datetime | None = None) -> Re
         report.checked += len(truth)
         if drifted:
             with transaction.atomic():
-                sync_work_enqueue(listing_ids=drifted, priority=SyncPriority.MANUAL, reason="reconcile", repush=True)
+                sync_work_enqueue(listing_ids=drifted, priority=Tier.MANUAL, reason="reconcile", repush=True)
             report.drifted += len(drifted)
     # Nothing drifted: housekeeping. A drift is news (each listing was pushed again).
     (log.info if report.drifted else log.debug)(

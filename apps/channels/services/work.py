@@ -11,11 +11,12 @@ import structlog
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.catalog.signals import Tier
 from apps.catalog.stock.changes import StatementPart
 from apps.channels import limits
 from apps.channels.conf import sync_setting
 from apps.channels.locks import sync_work_for_update
-from apps.channels.models import Channel, SyncPriority, SyncWork
+from apps.channels.models import Channel, SyncWork
 from apps.channels.selectors import LISTINGS_REACHED_SQL, listings_availability
 
 log = structlog.get_logger("stockroom.sync")
@@ -155,7 +156,7 @@ def sync_work_enqueue(
     values, source = given[0]
     if not values:
         return Enqueued(0, {})
-    priority = int(SyncPriority(priority))
+    priority = int(Tier(priority))
     moved = sorted(set(pairs or []))
     params: dict[str, Any] = {
         "priority": priority,
@@ -186,7 +187,7 @@ def sync_work_enqueue(
 
 
 def _dispatch_after_commit(channels_by_priority: dict[int, list[int]]) -> None:
-    urgent = {prio: channels for prio, channels in channels_by_priority.items() if prio <= SyncPriority.MANUAL}
+    urgent = {prio: channels for prio, channels in channels_by_priority.items() if prio <= Tier.MANUAL}
     if urgent:
         transaction.on_commit(partial(sync_dispatch, channels_by_priority=urgent))
 
@@ -208,10 +209,9 @@ def sync_dispatch(*, channels_by_priority: dict[int, list[int]]) -> None:
 def sync_kicks(channels_by_priority: dict[int, list[int]]) -> list[tuple[int, float]]:
     """The pushes ``sync_dispatch`` queues, as (channel_id, countdown): tier 1 at once, tier 2 after its delay."""
     tier2_delay = float(sync_setting("SYNC_TIER2_DELAY_S"))
-    urgent = set(channels_by_priority.get(SyncPriority.SALE, []))
+    urgent = set(channels_by_priority.get(Tier.SALE, []))
     return [(channel_id, 0.0) for channel_id in sorted(urgent)] + [
-        (channel_id, tier2_delay)
-        for channel_id in sorted(set(channels_by_priority.get(SyncPriority.MANUAL, [])) - urgent)
+        (channel_id, tier2_delay) for channel_id in sorted(set(channels_by_priority.get(Tier.MANUAL, [])) - urgent)
     ]
 
 
@@ -370,12 +370,12 @@ def dead_letters_retry(*, work_ids: Iterable[int]) -> int:
         state=SyncWork.State.PENDING,
         channel_failure=False,
         attempts=0,
-        priority=SyncPriority.MANUAL,
+        priority=Tier.MANUAL,
         repush=True,
         last_error="",
         next_attempt_at=timezone.now(),
     )
     channels = sorted({channel for _, channel in rows})
-    transaction.on_commit(partial(sync_dispatch, channels_by_priority={SyncPriority.MANUAL: channels}))
+    transaction.on_commit(partial(sync_dispatch, channels_by_priority={Tier.MANUAL: channels}))
     log.info("dead_letters_retried", count=len(rows))
     return len(rows)

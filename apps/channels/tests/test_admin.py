@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.channels.models import Channel, ChannelLocation, Listing, SyncPriority, SyncWork
+from apps.catalog.signals import Tier
+from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
 from apps.channels.tests.conftest import wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
 from apps.core.testing import admin_form
@@ -38,7 +39,7 @@ def test_an_admin_edit_of_a_listing_coefficient_queues_its_push_at_tier_two(merc
     single, other = listing(web, s.single), listing(web, s.kit)
     post(merchant, f"/admin/channels/listing/{single.pk}/change/", {"coefficient": "0.5"})
     assert Listing.objects.get(pk=single.pk).coefficient == Decimal("0.5")
-    assert queued() == {single.pk: (SyncPriority.MANUAL, "listing_settings")}
+    assert queued() == {single.pk: (Tier.MANUAL, "listing_settings")}
     assert other.pk not in queued()
 
 
@@ -54,7 +55,7 @@ def test_a_listing_added_in_the_admin_is_pushed_and_one_deleted_is_gone(merchant
     form.update({"channel": str(web.pk), "channel_sku": "NEW-1", "product": str(s.pack.pk), "is_active": "on"})
     assert merchant.post("/admin/channels/listing/add/", form).status_code == 302
     added = Listing.objects.get(channel_sku="NEW-1")
-    assert queued() == {added.pk: (SyncPriority.MANUAL, "listing_created")}
+    assert queued() == {added.pk: (Tier.MANUAL, "listing_created")}
     response = merchant.post(f"/admin/channels/listing/{added.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not Listing.objects.filter(pk=added.pk).exists()
 
@@ -66,7 +67,7 @@ def test_a_channel_buffer_edit_queues_every_listing_of_the_channel(merchant, s):
     theirs = listing(market, s.single)
     post(merchant, f"/admin/channels/channel/{web.pk}/change/", {"buffer": "2"})
     assert Channel.objects.get(pk=web.pk).buffer == 2
-    assert queued() == {lst.pk: (SyncPriority.MANUAL, "channel_settings") for lst in mine}
+    assert queued() == {lst.pk: (Tier.MANUAL, "channel_settings") for lst in mine}
     assert theirs.pk not in queued()
 
 
@@ -84,7 +85,7 @@ def test_channel_locations_edited_inline_go_through_the_service_in_priority_orde
     assert response.status_code == 302, response.content.decode()[:3000]
     order = list(ChannelLocation.objects.filter(channel=web).order_by("priority").values_list("location_id", flat=True))
     assert order == [s.store.pk, s.warehouse.pk]
-    assert queued() == {single.pk: (SyncPriority.MANUAL, "channel_settings")}
+    assert queued() == {single.pk: (Tier.MANUAL, "channel_settings")}
 
 
 def test_a_channel_added_in_the_admin_sells_from_its_locations_and_can_be_deleted(merchant, s):
@@ -111,7 +112,7 @@ def test_a_new_make_up_in_the_product_admin_reaches_every_listing_of_the_product
     url = f"/admin/catalog/product/{s.pack.pk}/change/"
     post(merchant, url, {"components-0-quantity": "2"})
     assert [c.quantity for c in s.pack.components.all()] == [2]
-    assert queued() == {lst.pk: (SyncPriority.MANUAL, "components") for lst in reached}
+    assert queued() == {lst.pk: (Tier.MANUAL, "components") for lst in reached}
     assert untouched.pk not in queued()
 
 
@@ -131,7 +132,7 @@ def test_sync_now_actions_queue_a_repush_at_tier_two(merchant, s, url, action):
     response = merchant.post(url, {"action": action, "_selected_action": [selected]})
     assert response.status_code == 302
     work = SyncWork.objects.get()
-    assert (work.listing_id, work.priority, work.repush) == (single.pk, SyncPriority.MANUAL, True)
+    assert (work.listing_id, work.priority, work.repush) == (single.pk, Tier.MANUAL, True)
 
 
 @pytest.mark.worker

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
 
+from apps.catalog.signals import Tier
 from apps.channels import metrics, selectors
-from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import sync_lag_by_channel
 from apps.channels.tests.factories import channel_selling, listing, shop
 from apps.core.testing import error_fields
@@ -73,7 +74,7 @@ def test_settings_change_queues_every_listing_at_tier_three(staff_api, s):
     assert response.status_code == 200 and response.json()["locations"] == ["WH"]
     work = SyncWork.objects.filter(channel=channel)
     assert sorted(w.listing_id for w in work) == sorted([a.pk, b.pk])
-    assert {w.priority for w in work} == {SyncPriority.BACKGROUND}
+    assert {w.priority for w in work} == {Tier.BACKGROUND}
 
 
 def test_a_channel_code_cannot_change(staff_api, s):

@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from apps.catalog.models import Movement
 from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.signals import Tier
 from apps.channels import limits
-from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.services.config import channel_create, channel_watermark_set
 from apps.channels.services.connection import channel_ref
 from apps.channels.services.push import channel_push
@@ -58,7 +59,7 @@ def world(scripted):
 
 def enqueue(listings: list[Listing], **kw: object) -> None:
     with transaction.atomic():
-        sync_work_enqueue(listing_ids=[lst.pk for lst in listings], priority=SyncPriority.SALE, reason="test", **kw)
+        sync_work_enqueue(listing_ids=[lst.pk for lst in listings], priority=Tier.SALE, reason="test", **kw)
 
 
 def due_now() -> None:

@@ -9,9 +9,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from apps.catalog.signals import Tier
 from apps.channels.conf import redis_key
 from apps.channels.limits import redis_client
-from apps.channels.models import Channel, DeadLetterRecord, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, DeadLetterRecord, Listing, SyncWork
 from apps.channels.services.config import channel_create
 from apps.channels.services.push import channel_push
 from apps.channels.services.work import sync_sweep, sync_work_enqueue
@@ -29,7 +30,7 @@ def setup(simulator):
     return s, sim, web, listings
 
 
-def enqueue(listings: list[Listing], priority: int = SyncPriority.SALE) -> None:
+def enqueue(listings: list[Listing], priority: int = Tier.SALE) -> None:
     with transaction.atomic():
         sync_work_enqueue(listing_ids=[lst.pk for lst in listings], priority=priority, reason="test")
 

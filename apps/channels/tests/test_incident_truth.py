@@ -14,8 +14,9 @@ import pytest
 from django.db import transaction
 
 from apps.catalog.models import Incident
+from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import stock
-from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.push import channel_push
 from apps.channels.services.work import sync_sweep, sync_work_enqueue
@@ -67,7 +68,7 @@ def settled(w: World) -> bool:
 def push_in_process(w: World) -> None:
     """The first sync, pushed by the test itself (no worker yet)."""
     with transaction.atomic():
-        sync_work_enqueue(listing_ids=[lst.pk for lst in w.listings], priority=SyncPriority.SALE, reason="first")
+        sync_work_enqueue(listing_ids=[lst.pk for lst in w.listings], priority=Tier.SALE, reason="first")
     for channel_id in sorted({lst.channel_id for lst in w.listings}):
         channel_push(channel_id=channel_id)
     assert settled(w), shown(w)
@@ -75,7 +76,7 @@ def push_in_process(w: World) -> None:
 
 def first_sync_by_worker(w: World) -> None:
     with transaction.atomic():
-        sync_work_enqueue(listing_ids=[lst.pk for lst in w.listings], priority=SyncPriority.SALE, reason="first")
+        sync_work_enqueue(listing_ids=[lst.pk for lst in w.listings], priority=Tier.SALE, reason="first")
     wait_for(lambda: settled(w), timeout=15)
 
 
@@ -104,7 +105,7 @@ def test_a_cancel_before_the_zero_push_is_sent_leaves_every_channel_at_the_truth
     w = world
     push_in_process(w)
     order_id = import_order(w)  # its zero push is queued, but no worker runs yet
-    assert SyncWork.objects.filter(priority=SyncPriority.SALE).count() == 3
+    assert SyncWork.objects.filter(priority=Tier.SALE).count() == 3
     cancel(w, order_id)
     celery_worker()
     ends_at_the_truth(w)

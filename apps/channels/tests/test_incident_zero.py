@@ -17,8 +17,9 @@ from django.utils import timezone
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.incidents import incident_resolve
 from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import stock
-from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability, listings_zeroed_by_incident
 from apps.channels.services.push import channel_push
 from apps.channels.services.work import sync_work_enqueue
@@ -46,7 +47,7 @@ def world(transactional_db, simulator) -> World:
     listings = [listing(market, s.single), listing(web, s.single)]
     w = World(s, market, web, {market.pk: market_sim, web.pk: web_sim}, listings)
     with transaction.atomic():
-        sync_work_enqueue(listing_ids=[lst.pk for lst in listings], priority=SyncPriority.SALE, reason="first")
+        sync_work_enqueue(listing_ids=[lst.pk for lst in listings], priority=Tier.SALE, reason="first")
     push_all(w)
     assert shown(w) == {"market-HOOD-M": 10, "web-HOOD-M": 20}
     return w

@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.signals import Tier
 from apps.channels.conf import redis_key
 from apps.channels.limits import redis_client
-from apps.channels.models import Channel, Listing, SyncPriority, SyncWork
+from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.services.config import channel_watermark_set
 from apps.channels.services.push import channel_push, push_body, sign
 from apps.channels.services.reconcile import channel_reconcile
@@ -34,7 +35,7 @@ def setup(simulator):
     return s, sim, web, listings
 
 
-def enqueue(listings: list[Listing], priority: int = SyncPriority.SALE, **kw: object) -> None:
+def enqueue(listings: list[Listing], priority: int = Tier.SALE, **kw: object) -> None:
     with transaction.atomic():
         sync_work_enqueue(listing_ids=[lst.pk for lst in listings], priority=priority, reason="test", **kw)
 
@@ -97,9 +98,9 @@ def test_quantity_the_channel_already_shows_is_not_pushed_again_when_so_configur
 def test_tiers_go_out_in_order_most_urgent_first(setup):
     _s, sim, web, listings = setup
     Channel.objects.filter(pk=web.pk).update(batch_size=1)
-    enqueue([listings[2]], priority=SyncPriority.BACKGROUND)
-    enqueue([listings[1]], priority=SyncPriority.MANUAL)
-    enqueue([listings[0]], priority=SyncPriority.SALE)
+    enqueue([listings[2]], priority=Tier.BACKGROUND)
+    enqueue([listings[1]], priority=Tier.MANUAL)
+    enqueue([listings[0]], priority=Tier.SALE)
     SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=10))
     channel_push(channel_id=web.pk)
     assert [u.sku for u in sim.updates()] == ["W-SINGLE", "W-PACK", "W-KIT"]
@@ -107,7 +108,7 @@ def test_tiers_go_out_in_order_most_urgent_first(setup):
 
 def test_calm_tiers_wait_for_their_window(setup):
     _s, _sim, web, listings = setup
-    enqueue([listings[2]], priority=SyncPriority.BACKGROUND)
+    enqueue([listings[2]], priority=Tier.BACKGROUND)
     report = channel_push(channel_id=web.pk)
     assert report.requests == 0 and SyncWork.objects.count() == 1  # tier 3 is batched, not pushed at once
 
@@ -153,7 +154,7 @@ def test_failures_back_off_then_dead_letter_then_staff_retry_pushes(setup):
     sim.down_status = None
     assert dead_letters_retry(work_ids=[row.pk]) == 1
     row.refresh_from_db()
-    assert row.state == SyncWork.State.PENDING and row.attempts == 0 and row.priority == SyncPriority.MANUAL
+    assert row.state == SyncWork.State.PENDING and row.attempts == 0 and row.priority == Tier.MANUAL
     SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(seconds=5))  # past the tier 2 window
     channel_push(channel_id=web.pk)
     assert sim.shown("W-SINGLE") == 30 and not SyncWork.objects.exists()
@@ -228,7 +229,7 @@ def test_the_import_catching_up_releases_held_raises_even_when_their_recheck_has
     SyncWork.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=30))  # its recheck time is over
     with django_capture_on_commit_callbacks() as dispatched:
         channel_watermark_set(channel=web, orders_imported_until=now + timedelta(seconds=1))
-    assert all(row.last_error == "" and row.priority <= SyncPriority.MANUAL for row in SyncWork.objects.all())
+    assert all(row.last_error == "" and row.priority <= Tier.MANUAL for row in SyncWork.objects.all())
     assert dispatched, "released work goes to the pusher at once, not at the next sweep"
     channel_push(channel_id=web.pk)
     assert sim.shown("W-SINGLE") == 35

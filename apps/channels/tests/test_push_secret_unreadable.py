@@ -8,7 +8,8 @@ from cryptography.fernet import Fernet
 from django.db import transaction
 
 from apps.catalog.models import Incident
-from apps.channels.models import Channel, SyncPriority, SyncWork
+from apps.catalog.signals import Tier
+from apps.channels.models import Channel, SyncWork
 from apps.channels.services.connection import channel_connection_test
 from apps.channels.services.push import channel_push
 from apps.channels.services.work import sync_work_enqueue
@@ -27,7 +28,7 @@ def web(simulator, settings):
     channel = channel_selling("web", [s.warehouse], push_url=sim.url, secret="s3cret")
     lst = listing(channel, s.single, "W-SINGLE")
     with transaction.atomic():
-        sync_work_enqueue(listing_ids=[lst.pk], priority=SyncPriority.SALE, reason="test")
+        sync_work_enqueue(listing_ids=[lst.pk], priority=Tier.SALE, reason="test")
     return sim, channel
 
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import incident_opened
-from apps.channels.models import SyncPriority, SyncWork
+from apps.catalog.signals import Tier, incident_opened
+from apps.channels.models import SyncWork
 from apps.channels.services.work import sync_work_enqueue
 from apps.channels.tests.factories import channel_selling, listing, shop
 
@@ -54,14 +54,14 @@ def test_a_hoodie_sale_reaches_every_listing_that_contains_it_in_every_channel_s
     work = pending(listings)
     # single, 3-pack and kit on web; the kit on market (it sells from WH too); not the cap, not the store-only app.
     assert set(work) == {"web-single", "web-pack", "web-kit", "market-kit"}
-    assert {w.priority for w in work.values()} == {SyncPriority.SALE}
+    assert {w.priority for w in work.values()} == {Tier.SALE}
     assert all(w.reason == "pos_sale" for w in work.values())
 
 
 def test_the_upsert_is_one_statement_for_a_sale(world, django_assert_num_queries):
     s, _ = world
     with transaction.atomic(), django_assert_num_queries(1):
-        result = sync_work_enqueue(pairs=[(s.hoodie.pk, s.warehouse.pk)], priority=SyncPriority.SALE, reason="sale")
+        result = sync_work_enqueue(pairs=[(s.hoodie.pk, s.warehouse.pk)], priority=Tier.SALE, reason="sale")
     assert result.listings == 4
 
 
@@ -69,16 +69,16 @@ def test_coalescing_keeps_one_row_the_most_urgent_priority_and_the_earliest_time
     s, listings = world
     pair = [(s.hoodie.pk, s.warehouse.pk)]
     with transaction.atomic():
-        sync_work_enqueue(pairs=pair, priority=SyncPriority.BACKGROUND, reason="feed")
+        sync_work_enqueue(pairs=pair, priority=Tier.BACKGROUND, reason="feed")
     first = pending(listings)["web-single"]
     SyncWork.objects.update(enqueued_at=timezone.now() - timedelta(minutes=2))
     with transaction.atomic():
-        sync_work_enqueue(pairs=pair, priority=SyncPriority.SALE, reason="sale")
+        sync_work_enqueue(pairs=pair, priority=Tier.SALE, reason="sale")
     with transaction.atomic():
-        sync_work_enqueue(pairs=pair, priority=SyncPriority.MANUAL, reason="count")
+        sync_work_enqueue(pairs=pair, priority=Tier.MANUAL, reason="count")
     assert SyncWork.objects.filter(listing=listings["web-single"]).count() == 1
     row = pending(listings)["web-single"]
-    assert row.priority == SyncPriority.SALE and row.reason == "sale"
+    assert row.priority == Tier.SALE and row.reason == "sale"
     assert row.enqueued_at < first.enqueued_at + timedelta(seconds=1) - timedelta(minutes=1)
     assert row.version == 3
 
@@ -90,9 +90,9 @@ def test_a_listing_reaching_zero_is_tier_one_even_from_a_calm_change(world):
         location_code="WH", item_sku="HOOD-M", kind=Movement.Kind.COUNT, quantity=2, idempotency_key="c1", actor="t"
     )
     work = pending(listings)
-    assert work["web-pack"].priority == SyncPriority.SALE
+    assert work["web-pack"].priority == Tier.SALE
     assert work["web-pack"].reason == "reached_zero"
-    assert work["web-single"].priority == SyncPriority.MANUAL
+    assert work["web-single"].priority == Tier.MANUAL
 
 
 def test_an_oversell_incident_queues_a_tier_one_push_for_every_listing_selling_the_item(world):
@@ -101,7 +101,7 @@ def test_an_oversell_incident_queues_a_tier_one_push_for_every_listing_selling_t
     incident_opened.send(sender=Incident, incident_id=incident.pk)
     work = pending(listings)
     assert set(work) == {"web-kit", "web-cap", "market-kit"}
-    assert all(w.repush and w.priority == SyncPriority.SALE for w in work.values())
+    assert all(w.repush and w.priority == Tier.SALE for w in work.values())
 
 
 def test_a_ledger_drift_incident_pushes_nothing(world):
@@ -114,6 +114,6 @@ def test_a_ledger_drift_incident_pushes_nothing(world):
 def test_a_failed_transaction_leaves_no_sync_work(world):
     s, _ = world
     with pytest.raises(RuntimeError), transaction.atomic():
-        sync_work_enqueue(pairs=[(s.hoodie.pk, s.warehouse.pk)], priority=SyncPriority.SALE, reason="sale")
+        sync_work_enqueue(pairs=[(s.hoodie.pk, s.warehouse.pk)], priority=Tier.SALE, reason="sale")
         raise RuntimeError("rolled back")
     assert not SyncWork.objects.exists()

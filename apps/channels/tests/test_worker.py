@@ -11,8 +11,9 @@ from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
-from apps.channels.models import Listing, SyncPriority, SyncWork
+from apps.channels.models import Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import sync_sweep
@@ -85,10 +86,10 @@ def test_tier_two_follows_within_its_window_and_tier_three_waits_for_the_sweep(c
         (_level,) = levels_for_update([(s.hoodie.pk, s.warehouse.pk)])
         movements_apply(
             movements=[MovementSpec(s.hoodie.pk, s.warehouse.pk, Movement.Kind.SUPPLIER_FEED, on_hand_delta=15)],
-            actor="feed", priority=SyncPriority.BACKGROUND, reason="supplier_feed",
+            actor="feed", priority=Tier.BACKGROUND, reason="supplier_feed",
         )  # fmt: skip
     time.sleep(1.0)
-    assert sim.shown(single.channel_sku) == 35 and SyncWork.objects.get().priority == SyncPriority.BACKGROUND
+    assert sim.shown(single.channel_sku) == 35 and SyncWork.objects.get().priority == Tier.BACKGROUND
     wait_for(lambda: (sync_sweep() is not None) and sim.shown(single.channel_sku) == 50, timeout=15, every=0.5)
 
 

@@ -32,7 +32,8 @@ from django.contrib import admin
 from django.db import connection, transaction
 from django.urls import NoReverseMatch, reverse
 
-from apps.channels.models import Channel, SyncPriority, SyncWork
+from apps.catalog.signals import Tier
+from apps.channels.models import Channel, SyncWork
 from apps.channels.services.config import channel_create
 from apps.channels.services.connection import channel_connection_test
 from apps.channels.services.push import channel_push
@@ -153,7 +154,7 @@ def make_channels(hosts: Hosts) -> list[Channel]:
         )
         sold = listing(channel, s.single, sku or f"{code}-HOOD", external_id=external_id)
         with transaction.atomic():
-            sync_work_enqueue(listing_ids=[sold.pk], priority=SyncPriority.SALE, reason="test")
+            sync_work_enqueue(listing_ids=[sold.pk], priority=Tier.SALE, reason="test")
         channels.append(channel)
     return channels
 

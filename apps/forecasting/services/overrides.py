@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Item, Location
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.safety import MAX_SAFETY, safety_apply
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyOverride
@@ -99,7 +99,7 @@ def safety_current_slot_apply(*, at: datetime | None = None) -> ApplyResult:
     changes = safety_apply(
         values={(e.item_id, e.location_id): e.value for e in effective},
         reason=f"safety forecast slot {slot_of(at)}",
-        priority=ChangePriority.BACKGROUND,
+        priority=Tier.BACKGROUND,
     )
     log.info("safety_slot_applied", slot=slot_of(at), levels=len(effective), changed=len(changes), expired=expired)
     return ApplyResult(levels=len(effective), changed=len(changes), expired=expired)
@@ -151,7 +151,7 @@ def safety_override_set(
             location=location,
             defaults={"value": value, "reason": reason, "valid_until": valid_until, "created_by_id": user_id},
         )
-        safety_apply(values={(item.pk, location.pk): value}, reason="safety override", priority=ChangePriority.MANUAL)
+        safety_apply(values={(item.pk, location.pk): value}, reason="safety override", priority=Tier.MANUAL)
         audit = SafetyAudit.objects.create(
             item=item,
             location=location,
@@ -184,9 +184,7 @@ def safety_override_clear(
             return None
         previous.delete()
         (effective,) = safety_effective(item_ids=[item.pk], location_ids=[location.pk])
-        safety_apply(
-            values={(item.pk, location.pk): effective.value}, reason="safety override", priority=ChangePriority.MANUAL
-        )
+        safety_apply(values={(item.pk, location.pk): effective.value}, reason="safety override", priority=Tier.MANUAL)
         audit = SafetyAudit.objects.create(
             item=item,
             location=location,
@@ -230,7 +228,7 @@ def overrides_expire(*, at: datetime | None = None) -> int:
             )
             if (e.item_id, e.location_id) in levels
         }
-        safety_apply(values=effective, reason="safety override expired", priority=ChangePriority.BACKGROUND)
+        safety_apply(values=effective, reason="safety override expired", priority=Tier.BACKGROUND)
         SafetyAudit.objects.bulk_create(
             [
                 SafetyAudit(

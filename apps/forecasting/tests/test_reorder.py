@@ -16,7 +16,7 @@ from django.utils import timezone
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Location, Movement
 from apps.catalog.services.receipts import ReceiptLineSpec, receipt_close, receipt_create, receipt_receive
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
 from apps.core.testing import admin_form
@@ -175,7 +175,7 @@ def _reserve(item, location, units):
         movements_apply(
             movements=[MovementSpec(item.pk, location.pk, Movement.Kind.RESERVE, reserved_delta=units)],
             actor="test",
-            priority=ChangePriority.SALE,
+            priority=Tier.SALE,
             reason="test",
         )
 

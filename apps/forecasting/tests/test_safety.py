@@ -8,10 +8,9 @@ import pytest
 from django.utils import timezone
 
 from apps.catalog.models import StockLevel
-from apps.catalog.signals import stock_changed
+from apps.catalog.signals import Tier, stock_changed
 from apps.catalog.stock.safety import safety_apply
 from apps.catalog.tests.factories import ItemFactory, product_of, stock
-from apps.channels.models import SyncPriority
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of
@@ -45,7 +44,7 @@ def test_safety_apply_changes_only_what_differs_and_tells_channels(item, store, 
 
     assert [(c.item_id, c.old, c.new, c.old_atp, c.new_atp) for c in changes] == [(item.pk, 1, 3, 9, 7)]
     assert StockLevel.objects.get(item=item).safety == 3
-    assert heard == [([(item.pk, store.pk)], SyncPriority.BACKGROUND, "test")]
+    assert heard == [([(item.pk, store.pk)], Tier.BACKGROUND, "test")]
     # Nothing to change: no write, no sync.
     heard.clear()
     assert safety_apply(values={(item.pk, store.pk): 3}, reason="test") == []
@@ -66,9 +65,9 @@ def test_safety_that_closes_the_last_units_is_a_tier_one_sync(item, store, heard
     heard.clear()
     safety_apply(values={(item.pk, store.pk): 5, (other.pk, store.pk): 2}, reason="test")
     # One announcement for both levels; the listing it closes goes out at tier 1, the other waits.
-    assert heard == [([(item.pk, store.pk), (other.pk, store.pk)], SyncPriority.BACKGROUND, "test")]
-    assert SyncWork.objects.get(listing=closing).priority == SyncPriority.SALE
-    assert SyncWork.objects.get(listing=lowered).priority == SyncPriority.BACKGROUND
+    assert heard == [([(item.pk, store.pk), (other.pk, store.pk)], Tier.BACKGROUND, "test")]
+    assert SyncWork.objects.get(listing=closing).priority == Tier.SALE
+    assert SyncWork.objects.get(listing=lowered).priority == Tier.BACKGROUND
 
 
 def test_safety_apply_refuses_negative_values(item, store):
@@ -98,7 +97,7 @@ def test_override_takes_effect_at_once_and_is_audited(item, store, staff_user, h
     assert (level.safety, level.atp) == (6, 4)
     assert (audit.who, audit.kind, audit.old_safety, audit.new_safety) == ("staffer", "override_set", 1, 6)
     assert (audit.old_override, audit.new_override, audit.reason) == (None, 6, "Promo Saturday")
-    assert heard == [([(item.pk, store.pk)], SyncPriority.MANUAL, "safety override")]
+    assert heard == [([(item.pk, store.pk)], Tier.MANUAL, "safety override")]
     assert SafetyOverride.objects.get(item=item).created_by == staff_user
 
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Movement, ProductComponent
-from apps.catalog.signals import ChangePriority, incident_cause_changed
+from apps.catalog.signals import Tier, incident_cause_changed
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.orders.locks import expired_holds_for_update, hold_expiry_run_lock
 from apps.orders.models import Order, Reservation
@@ -96,7 +96,7 @@ def _expire(orders: list[Order]) -> None:
         Reservation.objects.bulk_update(reservations, ["released"])
     Order.objects.filter(pk__in=list(by_id)).update(status=Order.Status.EXPIRED, updated_at=timezone.now())
     if specs:
-        movements_apply(movements=specs, actor=ACTOR, priority=ChangePriority.SALE, reason="hold expired")
+        movements_apply(movements=specs, actor=ACTOR, priority=Tier.SALE, reason="hold expired")
     _shortfalls_settled([order for order in orders if order.flagged])
 
 

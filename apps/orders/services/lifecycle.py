@@ -17,7 +17,7 @@ from django.db import transaction
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Movement, ProductComponent
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.signals import ChangePriority, incident_cause_changed
+from apps.catalog.signals import Tier, incident_cause_changed
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.orders.errors import InsufficientStock, InvalidOrderState, InvalidQuantity, UnknownSku
 from apps.orders.locks import order_for_update
@@ -54,7 +54,7 @@ def _groups(reservations: Iterable[Reservation]) -> dict[int, list[Reservation]]
 
 def _apply(specs: list[MovementSpec], *, actor: str, reason: str) -> None:
     if specs:
-        movements_apply(movements=specs, actor=actor, priority=ChangePriority.SALE, reason=reason)
+        movements_apply(movements=specs, actor=actor, priority=Tier.SALE, reason=reason)
 
 
 def _requested(lines: Sequence[OrderLine], requests: Sequence[LineRequest] | None) -> dict[int, int] | None:

@@ -24,7 +24,7 @@ from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Item, Location, Movement, ProductComponent
 from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.stock import stock_movement_record
-from apps.catalog.signals import ChangePriority, incident_cause_changed
+from apps.catalog.signals import Tier, incident_cause_changed
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.connectors.base import location_map
 from apps.channels.models import Channel, ChannelLocation, Listing
@@ -159,7 +159,7 @@ def order_place_move(*, order_id: int, place: str, location_ids: Sequence[int] |
         MovementSpec(item, loc, kind, reserved_delta=q, reference=reference)
         for (item, loc), q in sorted(totals.items())
     ]
-    movements_apply(movements=specs, actor=actor, priority=ChangePriority.SALE, reason="order moved")
+    movements_apply(movements=specs, actor=actor, priority=Tier.SALE, reason="order moved")
     fields = ["platform_location", "updated_at"]
     if short:
         if not order.flagged:

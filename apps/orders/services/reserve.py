@@ -30,7 +30,7 @@ from django.utils import timezone
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.signals import ChangePriority
+from apps.catalog.signals import Tier
 from apps.catalog.stock.atp import levels_atp, product_atp_at
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.models import Channel
@@ -359,7 +359,7 @@ def _write_fast(p: _Placement) -> OrderPlaced | object | None:
         lines=resolution.lines,
         plan=plan,
         pairs=resolution.pairs,
-        priority=ChangePriority.SALE,
+        priority=Tier.SALE,
         claim=p.answer.statement_params(placed) if p.answer is not None else None,
     )
     if not written.written:
@@ -392,7 +392,7 @@ def _write_locked(p: _Placement) -> OrderPlaced:
             for (item, loc), quantity in totals.items()
         ],
         actor=p.actor,
-        priority=ChangePriority.SALE,
+        priority=Tier.SALE,
         reason=p.kind,
     )
     if not plan.complete:

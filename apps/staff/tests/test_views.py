@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Location, StockLevel
+from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.forecasting.models import ForecastSettings, SafetyAudit, SafetyForecast, SafetyOverride
 from apps.forecasting.services.history import slot_of
@@ -290,5 +291,5 @@ def test_an_override_enqueues_channel_sync(editor_client, item, store, level, dj
     with django_capture_on_commit_callbacks():
         _post(editor_client, level, value="5", reason="sync check")
     work = SyncWork.objects.get(listing=listing)
-    assert work.priority == SyncWork.Priority.MANUAL
+    assert work.priority == Tier.MANUAL
     assert reverse("staff-safety-stock") == LIST
