@@ -391,11 +391,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_start(database_url: str, workers: int) -> tuple[subprocess.Popen, int]:
+# The Procfile's web server: ASGI (uvicorn workers under gunicorn); ``--server wsgi`` measures the
+# synchronous server it replaced, for a before/after on the same machine.
+SERVERS = {
+    "asgi": ["inventory_site.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"],
+    "wsgi": ["inventory_site.wsgi:application"],
+}
+
+
+def gunicorn_start(database_url: str, workers: int, server: str = "asgi") -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "inventory_site.wsgi:application",
+            sys.executable, "-m", "gunicorn", *SERVERS[server],
             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "2048",
             "--log-level", "warning", "--timeout", "60",
         ],
@@ -584,6 +592,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "8")))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "32")))
     parser.add_argument("--http-workers", type=int, default=int(os.environ.get("BENCH_HTTP_WORKERS", "3")))
+    parser.add_argument("--server", choices=sorted(SERVERS), default=os.environ.get("BENCH_SERVER", "asgi"))
+    parser.add_argument("--http-only", action="store_true", help="only the HTTP phase (and the checks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="hot", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)
@@ -633,7 +643,7 @@ def main() -> int:
             flush=True,
         )
 
-    for mode in ("hot", "spread"):
+    for mode in ("hot", "spread") if not args.http_only else ():
         print(f"plain SQL, {mode}...", flush=True)
         shape = raw_measure(mode, threads, seconds / 2, args.skus, database_url, own=False)
         raw[f"sql shape {mode}"] = summary(f"sql shape {mode}", shape["done"], shape["elapsed"], shape["latencies"])
@@ -643,7 +653,7 @@ def main() -> int:
         raw[f"sql own {mode}"] = summary(f"sql own {mode}", own["done"], own["elapsed"], own["latencies"])
         record(f"plain SQL: the service's statements, {mode}", own, None)
 
-    for mode in ("hot", "spread"):
+    for mode in ("hot", "spread") if not args.http_only else ():
         print(f"service layer, {mode}...", flush=True)
         result = service_measure(mode, threads, seconds, args.skus, f"svc-{mode}")
         record(f"service, {threads} threads, {mode}", result, f"sql own {mode}")
@@ -659,7 +669,7 @@ def main() -> int:
         signal_.receivers = []
         signal_.sender_receivers_cache.clear()
     try:
-        for mode in ("hot", "spread"):
+        for mode in ("hot", "spread") if not args.http_only else ():
             result = service_measure(mode, threads, seconds / 2, args.skus, f"svc-muted-{mode}")
             record(f"service, {threads} threads, {mode}, listeners muted", result, f"sql own {mode}")
     finally:
@@ -671,7 +681,7 @@ def main() -> int:
     from django.db import connections
 
     connections.close_all()
-    process, port = gunicorn_start(database_url, args.http_workers)
+    process, port = gunicorn_start(database_url, args.http_workers, args.server)
     try:
         for mode in ("hot", "spread"):
             print(f"HTTP ({'wrk' if wrk else 'python load generator'}), {mode}...", flush=True)
@@ -680,7 +690,7 @@ def main() -> int:
             else:
                 result = http_measure_python(port, mode, token, seconds, args.concurrency, args.skus)
             record(
-                f"HTTP gunicorn x{args.http_workers}, c={args.concurrency}, {mode}",
+                f"HTTP gunicorn ({args.server}) x{args.http_workers}, c={args.concurrency}, {mode}",
                 result,
                 f"sql shape {mode}",
                 generator=result["generator"],

@@ -1,0 +1,41 @@
+"""The web process's application (docs/stream.md, "Serving"): ASGI, so that thousands of open availability
+streams hold no thread each.
+
+The async view (the stream) is served by Django's ASGI handler on the event loop. Every other request
+goes to the same Django through its WSGI handler, one at a time per worker process in one thread, as a
+synchronous gunicorn worker serves it: that thread keeps its persistent database connection
+(``CONN_MAX_AGE``), which Django's ASGI handler, starting a thread per request, could not.
+"""
+
+import os
+
+from asgiref.wsgi import WsgiToAsgi
+from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_site.settings.local")
+
+asynchronous = get_asgi_application()
+synchronous = WsgiToAsgi(get_wsgi_application())
+
+# Paths whose views are async (a prefix match is enough: nothing else lives below them).
+ASYNC_PATHS = ("/api/v1/availability/stream/",)
+
+
+async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    elif scope["type"] == "http" and scope["path"].startswith(ASYNC_PATHS):
+        await asynchronous(scope, receive, send)
+    else:
+        await synchronous(scope, receive, send)
