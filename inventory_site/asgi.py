@@ -7,6 +7,8 @@ synchronous gunicorn worker serves it: that thread keeps its persistent database
 (``CONN_MAX_AGE``), which Django's ASGI handler, starting a thread per request, could not.
 """
 
+import asyncio
+import contextvars
 import os
 
 from asgiref.wsgi import WsgiToAsgi
@@ -32,10 +34,22 @@ async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
             return
 
 
+async def _in_fresh_context(app, scope, receive, send):  # type: ignore[no-untyped-def]
+    """Each request in a context of its own. The server may start a keep-alive connection's next request
+    from inside the previous one's send, whose context carries asgiref's executor of a thread that has
+    finished by then; a request inheriting it fails ("CurrentThreadExecutor already quit")."""
+    task = asyncio.get_running_loop().create_task(app(scope, receive, send), context=contextvars.Context())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+
+
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
     elif scope["type"] == "http" and scope["path"].startswith(ASYNC_PATHS):
-        await asynchronous(scope, receive, send)
+        await _in_fresh_context(asynchronous, scope, receive, send)
     else:
-        await synchronous(scope, receive, send)
+        await _in_fresh_context(synchronous, scope, receive, send)
