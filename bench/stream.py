@@ -163,9 +163,7 @@ def catalog(channels: int, skus: int) -> list[dict[str, Any]]:
         for n in range(1, channels):
             channel = Channel.objects.create(code=f"bench-{n}", name=f"Bench shop {n}")
             ChannelLocation.objects.create(channel=channel, location=location, priority=0)
-            Listing.objects.bulk_create(
-                [Listing(channel=channel, product=p, channel_sku=p.code) for p in products]
-            )
+            Listing.objects.bulk_create([Listing(channel=channel, product=p, channel_sku=p.code) for p in products])
             result.append({"code": channel.code, "token": token_create(channel_code=channel.code)})
     return result
 
@@ -226,9 +224,8 @@ def orders_at_rate(port: int, token: str, rate: float, seconds: float, skus: int
                 time.sleep(next_at - now)
             next_at += interval
             n += 1
-            body = json.dumps(
-                {"external_id": f"{prefix}-{index}-{n}", "lines": [{"sku": f"s{random.randint(1, skus)}", "quantity": 1}]}
-            )
+            line = {"sku": f"s{random.randint(1, skus)}", "quantity": 1}
+            body = json.dumps({"external_id": f"{prefix}-{index}-{n}", "lines": [line]})
             sent = time.perf_counter()
             try:
                 conn.request(
