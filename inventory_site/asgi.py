@@ -12,6 +12,7 @@ import contextvars
 import os
 
 from asgiref.wsgi import WsgiToAsgi
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
@@ -21,7 +22,7 @@ asynchronous = get_asgi_application()
 synchronous = WsgiToAsgi(get_wsgi_application())
 
 # Paths whose views are async (a prefix match is enough: nothing else lives below them).
-ASYNC_PATHS = ("/api/v1/availability/stream/",)
+ASYNC_PATHS = tuple(settings.ASYNC_PATHS)
 
 
 async def _lifespan(receive, send):  # type: ignore[no-untyped-def]

@@ -75,6 +75,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "inventory_site.urls"
+# Paths whose views are async, served on the web process's event loop (inventory_site/asgi.py).
+ASYNC_PATHS = ["/api/v1/availability/stream/"]
 WSGI_APPLICATION = "inventory_site.wsgi.application"
 
 TEMPLATES = [
