@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,6 +22,7 @@ from rest_framework.views import APIView
 
 from apps.channels.stream import keys
 from apps.channels.stream.hub import Event, Subscriber, hub, in_database, stream_id
+from apps.core.api.schema import error_response
 from apps.core.authentication import ApiTokenAuthentication, ChannelPrincipal
 from apps.core.errors import api_exception_handler
 from apps.core.permissions import IsChannelToken
@@ -181,6 +183,14 @@ async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | N
 
 
 async def availability_stream(request: HttpRequest) -> HttpResponse:
+    if not isinstance(request, ASGIRequest):
+        # A synchronous server would hold a thread per stream, and Django would buffer the endless answer.
+        body = {
+            "code": "stream_unavailable",
+            "detail": "This server cannot hold streams: serve the web with inventory_site.asgi (the Procfile's).",
+            "errors": [],
+        }
+        return JsonResponse(body, status=503)
     if request.method != "GET":
         return _refusal(exceptions.MethodNotAllowed(request.method or ""))
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or None
@@ -250,9 +260,10 @@ class AvailabilityStreamView(APIView):
                     )
                 ],
             ),
-            400: OpenApiResponse(description="An unknown SKU, too many SKUs, a NUL byte, a malformed Last-Event-ID."),
-            401: OpenApiResponse(description="No token, or an invalid one."),
-            403: OpenApiResponse(description="Not a channel token."),
+            400: error_response(
+                "Refused before the stream opens: an unknown SKU (named in `errors`), more SKUs than allowed, a SKU "
+                "over 100 characters (`invalid`), a NUL byte (`invalid_text`), a malformed Last-Event-ID."
+            ),
         },
     )
     def get(self, request: Request) -> Any:  # pragma: no cover - the async view serves it

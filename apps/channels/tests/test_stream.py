@@ -266,3 +266,8 @@ def test_state_says_updating_while_orders_are_not_imported_and_stale_when_a_supp
         assert client.wait_for(lambda c: c.data_for("WEB-CAP")[-1]["state"] == "stale", timeout=5)
     finally:
         client.close()
+
+
+def test_a_synchronous_server_refuses_to_hold_a_stream(world, client):
+    answer = client.get("/api/v1/availability/stream/", HTTP_AUTHORIZATION=f"Token {world['tokens']['web']}")
+    assert answer.status_code == 503 and answer.json()["code"] == "stream_unavailable"
