@@ -305,7 +305,7 @@ def main() -> int:
     from django.db import connections
 
     call_command("migrate", verbosity=0, interactive=False)
-    client = caches["default"].client.get_client(write=True)
+    client = caches["default"].client.get_client(write=True)  # type: ignore[attr-defined]  # django-redis
     for key in client.scan_iter(match=f"*{PREFIX}*"):
         client.delete(key)
     channels = catalog(args.channels, args.skus)

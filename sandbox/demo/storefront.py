@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from apps.channels.models import Channel, Listing
@@ -77,7 +78,7 @@ async def _relay(host: str, port: int, path: str, headers: dict[str, str]) -> tu
     return status, b"", body()
 
 
-async def storefront_stream(request: HttpRequest) -> HttpResponse:
+async def storefront_stream(request: HttpRequest) -> HttpResponseBase:
     code = _channel_code(request)
     token = await sync_to_async(_storefront_token)(code)
     if token is None:

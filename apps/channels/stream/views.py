@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -68,7 +69,7 @@ def _open(request: HttpRequest) -> Opened:
 
 def _refusal(exc: Exception) -> HttpResponse:
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        exc.auth_header = ApiTokenAuthentication.keyword  # type: ignore[attr-defined]
+        exc.auth_header = ApiTokenAuthentication.keyword  # type: ignore[union-attr]  # DRF reads it if set
     response = api_exception_handler(exc, {})
     if response is None:
         raise exc
@@ -182,7 +183,7 @@ async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | N
         hub.unsubscribe(subscriber)
 
 
-async def availability_stream(request: HttpRequest) -> HttpResponse:
+async def availability_stream(request: HttpRequest) -> HttpResponseBase:
     if not isinstance(request, ASGIRequest):
         # A synchronous server would hold a thread per stream, and Django would buffer the endless answer.
         body = {
@@ -273,7 +274,7 @@ class AvailabilityStreamView(APIView):
     def as_view(cls, **initkwargs: Any) -> Any:
         """The async view, carrying this class for the schema generator (as DRF's own views do)."""
 
-        async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             return await availability_stream(request)
 
         view.cls = cls  # type: ignore[attr-defined]
