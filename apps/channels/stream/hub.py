@@ -43,6 +43,8 @@ async def in_database(fn: Callable[..., T], *args: Any) -> T:
 # A stream whose client reads slower than this many events behind is ended; it reconnects with its
 # Last-Event-ID and catches up from Redis (or a snapshot).
 BEHIND_LIMIT = 10_000
+# A reader's XREAD returns at least this often (milliseconds) to renew its channel's open mark.
+READ_BLOCK_MS = 5000
 
 # KEYS: open marks (zset), first-open times (hash), last values, last tickets, events.
 # ARGV: channel id, now, mark ttl. A channel opened after a gap forgets what was last appended (the
@@ -130,7 +132,11 @@ class Hub:
         if self.redis is None or self.loop is not loop:
             import redis.asyncio
 
-            self.redis = redis.asyncio.Redis.from_url(keys.redis_url(), socket_connect_timeout=2)
+            # Reads wait up to READ_BLOCK_MS by design: the socket's timeout stays well above it.
+            timeout = READ_BLOCK_MS / 1000 + 10
+            self.redis = redis.asyncio.Redis.from_url(
+                keys.redis_url(), socket_connect_timeout=2, socket_timeout=timeout, socket_keepalive=True
+            )
             self.loop = loop
             self.subscribers.clear()
             self.readers.clear()
@@ -192,7 +198,7 @@ class Hub:
                 if time.monotonic() - marked > keys.OPEN_REFRESH_SECONDS:
                     await self.mark_open(channel_id)
                     marked = time.monotonic()
-                answer = await client.xread({key: last}, count=1000, block=5000)
+                answer = await client.xread({key: last}, count=1000, block=READ_BLOCK_MS)
             except asyncio.CancelledError:
                 raise
             except Exception as err:

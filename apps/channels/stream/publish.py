@@ -84,6 +84,7 @@ def listings_publish(*, client: Any, listing_ids: Iterable[int] | None = None, c
     if not channels:
         return 0
     ticket = client.incr(keys.key("ticket"))  # before PostgreSQL is read, never after
+    as_of = timezone.now().isoformat().replace("+00:00", "Z")  # the numbers are at least this fresh
     if listing_ids is None:
         ids = list(Listing.objects.filter(channel_id__in=channels).order_by("pk").values_list("pk", flat=True))
     else:
@@ -92,7 +93,6 @@ def listings_publish(*, client: Any, listing_ids: Iterable[int] | None = None, c
     if not states:
         return 0
     numbers = listings_availability(list(states))
-    as_of = timezone.now().isoformat().replace("+00:00", "Z")
     by_channel: dict[int, list[str]] = {}
     for listing_id, (channel_id, state) in states.items():
         row = numbers.get(listing_id)

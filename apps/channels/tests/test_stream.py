@@ -15,6 +15,7 @@ from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels import availability_cache
 from apps.channels.models import Channel, Listing, SyncWork
+from apps.channels.stream.hub import hub
 from apps.channels.stream.publish import open_channels
 from apps.channels.tests.factories import channel_selling, listing
 from apps.channels.tests.stream_client import AsgiServer, StreamClient
@@ -145,6 +146,11 @@ def test_reconnecting_with_last_event_id_misses_nothing(server, world):
         assert [d["available"] for d in behind.data_for("WEB-HOOD")] == [5]
     finally:
         behind.close()
+    # A client gone is a stream gone: the server forgets it.
+    deadline = time.monotonic() + 5
+    while hub.open_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hub.open_streams == 0
 
 
 def test_another_channels_skus_never_appear(server, world):
