@@ -11,6 +11,7 @@ is at least as fresh. A value equal to the last appended one is not appended aga
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -125,16 +126,92 @@ def _client() -> Any | None:
     return client.get_client(write=True)
 
 
+class _Publisher:
+    """One thread per process publishes what commits hand it: a writer's request does not wait for the
+    reads, and changes that arrive while a publish runs go out together in the next one (one read for
+    many orders under load). The thread gives its database connection back when idle."""
+
+    IDLE_CLOSE_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.pending: set[int] = set()
+        self.everything = False
+        self.busy = False
+        self.release_asked = False
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def submit(self, listing_ids: Sequence[int] | None) -> None:
+        with self.changed:
+            if listing_ids is None:
+                self.everything = True
+            else:
+                self.pending.update(listing_ids)
+            if self.thread is None or not self.thread.is_alive() or self.pid != os.getpid():
+                self.pid = os.getpid()  # a forked worker starts its own thread
+                self.thread = threading.Thread(target=self._run, name="stream-publisher", daemon=True)
+                self.thread.start()
+            self.changed.notify_all()
+
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        while True:
+            with self.changed:
+                while not self.pending and not self.everything:
+                    if self.release_asked or not self.changed.wait(timeout=self.IDLE_CLOSE_SECONDS):
+                        connection.close()
+                        self.release_asked = False
+                        self.changed.notify_all()
+                        self.changed.wait()
+                ids = None if self.everything else sorted(self.pending)
+                self.pending, self.everything, self.busy = set(), False, True
+            try:
+                close_old_connections()
+                client = _client()
+                if client is not None:
+                    listings_publish(client=client, listing_ids=ids)
+            except Exception as err:  # Redis or PostgreSQL gone after the commit: the refresh job catches up
+                log.warning("stream_publish_failed", error=f"{type(err).__name__}: {err}"[:300])
+            finally:
+                with self.changed:
+                    self.busy = False
+                    self.changed.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything handed over is published (tests, benchmarks)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: not (self.pending or self.everything or self.busy), timeout)
+
+    def release(self, timeout: float = 10.0) -> None:
+        """Publish what is pending, then close the thread's database connection (a test database can go)."""
+        if self.thread is None or not self.thread.is_alive():
+            return
+        self.flush(timeout)
+        with self.changed:
+            self.release_asked = True
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: not self.release_asked, timeout)
+
+
+publisher = _Publisher()
+
+
 def stream_publish_after_commit(*, listing_ids: Sequence[int] | None) -> None:
-    """Called after a commit that may have moved these listings (None: any listing). A failure is logged
-    and left to the refresh job (``streams_refresh``); the writer's answer stands."""
+    """Called after a commit that may have moved these listings (None: any listing). Nothing happens unless
+    some channel has open streams; then the process's publisher thread takes them (``_Publisher``). A
+    failure is logged and left to the refresh job (``streams_refresh``); the writer's answer stands."""
     client = _client()
     if client is None:
         return
     try:
-        listings_publish(client=client, listing_ids=listing_ids)
-    except Exception as err:  # Redis or PostgreSQL gone just after the commit: the refresh job catches up
+        if not open_channels.get(client):
+            return
+    except Exception as err:  # Redis gone: no stream can be fed now; the refresh job catches up
         log.warning("stream_publish_failed", error=f"{type(err).__name__}: {err}"[:300])
+        return
+    publisher.submit(None if listing_ids is None else list(listing_ids))
 
 
 def streams_refresh() -> int:

@@ -165,6 +165,9 @@ def _close_server_connections() -> None:
     from django.db import connections
 
     from apps.channels.stream import hub
+    from apps.channels.stream.publish import publisher
+
+    publisher.release()
 
     both = threading.Barrier(2, timeout=10)
 
