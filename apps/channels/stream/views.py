@@ -152,33 +152,40 @@ async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | N
         missed = await _backlog(key, last_event_id) if last_event_id else None
         if missed is None or any(e.listing_id is None for e in missed):
             sent = await _newest_id(key)
-            for data in await in_database(_snapshot, opened):
-                yield _frame(sent, data)
+            yield b"".join(_frame(sent, data) for data in await in_database(_snapshot, opened))
             missed = await _backlog(key, sent) or []
+        frames = []
         for event in missed:
             if event.listing_id is not None and (opened.listing_ids is None or event.listing_id in opened.listing_ids):
-                yield _frame(event.id, event.data)
+                frames.append(_frame(event.id, event.data))
             sent = event.id
+        if frames:
+            yield b"".join(frames)
+        sent_at = stream_id(sent)
         while True:
             try:
-                await asyncio.wait_for(subscriber.ready.wait(), timeout=heartbeat)
+                async with asyncio.timeout(heartbeat):  # no task per wait, unlike wait_for
+                    await subscriber.ready.wait()
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
             if subscriber.ended:
                 yield _frame(None, f'{{"code":"{subscriber.ended}"}}', event="end")
                 return
+            frames = []  # everything that arrived since the last wake-up goes out in one write
             for event in subscriber.take():
-                if stream_id(event.id) <= stream_id(sent):
+                event_at = stream_id(event.id)
+                if event_at <= sent_at:
                     continue
                 if event.listing_id is None:  # the channel's stream began anew: re-read everything
                     snapshot_id = await _newest_id(key)
-                    for data in await in_database(_snapshot, opened):
-                        yield _frame(snapshot_id, data)
-                    sent = snapshot_id
+                    frames.extend(_frame(snapshot_id, data) for data in await in_database(_snapshot, opened))
+                    sent_at = stream_id(snapshot_id)
                     continue
-                yield _frame(event.id, event.data)
-                sent = event.id
+                frames.append(_frame(event.id, event.data))
+                sent_at = event_at
+            if frames:
+                yield b"".join(frames)
     finally:
         hub.unsubscribe(subscriber)
 
