@@ -202,6 +202,14 @@ def workers_rss(master: int) -> int:
     return sum(child.memory_info().rss for child in psutil.Process(master).children())
 
 
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """CPU time used so far by a process (and, for the web's master, its workers)."""
+    import psutil
+
+    processes = psutil.Process(pid).children() if children else [psutil.Process(pid)]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+
+
 def orders_at_rate(port: int, token: str, rate: float, seconds: float, skus: int) -> dict[str, Any]:
     """POST /api/v1/orders/ at ``rate`` per second (spread over threads), one unit of a random followed SKU."""
     threads = 8
@@ -354,7 +362,10 @@ def main() -> int:
         time.sleep(3)  # the last events on their way
         flow_ended = time.time()
         print("order path, streams open...", flush=True)
+        cpu_before = cpu_seconds(process.pid), cpu_seconds(clients.pid, children=False)
         during = order_throughput(port, channels[0]["token"], args.throughput_seconds, args.skus, args.concurrency)
+        cpu_web = cpu_seconds(process.pid) - cpu_before[0]
+        cpu_clients = cpu_seconds(clients.pid, children=False) - cpu_before[1]
         (work / "stop").write_text("")
         clients.wait(timeout=120)
         seen = json.loads((work / "seen.json").read_text())["seen"]
@@ -408,6 +419,8 @@ def main() -> int:
         p50_ms=before["p50_ms"], p99_ms=before["p99_ms"])  # fmt: skip
     add("stream: order path, streams open (wrk)", during["done"] / during["elapsed"], "orders/s",
         before["done"] / before["elapsed"], p50_ms=during["p50_ms"], p99_ms=during["p99_ms"])  # fmt: skip
+    add("stream: CPU of the web workers / of the bench's stream clients, while wrk ran with streams open",
+        cpu_web, f"s / {cpu_clients:.1f} s in {during['elapsed']:.0f} s")  # fmt: skip
     add("stream: order path, streams closed again (wrk)", after["done"] / after["elapsed"], "orders/s",
         before["done"] / before["elapsed"], p50_ms=after["p50_ms"], p99_ms=after["p99_ms"])  # fmt: skip
     path = rows_write("stream", rows)
