@@ -135,7 +135,7 @@ class Hub:
             # Reads wait up to READ_BLOCK_MS by design: the socket's timeout stays well above it.
             timeout = READ_BLOCK_MS / 1000 + 10
             self.redis = redis.asyncio.Redis.from_url(
-                keys.redis_url(), socket_connect_timeout=2, socket_timeout=timeout, socket_keepalive=True
+                keys.redis_url(), socket_connect_timeout=5, socket_timeout=timeout, socket_keepalive=True
             )
             self.loop = loop
             self.subscribers.clear()

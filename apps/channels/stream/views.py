@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -29,6 +31,7 @@ from apps.core.errors import api_exception_handler
 from apps.core.permissions import IsChannelToken
 
 RETRY_MS = 2000
+log = structlog.get_logger("stockroom.stream")
 
 
 @dataclass(frozen=True)
@@ -143,51 +146,61 @@ async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | N
     heartbeat = keys.stream_setting("STREAM_HEARTBEAT_SECONDS")
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()
-        await hub.subscribe(subscriber)
-        since = await hub.mark_open(opened.channel_id)
-        # A channel's first stream: publishers learn of it within OPEN_CACHE_SECONDS; read after that.
-        if (wait := since + keys.OPEN_CACHE_SECONDS - time.time()) > 0:
-            await asyncio.sleep(wait)
-        sent = "0-0"
-        missed = await _backlog(key, last_event_id) if last_event_id else None
-        if missed is None or any(e.listing_id is None for e in missed):
-            sent = await _newest_id(key)
-            yield b"".join(_frame(sent, data) for data in await in_database(_snapshot, opened))
-            missed = await _backlog(key, sent) or []
-        frames = []
-        for event in missed:
-            if event.listing_id is not None and (opened.listing_ids is None or event.listing_id in opened.listing_ids):
-                frames.append(_frame(event.id, event.data))
-            sent = event.id
-        if frames:
-            yield b"".join(frames)
-        sent_at = stream_id(sent)
-        while True:
-            try:
-                async with asyncio.timeout(heartbeat):  # no task per wait, unlike wait_for
-                    await subscriber.ready.wait()
-            except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
-            if subscriber.ended:
-                yield _frame(None, f'{{"code":"{subscriber.ended}"}}', event="end")
-                return
-            frames = []  # everything that arrived since the last wake-up goes out in one write
-            for event in subscriber.take():
-                event_at = stream_id(event.id)
-                if event_at <= sent_at:
-                    continue
-                if event.listing_id is None:  # the channel's stream began anew: re-read everything
-                    snapshot_id = await _newest_id(key)
-                    frames.extend(_frame(snapshot_id, data) for data in await in_database(_snapshot, opened))
-                    sent_at = stream_id(snapshot_id)
-                    continue
-                frames.append(_frame(event.id, event.data))
-                sent_at = event_at
-            if frames:
-                yield b"".join(frames)
+        async for chunk in _follow(opened, subscriber, last_event_id, key, heartbeat):
+            yield chunk
+    except (RedisError, OSError) as err:
+        # Redis away: end the answer without `end`, so the client reconnects with its Last-Event-ID.
+        log.warning("stream_interrupted", channel_id=opened.channel_id, error=f"{type(err).__name__}: {err}"[:300])
     finally:
         hub.unsubscribe(subscriber)
+
+
+async def _follow(
+    opened: Opened, subscriber: Subscriber, last_event_id: str | None, key: str, heartbeat: float
+) -> AsyncIterator[bytes]:
+    await hub.subscribe(subscriber)
+    since = await hub.mark_open(opened.channel_id)
+    # A channel's first stream: publishers learn of it within OPEN_CACHE_SECONDS; read after that.
+    if (wait := since + keys.OPEN_CACHE_SECONDS - time.time()) > 0:
+        await asyncio.sleep(wait)
+    sent = "0-0"
+    missed = await _backlog(key, last_event_id) if last_event_id else None
+    if missed is None or any(e.listing_id is None for e in missed):
+        sent = await _newest_id(key)
+        yield b"".join(_frame(sent, data) for data in await in_database(_snapshot, opened))
+        missed = await _backlog(key, sent) or []
+    frames = []
+    for event in missed:
+        if event.listing_id is not None and (opened.listing_ids is None or event.listing_id in opened.listing_ids):
+            frames.append(_frame(event.id, event.data))
+        sent = event.id
+    if frames:
+        yield b"".join(frames)
+    sent_at = stream_id(sent)
+    while True:
+        try:
+            async with asyncio.timeout(heartbeat):  # no task per wait, unlike wait_for
+                await subscriber.ready.wait()
+        except TimeoutError:
+            yield b": heartbeat\n\n"
+            continue
+        if subscriber.ended:
+            yield _frame(None, f'{{"code":"{subscriber.ended}"}}', event="end")
+            return
+        frames = []  # everything that arrived since the last wake-up goes out in one write
+        for event in subscriber.take():
+            event_at = stream_id(event.id)
+            if event_at <= sent_at:
+                continue
+            if event.listing_id is None:  # the channel's stream began anew: re-read everything
+                snapshot_id = await _newest_id(key)
+                frames.extend(_frame(snapshot_id, data) for data in await in_database(_snapshot, opened))
+                sent_at = stream_id(snapshot_id)
+                continue
+            frames.append(_frame(event.id, event.data))
+            sent_at = event_at
+        if frames:
+            yield b"".join(frames)
 
 
 async def availability_stream(request: HttpRequest) -> HttpResponseBase:
