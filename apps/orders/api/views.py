@@ -118,8 +118,8 @@ class AvailabilityView(APIView):
                                 choices=STATES,
                                 help_text="ok; updating: a change is queued and not settled, or the channel's "
                                 "orders are not all imported; stale: a supplier's stock feeding it is past its max "
-                                "age, "
-                                "or the last reconciliation found the channel showing another number (docs/stream.md).",
+                                "age, or the last reconciliation found the channel showing another number "
+                                "(docs/stream.md).",
                             ),
                         },
                         many=True,
