@@ -19,6 +19,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_site.settings.local")
 
 asynchronous = get_asgi_application()
+from apps.channels.stream.hub import request_cleanups  # noqa: E402  (apps load with the application above)
+
 synchronous = WsgiToAsgi(get_wsgi_application())
 
 # Paths whose views are async (a prefix match is enough: nothing else lives below them).
@@ -38,13 +40,20 @@ async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
 async def _in_fresh_context(app, scope, receive, send):  # type: ignore[no-untyped-def]
     """Each request in a context of its own. The server may start a keep-alive connection's next request
     from inside the previous one's send, whose context carries asgiref's executor of a thread that has
-    finished by then; a request inheriting it fails ("CurrentThreadExecutor already quit")."""
-    task = asyncio.get_running_loop().create_task(app(scope, receive, send), context=contextvars.Context())
+    finished by then; a request inheriting it fails ("CurrentThreadExecutor already quit"). What the
+    request asked to undo at its end (an open stream's subscription) runs when the handler returns."""
+    context = contextvars.Context()
+    cleanups: list = []
+    context.run(request_cleanups.set, cleanups)
+    task = asyncio.get_running_loop().create_task(app(scope, receive, send), context=context)
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         task.cancel()
         raise
+    finally:
+        for cleanup in cleanups:
+            cleanup()
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]

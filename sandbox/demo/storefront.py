@@ -18,6 +18,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from apps.channels.models import Channel, Listing
+from apps.channels.stream.hub import on_request_end
 from apps.core.models import ApiToken, hash_token
 from apps.core.services import token_create
 from sandbox.demo.platforms import WEBSHOP
@@ -56,6 +57,7 @@ def storefront_page(request: HttpRequest) -> HttpResponse:
 
 async def _relay(host: str, port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes, AsyncIterator[bytes]]:
     reader, writer = await asyncio.open_connection(host, port)
+    on_request_end(writer.close)  # the shopper gone: the upstream stream ends too
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     # HTTP/1.0: the answer is the stream's bytes until it ends, no chunk framing to undo.
     writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n{head}\r\n".encode())

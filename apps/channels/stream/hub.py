@@ -8,10 +8,13 @@ Everything here runs on the process's event loop (uvicorn's); the database is re
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain
 from typing import Any, TypeVar
 
 import structlog
@@ -23,6 +26,22 @@ from apps.channels.stream import keys
 log = structlog.get_logger("stockroom.stream")
 
 T = TypeVar("T")
+# What to undo when the request that opened a stream ends, however it ends. A client that goes away while
+# Django is writing to it leaves the stream's generator to the garbage collector; the web's ASGI
+# application (inventory_site/asgi.py) runs these when Django's handler returns, so a gone client's stream
+# is forgotten at once.
+request_cleanups: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "request_cleanups", default=None
+)
+
+
+def on_request_end(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when the current request ends (where the ASGI application keeps the list)."""
+    cleanups = request_cleanups.get()
+    if cleanups is not None:
+        cleanups.append(callback)
+
+
 # The streams' database work (a stream's first read, token checks) runs in these threads, whose
 # connections persist as a synchronous worker's do (Django's per-request threads would open one each).
 _database = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stream-db")
@@ -84,11 +103,10 @@ class Subscriber:
     ended: str | None = None
 
     def deliver(self, events: Iterable[Event]) -> None:
-        wanted = self.listing_ids
-        picked = [e for e in events if e.listing_id is None or wanted is None or e.listing_id in wanted]
-        if not picked or self.ended:
+        """Events this subscriber follows (the hub picked them)."""
+        if self.ended:
             return
-        self.buffer.extend(picked)
+        self.buffer.extend(events)
         if len(self.buffer) > BEHIND_LIMIT:
             self.end("behind")
         self.ready.set()
@@ -123,6 +141,9 @@ class Hub:
     def __init__(self) -> None:
         self.redis: Any = None
         self.subscribers: dict[int, set[Subscriber]] = {}
+        # Per channel: listing id -> the subscribers following it (None: those following every listing), so
+        # an event costs the streams that want it, not every stream of the channel.
+        self.following: dict[int, dict[int | None, set[Subscriber]]] = {}
         self.readers: dict[int, tuple[asyncio.Task[None], asyncio.Future[None]]] = {}
         self.watcher: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -139,6 +160,7 @@ class Hub:
             )
             self.loop = loop
             self.subscribers.clear()
+            self.following.clear()
             self.readers.clear()
             self.watcher = None
         return self.redis
@@ -169,6 +191,10 @@ class Hub:
         self.client()
         channel_id = subscriber.channel_id
         self.subscribers.setdefault(channel_id, set()).add(subscriber)
+        on_request_end(partial(self.unsubscribe, subscriber))
+        following = self.following.setdefault(channel_id, {})
+        for listing_id in subscriber.listing_ids if subscriber.listing_ids is not None else (None,):
+            following.setdefault(listing_id, set()).add(subscriber)
         if channel_id not in self.readers:
             started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             task = asyncio.create_task(self._read(channel_id, started))
@@ -181,6 +207,27 @@ class Hub:
         subscribers = self.subscribers.get(subscriber.channel_id)
         if subscribers is not None:
             subscribers.discard(subscriber)
+        following = self.following.get(subscriber.channel_id, {})
+        for listing_id in subscriber.listing_ids if subscriber.listing_ids is not None else (None,):
+            followers = following.get(listing_id)
+            if followers is not None:
+                followers.discard(subscriber)
+                if not followers:
+                    del following[listing_id]
+
+    def _fan_out(self, channel_id: int, events: list[Event]) -> None:
+        following = self.following.get(channel_id, {})
+        every = following.get(None, set())
+        batches: dict[Subscriber, list[Event]] = {}
+        for event in events:
+            if event.listing_id is None:  # a reset reaches every stream of the channel
+                targets: Iterable[Subscriber] = self.subscribers.get(channel_id, ())
+            else:
+                targets = chain(following.get(event.listing_id, ()), every)
+            for subscriber in targets:
+                batches.setdefault(subscriber, []).append(event)
+        for subscriber, batch in batches.items():
+            subscriber.deliver(batch)
 
     async def _read(self, channel_id: int, started: asyncio.Future[None]) -> None:
         client = self.client()
@@ -211,10 +258,10 @@ class Hub:
                     last = entry_id
                     events.append(entry_event(entry_id, fields))
             if events:
-                for subscriber in list(self.subscribers.get(channel_id, ())):
-                    subscriber.deliver(events)
+                self._fan_out(channel_id, events)
         self.readers.pop(channel_id, None)
         self.subscribers.pop(channel_id, None)
+        self.following.pop(channel_id, None)
 
     async def _watch(self) -> None:
         """Every open stream's token checked a few times per API_TOKEN_CACHE_SECONDS, once per distinct token."""
