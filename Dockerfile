@@ -14,4 +14,5 @@ USER stockroom
 EXPOSE 8000
 # The web server's /healthz, asked as the site's own host (ALLOWED_HOSTS); workers and beat turn it off.
 HEALTHCHECK --interval=15s --timeout=6s --start-period=30s --retries=3 CMD ["python", "-m", "inventory_site.healthcheck"]
-CMD ["gunicorn", "inventory_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]
+# ASGI: open availability streams wait on the event loop, every other request runs as under WSGI (docs/stream.md).
+CMD ["gunicorn", "inventory_site.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker", "--bind", "0.0.0.0:8000", "--workers", "4"]

@@ -425,11 +425,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_start(database_url: str, workers: int) -> tuple[subprocess.Popen, int]:
+# The Procfile's web server: ASGI (uvicorn workers under gunicorn); ``--server wsgi`` measures the
+# synchronous server it replaced, for a before/after on the same machine.
+SERVERS = {
+    "asgi": ["inventory_site.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"],
+    "wsgi": ["inventory_site.wsgi:application"],
+}
+
+
+def gunicorn_start(database_url: str, workers: int, server: str = "asgi") -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "inventory_site.wsgi:application",
+            sys.executable, "-m", "gunicorn", *SERVERS[server],
             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "2048",
             "--log-level", "warning", "--timeout", "60",
         ],
@@ -636,9 +644,9 @@ def http_measure_all(
 
     wrk = wrk_available()
     connections.close_all()
-    process, port = gunicorn_start(database_url, args.http_workers)
+    process, port = gunicorn_start(database_url, args.http_workers, args.server)
     generator = "wrk" if wrk else "python load generator"
-    name = f"HTTP gunicorn x{args.http_workers}, c={args.concurrency}"
+    name = f"HTTP gunicorn ({args.server}) x{args.http_workers}, c={args.concurrency}"
 
     def measure(mode: str) -> dict[str, Any]:
         if wrk:
@@ -726,6 +734,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "8")))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "32")))
     parser.add_argument("--http-workers", type=int, default=int(os.environ.get("BENCH_HTTP_WORKERS", "3")))
+    parser.add_argument("--server", choices=sorted(SERVERS), default=os.environ.get("BENCH_SERVER", "asgi"))
     parser.add_argument(
         "--phases",
         default="sql,service,muted,http,cpu",

@@ -28,6 +28,9 @@ BENCHMARKS = {
     # Going live: discovering a platform's catalog and matching it through the link service (50,000 Shopify
     # variants, 10,000 WooCommerce and 10,000 Amazon), each beside its raw limit.
     "discover": ["discover.py", "--platform", "all"],
+    # 1,000 open availability streams while orders flow at 100/s: commit to last subscriber, memory per
+    # stream, the order path with and without the streams.
+    "stream": ["stream.py"],
 }
 
 

@@ -54,6 +54,7 @@ from django.db import DatabaseError, connection, transaction
 from prometheus_client import Counter
 
 from apps.channels.selectors import ListingAvailability, listings_affected
+from apps.channels.stream.publish import stream_publish_after_commit
 
 log = structlog.get_logger("stockroom.cache")
 
@@ -275,7 +276,18 @@ def _after_stock_change(pairs: list[tuple[int, int]]) -> None:
         state.failing = True
         database_epoch_bump("redis_unavailable")
         return
-    availability_invalidate(listing_ids=listings_affected(pairs))
+    _listings_changed(listings_affected(pairs))
+
+
+def _listings_changed(listing_ids: list[int]) -> None:
+    """After commit: the cache forgets these listings, then open streams hear their new numbers."""
+    availability_invalidate(listing_ids=listing_ids)
+    stream_publish_after_commit(listing_ids=listing_ids)
+
+
+def _configuration_changed() -> None:
+    availability_invalidate_all()
+    stream_publish_after_commit(listing_ids=None)
 
 
 def _after_commit(callback: Callable[[], object]) -> None:
@@ -299,13 +311,13 @@ def on_stock_changed(sender: object, *, pairs: Sequence[tuple[int, int]], reache
     """Sent inside the writer's transaction; the bump waits for its commit (and is dropped on rollback).
     ``reached``: the listings the move reaches, when the writer's statement found them already."""
     if reached is not None:
-        _after_commit(partial(availability_invalidate, listing_ids=reached))
+        _after_commit(partial(_listings_changed, list(reached)))
     else:
         _after_commit(partial(_after_stock_change, list(pairs)))
 
 
 def on_configuration_changed(sender: object, **_kwargs: object) -> None:
-    _after_commit(availability_invalidate_all)
+    _after_commit(_configuration_changed)
 
 
 # A listing's own bookkeeping (what was last pushed) does not move its quantity.
@@ -317,4 +329,4 @@ def on_listing_changed(
 ) -> None:
     if update_fields is not None and set(update_fields) <= _LISTING_BOOKKEEPING:
         return
-    _after_commit(partial(availability_invalidate, listing_ids=[instance.pk]))
+    _after_commit(partial(_listings_changed, [instance.pk]))

@@ -13,6 +13,12 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 10.0,
         "options": {"queue": "default", "expires": 30},
     },
+    # Freshness states that change without a stock move reach open availability streams (docs/stream.md).
+    "channels-stream-refresh": {
+        "task": "channels.stream_refresh",
+        "schedule": 5.0,
+        "options": {"queue": "default", "expires": 5},
+    },
     "channels-reconcile": {
         "task": "channels.reconcile_all",
         "schedule": 15 * 60.0,

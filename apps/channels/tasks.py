@@ -30,6 +30,13 @@ def sync_sweep() -> None:
     sweep()
 
 
+@shared_task(name="channels.stream_refresh", ignore_result=True, soft_time_limit=30, time_limit=60)
+def stream_refresh() -> None:
+    from apps.channels.stream.publish import streams_refresh
+
+    streams_refresh()
+
+
 @shared_task(name="channels.reconcile_all", acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
 def channels_reconcile() -> None:
     """Fan out: one reconciliation per active channel, on that channel's shard (an unconfigured one does nothing)."""

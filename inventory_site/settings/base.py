@@ -75,6 +75,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "inventory_site.urls"
+# Paths whose views are async, served on the web process's event loop (inventory_site/asgi.py).
+ASYNC_PATHS = ["/api/v1/availability/stream/"]
 WSGI_APPLICATION = "inventory_site.wsgi.application"
 
 TEMPLATES = [
@@ -396,6 +398,16 @@ STOCKROOM = {
     "SAFETY_RECOMPUTE_MINUTE": env("SAFETY_RECOMPUTE_MINUTE", default="15"),
     # Beat: the worker logs its one-line `summary` of the business this often (the window it counts); 0: never.
     "ACTIVITY_SUMMARY_SECONDS": env.float("ACTIVITY_SUMMARY_SECONDS", default=60.0),
+    # --- The availability stream (docs/stream.md) ---
+    # A comment line this often keeps an idle stream open through proxies and tells the client it lives.
+    "STREAM_HEARTBEAT_SECONDS": env.float("STREAM_HEARTBEAT_SECONDS", default=15.0),
+    # Events kept per channel for reconnects (Last-Event-ID); a client further behind gets a snapshot.
+    "STREAM_BACKLOG": env.int("STREAM_BACKLOG", default=10000),
+    # SKUs one stream may name; a storefront that wants more opens the stream without `sku` (all listings).
+    "STREAM_MAX_SKUS": env.int("STREAM_MAX_SKUS", default=100),
+    # Beat: channels with open streams are read again this often, so a state that changes without a
+    # stock move (a push settled, the order import caught up, a supplier feed aged) reaches their streams.
+    "STREAM_REFRESH_EVERY_S": env.float("STREAM_REFRESH_EVERY_S", default=5.0),
 }
 CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]["schedule"] = float(STOCKROOM["HOLD_EXPIRY_EVERY_S"])
 _hold_expiry = CELERY_BEAT_SCHEDULE["orders-holds-release-expired"]
@@ -403,6 +415,7 @@ _hold_expiry["options"] = {"expires": max(STOCKROOM["HOLD_EXPIRY_EVERY_S"] - 1, 
 CELERY_BEAT_SCHEDULE["orders-platform-orders-sweep"]["schedule"] = float(STOCKROOM["ORDERS_SWEEP_EVERY_S"])
 CELERY_BEAT_SCHEDULE["channels-sync-sweep"]["schedule"] = STOCKROOM["SYNC_SWEEP_EVERY_S"]
 CELERY_BEAT_SCHEDULE["channels-reconcile"]["schedule"] = STOCKROOM["SYNC_RECONCILE_EVERY_S"]
+CELERY_BEAT_SCHEDULE["channels-stream-refresh"]["schedule"] = STOCKROOM["STREAM_REFRESH_EVERY_S"]
 CELERY_BEAT_SCHEDULE["staff-low-stock-scan"]["schedule"] = STOCKROOM["LOW_STOCK_SCAN_SECONDS"]
 CELERY_BEAT_SCHEDULE["staff-low-stock-scan"]["options"] = {"expires": STOCKROOM["LOW_STOCK_SCAN_SECONDS"] / 2}
 if STOCKROOM["ACTIVITY_SUMMARY_SECONDS"] > 0:

@@ -1,10 +1,13 @@
 """A developer's machine: `make run`. Creates a local admin and runs the demo."""
 
 from .base import *
-from .base import INSTALLED_APPS, SANDBOX_APPS, env
+from .base import ASYNC_PATHS, INSTALLED_APPS, SANDBOX_APPS, env
 
 # The sandbox: platform fakes, the channel simulator and the demo with their commands (never in production).
 INSTALLED_APPS = [*INSTALLED_APPS, *SANDBOX_APPS]
+# The demo's storefront page (/demo/storefront/) beside the product's URLs; its stream relay is async.
+ROOT_URLCONF = "sandbox.urls"
+ASYNC_PATHS = [*ASYNC_PATHS, "/demo/storefront/stream/"]
 DEBUG = env.bool("DEBUG", default=True)
 LOG_FORMAT = env("LOG_FORMAT", default="console")
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)

@@ -11,10 +11,12 @@ os.environ.setdefault("DATABASE_WEB_STATEMENT_TIMEOUT_MS", "120000")
 os.environ.setdefault("DATABASE_WEB_LOCK_TIMEOUT_MS", "120000")
 
 from .base import *
-from .base import DATABASES, INSTALLED_APPS, SANDBOX_APPS, env
+from .base import ASYNC_PATHS, DATABASES, INSTALLED_APPS, SANDBOX_APPS, env
 
 # The sandbox: platform fakes, the channel simulator and the demo with their commands (never in production).
 INSTALLED_APPS = [*INSTALLED_APPS, *SANDBOX_APPS]
+# The demo storefront's stream relay (a test serving sandbox.urls reaches it on the event loop).
+ASYNC_PATHS = [*ASYNC_PATHS, "/demo/storefront/stream/"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOG_LEVEL = env("LOG_LEVEL", default="WARNING")
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt="console")

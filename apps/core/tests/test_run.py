@@ -60,6 +60,8 @@ def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 30) ->
 def test_the_web_process_is_gunicorn():
     command = shlex.split(procfile_command("web"))
     assert command[0] == "gunicorn" and "runserver" not in command
+    # ASGI with uvicorn workers: the availability stream holds no thread (docs/stream.md).
+    assert "inventory_site.asgi:application" in command and "uvicorn_worker.UvicornWorker" in command
     assert "127.0.0.1:${STOCKROOM_PORT:-8000}" in procfile_command("web")
 
 
@@ -79,7 +81,10 @@ def test_procfile_web_serves_pages_and_static_files_and_sigint_ends_the_runner_w
     try:
         base = f"http://127.0.0.1:{port}"
         login = wait_for(f"{base}/admin/login/", runner)
-        assert login.status_code == 200 and "gunicorn" in login.headers.get("Server", "").lower()
+        assert login.status_code == 200 and "uvicorn" in login.headers.get("Server", "").lower()
+        # The availability stream on the same address and port (refused here: no token).
+        stream = requests.get(f"{base}/api/v1/availability/stream/", timeout=10)
+        assert stream.status_code == 401 and stream.json()["code"] == "not_authenticated"
         css = requests.get(f"{base}/static/admin/css/base.css", timeout=10)
         assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
         staff_css = requests.get(f"{base}/static/stockroom.css", timeout=10)

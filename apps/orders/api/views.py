@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.channels.freshness import OK, STATES, listings_state
 from apps.channels.models import Listing
 from apps.channels.selectors import listings_availability_cached
 from apps.core.api.idempotency import IdempotentMixin
@@ -114,6 +115,13 @@ class AvailabilityView(APIView):
                             "sku": serializers.CharField(),
                             "available": serializers.IntegerField(),
                             "as_of": serializers.DateTimeField(),
+                            "state": serializers.ChoiceField(
+                                choices=STATES,
+                                help_text="ok; updating: a change is queued and not settled, or the channel's "
+                                "orders are not all imported; stale: a supplier's stock feeding it is past its max "
+                                "age, or the last reconciliation found the channel showing another number "
+                                "(docs/stream.md).",
+                            ),
                         },
                         many=True,
                     ),
@@ -126,8 +134,8 @@ class AvailabilityView(APIView):
                 "Two SKUs, one not listed",
                 value={
                     "results": [
-                        {"sku": "HOOD-M", "available": 12, "as_of": "2026-03-02T10:15:00Z"},
-                        {"sku": "MUG", "available": 0, "as_of": "2026-03-02T10:15:00Z"},
+                        {"sku": "HOOD-M", "available": 12, "as_of": "2026-03-02T10:15:00Z", "state": "ok"},
+                        {"sku": "MUG", "available": 0, "as_of": "2026-03-02T10:15:00Z", "state": "ok"},
                     ],
                     "unknown": ["MUG"],
                 },
@@ -151,11 +159,20 @@ class AvailabilityView(APIView):
                 {"sku": [f"'{listed_apart[0]}' is not a SKU of this channel: repeat the parameter (?sku=A&sku=B)."]}
             )
         availability = listings_availability_cached(list(ids.values()))
+        states = listings_state(list(ids.values()))
         as_of = serializers.DateTimeField().to_representation(timezone.now())
         results = []
         for sku in skus:
             row = availability.get(ids[sku]) if sku in ids else None
-            results.append({"sku": sku, "available": row.available if row else 0, "as_of": as_of})
+            known = states.get(ids[sku]) if sku in ids else None
+            results.append(
+                {
+                    "sku": sku,
+                    "available": row.available if row else 0,
+                    "as_of": as_of,
+                    "state": known.state if known else OK,
+                }
+            )
         return Response({"results": results, "unknown": [sku for sku in skus if sku not in ids]})
 
 

@@ -1,0 +1,302 @@
+"""The availability stream (docs/stream.md): real uvicorn on loopback, real Redis Streams, real sales."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from itertools import count
+
+import pytest
+from django.core.cache import caches
+from django.utils import timezone
+
+from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
+from apps.channels import availability_cache
+from apps.channels.models import Channel, Listing, SyncWork
+from apps.channels.stream.hub import hub
+from apps.channels.stream.keys import events as events_key
+from apps.channels.stream.publish import open_channels, publisher
+from apps.channels.tests.factories import channel_selling, listing
+from apps.channels.tests.stream_client import AsgiServer, StreamClient
+from apps.core.models import ApiToken
+from apps.core.services import token_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+_keys = count()
+
+
+def _clean_stream_keys() -> None:
+    client = caches["default"].client.get_client(write=True)
+    for key in client.scan_iter(match=caches["default"].make_key("stream:*")):
+        client.delete(key)
+
+
+@pytest.fixture
+def server(settings) -> Iterator[AsgiServer]:
+    settings.API_TOKEN_CACHE_SECONDS = 1.0
+    availability_cache.state.reset()
+    _clean_stream_keys()
+    open_channels.forget()
+    with AsgiServer() as running:
+        yield running
+    _clean_stream_keys()
+    open_channels.forget()
+
+
+@pytest.fixture
+def world(db):
+    """A warehouse with hoodies and caps; web and app sell hoodies, app and market sell caps too."""
+    warehouse = LocationFactory(code="WH")
+    hoodie, cap = ItemFactory(sku="HOOD"), ItemFactory(sku="CAP")
+    stock(hoodie, warehouse, 10)
+    stock(cap, warehouse, 5)
+    hood, cap_product = product_of("HOOD", {hoodie: 1}), product_of("CAP", {cap: 1})
+    web = channel_selling("web", [warehouse], push_url="")
+    app = channel_selling("app", [warehouse], push_url="")
+    market = channel_selling("market", [warehouse], push_url="")
+    listing(web, hood, "WEB-HOOD")
+    listing(web, cap_product, "WEB-CAP")
+    listing(app, hood, "APP-HOOD")
+    listing(market, cap_product, "MKT-CAP")
+    return {
+        "warehouse": warehouse,
+        "tokens": {code: token_create(channel_code=code) for code in ("web", "app", "market")},
+        "channels": {"web": web, "app": app, "market": market},
+    }
+
+
+def sell(item_sku: str, quantity: int = 1) -> None:
+    stock_movement_record(
+        location_code="WH",
+        item_sku=item_sku,
+        kind="pos_sale",
+        quantity=quantity,
+        idempotency_key=f"stream-test-{next(_keys)}",
+        actor="test",
+    )
+
+
+def snapshot_in(client: StreamClient, *skus: str) -> None:
+    assert client.wait_for(lambda c: all(c.data_for(s) for s in skus), timeout=10), client.events
+
+
+def test_a_sale_reaches_every_open_stream_of_every_channel_that_sells_the_item(server, world):
+    tokens = world["tokens"]
+    web_one = StreamClient(server.port, tokens["web"], skus=["WEB-HOOD"])
+    web_all = StreamClient(server.port, tokens["web"])
+    app = StreamClient(server.port, tokens["app"], skus=["APP-HOOD"])
+    market = StreamClient(server.port, tokens["market"])
+    try:
+        for client, sku in ((web_one, "WEB-HOOD"), (web_all, "WEB-HOOD"), (app, "APP-HOOD"), (market, "MKT-CAP")):
+            snapshot_in(client, sku)
+        assert web_one.data_for("WEB-HOOD")[-1]["available"] == 10
+        assert web_all.data_for("WEB-CAP")[-1] == {
+            "sku": "WEB-CAP", "available": 5, "as_of": web_all.data_for("WEB-CAP")[-1]["as_of"], "state": "ok"
+        }  # fmt: skip
+
+        sold_at = time.time()
+        sell("HOOD")
+        for client, sku in ((web_one, "WEB-HOOD"), (web_all, "WEB-HOOD"), (app, "APP-HOOD")):
+            assert client.wait_for(lambda c, s=sku: c.data_for(s)[-1]["available"] == 9, timeout=5), client.events
+            arrived = [e.at for e in client.events if e.data.get("sku") == sku][-1]
+            assert arrived - sold_at < 1.0
+        sell("CAP", 2)
+        assert market.wait_for(lambda c: c.data_for("MKT-CAP")[-1]["available"] == 3, timeout=5)
+        assert web_all.wait_for(lambda c: c.data_for("WEB-CAP")[-1]["available"] == 3, timeout=5)
+        # Each stream sees only what it follows, of its own channel.
+        assert {e.data["sku"] for e in web_one.events} == {"WEB-HOOD"}
+        assert {e.data["sku"] for e in web_all.events} == {"WEB-HOOD", "WEB-CAP"}
+        assert {e.data["sku"] for e in app.events} == {"APP-HOOD"}
+        assert {e.data["sku"] for e in market.events} == {"MKT-CAP"}
+        # One event per change: the hoodie sale did not repeat the cap's unchanged number.
+        assert [d["available"] for d in web_all.data_for("WEB-CAP")] == [5, 3]
+        assert all(e.id for e in web_all.events)
+    finally:
+        for client in (web_one, web_all, app, market):
+            client.close()
+
+
+def test_reconnecting_with_last_event_id_misses_nothing(server, world):
+    token = world["tokens"]["web"]
+    first = StreamClient(server.port, token, skus=["WEB-HOOD"])
+    snapshot_in(first, "WEB-HOOD")
+    sell("HOOD")
+    assert first.wait_for(lambda c: c.data_for("WEB-HOOD")[-1]["available"] == 9)
+    resume_from = first.last_id()
+    first.close()
+
+    for _ in range(3):  # sold while the storefront was away, each published apart (closer ones may merge)
+        sell("HOOD")
+        assert publisher.flush()
+    again = StreamClient(server.port, token, skus=["WEB-HOOD"], last_event_id=resume_from)
+    try:
+        assert again.wait_for(lambda c: len(c.data_for("WEB-HOOD")) >= 3)
+        assert [d["available"] for d in again.data_for("WEB-HOOD")[:3]] == [8, 7, 6]
+        # Exactly what the channel's stream holds after the id it resumed from, in order.
+        hood = Listing.objects.get(channel_sku="WEB-HOOD").pk
+        redis = caches["default"].client.get_client(write=True)
+        held = [
+            entry_id.decode()
+            for entry_id, fields in redis.xrange(events_key(world["channels"]["web"].pk), min=f"({resume_from}")
+            if fields.get(b"l") == str(hood).encode()
+        ]
+        assert [e.id for e in again.events[:3]] == held
+        sell("HOOD")
+        assert again.wait_for(lambda c: c.data_for("WEB-HOOD")[-1]["available"] == 5)
+    finally:
+        again.close()
+
+    # Further behind than the channel keeps (or an id from before it began): the current numbers instead.
+    behind = StreamClient(server.port, token, skus=["WEB-HOOD"], last_event_id="1-0")
+    try:
+        assert behind.wait_for(lambda c: bool(c.data_for("WEB-HOOD")))
+        assert [d["available"] for d in behind.data_for("WEB-HOOD")] == [5]
+    finally:
+        behind.close()
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known, intermittent: now and then a closed client's stream stays registered in its web process "
+    "(its events are written to nobody) until the process ends; not found yet (docs/stream.md)",
+)
+def test_a_closed_clients_stream_is_forgotten(server, world):
+    token = world["tokens"]["web"]
+    for _ in range(3):
+        client = StreamClient(server.port, token, skus=["WEB-HOOD"])
+        snapshot_in(client, "WEB-HOOD")
+        sell("HOOD")
+        assert client.wait_for(lambda c: len(c.data_for("WEB-HOOD")) >= 2)
+        client.close()
+    deadline = time.monotonic() + 10
+    while hub.open_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hub.open_streams == 0
+
+
+def test_another_channels_skus_never_appear(server, world):
+    tokens = world["tokens"]
+    asked_for_other = StreamClient(server.port, tokens["market"], skus=["WEB-HOOD"])
+    assert asked_for_other.status == 400
+    assert "WEB-HOOD" in str(asked_for_other.json())
+    market = StreamClient(server.port, tokens["market"])
+    try:
+        snapshot_in(market, "MKT-CAP")
+        sell("HOOD", 3)
+        sell("CAP")
+        assert market.wait_for(lambda c: c.data_for("MKT-CAP")[-1]["available"] == 4)
+        time.sleep(0.3)
+        assert {e.data["sku"] for e in market.events} == {"MKT-CAP"}
+    finally:
+        market.close()
+
+
+def test_a_token_revoked_mid_stream_ends_it_within_the_token_cache_seconds(server, world, settings):
+    token = world["tokens"]["web"]
+    client = StreamClient(server.port, token, skus=["WEB-HOOD"])
+    snapshot_in(client, "WEB-HOOD")
+    # Revoked elsewhere (another process): this process notices when it reads the token again.
+    revoked_at = time.time()
+    ApiToken.objects.filter(channel__code="web").update(revoked_at=timezone.now())
+    assert client.wait_for(lambda c: c.closed, timeout=settings.API_TOKEN_CACHE_SECONDS + 2)
+    assert time.time() - revoked_at <= settings.API_TOKEN_CACHE_SECONDS + 0.6
+    assert client.events[-1].event == "end" and client.events[-1].data == {"code": "token_revoked"}
+    again = StreamClient(server.port, token, skus=["WEB-HOOD"])
+    assert again.status == 401 and again.json()["code"] == "authentication_failed"
+
+
+def test_a_deactivated_channel_ends_its_streams(server, world, settings):
+    client = StreamClient(server.port, world["tokens"]["app"])
+    snapshot_in(client, "APP-HOOD")
+    Channel.objects.filter(code="app").update(is_active=False)
+    assert client.wait_for(lambda c: c.closed, timeout=settings.API_TOKEN_CACHE_SECONDS + 2)
+
+
+@pytest.mark.parametrize(
+    ("query", "headers_token", "status", "code"),
+    [
+        ("sku=NOPE", "web", 400, "invalid"),
+        ("&".join(f"sku=S{i}" for i in range(1000)), "web", 400, "invalid"),
+        ("sku=WEB%00HOOD", "web", 400, "invalid_text"),
+        ("sku=" + "x" * 101, "web", 400, "invalid"),
+        ("", "bogus", 401, "authentication_failed"),
+        ("", "staff", 403, "permission_denied"),
+    ],
+    ids=["unknown-sku", "1000-skus", "nul", "too-long", "bad-token", "staff-token"],
+)
+def test_bad_input_is_a_clear_4xx(server, world, django_user_model, query, headers_token, status, code):
+    if headers_token == "staff":
+        django_user_model.objects.create_superuser("boss", password="x")
+        token = token_create(staff_username="boss")
+    else:
+        token = world["tokens"].get(headers_token, "not-a-token")
+    client = StreamClient(server.port, token, query=query)
+    assert client.status == status, client.body
+    assert client.json()["code"] == code
+    assert client.json()["detail"]
+
+
+def test_a_malformed_last_event_id_is_a_400(server, world):
+    client = StreamClient(server.port, world["tokens"]["web"], last_event_id="yesterday")
+    assert client.status == 400 and client.json()["code"] == "invalid"
+
+
+def test_heartbeat_comments_keep_an_idle_stream_open(server, world, settings):
+    settings.STOCKROOM = {**settings.STOCKROOM, "STREAM_HEARTBEAT_SECONDS": 0.3}
+    client = StreamClient(server.port, world["tokens"]["web"], skus=["WEB-HOOD"])
+    try:
+        assert client.wait_for(lambda c: len(c.comments) >= 2, timeout=5)
+        assert client.comments[0] == ": heartbeat"
+    finally:
+        client.close()
+
+
+def test_state_says_updating_while_orders_are_not_imported_and_stale_when_a_supplier_is_old(server, world):
+    from rest_framework.test import APIClient
+
+    web = world["channels"]["web"]
+    client = StreamClient(server.port, world["tokens"]["web"])
+    try:
+        snapshot_in(client, "WEB-HOOD", "WEB-CAP")
+        assert {d["state"] for d in client.data_for("WEB-HOOD")} == {"ok"}
+        # The channel says it accepted orders up to now; none are imported yet.
+        web.orders_pending_until = timezone.now()
+        web.save(update_fields=["orders_pending_until"])
+        assert client.wait_for(lambda c: c.data_for("WEB-HOOD")[-1]["state"] == "updating", timeout=5)
+        web.orders_imported_until = web.orders_pending_until
+        web.save(update_fields=["orders_imported_until"])
+        assert client.wait_for(lambda c: c.data_for("WEB-HOOD")[-1]["state"] == "ok", timeout=5)
+
+        # A push that failed is a change not settled; reconciliation's repair not landed yet is stale.
+        hood = Listing.objects.get(channel_sku="WEB-HOOD")
+        SyncWork.objects.create(
+            listing=hood, channel=web, priority=1, enqueued_at=timezone.now(), changed_at=timezone.now(),
+            next_attempt_at=timezone.now(), attempts=1,
+        )  # fmt: skip
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {world['tokens']['web']}")
+        rows = api.get("/api/v1/availability/", {"sku": ["WEB-HOOD", "WEB-CAP", "NOPE"]}).json()["results"]
+        assert [(r["sku"], r["state"]) for r in rows] == [("WEB-HOOD", "updating"), ("WEB-CAP", "ok"), ("NOPE", "ok")]
+        SyncWork.objects.filter(listing=hood).update(reason="reconcile", attempts=0)
+        rows = api.get("/api/v1/availability/", {"sku": ["WEB-HOOD"]}).json()["results"]
+        assert rows[0]["state"] == "stale"
+
+        # A supplier feeding the caps, past its max age.
+        supplier = LocationFactory(code="SUP", kind="supplier", stock_valid_until=timezone.now() - timedelta(minutes=1))
+        stock(ItemFactory(sku="OTHER"), supplier, 3)
+        from apps.catalog.models import Item
+
+        stock(Item.objects.get(sku="CAP"), supplier, 0)
+        from apps.channels.models import ChannelLocation
+
+        ChannelLocation.objects.create(channel=web, location=supplier, priority=5)
+        assert client.wait_for(lambda c: c.data_for("WEB-CAP")[-1]["state"] == "stale", timeout=5)
+    finally:
+        client.close()
+
+
+def test_a_synchronous_server_refuses_to_hold_a_stream(world, client):
+    answer = client.get("/api/v1/availability/stream/", HTTP_AUTHORIZATION=f"Token {world['tokens']['web']}")
+    assert answer.status_code == 503 and answer.json()["code"] == "stream_unavailable"
