@@ -39,7 +39,7 @@ from apps.catalog.services.counts import (
     stock_count_update,
     stock_count_upload,
 )
-from apps.catalog.services.stock import MAX_QUANTITY
+from apps.catalog.services.movements import MAX_QUANTITY
 from apps.catalog.units import quantity_text, totals_by_unit
 from apps.core.admin import ServiceAdmin, saved_as
 from apps.core.errors import DomainError

@@ -53,7 +53,7 @@ from django.core.cache import caches
 from django.db import DatabaseError, connection, transaction
 from prometheus_client import Counter
 
-from apps.channels.selectors import ListingAvailability, listings_affected
+from apps.channels.selectors import ListingAvailability, listings_reached
 from apps.channels.stream.publish import stream_publish_after_commit
 
 log = structlog.get_logger("stockroom.cache")
@@ -276,7 +276,7 @@ def _after_stock_change(pairs: list[tuple[int, int]]) -> None:
         state.failing = True
         database_epoch_bump("redis_unavailable")
         return
-    _listings_changed(listings_affected(pairs))
+    _listings_changed(listings_reached(pairs))
 
 
 def _listings_changed(listing_ids: list[int]) -> None:

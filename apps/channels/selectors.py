@@ -115,7 +115,7 @@ _MOVED_PAIRS = "unnest(%(items)s::bigint[], %(locations)s::bigint[]) AS m(item_i
 LISTINGS_AFFECTED_SQL = LISTINGS_REACHED_SQL.format(moved=_MOVED_PAIRS)
 
 
-def listings_affected(pairs: Iterable[tuple[int, int]]) -> list[int]:
+def listings_reached(pairs: Iterable[tuple[int, int]]) -> list[int]:
     """Listings whose quantity can move when these (item_id, location_id) levels move: every product
     containing the item, in every channel that sells from the location. One query."""
     wanted = sorted(set(pairs))

@@ -14,7 +14,7 @@ from apps.catalog.models import Incident, Item, Location, Movement, StockLevel
 from apps.catalog.stock.atp import atp_vectorised, location_sells
 from apps.channels.models import DeadLetterRecord, Listing, SyncWork
 from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
-from apps.forecasting.services.history import slot_of
+from apps.forecasting.services.demand import slot_of
 from apps.orders.models import Order
 from apps.suppliers.models import FeedRun
 

@@ -31,7 +31,7 @@ from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SLOTS_PER_WEEK, ForecastSettings, SafetyForecast, SafetyOverride
 from apps.forecasting.selectors import override_far_beyond
 from apps.forecasting.services.backtest import item_backtest
-from apps.forecasting.services.history import slot_of
+from apps.forecasting.services.demand import slot_of
 from apps.forecasting.services.overrides import safety_override_clear, safety_override_set
 from apps.staff import charts, selectors, sources
 from apps.staff.forms import SafetyFilterForm, SafetyOverrideForm

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.catalog.models import Incident, Item, Location, Movement, Product, StockLevel
-from apps.catalog.services.stock import MAX_QUANTITY, RECORDABLE_KINDS
+from apps.catalog.services.movements import MAX_QUANTITY, RECORDABLE_KINDS
 
 MAX_COMPONENT_QUANTITY = 10**9
 MAX_COMPONENTS = 50

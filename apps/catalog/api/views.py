@@ -28,7 +28,7 @@ from apps.catalog.api.serializers import (
 from apps.catalog.models import Item, Location, Movement, Product, ProductComponent, StockLevel
 from apps.catalog.selectors import levels_with_atp
 from apps.catalog.services import catalog as catalog_services
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.core.api.idempotency import IdempotentMixin
 from apps.core.api.schema import error_response
 

@@ -6,7 +6,7 @@ from django.db import transaction
 
 from apps.catalog.errors import InvalidMovement, StockWorkRefused
 from apps.catalog.models import Adjustment, Item, Location, Movement
-from apps.catalog.services.stock import SYSTEM_KEY_SCOPE, stock_movement_record
+from apps.catalog.services.movements import SYSTEM_KEY_SCOPE, stock_movement_record
 
 # Which way each reason moves stock: damaged and lost goods leave, found goods come back.
 REASON_SIGN = {

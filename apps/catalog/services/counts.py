@@ -10,7 +10,7 @@ cancelled and made again. The preview shows what moved since the snapshot, line 
 Reservations. A line whose difference leaves on hand under what is reserved at that moment takes
 stock promised to orders: the preview flags it, apply refuses it unless staff confirmed that line,
 and a confirmed one opens a ``pos_into_reserved`` incident (the item's channels are told 0 until
-the cause is gone), as every movement into reserved stock does (``services.stock``).
+the cause is gone), as every movement into reserved stock does (``services.movements``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from apps.catalog.errors import (
 from apps.catalog.locks import levels_for_update, stock_count_for_update
 from apps.catalog.models import Incident, Item, Location, Movement, StockCount, StockCountLine, StockLevel
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.stock import MAX_QUANTITY
+from apps.catalog.services.movements import MAX_QUANTITY
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.core.spreadsheets import csv_text_read

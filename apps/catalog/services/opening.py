@@ -19,7 +19,7 @@ from apps.catalog.errors import InvalidMovement
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Location, Movement, StockLevel
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.stock import MAX_QUANTITY
+from apps.catalog.services.movements import MAX_QUANTITY
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 

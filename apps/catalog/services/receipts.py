@@ -13,7 +13,7 @@ from django.db.models import F
 from apps.catalog.errors import InvalidMovement, OverDeliveryUnconfirmed, StockWorkRefused
 from apps.catalog.locks import levels_for_update, receipt_for_update
 from apps.catalog.models import DOCUMENT_KEY_SCOPE, Item, Location, Movement, Receipt, ReceiptLine
-from apps.catalog.services.stock import MAX_QUANTITY
+from apps.catalog.services.movements import MAX_QUANTITY
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.catalog.errors import InvalidMovement, StockWorkRefused
 from apps.catalog.locks import levels_for_update, transfer_for_update
 from apps.catalog.models import DOCUMENT_KEY_SCOPE, Adjustment, Item, Location, Movement, Transfer, TransferLine
-from apps.catalog.services.stock import MAX_QUANTITY
+from apps.catalog.services.movements import MAX_QUANTITY
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 

@@ -13,8 +13,8 @@ from django.db.models import Sum
 from apps.catalog.errors import NegativeStockRefused
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Movement, StockLevel
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.services.reconcile import ledger_reconcile
-from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.catalog.tests.factories import ItemFactory, LocationFactory

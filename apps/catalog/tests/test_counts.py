@@ -26,8 +26,8 @@ from apps.catalog.services.counts import (
     stock_count_submit,
     stock_count_upload,
 )
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.services.reconcile import ledger_reconcile
-from apps.catalog.services.stock import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels.models import SyncWork

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.catalog.models import Movement, StockLevel
-from apps.catalog.services.history import PastMovement, history_import
+from apps.catalog.services.past_trade import PastMovement, history_import
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 from apps.catalog.errors import InUse, InvalidMovement, NegativeStockRefused
 from apps.catalog.models import Incident, Movement, Product, StockLevel
 from apps.catalog.services.catalog import ComponentSpec, catalog_record_delete, product_create, product_update
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import products_changed
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, stock
 from apps.core.errors import IdempotencyKeyReused

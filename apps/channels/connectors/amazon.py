@@ -1281,7 +1281,7 @@ class AmazonConnector(Connector):
             "and if it keeps failing, check the seller's listings in Seller Central."
         )
 
-    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+    def webhook_verify(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         """Amazon sends notifications through Amazon SQS / EventBridge, not HTTP webhooks: orders are polled."""
         return None
 

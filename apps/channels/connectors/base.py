@@ -386,7 +386,7 @@ class Connector:
         """
         raise NotImplementedError
 
-    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+    def webhook_verify(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         """The delivery if its signature is right, else None (the view answers 401). Raises ConnectorError
         when the body is signed but unreadable."""
         return None

@@ -1150,7 +1150,7 @@ class ShopifyConnector(Connector):
             source=source,
         )
 
-    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+    def webhook_verify(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         """A delivery signed with one of the channel's webhook keys (``webhook_keys``), deduplicated by Shopify's
         event id: a redelivery of one event (a new X-Shopify-Webhook-Id, the same X-Shopify-Event-Id) and a
         retry (the same webhook id, hence the same event id) have the same ``delivery_id``."""

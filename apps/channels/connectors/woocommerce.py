@@ -790,7 +790,7 @@ class WooCommerceConnector(Connector):
             number=str(row.get("number") or row["id"]),
         )
 
-    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+    def webhook_verify(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         lower = {k.lower(): v for k, v in headers.items()}
         signature = lower.get(SIGNATURE_HEADER.lower(), "")
         if not signature:

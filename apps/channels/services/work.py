@@ -21,7 +21,7 @@ from apps.channels.selectors import LISTINGS_REACHED_SQL, listings_availability
 
 log = structlog.get_logger("stockroom.sync")
 
-# Where the affected listings come from; each yields (listing_id, channel_id) of listings on
+# Where the reached listings come from; each yields (listing_id, channel_id) of listings on
 # active channels: active listings only, except when listings are named (an ended listing is
 # pushed once more, as 0).
 # A move also reaches listings of its items that an incident held at 0, wherever they sell from:

@@ -139,7 +139,7 @@ class ScriptedConnector(Connector):
                     found.append(p.orders[external_id])
             return found
 
-    def webhook(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
+    def webhook_verify(self, channel: ChannelRef, headers: Mapping[str, str], body: bytes) -> Webhook | None:
         secret = str(channel.credentials.get("webhook_secret", ""))
         given = headers.get(SIGNATURE_HEADER, "")
         if not secret or not hmac.compare_digest(sign(body, secret), given):

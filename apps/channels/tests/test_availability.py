@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from apps.catalog.models import ProductComponent, StockLevel
 from apps.catalog.selectors import products_atp_by_location
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels import availability_cache
 from apps.channels.models import Channel, ChannelLocation, Listing
-from apps.channels.selectors import listings_affected, listings_availability, listings_availability_cached
+from apps.channels.selectors import listings_availability, listings_availability_cached, listings_reached
 
 
 @pytest.fixture(autouse=True)
@@ -89,12 +89,12 @@ def test_stale_supplier_stock_does_not_sell(kit_world):
 def test_listings_affected_reaches_bundles_in_channels_selling_there(kit_world):
     other = LocationFactory(code="ELSEWHERE")
     pairs = [(kit_world["cap"].pk, kit_world["wh1"].pk)]
-    assert listings_affected(pairs) == [kit_world["kit"].pk]
-    assert set(listings_affected([(kit_world["hoodie"].pk, kit_world["wh2"].pk)])) == {
+    assert listings_reached(pairs) == [kit_world["kit"].pk]
+    assert set(listings_reached([(kit_world["hoodie"].pk, kit_world["wh2"].pk)])) == {
         kit_world["kit"].pk,
         kit_world["single"].pk,
     }
-    assert listings_affected([(kit_world["hoodie"].pk, other.pk)]) == []
+    assert listings_reached([(kit_world["hoodie"].pk, other.pk)]) == []
 
 
 @pytest.mark.django_db

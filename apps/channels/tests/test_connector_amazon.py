@@ -551,7 +551,7 @@ def test_the_fake_refuses_order_queries_amazon_refuses(amazon) -> None:
 
 def test_amazon_has_no_http_webhooks(amazon) -> None:
     fake = amazon()
-    assert connector.webhook(channel_for(fake), {"X-Anything": "1"}, b"{}") is None
+    assert connector.webhook_verify(channel_for(fake), {"X-Anything": "1"}, b"{}") is None
 
 
 def test_connection_test_names_the_store_and_marketplace(amazon) -> None:

@@ -354,14 +354,14 @@ def test_webhooks_are_verified_and_carry_the_order(fakes, receiver):
     topics = [headers["X-Shopify-Topic"] for headers, _ in receiver.deliveries]
     assert topics == ["orders/create", "orders/updated", "orders/cancelled"]
     headers, body = receiver.deliveries[0]
-    hook = connector.webhook(ref(shop), headers, body)
+    hook = connector.webhook_verify(ref(shop), headers, body)
     assert hook is not None and hook.topic == "orders/create"
     assert hook.delivery_id == f"event:orders/create:{headers['X-Shopify-Event-Id']}"
     [created] = hook.orders
     assert created.external_id == str(order["id"]) and created.status == PlatformOrder.Status.OPEN
     assert created.lines[0].sku == "A" and created.lines[0].quantity == 2 and created.lines[0].fulfilled == 0
     assert created.updated_at == datetime.fromisoformat(order["updated_at"])
-    cancelled = connector.webhook(ref(shop), *receiver.deliveries[2])
+    cancelled = connector.webhook_verify(ref(shop), *receiver.deliveries[2])
     assert cancelled is not None and cancelled.orders[0].status == PlatformOrder.Status.CANCELLED
 
 
@@ -371,11 +371,11 @@ def test_a_forged_or_unsigned_webhook_is_refused(fakes, receiver):
     shop.create_order([("A", 1)])
     headers, body = receiver.deliveries[0]
     tampered = body.replace(b'"quantity": 1', b'"quantity": 9')
-    assert connector.webhook(ref(shop), headers, tampered) is None
-    assert connector.webhook(ref(shop, webhook_secret="another"), headers, body) is None
+    assert connector.webhook_verify(ref(shop), headers, tampered) is None
+    assert connector.webhook_verify(ref(shop, webhook_secret="another"), headers, body) is None
     unsigned = {k: v for k, v in headers.items() if k != "X-Shopify-Hmac-Sha256"}
-    assert connector.webhook(ref(shop), unsigned, body) is None
-    assert connector.webhook(ref(shop), {k.lower(): v for k, v in headers.items()}, body) is not None
+    assert connector.webhook_verify(ref(shop), unsigned, body) is None
+    assert connector.webhook_verify(ref(shop), {k.lower(): v for k, v in headers.items()}, body) is not None
 
 
 def test_a_retried_delivery_keeps_its_webhook_id(fakes, receiver):
@@ -383,14 +383,14 @@ def test_a_retried_delivery_keeps_its_webhook_id(fakes, receiver):
     shop.add_item("A", 5)
     shop.create_order([("A", 1)])
     shop.redeliver(shop.deliveries[0].webhook_id)
-    first, again = (connector.webhook(ref(shop), h, b) for h, b in receiver.deliveries)
+    first, again = (connector.webhook_verify(ref(shop), h, b) for h, b in receiver.deliveries)
     assert first is not None and again is not None and first.delivery_id == again.delivery_id
 
 
 def test_a_signed_webhook_of_another_topic_carries_no_order(shop):
     body = json.dumps({"id": 1, "title": "T-shirt"}).encode()
     headers = {"X-Shopify-Topic": "products/update", "X-Shopify-Hmac-Sha256": sign_webhook(body, SECRET)}
-    hook = connector.webhook(ref(shop), headers, body)
+    hook = connector.webhook_verify(ref(shop), headers, body)
     assert hook is not None and hook.orders == [] and hook.topic == "products/update"
 
 
@@ -398,7 +398,7 @@ def test_a_signed_webhook_that_is_not_an_order_is_a_connector_error(shop):
     body = b"not json"
     headers = {"X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": sign_webhook(body, SECRET)}
     with pytest.raises(ConnectorError):
-        connector.webhook(ref(shop), headers, body)
+        connector.webhook_verify(ref(shop), headers, body)
 
 
 def test_rest_order_states_map_to_stockroom_states():
@@ -639,7 +639,7 @@ def test_a_dev_dashboard_app_gets_its_token_with_the_client_credentials_and_rene
     assert connector.push(channel, [update(1, a, 5, 4)]).accepted == [1]
     assert len(shop.issued_tokens) == 2 and shop.available(a) == 5
     shop.create_order([("A", 1)])
-    assert connector.webhook(channel, *receiver.deliveries[0]) is not None
+    assert connector.webhook_verify(channel, *receiver.deliveries[0]) is not None
 
 
 def test_wrong_client_credentials_are_a_connector_error_that_says_so(fakes):
@@ -697,7 +697,7 @@ def test_a_cancelled_order_counts_only_what_had_shipped(fakes, receiver):
     placed = hooked.create_order([("A", 3)])
     hooked.fulfill_order(placed["id"], {"A": 1})
     hooked.cancel_order(placed["id"])
-    cancelled = connector.webhook(ref(hooked), *receiver.deliveries[-1])
+    cancelled = connector.webhook_verify(ref(hooked), *receiver.deliveries[-1])
     assert cancelled is not None
     [order] = cancelled.orders
     assert order.status == PlatformOrder.Status.CANCELLED

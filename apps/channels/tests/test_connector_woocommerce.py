@@ -539,7 +539,7 @@ def test_signed_webhooks_from_the_store_carry_the_order(
     fake.wait_for_deliveries(3)
     channel = ChannelRef(id=1, code="web", settings=fake.channel_settings(), credentials=fake.channel_credentials())
 
-    hooks = [connector.webhook(channel, headers, body) for headers, body in receiver.received]
+    hooks = [connector.webhook_verify(channel, headers, body) for headers, body in receiver.received]
 
     assert [h.topic if h else None for h in hooks] == ["order.created", "order.updated", "order.deleted"]
     created, cancelled, deleted = (h.orders[0] for h in hooks if h is not None)
@@ -557,12 +557,14 @@ def test_forged_or_unsigned_webhooks_are_refused(fake: WooCommerceFake, connecto
     body = json.dumps({"id": 5, "status": "processing", "line_items": []}).encode()
     good = {"X-WC-Webhook-Signature": sign_webhook(body, fake.webhook_secret), "X-WC-Webhook-Topic": "order.created"}
 
-    assert connector.webhook(channel, good, body) is not None
-    assert connector.webhook(channel, {**good, "X-WC-Webhook-Signature": sign_webhook(body, "guess")}, body) is None
-    assert connector.webhook(channel, good, body.replace(b"processing", b"cancelled")) is None
-    assert connector.webhook(channel, {"X-WC-Webhook-Topic": "order.created"}, body) is None
+    assert connector.webhook_verify(channel, good, body) is not None
+    assert (
+        connector.webhook_verify(channel, {**good, "X-WC-Webhook-Signature": sign_webhook(body, "guess")}, body) is None
+    )
+    assert connector.webhook_verify(channel, good, body.replace(b"processing", b"cancelled")) is None
+    assert connector.webhook_verify(channel, {"X-WC-Webhook-Topic": "order.created"}, body) is None
     no_secret = ChannelRef(id=1, code="web", settings=fake.channel_settings(), credentials={"webhook_secret": ""})
-    assert connector.webhook(no_secret, good, body) is None
+    assert connector.webhook_verify(no_secret, good, body) is None
 
 
 def test_the_ping_of_a_new_webhook_is_answered(
@@ -572,10 +574,10 @@ def test_the_ping_of_a_new_webhook_is_answered(
     assert fake.ping() == 200
     headers, body = receiver.received[0]
 
-    hook = connector.webhook(ref(fake), headers, body)
+    hook = connector.webhook_verify(ref(fake), headers, body)
 
     assert hook is not None and hook.topic == "ping" and hook.orders == []
-    assert connector.webhook(ref(fake), {}, b"webhook_id=1&status=cancelled") is None
+    assert connector.webhook_verify(ref(fake), {}, b"webhook_id=1&status=cancelled") is None
 
 
 def test_deliveries_in_the_same_second_stay_apart(
@@ -595,13 +597,13 @@ def test_deliveries_in_the_same_second_stay_apart(
     else:
         pytest.fail("no two deliveries in the same second")
 
-    hooks = [connector.webhook(ref(fake), h, b) for h, b in receiver.received]
+    hooks = [connector.webhook_verify(ref(fake), h, b) for h, b in receiver.received]
 
     assert hooks[0] is not None and hooks[1] is not None
     assert hooks[0].delivery_id != hooks[1].delivery_id
     assert {hooks[0].orders[0].external_id, hooks[1].orders[0].external_id} == {str(first), str(second)}
     # The same delivery again is recognised as such.
-    again = connector.webhook(ref(fake), *receiver.received[0])
+    again = connector.webhook_verify(ref(fake), *receiver.received[0])
     assert again is not None and again.delivery_id == hooks[0].delivery_id
 
 
@@ -612,9 +614,9 @@ def test_signed_but_unreadable_webhooks_are_errors(fake: WooCommerceFake, connec
             "X-WC-Webhook-Topic": "order.updated",
         }
         with pytest.raises(ConnectorError):
-            connector.webhook(ref(fake), headers, body)
+            connector.webhook_verify(ref(fake), headers, body)
     other = b'{"id": 3, "name": "Mug"}'
-    hook = connector.webhook(
+    hook = connector.webhook_verify(
         ref(fake),
         {"X-WC-Webhook-Signature": sign_webhook(other, fake.webhook_secret), "X-WC-Webhook-Topic": "product.updated"},
         other,

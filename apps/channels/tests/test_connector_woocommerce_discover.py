@@ -154,7 +154,7 @@ def test_subscribing_creates_each_order_webhook_once_with_the_channel_secret(
     assert len(pings) == 3
     headers, body = next((h, b) for h, b in receiver.received if not b.startswith(b"webhook_id="))
     assert headers["X-WC-Webhook-Signature"] == sign_webhook(body, "the-channel-secret")
-    webhook = connector.webhook(channel, headers, body)
+    webhook = connector.webhook_verify(channel, headers, body)
     assert webhook is not None and [o.external_id for o in webhook.orders] == [str(order_id)]
 
 

@@ -110,7 +110,7 @@ def test_a_line_edit_shows_in_the_webhook_the_poll_and_the_read_back(
 
     fake.wait_for_deliveries(2)
     channel = ref(fake)
-    edited = connector.webhook(channel, *receiver.received[1])
+    edited = connector.webhook_verify(channel, *receiver.received[1])
     assert edited is not None and edited.topic == "order.updated"
     assert edited.orders[0].lines == (OrderLine(sku="MUG", quantity=5, external_id=str(mug)),)
     assert connector.orders_get(channel, [str(order_id)])[0].lines == edited.orders[0].lines
@@ -136,7 +136,7 @@ def test_refunded_units_of_an_unshipped_order_no_longer_count(
     expected = (OrderLine(sku="MUG", quantity=3, external_id=str(mug)),)
     assert connector.orders_get(ref(fake), [str(order_id)])[0].lines == expected
     fake.wait_for_deliveries(2)
-    hook = connector.webhook(ref(fake), *receiver.received[1])
+    hook = connector.webhook_verify(ref(fake), *receiver.received[1])
     assert hook is not None and hook.orders[0].lines == expected
     assert (fake.quantity(mug), fake.quantity(small)) == (17, 10)  # the refunded units were restocked
     # Cancelled afterwards: WooCommerce gives back what the order still held, not the refunded units again.
@@ -179,7 +179,7 @@ def test_a_webhook_whose_refunds_cannot_be_read_is_left_to_the_poll_and_the_swee
     fake.wait_for_deliveries(2)
     fake.outage()
 
-    hook = connector.webhook(ref(fake), *receiver.received[1])
+    hook = connector.webhook_verify(ref(fake), *receiver.received[1])
 
     assert hook is not None and hook.topic == "order.updated" and hook.orders == []
 

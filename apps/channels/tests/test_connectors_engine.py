@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.channels import limits
 from apps.channels.models import Channel, Listing, SyncWork

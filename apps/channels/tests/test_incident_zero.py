@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.incidents import incident_resolve
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import stock
 from apps.channels.models import Channel, Listing, SyncWork

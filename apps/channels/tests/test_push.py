@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.channels.conf import redis_key
 from apps.channels.limits import redis_client

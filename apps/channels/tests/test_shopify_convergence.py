@@ -117,7 +117,7 @@ def test_only_successful_fulfillments_count_as_shipped_in_the_poll_orders_get_an
     shop.fulfill_order(placed["id"], {"A": 1})  # shipped
     body = json.loads(receiver.deliveries[-1][1])
     assert body["line_items"][0]["fulfillable_quantity"] == 2  # what Shopify says is left counts the pending 2
-    hooked = connector.webhook(ref(shop), *receiver.deliveries[-1])
+    hooked = connector.webhook_verify(ref(shop), *receiver.deliveries[-1])
     assert hooked is not None
     [read] = connector.orders_get(ref(shop), [str(placed["id"])])
     [polled] = connector.orders_since(ref(shop), None).orders
@@ -128,7 +128,7 @@ def test_only_successful_fulfillments_count_as_shipped_in_the_poll_orders_get_an
     shop.fulfill_order(placed["id"])  # the rest (4) shipped
     [read] = connector.orders_get(ref(shop), [str(placed["id"])])
     assert read.status == PlatformOrder.Status.FULFILLED and lines_of(read) == [("A", 5, 5)]
-    hooked = connector.webhook(ref(shop), *receiver.deliveries[-1])
+    hooked = connector.webhook_verify(ref(shop), *receiver.deliveries[-1])
     assert hooked is not None and lines_of(hooked.orders[0]) == [("A", 5, 5)]
 
 
@@ -163,7 +163,7 @@ def test_a_cancelled_order_keeps_what_shipped_and_its_pending_fulfillment_never_
     shop.fulfill_order(placed["id"], {"A": 2}, status="OPEN")
     shop.cancel_order(placed["id"])
     assert shop.available(a) == 9  # three unshipped units restocked
-    hooked = connector.webhook(ref(shop), *receiver.deliveries[-1])
+    hooked = connector.webhook_verify(ref(shop), *receiver.deliveries[-1])
     assert hooked is not None
     [read] = connector.orders_get(ref(shop), [str(placed["id"])])
     for order in (hooked.orders[0], read):
@@ -186,10 +186,10 @@ def test_a_repeated_event_under_a_new_webhook_id_has_the_same_delivery_id(fakes,
         and h3["X-Shopify-Webhook-Id"] == h1["X-Shopify-Webhook-Id"]
     )
     assert h1["X-Shopify-Event-Id"] == h2["X-Shopify-Event-Id"] == h3["X-Shopify-Event-Id"]
-    ids = [connector.webhook(ref(shop), h, b).delivery_id for h, b in receiver.deliveries]  # type: ignore[union-attr]
+    ids = [connector.webhook_verify(ref(shop), h, b).delivery_id for h, b in receiver.deliveries]  # type: ignore[union-attr]
     assert ids[0] == ids[1] == ids[2] != ids[3]
     without_event = {k: v for k, v in h4.items() if k != "X-Shopify-Event-Id"}
-    hook = connector.webhook(ref(shop), without_event, b4)
+    hook = connector.webhook_verify(ref(shop), without_event, b4)
     assert hook is not None and hook.delivery_id == h4["X-Shopify-Webhook-Id"]
 
 
@@ -206,15 +206,17 @@ def test_api_subscriptions_of_a_dev_dashboard_app_are_signed_with_its_client_sec
     shop.create_order([("A", 1)])
     headers, body = receiver.deliveries[0]
     assert headers["X-Shopify-Hmac-Sha256"] == sign_webhook(body, "app-secret")
-    hook = connector.webhook(channel, headers, body)
+    hook = connector.webhook_verify(channel, headers, body)
     assert hook is not None and hook.orders[0].lines[0].quantity == 1
     # A webhook made under Settings > Notifications is signed with the key shown there: still accepted.
     notified = {**headers, "X-Shopify-Hmac-Sha256": sign_webhook(body, "notifications-key")}
-    assert connector.webhook(channel, notified, body) is not None
+    assert connector.webhook_verify(channel, notified, body) is not None
     # Signed with neither key: refused; a channel without the client secret cannot check the app's signature.
-    assert connector.webhook(channel, {**headers, "X-Shopify-Hmac-Sha256": sign_webhook(body, "x")}, body) is None
+    assert (
+        connector.webhook_verify(channel, {**headers, "X-Shopify-Hmac-Sha256": sign_webhook(body, "x")}, body) is None
+    )
     only_token = ChannelRef(1, "web", channel.settings, {"access_token": TOKEN, "webhook_secret": SECRET})
-    assert connector.webhook(only_token, headers, body) is None
+    assert connector.webhook_verify(only_token, headers, body) is None
 
 
 # --- the fake --------------------------------------------------------------------------------------
@@ -230,9 +232,9 @@ def test_the_fakes_order_edit_moves_available_and_sends_edited_then_updated(fake
     assert topics == ["orders/create", "orders/edited", "orders/updated"]
     edit = json.loads(receiver.deliveries[1][1])["order_edit"]
     assert edit["order_id"] == placed["id"] and len(edit["line_items"]["additions"]) == 2
-    edited = connector.webhook(ref(shop), *receiver.deliveries[1])
+    edited = connector.webhook_verify(ref(shop), *receiver.deliveries[1])
     assert edited is not None and edited.orders == []  # the edit's delta, not the order: orders/updated carries it
-    updated = connector.webhook(ref(shop), *receiver.deliveries[2])
+    updated = connector.webhook_verify(ref(shop), *receiver.deliveries[2])
     assert updated is not None and lines_of(updated.orders[0]) == [("A", 5, 0), ("B", 1, 0)]
     shop.edit_order(placed["id"], {"A": 0})
     assert shop.available(a) == 10

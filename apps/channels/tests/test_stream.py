@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import caches
 from django.utils import timezone
 
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.channels import availability_cache
 from apps.channels.models import Channel, Listing, SyncWork

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier, incident_opened
 from apps.channels.models import SyncWork
 from apps.channels.services.work import sync_work_enqueue

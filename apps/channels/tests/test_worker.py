@@ -10,7 +10,7 @@ from django.db import transaction
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.models import Listing, SyncWork

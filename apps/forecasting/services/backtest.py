@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from apps.catalog.models import Item, Location
 from apps.forecasting.models import ForecastSettings
-from apps.forecasting.services.history import OFFLINE_KINDS, demand_buckets, demand_history, first_seen, week_start
+from apps.forecasting.services.demand import OFFLINE_KINDS, demand_buckets, demand_history, first_seen, week_start
 from apps.forecasting.services.recompute import forecast_pairs
 
 SERVICE_LEVELS = (0.80, 0.90, 0.95, 0.98, 0.99)

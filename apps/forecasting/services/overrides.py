@@ -19,7 +19,7 @@ from apps.catalog.signals import Tier
 from apps.catalog.stock.safety import MAX_SAFETY, safety_apply
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyOverride
-from apps.forecasting.services.history import slot_of
+from apps.forecasting.services.demand import slot_of
 
 log = structlog.get_logger("stockroom.safety")
 

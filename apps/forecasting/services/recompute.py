@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.catalog.models import Location, StockLevel
 from apps.forecasting.models import SLOTS_PER_WEEK, ForecastSettings, SafetyForecast
-from apps.forecasting.services.history import demand_history, first_seen, slot_matrix, week_start
+from apps.forecasting.services.demand import demand_history, first_seen, slot_matrix, week_start
 from apps.forecasting.services.math import safety_levels, weighted_stats
 
 log = structlog.get_logger("stockroom.forecast")

@@ -21,7 +21,7 @@ from apps.forecasting.selectors import REORDER_CSV_COLUMNS, reorder_list
 from apps.forecasting.services.reorder import reorder_points_recompute, reorder_rule_update
 from apps.suppliers.models import PurchaseOrder, Supplier, SupplierProduct
 from apps.suppliers.tests.factories import make_mapping, make_supplier
-from sandbox.demo.history import demo_forecast_start
+from sandbox.demo.past_weeks import demo_forecast_start
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from apps.catalog.stock.safety import safety_apply
 from apps.catalog.tests.factories import ItemFactory, product_of, stock
 from apps.forecasting.errors import InvalidOverride
 from apps.forecasting.models import SafetyAudit, SafetyForecast, SafetyOverride
-from apps.forecasting.services.history import slot_of
+from apps.forecasting.services.demand import slot_of
 from apps.forecasting.services.overrides import (
     overrides_expire,
     safety_current_slot_apply,

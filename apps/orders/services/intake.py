@@ -618,7 +618,7 @@ def platform_webhook_receive(
     if not connector.receives_orders:
         raise _forged(channel, channel_code, connector_name, len(body), "the connector takes no webhooks")
     try:
-        hook = connector.webhook(ref, headers, body)
+        hook = connector.webhook_verify(ref, headers, body)
     except ConnectorError as err:
         log.warning("platform_webhook_unreadable", channel=channel.code, error=str(err))
         raise WebhookUnreadable(str(err) or None) from err

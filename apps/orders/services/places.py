@@ -23,7 +23,7 @@ from apps.catalog.errors import NegativeStockRefused
 from apps.catalog.locks import levels_for_update
 from apps.catalog.models import Incident, Item, Location, Movement, ProductComponent
 from apps.catalog.services.incidents import incident_open
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier, incident_cause_changed
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.connectors.base import location_map

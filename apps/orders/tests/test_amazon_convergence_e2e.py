@@ -19,7 +19,7 @@ import pytest
 from django.db.models import Sum
 
 from apps.catalog.models import Movement, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import product_of
 from apps.channels.models import Channel, DeadLetterRecord, Listing, SyncWork
 from apps.channels.selectors import listings_availability

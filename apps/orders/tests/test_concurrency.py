@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.catalog.models import Incident, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import stock
 from apps.core.services import token_create
 from apps.core.testing import run_all

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from apps.catalog.models import Incident, Movement, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.channels.models import Channel, SyncWork
 from apps.orders.errors import ImplausibleQuantity, ImportNotAllowed
 from apps.orders.models import Order, OrderEvent

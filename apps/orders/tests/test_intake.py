@@ -11,7 +11,7 @@ from django.db import connections
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import ItemFactory, product_of, stock
 from apps.channels.connectors.base import OrderLine, OrdersPage, PlatformOrder
 from apps.channels.models import Channel, Listing

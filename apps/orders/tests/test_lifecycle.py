@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from apps.catalog.models import Incident, Movement, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.orders.errors import InsufficientStock, InvalidOrderState, InvalidQuantity, UnknownSku
 from apps.orders.models import Order, Reservation
 from apps.orders.services import (

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from apps.catalog.models import Item, Movement, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import stock
 from apps.channels.models import Channel, DeadLetterRecord, Listing, SyncWork
 from apps.channels.selectors import listings_availability

@@ -18,7 +18,7 @@ from datetime import timedelta
 import pytest
 
 from apps.catalog.models import Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.channels.connectors.shopify import sign_webhook
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from apps.catalog.models import Incident, Location, Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.tests.factories import LocationFactory
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability_by_place

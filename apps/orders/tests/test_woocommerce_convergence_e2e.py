@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from apps.catalog.models import Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.channels.models import DeadLetterRecord, SyncWork
 from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import sync_sweep

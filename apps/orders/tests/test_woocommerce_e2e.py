@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from apps.catalog.models import Movement, StockLevel
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.channels.connectors.woocommerce import external_id_for, sign_webhook
 from apps.channels.models import Channel, Listing, SyncWork
 from apps.channels.selectors import listings_availability

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from apps.catalog.models import Movement
-from apps.catalog.services.stock import stock_movement_record
+from apps.catalog.services.movements import stock_movement_record
 from apps.channels.models import DeadLetterRecord
 from apps.channels.services.reconcile import channel_reconcile
 from apps.channels.services.work import sync_sweep

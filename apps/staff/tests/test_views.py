@@ -14,7 +14,7 @@ from apps.catalog.models import Incident, Location, StockLevel
 from apps.catalog.signals import Tier
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
 from apps.forecasting.models import ForecastSettings, SafetyAudit, SafetyForecast, SafetyOverride
-from apps.forecasting.services.history import slot_of
+from apps.forecasting.services.demand import slot_of
 from apps.staff import sources
 
 LIST = "/staff/safety-stock/"

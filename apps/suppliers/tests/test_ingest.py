@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.catalog.models import Incident, Movement
 from apps.catalog.signals import stock_changed
 from apps.catalog.tests.factories import ItemFactory
-from apps.forecasting.services.history import demand_history
+from apps.forecasting.services.demand import demand_history
 from apps.suppliers.models import FeedRejection, FeedRun, SupplierProduct
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.mappings import mappings_confirm

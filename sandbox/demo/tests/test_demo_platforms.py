@@ -24,8 +24,8 @@ from apps.channels.tasks import sync_sweep
 from apps.channels.tests.conftest import celery_worker, clean_sync_redis, fast_sync, wait_for  # noqa: F401
 from apps.orders import tasks
 from apps.orders.models import Order, Reservation
-from sandbox.demo.history import HISTORY_REFERENCE, demo_forecast_start
 from sandbox.demo.live import DELIVERY_EVERY, LiveDemo
+from sandbox.demo.past_weeks import HISTORY_REFERENCE, demo_forecast_start
 from sandbox.demo.platforms import MARKETPLACE, WEBSHOP
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]

@@ -15,8 +15,8 @@ from django.utils import timezone
 from apps.catalog.models import Incident, Movement, StockLevel
 from apps.forecasting.models import ReorderRule, SafetyForecast
 from apps.forecasting.selectors import reorder_list
-from sandbox.demo.history import HISTORY_REFERENCE, demo_forecast_start
 from sandbox.demo.live import DELIVERY_EVERY, LiveDemo
+from sandbox.demo.past_weeks import HISTORY_REFERENCE, demo_forecast_start
 
 
 def _levels() -> dict[tuple[str, str], tuple[int, int]]:

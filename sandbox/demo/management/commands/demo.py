@@ -15,8 +15,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.channels.models import Channel
 from apps.core.models import ApiToken
 from apps.core.services import token_create, token_revoke
-from sandbox.demo.history import demo_forecast_start
 from sandbox.demo.live import CHANNEL_RATES, LiveDemo
+from sandbox.demo.past_weeks import demo_forecast_start
 from sandbox.demo.receipts import demo_receipts_due
 
 DEMO_TOKEN = "demo"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import structlog
 from django.db import transaction
 
-from apps.catalog.stock.history import PastMovement, history_append
+from apps.catalog.stock.past import PastMovement, history_append
 
 log = structlog.get_logger("stockroom.stock")
 

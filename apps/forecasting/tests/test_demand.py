@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from apps.catalog.models import Movement
-from apps.forecasting.services.history import demand_history, first_seen, slot_matrix, slot_of, week_start
+from apps.forecasting.services.demand import demand_history, first_seen, slot_matrix, slot_of, week_start
 from apps.forecasting.tests.conftest import NOW
 from apps.forecasting.tests.factories import ledger_at
 

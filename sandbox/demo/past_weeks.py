@@ -19,9 +19,9 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from apps.catalog.models import Item, Location, Movement, StockLevel
-from apps.catalog.services.history import PastMovement, history_import
+from apps.catalog.services.past_trade import PastMovement, history_import
 from apps.forecasting.models import ReorderRule
-from apps.forecasting.services.history import week_start
+from apps.forecasting.services.demand import week_start
 from apps.forecasting.services.overrides import safety_current_slot_apply
 from apps.forecasting.services.recompute import forecast_recompute
 from apps.forecasting.services.reorder import reorder_points_recompute, reorder_rule_update
