@@ -22,6 +22,7 @@ datasets). Without pip or the registry the test is skipped and says why.
 from __future__ import annotations
 
 import ast
+import fcntl
 import os
 import re
 import subprocess
@@ -63,6 +64,13 @@ class Operation:
 
 def sdk() -> zipfile.ZipFile:
     CACHE.mkdir(parents=True, exist_ok=True)
+    # Parallel runners share the cache: one downloads, the others wait for its copy.
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cached_sdk()
+
+
+def _cached_sdk() -> zipfile.ZipFile:
     wheels = sorted(CACHE.glob("amzn_sp_api-*.whl"))
     if not wheels:
         try:
