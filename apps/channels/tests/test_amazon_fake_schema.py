@@ -259,6 +259,7 @@ def connector_token(fake: AmazonFake) -> str:
     return str(requests.post(fake.token_url, data=form, timeout=5).json()["access_token"])
 
 
+@pytest.mark.slow
 def test_orders_2026_01_01_requests_and_answers_follow_amazons_published_model(fake) -> None:
     archive = sdk()
     schema, ops = models(archive, "orders_v2026_01_01"), operations(archive, "orders_v2026_01_01")
@@ -293,6 +294,7 @@ def test_orders_2026_01_01_requests_and_answers_follow_amazons_published_model(f
     assert errors == []
 
 
+@pytest.mark.slow
 def test_orders_v0_requests_and_answers_follow_amazons_published_model(fake) -> None:
     archive = sdk()
     schema, ops = models(archive, "orders_v0"), operations(archive, "orders_v0")
@@ -324,6 +326,7 @@ def test_orders_v0_requests_and_answers_follow_amazons_published_model(fake) -> 
     assert errors == []
 
 
+@pytest.mark.slow
 def test_the_listings_feed_submission_follows_amazons_published_feeds_model(fake) -> None:
     archive = sdk()
     schema, ops = models(archive, "feeds_v2021_06_30"), operations(archive, "feeds_v2021_06_30")

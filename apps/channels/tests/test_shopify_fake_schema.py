@@ -132,6 +132,7 @@ def _fields(name: str, kind: Any, published: Any) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_fakes_schema_slice_is_shopifys_published_admin_schema_of_the_pinned_version():
     real = published_schema(settings.SHOPIFY_API_VERSION)
     fake = build_schema(SCHEMA_SDL)
@@ -139,6 +140,7 @@ def test_the_fakes_schema_slice_is_shopifys_published_admin_schema_of_the_pinned
     assert found == [], "\n".join(found)
 
 
+@pytest.mark.slow
 def test_the_check_catches_a_field_shopify_removed():
     """The check itself: compareQuantity (removed in 2026-04) is found, a renamed argument too."""
     real = published_schema(settings.SHOPIFY_API_VERSION)
@@ -151,6 +153,7 @@ def test_the_check_catches_a_field_shopify_removed():
     assert any("Mutation.inventorySetQuantities(input): required by Shopify" in line for line in found)
 
 
+@pytest.mark.slow
 def test_every_query_the_connector_sends_is_valid_against_the_published_schema():
     from graphql import parse, validate
 
