@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 # prefixes in inventory_site/settings/test.py); the servers and workers its tests start take free ports.
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without the plugin (`-p no:xdist`) nothing asks
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """Runners for `-n auto`: twice the cores, at most 8. Most of the suite's time is spent waiting on real
     workers, servers and schedules (soaks, takeovers, backoffs), not computing."""
