@@ -24,9 +24,11 @@ $(VENV)/.dev: requirements.txt requirements-local.txt requirements-dev.txt | $(P
 run: $(VENV)/.local
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(STACK) sh -c 'python manage.py bootstrap && exec honcho start'
 
-## test: install what tests need and run the whole suite
+## test: install what tests need and run the whole suite, in parallel runners
+## (TEST_JOBS=auto: twice the cores, most tests wait on workers and servers; TEST_JOBS=0: one process)
+TEST_JOBS ?= auto
 test: $(VENV)/.dev browser compose
-	$(STACK) $(PY) -m pytest $(PYTEST_ARGS)
+	$(STACK) $(PY) -m pytest -n $(TEST_JOBS) --maxschedchunk 1 $(PYTEST_ARGS)
 
 ## browser: Debian's chromium for the staff-page browser tests
 browser:

@@ -9,6 +9,55 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+# `make test` runs the suite in parallel runners (pytest-xdist, `-n TEST_JOBS`). Each runner has a test
+# database of its own (pytest-django names it after the runner) and a Redis namespace of its own (the key
+# prefixes in inventory_site/settings/test.py); the servers and workers its tests start take free ports.
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without the plugin (`-p no:xdist`) nothing asks
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Runners for `-n auto`: twice the cores, at most 8. Most of the suite's time is spent waiting on real
+    workers, servers and schedules (soaks, takeovers, backoffs), not computing."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+# Markers of the tests that take seconds to minutes (real workers, beat, browsers, soaks, `make run`).
+LONG = ("slow", "worker", "browser")
+
+
+def _database_use(item: pytest.Item) -> int:
+    """pytest-django's order (Django's): 0 for tests in a rolled-back transaction, 1 for transactional ones
+    (their flush empties what migrations put in, so they come after), 2 for tests without the database."""
+    from django.test import TestCase, TransactionTestCase
+
+    cls = getattr(item, "cls", None)
+    if cls is not None and issubclass(cls, TransactionTestCase):
+        return 0 if issubclass(cls, TestCase) else 1
+    from pytest_django.fixtures import validate_django_db
+
+    marker = item.get_closest_marker("django_db")
+    transactional = bool(marker) and any(validate_django_db(marker)[:2])  # transaction, reset_sequences
+    fixtures = getattr(item, "fixturenames", [])
+    if transactional or "transactional_db" in fixtures or "live_server" in fixtures:
+        return 1
+    return 0 if marker or "db" in fixtures else 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In parallel runs the long tests go out first (runners take one test at a time, `--maxschedchunk 1`),
+    so that no long test starts last on one runner while the others have finished. Within Django's order:
+    long tests without the database first (they may run anywhere), then the rolled-back ones, then the
+    transactional ones, each long before short; a stable sort keeps the collection's order otherwise."""
+    if not (getattr(config.option, "numprocesses", None) or os.environ.get("PYTEST_XDIST_WORKER")):
+        return
+
+    def rank(item: pytest.Item) -> tuple[int, bool]:
+        long = any(item.get_closest_marker(name) for name in LONG)
+        use = _database_use(item)
+        return (-1 if use == 2 and long else use, not long)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture
 def staff_user(django_user_model):

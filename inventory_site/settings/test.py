@@ -27,10 +27,17 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=f"test
 # counters or cache entries of the previous run must not meet them. Servers the tests start
 # inherit it through the environment.
 os.environ.setdefault("CACHE_KEY_PREFIX", f"stockroom-test-{secrets.token_hex(4)}")
-CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
 # Celery's queues too: a `make run` on the same Redis must not take the tests' tasks (nor they its),
 # and the workers the tests start inherit the prefix with the environment.
 os.environ.setdefault("CELERY_KEY_PREFIX", f"{os.environ['CACHE_KEY_PREFIX']}-")
+# Parallel runners (`make test TEST_JOBS=n`) inherit the run's prefixes: each takes a namespace of its
+# own within them, as it has a test database of its own (pytest-django adds the runner's name to the
+# test database's). Once: the workers and servers a runner starts inherit its prefixes and keep them.
+_runner = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _runner and not os.environ["CACHE_KEY_PREFIX"].endswith(f"-{_runner}"):
+    os.environ["CACHE_KEY_PREFIX"] = f"{os.environ['CACHE_KEY_PREFIX']}-{_runner}"
+    os.environ["CELERY_KEY_PREFIX"] = f"{os.environ['CELERY_KEY_PREFIX']}{_runner}-"
+CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
 CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = os.environ["CELERY_KEY_PREFIX"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"token": env("API_THROTTLE_RATE", default="100000/min")}
 STOCKROOM_DEMO_MODE = False

@@ -165,11 +165,14 @@ def celery_worker(transactional_db: None) -> Iterator[Callable[..., Worker]]:
 
 
 def purge_queues() -> None:
-    """Drop queued and unacknowledged task messages of the sync and default queues (this run's Redis)."""
+    """Drop queued and unacknowledged task messages of the sync and default queues: this runner's only
+    (Celery's keys carry its prefix), never those of another runner or of a `make run` on the same Redis."""
     from apps.channels.limits import redis_client
 
     client = redis_client()
-    keys = [key for pattern in ("sync.*", "default*", "unacked*") for key in client.scan_iter(match=pattern)]
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    patterns = [f"{prefix}{name}" for name in ("sync.*", "default*", "unacked*")]
+    keys = [key for pattern in patterns for key in client.scan_iter(match=pattern)]
     if keys:
         client.delete(*keys)
 

@@ -22,6 +22,7 @@ datasets). Without pip or the registry the test is skipped and says why.
 from __future__ import annotations
 
 import ast
+import fcntl
 import os
 import re
 import subprocess
@@ -63,6 +64,13 @@ class Operation:
 
 def sdk() -> zipfile.ZipFile:
     CACHE.mkdir(parents=True, exist_ok=True)
+    # Parallel runners share the cache: one downloads, the others wait for its copy.
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cached_sdk()
+
+
+def _cached_sdk() -> zipfile.ZipFile:
     wheels = sorted(CACHE.glob("amzn_sp_api-*.whl"))
     if not wheels:
         try:
@@ -251,6 +259,7 @@ def connector_token(fake: AmazonFake) -> str:
     return str(requests.post(fake.token_url, data=form, timeout=5).json()["access_token"])
 
 
+@pytest.mark.slow
 def test_orders_2026_01_01_requests_and_answers_follow_amazons_published_model(fake) -> None:
     archive = sdk()
     schema, ops = models(archive, "orders_v2026_01_01"), operations(archive, "orders_v2026_01_01")
@@ -285,6 +294,7 @@ def test_orders_2026_01_01_requests_and_answers_follow_amazons_published_model(f
     assert errors == []
 
 
+@pytest.mark.slow
 def test_orders_v0_requests_and_answers_follow_amazons_published_model(fake) -> None:
     archive = sdk()
     schema, ops = models(archive, "orders_v0"), operations(archive, "orders_v0")
@@ -316,6 +326,7 @@ def test_orders_v0_requests_and_answers_follow_amazons_published_model(fake) -> 
     assert errors == []
 
 
+@pytest.mark.slow
 def test_the_listings_feed_submission_follows_amazons_published_feeds_model(fake) -> None:
     archive = sdk()
     schema, ops = models(archive, "feeds_v2021_06_30"), operations(archive, "feeds_v2021_06_30")

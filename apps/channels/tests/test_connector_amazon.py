@@ -491,6 +491,7 @@ def test_the_watermark_never_moves_back_before_since(amazon) -> None:
     assert page.complete_until == since
 
 
+@pytest.mark.slow
 def test_a_throttled_poll_says_how_long_to_wait(amazon) -> None:
     fake = amazon(rates={"getOrders": (0.0167, 1)})
     channel = channel_for(fake, settings=V0)

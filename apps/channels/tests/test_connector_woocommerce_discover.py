@@ -41,6 +41,7 @@ def test_the_store_is_one_location_named_after_it(fake: WooCommerceFake, connect
     assert (location.id, location.name, location.active) == ("default", "Hat Shop", True)
 
 
+@pytest.mark.slow
 def test_the_catalog_reads_every_page_of_products_and_variations(
     fake: WooCommerceFake, connector: WooCommerceConnector
 ) -> None:

@@ -10,6 +10,7 @@ production. Without npm or the registry the test is skipped and says why.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -39,6 +40,17 @@ CACHE = Path(settings.VAR_DIR) / "cache" / "shopify-admin-schema"
 
 
 def published_schema(version: str) -> GraphQLSchema:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Parallel runners share the cache: one downloads, the others wait for its copy.
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        target = _cached_schema(version)
+    with gzip.open(target) as raw:
+        introspection = json.load(raw)
+    return build_client_schema(introspection.get("data", introspection))
+
+
+def _cached_schema(version: str) -> Path:
     target = CACHE / f"admin_{version}.json.gz"
     if not target.exists():
         npm = shutil.which("npm")
@@ -64,9 +76,7 @@ def published_schema(version: str) -> GraphQLSchema:
             assert source is not None
             target.write_bytes(source.read())
         shutil.rmtree(work, ignore_errors=True)
-    with gzip.open(target) as raw:
-        introspection = json.load(raw)
-    return build_client_schema(introspection.get("data", introspection))
+    return target
 
 
 def differences(fake: GraphQLSchema, real: GraphQLSchema) -> list[str]:
@@ -122,6 +132,7 @@ def _fields(name: str, kind: Any, published: Any) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_fakes_schema_slice_is_shopifys_published_admin_schema_of_the_pinned_version():
     real = published_schema(settings.SHOPIFY_API_VERSION)
     fake = build_schema(SCHEMA_SDL)
@@ -129,6 +140,7 @@ def test_the_fakes_schema_slice_is_shopifys_published_admin_schema_of_the_pinned
     assert found == [], "\n".join(found)
 
 
+@pytest.mark.slow
 def test_the_check_catches_a_field_shopify_removed():
     """The check itself: compareQuantity (removed in 2026-04) is found, a renamed argument too."""
     real = published_schema(settings.SHOPIFY_API_VERSION)
@@ -141,6 +153,7 @@ def test_the_check_catches_a_field_shopify_removed():
     assert any("Mutation.inventorySetQuantities(input): required by Shopify" in line for line in found)
 
 
+@pytest.mark.slow
 def test_every_query_the_connector_sends_is_valid_against_the_published_schema():
     from graphql import parse, validate
 

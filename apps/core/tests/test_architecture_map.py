@@ -8,6 +8,7 @@ import re
 from functools import cache
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
@@ -67,6 +68,7 @@ def test_the_map_names_the_main_flows():
     assert len(references()) > 80
 
 
+@pytest.mark.slow
 def test_every_file_and_function_the_map_names_exists():
     missing = []
     for path, name in references():

@@ -74,6 +74,7 @@ def _mutating_operations() -> set[tuple[str, str]]:
     }
 
 
+@pytest.mark.slow
 def test_every_mutating_endpoint_takes_the_header_replays_and_refuses_reuse(staff_api, channel_api, shelf, settings):  # noqa: F811
     warehouse = LocationFactory(code="WH")
     hoodie = ItemFactory(sku="HOOD-M")

@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.slow
 def test_schema_is_valid_openapi(client):
     response = client.get("/api/v1/schema/")
     assert response.status_code == 200

@@ -43,6 +43,7 @@ def tokens(django_user_model) -> dict[str, str]:
     return {"staff": token_create(staff_username="fuzz"), "channel": token_create(channel_code="shop1")}
 
 
+@pytest.mark.slow
 def test_no_input_is_a_server_error(live_server, tokens):
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/v1/schema/?format=json")
     schema.config.update(base_url=live_server.url)

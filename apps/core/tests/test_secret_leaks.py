@@ -218,6 +218,7 @@ def admin_pages(client) -> dict[str, str]:
 MODES = ["tokens, then 500 echoing the request", "401 echoing the request", "nothing listens"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_no_secret_can_be_read_back_after_failing_hosts(mode, tmp_path, monkeypatch, caplog, admin_client, staff_api):
     caplog.set_level(logging.INFO)

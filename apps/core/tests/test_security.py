@@ -270,6 +270,7 @@ def test_check_deploy_is_clean_in_production_settings():
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_production_defaults_are_closed():
     probe = (
         "import django; django.setup(); from django.conf import settings as s; "

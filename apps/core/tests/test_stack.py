@@ -144,6 +144,7 @@ def test_the_stack_command_passes_the_servers_it_found_to_its_command(tmp_path):
     assert result.stdout.splitlines()[-1] == "True"
 
 
+@pytest.mark.slow
 def test_settings_take_urls_from_the_environment():
     sources = settings_without_servers(
         {"DATABASE_URL": "postgres://someone@127.0.0.1:5432/elsewhere", "REDIS_URL": "redis://127.0.0.1:6379/9"}
@@ -151,6 +152,7 @@ def test_settings_take_urls_from_the_environment():
     assert sources == ["env", "env", "127.0.0.1", "5432", "elsewhere", "redis://127.0.0.1:6379/9"]
 
 
+@pytest.mark.slow
 def test_production_settings_leave_the_sandbox_out_and_other_settings_keep_it():
     code = NO_NETWORK + (
         "import django, os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = sys.argv[1]; django.setup()\n"

@@ -41,6 +41,7 @@ def test_import_feed_exits_non_zero_when_refused(tmp_path):
     assert FeedRun.objects.get(supplier=supplier).status == FeedRun.Status.REFUSED
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_import_feed_process_shows_a_progress_bar_and_exit_code(tmp_path):
     from django.db import connection

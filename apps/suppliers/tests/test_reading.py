@@ -107,6 +107,7 @@ _json_value = st.recursive(
 _item = st.dictionaries(st.sampled_from([*HEADER, "Quantity", "title", "x"]), _json_value, max_size=5)
 
 
+@pytest.mark.slow
 @FAST
 @given(st.lists(_item | _json_value, max_size=10))
 def test_json_items_of_any_shape_are_rows_or_rejections(items):

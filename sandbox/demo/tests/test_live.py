@@ -16,6 +16,7 @@ from sandbox.demo.live import CSV_SUPPLIER, REST_SUPPLIER, LiveDemo
 from sandbox.demo.receipts import demo_receipts_due
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_model, tmp_path, settings):
     from apps.core.services import token_create
@@ -82,6 +83,7 @@ def test_demo_wires_suppliers_and_channels_then_trades(live_server, django_user_
         demo.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_second_start_points_everything_at_its_new_servers_and_goes_on(
     live_server, django_user_model, tmp_path, settings
