@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from django_redis.pool import ConnectionFactory
-from redis.connection import Connection
+from redis.connection import AbstractConnection, Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -125,20 +125,24 @@ def breakers_reset() -> None:
 _FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-class BreakerConnection(Connection):
+class _Breaking(AbstractConnection):
     """A Redis connection that asks the process's breaker before each use and tells it the outcome."""
 
     _trial = False  # this connection carries the half-open trial
 
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.breaker = breaker_for(f"{self.host}:{self.port}")
+        self.breaker = breaker_for(self.address)
 
     def _admit(self) -> None:
         if self._trial:
             return
         if not self.breaker.allow():
-            raise RedisCircuitOpen(f"Redis did not answer lately; {self.host}:{self.port} not tried (breaker open)")
+            raise RedisCircuitOpen(f"Redis did not answer lately; {self.address} not tried (breaker open)")
         self._trial = self.breaker.is_open
 
     def _failed(self, err: BaseException) -> None:
@@ -178,8 +182,27 @@ class BreakerConnection(Connection):
         return response
 
 
+class BreakerConnection(_Breaking, Connection):
+    """Redis over TCP, behind the breaker of its host and port."""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class BreakerUnixConnection(_Breaking, UnixDomainSocketConnection):
+    """Redis over a unix socket (the embedded Redis of `make run`), behind the breaker of its path."""
+
+    @property
+    def address(self) -> str:
+        return self.path
+
+
 class BreakerConnectionFactory(ConnectionFactory):
-    """django-redis's connection factory, with pools of ``BreakerConnection`` (the cache's CONNECTION_FACTORY)."""
+    """django-redis's connection factory, with pools of breaker connections (the cache's CONNECTION_FACTORY)."""
 
     def get_connection_pool(self, params: dict[str, Any]) -> Any:
-        return super().get_connection_pool({**params, "connection_class": BreakerConnection})
+        unix = str(params.get("url", "")).startswith("unix://")
+        return super().get_connection_pool(
+            {**params, "connection_class": BreakerUnixConnection if unix else BreakerConnection}
+        )

@@ -145,3 +145,37 @@ def test_an_open_breaker_refuses_without_touching_the_network(own_redis):
         waits.append(time.monotonic() - started)
     assert waits[0] > 0.4  # the first call waits out the socket timeout
     assert max(waits[2:]) < 0.05, waits  # after the second, none does
+
+
+def test_a_redis_on_a_unix_socket_has_its_breaker_too(tmp_path):
+    """The embedded Redis of `make run` answers on a unix socket: its connections are the breaker's too."""
+    from django_redis.pool import ConnectionFactory
+
+    from apps.core.redis_breaker import BreakerConnectionFactory, BreakerUnixConnection
+
+    path = tmp_path / "redis.sock"
+    process = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists():
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+        url = f"unix://{path}?db=0"
+        factory = BreakerConnectionFactory({})
+        pool = factory.get_connection_pool(ConnectionFactory.make_connection_params(factory, url))
+        assert pool.connection_class is BreakerUnixConnection
+        client = redis.Redis(connection_pool=pool)
+        assert client.ping()
+        process.kill()
+        process.wait(10)
+        for _ in range(3):
+            with pytest.raises(redis.ConnectionError):
+                client.ping()
+        assert breaker_for(str(path)).is_open
+    finally:
+        process.kill()
+        breakers_reset()
