@@ -433,22 +433,31 @@ SERVERS = {
 }
 
 
-def gunicorn_start(database_url: str, workers: int, server: str = "asgi") -> tuple[subprocess.Popen, int]:
+def gunicorn_start(
+    database_url: str,
+    workers: int,
+    server: str = "asgi",
+    *,
+    settings: dict[str, str] | None = None,
+    probe: str = "/api/v1/availability/?sku=hot",
+    extra: tuple[str, ...] = (),
+) -> tuple[subprocess.Popen, int]:
+    """The web server on a free loopback port, once ``probe`` answers."""
     port = free_port()
     process = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", *SERVERS[server],
             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--backlog", "2048",
-            "--log-level", "warning", "--timeout", "60",
+            "--log-level", "warning", "--timeout", "60", *extra,
         ],
         cwd=ROOT,
-        env=bench_environment(database_url, **BENCH_SETTINGS),
+        env=bench_environment(database_url, **(BENCH_SETTINGS if settings is None else settings)),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             conn = HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/availability/?sku=hot")
+            conn.request("GET", probe)
             conn.getresponse().read()
             return process, port
         except OSError:

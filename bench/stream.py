@@ -41,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import (  # noqa: E402
     base_database_url,
-    bench_environment,
     database_recreate,
     django_setup,
     percentile,
@@ -177,28 +176,9 @@ def server_start(database_url: str, workers: int) -> tuple[subprocess.Popen, int
     """The Procfile's web command, on a free port."""
     import reserve
 
-    port = reserve.free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn", "inventory_site.asgi:application",
-            "--worker-class", "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--backlog", "2048", "--log-level", "warning", "--timeout", "60",
-            "--graceful-timeout", "5",
-        ],
-        cwd=ROOT,
-        env=bench_environment(database_url, **SETTINGS),
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz/live")
-            conn.getresponse().read()
-            return process, port
-        except OSError:
-            time.sleep(0.3)
-    process.terminate()
-    raise RuntimeError("the web process did not come up")
+    return reserve.gunicorn_start(
+        database_url, workers, "asgi", settings=SETTINGS, probe="/healthz/live", extra=("--graceful-timeout", "5")
+    )
 
 
 def workers_rss(master: int) -> int:
