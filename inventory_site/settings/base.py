@@ -401,6 +401,9 @@ STOCKROOM = {
     # --- The availability stream (docs/stream.md) ---
     # A comment line this often keeps an idle stream open through proxies and tells the client it lives.
     "STREAM_HEARTBEAT_SECONDS": env.float("STREAM_HEARTBEAT_SECONDS", default=15.0),
+    # A stream ends after this long (the client reconnects with its Last-Event-ID and misses nothing), so
+    # that no stream outlives its client for long, whatever the network did to the connection.
+    "STREAM_MAX_SECONDS": env.float("STREAM_MAX_SECONDS", default=900.0),
     # Events kept per channel for reconnects (Last-Event-ID); a client further behind gets a snapshot.
     "STREAM_BACKLOG": env.int("STREAM_BACKLOG", default=10000),
     # SKUs one stream may name; a storefront that wants more opens the stream without `sku` (all listings).

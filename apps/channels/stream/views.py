@@ -144,10 +144,14 @@ async def _backlog(key: str, after: str) -> list[Event] | None:
 async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | None) -> AsyncIterator[bytes]:
     key = keys.events(opened.channel_id)
     heartbeat = keys.stream_setting("STREAM_HEARTBEAT_SECONDS")
+    ends_at = time.monotonic() + keys.stream_setting("STREAM_MAX_SECONDS")
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()
         async for chunk in _follow(opened, subscriber, last_event_id, key, heartbeat):
             yield chunk
+            if time.monotonic() >= ends_at:
+                # Ended without `end`: the client reconnects with its Last-Event-ID and misses nothing.
+                return
     except (RedisError, OSError) as err:
         # Redis away: end the answer without `end`, so the client reconnects with its Last-Event-ID.
         log.warning("stream_interrupted", channel_id=opened.channel_id, error=f"{type(err).__name__}: {err}"[:300])
