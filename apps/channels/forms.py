@@ -127,6 +127,9 @@ def form_field(field: serializers.Field, *, secret: bool = False) -> forms.Field
         return forms.IntegerField(**common)
     if isinstance(field, serializers.FloatField | serializers.DecimalField):
         return forms.DecimalField(**common)
+    if isinstance(field, serializers.DictField | serializers.ListField):
+        # A structure (Shopify's location_map): shown and typed as JSON, read back as the same structure.
+        return forms.JSONField(widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}), **common)
     if isinstance(field, serializers.URLField):
         return forms.URLField(assume_scheme="https", widget=forms.URLInput(attrs={"class": "vURLField"}), **common)
     return forms.CharField(max_length=getattr(field, "max_length", None), widget=forms.TextInput(attrs=wide), **common)

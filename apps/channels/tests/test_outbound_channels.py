@@ -164,7 +164,8 @@ def test_moving_a_channel_elsewhere_without_its_credentials_is_refused(staff_api
 def test_other_settings_change_freely_with_the_credentials_stored(staff_api):
     with http_server() as own:
         channel = shopify_channel(own.url)
-        changed = {**channel.settings, "location_id": "gid://shopify/Location/2", "shop_url": own.url + "/"}
+        moved = "gid://shopify/Location/2"  # the one location shown moves: its map with it
+        changed = {**channel.settings, "location_id": moved, "location_map": {moved: []}, "shop_url": own.url + "/"}
         response = staff_api.patch("/api/v1/channels/shop/", {"settings": changed}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["settings"]["location_id"] == "gid://shopify/Location/2"
