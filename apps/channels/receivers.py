@@ -30,6 +30,7 @@ from apps.channels.services.work import (
     sync_kicks,
     sync_work_enqueue,
 )
+from apps.channels.stream.publish import stream_publish_after_commit
 
 log = structlog.get_logger("stockroom.sync")
 
@@ -59,12 +60,14 @@ def on_stock_changed(
 def _after_statement_commit(*, listing_ids: list[int], channels_by_priority: dict[int, list[int]]) -> None:
     """After a single-statement write commits, one Redis round trip: the cache's version bumps for the
     listings it reached and the kick claims of the channels to push (``sync_dispatch``'s), then the push
-    tasks claimed. Each part fails as it would alone: an epoch bump for the cache, the sweep for pushes."""
+    tasks claimed; open streams are told as after any move (``availability_cache._listings_changed``). Each
+    part fails as it would alone: an epoch bump for the cache, the sweep for pushes."""
     kicks = sync_kicks(channels_by_priority)
     claims = [partial(_kick_claim_on, channel_id=channel_id, countdown=countdown) for channel_id, countdown in kicks]
     answers = availability_cache.invalidation_guarded(
         partial(availability_cache.availability_invalidate, listing_ids=listing_ids, also=claims)
     )
+    stream_publish_after_commit(listing_ids=listing_ids)  # open streams hear the new numbers, as after any move
     if not isinstance(answers, list):  # Redis was not reached: the claims go their own way (or the sweep's)
         if kicks:
             sync_dispatch(channels_by_priority=channels_by_priority)

@@ -83,6 +83,23 @@ def snapshot_in(client: StreamClient, *skus: str) -> None:
     assert client.wait_for(lambda c: all(c.data_for(s) for s in skus), timeout=10), client.events
 
 
+def test_an_order_taken_through_the_api_reaches_the_open_streams(server, world):
+    """The API's order is one statement (the stock owner's fast path): its listings are told as a sale's are."""
+    from rest_framework.test import APIClient
+
+    app = StreamClient(server.port, world["tokens"]["app"], skus=["APP-HOOD"])
+    try:
+        snapshot_in(app, "APP-HOOD")
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {world['tokens']['web']}", HTTP_IDEMPOTENCY_KEY="stream-order-1")
+        body = {"external_id": "W-1", "lines": [{"sku": "WEB-HOOD", "quantity": 2}]}
+        placed = api.post("/api/v1/orders/", body, format="json")
+        assert placed.status_code == 201, placed.content
+        assert app.wait_for(lambda c: c.data_for("APP-HOOD")[-1]["available"] == 8, timeout=5), app.events
+    finally:
+        app.close()
+
+
 def test_a_sale_reaches_every_open_stream_of_every_channel_that_sells_the_item(server, world):
     tokens = world["tokens"]
     web_one = StreamClient(server.port, tokens["web"], skus=["WEB-HOOD"])
