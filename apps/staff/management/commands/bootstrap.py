@@ -26,6 +26,8 @@ class Command(BaseCommand):
         if settings.STOCKROOM_LOCAL_BOOTSTRAP:
             self._local_admin()
         base = f"http://127.0.0.1:{settings.STOCKROOM_PORT}"
+        # The sandbox's example storefront is served by the local settings only, never in production.
+        sandbox = [f"  demo storefront     {base}/demo/storefront/"] if settings.ROOT_URLCONF == "sandbox.urls" else []
         self.stdout.write(
             "\n".join(
                 [
@@ -36,6 +38,7 @@ class Command(BaseCommand):
                     f"  API docs            {base}/api/v1/docs/",
                     f"  health check        {base}/healthz",
                     f"  metrics             {base}/metrics",
+                    *sandbox,
                     "Press Ctrl-C to stop everything.",
                     "",
                 ]
