@@ -167,7 +167,8 @@ class Hub:
 
     @property
     def open_streams(self) -> int:
-        return sum(len(s) for s in self.subscribers.values())
+        """Streams registered in this process (readable from another thread: the values are copied first)."""
+        return sum(len(s) for s in list(self.subscribers.values()))
 
     async def mark_open(self, channel_id: int) -> float:
         """Tell publishers this channel has open streams; the answer is when the channel's mark began."""

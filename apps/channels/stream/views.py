@@ -159,6 +159,20 @@ async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | N
         hub.unsubscribe(subscriber)
 
 
+def _gone_if_cancelled() -> None:
+    """End the stream if its request was cancelled and a library it awaited swallowed that.
+
+    Django cancels a stream's task once, when its client goes. On Python 3.11 ``asyncio.wait_for``, which
+    redis-py's command send runs under when the client has a socket timeout (the hub's has), returns the
+    send's result instead of raising when the cancellation arrives just as the send completes: the task
+    counts the cancellation (``Task.cancelling()``) but runs on, and Django, which cancels only once, would
+    wait for a stream that writes to nobody until ``STREAM_MAX_SECONDS``. Checked before every wait.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _follow(
     opened: Opened, subscriber: Subscriber, last_event_id: str | None, key: str, heartbeat: float
 ) -> AsyncIterator[bytes]:
@@ -182,6 +196,7 @@ async def _follow(
         yield b"".join(frames)
     sent_at = stream_id(sent)
     while True:
+        _gone_if_cancelled()
         try:
             async with asyncio.timeout(heartbeat):  # no task per wait, unlike wait_for
                 await subscriber.ready.wait()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from apps.channels.stream.hub import hub
 from apps.channels.stream.keys import events as events_key
 from apps.channels.stream.publish import open_channels, publisher
 from apps.channels.tests.factories import channel_selling, listing
-from apps.channels.tests.stream_client import AsgiServer, StreamClient
+from apps.channels.tests.stream_client import STREAM_PATH, AsgiServer, StreamClient
 from apps.core.models import ApiToken
 from apps.core.services import token_create
 
@@ -68,11 +70,11 @@ def world(db):
     }
 
 
-def sell(item_sku: str, quantity: int = 1) -> None:
+def sell(item_sku: str, quantity: int = 1, kind: str = "pos_sale") -> None:
     stock_movement_record(
         location_code="WH",
         item_sku=item_sku,
-        kind="pos_sale",
+        kind=kind,
         quantity=quantity,
         idempotency_key=f"stream-test-{next(_keys)}",
         actor="test",
@@ -175,11 +177,6 @@ def test_reconnecting_with_last_event_id_misses_nothing(server, world):
         behind.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known, intermittent: now and then a closed client's stream stays registered in its web process "
-    "(its events are written to nobody) until its STREAM_MAX_SECONDS; not found yet (docs/stream.md)",
-)
 def test_a_closed_clients_stream_is_forgotten(server, world):
     token = world["tokens"]["web"]
     for _ in range(3):
@@ -192,6 +189,75 @@ def test_a_closed_clients_stream_is_forgotten(server, world):
     while hub.open_streams and time.monotonic() < deadline:
         time.sleep(0.05)
     assert hub.open_streams == 0
+
+
+def _raw_stream(port: int, token: str, sku: str) -> socket.socket:
+    """A stream asked for on a bare socket, so the test decides to the byte when the client goes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        f"GET {STREAM_PATH}?sku={sku} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _read_until(sock: socket.socket, marker: bytes, seen: bytearray, times: int = 1) -> None:
+    while seen.count(marker) < times:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the stream early: {bytes(seen)!r}"
+        seen += chunk
+
+
+def _hang_up(sock: socket.socket, reset: bool) -> None:
+    if reset:  # RST, as a client killed mid-stream
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _all_answered(server: AsgiServer, timeout: float = 10.0) -> bool:
+    """Every request the server took has ended (its ASGI task returned) and no stream is left in the hub."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.server.server_state.tasks and hub.open_streams == 0:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_a_stream_is_forgotten_whenever_its_client_hangs_up(server, world, reset):
+    """Clients hang up at every step of a stream's life: right after asking (the token and SKUs are read in a
+    thread), at the response's head, after ``retry`` (subscribing, the first second's wait, the snapshot
+    read in a thread), after the snapshot (waiting), and while a burst of changes is written. Each time the
+    server ends the request and its web process holds no stream."""
+    token = world["tokens"]["web"]
+    phases: list[tuple[str, bytes | None, int]] = [
+        ("asked", None, 0),
+        ("head", b"\r\n\r\n", 1),
+        ("retry", b"retry:", 1),
+        ("snapshot", b"data:", 1),
+    ]
+    for rounds in range(3):
+        for phase, marker, times in phases:
+            socks = [_raw_stream(server.port, token, "WEB-HOOD") for _ in range(4)]
+            for sock in socks:
+                if marker is not None:
+                    _read_until(sock, marker, bytearray(), times)
+                _hang_up(sock, reset)
+            assert _all_answered(server), (rounds, phase, len(server.server.server_state.tasks), hub.open_streams)
+        # A burst: changes keep coming while the clients go.
+        socks = [_raw_stream(server.port, token, "WEB-HOOD") for _ in range(4)]
+        for sock in socks:
+            _read_until(sock, b"data:", bytearray())
+        for kind in ("pos_sale", "receipt") * 3:  # the hoodies' number moves and comes back
+            sell("HOOD", kind=kind)
+        for sock in socks:
+            _hang_up(sock, reset)
+        for kind in ("pos_sale", "receipt") * 3:
+            sell("HOOD", kind=kind)
+        assert _all_answered(server), (rounds, "burst", len(server.server.server_state.tasks), hub.open_streams)
 
 
 def test_another_channels_skus_never_appear(server, world):
