@@ -123,7 +123,8 @@ class PusherLock:
         # Who holds it, for a person reading Redis: host and process, then the random part that makes it ours.
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.ttl_ms = int(float(sync_setting("SYNC_LOCK_TTL_S")) * 1000)
-        self.renew_s = max(0.05, float(sync_setting("SYNC_LOCK_RENEW_S")))
+        # Never less often than twice per TTL, whatever the setting: a lapse between renewals would let a second in.
+        self.renew_s = max(0.05, min(float(sync_setting("SYNC_LOCK_RENEW_S")), self.ttl_ms / 2000))
         self._redis = redis_client()
         self._valid_until = 0.0  # monotonic: the lock is ours until then at least, unless lost
         self._lost = False
