@@ -58,6 +58,9 @@ class ChannelSimulator:
         self.throttled = 0
         self.unauthorized = 0
         self.request_arrived = threading.Event()
+        # POSTs being answered right now, and the most ever at once (one pusher per channel: never above 1).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -176,6 +179,16 @@ class ChannelSimulator:
                 self._reply(200, {"results": results})
 
             def do_POST(self) -> None:
+                with sim.lock:
+                    sim.in_flight += 1
+                    sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
+                try:
+                    self._post()
+                finally:
+                    with sim.lock:
+                        sim.in_flight -= 1
+
+            def _post(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 if sim.delay_s:

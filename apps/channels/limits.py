@@ -6,12 +6,19 @@ workers on any number of machines share one bucket and one lock per channel.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
+import threading
+import time
 from typing import Any
 
+import structlog
 from django_redis import get_redis_connection
 
 from apps.channels.conf import redis_key, sync_setting
+
+log = structlog.get_logger("stockroom.sync")
 
 # Refill by elapsed server time, then take one token or say how long until one is there.
 # A pause (a channel's Retry-After) blocks the bucket until it passes.
@@ -102,21 +109,80 @@ def channel_bucket(channel: Any) -> TokenBucket:
 
 
 class PusherLock:
-    """One pusher per channel at a time, wherever the workers run. Expires if its holder dies."""
+    """One pusher per channel at a time, wherever the workers run.
+
+    The lock lives ``SYNC_LOCK_TTL_S`` and its holder renews it every ``SYNC_LOCK_RENEW_S`` from a thread
+    (``keep``) while it pushes, however long a platform takes to answer; only the token that took it can
+    renew or release it. A holder that dies stops renewing, so its channel is free within the TTL. A holder
+    that cannot renew (its lock taken over after it was cut off from Redis) sees ``held()`` turn false and
+    stops before its next request.
+    """
 
     def __init__(self, channel_id: int) -> None:
         self.key = redis_key("lock", channel_id)
-        self.token = secrets.token_hex(8)
+        # Who holds it, for a person reading Redis: host and process, then the random part that makes it ours.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.ttl_ms = int(float(sync_setting("SYNC_LOCK_TTL_S")) * 1000)
+        # Never less often than twice per TTL, whatever the setting: a lapse between renewals would let a second in.
+        self.renew_s = max(0.05, min(float(sync_setting("SYNC_LOCK_RENEW_S")), self.ttl_ms / 2000))
         self._redis = redis_client()
+        self._valid_until = 0.0  # monotonic: the lock is ours until then at least, unless lost
+        self._lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:
-        return bool(self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        asked = time.monotonic()
+        if self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            self._valid_until = asked + self.ttl_ms / 1000
+            return True
+        return False
 
     def renew(self) -> bool:
-        return bool(self._redis.eval(RENEW_SCRIPT, 1, self.key, self.token, self.ttl_ms))
+        """Extend the lock by its TTL if it is still ours; False once it is not (or Redis did not answer)."""
+        asked = time.monotonic()
+        try:
+            ours = bool(self._redis.eval(RENEW_SCRIPT, 1, self.key, self.token, self.ttl_ms))
+        except Exception:  # Redis unreachable: the lock stays ours only until its last renewal runs out
+            log.warning("pusher_lock_renew_failed", key=self.key, exc_info=True)
+            return False
+        if ours:
+            self._valid_until = asked + self.ttl_ms / 1000
+        else:
+            self._lost = True
+        return ours
+
+    def held(self) -> bool:
+        """Still ours: never lost, and renewed within its TTL (an unrenewed lock may have lapsed)."""
+        return not self._lost and time.monotonic() < self._valid_until
+
+    def lapses_in(self) -> float:
+        """Seconds until the lock (whoever holds it) lapses unless renewed; 0 when nobody holds it."""
+        return max(0.0, int(self._redis.pttl(self.key)) / 1000)
+
+    def keep(self, *, at_most_s: float) -> None:
+        """Renew from a thread until ``release`` (the push loop may wait on a slow platform meanwhile), for at
+        most ``at_most_s``: a pusher stuck past the longest a push may take lets its channel go."""
+        until = time.monotonic() + at_most_s
+        self._thread = threading.Thread(
+            target=self._renewing, args=(until,), name=f"pusher-lock-{self.key}", daemon=True
+        )
+        self._thread.start()
+
+    def _renewing(self, until: float) -> None:
+        while not self._stop.wait(self.renew_s):
+            if time.monotonic() > until:
+                log.warning("pusher_lock_overdue", key=self.key)
+                return
+            self.renew()
+            if self._lost:
+                log.warning("pusher_lock_lost", key=self.key)
+                return
 
     def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self._redis.eval(RELEASE_SCRIPT, 1, self.key, self.token)
 
 

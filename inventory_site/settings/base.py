@@ -368,8 +368,10 @@ STOCKROOM = {
     "SYNC_MAX_ATTEMPTS": env.int("SYNC_MAX_ATTEMPTS", default=8),
     "SYNC_BACKOFF_BASE_S": env.float("SYNC_BACKOFF_BASE_S", default=2.0),
     "SYNC_BACKOFF_MAX_S": env.float("SYNC_BACKOFF_MAX_S", default=300.0),
-    # One pusher per channel: the lock expires by itself when a worker dies without releasing it.
-    "SYNC_LOCK_TTL_S": env.float("SYNC_LOCK_TTL_S", default=30.0),
+    # One pusher per channel: its holder renews the lock every SYNC_LOCK_RENEW_S while it pushes (however
+    # long a platform takes to answer), so the lock of a worker that died lapses within SYNC_LOCK_TTL_S.
+    "SYNC_LOCK_TTL_S": env.float("SYNC_LOCK_TTL_S", default=10.0),
+    "SYNC_LOCK_RENEW_S": env.float("SYNC_LOCK_RENEW_S", default=3.0),
     # A pusher gives its worker slot back after this long and queues a follow-up for the rest.
     "SYNC_PUSH_SLICE_S": env.float("SYNC_PUSH_SLICE_S", default=20.0),
     # Waits for a token or a Retry-After up to this long happen inline; longer ones are rescheduled.

@@ -1,6 +1,6 @@
 """Pushing: the quantity read at push time, in batches, under the channel's rate limit, with retries.
 
-One pusher per channel at a time (a Redis lock). It loops while work is due: reads a
+One pusher per channel at a time (a Redis lock its holder renews while it pushes). It loops while work is due: reads a
 batch of due rows, computes their quantities in one query, drops those the channel
 already shows, holds back raises while the channel has orders not yet imported, takes a
 token from the channel's bucket, and hands the batch to the channel's connector
@@ -143,8 +143,14 @@ def channel_push(*, channel_id: int, kicked: str | None = None) -> PushReport:
         # The holder looks at this flag after it lets go, so this work is never stranded.
         limits.again_mark(channel_id)
         if not lock.acquire():
+            # A live holder keeps renewing its lock; a dead one's lapses within SYNC_LOCK_TTL_S. Look again
+            # then, so a channel whose pusher died is pushed as soon as its lock is free, not at the next sweep.
+            channel_kick(channel_id=channel_id, countdown=lock.lapses_in() + 0.1)
             return PushReport(channel_id, busy=True)
     report = PushReport(channel_id)
+    # Renewed while the push runs, at most as long as its task may (the slice, a request in flight, and the
+    # task's margin, as apps.channels.tasks declares it).
+    lock.keep(at_most_s=float(sync_setting("SYNC_PUSH_SLICE_S")) + float(sync_setting("SYNC_HTTP_TIMEOUT_S")) + 30)
     try:
         _push_while_due(channel_id, lock, report)
     finally:
@@ -174,6 +180,9 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
         if time.monotonic() > deadline:
             report.follow_up_in = 0.0  # give the worker slot back; a fresh task carries on
             return
+        if not lock.held():  # lapsed while we could not renew it: another pusher may hold it now
+            report.errors.append("pusher lock lost")
+            return
         channel = Channel.objects.filter(pk=channel_id).first()
         ready = channel_push_configured(channel) if channel is not None else None
         if channel is None or ready is None:
@@ -189,7 +198,6 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
             gather = float(sync_setting("SYNC_TIER1_GATHER_S"))
             if age < gather:
                 time.sleep(gather - age)
-                lock.renew()
                 continue
         updates = _plan(channel, rows, report, connector)
         if not updates:
@@ -202,8 +210,9 @@ def _push_while_due(channel_id: int, lock: limits.PusherLock, report: PushReport
                 return
             time.sleep(wait)
             waited = True
-            lock.renew()
-        lock.renew()
+        if not lock.held():  # never a request after the lock may have passed to another pusher
+            report.errors.append("pusher lock lost")
+            return
         as_of = timezone.now()
         if waited:  # the quantity is the one at push time, not the one before the wait
             ids = [u.row.listing_id for u in updates]

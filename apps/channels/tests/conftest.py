@@ -35,6 +35,7 @@ FAST_SYNC = {
     "SYNC_TIER2_DELAY_S": "0.5",
     "SYNC_TIER3_BATCH_S": "2",
     "SYNC_LOCK_TTL_S": "3",
+    "SYNC_LOCK_RENEW_S": "1",
     "SYNC_BACKOFF_BASE_S": "0.2",
     "SYNC_BACKOFF_MAX_S": "1",
     "SYNC_MAX_ATTEMPTS": "3",

@@ -13,11 +13,13 @@ from apps.catalog.services.incidents import incident_open
 from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier
 from apps.catalog.stock.ledger import MovementSpec, movements_apply
+from apps.channels.conf import redis_key
+from apps.channels.limits import redis_client
 from apps.channels.models import Listing, SyncWork
 from apps.channels.selectors import listings_availability
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import sync_sweep
-from apps.channels.tests.conftest import wait_for
+from apps.channels.tests.conftest import FAST_SYNC, wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
 from sandbox.simulator import max_requests_in_window
 
@@ -151,3 +153,56 @@ def test_an_oversell_incident_pushes_zero_at_once(celery_worker, simulator):
         incident_open(kind=Incident.Kind.OVERSELL, item_id=s.hoodie.pk, location_id=s.warehouse.pk, shortfall=3)
     assert wait_for(lambda: sim.shown("web-HOOD-M") == 0 and sim.shown("web-KIT") == 0, timeout=10) < 4
     assert sim.shown("web-CAP") == 40  # the cap alone is not affected
+
+
+def lock_holder_pid(channel_id: int) -> int | None:
+    """The process holding the channel's pusher lock (its token starts with host and pid)."""
+    raw = redis_client().get(redis_key("lock", channel_id))
+    return None if raw is None else int(raw.decode().split(":")[1])
+
+
+def test_a_pusher_killed_mid_push_hands_its_channel_over_within_the_lock_ttl(celery_worker, simulator):
+    """Two workers. The holder renews its lock through an answer slower than the lock's TTL (nobody else
+    pushes meanwhile); killed (SIGKILL) mid-push, its channel is pushed by the other worker as soon as
+    the lock lapses, not at the next sweep; and never two pushes of the channel at once."""
+    ttl = float(FAST_SYNC["SYNC_LOCK_TTL_S"])
+    sim = simulator()
+    s = shop(hoodies=40, caps=40)
+    web = channel_selling("web", [s.warehouse], push_url=sim.url, secret="s3cret")
+    single = listing(web, s.single)
+    Listing.objects.filter(pk=single.pk).update(last_pushed_qty=40)
+    SyncWork.objects.all().delete()
+    workers = {w.process.pid: w for w in (celery_worker(), celery_worker())}
+
+    # A slow platform: each answer takes longer than the lock lives unless renewed.
+    sim.delay_s = ttl + 2
+    sale("HOOD-M", 1, "slow-1")
+    assert sim.request_arrived.wait(10)
+    assert lock_holder_pid(web.pk) in workers
+    sale("HOOD-M", 1, "slow-2")  # kicks a push that finds the channel busy
+    wait_for(lambda: sim.shown(single.channel_sku) == 38, timeout=4 * ttl + 10)
+    wait_for(lambda: not SyncWork.objects.exists(), timeout=10)
+    assert sim.max_in_flight == 1
+    # Every kick has run (a busy push's look-again included), so none is left for a worker about to die.
+    kicks = [redis_key("kick", web.pk, kind) for kind in ("now", "delayed")]
+    wait_for(lambda: not redis_client().exists(*kicks), timeout=2 * ttl + 10, every=0.2)
+
+    # Killed mid-push: the next sale reaches the channel through the other worker once the lock lapses.
+    sim.delay_s = 1.0
+    sim.request_arrived.clear()
+    sale("HOOD-M", 1, "killed-3")
+    assert sim.request_arrived.wait(10)
+    holder = lock_holder_pid(web.pk)
+    assert holder in workers
+    workers.pop(holder).kill()
+    killed_at = time.time()
+    sim.delay_s = 0.0
+    sale("HOOD-M", 1, "after-4")
+    wait_for(lambda: sim.shown(single.channel_sku) == 36, timeout=ttl + 15, every=0.1)
+    (update,) = [u for u in sim.updates(single.channel_sku) if u.available == 36]
+    took = update.arrived_at - killed_at
+    print(f"channel pushed by the other worker {took:.2f} s after the holder's SIGKILL (lock TTL {ttl} s)")
+    assert took <= ttl + 3, took
+    assert lock_holder_pid(web.pk) in (None, *workers)
+    wait_for(lambda: not SyncWork.objects.exists(), timeout=10)
+    assert sim.max_in_flight == 1

@@ -111,6 +111,15 @@ def platform_order_apply(
                     existing,
                     "older than the state already applied (the platform changed the order since): not applied",
                 )
+            if existing is not None and _before_cancel(channel, existing, order):
+                Order.objects.filter(pk=existing.pk).update(platform_seen_at=now)
+                return PlatformOrderApplied(
+                    order.external_id,
+                    Result.UNCHANGED,
+                    existing,
+                    "not cancelled, from the same second as the platform's cancel already applied: an older state "
+                    "(a cancel is final), not applied",
+                )
             steps = (
                 _NewOrder(channel, order, actor, source)
                 if existing is None
@@ -344,6 +353,30 @@ def _till_sale(channel: Channel, order: PlatformOrder, actor: str) -> PlatformOr
 def _newer(updated_at: datetime | None, than: datetime | None) -> bool:
     """Whether the platform changed the order after ``than`` (unknown times: not newer, the cancel stands)."""
     return updated_at is not None and than is not None and updated_at > than
+
+
+def _before_cancel(channel: Channel, existing: Order, order: PlatformOrder) -> bool:
+    """A state of an order the platform cancelled, from the very second of that cancel but not cancelled: older.
+
+    Platforms give an order's time to the second, so a webhook held back by the network (or a read overtaken)
+    can carry the state just before the cancel with the cancel's own time, and arrive after it. A platform
+    cannot undo a cancel, so it is older, like a late create after a tombstone. Applied, it was refused
+    ("shipped on the platform, but cancelled here") and kept for staff with nothing to do: the order was right,
+    and only a later read of it (the poll's overlap; the sweep reads open orders only) resolved the refusal,
+    or none did. While a refusal of the order is kept, its state is applied as before (refused again: that
+    refusal may be a true one of this second, a shipment after the cancel). An order cancelled in Stockroom
+    while the platform keeps it open is treated alike: the platform's state of the second last applied is
+    not refused on a read again; its next change is.
+    """
+    return (
+        existing.status == Order.Status.CANCELLED
+        and order.status != Status.CANCELLED
+        and order.updated_at is not None
+        and order.updated_at == existing.platform_updated_at
+        and not PlatformOrderRejection.objects.filter(
+            channel=channel, external_id=stored_external_id(order.external_id), resolved_at__isnull=True
+        ).exists()
+    )
 
 
 def _tombstone_keep(channel: Channel, order: PlatformOrder, source: str) -> PlatformOrderApplied:

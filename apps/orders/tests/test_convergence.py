@@ -196,6 +196,33 @@ def test_an_older_state_arriving_after_a_newer_one_is_not_applied_over_it(platfo
     assert level("HOOD") == (10, 0)
 
 
+def test_a_state_from_the_second_of_a_cancel_arriving_after_it_is_older_and_leaves_no_refusal(platform):
+    """A shipment and the cancel in one second; the shipment's webhook, held back, comes after the cancel with the
+    cancel's own time (platforms give it to the second). It used to be refused ("shipped, but cancelled here")
+    and kept for staff though the order was right, and only a later read of the order resolved it."""
+    _p, channel = platform
+    t = T_CANCEL
+
+    def at(seconds: int, status: str, *lines: OrderLine) -> PlatformOrder:
+        return PlatformOrder("1007", status, lines, updated_at=t + timedelta(seconds=seconds))
+
+    apply(channel, at(0, S.OPEN, OrderLine("HOOD-M", 3)))
+    assert apply(channel, at(1, S.CANCELLED, OrderLine("HOOD-M", 1, fulfilled=1))).result == Result.UPDATED
+    assert level("HOOD") == (9, 0)
+    late = apply(channel, at(1, S.PARTIALLY_FULFILLED, OrderLine("HOOD-M", 3, fulfilled=1)))
+    assert late.result == Result.UNCHANGED and "same second as the platform's cancel" in late.detail
+    assert not PlatformOrderRejection.objects.exists()
+    assert Order.objects.get().status == Order.Status.CANCELLED and level("HOOD") == (9, 0)
+    # A state of a later second is the platform's news: shipped after the cancel is still refused visibly.
+    newer = apply(channel, at(2, S.FULFILLED, OrderLine("HOOD-M", 3, fulfilled=3)))
+    assert newer.result == Result.REJECTED and PlatformOrderRejection.objects.get().resolved_at is None
+    # Read again (the poll's overlap): refused again and kept for staff, the discrepancy is true.
+    assert apply(channel, at(2, S.FULFILLED, OrderLine("HOOD-M", 3, fulfilled=3))).result == Result.REJECTED
+    rejection = PlatformOrderRejection.objects.get()
+    assert rejection.resolved_at is None and rejection.seen == 2
+    assert level("HOOD") == (9, 0) and stock_invariants()["oversold"] == 0
+
+
 def test_cutting_what_is_left_to_ship_completes_the_order(platform):
     _p, channel = platform
     apply(channel, order("1004", S.OPEN, OrderLine("HOOD-M", 3)))

@@ -213,6 +213,27 @@ def test_a_cancel_delivered_before_its_create_reserves_nothing(store, celery_wor
     settled(store, single=40, kit=40)
 
 
+def test_a_shipment_webhook_held_back_past_the_cancel_of_its_second_leaves_no_refusal(store, celery_worker):  # noqa: F811
+    """Shopify times an order to the second: the shipment's orders/updated, overtaken by the cancel of the same
+    second, carries the cancel's time. It used to be refused ("shipped, but cancelled here") and kept for staff
+    though the order was right (the soak's unresolved refusal)."""
+    placed = store.fake.create_order([("web-HOOD-M", 3)])
+    wait_for(lambda: held(imported(store, placed)) == 3, timeout=10)
+    while time.time() % 1 > 0.3:  # both changes within one second of Shopify's clock
+        time.sleep(0.02)
+    store.fake.chaos = lambda delivery: "hold" if delivery.topic == "orders/updated" else "deliver"
+    shipment = store.fake.fulfill_order(placed["id"], {"web-HOOD-M": 1})
+    store.fake.chaos = None
+    cancel = store.fake.cancel_order(placed["id"])
+    assert shipment["updated_at"] == cancel["updated_at"]
+    wait_for(lambda: imported(store, placed).status == Order.Status.CANCELLED, timeout=10)  # type: ignore[union-attr]
+    assert store.fake.release_held() == 1  # the shipment, late
+    assert {d.status for d in store.fake.deliveries} == {200}
+    assert not PlatformOrderRejection.objects.exists()
+    assert imported(store, placed).status == Order.Status.CANCELLED  # type: ignore[union-attr]
+    assert level("HOOD-M") == (39, 0)
+
+
 def test_the_same_event_under_a_new_webhook_id_is_applied_once(store, celery_worker):  # noqa: F811
     celery_worker(env=WORKER_ENV)
     first_sync(store)
