@@ -26,9 +26,16 @@ run: $(VENV)/.local
 
 ## test: install what tests need and run the whole suite, in parallel runners
 ## (TEST_JOBS=auto: twice the cores, most tests wait on workers and servers; TEST_JOBS=0: one process)
+## KIND=unit|e2e|browser runs one kind alone: each app's own tests, the cross-app end-to-end flows
+## (tests/e2e/), the browser tests (tests/browser/); docs/architecture.md, "Tests"
 TEST_JOBS ?= auto
+KIND ?=
+TESTS_unit := apps sandbox inventory_site
+TESTS_e2e := tests/e2e
+TESTS_browser := tests/browser
 test: $(VENV)/.dev browser compose
-	$(STACK) $(PY) -m pytest -n $(TEST_JOBS) --maxschedchunk 1 $(PYTEST_ARGS)
+	$(if $(KIND),$(if $(TESTS_$(KIND)),,$(error KIND=$(KIND) is none of unit, e2e, browser)))
+	$(STACK) $(PY) -m pytest -n $(TEST_JOBS) --maxschedchunk 1 $(TESTS_$(KIND)) $(PYTEST_ARGS)
 
 ## browser: Debian's chromium for the staff-page browser tests
 browser:

@@ -21,6 +21,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.channels.models import Listing, SyncWork
+from apps.channels.selectors import listings_availability
+from apps.channels.services.config import listings_sync_now
 from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
 from apps.core.testing import database_url
@@ -186,6 +189,20 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, every: floa
             return time.monotonic() - started
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def settled(sim: ChannelSimulator, listings: list[Listing]) -> bool:
+    """No sync work is left and the simulator shows every listing's availability."""
+    truth = listings_availability([lst.pk for lst in listings])
+    return not SyncWork.objects.exists() and all(
+        sim.shown(lst.channel_sku) == truth[lst.pk].available for lst in listings
+    )
+
+
+def first_sync(sim: ChannelSimulator, listings: list[Listing]) -> None:
+    """Staff press "sync now" on new listings; the worker pushes them."""
+    listings_sync_now(listing_ids=[lst.pk for lst in listings])
+    wait_for(lambda: settled(sim, listings), timeout=15)
 
 
 @pytest.fixture

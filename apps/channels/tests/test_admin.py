@@ -8,7 +8,7 @@ import pytest
 
 from apps.catalog.signals import Tier
 from apps.channels.models import Channel, ChannelLocation, Listing, SyncWork
-from apps.channels.tests.conftest import wait_for
+from apps.channels.tests.conftest import first_sync, wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
 from apps.core.testing import admin_form
 
@@ -140,8 +140,6 @@ def test_sync_now_actions_queue_a_repush_at_tier_two(merchant, s, url, action):
 def test_an_admin_edit_of_a_coefficient_reaches_the_channel_within_tier_two(
     celery_worker, simulator, client, django_user_model
 ):
-    from apps.channels.tests.test_worker import first_sync
-
     celery_worker()
     s = shop(hoodies=40, caps=40)
     sim = simulator()

@@ -29,6 +29,7 @@ VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else None
 # Commands of the README no test here runs, and why.
 NOT_RUN = {
     "make test": "it runs the whole suite, this test included",
+    "make test KIND=unit": "one kind of make test's suite, this test included",
     "make lint": "minutes of mypy over the whole code; run before every commit, not inside the suite",
     "make bench": "minutes of load at full CPU; it reports figures, it does not pass or fail",
     "docker compose up": "no Docker daemon on these machines; test_deploy_files.py checks the file with Compose",

@@ -88,7 +88,7 @@ def test_without_demo_mode_the_forecast_is_still_computed_at_start(settings):
 def test_the_demo_opens_no_incident_in_its_first_minutes(live_server, django_user_model, tmp_path, settings):
     """Two deliveries' worth of traffic (about four minutes at the default pace), run fast, with no worker:
     the platforms show nothing to buy, so this is the tills and the delivery app racing each other
-    (test_demo_platforms.py runs the shoppers on Shopify and Amazon with a worker)."""
+    (tests/e2e/demo/test_demo_platforms.py runs the shoppers on Shopify and Amazon with a worker)."""
     from apps.core.services import token_create
 
     settings.STOCKROOM_DROP_ROOT = tmp_path / "drop"

@@ -11,12 +11,12 @@ import pytest
 from apps.catalog.models import Incident, Location, Movement, StockCount, StockLevel
 from apps.catalog.services.reconcile import ledger_reconcile
 from apps.catalog.tests.factories import ItemFactory, LocationFactory, product_of, stock
-from apps.catalog.tests.test_stock_work_browser import _log_in, _shot
 from apps.channels.services.config import listings_sync_now
 from apps.channels.services.push import channel_push
 from apps.channels.tests.conftest import clean_sync_redis, fast_sync, simulator
 from apps.channels.tests.factories import channel_selling, listing
 from apps.orders.services import LineRequest, order_reserve
+from tests.browser.catalog.test_stock_work_browser import _log_in, _shot
 
 __all__ = ["clean_sync_redis", "fast_sync", "simulator"]
 

@@ -11,8 +11,8 @@ import pytest
 from apps.catalog.models import Movement, Receipt
 from apps.catalog.services.receipts import ReceiptLineSpec, receipt_create
 from apps.catalog.services.reconcile import ledger_reconcile
-from apps.catalog.tests.test_stock_work_browser import _level, _log_in, _pushed, _shot, shop
 from apps.channels.tests.conftest import clean_sync_redis, fast_sync, simulator
+from tests.browser.catalog.test_stock_work_browser import _level, _log_in, _pushed, _shot, shop
 
 __all__ = ["clean_sync_redis", "fast_sync", "shop", "simulator"]
 

@@ -16,10 +16,8 @@ from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.channels.conf import redis_key
 from apps.channels.limits import redis_client
 from apps.channels.models import Listing, SyncWork
-from apps.channels.selectors import listings_availability
-from apps.channels.services.config import listings_sync_now
 from apps.channels.services.work import sync_sweep
-from apps.channels.tests.conftest import FAST_SYNC, wait_for
+from apps.channels.tests.conftest import FAST_SYNC, first_sync, settled, wait_for
 from apps.channels.tests.factories import channel_selling, listing, shop
 from sandbox.simulator import max_requests_in_window
 
@@ -31,19 +29,6 @@ def sale(sku: str, quantity: int, key: str, location: str = "WH") -> None:
         location_code=location, item_sku=sku, kind=Movement.Kind.POS_SALE, quantity=quantity, idempotency_key=key,
         actor="till",
     )  # fmt: skip
-
-
-def first_sync(sim, listings: list[Listing]) -> None:
-    """Staff press "sync now" on new listings; the worker pushes them."""
-    listings_sync_now(listing_ids=[lst.pk for lst in listings])
-    wait_for(lambda: settled(sim, listings), timeout=15)
-
-
-def settled(sim, listings: list[Listing]) -> bool:
-    truth = listings_availability([lst.pk for lst in listings])
-    return not SyncWork.objects.exists() and all(
-        sim.shown(lst.channel_sku) == truth[lst.pk].available for lst in listings
-    )
 
 
 def test_sales_reach_every_channel_through_bundles_within_seconds_under_the_rate_limit(celery_worker, simulator):

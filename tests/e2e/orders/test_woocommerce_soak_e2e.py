@@ -24,7 +24,8 @@ from apps.channels.services.work import sync_sweep
 from apps.orders import tasks
 from apps.orders.models import Order, PlatformOrderRejection
 from apps.orders.tests.factories import stock_invariants
-from apps.orders.tests.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
+from sandbox.fakes.woocommerce import WooCommerceFake
+from tests.e2e.orders.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
     WooShop,
     celery_worker,
     clean_sync_redis,
@@ -36,7 +37,6 @@ from apps.orders.tests.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
     wait_for,
     woo,
 )
-from sandbox.fakes.woocommerce import WooCommerceFake
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from apps.channels.services.work import sync_sweep
 from apps.orders import tasks
 from apps.orders.models import Order, PlatformOrderTombstone
 from apps.orders.tests.factories import stock_invariants
-from apps.orders.tests.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
+from tests.e2e.orders.test_woocommerce_e2e import (  # noqa: F401 (fixtures)
     WooShop,
     beat,
     celery_worker,
