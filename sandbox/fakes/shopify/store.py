@@ -380,6 +380,41 @@ class ShopifyFake:
             item.available[location or 0] = quantity
             item.updated_at = datetime.now(UTC)
 
+    def _order_take(
+        self, lines: Iterable[tuple[str, int]], location_id: str | None, *, committed: bool
+    ) -> tuple[datetime, int, list[FakeLine]]:
+        """(Under the lock.) The order's location and lines; ``available`` there drops by the quantities, and
+        ``committed`` rises for an order still to ship."""
+        now = datetime.now(UTC)
+        place = parse_gid(location_id, "Location") if location_id else self.main_location
+        if place is None or place not in self.locations:
+            raise ValueError(f"no location {location_id}")
+        order_lines = []
+        for sku, quantity in lines:
+            item = next((i for i in self.items.values() if i.sku == sku), None)
+            order_lines.append(
+                FakeLine(
+                    id=next(self._ids) * 1000 + 5,
+                    item_id=item.id if item else None,
+                    sku=sku,
+                    quantity=quantity,
+                    current_quantity=quantity,
+                )
+            )
+            if item is not None and place in item.available:
+                item.available[place] -= quantity
+                if committed:
+                    item.committed[place] = item.committed.get(place, 0) + quantity
+        return now, place, order_lines
+
+    def _order_add(self, order: FakeOrder, send_webhook: bool) -> dict[str, Any]:
+        with self.lock:
+            self.orders[order.id] = order
+            payload = self.order_json(order.id)
+        if send_webhook:
+            self._send_webhook("orders/create", payload)
+        return payload
+
     def create_order(
         self,
         lines: Iterable[tuple[str, int]],
@@ -391,25 +426,7 @@ class ShopifyFake:
         """A shopper checks out: Shopify routes the order to a location (``location_id``; default the main one),
         whose ``available`` drops by the quantities (committed rises); orders/create."""
         with self.lock:
-            now = datetime.now(UTC)
-            routed = parse_gid(location_id, "Location") if location_id else self.main_location
-            if routed is None or routed not in self.locations:
-                raise ValueError(f"no location {location_id}")
-            order_lines = []
-            for sku, quantity in lines:
-                item = next((i for i in self.items.values() if i.sku == sku), None)
-                order_lines.append(
-                    FakeLine(
-                        id=next(self._ids) * 1000 + 5,
-                        item_id=item.id if item else None,
-                        sku=sku,
-                        quantity=quantity,
-                        current_quantity=quantity,
-                    )
-                )
-                if item is not None and routed in item.available:
-                    item.available[routed] -= quantity
-                    item.committed[routed] = item.committed.get(routed, 0) + quantity
+            now, routed, order_lines = self._order_take(lines, location_id, committed=True)
             number = next(self._order_numbers)
             order = FakeOrder(
                 id=ORDER_ID_BASE + number,
@@ -420,11 +437,7 @@ class ShopifyFake:
                 financial_status=financial_status,
                 location_id=routed,
             )
-            self.orders[order.id] = order
-            payload = self.order_json(order.id)
-        if send_webhook:
-            self._send_webhook("orders/create", payload)
-        return payload
+        return self._order_add(order, send_webhook)  # the webhook goes out after the lock is let go
 
     def create_pos_order(
         self, lines: Iterable[tuple[str, int]], *, location_id: str, send_webhook: bool = True
@@ -433,18 +446,7 @@ class ShopifyFake:
         with the customer), ``available`` there drops; source_name ``pos`` with the store as its retail
         location; orders/create."""
         with self.lock:
-            now = datetime.now(UTC)
-            store = parse_gid(location_id, "Location")
-            if store is None or store not in self.locations:
-                raise ValueError(f"no location {location_id}")
-            order_lines = []
-            for sku, quantity in lines:
-                item = next((i for i in self.items.values() if i.sku == sku), None)
-                order_lines.append(
-                    FakeLine(next(self._ids) * 1000 + 5, item.id if item else None, sku, quantity, quantity)
-                )
-                if item is not None and store in item.available:
-                    item.available[store] -= quantity
+            now, store, order_lines = self._order_take(lines, location_id, committed=False)
             number = next(self._order_numbers)
             order = FakeOrder(
                 id=ORDER_ID_BASE + number,
@@ -461,11 +463,7 @@ class ShopifyFake:
                     next(self._ids) * 1000 + 9, SHIPPED, {line.id: line.quantity for line in order_lines}, now
                 )
             )
-            self.orders[order.id] = order
-            payload = self.order_json(order.id)
-        if send_webhook:
-            self._send_webhook("orders/create", payload)
-        return payload
+        return self._order_add(order, send_webhook)  # the webhook goes out after the lock is let go
 
     def move_fulfillment_order(self, order_id: int, location_id: str, *, send_webhook: bool = True) -> dict[str, Any]:
         """``fulfillmentOrderMove``: the order's unfulfilled units now ship from ``location_id`` (what they held
