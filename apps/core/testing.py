@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -136,3 +142,61 @@ def error_fields(body: dict[str, Any]) -> set[str]:
         if "field" in entry:
             fields |= {entry["field"], entry["field"].split(".")[0].split("[")[0]}
     return fields
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CeleryWorker:
+    """A real `celery worker` process (its own session: killed as a whole), started and waited for."""
+
+    def __init__(
+        self,
+        queues: str,
+        *,
+        env: Mapping[str, str],
+        pool: str = "threads",
+        concurrency: int = 4,
+        include: str = "",
+        hostname: str | None = None,
+        ready_s: float = 30,
+    ) -> None:
+        command = [
+            str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "worker", "-Q", queues,
+            "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO",
+            "--hostname", hostname or f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]  # fmt: skip
+        if include:  # test modules the worker imports at start (a test connector or tasks registering themselves)
+            command += ["--include", include]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(ready_s):
+            self.stop()
+            raise RuntimeError("celery worker did not start:\n" + "".join(self.output[-40:]))
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if " ready" in line:
+                self.ready.set()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no shutdown, no acknowledgement."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -8,13 +8,8 @@ committed data.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,11 +21,9 @@ from apps.channels.selectors import listings_availability
 from apps.channels.services.config import listings_sync_now
 from apps.channels.tests.scripted import scripted  # noqa: F401  (the in-test platform connector, a fixture)
 from apps.channels.tests.shelf import shelf  # noqa: F401  (the in-test platform with a catalog, a fixture)
-from apps.core.testing import database_url
+from apps.core.testing import CeleryWorker, database_url
 from sandbox.fakes.amazon import AmazonFake
 from sandbox.simulator import ChannelSimulator
-
-ROOT = Path(__file__).resolve().parents[3]
 
 # Short tunables, for the test process (through the settings) and the workers it starts (their environment).
 FAST_SYNC = {
@@ -101,7 +94,7 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-class Worker:
+class Worker(CeleryWorker):
     """A real `celery worker` process on the sync shards and the default queue."""
 
     def __init__(
@@ -111,44 +104,10 @@ class Worker:
         env: dict[str, str] | None = None,
         include: str = "",
     ) -> None:
-        command = [
-            str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "worker", "-Q", queues,
-            "--pool", "threads", "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-l", "INFO", "--hostname", f"sync-test-{os.getpid()}-{time.monotonic_ns()}@%h",
-        ]  # fmt: skip
-        if include:  # test modules the worker imports at start (a test connector registering itself)
-            command += ["--include", include]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env={**worker_env(), **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        super().__init__(
+            queues, env={**worker_env(), **(env or {})}, concurrency=concurrency, include=include,
+            hostname=f"sync-test-{os.getpid()}-{time.monotonic_ns()}@%h",
         )  # fmt: skip
-        self.output: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(30):
-            self.stop()
-            raise RuntimeError("celery worker did not start:\n" + "".join(self.output[-40:]))
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if " ready" in line:
-                self.ready.set()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed machine: no shutdown, no acknowledgement."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture

@@ -8,75 +8,44 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
 
-from apps.core.testing import database_url
+from apps.core.testing import CeleryWorker, database_url
 from inventory_site.celery import app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[3]
 KNOBS = {"BROKER_VISIBILITY_TIMEOUT_S": "6", "BROKER_VISIBILITY_RENEW_S": "1", "BROKER_RESTORE_EVERY_S": "1"}
 BOUND_S = 6 + 1  # timeout + one restore scan (the last renewal was before the kill)
 
 
-class Worker:
-    def __init__(self, name: str, queue: str, pool: str) -> None:
-        env = {
-            **os.environ, **KNOBS,
-            "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "REDIS_URL": settings.REDIS_URL,
-            "LOG_LEVEL": "INFO",
-        }  # fmt: skip
-        command = [
-            str(Path(sys.executable).with_name("celery")), "-A", "inventory_site", "worker", "-Q", queue,
-            "--pool", pool, "--concurrency", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-l", "INFO", "--hostname", f"{name}@test", "--include", "apps.core.tests.broker_tasks",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        self.output: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
-            self.kill()
-            raise RuntimeError("celery worker did not start:\n" + "".join(self.output[-40:]))
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if " ready" in line:
-                self.ready.set()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+def worker_start(name: str, queue: str, pool: str) -> CeleryWorker:
+    env = {
+        **os.environ, **KNOBS,
+        "DJANGO_SETTINGS_MODULE": "inventory_site.settings.test",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "LOG_LEVEL": "INFO",
+    }  # fmt: skip
+    return CeleryWorker(
+        queue, env=env, pool=pool, concurrency=1, include="apps.core.tests.broker_tasks", hostname=f"{name}@test",
+        ready_s=60,
+    )  # fmt: skip
 
 
 @pytest.fixture
 def workers():
-    started: list[Worker] = []
+    started: list[CeleryWorker] = []
     queue = f"broker-test-{secrets.token_hex(4)}"
 
-    def start(name: str, pool: str = "prefork") -> Worker:
-        worker = Worker(name, queue, pool)
-        started.append(worker)
-        return worker
+    def start(name: str, pool: str = "prefork") -> CeleryWorker:
+        started.append(worker_start(name, queue, pool))
+        return started[-1]
 
     start.queue = queue  # type: ignore[attr-defined]
     yield start
