@@ -1,4 +1,4 @@
-"""Supplier API shapes: suppliers by code, mappings, feed runs and their rejected rows.
+"""Supplier API shapes: suppliers by code, mappings, feed runs and their quarantined rows.
 
 A contract with integrators (docs/architecture.md, "The API contract").
 """
@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from apps.catalog.models import Item
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
-from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
+from apps.suppliers.models import FeedRun, QuarantinedRow, Supplier, SupplierProduct
 
 _REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
     Supplier.Connector.REST: ("url",),
@@ -150,6 +150,7 @@ class SupplierProductSerializer(serializers.ModelSerializer):
 class FeedRunSerializer(serializers.ModelSerializer):
     supplier: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     duration_s = serializers.SerializerMethodField()
+    rows_rejected = serializers.IntegerField(source="rows_quarantined", read_only=True)
 
     class Meta:
         model = FeedRun
@@ -173,8 +174,8 @@ class FeedRunSerializer(serializers.ModelSerializer):
         return round(run.duration.total_seconds(), 3) if run.duration is not None else None
 
 
-class FeedRejectionSerializer(serializers.ModelSerializer):
+class QuarantinedRowSerializer(serializers.ModelSerializer):
     class Meta:
-        model = FeedRejection
+        model = QuarantinedRow
         fields = ["row_number", "supplier_sku", "reason", "raw"]
         read_only_fields = fields

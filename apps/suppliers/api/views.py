@@ -17,8 +17,8 @@ from apps.core.api.idempotency import IdempotentMixin
 from apps.core.api.schema import error_response
 from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
-    FeedRejectionSerializer,
     FeedRunSerializer,
+    QuarantinedRowSerializer,
     SupplierProductSerializer,
     SupplierSerializer,
 )
@@ -120,13 +120,13 @@ class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             queryset = queryset.filter(status=wanted)
         return queryset
 
-    @extend_schema(responses=FeedRejectionSerializer(many=True))
+    @extend_schema(responses=QuarantinedRowSerializer(many=True))
     @action(detail=True, methods=["get"])
     def rejections(self, request: Request, pk: str | None = None) -> Response:
         """The rows of one feed run that were quarantined, each with its reason, in file order."""
         run = self.get_object()
-        page = self.paginate_queryset(run.rejections.order_by("row_number", "id"))
-        return self.get_paginated_response(FeedRejectionSerializer(page, many=True).data)
+        page = self.paginate_queryset(run.quarantined.order_by("row_number", "id"))
+        return self.get_paginated_response(QuarantinedRowSerializer(page, many=True).data)
 
 
 _WEBHOOK_BODY = inline_serializer(

@@ -129,12 +129,12 @@ def test_feed_runs_and_rejections(staff_api, django_assert_max_num_queries):
         "status": run.status,
         "rows_read": 4,
         "rows_accepted": run.rows_accepted,
-        "rows_rejected": run.rows_rejected,
+        "rows_rejected": run.rows_quarantined,
         "rows_changed": run.rows_changed,
     }
     assert row["started_at"] and row["finished_at"]
     rejections = staff_api.get(f"/api/v1/feed-runs/{run.pk}/rejections/").json()
-    assert rejections["count"] == run.rows_rejected
+    assert rejections["count"] == run.rows_quarantined
     assert {r["reason"].split(" ")[0] for r in rejections["results"]} >= {"quantity", "unmapped"}
     assert staff_api.get("/api/v1/feed-runs/999999/rejections/").status_code == 404
 
