@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.catalog.models import Item
@@ -147,10 +148,19 @@ class SupplierProductSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema_serializer(deprecate_fields=["rows_rejected"])
 class FeedRunSerializer(serializers.ModelSerializer):
     supplier: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     duration_s = serializers.SerializerMethodField()
-    rows_rejected = serializers.IntegerField(source="rows_quarantined", read_only=True)
+    rows_quarantined = serializers.IntegerField(
+        read_only=True, help_text="Rows not taken, each kept with its reason (`quarantine/` lists them)."
+    )
+    # The old name of rows_quarantined, kept for integrators until the next API version (docs/api.md).
+    rows_rejected = serializers.IntegerField(
+        source="rows_quarantined",
+        read_only=True,
+        help_text="Deprecated: the same number as `rows_quarantined`, under its old name; gone in `/api/v2/`.",
+    )
 
     class Meta:
         model = FeedRun
@@ -162,6 +172,7 @@ class FeedRunSerializer(serializers.ModelSerializer):
             "rows_read",
             "rows_accepted",
             "rows_changed",
+            "rows_quarantined",
             "rows_rejected",
             "started_at",
             "finished_at",
