@@ -4,7 +4,7 @@ Staff tokens carry their user's Django permissions, as in the admin: on the mode
 endpoint, GET/HEAD/OPTIONS need ``view_<model>``, POST ``add_<model>``, PUT/PATCH
 ``change_<model>`` and DELETE ``delete_<model>``. A POST to an action on one object
 (``/channels/{code}/sync/``, ``/channels/{code}/watermark/``) changes that object, so it needs
-``change_<model>``; a GET action (``/feed-runs/{id}/rejections/``) needs ``view_<model>``.
+``change_<model>``; a GET action (``/feed-runs/{id}/quarantine/``) needs ``view_<model>``.
 Recording a stock movement is ``catalog.add_movement``; reading stock levels is
 ``catalog.view_stocklevel``. A view may name its own with ``required_permissions``, a dict of
 method to permission names. Superusers may do everything; channel tokens are unaffected.

@@ -223,7 +223,7 @@ def activity_summary(*, until: datetime, window_s: int) -> ActivitySummary:
     runs = FeedRun.objects.filter(started_at__gte=since, started_at__lt=until).aggregate(
         runs=Count("id"),
         failed=Count("id", filter=~Q(status__in=[FeedRun.Status.SUCCEEDED, FeedRun.Status.RUNNING])),
-        rejected=Sum("rows_rejected"),
+        quarantined=Sum("rows_quarantined"),
     )
     incidents = Incident.objects.aggregate(
         open=Count("id", filter=Q(status=Incident.Status.OPEN)),
@@ -237,7 +237,7 @@ def activity_summary(*, until: datetime, window_s: int) -> ActivitySummary:
         pushes_dead=DeadLetterRecord.objects.filter(died_at__gte=since, died_at__lt=until).count(),
         feed_runs=runs["runs"],
         feed_runs_failed=runs["failed"],
-        feed_rows_quarantined=runs["rejected"] or 0,
+        feed_rows_quarantined=runs["quarantined"] or 0,
         incidents_opened=incidents["opened"],
         incidents_open=incidents["open"],
     )

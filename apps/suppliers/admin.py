@@ -1,4 +1,4 @@
-"""The merchant's back office for suppliers: health, feed runs with their rejected rows, mappings to confirm."""
+"""The merchant's back office for suppliers: health, feed runs with their quarantined rows, mappings to confirm."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from apps.core.admin import ReadOnlyAdmin, ServiceAdmin
 from apps.core.durations import duration_text
 from apps.core.errors import CredentialsRequired
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
-from apps.suppliers.models import FeedRejection, FeedRun, PurchaseOrder, Supplier, SupplierProduct
+from apps.suppliers.models import FeedRun, PurchaseOrder, QuarantinedRow, Supplier, SupplierProduct
 from apps.suppliers.services.mappings import (
     mapping_validate,
     mappings_confirm,
@@ -178,8 +178,9 @@ class SupplierAdmin(ServiceAdmin):
             )
 
 
-class FeedRejectionInline(admin.TabularInline):
-    model = FeedRejection
+class QuarantinedRowInline(admin.TabularInline):
+    model = QuarantinedRow
+    verbose_name_plural = "Quarantined rows"
     fields = ("row_number", "supplier_sku", "reason", "raw")
     readonly_fields = fields
     extra = 0
@@ -187,8 +188,8 @@ class FeedRejectionInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[FeedRejection]:
-        # A garbage feed can have a million rejected rows; the page shows the first ones of this run.
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QuarantinedRow]:
+        # A garbage feed can have a million quarantined rows; the page shows the first ones of this run.
         queryset = super().get_queryset(request)
         run_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
         if run_id is None or not str(run_id).isdigit():
@@ -209,7 +210,7 @@ class FeedRunAdmin(ReadOnlyAdmin):
         "rows_read",
         "rows_accepted",
         "rows_changed",
-        "rows_rejected",
+        "rows_quarantined",
         "started_at",
         "duration_shown",
     )
@@ -217,13 +218,13 @@ class FeedRunAdmin(ReadOnlyAdmin):
     search_fields = ("supplier__code", "source", "error")
     date_hierarchy = "started_at"
     list_select_related = ("supplier",)
-    inlines = [FeedRejectionInline]
+    inlines = [QuarantinedRowInline]
     # The run's page lists its fields by hand: the duration reads "28 s", never a raw "0:00:28.104".
     fields = (
         "supplier",
         "source",
         "status",
-        ("rows_read", "rows_accepted", "rows_changed", "rows_rejected"),
+        ("rows_read", "rows_accepted", "rows_changed", "rows_quarantined"),
         ("started_at", "finished_at", "duration_shown"),
         "heartbeat_shown",
         "error",

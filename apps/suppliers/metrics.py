@@ -1,4 +1,4 @@
-"""Prometheus metrics of supplier feeds: runs by status, rows rejected, and feed age per supplier."""
+"""Prometheus metrics of supplier feeds: runs by status, rows quarantined, and feed age per supplier."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 FEED_RUNS = Counter("stockroom_supplier_feed_runs_total", "Supplier feed runs by outcome.", ["supplier", "status"])
-ROWS_REJECTED = Counter("stockroom_supplier_feed_rows_rejected_total", "Feed rows quarantined.", ["supplier"])
+# Named ..._rows_rejected_total before the rows were called quarantined everywhere (docs/configuration.md).
+ROWS_QUARANTINED = Counter("stockroom_supplier_feed_rows_quarantined_total", "Feed rows quarantined.", ["supplier"])
 
 
-def feed_run_recorded(*, supplier: str, status: str, rejected: int) -> None:
+def feed_run_recorded(*, supplier: str, status: str, quarantined: int) -> None:
     FEED_RUNS.labels(supplier=supplier, status=status).inc()
-    if rejected:
-        ROWS_REJECTED.labels(supplier=supplier).inc(rejected)
+    if quarantined:
+        ROWS_QUARANTINED.labels(supplier=supplier).inc(quarantined)
 
 
 class FeedAgeCollector(Collector):

@@ -1,4 +1,4 @@
-"""Suppliers, their SKU mappings, and the record of every feed run and rejected row."""
+"""Suppliers, their SKU mappings, and the record of every feed run and quarantined row."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ class FeedRun(models.Model):
     rows_read = models.PositiveIntegerField(default=0)
     rows_accepted = models.PositiveIntegerField(default=0)
     rows_changed = models.PositiveIntegerField(default=0)
-    rows_rejected = models.PositiveIntegerField(default=0)
+    rows_quarantined = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.DurationField(null=True, blank=True)
@@ -177,7 +177,7 @@ class FeedRun(models.Model):
         ordering = ["-started_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status="running") | Q(rows_read=F("rows_accepted") + F("rows_rejected")),
+                condition=Q(status="running") | Q(rows_read=F("rows_accepted") + F("rows_quarantined")),
                 name="feed_run_rows_add_up",
             ),
             models.CheckConstraint(condition=Q(rows_changed__lte=F("rows_accepted")), name="feed_run_changed_le_ok"),
@@ -188,10 +188,10 @@ class FeedRun(models.Model):
         return f"feed run {self.pk} of {self.supplier.code}: {self.status}"
 
 
-class FeedRejection(models.Model):
-    """A quarantined feed row, kept with the reason it was not taken."""
+class QuarantinedRow(models.Model):
+    """A feed row that was not taken, kept with its reason: never silently dropped."""
 
-    run = models.ForeignKey(FeedRun, on_delete=models.CASCADE, related_name="rejections")
+    run = models.ForeignKey(FeedRun, on_delete=models.CASCADE, related_name="quarantined")
     row_number = models.PositiveIntegerField(help_text="1-based data row in the feed (header not counted).")
     supplier_sku = models.CharField(max_length=200, blank=True, default="")
     raw = models.TextField(blank=True, default="")

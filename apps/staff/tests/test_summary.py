@@ -38,7 +38,7 @@ def test_the_summary_counts_the_window(shop, channel_api):  # noqa: F811
     location = LocationFactory(code="ACME", kind="supplier")
     supplier = Supplier.objects.create(code="ACME", name="Acme", connector="rest", location=location)
     FeedRun.objects.create(
-        supplier=supplier, status=FeedRun.Status.SUCCEEDED, rows_read=10, rows_accepted=8, rows_rejected=2
+        supplier=supplier, status=FeedRun.Status.SUCCEEDED, rows_read=10, rows_accepted=8, rows_quarantined=2
     )
     FeedRun.objects.create(supplier=supplier, status=FeedRun.Status.FAILED)
     old = incident_open(kind=Incident.Kind.FEED_REFUSED, detail="an hour ago")

@@ -1,4 +1,4 @@
-"""Supplier API shapes: suppliers by code, mappings, feed runs and their rejected rows.
+"""Supplier API shapes: suppliers by code, mappings, feed runs and their quarantined rows.
 
 A contract with integrators (docs/architecture.md, "The API contract").
 """
@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.catalog.models import Item
 from apps.suppliers.connectors.folder import DropPathRefused, drop_folder_resolve
-from apps.suppliers.models import FeedRejection, FeedRun, Supplier, SupplierProduct
+from apps.suppliers.models import FeedRun, QuarantinedRow, Supplier, SupplierProduct
 
 _REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
     Supplier.Connector.REST: ("url",),
@@ -147,9 +148,19 @@ class SupplierProductSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema_serializer(deprecate_fields=["rows_rejected"])
 class FeedRunSerializer(serializers.ModelSerializer):
     supplier: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
     duration_s = serializers.SerializerMethodField()
+    rows_quarantined = serializers.IntegerField(
+        read_only=True, help_text="Rows not taken, each kept with its reason (`quarantine/` lists them)."
+    )
+    # The old name of rows_quarantined, kept for integrators until the next API version (docs/api.md).
+    rows_rejected = serializers.IntegerField(
+        source="rows_quarantined",
+        read_only=True,
+        help_text="Deprecated: the same number as `rows_quarantined`, under its old name; gone in `/api/v2/`.",
+    )
 
     class Meta:
         model = FeedRun
@@ -161,6 +172,7 @@ class FeedRunSerializer(serializers.ModelSerializer):
             "rows_read",
             "rows_accepted",
             "rows_changed",
+            "rows_quarantined",
             "rows_rejected",
             "started_at",
             "finished_at",
@@ -173,8 +185,8 @@ class FeedRunSerializer(serializers.ModelSerializer):
         return round(run.duration.total_seconds(), 3) if run.duration is not None else None
 
 
-class FeedRejectionSerializer(serializers.ModelSerializer):
+class QuarantinedRowSerializer(serializers.ModelSerializer):
     class Meta:
-        model = FeedRejection
+        model = QuarantinedRow
         fields = ["row_number", "supplier_sku", "reason", "raw"]
         read_only_fields = fields

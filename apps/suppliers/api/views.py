@@ -17,8 +17,8 @@ from apps.core.api.idempotency import IdempotentMixin
 from apps.core.api.schema import error_response
 from apps.core.parsers import json_loads_strict
 from apps.suppliers.api.serializers import (
-    FeedRejectionSerializer,
     FeedRunSerializer,
+    QuarantinedRowSerializer,
     SupplierProductSerializer,
     SupplierSerializer,
 )
@@ -104,9 +104,30 @@ class SupplierProductViewSet(IdempotentMixin, viewsets.ModelViewSet):
         supplier_product_delete(mapping=instance, actor=_actor(self.request))
 
 
+# The old address of a run's quarantined rows: still answered, marked deprecated, gone in /api/v2/ (docs/api.md).
+_DEPRECATED_ACTIONS = {"rejections": "quarantine"}
+
+_DEPRECATION_HEADERS = [
+    OpenApiParameter(
+        "Deprecation",
+        {"type": "string", "enum": ["true"]},
+        OpenApiParameter.HEADER,
+        response=True,
+        description="`true`: this address is deprecated and goes in the next API version (`/api/v2/`).",
+    ),
+    OpenApiParameter(
+        "Link",
+        str,
+        OpenApiParameter.HEADER,
+        response=True,
+        description='The address that replaces it: `<.../feed-runs/{id}/quarantine/>; rel="successor-version"`.',
+    ),
+]
+
+
 @extend_schema(parameters=[OpenApiParameter("supplier", str, description="Supplier code")])
 class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Every feed run, newest first, with its row counts; `rejections/` lists its quarantined rows."""
+    """Every feed run, newest first, with its row counts; `quarantine/` lists its quarantined rows."""
 
     serializer_class = FeedRunSerializer
 
@@ -120,13 +141,34 @@ class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             queryset = queryset.filter(status=wanted)
         return queryset
 
-    @extend_schema(responses=FeedRejectionSerializer(many=True))
+    @extend_schema(responses=QuarantinedRowSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def quarantine(self, request: Request, pk: str | None = None) -> Response:
+        """The rows of one feed run that were quarantined, each with its reason, in file order."""
+        return self._quarantined_page()
+
+    @extend_schema(responses=QuarantinedRowSerializer(many=True), deprecated=True, parameters=_DEPRECATION_HEADERS)
     @action(detail=True, methods=["get"])
     def rejections(self, request: Request, pk: str | None = None) -> Response:
-        """The rows of one feed run that were quarantined, each with its reason, in file order."""
+        """Deprecated: the old address of `quarantine/`, with the same rows. Every answer carries
+        `Deprecation: true` and a `Link` to `quarantine/`; it goes in the next API version (`/api/v2/`)."""
+        return self._quarantined_page()
+
+    def _quarantined_page(self) -> Response:
         run = self.get_object()
-        page = self.paginate_queryset(run.rejections.order_by("row_number", "id"))
-        return self.get_paginated_response(FeedRejectionSerializer(page, many=True).data)
+        page = self.paginate_queryset(run.quarantined.order_by("row_number", "id"))
+        return self.get_paginated_response(QuarantinedRowSerializer(page, many=True).data)
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        successor = _DEPRECATED_ACTIONS.get(getattr(self, "action", None) or "")
+        if successor is not None and "pk" in self.kwargs:
+            # Errors too (404, 403, 429): an integrator should notice whichever answer it gets.
+            response["Deprecation"] = "true"
+            response["Link"] = (
+                f'<{self.reverse_action(successor, kwargs={"pk": self.kwargs["pk"]})}>; rel="successor-version"'
+            )
+        return response
 
 
 _WEBHOOK_BODY = inline_serializer(

@@ -1,7 +1,7 @@
 """Feed ingestion: read, validate, map, distrust, and apply only what changed.
 
 Stages (pandas for the row work, bulk SQL for the writes):
-1. read the bytes into a text table (``reading``), malformed lines become rejections;
+1. read the bytes into a text table (``reading``), malformed lines are quarantined;
 2. validate every row: SKU present, quantity a sane non-negative number, ISO 8601 timestamp
    not in the future nor older than the supplier's max age, duplicates resolved (latest wins);
 3. map supplier SKUs through the mapping table; unknown SKUs are quarantined as unmapped;
@@ -11,7 +11,7 @@ Stages (pandas for the row work, bulk SQL for the writes):
    (or whose listing fingerprint changed, or that vanished) are written, and only items
    whose distrusted target moved get ledger movements and channel sync.
 
-``rows_read == rows_accepted + rows_rejected`` for every finished run; the database checks it.
+``rows_read == rows_accepted + rows_quarantined`` for every finished run; the database checks it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from apps.catalog.stock.bulk import feed_run_reference, location_validity_change
 from apps.suppliers import metrics
 from apps.suppliers.limits import FeedTooLarge
 from apps.suppliers.locks import supplier_feed_lock
-from apps.suppliers.models import FeedRun, Supplier, SupplierProduct
+from apps.suppliers.models import FeedRun, QuarantinedRow, Supplier, SupplierProduct
 from apps.suppliers.services.health import supplier_health_record
 from apps.suppliers.services.reading import FeedUnreadable, ParsedFeed, read_feed, records_frame
 from apps.suppliers.services.runs import feed_run_heartbeat_step
@@ -109,11 +109,11 @@ def feed_ingest(
             read=run.rows_read,
             accepted=run.rows_accepted,
             changed=run.rows_changed,
-            rejected=run.rows_rejected,
+            quarantined=run.rows_quarantined,
             moved=outcome,
             seconds=round(run.duration.total_seconds(), 3),
         )
-    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
+    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, quarantined=run.rows_quarantined)
     step("done")
     return run
 
@@ -137,9 +137,9 @@ def _finish(run: FeedRun, *, status: str, error: str = "", started: float) -> No
     run.error = error
     run.finished_at = timezone.now()
     run.duration = timedelta(seconds=time.perf_counter() - started)
-    # A run that could not be read at all counts its readable rows as rejected (none were applied).
+    # A run that could not be read at all counts its readable rows as quarantined (none were applied).
     run.rows_accepted = 0 if status != FeedRun.Status.SUCCEEDED else run.rows_accepted
-    run.rows_rejected = run.rows_read - run.rows_accepted
+    run.rows_quarantined = run.rows_read - run.rows_accepted
     run.rows_changed = 0 if status != FeedRun.Status.SUCCEEDED else run.rows_changed
     run.save(
         update_fields=[
@@ -149,7 +149,7 @@ def _finish(run: FeedRun, *, status: str, error: str = "", started: float) -> No
             "duration",
             "rows_read",
             "rows_accepted",
-            "rows_rejected",
+            "rows_quarantined",
             "rows_changed",
         ]
     )
@@ -212,7 +212,7 @@ def validate(frame: pd.DataFrame, *, now: pd.Timestamp, max_age: timedelta, max_
         out["fingerprint"] = [f"{h:016x}" for h in hashed.tolist()]
     else:
         out["fingerprint"] = ""
-    # Duplicates among otherwise good rows: the latest report wins, the others are kept as rejected.
+    # Duplicates among otherwise good rows: the latest report wins, the others are quarantined.
     good = out["reason"] == ""
     dup = out.loc[good].duplicated("sku", keep=False)
     if dup.any():
@@ -318,13 +318,13 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
     bad = merged["reason"] != ""
     # A clean feed (the usual case) is not copied: accepted is the merged frame itself.
     accepted = merged.loc[~bad] if bad.any() else merged
-    rejected = merged.loc[bad]
+    quarantined = merged.loc[bad]
     run.rows_read = parsed.rows_read
     run.rows_accepted = len(accepted)
-    run.rows_rejected = len(rejected) + len(parsed.rejections)
-    assert run.rows_read == run.rows_accepted + run.rows_rejected
+    run.rows_quarantined = len(quarantined) + len(parsed.quarantined)
+    assert run.rows_read == run.rows_accepted + run.rows_quarantined
     # Unknown SKUs are quarantined but are not garbage: a supplier may list far more than we sell.
-    invalid = run.rows_rejected - int((unknown | unmapped).sum())
+    invalid = run.rows_quarantined - int((unknown | unmapped).sum())
     matched = int(accepted["status"].eq(SupplierProduct.Status.ACTIVE).sum()) if len(accepted) else 0
     refusal = ""
     if run.rows_read == 0 and full:
@@ -341,7 +341,7 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
     started = time.perf_counter()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            _store_rejections(cursor, run, parsed.rejections, rejected, parsed.frame)
+            _store_quarantined(cursor, run, parsed.quarantined, quarantined, parsed.frame)
         parsed.frame = parsed.frame.iloc[0:0]  # the raw text is no longer needed: free it before the writes
         if refusal:
             run.rows_changed = 0
@@ -360,7 +360,7 @@ def _ingest_parsed(*, supplier: Supplier, run: FeedRun, parsed: ParsedFeed, full
             merged=merged,
             accepted=accepted,
             mappings=mappings,
-            parse_rejections=parsed.rejections,
+            parse_quarantined=parsed.quarantined,
             full=full,
             now=now,
         )
@@ -381,37 +381,44 @@ def _close(run: FeedRun, status: str, error: str) -> None:
     run.error = error
     run.finished_at = timezone.now()
     run.save(
-        update_fields=["status", "error", "finished_at", "rows_read", "rows_accepted", "rows_rejected", "rows_changed"]
+        update_fields=[
+            "status",
+            "error",
+            "finished_at",
+            "rows_read",
+            "rows_accepted",
+            "rows_quarantined",
+            "rows_changed",
+        ]
     )
 
 
-def _store_rejections(
-    cursor: Any, run: FeedRun, parse_rejections: list[dict[str, Any]], rejected: pd.DataFrame, frame: pd.DataFrame
+def _store_quarantined(
+    cursor: Any, run: FeedRun, parse_quarantined: list[dict[str, Any]], bad: pd.DataFrame, frame: pd.DataFrame
 ) -> None:
-    if not parse_rejections and rejected.empty:
+    if not parse_quarantined and bad.empty:
         return
     raw_columns = [c for c in frame.columns if c != "row_number"]
-    raw_rows = frame.set_index("row_number").loc[rejected["row_number"].to_numpy(), raw_columns]
+    raw_rows = frame.set_index("row_number").loc[bad["row_number"].to_numpy(), raw_columns]
     raw_text = [
         json.dumps(dict(zip(raw_columns, values, strict=True)), ensure_ascii=False)[:2000]
         for values in raw_rows.itertuples(index=False, name=None)
     ]
 
     def rows() -> Iterable[tuple[Any, ...]]:
-        for item in parse_rejections:
+        for item in parse_quarantined:
             yield (run.pk, item["row_number"], item["supplier_sku"], item["raw"], item["reason"][:300])
         for number, sku, reason, text in zip(
-            rejected["row_number"].tolist(),
-            rejected["sku"].tolist(),
-            rejected["reason"].tolist(),
+            bad["row_number"].tolist(),
+            bad["sku"].tolist(),
+            bad["reason"].tolist(),
             raw_text,
             strict=True,
         ):
             yield (run.pk, int(number), str(sku)[:200], text, reason[:300])
 
-    _copy_rows(
-        cursor, "COPY suppliers_feedrejection (run_id, row_number, supplier_sku, raw, reason) FROM STDIN", rows()
-    )
+    table = QuarantinedRow._meta.db_table
+    _copy_rows(cursor, f"COPY {table} (run_id, row_number, supplier_sku, raw, reason) FROM STDIN", rows())
 
 
 def _apply(
@@ -421,7 +428,7 @@ def _apply(
     merged: pd.DataFrame,
     accepted: pd.DataFrame,
     mappings: pd.DataFrame,
-    parse_rejections: list[dict[str, Any]],
+    parse_quarantined: list[dict[str, Any]],
     full: bool,
     now: Any,
 ) -> int:
@@ -489,7 +496,7 @@ def _apply(
             # A SKU is gone only when no row names it: a quarantined row that may name it (anywhere in a
             # line of the wrong width, an item of the wrong shape) says nothing sure about its stock, so
             # it neither vanishes nor changes.
-            quarantined = list({str(v).strip() for r in parse_rejections for v in r.get("named", [r["supplier_sku"]])})
+            quarantined = list({str(v).strip() for r in parse_quarantined for v in r.get("named", [r["supplier_sku"]])})
             gone = active.loc[
                 ~active["mapping_id"].isin(merged["mapping_id"].dropna().to_numpy()) & ~active["sku"].isin(quarantined)
             ]

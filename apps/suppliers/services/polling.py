@@ -37,14 +37,14 @@ def _run_failed(supplier: Supplier, run: FeedRun, *, error: str, started: float)
     run.duration = timedelta(seconds=time.perf_counter() - started)
     run.save(update_fields=["status", "error", "finished_at", "duration"])
     supplier_health_record(supplier=supplier, ok=False, error=error)
-    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=0)
+    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, quarantined=0)
     log.warning("supplier_fetch_failed", supplier=supplier.code, run=run.pk, error=error)
     return run
 
 
 def _run_refused(supplier: Supplier, run: FeedRun, *, reason: str, started: float) -> FeedRun:
     feed_run_refuse(run=run, supplier=supplier, reason=redact(reason, [supplier.secret]), started=started)
-    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
+    metrics.feed_run_recorded(supplier=supplier.code, status=run.status, quarantined=run.rows_quarantined)
     return run
 
 

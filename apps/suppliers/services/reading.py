@@ -3,7 +3,7 @@
 Nothing here touches the database. The result always has the columns ``supplier_sku``,
 ``quantity``, ``updated_at`` (text, possibly empty) and ``row_number`` (1-based data row),
 plus whatever extra columns the supplier sent; lines that cannot even be split into fields
-come back as rejections so that none is silently lost.
+come back as quarantined rows so that none is silently lost.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ class FeedUnreadable(Exception):
 class ParsedFeed:
     frame: pd.DataFrame
     # row_number, supplier_sku, raw, reason; and "named": every value of the row that may be a SKU.
-    rejections: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
     encoding: str = "utf-8"
     delimiter: str = ","
 
     @property
     def rows_read(self) -> int:
-        return len(self.frame) + len(self.rejections)
+        return len(self.frame) + len(self.quarantined)
 
 
 def detect_encoding(raw: bytes) -> str:
@@ -159,14 +159,14 @@ def _scan_records(raw: bytes, delimiter: int, line_ends: np.ndarray) -> _Records
     return _Records(starts=starts, ends=stops, fields=counts + 1, unterminated=len(quotes) % 2 == 1)
 
 
-def _rejection(row_number: int, text: str, reason: str, *, delimiter: str, sku_at: int) -> dict[str, Any]:
+def _quarantined_row(row_number: int, text: str, reason: str, *, delimiter: str, sku_at: int) -> dict[str, Any]:
     fields = _fields_of(text, delimiter)
     sku = fields[sku_at].strip() if sku_at < len(fields) else ""
     return {"row_number": row_number, "supplier_sku": sku[:200], "raw": text[:2000], "reason": reason, "named": fields}
 
 
 def read_csv(raw: bytes) -> ParsedFeed:
-    """Every data record becomes one row of the frame or one rejection; a row of the wrong width shifts nothing.
+    """Every data record becomes one row of the frame or one quarantined row; a row of the wrong width shifts nothing.
 
     ``row_number`` is the data record's number (the header is row 0, blank lines are counted
     but are not rows). Fast path: record boundaries and field counts are found with numpy,
@@ -208,7 +208,7 @@ def read_csv(raw: bytes) -> ParsedFeed:
     good[0] = False  # the header
     if records.unterminated:
         good[-1] = False
-    rejections: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
 
     def text(i: int) -> str:
         return raw[starts[i] : ends[i]].decode(encoding, errors="replace")
@@ -219,8 +219,8 @@ def read_csv(raw: bytes) -> ParsedFeed:
         if records.unterminated and i == len(starts) - 1:
             # The quote never closes: every line from here on is quarantined on its own, the rows before apply.
             for offset, line in enumerate(text(i).splitlines()):
-                rejections.append(
-                    _rejection(
+                quarantined.append(
+                    _quarantined_row(
                         i + offset,
                         line,
                         f"unterminated quote (opened in row {i}): not read",
@@ -229,8 +229,8 @@ def read_csv(raw: bytes) -> ParsedFeed:
                     )
                 )
             continue
-        rejections.append(
-            _rejection(
+        quarantined.append(
+            _quarantined_row(
                 i,
                 text(i),
                 f"wrong number of fields: {fields[i]} where the header has {len(names)}",
@@ -253,7 +253,7 @@ def read_csv(raw: bytes) -> ParsedFeed:
         if len(frame) != len(kept):
             raise FeedUnreadable(f"CSV cannot be read unambiguously: {len(frame)} rows read, {len(kept)} expected")
     frame["row_number"] = kept.astype(np.int64)
-    return ParsedFeed(frame=frame, rejections=rejections, encoding=encoding, delimiter=delimiter)
+    return ParsedFeed(frame=frame, quarantined=quarantined, encoding=encoding, delimiter=delimiter)
 
 
 def _pandas_read(body: bytes, *, encoding: str, delimiter: str, names: list[str], quoted: bool) -> pd.DataFrame:
@@ -301,7 +301,7 @@ def _read_csv_exact(raw: bytes, *, encoding: str, delimiter: str, names: list[st
     sku_at = names.index("supplier_sku")
     rows: list[list[str]] = []
     numbers: list[int] = []
-    rejections: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
     number = -1
     while True:
         lines.current = []
@@ -315,8 +315,8 @@ def _read_csv_exact(raw: bytes, *, encoding: str, delimiter: str, names: list[st
             if not lines.current or str(err).startswith("unexpected end of data"):
                 # An unterminated quote: each line from it to the end is quarantined on its own.
                 for offset, line in enumerate(consumed.splitlines()):
-                    rejections.append(
-                        _rejection(
+                    quarantined.append(
+                        _quarantined_row(
                             number + offset,
                             line,
                             f"unterminated quote (opened in row {number}): not read",
@@ -325,8 +325,8 @@ def _read_csv_exact(raw: bytes, *, encoding: str, delimiter: str, names: list[st
                         )
                     )
                 break
-            rejections.append(
-                _rejection(
+            quarantined.append(
+                _quarantined_row(
                     number, consumed.rstrip("\r\n"), f"malformed quoting: {err}", delimiter=delimiter, sku_at=sku_at
                 )
             )
@@ -334,8 +334,8 @@ def _read_csv_exact(raw: bytes, *, encoding: str, delimiter: str, names: list[st
         if number == 0 or not record:
             continue  # the header (already read), a blank line
         if len(record) != len(names):
-            rejections.append(
-                _rejection(
+            quarantined.append(
+                _quarantined_row(
                     number,
                     "".join(lines.current).rstrip("\r\n"),
                     f"wrong number of fields: {len(record)} where the header has {len(names)}",
@@ -349,7 +349,7 @@ def _read_csv_exact(raw: bytes, *, encoding: str, delimiter: str, names: list[st
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     frame = pd.DataFrame({name: pd.array(list(values), dtype=str) for name, values in zip(names, columns, strict=True)})
     frame["row_number"] = np.array(numbers, dtype=np.int64)
-    return ParsedFeed(frame=frame, rejections=rejections, encoding=encoding, delimiter=delimiter)
+    return ParsedFeed(frame=frame, quarantined=quarantined, encoding=encoding, delimiter=delimiter)
 
 
 class _FieldsTwice(dict):
@@ -396,7 +396,7 @@ def read_xml(raw: bytes) -> ParsedFeed:
     for element in list(root):
         pairs: list[tuple[str, Any]] = [(k.lower(), v) for k, v in element.attrib.items()]
         for child in element:
-            # A field with elements inside is not a value: it is rejected as an object, not read as "".
+            # A field with elements inside is not a value: it is quarantined as an object, not read as "".
             pairs.append((str(child.tag).lower(), {} if len(child) else (child.text or "").strip()))
         records.append(_item(pairs))
     return records_frame(records)
@@ -423,15 +423,15 @@ def records_frame(records: Sequence[Any]) -> ParsedFeed:
     """Items already parsed (JSON pages, webhook bodies, XML elements) as a text table.
 
     An item that is not an object, names a field twice (case-insensitively), or carries a
-    list, an object or a boolean where a SKU, quantity or timestamp belongs is one rejection.
+    list, an object or a boolean where a SKU, quantity or timestamp belongs is one quarantined row.
     """
     rows: list[dict[str, Any]] = []
-    rejections: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
     columns: set[str] = set()
     limit = feed_max_columns()
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
-            rejections.append(
+            quarantined.append(
                 {
                     "row_number": number,
                     "supplier_sku": "",
@@ -446,7 +446,7 @@ def records_frame(records: Sequence[Any]) -> ParsedFeed:
         why = f"field(s) given twice: {', '.join(twice)}" if twice else _wrong_type(row)
         if why:
             sku = row.get("supplier_sku")
-            rejections.append(
+            quarantined.append(
                 {
                     "row_number": number,
                     "supplier_sku": _text(sku)[:200] if isinstance(sku, str | int) else "",
@@ -469,11 +469,11 @@ def records_frame(records: Sequence[Any]) -> ParsedFeed:
     if "row_number" not in frame.columns:
         frame["row_number"] = pd.Series(dtype="int64")
     frame = frame.fillna("").astype({c: str for c in frame.columns if c != "row_number"})
-    return ParsedFeed(frame=frame, rejections=rejections)
+    return ParsedFeed(frame=frame, quarantined=quarantined)
 
 
 def _values(value: Any, depth: int = 0) -> list[str]:
-    """The texts and numbers in a rejected item, a few levels deep: any of them may be the SKU it meant."""
+    """The texts and numbers in a quarantined item, a few levels deep: any of them may be the SKU it meant."""
     if isinstance(value, str | int) and not isinstance(value, bool):
         return [_text(str(value))]
     if depth > 3:

@@ -76,7 +76,7 @@ def feed_runs_abandon(*, poll_again: Callable[[int], object]) -> list[FeedRun]:
             continue
         supplier_health_record(supplier=supplier, ok=False, error=runs[-1].error)
         for run in runs:
-            metrics.feed_run_recorded(supplier=supplier.code, status=run.status, rejected=run.rows_rejected)
+            metrics.feed_run_recorded(supplier=supplier.code, status=run.status, quarantined=run.rows_quarantined)
             log.warning("feed_run_abandoned", supplier=supplier.code, run=run.pk, heartbeat_at=run.heartbeat_at)
         abandoned.extend(runs)
         if supplier.is_active and supplier.connector in POLLED_CONNECTORS:
@@ -96,7 +96,7 @@ def _abandon(*, supplier_id: int, cutoff: datetime) -> list[FeedRun]:
             run.duration = now - run.started_at
             # What it had read never reached the stock: its rows count as not accepted.
             run.rows_accepted = run.rows_changed = 0
-            run.rows_rejected = run.rows_read
+            run.rows_quarantined = run.rows_read
             run.save(
                 update_fields=[
                     "status",
@@ -105,7 +105,7 @@ def _abandon(*, supplier_id: int, cutoff: datetime) -> list[FeedRun]:
                     "duration",
                     "rows_accepted",
                     "rows_changed",
-                    "rows_rejected",
+                    "rows_quarantined",
                 ]
             )
     return runs

@@ -114,7 +114,7 @@ def test_supplier_products_crud_moves_stock(staff_api):
     assert StockLevel.objects.get(item=item, location=supplier.location).on_hand == 0
 
 
-def test_feed_runs_and_rejections(staff_api, django_assert_max_num_queries):
+def test_feed_runs_and_their_quarantined_rows(staff_api, django_assert_max_num_queries):
     supplier = make_supplier("runs")
     make_mapping(supplier, "A")
     other = make_supplier("other")
@@ -125,18 +125,53 @@ def test_feed_runs_and_rejections(staff_api, django_assert_max_num_queries):
         listed = staff_api.get("/api/v1/feed-runs/?supplier=runs").json()
     assert listed["count"] == 1
     row = listed["results"][0]
-    assert {k: row[k] for k in ("status", "rows_read", "rows_accepted", "rows_rejected", "rows_changed")} == {
+    assert {k: row[k] for k in ("status", "rows_read", "rows_accepted", "rows_quarantined", "rows_changed")} == {
         "status": run.status,
         "rows_read": 4,
         "rows_accepted": run.rows_accepted,
-        "rows_rejected": run.rows_rejected,
+        "rows_quarantined": run.rows_quarantined,
         "rows_changed": run.rows_changed,
     }
+    assert row["rows_quarantined"] == 3 and row["rows_rejected"] == 3  # the deprecated name says the same
     assert row["started_at"] and row["finished_at"]
-    rejections = staff_api.get(f"/api/v1/feed-runs/{run.pk}/rejections/").json()
-    assert rejections["count"] == run.rows_rejected
-    assert {r["reason"].split(" ")[0] for r in rejections["results"]} >= {"quantity", "unmapped"}
-    assert staff_api.get("/api/v1/feed-runs/999999/rejections/").status_code == 404
+    quarantine = staff_api.get(f"/api/v1/feed-runs/{run.pk}/quarantine/")
+    assert quarantine.status_code == 200 and "Deprecation" not in quarantine.headers
+    assert quarantine.json()["count"] == run.rows_quarantined
+    assert {r["reason"].split(" ")[0] for r in quarantine.json()["results"]} >= {"quantity", "unmapped"}
+    assert staff_api.get("/api/v1/feed-runs/999999/quarantine/").status_code == 404
+
+
+def test_the_old_rejections_address_still_answers_and_says_it_is_deprecated(staff_api):
+    supplier = make_supplier("old")
+    make_mapping(supplier, "A")
+    ts = now_iso()
+    run = feed_ingest(supplier=supplier, raw=csv_feed([("A", 1, ts), ("A", "x", ts), ("B", 2, ts)]))
+    old = staff_api.get(f"/api/v1/feed-runs/{run.pk}/rejections/")
+    new = staff_api.get(f"/api/v1/feed-runs/{run.pk}/quarantine/")
+    assert old.status_code == 200 and old.json() == new.json() and old.json()["count"] == 2
+    assert old.headers["Deprecation"] == "true"
+    assert old.headers["Link"] == f'<http://testserver/api/v1/feed-runs/{run.pk}/quarantine/>; rel="successor-version"'
+    # A wrong id is still a 404, and still says where to go.
+    missing = staff_api.get("/api/v1/feed-runs/999999/rejections/")
+    assert missing.status_code == 404 and missing.headers["Deprecation"] == "true"
+    assert "/api/v1/feed-runs/999999/quarantine/" in missing.headers["Link"]
+    # Only the old address: the run itself and its list are not deprecated.
+    assert "Deprecation" not in staff_api.get(f"/api/v1/feed-runs/{run.pk}/").headers
+
+
+def test_the_schema_marks_the_old_names_deprecated_and_documents_the_new(staff_api):
+    schema = staff_api.get("/api/v1/schema/?format=json").json()
+    old = schema["paths"]["/api/v1/feed-runs/{id}/rejections/"]["get"]
+    new = schema["paths"]["/api/v1/feed-runs/{id}/quarantine/"]["get"]
+    assert old["deprecated"] is True and "deprecated" not in new
+    assert {"Deprecation", "Link"} <= set(old["responses"]["200"]["headers"])
+    assert "headers" not in new["responses"]["200"] or "Deprecation" not in new["responses"]["200"]["headers"]
+    assert old["responses"]["200"]["content"] == new["responses"]["200"]["content"]
+    fields = schema["components"]["schemas"]["FeedRun"]["properties"]
+    assert (
+        fields["rows_rejected"]["deprecated"] is True and "rows_quarantined" in fields["rows_rejected"]["description"]
+    )
+    assert "deprecated" not in fields["rows_quarantined"]
 
 
 # --- webhook -------------------------------------------------------------------------------------
@@ -215,7 +250,7 @@ def test_webhook_bad_body_is_400_and_mostly_bad_is_422(client, pushing):
     )
     assert refused.status_code == 422
     assert refused.json()["code"] == "feed_refused"
-    assert refused.json()["run"]["rows_rejected"] == 3
+    assert refused.json()["run"]["rows_quarantined"] == refused.json()["run"]["rows_rejected"] == 3
 
 
 def test_webhook_query_count_is_pinned_whatever_the_number_of_items(client, pushing, django_assert_num_queries):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_import_feed_prints_the_summary(tmp_path, capsys):
     path.write_bytes(csv_feed([("C1", 4, now_iso()), ("C1", -1, now_iso()), ("C2", 1, now_iso())]))
     call_command("import_feed", "--supplier", "cmd", str(path), "--no-progress")
     out = capsys.readouterr().out
-    assert "succeeded: read 3, accepted 1, changed 1, rejected 2" in out
+    assert "succeeded: read 3, accepted 1, changed 1, quarantined 2" in out
     assert "negative quantity" in out and "unmapped" in out
 
 
@@ -129,7 +130,7 @@ def test_admin_edit_keeps_secret_when_blank_and_create_through_service(admin_cli
 
 
 @pytest.mark.django_db
-def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logged_in, on_hand):
+def test_admin_feed_run_shows_quarantined_rows_and_confirm_action(admin_client_logged_in, on_hand):
     supplier = make_supplier("adm4")
     mapping = make_mapping(supplier, "M1")
     make_mapping(supplier, "M2")
@@ -139,7 +140,8 @@ def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logg
     )
     page = admin_client_logged_in.get(f"/admin/suppliers/feedrun/{run.pk}/change/")
     assert page.status_code == 200 and "negative quantity" in page.content.decode()
-    assert "EARLIER" not in page.content.decode()  # only this run's rejected rows
+    assert "EARLIER" not in page.content.decode()  # only this run's quarantined rows
+    assert re.search(r'id="quarantined-heading"[^>]*>\s*Quarantined rows\s*</h2>', page.content.decode())
     SupplierProduct.objects.filter(pk=mapping.pk).update(status="suspect")
     filtered = admin_client_logged_in.get("/admin/suppliers/supplierproduct/?status__exact=suspect")
     assert filtered.status_code == 200 and "M1" in filtered.content.decode()
@@ -154,7 +156,7 @@ def test_admin_feed_run_shows_rejected_rows_and_confirm_action(admin_client_logg
 
 
 @pytest.mark.django_db
-def test_import_feed_a_row_wider_than_the_header_is_one_rejection_and_shifts_nothing(tmp_path, capsys, on_hand):
+def test_import_feed_a_row_wider_than_the_header_is_quarantined_and_shifts_nothing(tmp_path, capsys, on_hand):
     """The issue's file: C-1's line carries C-2's fields too. Nothing shifts, C-1 and C-3 keep their stock."""
     supplier = make_supplier("wide")
     one, two, three = (make_mapping(supplier, sku) for sku in ("C-1", "C-2", "C-3"))
@@ -165,7 +167,7 @@ def test_import_feed_a_row_wider_than_the_header_is_one_rejection_and_shifts_not
     path.write_bytes(f"supplier_sku,quantity,updated_at\nC-1,5,{ts},C-2,777,{ts}\nC-3,7,{ts}\n".encode())
     call_command("import_feed", "--supplier", "wide", str(path), "--no-progress")
     out = capsys.readouterr().out
-    assert "succeeded: read 2, accepted 1, changed 1, rejected 1" in out
+    assert "succeeded: read 2, accepted 1, changed 1, quarantined 1" in out
     assert "row 1 'C-1': wrong number of fields: 6 where the header has 3" in out
     assert [on_hand(m.item, supplier.location) for m in (one, two, three)] == [4, 6, 7]
     # C-1 and C-2 are named only in the quarantined line: neither changed nor vanished.

@@ -13,7 +13,7 @@ from apps.catalog.models import Incident, Movement
 from apps.catalog.signals import stock_changed
 from apps.catalog.tests.factories import ItemFactory
 from apps.forecasting.services.demand import demand_history
-from apps.suppliers.models import FeedRejection, FeedRun, SupplierProduct
+from apps.suppliers.models import FeedRun, QuarantinedRow, SupplierProduct
 from apps.suppliers.services.ingest import feed_ingest
 from apps.suppliers.services.mappings import mappings_confirm
 from apps.suppliers.tests.factories import csv_feed, make_mapping, make_supplier, now_iso
@@ -35,7 +35,7 @@ def test_distrusted_units_converted_and_capped(on_hand, sellable):
         supplier=supplier, raw=csv_feed([("CARTON", 10, ts), ("FLOUR-KG", "0.25", ts), ("HUGE", 90000, ts)])
     )
     assert run.status == FeedRun.Status.SUCCEEDED
-    assert (run.rows_read, run.rows_accepted, run.rows_rejected, run.rows_changed) == (3, 3, 0, 3)
+    assert (run.rows_read, run.rows_accepted, run.rows_quarantined, run.rows_changed) == (3, 3, 0, 3)
     assert on_hand(carton.item, supplier.location) == 96  # floor(10 * 12 * 0.8)
     assert on_hand(flour.item, supplier.location) == 200  # floor(0.25 kg * 1000 g * 0.8)
     assert on_hand(huge.item, supplier.location) == 500  # inflated report, capped
@@ -114,9 +114,9 @@ def test_nasty_rows_are_quarantined_with_reasons_and_counted(on_hand):
     run = feed_ingest(supplier=supplier, raw=body)
     assert run.status == FeedRun.Status.SUCCEEDED
     assert run.rows_read == 23
-    assert run.rows_read == run.rows_accepted + run.rows_rejected
+    assert run.rows_read == run.rows_accepted + run.rows_quarantined
     assert run.rows_accepted == 13  # OK1..OK12 and the latest DUP
-    reasons = {r.supplier_sku: r.reason for r in FeedRejection.objects.filter(run=run)}
+    reasons = {r.supplier_sku: r.reason for r in QuarantinedRow.objects.filter(run=run)}
     assert reasons["NEG"] == "negative quantity"
     assert reasons["BIG"].startswith("absurd quantity")
     assert reasons["DATE"] == "updated_at is not an ISO 8601 timestamp"
@@ -127,7 +127,7 @@ def test_nasty_rows_are_quarantined_with_reasons_and_counted(on_hand):
     assert reasons["OLD"] == "updated_at is older than the supplier's max age"
     assert reasons["TRUNC"] == "wrong number of fields: 2 where the header has 4"
     assert reasons["OK6"] == "wrong number of fields: 5 where the header has 4"
-    assert FeedRejection.objects.filter(run=run).count() == run.rows_rejected
+    assert QuarantinedRow.objects.filter(run=run).count() == run.rows_quarantined
     dup = SupplierProduct.objects.get(supplier=supplier, supplier_sku="DUP")
     assert on_hand(dup.item, supplier.location) == 7
     neg = SupplierProduct.objects.get(supplier=supplier, supplier_sku="NEG")
@@ -157,7 +157,7 @@ def test_encodings_and_delimiters(name, encode, on_hand):
         supplier=supplier, raw=encode(f"supplier_sku,quantity,updated_at,note\nCAFÉ-1,4,{ts},crème\nPLAIN,2,{ts},x\n")
     )
     assert run.status == FeedRun.Status.SUCCEEDED, run.error
-    assert (run.rows_accepted, run.rows_rejected) == (2, 0)
+    assert (run.rows_accepted, run.rows_quarantined) == (2, 0)
     assert on_hand(accent.item, supplier.location) == 4
     assert on_hand(plain.item, supplier.location) == 2
 
@@ -172,8 +172,8 @@ def test_mostly_garbage_feed_is_refused_whole_and_last_good_data_stays(on_hand, 
     run = feed_ingest(supplier=supplier, raw=garbage)
     assert run.status == FeedRun.Status.REFUSED
     assert "75%" in run.error
-    assert (run.rows_read, run.rows_accepted, run.rows_rejected, run.rows_changed) == (4, 1, 3, 0)
-    assert FeedRejection.objects.filter(run=run).count() == 3
+    assert (run.rows_read, run.rows_accepted, run.rows_quarantined, run.rows_changed) == (4, 1, 3, 0)
+    assert QuarantinedRow.objects.filter(run=run).count() == 3
     assert _feed_movements(supplier) == moves
     assert all(on_hand(m.item, supplier.location) == 10 for m in mappings)
     assert sellable(mappings[0].item, supplier.location) == 10
@@ -216,7 +216,7 @@ def test_unreadable_feeds_fail_and_apply_nothing(body, needle):
     run = feed_ingest(supplier=supplier, raw=body, fmt=fmt)
     assert run.status == FeedRun.Status.FAILED
     assert needle in run.error
-    assert run.rows_read == run.rows_accepted + run.rows_rejected
+    assert run.rows_read == run.rows_accepted + run.rows_quarantined
     assert _feed_movements(supplier) == 0
 
 
@@ -237,7 +237,7 @@ def test_xml_feed_and_xml_bomb(on_hand):
     ).encode()
     run = feed_ingest(supplier=supplier, raw=xml, fmt="xml")
     assert run.status == FeedRun.Status.SUCCEEDED
-    assert (run.rows_read, run.rows_accepted, run.rows_rejected) == (2, 1, 1)
+    assert (run.rows_read, run.rows_accepted, run.rows_quarantined) == (2, 1, 1)
     assert on_hand(mapping.item, supplier.location) == 6
     bomb = (
         b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -336,10 +336,10 @@ def test_nul_bytes_are_quarantined_not_a_crash(on_hand):
     feed_ingest(supplier=supplier, raw=csv_feed([("N1", 7, ts)]))
     damaged = b"supplier_sku,quantity,updated_at\n" + b"\x00garbage;;;\n" * 3 + f"N1,8,{ts}\n".encode()
     run = feed_ingest(supplier=supplier, raw=damaged)
-    assert run.rows_read == run.rows_accepted + run.rows_rejected == 4
+    assert run.rows_read == run.rows_accepted + run.rows_quarantined == 4
     assert run.status == FeedRun.Status.REFUSED  # mostly garbage: the last good data stays
     assert on_hand(good.item, supplier.location) == 7
-    reasons = list(FeedRejection.objects.filter(run=run).values_list("supplier_sku", flat=True))
+    reasons = list(QuarantinedRow.objects.filter(run=run).values_list("supplier_sku", flat=True))
     assert reasons and all("\x00" not in sku for sku in reasons)
 
 
@@ -351,9 +351,9 @@ def test_an_unterminated_quote_quarantines_from_its_row_and_the_rows_before_appl
     body = f'supplier_sku,quantity,updated_at\nA,5,{ts}\nB,"6,{ts}\nC,7,{ts}\n'.encode()
     run = feed_ingest(supplier=supplier, raw=body)
     assert run.status == FeedRun.Status.SUCCEEDED
-    assert (run.rows_read, run.rows_accepted, run.rows_rejected) == (3, 1, 2)
-    rejected = dict(FeedRejection.objects.filter(run=run).values_list("row_number", "reason"))
-    assert rejected == {2: "unterminated quote (opened in row 2): not read", 3: rejected[2]}
+    assert (run.rows_read, run.rows_accepted, run.rows_quarantined) == (3, 1, 2)
+    quarantined = dict(QuarantinedRow.objects.filter(run=run).values_list("row_number", "reason"))
+    assert quarantined == {2: "unterminated quote (opened in row 2): not read", 3: quarantined[2]}
     # A applied; B and C were in quarantined lines: neither changed nor vanished.
     assert [on_hand(m.item, supplier.location) for m in (a, b, c)] == [5, 2, 3]
     assert set(SupplierProduct.objects.filter(supplier=supplier).values_list("status", flat=True)) == {"active"}
@@ -365,7 +365,7 @@ def test_a_row_too_short_keeps_its_sku_from_vanishing(on_hand):
     ts = now_iso()
     feed_ingest(supplier=supplier, raw=csv_feed([("KEEP", 1, ts), ("SHORT", 9, ts)]))
     run = feed_ingest(supplier=supplier, raw=csv_feed([("KEEP", 2, ts), ("SHORT", 4)]))
-    assert run.status == FeedRun.Status.SUCCEEDED and run.rows_rejected == 1
+    assert run.status == FeedRun.Status.SUCCEEDED and run.rows_quarantined == 1
     short.refresh_from_db()
     assert short.status == SupplierProduct.Status.ACTIVE
     assert (on_hand(keep.item, supplier.location), on_hand(short.item, supplier.location)) == (2, 9)
@@ -381,20 +381,20 @@ def test_a_row_too_short_keeps_its_sku_from_vanishing(on_hand):
         ('{"supplier_sku": {"id": "J1"}, "quantity": 5, "updated_at": "%s"}', "supplier_sku is dict"),
     ],
 )
-def test_json_items_with_a_field_twice_or_of_the_wrong_type_are_rejected_not_guessed(item, reason, on_hand):
+def test_json_items_with_a_field_twice_or_of_the_wrong_type_are_quarantined_not_guessed(item, reason, on_hand):
     supplier = make_supplier()
     mapping, other = make_mapping(supplier, "J1"), make_mapping(supplier, "J2")
     ts = now_iso()
     feed_ingest(supplier=supplier, raw=csv_feed([("J1", 3, ts), ("J2", 3, ts)]))
     body = f'{{"items": [{item % ts}, {{"supplier_sku": "J2", "quantity": 4, "updated_at": "{ts}"}}]}}'
     run = feed_ingest(supplier=supplier, raw=body.encode(), fmt="json")
-    assert run.status == FeedRun.Status.SUCCEEDED and run.rows_rejected == 1
-    assert reason in FeedRejection.objects.get(run=run).reason
+    assert run.status == FeedRun.Status.SUCCEEDED and run.rows_quarantined == 1
+    assert reason in QuarantinedRow.objects.get(run=run).reason
     assert (on_hand(mapping.item, supplier.location), on_hand(other.item, supplier.location)) == (3, 4)
     assert not SupplierProduct.objects.filter(supplier_sku__startswith="{").exists()  # no mapping made of an object
 
 
-def test_xml_item_with_a_field_twice_is_rejected(on_hand):
+def test_xml_item_with_a_field_twice_is_quarantined(on_hand):
     supplier = make_supplier()
     mapping = make_mapping(supplier, "X1")
     ts = now_iso()
@@ -403,7 +403,7 @@ def test_xml_item_with_a_field_twice_is_rejected(on_hand):
         f'<item supplier_sku="X1" quantity="2" updated_at="{ts}"/></feed>'
     ).encode()
     run = feed_ingest(supplier=supplier, raw=xml, fmt="xml")
-    assert run.rows_rejected == 1 and "given twice" in FeedRejection.objects.get(run=run).reason
+    assert run.rows_quarantined == 1 and "given twice" in QuarantinedRow.objects.get(run=run).reason
     assert on_hand(mapping.item, supplier.location) == 2
 
 

@@ -1,5 +1,5 @@
 """The feed readers on arbitrary input (hypothesis): nothing raises but FeedUnreadable or FeedTooLarge,
-every data line ends up in the frame or in a rejection, and no row takes another row's fields."""
+every data line ends up in the frame or is quarantined, and no row takes another row's fields."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_arbitrary_bytes_only_ever_raise_the_documented_errors(raw):
     for fmt in ("csv", "xml", "json"):
         parsed = _read(raw, fmt)
         if parsed is not None:
-            numbers = [*parsed.frame["row_number"].tolist(), *(r["row_number"] for r in parsed.rejections)]
+            numbers = [*parsed.frame["row_number"].tolist(), *(r["row_number"] for r in parsed.quarantined)]
             assert len(numbers) == len(set(numbers)), "a row number twice"
 
 
@@ -46,7 +46,7 @@ def test_arbitrary_csv_lines_only_ever_raise_the_documented_errors(text):
     parsed = _read(text.encode())
     if parsed is not None:
         assert list(parsed.frame.columns[:3]) == list(HEADER)
-        assert all(isinstance(r["reason"], str) and r["reason"] for r in parsed.rejections)
+        assert all(isinstance(r["reason"], str) and r["reason"] for r in parsed.quarantined)
 
 
 _row = st.lists(_field, min_size=1, max_size=5)
@@ -60,8 +60,8 @@ _plain = st.text(alphabet=st.sampled_from(list("ab1-_.é")), max_size=8)
     quote_all=st.booleans(),
     crlf=st.booleans(),
 )
-def test_every_row_is_in_the_frame_with_its_own_fields_or_rejected(rows, delimiter, quote_all, crlf):
-    """Rows of any width, quoted or not: right-width rows come back whole at their own number, the rest rejected."""
+def test_every_row_is_in_the_frame_with_its_own_fields_or_quarantined(rows, delimiter, quote_all, crlf):
+    """Rows of any width, quoted or not: right-width rows come back whole at their own number, the rest quarantined."""
     out = io.StringIO()
     writer = csv.writer(
         out,
@@ -75,16 +75,16 @@ def test_every_row_is_in_the_frame_with_its_own_fields_or_rejected(rows, delimit
     writer.writerows(numbered)
     parsed = read_feed(out.getvalue().encode(), fmt="csv")
     frame = {int(r["row_number"]): r for r in parsed.frame.to_dict("records")}
-    rejected = {r["row_number"]: r for r in parsed.rejections}
-    assert set(frame).isdisjoint(rejected)
-    assert set(frame) | set(rejected) == set(range(1, len(rows) + 1)), "a row lost or invented"
+    quarantined = {r["row_number"]: r for r in parsed.quarantined}
+    assert set(frame).isdisjoint(quarantined)
+    assert set(frame) | set(quarantined) == set(range(1, len(rows) + 1)), "a row lost or invented"
     for n, row in enumerate(numbered, start=1):
         if len(row) == len(HEADER):
             got = frame[n]
             assert [got[c] for c in HEADER] == row
         else:
-            assert n in rejected and rejected[n]["reason"].startswith("wrong number of fields")
-            assert rejected[n]["supplier_sku"] == row[0].strip()
+            assert n in quarantined and quarantined[n]["reason"].startswith("wrong number of fields")
+            assert quarantined[n]["supplier_sku"] == row[0].strip()
 
 
 @FAST
@@ -95,8 +95,8 @@ def test_an_unterminated_quote_loses_no_line_and_keeps_the_rows_before(rows, cut
     lines[at] = lines[at].replace(",", ',"', 1)  # opens a quote that never closes
     parsed = read_feed(("supplier_sku,quantity,updated_at\n" + "\n".join(lines) + "\n").encode(), fmt="csv")
     assert parsed.frame["row_number"].tolist() == list(range(1, at + 1))
-    assert [r["row_number"] for r in parsed.rejections] == list(range(at + 1, len(lines) + 1))
-    assert [r["raw"] for r in parsed.rejections] == lines[at:]
+    assert [r["row_number"] for r in parsed.quarantined] == list(range(at + 1, len(lines) + 1))
+    assert [r["raw"] for r in parsed.quarantined] == lines[at:]
 
 
 _json_value = st.recursive(
@@ -110,9 +110,9 @@ _item = st.dictionaries(st.sampled_from([*HEADER, "Quantity", "title", "x"]), _j
 @pytest.mark.slow
 @FAST
 @given(st.lists(_item | _json_value, max_size=10))
-def test_json_items_of_any_shape_are_rows_or_rejections(items):
+def test_json_items_of_any_shape_are_rows_or_quarantined(items):
     parsed = records_frame(items)
-    numbers = sorted([*parsed.frame["row_number"].tolist(), *(r["row_number"] for r in parsed.rejections)])
+    numbers = sorted([*parsed.frame["row_number"].tolist(), *(r["row_number"] for r in parsed.quarantined)])
     assert numbers == list(range(1, len(items) + 1))
     for row in parsed.frame.to_dict("records"):
         item = items[int(row["row_number"]) - 1]

@@ -139,7 +139,7 @@ def test_feed_freshness_shape():
     assert rows["never"]["stale"] is True and rows["never"]["age_minutes"] is None
 
 
-def test_metrics_expose_runs_rejections_and_feed_age():
+def test_metrics_expose_runs_quarantined_rows_and_feed_age():
     supplier = make_supplier("metered")
     for sku in ("A", "B", "C"):
         make_mapping(supplier, sku)
@@ -153,7 +153,7 @@ def test_metrics_expose_runs_rejections_and_feed_age():
         raise AssertionError(f"{name} {labels} not exported")
 
     assert sample("stockroom_supplier_feed_runs_total", supplier="metered", status="succeeded") >= 1
-    assert sample("stockroom_supplier_feed_rows_rejected_total", supplier="metered") >= 1
+    assert sample("stockroom_supplier_feed_rows_quarantined_total", supplier="metered") >= 1
     assert 0 <= sample("stockroom_supplier_feed_age_seconds", supplier="metered") < 60
     assert sample("stockroom_supplier_feed_stale", supplier="metered") == 0
 

@@ -48,7 +48,7 @@ def test_feed_runs_show_their_durations_in_words(page, transactional_db, django_
     page.wait_for_url(f"**/feedrun/{second.pk}/change/")
     assert page.locator(".fieldBox.field-duration_shown .readonly").inner_text() == "1.5 min"
     body = page.locator("#content-main").inner_text()
-    assert "0:01:30" not in body and "unmapped" in body  # its rejected row is listed below
+    assert "0:01:30" not in body and "unmapped" in body  # its quarantined row is listed below
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "feed_run.png"), full_page=True)
 

@@ -66,13 +66,13 @@ class Command(BaseCommand):
         duration = run.duration.total_seconds() if run.duration else 0.0
         self.stdout.write(
             f"run {run.pk} {run.status}: read {run.rows_read}, accepted {run.rows_accepted}, "
-            f"changed {run.rows_changed}, rejected {run.rows_rejected} in {duration:.2f}s"
+            f"changed {run.rows_changed}, quarantined {run.rows_quarantined} in {duration:.2f}s"
         )
         if run.error:
             self.stdout.write(f"reason: {run.error}")
-        for rejection in run.rejections.order_by("row_number")[:10]:
-            self.stdout.write(f"  row {rejection.row_number} {rejection.supplier_sku!r}: {rejection.reason}")
-        if run.rows_rejected > 10:
-            self.stdout.write(f"  ... and {run.rows_rejected - 10} more rejected rows (see the admin or the API)")
+        for row in run.quarantined.order_by("row_number")[:10]:
+            self.stdout.write(f"  row {row.row_number} {row.supplier_sku!r}: {row.reason}")
+        if run.rows_quarantined > 10:
+            self.stdout.write(f"  ... and {run.rows_quarantined - 10} more quarantined rows (see the admin or the API)")
         if run.status != FeedRun.Status.SUCCEEDED:
             raise SystemExit(2 if run.status == FeedRun.Status.REFUSED else 1)
