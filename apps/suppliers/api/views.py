@@ -106,14 +106,19 @@ class SupplierProductViewSet(IdempotentMixin, viewsets.ModelViewSet):
 
 # The old address of a run's quarantined rows: still answered, marked deprecated, gone in /api/v2/ (docs/api.md).
 _DEPRECATED_ACTIONS = {"rejections": "quarantine"}
+# When they were deprecated, as RFC 9745 writes it (`@` and the Unix time): 2026-12-07T00:00:00Z.
+_DEPRECATED_SINCE = "@1796601600"
 
 _DEPRECATION_HEADERS = [
     OpenApiParameter(
         "Deprecation",
-        {"type": "string", "enum": ["true"]},
+        {"type": "string", "enum": [_DEPRECATED_SINCE]},
         OpenApiParameter.HEADER,
         response=True,
-        description="`true`: this address is deprecated and goes in the next API version (`/api/v2/`).",
+        description=(
+            "RFC 9745: this address is deprecated since this moment (`@` and the Unix time, 2026-12-07) and goes "
+            "in the next API version (`/api/v2/`)."
+        ),
     ),
     OpenApiParameter(
         "Link",
@@ -151,7 +156,7 @@ class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["get"])
     def rejections(self, request: Request, pk: str | None = None) -> Response:
         """Deprecated: the old address of `quarantine/`, with the same rows. Every answer carries
-        `Deprecation: true` and a `Link` to `quarantine/`; it goes in the next API version (`/api/v2/`)."""
+        `Deprecation` (RFC 9745) and a `Link` to `quarantine/`; it goes in the next API version (`/api/v2/`)."""
         return self._quarantined_page()
 
     def _quarantined_page(self) -> Response:
@@ -164,7 +169,7 @@ class FeedRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         successor = _DEPRECATED_ACTIONS.get(getattr(self, "action", None) or "")
         if successor is not None and "pk" in self.kwargs:
             # Errors too (404, 403, 429): an integrator should notice whichever answer it gets.
-            response["Deprecation"] = "true"
+            response["Deprecation"] = _DEPRECATED_SINCE
             response["Link"] = (
                 f'<{self.reverse_action(successor, kwargs={"pk": self.kwargs["pk"]})}>; rel="successor-version"'
             )

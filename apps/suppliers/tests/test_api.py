@@ -149,11 +149,11 @@ def test_the_old_rejections_address_still_answers_and_says_it_is_deprecated(staf
     old = staff_api.get(f"/api/v1/feed-runs/{run.pk}/rejections/")
     new = staff_api.get(f"/api/v1/feed-runs/{run.pk}/quarantine/")
     assert old.status_code == 200 and old.json() == new.json() and old.json()["count"] == 2
-    assert old.headers["Deprecation"] == "true"
+    assert old.headers["Deprecation"] == "@1796601600"
     assert old.headers["Link"] == f'<http://testserver/api/v1/feed-runs/{run.pk}/quarantine/>; rel="successor-version"'
     # A wrong id is still a 404, and still says where to go.
     missing = staff_api.get("/api/v1/feed-runs/999999/rejections/")
-    assert missing.status_code == 404 and missing.headers["Deprecation"] == "true"
+    assert missing.status_code == 404 and missing.headers["Deprecation"] == "@1796601600"
     assert "/api/v1/feed-runs/999999/quarantine/" in missing.headers["Link"]
     # Only the old address: the run itself and its list are not deprecated.
     assert "Deprecation" not in staff_api.get(f"/api/v1/feed-runs/{run.pk}/").headers
