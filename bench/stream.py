@@ -7,14 +7,17 @@ reservation bench's catalog), starts the web process as the Procfile does (gunic
 ``inventory_site.asgi``) and measures:
 
 - the order path's throughput (wrk, ``POST /api/v1/orders/``, spread over the followed SKUs) before any
-  stream is open;
+  stream is open, and orders at ``--rate``/s for ``--seconds`` (32 threads, open loop): taken per second,
+  answer time, the web workers' CPU per order;
 - ``--streams`` streams opened by a client process (asyncio, one connection each, each following
   ``--follow`` SKUs of its channel), and the web workers' memory before and after: memory per stream;
 - orders at ``--rate``/s for ``--seconds`` over HTTP while the streams are open: every change must reach
   every stream that follows its SKU; p50/p99 from the event's ``as_of`` (stamped after the commit, before
-  the listings are read) to the moment the last of its subscribers has it;
+  the listings are read) to the moment the last of its subscribers has it; and the orders' own figures,
+  beside those without streams;
 - the order path's throughput again with the streams open (and receiving the events its orders cause),
-  and once more after they closed.
+  and once more after they closed, with the web workers' CPU per order in each phase (steadier than
+  throughput on a machine shared with other work).
 
 Writes var/bench/stream.json.
 """
@@ -197,7 +200,7 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
 
 def orders_at_rate(port: int, token: str, rate: float, seconds: float, skus: int) -> dict[str, Any]:
     """POST /api/v1/orders/ at ``rate`` per second (spread over threads), one unit of a random followed SKU."""
-    threads = 8
+    threads = 32  # open loop: a slow answer delays only its own thread's next order
     latencies: list[float] = []
     failed = [0]
     lock = threading.Lock()
@@ -263,6 +266,16 @@ def order_throughput(port: int, token: str, seconds: float, skus: int, concurren
     return reserve.http_measure_python(port, "spread", token, seconds, concurrency, skus)
 
 
+def order_throughput_cpu(web: int, port: int, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The order path's throughput, and the web workers' CPU per order meanwhile (less noisy than throughput
+    on a machine shared with other work: it counts what the web spends, not what it was given)."""
+    cpu = cpu_seconds(web)
+    result = order_throughput(port, token, args.throughput_seconds, args.skus, args.concurrency)
+    result["cpu_s"] = cpu_seconds(web) - cpu
+    result["cpu_ms_per_order"] = result["cpu_s"] * 1000 / max(1, result["done"])
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=int(os.environ.get("BENCH_STREAMS", "1000")))
@@ -318,7 +331,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     try:
         print("order path, no stream open...", flush=True)
-        before = order_throughput(port, channels[0]["token"], args.throughput_seconds, args.skus, args.concurrency)
+        before = order_throughput_cpu(process.pid, port, channels[0]["token"], args)
+        print(f"orders at {args.rate:.0f}/s for {args.seconds:.0f} s, no stream open...", flush=True)
+        cpu = cpu_seconds(process.pid)
+        flow_alone = orders_at_rate(port, channels[0]["token"], args.rate, args.seconds, args.skus)
+        flow_alone["cpu_ms_per_order"] = (cpu_seconds(process.pid) - cpu) * 1000 / max(1, flow_alone["done"])
+        time.sleep(2)
         rss_before = workers_rss(process.pid)
 
         (work / "specs.json").write_text(json.dumps(specs))
@@ -343,20 +361,21 @@ def main() -> int:
 
         print(f"orders at {args.rate:.0f}/s for {args.seconds:.0f} s with the streams open...", flush=True)
         flow_started = time.time()
+        cpu = cpu_seconds(process.pid)
         flow = orders_at_rate(port, channels[0]["token"], args.rate, args.seconds, args.skus)
+        flow["cpu_ms_per_order"] = (cpu_seconds(process.pid) - cpu) * 1000 / max(1, flow["done"])
         time.sleep(3)  # the last events on their way
         flow_ended = time.time()
         print("order path, streams open...", flush=True)
-        cpu_before = cpu_seconds(process.pid), cpu_seconds(clients.pid, children=False)
-        during = order_throughput(port, channels[0]["token"], args.throughput_seconds, args.skus, args.concurrency)
-        cpu_web = cpu_seconds(process.pid) - cpu_before[0]
-        cpu_clients = cpu_seconds(clients.pid, children=False) - cpu_before[1]
+        clients_cpu_before = cpu_seconds(clients.pid, children=False)
+        during = order_throughput_cpu(process.pid, port, channels[0]["token"], args)
+        cpu_clients = cpu_seconds(clients.pid, children=False) - clients_cpu_before
         (work / "stop").write_text("")
         clients.wait(timeout=120)
         seen = json.loads((work / "seen.json").read_text())["seen"]
         time.sleep(2)
         print("order path, streams closed again...", flush=True)
-        after = order_throughput(port, channels[0]["token"], args.throughput_seconds, args.skus, args.concurrency)
+        after = order_throughput_cpu(process.pid, port, channels[0]["token"], args)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -391,8 +410,13 @@ def main() -> int:
 
     add("stream: streams open (refused)", counts["ready"], f"streams ({counts['refused']} refused)", args.streams)
     add("stream: time to open them all", open_s, "s")
-    add("stream: orders during the flow", flow["per_s"], "orders/s", args.rate, p50_ms=flow["p50_ms"],
-        p99_ms=flow["p99_ms"], failed=flow["failed"])  # fmt: skip
+    for label, phase in (("no stream open", flow_alone), ("streams open", flow)):
+        add(f"stream: orders at {args.rate:.0f}/s, {label}: taken", phase["per_s"], "orders/s", args.rate,
+            failed=phase["failed"])  # fmt: skip
+        add(f"stream: orders at {args.rate:.0f}/s, {label}: answer p50 / p99", phase["p50_ms"],
+            f"ms / {phase['p99_ms']:.0f} ms")  # fmt: skip
+        add(f"stream: orders at {args.rate:.0f}/s, {label}: web workers' CPU per order", phase["cpu_ms_per_order"],
+            "ms", None if phase is flow_alone else flow_alone["cpu_ms_per_order"])  # fmt: skip
     add("stream: changes (channel events) in the flow", len(events), "events")
     add("stream: deliveries to subscribers", deliveries, "events")
     add("stream: deliveries missed", missed, "events", 0)
@@ -400,14 +424,14 @@ def main() -> int:
     add("stream: as_of to last subscriber p99", percentile(latencies, 99), "s", 1.0)
     add("stream: web workers' memory per open stream", per_stream_kib, "KiB",
         rss_before=rss_before, rss_open=rss_open)  # fmt: skip
-    add("stream: order path, no stream open (wrk)", before["done"] / before["elapsed"], "orders/s",
-        p50_ms=before["p50_ms"], p99_ms=before["p99_ms"])  # fmt: skip
-    add("stream: order path, streams open (wrk)", during["done"] / during["elapsed"], "orders/s",
-        before["done"] / before["elapsed"], p50_ms=during["p50_ms"], p99_ms=during["p99_ms"])  # fmt: skip
-    add("stream: CPU of the web workers / of the bench's stream clients, while wrk ran with streams open",
-        cpu_web, f"s / {cpu_clients:.1f} s in {during['elapsed']:.0f} s")  # fmt: skip
-    add("stream: order path, streams closed again (wrk)", after["done"] / after["elapsed"], "orders/s",
-        before["done"] / before["elapsed"], p50_ms=after["p50_ms"], p99_ms=after["p99_ms"])  # fmt: skip
+    for label, phase in (("no stream open", before), ("streams open", during), ("streams closed again", after)):
+        add(f"stream: order path, {label} (wrk)", phase["done"] / phase["elapsed"], "orders/s",
+            None if phase is before else before["done"] / before["elapsed"],
+            p50_ms=phase["p50_ms"], p99_ms=phase["p99_ms"])  # fmt: skip
+        add(f"stream: web workers' CPU per order, {label}", phase["cpu_ms_per_order"], "ms",
+            None if phase is before else before["cpu_ms_per_order"])  # fmt: skip
+    add("stream: CPU of the bench's stream clients (on the same machine) while wrk ran with streams open",
+        cpu_clients, f"s in {during['elapsed']:.0f} s")  # fmt: skip
     path = rows_write("stream", rows)
     print("\n| measurement | figure | unit | raw | ratio |\n|---|---|---|---|---|")
     for row in rows:

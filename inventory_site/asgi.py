@@ -1,10 +1,14 @@
 """The web process's application (docs/stream.md, "Serving"): ASGI, so that thousands of open availability
 streams hold no thread each.
 
-The async view (the stream) is served by Django's ASGI handler on the event loop. Every other request
-goes to the same Django through its WSGI handler, one at a time per worker process in one thread, as a
-synchronous gunicorn worker serves it: that thread keeps its persistent database connection
-(``CONN_MAX_AGE``), which Django's ASGI handler, starting a thread per request, could not.
+The async view (the stream) is served by Django's ASGI handler on the event loop, entered at ``handle``:
+its ``__call__`` would give each request a thread of its own for the synchronous middleware, kept until
+the request ends, so every open stream would hold an idle thread. Entered below that, the middleware of
+all async requests runs in asgiref's one shared thread (briefly: when a stream opens and when it ends).
+
+Every other request goes to the same Django through its WSGI handler, one at a time per worker process
+in one thread, as a synchronous gunicorn worker serves it: that thread keeps its persistent database
+connection (``CONN_MAX_AGE``), which Django's ASGI handler, starting a thread per request, could not.
 
 The hop to that thread is one per request: the request's body is read on the loop, the thread runs the
 WSGI application and hands back the whole answer, the loop sends it (a streamed answer, such as a CSV
@@ -129,6 +133,6 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
     elif scope["type"] == "http" and scope["path"].startswith(ASYNC_PATHS):
-        await _in_fresh_context(asynchronous, scope, receive, send)
+        await _in_fresh_context(asynchronous.handle, scope, receive, send)
     elif scope["type"] == "http":
         await _serve_synchronously(scope, receive, send)

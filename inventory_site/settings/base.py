@@ -408,6 +408,10 @@ STOCKROOM = {
     "STREAM_MAX_SECONDS": env.float("STREAM_MAX_SECONDS", default=900.0),
     # Events kept per channel for reconnects (Last-Event-ID); a client further behind gets a snapshot.
     "STREAM_BACKLOG": env.int("STREAM_BACKLOG", default=10000),
+    # Under load, each web process reads and publishes a channel's changes at most this often and writes
+    # what gathered to each stream in one piece (one read, one write for many changes); idle, a change goes
+    # out at once. Adds at most twice this to an event's way under load.
+    "STREAM_BATCH_SECONDS": env.float("STREAM_BATCH_SECONDS", default=0.25),
     # SKUs one stream may name; a storefront that wants more opens the stream without `sku` (all listings).
     "STREAM_MAX_SKUS": env.int("STREAM_MAX_SKUS", default=100),
     # Beat: channels with open streams are read again this often, so a state that changes without a

@@ -86,11 +86,19 @@ def stream_id(raw: bytes | str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
+def sse_frame(event_id: str | None, data: str, event: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    if event:
+        head += f"event: {event}\n"
+    return f"{head}data: {data}\n\n".encode()
+
+
 @dataclass(frozen=True)
 class Event:
     id: str
     listing_id: int | None  # None: a reset (the subscriber re-reads everything)
-    data: str
+    frame: bytes  # as written to every stream that follows it (formatted once, not once per stream)
+    at: tuple[int, int]  # the id as a comparable pair
 
 
 @dataclass(eq=False)
@@ -101,6 +109,9 @@ class Subscriber:
     buffer: list[Event] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ended: str | None = None
+    # The hub's beat sets it when the stream wrote nothing for STREAM_HEARTBEAT_SECONDS (no timer per stream).
+    heartbeat_due: bool = False
+    written_at: float = field(default_factory=time.monotonic)
 
     def deliver(self, events: Iterable[Event]) -> None:
         """Events this subscriber follows (the hub picked them)."""
@@ -120,6 +131,14 @@ class Subscriber:
         events, self.buffer = self.buffer, []
         self.ready.clear()
         return events
+
+    def wrote(self) -> None:
+        self.written_at = time.monotonic()
+        self.heartbeat_due = False
+
+    def beat(self) -> None:
+        self.heartbeat_due = True
+        self.ready.set()
 
 
 def _token_works(key_hash: str) -> bool:
@@ -146,6 +165,7 @@ class Hub:
         self.following: dict[int, dict[int | None, set[Subscriber]]] = {}
         self.readers: dict[int, tuple[asyncio.Task[None], asyncio.Future[None]]] = {}
         self.watcher: asyncio.Task[None] | None = None
+        self.beater: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def client(self) -> Any:
@@ -163,6 +183,7 @@ class Hub:
             self.following.clear()
             self.readers.clear()
             self.watcher = None
+            self.beater = None
         return self.redis
 
     @property
@@ -203,6 +224,8 @@ class Hub:
         await asyncio.shield(self.readers[channel_id][1])
         if self.watcher is None or self.watcher.done():
             self.watcher = asyncio.create_task(self._watch())
+        if self.beater is None or self.beater.done():
+            self.beater = asyncio.create_task(self._beat())
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         subscribers = self.subscribers.get(subscriber.channel_id)
@@ -260,9 +283,24 @@ class Hub:
                     events.append(entry_event(entry_id, fields))
             if events:
                 self._fan_out(channel_id, events)
+                # Under load, let the next changes gather: one read for all of them, and one write per
+                # stream instead of one per change. Idle, the next change goes out as soon as it comes.
+                await asyncio.sleep(keys.stream_setting("STREAM_BATCH_SECONDS"))
         self.readers.pop(channel_id, None)
         self.subscribers.pop(channel_id, None)
         self.following.pop(channel_id, None)
+
+    async def _beat(self) -> None:
+        """Streams that wrote nothing for STREAM_HEARTBEAT_SECONDS are told to send a heartbeat: one timer
+        for the process, not one per stream and wait."""
+        while any(self.subscribers.values()):
+            heartbeat = keys.stream_setting("STREAM_HEARTBEAT_SECONDS")
+            await asyncio.sleep(min(1.0, heartbeat / 3))
+            quiet_since = time.monotonic() - heartbeat
+            for subscribers in list(self.subscribers.values()):
+                for subscriber in subscribers:
+                    if subscriber.written_at <= quiet_since and not subscriber.heartbeat_due:
+                        subscriber.beat()
 
     async def _watch(self) -> None:
         """Every open stream's token checked a few times per API_TOKEN_CACHE_SECONDS, once per distinct token."""
@@ -288,9 +326,9 @@ def entry_event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
     listing = fields.get(b"l", fields.get("l"))
     data = fields.get(b"d", fields.get("d"))
     if listing is None or data is None:
-        return Event(text_id, None, "")
+        return Event(text_id, None, b"", stream_id(text_id))
     data_text = data.decode() if isinstance(data, bytes) else data
-    return Event(text_id, int(listing), data_text)
+    return Event(text_id, int(listing), sse_frame(text_id, data_text), stream_id(text_id))
 
 
 hub = Hub()

@@ -128,8 +128,9 @@ def _client() -> Any | None:
 
 class _Publisher:
     """One thread per process publishes what commits hand it: a writer's request does not wait for the
-    reads, and changes that arrive while a publish runs go out together in the next one (one read for
-    many orders under load). The thread gives its database connection back when idle."""
+    reads, and changes that arrive while a publish runs, or within ``STREAM_BATCH_SECONDS`` of the last one,
+    go out together in the next one (one read for many orders under load). The thread gives its database
+    connection back when idle."""
 
     IDLE_CLOSE_SECONDS = 2.0
 
@@ -138,6 +139,7 @@ class _Publisher:
         self.pending: set[int] = set()
         self.everything = False
         self.busy = False
+        self.published_at = -1e9
         self.release_asked = False
         self.thread: threading.Thread | None = None
         self.pid = 0
@@ -165,6 +167,10 @@ class _Publisher:
                         self.release_asked = False
                         self.changed.notify_all()
                         self.changed.wait()
+                # Under load, at most one publish per batch window: what commits meanwhile joins this one.
+                gathered_at = self.published_at + keys.stream_setting("STREAM_BATCH_SECONDS")
+                while (left := gathered_at - time.monotonic()) > 0:
+                    self.changed.wait(left)
                 ids = None if self.everything else sorted(self.pending)
                 self.pending, self.everything, self.busy = set(), False, True
             try:
@@ -176,6 +182,7 @@ class _Publisher:
                 log.warning("stream_publish_failed", error=f"{type(err).__name__}: {err}"[:300])
             finally:
                 with self.changed:
+                    self.published_at = time.monotonic()
                     self.busy = False
                     self.changed.notify_all()
 

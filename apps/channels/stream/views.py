@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apps.channels.stream import keys
-from apps.channels.stream.hub import Event, Subscriber, hub, in_database, stream_id
+from apps.channels.stream.hub import Event, Subscriber, hub, in_database, sse_frame, stream_id
 from apps.core.api.schema import error_response
 from apps.core.authentication import ApiTokenAuthentication, ChannelPrincipal
 from apps.core.errors import api_exception_handler
@@ -110,13 +110,6 @@ def _snapshot(opened: Opened) -> list[str]:
     ]
 
 
-def _frame(event_id: str | None, data: str, event: str | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id else ""
-    if event:
-        head += f"event: {event}\n"
-    return f"{head}data: {data}\n\n".encode()
-
-
 async def _newest_id(key: str) -> str:
     newest = await hub.client().xrevrange(key, count=1)
     return newest[0][0].decode() if newest else "0-0"
@@ -143,12 +136,12 @@ async def _backlog(key: str, after: str) -> list[Event] | None:
 
 async def _events(opened: Opened, subscriber: Subscriber, last_event_id: str | None) -> AsyncIterator[bytes]:
     key = keys.events(opened.channel_id)
-    heartbeat = keys.stream_setting("STREAM_HEARTBEAT_SECONDS")
     ends_at = time.monotonic() + keys.stream_setting("STREAM_MAX_SECONDS")
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()
-        async for chunk in _follow(opened, subscriber, last_event_id, key, heartbeat):
+        async for chunk in _follow(opened, subscriber, last_event_id, key):
             yield chunk
+            subscriber.wrote()
             if time.monotonic() >= ends_at:
                 # Ended without `end`: the client reconnects with its Last-Event-ID and misses nothing.
                 return
@@ -173,9 +166,7 @@ def _gone_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def _follow(
-    opened: Opened, subscriber: Subscriber, last_event_id: str | None, key: str, heartbeat: float
-) -> AsyncIterator[bytes]:
+async def _follow(opened: Opened, subscriber: Subscriber, last_event_id: str | None, key: str) -> AsyncIterator[bytes]:
     await hub.subscribe(subscriber)
     since = await hub.mark_open(opened.channel_id)
     # A channel's first stream: publishers learn of it within OPEN_CACHE_SECONDS; read after that.
@@ -185,41 +176,37 @@ async def _follow(
     missed = await _backlog(key, last_event_id) if last_event_id else None
     if missed is None or any(e.listing_id is None for e in missed):
         sent = await _newest_id(key)
-        yield b"".join(_frame(sent, data) for data in await in_database(_snapshot, opened))
+        yield b"".join(sse_frame(sent, data) for data in await in_database(_snapshot, opened))
         missed = await _backlog(key, sent) or []
     frames = []
     for event in missed:
         if event.listing_id is not None and (opened.listing_ids is None or event.listing_id in opened.listing_ids):
-            frames.append(_frame(event.id, event.data))
+            frames.append(event.frame)
         sent = event.id
     if frames:
         yield b"".join(frames)
     sent_at = stream_id(sent)
     while True:
         _gone_if_cancelled()
-        try:
-            async with asyncio.timeout(heartbeat):  # no task per wait, unlike wait_for
-                await subscriber.ready.wait()
-        except TimeoutError:
-            yield b": heartbeat\n\n"
-            continue
+        await subscriber.ready.wait()  # the hub's reader (events) or its beat (a heartbeat is due) wakes it
         if subscriber.ended:
-            yield _frame(None, f'{{"code":"{subscriber.ended}"}}', event="end")
+            yield sse_frame(None, f'{{"code":"{subscriber.ended}"}}', event="end")
             return
         frames = []  # everything that arrived since the last wake-up goes out in one write
         for event in subscriber.take():
-            event_at = stream_id(event.id)
-            if event_at <= sent_at:
+            if event.at <= sent_at:
                 continue
             if event.listing_id is None:  # the channel's stream began anew: re-read everything
                 snapshot_id = await _newest_id(key)
-                frames.extend(_frame(snapshot_id, data) for data in await in_database(_snapshot, opened))
+                frames.extend(sse_frame(snapshot_id, data) for data in await in_database(_snapshot, opened))
                 sent_at = stream_id(snapshot_id)
                 continue
-            frames.append(_frame(event.id, event.data))
-            sent_at = event_at
+            frames.append(event.frame)
+            sent_at = event.at
         if frames:
             yield b"".join(frames)
+        elif subscriber.heartbeat_due:
+            yield b": heartbeat\n\n"
 
 
 async def availability_stream(request: HttpRequest) -> HttpResponseBase:

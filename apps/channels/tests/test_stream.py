@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -206,6 +207,64 @@ def _read_until(sock: socket.socket, marker: bytes, seen: bytearray, times: int 
         chunk = sock.recv(65536)
         assert chunk, f"the server closed the stream early: {bytes(seen)!r}"
         seen += chunk
+
+
+def _chunks(sock: socket.socket, raw: bytearray, *markers: bytes, timeout: float = 10.0) -> list[bytes]:
+    """The HTTP chunks (one per write of the server) of a stream's answer (``raw``: what was read of it so
+    far), once every marker was read."""
+    deadline = time.monotonic() + timeout
+    while not all(marker in raw for marker in markers) and time.monotonic() < deadline:
+        raw += sock.recv(65536)
+    body = bytes(raw).split(b"\r\n\r\n", 1)[1]
+    chunks = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        chunks.append(rest[:size])
+        body = rest[size + 2 :]
+    return chunks
+
+
+def test_under_a_burst_a_stream_is_written_once_per_batch_window(server, world, settings):
+    """Twelve changes in about 0.6 s with a 0.4 s window: the stream's last numbers arrive in a few writes,
+    not one write per change (each write costs the web a system call and a wake-up of the stream)."""
+    settings.STOCKROOM = {**settings.STOCKROOM, "STREAM_BATCH_SECONDS": 0.4}
+    sock = _raw_stream(server.port, world["tokens"]["web"], "WEB-HOOD&sku=WEB-CAP")
+    try:
+        raw = bytearray()
+        _read_until(sock, b'"sku":"WEB-CAP"', raw)
+        for n in range(12):
+            sell("HOOD") if n % 2 else sell("CAP", kind="receipt")  # hoodies 10 -> 4, caps 5 -> 11
+            time.sleep(0.05)
+        chunks = _chunks(sock, raw, b'"sku":"WEB-HOOD","available":4,', b'"sku":"WEB-CAP","available":11,')
+    finally:
+        _hang_up(sock, reset=False)
+    written = b"".join(chunks)
+    assert b'"sku":"WEB-HOOD","available":4,' in written and b'"sku":"WEB-CAP","available":11,' in written
+    # The head's retry line and the snapshot are the first writes; the burst follows in at most four.
+    after_snapshot = [chunk for chunk in chunks if b"data:" in chunk][1:]
+    assert 1 <= len(after_snapshot) <= 4, [chunk.count(b"data:") for chunk in after_snapshot]
+
+
+def test_open_streams_hold_no_thread_each(server, world):
+    """Fifty streams open and fed: the web process has no more threads than with one (an open stream is a
+    coroutine; the middleware of every stream runs in one shared thread)."""
+    token = world["tokens"]["web"]
+    first = _raw_stream(server.port, token, "WEB-HOOD")
+    _read_until(first, b"data:", bytearray())
+    threads_with_one = threading.active_count()
+    socks = [_raw_stream(server.port, token, "WEB-HOOD") for _ in range(50)]
+    try:
+        for sock in socks:
+            _read_until(sock, b"data:", bytearray())
+        sell("HOOD")
+        for sock in socks:
+            _read_until(sock, b'"available":9', bytearray())
+        assert threading.active_count() <= threads_with_one + 2, [t.name for t in threading.enumerate()]
+    finally:
+        for sock in [first, *socks]:
+            _hang_up(sock, reset=False)
+    assert _all_answered(server)
 
 
 def _hang_up(sock: socket.socket, reset: bool) -> None:
