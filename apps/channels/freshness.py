@@ -18,9 +18,12 @@ from typing import NamedTuple
 
 from django.db import connection
 
+from apps.catalog.stock.atp import location_sells_sql
+
 OK, UPDATING, STALE = "ok", "updating", "stale"
 STATES = (OK, UPDATING, STALE)
 
+# An active supplier location that does not sell is one past its max age (the rule is atp.py's).
 LISTING_STATE_SQL = """
 SELECT l.id, l.channel_id,
        CASE
@@ -31,7 +34,7 @@ SELECT l.id, l.channel_id,
                 JOIN catalog_location loc ON loc.id = cl.location_id AND loc.is_active AND loc.kind = 'supplier'
                 JOIN catalog_productcomponent pc ON pc.product_id = l.product_id
                 JOIN catalog_stocklevel s ON s.item_id = pc.item_id AND s.location_id = loc.id
-               WHERE cl.channel_id = l.channel_id AND loc.stock_valid_until <= now()) THEN 'stale'
+               WHERE cl.channel_id = l.channel_id AND NOT {location_sells}) THEN 'stale'
          WHEN c.orders_pending_until IS NOT NULL
               AND (c.orders_imported_until IS NULL OR c.orders_imported_until < c.orders_pending_until) THEN 'updating'
          WHEN w.attempts > 0 OR w.state = 'dead' THEN 'updating'
@@ -42,7 +45,7 @@ SELECT l.id, l.channel_id,
   LEFT JOIN channels_syncwork w ON w.listing_id = l.id
  WHERE l.id = ANY(%(listings)s::bigint[])
    AND (%(channels)s::bigint[] IS NULL OR l.channel_id = ANY(%(channels)s::bigint[]))
-"""
+""".replace("{location_sells}", location_sells_sql("loc"))
 
 
 class ListingState(NamedTuple):

@@ -64,6 +64,9 @@ async def in_database(fn: Callable[..., T], *args: Any) -> T:
 BEHIND_LIMIT = 10_000
 # A reader's XREAD returns at least this often (milliseconds) to renew its channel's open mark.
 READ_BLOCK_MS = 5000
+# Connections to Redis per web process for the streams: one per channel's reader (held in XREAD BLOCK),
+# the rest shared by streams opening (their open mark, backlog and newest id).
+REDIS_CONNECTIONS = 100
 
 # KEYS: open marks (zset), first-open times (hash), last values, last tickets, events.
 # ARGV: channel id, now, mark ttl. A channel opened after a gap forgets what was last appended (the
@@ -173,11 +176,19 @@ class Hub:
         if self.redis is None or self.loop is not loop:
             import redis.asyncio
 
-            # Reads wait up to READ_BLOCK_MS by design: the socket's timeout stays well above it.
+            # Reads wait up to READ_BLOCK_MS by design: the socket's timeout stays well above it. Hundreds of
+            # streams opening at once (a storefront's visitors after a deploy) queue for a connection rather
+            # than fail: the pool blocks, up to the socket's timeout, where the default one refuses.
             timeout = READ_BLOCK_MS / 1000 + 10
-            self.redis = redis.asyncio.Redis.from_url(
-                keys.redis_url(), socket_connect_timeout=5, socket_timeout=timeout, socket_keepalive=True
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                keys.redis_url(),
+                max_connections=REDIS_CONNECTIONS,
+                timeout=timeout,
+                socket_connect_timeout=5,
+                socket_timeout=timeout,
+                socket_keepalive=True,
             )
+            self.redis = redis.asyncio.Redis(connection_pool=pool)
             self.loop = loop
             self.subscribers.clear()
             self.following.clear()

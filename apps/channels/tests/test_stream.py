@@ -246,6 +246,26 @@ def test_under_a_burst_a_stream_is_written_once_per_batch_window(server, world, 
     assert 1 <= len(after_snapshot) <= 4, [chunk.count(b"data:") for chunk in after_snapshot]
 
 
+def test_many_streams_opening_at_once_queue_for_redis_rather_than_fail(world, monkeypatch):
+    """Forty streams open at once on a web process allowed four Redis connections: they wait their turn."""
+    from apps.channels.stream import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "REDIS_CONNECTIONS", 4)
+    availability_cache.state.reset()
+    _clean_stream_keys()
+    open_channels.forget()
+    with AsgiServer() as running:
+        socks = [_raw_stream(running.port, world["tokens"]["web"], "WEB-HOOD") for _ in range(40)]
+        try:
+            for sock in socks:
+                _read_until(sock, b'"sku":"WEB-HOOD"', bytearray())
+        finally:
+            for sock in socks:
+                _hang_up(sock, reset=False)
+        assert _all_answered(running)
+    _clean_stream_keys()
+
+
 def test_open_streams_hold_no_thread_each(server, world):
     """Fifty streams open and fed: the web process has no more threads than with one (an open stream is a
     coroutine; the middleware of every stream runs in one shared thread)."""
