@@ -1,10 +1,10 @@
 """The web process's application (docs/stream.md, "Serving"): ASGI, so that thousands of open availability
 streams hold no thread each.
 
-The async view (the stream) is served by Django's ASGI handler on the event loop, entered at ``handle``:
-its ``__call__`` would give each request a thread of its own for the synchronous middleware, kept until
-the request ends, so every open stream would hold an idle thread. Entered below that, the middleware of
-all async requests runs in asgiref's one shared thread (briefly: when a stream opens and when it ends).
+The async views (the stream) are served by Django's ASGI handler on the event loop. Its ``__call__`` gives
+each request a thread of its own for the synchronous middleware, kept until the request ends, so every
+open stream would hold an idle thread. The stream's paths (``SHARED_THREAD_PATHS``) enter it below that,
+at ``handle``: their middleware runs in asgiref's one shared thread, briefly, when a stream opens.
 
 Every other request goes to the same Django through its WSGI handler, one at a time per worker process
 in one thread, as a synchronous gunicorn worker serves it: that thread keeps its persistent database
@@ -98,6 +98,7 @@ async def _serve_synchronously(scope: dict[str, Any], receive: Any, send: Any) -
 
 # Paths whose views are async (a prefix match is enough: nothing else lives below them).
 ASYNC_PATHS = tuple(settings.ASYNC_PATHS)
+SHARED_THREAD_PATHS = tuple(settings.SHARED_THREAD_PATHS)
 
 
 async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
@@ -132,7 +133,9 @@ async def _in_fresh_context(app, scope, receive, send):  # type: ignore[no-untyp
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
-    elif scope["type"] == "http" and scope["path"].startswith(ASYNC_PATHS):
+    elif scope["type"] == "http" and scope["path"].startswith(SHARED_THREAD_PATHS):
         await _in_fresh_context(asynchronous.handle, scope, receive, send)
+    elif scope["type"] == "http" and scope["path"].startswith(ASYNC_PATHS):
+        await _in_fresh_context(asynchronous, scope, receive, send)
     elif scope["type"] == "http":
         await _serve_synchronously(scope, receive, send)

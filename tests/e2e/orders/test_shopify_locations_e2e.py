@@ -195,5 +195,11 @@ def test_a_pos_sale_that_eats_reserved_stock_is_booked_and_opens_an_incident(sho
     # Shopify's S2 went to -3 by its own sales: Stockroom sets it to 0 (S2 has nothing to promise, and the
     # incident holds the listing at 0 while its cause lasts); the drop is the sales it imported, so no raise waits.
     # A chain of pushes (the sale's, the incident's hold, the read-back): 30 s leaves room for a loaded machine.
-    wait_for(lambda: shown(shops)["S2"] == 0 and not SyncWork.objects.exists(), timeout=30)
+    try:
+        wait_for(lambda: shown(shops)["S2"] == 0 and not SyncWork.objects.exists(), timeout=30)
+    except AssertionError as err:  # say where the chain stopped (seen once with four runners on two cores)
+        fields = ("reason", "state", "attempts", "next_attempt_at", "last_error")
+        raise AssertionError(
+            f"{err}: Shopify shows {shown(shops)}, work {list(SyncWork.objects.values(*fields))}"
+        ) from err
     assert Listing.objects.get(pk=shops.hoodie.pk).pushed_places[shops.places["S2"]] == 0
