@@ -367,6 +367,10 @@ STOCKROOM = {
     "SYNC_TIER1_GATHER_S": env.float("SYNC_TIER1_GATHER_S", default=0.3),
     # Tier 2 changes wait this long so that a burst of adjustments goes out as one push.
     "SYNC_TIER2_DELAY_S": env.float("SYNC_TIER2_DELAY_S", default=2.0),
+    # A channel's queued push task keeps further kicks from queueing another for this long (after its
+    # countdown); a task held by a worker cut off from the network stops blocking after it, and the
+    # sweep queues one that a live worker runs (the pusher lock keeps one pusher at a time).
+    "SYNC_KICK_CLAIM_S": env.float("SYNC_KICK_CLAIM_S", default=15.0),
     # Tier 3 changes are batched: pushed once their oldest change is this old (beat sweep).
     "SYNC_TIER3_BATCH_S": env.float("SYNC_TIER3_BATCH_S", default=60.0),
     # A push is tried this often before its work becomes a dead letter, backing off exponentially.

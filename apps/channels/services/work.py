@@ -227,6 +227,13 @@ def channel_queue(channel_id: int) -> str:
     return queue
 
 
+def _claim_s() -> float:
+    """How long a queued push task's claim stands: a task that a worker took and never started (the worker
+    cut off from the network holds its message until the broker's visibility timeout) stops blocking the
+    channel's kicks after it."""
+    return float(sync_setting("SYNC_KICK_CLAIM_S"))
+
+
 def channel_kick(*, channel_id: int, countdown: float = 0.0, pipe: Any = None) -> bool:
     """Queue a push task for the channel unless one is already queued and not yet started.
 
@@ -235,9 +242,9 @@ def channel_kick(*, channel_id: int, countdown: float = 0.0, pipe: Any = None) -
     """
     delayed = countdown > 0
     if pipe is not None:
-        limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + 60, pipe=pipe)
+        limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + _claim_s(), pipe=pipe)
         return False
-    if not limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + 60):
+    if not limits.kick_claim(channel_id, delayed=delayed, ttl_s=countdown + _claim_s()):
         return False
     channel_kicked(channel_id=channel_id, countdown=countdown)
     return True

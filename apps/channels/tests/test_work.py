@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,8 @@ from apps.catalog.models import Incident, Movement
 from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier, incident_opened
 from apps.channels.models import SyncWork
-from apps.channels.services.work import sync_work_enqueue
+from apps.channels import limits
+from apps.channels.services.work import channel_kick, sync_work_enqueue
 from apps.channels.tests.factories import channel_selling, listing, shop
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +119,16 @@ def test_a_failed_transaction_leaves_no_sync_work(world):
         sync_work_enqueue(pairs=[(s.hoodie.pk, s.warehouse.pk)], priority=Tier.SALE, reason="sale")
         raise RuntimeError("rolled back")
     assert not SyncWork.objects.exists()
+
+
+def test_a_queued_push_that_never_starts_stops_blocking_the_channels_kicks_after_the_claim(world, stockroom_knobs):
+    """A worker cut off from the network holds the push message it took (until the broker's visibility
+    timeout): after SYNC_KICK_CLAIM_S the next kick (a sale, the sweep) queues another for a live worker."""
+    stockroom_knobs(SYNC_KICK_CLAIM_S=0.5)
+    channel_id = world[1]["web-single"].channel_id
+    limits.kick_clear(channel_id, delayed=False)
+    assert channel_kick(channel_id=channel_id) is True
+    assert channel_kick(channel_id=channel_id) is False  # one is queued and not started: no second
+    time.sleep(0.7)  # ... and it never starts
+    assert channel_kick(channel_id=channel_id) is True
+    limits.kick_clear(channel_id, delayed=False)
