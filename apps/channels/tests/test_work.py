@@ -12,8 +12,8 @@ from django.utils import timezone
 from apps.catalog.models import Incident, Movement
 from apps.catalog.services.movements import stock_movement_record
 from apps.catalog.signals import Tier, incident_opened
-from apps.channels.models import SyncWork
 from apps.channels import limits
+from apps.channels.models import SyncWork
 from apps.channels.services.work import channel_kick, sync_work_enqueue
 from apps.channels.tests.factories import channel_selling, listing, shop
 
