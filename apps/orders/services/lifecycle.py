@@ -22,9 +22,49 @@ from apps.catalog.stock.ledger import MovementSpec, movements_apply
 from apps.orders.errors import InsufficientStock, InvalidOrderState, InvalidQuantity, UnknownSku
 from apps.orders.locks import order_for_update
 from apps.orders.models import Order, OrderLine, Reservation
-from apps.orders.services.allocation import LineRequest, Plan, Resolution, lines_resolve, pair_totals, units_allocate
+from apps.orders.services.allocation import (
+    Allocation,
+    LineRequest,
+    Plan,
+    Resolution,
+    ResolvedLine,
+    lines_resolve,
+    pair_totals,
+    units_allocate,
+)
 from apps.orders.services.reserve import locked_atp
 from apps.orders.signals import order_reserved
+
+
+def reservations_grow_or_add(
+    *,
+    line: OrderLine,
+    resolved: ResolvedLine,
+    allocations: Iterable[Allocation],
+    held: dict[tuple[int, int], Reservation],
+    grown: list[Reservation],
+    new: list[Reservation],
+) -> None:
+    """One reservation per (line, item, location): units allocated where the line already holds that component
+    grow its row (``grown``), so that a location's reservations of the line stay one per component; elsewhere
+    a new row is made (``new``). Nothing is saved here."""
+    for allocation in allocations:
+        for item, per_unit in resolved.components:
+            quantity = allocation.units * per_unit
+            existing = held.get((item, allocation.location_id))
+            if existing is not None and existing.per_unit == per_unit:
+                existing.quantity += quantity
+                grown.append(existing)
+            else:
+                new.append(
+                    Reservation(
+                        line=line,
+                        item_id=item,
+                        location_id=allocation.location_id,
+                        per_unit=per_unit,
+                        quantity=quantity,
+                    )
+                )
 
 
 @dataclass(frozen=True)
@@ -551,25 +591,14 @@ def order_lines_change(
                 short[resolved.sku] = plan.shortfall[index]
             if resolved.listing_id is not None:
                 sold[resolved.listing_id] += resolved.quantity
-            # One reservation per (line, item, location): units added where the line already holds stock
-            # grow that row, so that a location's reservations of the line stay one per component.
-            held = {(r.item_id, r.location_id): r for r in reservations.get(line.pk, ())}
-            for allocation in (a for a in plan.allocations if a.line_index == index):
-                for item, per_unit in resolved.components:
-                    existing = held.get((item, allocation.location_id))
-                    if existing is not None and existing.per_unit == per_unit:
-                        existing.quantity += allocation.units * per_unit
-                        grown.append(existing)
-                    else:
-                        new_reservations.append(
-                            Reservation(
-                                line=line,
-                                item_id=item,
-                                location_id=allocation.location_id,
-                                per_unit=per_unit,
-                                quantity=allocation.units * per_unit,
-                            )
-                        )
+            reservations_grow_or_add(
+                line=line,
+                resolved=resolved,
+                allocations=[a for a in plan.allocations if a.line_index == index],
+                held={(r.item_id, r.location_id): r for r in reservations.get(line.pk, ())},
+                grown=grown,
+                new=new_reservations,
+            )
         if rows:
             OrderLine.objects.bulk_update(rows, ["quantity", "unallocated_quantity"])
         if grown:

@@ -31,7 +31,8 @@ from apps.channels.models import Channel, ChannelLocation, Listing
 from apps.core.errors import DomainError
 from apps.orders.locks import order_for_update
 from apps.orders.models import Order, OrderLine, Reservation
-from apps.orders.services.allocation import LineRequest, lines_resolve, units_allocate
+from apps.orders.services.allocation import LineRequest, lines_resolve, pair_totals, units_allocate
+from apps.orders.services.lifecycle import reservations_grow_or_add
 from apps.orders.services.reserve import locked_atp
 from apps.orders.signals import order_reserved
 
@@ -121,29 +122,18 @@ def order_place_move(*, order_id: int, place: str, location_ids: Sequence[int] |
     kind = Movement.Kind.RESERVE if order.mode == Order.Mode.RESERVE else Movement.Kind.IMPORT_SALE
     new: list[Reservation] = []
     grown: list[Reservation] = []
-    totals: dict[tuple[int, int], int] = defaultdict(int)
+    totals = pair_totals(lines=resolution.lines, allocations=plan.allocations)
     settled: set[int] = set()
     short: dict[str, int] = {}
     for index, (line, resolved) in enumerate(zip(moving, resolution.lines, strict=True)):
-        held = {(r.item_id, r.location_id): r for r in reservations[line.pk] if r.location_id in targets}
-        for allocation in (a for a in plan.allocations if a.line_index == index):
-            for item, per_unit in resolved.components:
-                quantity = allocation.units * per_unit
-                totals[(item, allocation.location_id)] += quantity
-                existing = held.get((item, allocation.location_id))
-                if existing is not None and existing.per_unit == per_unit:
-                    existing.quantity += quantity
-                    grown.append(existing)
-                else:
-                    new.append(
-                        Reservation(
-                            line=line,
-                            item_id=item,
-                            location_id=allocation.location_id,
-                            per_unit=per_unit,
-                            quantity=quantity,
-                        )
-                    )
+        reservations_grow_or_add(
+            line=line,
+            resolved=resolved,
+            allocations=[a for a in plan.allocations if a.line_index == index],
+            held={(r.item_id, r.location_id): r for r in reservations[line.pk] if r.location_id in targets},
+            grown=grown,
+            new=new,
+        )
         if plan.shortfall[index] < line.unallocated_quantity:
             settled.update(item for item, _ in resolved.components)
         line.unallocated_quantity = plan.shortfall[index]
@@ -155,10 +145,7 @@ def order_place_move(*, order_id: int, place: str, location_ids: Sequence[int] |
     if new:
         Reservation.objects.bulk_create(new)
     OrderLine.objects.bulk_update(moving, ["unallocated_quantity"])
-    specs += [
-        MovementSpec(item, loc, kind, reserved_delta=q, reference=reference)
-        for (item, loc), q in sorted(totals.items())
-    ]
+    specs += [MovementSpec(item, loc, kind, reserved_delta=q, reference=reference) for (item, loc), q in totals.items()]
     movements_apply(movements=specs, actor=actor, priority=Tier.SALE, reason="order moved")
     fields = ["platform_location", "updated_at"]
     if short:
