@@ -75,13 +75,13 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "inventory_site.urls"
-# Paths whose views are async, served on the web process's event loop (inventory_site/asgi.py).
-ASYNC_PATHS = ["/api/v1/availability/stream/"]
-# Of those, the ones whose synchronous middleware runs in one thread shared by the process instead of a
-# thread per request kept for the request's whole life (an open stream would hold one each). A view here
-# must never wait for another request of the same process while its middleware runs (the demo's relay,
-# which asks this server for a stream, does: it stays out).
+# Async paths whose synchronous middleware runs in one thread shared by the process instead of a thread
+# per request kept for the request's whole life (an open stream would hold one each). A view here must
+# never wait for another request of the same process while its middleware runs (the demo's relay, which
+# asks this server for a stream, does: it stays out).
 SHARED_THREAD_PATHS = ["/api/v1/availability/stream/"]
+# Paths whose views are async, served on the web process's event loop (inventory_site/asgi.py).
+ASYNC_PATHS = [*SHARED_THREAD_PATHS]
 WSGI_APPLICATION = "inventory_site.wsgi.application"
 
 TEMPLATES = [
